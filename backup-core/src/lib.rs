@@ -1,0 +1,60 @@
+//! # backup-core
+//!
+//! The vocabulary of pre-deploy: what a backup is ([`Manifest`], [`BackupId`], [`ArtifactMeta`],
+//! [`Digest`], [`DeployInfo`]), the traits backends implement ([`Snapshotter`], [`Store`],
+//! [`Verifier`], [`RetentionPolicy`]), and the streaming artifact pipeline that moves a dump
+//! through zstd and SHA-256 into a store with bounded memory.
+//!
+//! This crate names no backend: no database driver, no object store. Backends depend on it.
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread")] async fn main() -> backup_core::Result<()> {
+//! use backup_core::testkit::MemoryStore;
+//! use backup_core::{pipeline, PipelineConfig, StoreExt, Digest};
+//!
+//! let store = MemoryStore::new();
+//! let dump: &[u8] = b"PGDMP pretend this is a pg_dump archive";
+//! let stats = pipeline::write_artifact(&store, "backups/x/data/db/dump.pgc.zst", "db", dump,
+//!     &PipelineConfig::default()).await?;
+//! assert_eq!(stats.raw_size, dump.len() as u64);
+//! let stored = store.get_all("backups/x/data/db/dump.pgc.zst").await?;
+//! assert_eq!(Digest::of(&stored), stats.sha256);
+//! # Ok(()) }
+//! ```
+
+mod clock;
+mod digest;
+mod error;
+mod id;
+pub mod layout;
+mod manifest;
+pub mod pipeline;
+pub mod reader;
+mod retention;
+mod snapshot;
+mod store;
+#[cfg(feature = "testkit")]
+pub mod testkit;
+mod verify;
+
+pub use clock::{Clock, SystemClock};
+pub use digest::{Digest, Sha256};
+pub use error::{BoxError, Error, Result};
+pub use id::{BackupId, SourceName};
+pub use manifest::{
+    ArtifactMeta, BackupKind, DeployInfo, MANIFEST_FORMAT_VERSION, Manifest, SourceManifest,
+    SourceStats, TableStat, ToolInfo,
+};
+pub use pipeline::{ArtifactStats, PipelineConfig};
+pub use retention::{
+    BackupSummary, KeepAll, RetentionAction, RetentionDecision, RetentionPlan, RetentionPolicy,
+};
+pub use snapshot::{ArtifactSpec, DynSnapshotter, PreflightReport, SnapshotContext, Snapshotter};
+pub use store::{
+    ByteStream, DynStore, MAX_DOCUMENT_SIZE, ObjectInfo, Store, StoreCapabilities, StoreExt,
+    WriteMode,
+};
+pub use verify::{
+    DynVerifier, Finding, FindingStatus, LevelTiming, VerificationLevel, VerificationRecord,
+    VerificationReport, Verifier,
+};

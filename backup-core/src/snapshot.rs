@@ -1,0 +1,112 @@
+//! The [`Snapshotter`] trait: something that can be backed up (a database, a bucket, a directory).
+
+use std::fmt::Debug;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde_json::Map;
+use tokio::io::AsyncRead;
+
+use crate::error::Result;
+use crate::id::{BackupId, SourceName};
+use crate::layout;
+use crate::manifest::{ArtifactMeta, SourceManifest};
+use crate::pipeline::{self, PipelineConfig};
+use crate::store::Store;
+
+/// What a source's preflight found. Nothing is written by a preflight.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PreflightReport {
+    /// The server's version, when the source is a server.
+    pub server_version: Option<String>,
+    /// The dump tool that will be used, with its version.
+    pub tool: Option<String>,
+    /// Approximate size of the data to back up, in bytes, when known.
+    pub estimated_bytes: Option<u64>,
+    /// Things worth telling the operator.
+    pub notes: Vec<String>,
+}
+
+/// Where and how a snapshot writes its artifacts.
+#[derive(Debug, Clone, Copy)]
+pub struct SnapshotContext<'a> {
+    /// The store receiving the artifacts.
+    pub store: &'a dyn Store,
+    /// The backup being taken.
+    pub backup_id: &'a BackupId,
+    /// Compression settings.
+    pub pipeline: &'a PipelineConfig,
+}
+
+/// How an artifact's bytes are described in the manifest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ArtifactSpec<'a> {
+    /// The source it belongs to.
+    pub source: &'a SourceName,
+    /// File name, e.g. `dump.pgc.zst`.
+    pub file: &'a str,
+    /// What the raw bytes are, e.g. `pg_dump-custom`.
+    pub format: &'a str,
+}
+
+impl SnapshotContext<'_> {
+    /// Streams `reader` through the pipeline into this backup's data area and describes the
+    /// stored artifact.
+    ///
+    /// # Errors
+    ///
+    /// See [`pipeline::write_artifact`].
+    pub async fn write_artifact<R>(&self, spec: ArtifactSpec<'_>, reader: R) -> Result<ArtifactMeta>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let key = layout::artifact_key(self.backup_id, spec.source, spec.file);
+        let stats =
+            pipeline::write_artifact(self.store, &key, spec.source.as_str(), reader, self.pipeline)
+                .await?;
+        Ok(ArtifactMeta {
+            name: spec.file.to_owned(),
+            key,
+            format: spec.format.to_owned(),
+            compression: "zstd".into(),
+            stored_size: stats.stored_size,
+            raw_size: stats.raw_size,
+            sha256: stats.sha256,
+            extra: Map::new(),
+        })
+    }
+}
+
+/// A source that can be snapshotted into a store.
+///
+/// # Contract
+///
+/// - [`preflight`](Snapshotter::preflight) writes nothing; it fails with
+///   [`crate::Error::SourceUnavailable`] when the source is unreachable, refuses the credentials,
+///   or the tools to dump it are missing, with a message that says what to do.
+/// - [`snapshot`](Snapshotter::snapshot) writes only under `backups/<id>/data/<source>/` and
+///   returns the manifest entry describing exactly what it wrote. A failure part-way returns
+///   [`crate::Error::SnapshotFailed`] (or the store's error); artifacts it had already committed
+///   are left for the caller to clean up, and no manifest refers to them.
+/// - The snapshot is consistent: everything in it, including the statistics, comes from one
+///   point in time of the source.
+#[async_trait]
+pub trait Snapshotter: Send + Sync + Debug + 'static {
+    /// The source's name within the backup.
+    fn source_name(&self) -> &SourceName;
+
+    /// The source kind (`postgres`, `mysql`, `bucket`).
+    fn kind(&self) -> &'static str;
+
+    /// The location, without credentials, for messages and the manifest.
+    fn location(&self) -> String;
+
+    /// Checks that a snapshot can be taken, without writing anything.
+    async fn preflight(&self) -> Result<PreflightReport>;
+
+    /// Takes the snapshot into `ctx.store`.
+    async fn snapshot(&self, ctx: SnapshotContext<'_>) -> Result<SourceManifest>;
+}
+
+/// A snapshotter behind `Arc<dyn …>`.
+pub type DynSnapshotter = Arc<dyn Snapshotter>;
