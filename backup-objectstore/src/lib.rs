@@ -1,1 +1,26 @@
-//! placeholder
+//! # backup-objectstore
+//!
+//! [`ObjectStoreStore`]: the pre-deploy [`Store`](backup_core::Store) over the `object_store`
+//! crate. A local directory works today; S3-compatible servers are a configuration of the same
+//! type (the `object_store` backend changes, the store does not).
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread")] async fn main() -> backup_core::Result<()> {
+//! use backup_core::{Store, StoreExt, WriteMode};
+//! use backup_objectstore::{ObjectStoreStore, StoreUrl};
+//!
+//! let dir = std::env::temp_dir().join(format!("pd-doc-{}", std::process::id()));
+//! let store = ObjectStoreStore::open(&StoreUrl::parse(dir.to_str().unwrap())?)?;
+//! store.put_bytes("hello.txt", "hi".into(), WriteMode::CreateOnly).await?;
+//! assert_eq!(store.get_all("hello.txt").await?, b"hi");
+//! # std::fs::remove_dir_all(dir).ok(); Ok(()) }
+//! ```
+
+mod error;
+mod selftest;
+mod store;
+mod url;
+
+pub use selftest::{error_chain, probe_store};
+pub use store::ObjectStoreStore;
+pub use url::StoreUrl;

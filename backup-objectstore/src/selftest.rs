@@ -1,0 +1,53 @@
+//! The store self-test run in preflight: can we write, read back, list and delete?
+
+use backup_core::{Error, Result, Store, StoreExt, WriteMode};
+use bytes::Bytes;
+
+/// Writes, reads back, lists and deletes a small probe object under `.probe/`.
+///
+/// # Errors
+///
+/// [`Error::StoreUnavailable`] naming the step that failed.
+pub async fn probe_store(store: &dyn Store) -> Result<()> {
+    let unavailable = |step: &str, e: Error| Error::StoreUnavailable {
+        store: store.name().to_owned(),
+        message: format!("{step} failed: {}", error_chain(&e)),
+    };
+    let key = format!(".probe/{}-{}", std::process::id(), jiff::Timestamp::now().as_nanosecond());
+    let payload = Bytes::from_static(b"pre-deploy store probe");
+    store
+        .put_bytes(&key, payload.clone(), WriteMode::Overwrite)
+        .await
+        .map_err(|e| unavailable("writing a probe object", e))?;
+    let back = store
+        .get_all(&key)
+        .await
+        .map_err(|e| unavailable("reading the probe object back", e))?;
+    if back != payload {
+        return Err(Error::StoreUnavailable {
+            store: store.name().to_owned(),
+            message: "the probe object read back different bytes than were written".into(),
+        });
+    }
+    store
+        .list(".probe/")
+        .await
+        .map_err(|e| unavailable("listing", e))?;
+    store
+        .delete(&key)
+        .await
+        .map_err(|e| unavailable("deleting the probe object", e))?;
+    Ok(())
+}
+
+/// An error and its causes on one line.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

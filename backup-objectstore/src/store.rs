@@ -1,0 +1,314 @@
+//! [`ObjectStoreStore`]: the [`Store`] over any `object_store` backend.
+
+use std::path::{Path as FsPath, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use backup_core::{ByteStream, Error, ObjectInfo, Result, Store, StoreCapabilities, WriteMode};
+use bytes::Bytes;
+use futures::{StreamExt, TryStreamExt};
+use object_store::local::LocalFileSystem;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+
+use crate::error::map_error;
+use crate::url::StoreUrl;
+
+/// Part size of multipart uploads: large enough for 10,000 parts to hold ~100 GiB.
+const PART_SIZE: usize = 10 * 1024 * 1024;
+/// Parts uploaded concurrently.
+const PART_CONCURRENCY: usize = 2;
+
+/// A [`Store`] backed by an [`ObjectStore`].
+///
+/// For a local directory ([`ObjectStoreStore::local`]) every write is atomic (staged, then
+/// renamed) and fsynced with its directory before it returns; files are made `0600` and
+/// directories `0700`, so only the backup's owner can read a dump.
+#[derive(Debug, Clone)]
+pub struct ObjectStoreStore {
+    inner: Arc<dyn ObjectStore>,
+    name: String,
+    capabilities: StoreCapabilities,
+    /// The directory of a local store, for permissions.
+    local_root: Option<PathBuf>,
+}
+
+impl ObjectStoreStore {
+    /// Wraps any `object_store` backend; `name` is shown in messages and must hold no secret.
+    pub fn new(
+        inner: Arc<dyn ObjectStore>,
+        name: impl Into<String>,
+        capabilities: StoreCapabilities,
+    ) -> Self {
+        ObjectStoreStore {
+            inner,
+            name: name.into(),
+            capabilities,
+            local_root: None,
+        }
+    }
+
+    /// A store in a local directory, created (mode `0700`) when missing.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::StoreUnavailable`] when the directory cannot be created or used.
+    pub fn local(dir: &FsPath) -> Result<Self> {
+        let unavailable = |message: String| Error::StoreUnavailable {
+            store: format!("file://{}", dir.display()),
+            message,
+        };
+        create_private_dirs(dir)
+            .map_err(|e| unavailable(format!("cannot create the directory: {e}")))?;
+        let root = dir
+            .canonicalize()
+            .map_err(|e| unavailable(format!("cannot resolve the directory: {e}")))?;
+        let fs = LocalFileSystem::new_with_prefix(&root)
+            .map_err(|e| unavailable(e.to_string()))?
+            .with_fsync(true)
+            .with_automatic_cleanup(true);
+        Ok(ObjectStoreStore {
+            inner: Arc::new(fs),
+            name: format!("file://{}", root.display()),
+            capabilities: StoreCapabilities {
+                create_only_writes: true,
+                durable_writes: true,
+                local: true,
+            },
+            local_root: Some(root),
+        })
+    }
+
+    /// Opens the store a `--store` value names.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a malformed URL or a store kind this build does not support yet;
+    /// [`Error::StoreUnavailable`] when a local directory cannot be used.
+    pub fn open(url: &StoreUrl) -> Result<Self> {
+        match url {
+            StoreUrl::Local(dir) => Self::local(dir),
+            StoreUrl::S3 { .. } => Err(Error::Invalid {
+                what: "store",
+                value: url.to_string(),
+                reason: "S3 stores are not supported by this version yet; use a local directory".into(),
+            }),
+        }
+    }
+
+    /// The underlying `object_store`.
+    pub fn object_store(&self) -> &Arc<dyn ObjectStore> {
+        &self.inner
+    }
+
+    fn path(&self, key: &str) -> Result<Path> {
+        Path::parse(key).map_err(|e| Error::Invalid {
+            what: "store key",
+            value: key.to_owned(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Local stores: create the key's parent directories `0700` before object_store writes there.
+    fn prepare_local(&self, key: &str) -> Result<()> {
+        if let Some(root) = &self.local_root {
+            let file = root.join(key);
+            if let Some(parent) = file.parent() {
+                create_private_dirs(parent)
+                    .map_err(|e| Error::store("put", key, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Local stores: make a written file `0600`. Its directory is already `0700`, so the file
+    /// was never readable by others in between.
+    fn finish_local(&self, key: &str) -> Result<()> {
+        if let Some(root) = &self.local_root {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(root.join(key), std::fs::Permissions::from_mode(0o600))
+                .map_err(|e| Error::store("put", key, e))?;
+        }
+        Ok(())
+    }
+}
+
+fn create_private_dirs(dir: &FsPath) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+}
+
+fn object_info(meta: object_store::ObjectMeta) -> ObjectInfo {
+    ObjectInfo {
+        key: meta.location.to_string(),
+        size: meta.size,
+        last_modified: jiff::Timestamp::from_millisecond(meta.last_modified.timestamp_millis())
+            .unwrap_or(jiff::Timestamp::UNIX_EPOCH),
+    }
+}
+
+/// object_store lists by whole path segments: `backups/` is the directory `backups`.
+fn prefix_path(prefix: &str) -> Result<Option<Path>> {
+    let trimmed = prefix.trim_end_matches('/');
+    if trimmed.is_empty() {
+        return Ok(None);
+    }
+    Path::parse(trimmed).map(Some).map_err(|e| Error::Invalid {
+        what: "store prefix",
+        value: prefix.to_owned(),
+        reason: e.to_string(),
+    })
+}
+
+#[async_trait]
+impl Store for ObjectStoreStore {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn capabilities(&self) -> StoreCapabilities {
+        self.capabilities
+    }
+
+    async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64> {
+        let path = self.path(key)?;
+        self.prepare_local(key)?;
+        let upload = self
+            .inner
+            .put_multipart(&path)
+            .await
+            .map_err(|e| map_error("put", key, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut written = 0u64;
+        while let Some(item) = data.next().await {
+            let step = match item {
+                Ok(chunk) => {
+                    written += chunk.len() as u64;
+                    writer
+                        .wait_for_capacity(PART_CONCURRENCY)
+                        .await
+                        .map(|()| writer.put(chunk))
+                        .map_err(|e| map_error("put", key, e))
+                }
+                Err(e) => Err(Error::store("put", key, e)),
+            };
+            if let Err(e) = step {
+                // A dropped writer would leak the upload on S3: abort it explicitly.
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(key, error = %abort, "aborting the failed upload also failed");
+                }
+                return Err(e);
+            }
+        }
+        writer.finish().await.map_err(|e| map_error("put", key, e))?;
+        self.finish_local(key)?;
+        Ok(written)
+    }
+
+    async fn put_bytes(&self, key: &str, data: Bytes, mode: WriteMode) -> Result<()> {
+        let path = self.path(key)?;
+        self.prepare_local(key)?;
+        let opts = PutOptions {
+            mode: match mode {
+                WriteMode::Overwrite => PutMode::Overwrite,
+                WriteMode::CreateOnly => PutMode::Create,
+            },
+            ..PutOptions::default()
+        };
+        self.inner
+            .put_opts(&path, PutPayload::from_bytes(data), opts)
+            .await
+            .map_err(|e| map_error("put", key, e))?;
+        self.finish_local(key)
+    }
+
+    async fn get(&self, key: &str) -> Result<ByteStream> {
+        let path = self.path(key)?;
+        let result = self
+            .inner
+            .get(&path)
+            .await
+            .map_err(|e| map_error("get", key, e))?;
+        Ok(Box::pin(result.into_stream().map_err(std::io::Error::other)))
+    }
+
+    async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
+        let path = self.path(key)?;
+        match self.inner.head(&path).await {
+            Ok(meta) => Ok(Some(object_info(meta))),
+            Err(object_store::Error::NotFound { .. }) => Ok(None),
+            Err(e) => Err(map_error("head", key, e)),
+        }
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+        let p = prefix_path(prefix)?;
+        let mut out: Vec<ObjectInfo> = self
+            .inner
+            .list(p.as_ref())
+            .map_ok(object_info)
+            .try_collect()
+            .await
+            .map_err(|e| map_error("list", prefix, e))?;
+        out.retain(|o| o.key.starts_with(prefix));
+        out.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(out)
+    }
+
+    async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+        let p = prefix_path(prefix)?;
+        let listing = self
+            .inner
+            .list_with_delimiter(p.as_ref())
+            .await
+            .map_err(|e| map_error("list", prefix, e))?;
+        let mut dirs: Vec<String> = listing
+            .common_prefixes
+            .iter()
+            .filter_map(|d| d.filename().map(str::to_owned))
+            .collect();
+        dirs.sort();
+        Ok(dirs)
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        let path = self.path(key)?;
+        match self.inner.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(map_error("delete", key, e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::testkit::store_conformance;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_store_conforms() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let store = ObjectStoreStore::local(&dir.path().join("store")).expect("opens");
+        store_conformance(&store, "t/").await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn local_files_are_private() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let root = dir.path().join("store");
+        let store = ObjectStoreStore::local(&root).expect("opens");
+        store
+            .put_bytes("backups/x/data/db/f", Bytes::from_static(b"secret"), WriteMode::CreateOnly)
+            .await
+            .expect("put");
+        let mode = |p: PathBuf| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;
+        assert_eq!(mode(root.clone()), 0o700);
+        assert_eq!(mode(root.join("backups/x/data/db")), 0o700);
+        assert_eq!(mode(root.join("backups/x")), 0o700);
+        assert_eq!(mode(root.join("backups/x/data/db/f")), 0o600);
+    }
+}

@@ -1,0 +1,351 @@
+//! [`PgSourceConfig`]: how to reach a PostgreSQL database, from a URL and the standard `PG*`
+//! variables. The password never appears in `Debug`, `Display`, the manifest or an argv.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use backup_core::{Error, Result};
+
+/// A password that does not print.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(s: impl Into<String>) -> Self {
+        Secret(s.into())
+    }
+
+    /// The secret itself, for the one place that must hand it on (an environment variable or
+    /// the driver's config).
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Connection settings of one PostgreSQL source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PgSourceConfig {
+    /// Host name, IP address, or a Unix socket directory (starting with `/`).
+    pub host: String,
+    /// Port.
+    pub port: u16,
+    /// User name.
+    pub user: String,
+    /// Password, when one is needed.
+    pub password: Option<Secret>,
+    /// Database name.
+    pub dbname: String,
+    /// `disable`, `allow`, `prefer` (default) or `require` and stricter.
+    pub sslmode: String,
+    /// How long to wait for a connection.
+    pub connect_timeout: Duration,
+    /// Directory holding `pg_dump`, `pg_dumpall` and `pg_restore`, overriding discovery.
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// Reads process environment variables; injectable for tests.
+pub trait Env {
+    /// The variable's value, if set and not empty.
+    fn var(&self, name: &str) -> Option<String>;
+}
+
+/// The process environment.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProcessEnv;
+
+impl Env for ProcessEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        std::env::var(name).ok().filter(|v| !v.is_empty())
+    }
+}
+
+impl<F: Fn(&str) -> Option<String>> Env for F {
+    fn var(&self, name: &str) -> Option<String> {
+        self(name)
+    }
+}
+
+impl PgSourceConfig {
+    /// Parses `postgres://user:password@host:port/dbname?sslmode=…&host=/socket/dir`, filling
+    /// what the URL leaves out from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`,
+    /// `PGSSLMODE`, `PGCONNECT_TIMEOUT`, then `PGPASSFILE`/`~/.pgpass`, then libpq's defaults.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a malformed URL; the message never contains the password.
+    pub fn from_url(url: &str, env: &dyn Env) -> Result<Self> {
+        let invalid = |reason: String| Error::Invalid {
+            what: "PostgreSQL URL",
+            value: redact_url(url),
+            reason,
+        };
+        let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+        if !matches!(parsed.scheme(), "postgres" | "postgresql") {
+            return Err(invalid("the scheme must be postgres:// or postgresql://".into()));
+        }
+        let decode = |s: &str| {
+            percent_decode(s).map_err(|()| invalid("bad percent-encoding".into()))
+        };
+        let mut host = parsed.host_str().map(|h| h.trim_matches(['[', ']']).to_owned());
+        let mut port = parsed.port();
+        let mut sslmode = None;
+        let mut connect_timeout = None;
+        let mut user = Some(decode(parsed.username())?).filter(|u| !u.is_empty());
+        let mut password = parsed.password().map(decode).transpose()?;
+        let mut dbname = Some(decode(parsed.path().trim_start_matches('/'))?).filter(|d| !d.is_empty());
+        for (k, v) in parsed.query_pairs() {
+            match &*k {
+                "host" => host = Some(v.into_owned()),
+                "port" => port = Some(v.parse().map_err(|_| invalid(format!("bad port {v:?}")))?),
+                "user" => user = Some(v.into_owned()),
+                "password" => password = Some(v.into_owned()),
+                "dbname" => dbname = Some(v.into_owned()),
+                "sslmode" => sslmode = Some(v.into_owned()),
+                "connect_timeout" => connect_timeout = Some(v.into_owned()),
+                "application_name" | "options" | "target_session_attrs" => {}
+                other => return Err(invalid(format!("unsupported parameter {other:?}"))),
+            }
+        }
+        let host = host
+            .filter(|h| !h.is_empty())
+            .or_else(|| env.var("PGHOST"))
+            .unwrap_or_else(|| "/var/run/postgresql".into());
+        let port = match port {
+            Some(p) => p,
+            None => match env.var("PGPORT") {
+                Some(p) => p.parse().map_err(|_| invalid(format!("bad PGPORT {p:?}")))?,
+                None => 5432,
+            },
+        };
+        let user = user
+            .or_else(|| env.var("PGUSER"))
+            .or_else(|| env.var("USER"))
+            .unwrap_or_else(|| "postgres".into());
+        let dbname = dbname.or_else(|| env.var("PGDATABASE")).unwrap_or_else(|| user.clone());
+        let sslmode = sslmode
+            .or_else(|| env.var("PGSSLMODE"))
+            .unwrap_or_else(|| "prefer".into());
+        let timeout_secs: u64 = connect_timeout
+            .or_else(|| env.var("PGCONNECT_TIMEOUT"))
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(10);
+        let password = password.or_else(|| env.var("PGPASSWORD")).or_else(|| {
+            pgpass_lookup(env, &host, port, &dbname, &user)
+        });
+        Ok(PgSourceConfig {
+            host,
+            port,
+            user,
+            password: password.map(Secret),
+            dbname,
+            sslmode,
+            connect_timeout: Duration::from_secs(timeout_secs.max(1)),
+            bin_dir: env.var("PREDEPLOY_PG_BINDIR").map(PathBuf::from),
+        })
+    }
+
+    /// `postgres://user@host:port/dbname`, without the password: safe for logs and manifests.
+    pub fn location(&self) -> String {
+        let host = if self.host.starts_with('/') {
+            "localhost".to_owned()
+        } else if self.host.contains(':') {
+            format!("[{}]", self.host)
+        } else {
+            self.host.clone()
+        };
+        let mut s = format!("postgres://{}@{host}:{}/{}", self.user, self.port, self.dbname);
+        if self.host.starts_with('/') {
+            s.push_str("?host=");
+            s.push_str(&self.host);
+        }
+        s
+    }
+
+    /// The same settings for another database on the same server.
+    pub fn with_dbname(&self, dbname: &str) -> Self {
+        PgSourceConfig {
+            dbname: dbname.to_owned(),
+            ..self.clone()
+        }
+    }
+
+    /// The tokio-postgres configuration for these settings.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for an `sslmode` this build cannot honour (TLS is not built in yet).
+    pub fn driver_config(&self) -> Result<tokio_postgres::Config> {
+        let mut c = tokio_postgres::Config::new();
+        if self.host.starts_with('/') {
+            c.host_path(Path::new(&self.host));
+        } else {
+            c.host(&self.host);
+        }
+        c.port(self.port)
+            .user(&self.user)
+            .dbname(&self.dbname)
+            .application_name("pre-deploy")
+            .connect_timeout(self.connect_timeout);
+        if let Some(p) = &self.password {
+            c.password(p.expose());
+        }
+        match self.sslmode.as_str() {
+            "disable" | "allow" | "prefer" => {
+                c.ssl_mode(tokio_postgres::config::SslMode::Disable);
+            }
+            other => {
+                return Err(Error::Invalid {
+                    what: "sslmode",
+                    value: other.to_owned(),
+                    reason: "TLS connections are not supported by this version yet; use sslmode=disable or prefer".into(),
+                });
+            }
+        }
+        Ok(c)
+    }
+}
+
+/// A URL with its password replaced by `***`, for messages.
+pub fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) => {
+            if u.password().is_some() {
+                let _ = u.set_password(Some("***"));
+            }
+            let pairs: Vec<(String, String)> = u
+                .query_pairs()
+                .map(|(k, v)| {
+                    let v = if k == "password" { "***".into() } else { v.into_owned() };
+                    (k.into_owned(), v)
+                })
+                .collect();
+            if !pairs.is_empty() {
+                u.query_pairs_mut().clear().extend_pairs(pairs);
+            }
+            u.to_string()
+        }
+        // Unparseable: show only the scheme so no secret can leak.
+        Err(_) => url.split("://").next().map_or_else(String::new, |s| format!("{s}://***")),
+    }
+}
+
+fn percent_decode(s: &str) -> std::result::Result<String, ()> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3).ok_or(())?;
+            let hex = std::str::from_utf8(hex).map_err(|_| ())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ())
+}
+
+/// Looks the password up in `PGPASSFILE` or `~/.pgpass`, as libpq does.
+fn pgpass_lookup(env: &dyn Env, host: &str, port: u16, db: &str, user: &str) -> Option<String> {
+    let path = env
+        .var("PGPASSFILE")
+        .map(PathBuf::from)
+        .or_else(|| env.var("HOME").map(|h| Path::new(&h).join(".pgpass")))?;
+    let text = std::fs::read_to_string(path).ok()?;
+    let host = if host.starts_with('/') { "localhost" } else { host };
+    let port = port.to_string();
+    text.lines()
+        .filter(|l| !l.trim_start().starts_with('#'))
+        .find_map(|line| {
+            let fields = split_pgpass(line);
+            let [h, p, d, u, pw] = fields.as_slice() else {
+                return None;
+            };
+            let m = |pat: &str, v: &str| pat == "*" || pat == v;
+            (m(h, host) && m(p, &port) && m(d, db) && m(u, user)).then(|| pw.clone())
+        })
+}
+
+/// Splits a `.pgpass` line on unescaped `:`, unescaping `\:` and `\\`.
+fn split_pgpass(line: &str) -> Vec<String> {
+    let mut fields = vec![String::new()];
+    let mut chars = line.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '\\' => {
+                if let Some(n) = chars.next() {
+                    fields.last_mut().map(|f| f.push(n));
+                }
+            }
+            ':' if fields.len() < 5 => fields.push(String::new()),
+            c => {
+                fields.last_mut().map(|f| f.push(c));
+            }
+        }
+    }
+    fields
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn url_fields_and_defaults() {
+        let c = PgSourceConfig::from_url("postgres://app:s%40cret@db.local:6432/shop?sslmode=disable", &no_env)
+            .expect("parses");
+        assert_eq!((c.host.as_str(), c.port, c.user.as_str(), c.dbname.as_str()), ("db.local", 6432, "app", "shop"));
+        assert_eq!(c.password.as_ref().map(Secret::expose), Some("s@cret"));
+        assert_eq!(c.location(), "postgres://app@db.local:6432/shop");
+        assert!(!format!("{c:?}").contains("s@cret"));
+    }
+
+    #[test]
+    fn pg_variables_fill_the_gaps() {
+        let env = |k: &str| match k {
+            "PGHOST" => Some("/tmp/sock".to_owned()),
+            "PGUSER" => Some("alice".to_owned()),
+            "PGPASSWORD" => Some("pw".to_owned()),
+            _ => None,
+        };
+        let c = PgSourceConfig::from_url("postgresql:///app", &env).expect("parses");
+        assert_eq!((c.host.as_str(), c.user.as_str(), c.dbname.as_str()), ("/tmp/sock", "alice", "app"));
+        assert_eq!(c.password.as_ref().map(Secret::expose), Some("pw"));
+        assert_eq!(c.location(), "postgres://alice@localhost:5432/app?host=/tmp/sock");
+    }
+
+    #[test]
+    fn pgpass_is_honoured() {
+        let dir = std::env::temp_dir().join(format!("pgpass-{}", std::process::id()));
+        std::fs::write(&dir, "# comment\nother:*:*:*:no\ndb.local:5432:*:app:pa\\:ss\n").expect("write");
+        let path = dir.to_string_lossy().into_owned();
+        let env = move |k: &str| (k == "PGPASSFILE").then(|| path.clone());
+        let c = PgSourceConfig::from_url("postgres://app@db.local/shop", &env).expect("parses");
+        std::fs::remove_file(&dir).ok();
+        assert_eq!(c.password.as_ref().map(Secret::expose), Some("pa:ss"));
+    }
+
+    #[test]
+    fn errors_never_show_the_password() {
+        let err = PgSourceConfig::from_url("postgres://app:hunter2@db/x?bogus=1", &no_env)
+            .expect_err("unsupported parameter")
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        assert!(err.contains("bogus"), "{err}");
+        assert_eq!(redact_url("postgres://a:hunter2@h/d?password=x"), "postgres://a:***@h/d?password=***");
+    }
+}

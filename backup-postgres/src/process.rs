@@ -1,0 +1,165 @@
+//! Running a client tool whose stdout is the artifact: stderr drained concurrently (a full pipe
+//! would block the tool) with its tail kept for the error message, and the exit status checked
+//! before the artifact may be committed.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::{ChildStderr, ChildStdout, Command};
+use tokio::task::JoinHandle;
+
+use backup_core::reader::CheckedReader;
+
+/// Lines of stderr kept for the error message.
+const STDERR_TAIL_LINES: usize = 12;
+/// Longest stderr line kept.
+const STDERR_LINE_MAX: usize = 400;
+
+/// Spawns `cmd` with piped stdout/stderr and returns its stdout as a reader that fails, at its
+/// end, when the tool exited unsuccessfully, was killed, or wrote nothing.
+///
+/// The process is killed if the reader is dropped before its end (e.g. the store failed).
+///
+/// # Errors
+///
+/// When the process cannot be started.
+pub fn spawn_checked(
+    tool: &'static str,
+    mut cmd: Command,
+) -> io::Result<impl AsyncRead + Unpin + Send + 'static> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let stdout: ChildStdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| io::Error::other("no stdout pipe"))?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| io::Error::other("no stderr pipe"))?;
+    let tail = drain_stderr(stderr);
+    Ok(CheckedReader::new(stdout, move |bytes| async move {
+        let status = child.wait().await?;
+        let tail = tail.await.unwrap_or_default();
+        check_exit(tool, status, bytes, &tail)
+    }))
+}
+
+/// Reads stderr to its end, logging each line at debug level and keeping the last lines.
+fn drain_stderr(stderr: ChildStderr) -> JoinHandle<String> {
+    tokio::spawn(async move {
+        let mut reader = BufReader::new(stderr);
+        let mut tail: VecDeque<String> = VecDeque::with_capacity(STDERR_TAIL_LINES);
+        let mut line = Vec::new();
+        loop {
+            line.clear();
+            match reader.read_until(b'\n', &mut line).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {
+                    let mut text = String::from_utf8_lossy(&line).trim_end().to_owned();
+                    if text.is_empty() {
+                        continue;
+                    }
+                    tracing::debug!(target: "pg_tool", "{text}");
+                    if text.len() > STDERR_LINE_MAX {
+                        let mut cut = STDERR_LINE_MAX;
+                        while !text.is_char_boundary(cut) {
+                            cut -= 1;
+                        }
+                        text.truncate(cut);
+                        text.push('…');
+                    }
+                    if tail.len() == STDERR_TAIL_LINES {
+                        tail.pop_front();
+                    }
+                    tail.push_back(text);
+                }
+            }
+        }
+        tail.into_iter().collect::<Vec<_>>().join("\n")
+    })
+}
+
+/// Turns an exit status into an error message that names what happened.
+pub fn check_exit(tool: &str, status: ExitStatus, bytes: u64, stderr_tail: &str) -> io::Result<()> {
+    let said = if stderr_tail.is_empty() {
+        String::new()
+    } else {
+        format!("; it said:\n{stderr_tail}")
+    };
+    if let Some(sig) = status.signal() {
+        return Err(io::Error::other(format!(
+            "{tool} was killed by signal {sig}{} after writing {bytes} bytes{said}",
+            signal_name(sig)
+        )));
+    }
+    if !status.success() {
+        let code = status.code().unwrap_or(-1);
+        return Err(io::Error::other(format!(
+            "{tool} exited with status {code} after writing {bytes} bytes{said}"
+        )));
+    }
+    if bytes == 0 {
+        return Err(io::Error::other(format!("{tool} exited successfully but wrote nothing{said}")));
+    }
+    Ok(())
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        1 => " (SIGHUP)",
+        2 => " (SIGINT)",
+        6 => " (SIGABRT)",
+        9 => " (SIGKILL)",
+        11 => " (SIGSEGV)",
+        13 => " (SIGPIPE)",
+        15 => " (SIGTERM)",
+        _ => "",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    async fn run(script: &str) -> io::Result<Vec<u8>> {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c").arg(script);
+        let mut r = spawn_checked("tool", cmd)?;
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).await?;
+        Ok(out)
+    }
+
+    #[tokio::test]
+    async fn success_passes_the_bytes() {
+        assert_eq!(run("printf hello").await.expect("ok"), b"hello");
+    }
+
+    #[tokio::test]
+    async fn a_kill_a_failure_and_an_empty_output_are_errors() {
+        let e = run("printf partial; echo 'boom' >&2; kill -9 $$").await.expect_err("killed");
+        assert!(e.to_string().contains("killed by signal 9 (SIGKILL) after writing 7 bytes"), "{e}");
+        assert!(e.to_string().contains("boom"), "{e}");
+        let e = run("echo 'FATAL: nope' >&2; exit 1").await.expect_err("failed");
+        assert!(e.to_string().contains("exited with status 1"), "{e}");
+        assert!(e.to_string().contains("FATAL: nope"), "{e}");
+        let e = run("true").await.expect_err("empty");
+        assert!(e.to_string().contains("wrote nothing"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_chatty_stderr_does_not_block_the_tool() {
+        let out = run("i=0; while [ $i -lt 3000 ]; do echo 'line of noise on stderr' >&2; i=$((i+1)); done; printf done")
+            .await
+            .expect("ok");
+        assert_eq!(out, b"done");
+    }
+}
