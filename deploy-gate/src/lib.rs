@@ -1,1 +1,45 @@
-//! placeholder
+//! # deploy-gate
+//!
+//! The orchestration of pre-deploy: resolve [`Settings`] (flags, environment, `predeploy.toml`),
+//! build a [`Gate`] from a store, sources and verifiers, and run the flow
+//! preflight → snapshot every source → commit the manifest → verify → (deploy).
+//! Every refusal is a [`GateError`] with a documented [`ExitCode`].
+//!
+//! ```
+//! # #[tokio::main(flavor = "multi_thread")] async fn main() {
+//! use std::sync::Arc;
+//! use backup_core::testkit::MemoryStore;
+//! use deploy_gate::Gate;
+//!
+//! // A gate over the in-memory store with no sources: listing works, backups refuse.
+//! let gate = Gate::new(Arc::new(MemoryStore::new()), "default", vec![], vec![]);
+//! assert!(gate.list().await.unwrap().is_empty());
+//! # }
+//! ```
+
+mod config;
+mod deploy;
+mod error;
+mod gate;
+mod git;
+mod inventory;
+mod runbook;
+
+pub use config::{
+    CliOverrides, ConfigFile, DEFAULT_CONFIG_FILE, DEFAULT_ENVIRONMENT, DEFAULT_STORE, Settings,
+    SourceSpec, parse_config, parse_level,
+};
+pub use deploy::{
+    LAST_DEPLOYMENT_FILE, artifact_location, last_deployment_lines, run_deploy_command,
+    write_last_deployment,
+};
+pub use error::{ExitCode, GateError, Result};
+pub use gate::{BackupOutcome, BackupRequest, Gate, host_name, human_bytes};
+pub use git::{ci_run_url, detect_deploy_info};
+pub use inventory::{BackupDetails, BackupListing};
+pub use runbook::{Runbook, RunbookStep, runbook};
+
+/// The core types callers of this crate see in its results.
+pub use backup_core::{
+    BackupId, BackupKind, Finding, FindingStatus, Manifest, VerificationLevel, VerificationRecord,
+};

@@ -1,0 +1,116 @@
+//! Argument definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const EXIT_CODES: &str = "\
+EXIT CODES:
+  0  success: the backup is verified (and the deploy command, if any, succeeded)
+  1  unexpected internal error
+  2  usage or configuration error
+  3  refused: a backup could not be taken or stored
+  4  refused: verification failed
+  5  refused: a source or the store is unreachable or misconfigured (preflight)
+  6  refused: the lock is held by another run
+  7  check: no verified backup matches
+  other  with `run -- CMD`: CMD ran and this is its own exit code
+
+ENVIRONMENT:
+  DATABASE_URL         a source named `db` when no source is configured
+  PREDEPLOY_STORE      the store (like --store)
+  PREDEPLOY_CONFIG     the config file (like --config)
+  PREDEPLOY_ENV        the environment (like --env)
+  PREDEPLOY_PG_BINDIR  directory holding pg_dump/pg_restore, overriding discovery
+  PG*                  the standard libpq variables (PGPASSWORD, PGHOST, …) and ~/.pgpass";
+
+/// No verified backup, no deploy.
+#[derive(Debug, Parser)]
+#[command(name = "pre-deploy", version, about, after_help = EXIT_CODES)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options every command takes.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// TOML config file (default: ./predeploy.toml when present)
+    #[arg(long, global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Where backups live: a path, file:///dir (default ./backups)
+    #[arg(long, global = true, value_name = "URL")]
+    pub store: Option<String>,
+    /// A thing to back up, NAME=URL, repeatable (postgres://…)
+    #[arg(long = "source", global = true, value_name = "NAME=URL")]
+    pub sources: Vec<String>,
+    /// Environment name (config section, manifest field)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub env: Option<String>,
+    /// Machine-readable output on stdout
+    #[arg(long, global = true)]
+    pub json: bool,
+    /// More detail on stderr (repeat for debug output)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    /// Only errors on stderr
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+}
+
+/// Options of a new backup.
+#[derive(Debug, Args)]
+pub struct BackupArgs {
+    /// How far to verify: checksum, decompress or archive (default archive)
+    #[arg(long, value_name = "LEVEL")]
+    pub verify_level: Option<String>,
+    /// zstd compression level, 1-19 (default 3)
+    #[arg(long, value_name = "N")]
+    pub zstd_level: Option<i32>,
+    /// The application's version, recorded in the manifest
+    #[arg(long, value_name = "VERSION", env = "PREDEPLOY_APP_VERSION")]
+    pub app_version: Option<String>,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Preflight, back up every source, verify, then run CMD
+    Run {
+        #[command(flatten)]
+        backup: BackupArgs,
+        /// The deploy command and its arguments (after --)
+        #[arg(last = true, required = true, value_name = "CMD")]
+        command: Vec<String>,
+    },
+    /// Back up every source and verify the backup, without a deploy command
+    Backup {
+        #[command(flatten)]
+        backup: BackupArgs,
+        /// Kind recorded in the manifest: manual or scheduled
+        #[arg(long, default_value = "manual", value_parser = ["manual", "scheduled", "pre-deploy"])]
+        kind: String,
+    },
+    /// List backups, newest first
+    List,
+    /// Show one backup in full, with the commands to roll back to it
+    Show {
+        /// A backup id, or `last`
+        #[arg(default_value = "last")]
+        backup: String,
+    },
+    /// Re-verify stored backups and record the result
+    Verify {
+        /// A backup id, or `last`
+        #[arg(default_value = "last", conflicts_with = "all")]
+        backup: String,
+        /// Verify every backup of the environment
+        #[arg(long)]
+        all: bool,
+        /// checksum, decompress or archive (default archive)
+        #[arg(long, value_name = "LEVEL", default_value = "archive")]
+        level: String,
+    },
+}

@@ -1,0 +1,150 @@
+//! The `pre-deploy` binary's library half: argument parsing, output rendering and exit codes.
+//! Each subcommand calls one `deploy-gate` function.
+
+mod cli;
+mod render;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use deploy_gate::{
+    BackupRequest, CliOverrides, ExitCode as Code, Gate, GateError, Settings, detect_deploy_info,
+    last_deployment_lines, parse_level, run_deploy_command, write_last_deployment,
+};
+
+use crate::cli::{BackupArgs, Cli, Command};
+use crate::render::Output;
+
+/// Entry point: never panics on bad input; every failure maps to a documented exit code.
+pub fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { Code::Usage.code() } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    init_logging(cli.global.verbose, cli.global.quiet);
+    let out = Output { json: cli.global.json };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pre-deploy: cannot start the async runtime: {e}");
+            return ExitCode::from(Code::Internal.code());
+        }
+    };
+    let is_run = matches!(cli.command, Command::Run { .. });
+    match runtime.block_on(dispatch(cli, &out)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            out.error(&e, is_run);
+            ExitCode::from(e.exit_code().code())
+        }
+    }
+}
+
+fn init_logging(verbose: u8, quiet: bool) {
+    let level = match (quiet, verbose) {
+        (true, _) => "error",
+        (false, 0) => "info",
+        (false, 1) => "debug",
+        (false, _) => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PREDEPLOY_LOG").unwrap_or_else(|_| {
+        let deps = if verbose > 1 { level } else { "warn" };
+        tracing_subscriber::EnvFilter::new(format!(
+            "{deps},pre_deploy={level},bins={level},deploy_gate={level},backup_core={level},backup_postgres={level},backup_objectstore={level},backup_verify={level},pg_tool={level}"
+        ))
+    });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .without_time()
+        .with_target(false)
+        .with_level(verbose > 0)
+        .init();
+}
+
+fn overrides(cli: &Cli, backup: Option<&BackupArgs>) -> CliOverrides {
+    CliOverrides {
+        config: cli.global.config.clone(),
+        store: cli.global.store.clone(),
+        sources: cli.global.sources.clone(),
+        env: cli.global.env.clone(),
+        verify_level: backup.and_then(|b| b.verify_level.clone()),
+        zstd_level: backup.and_then(|b| b.zstd_level),
+    }
+}
+
+fn settings(cli: &Cli, backup: Option<&BackupArgs>) -> Result<Settings, GateError> {
+    let workdir = std::env::current_dir().map_err(|e| GateError::Internal {
+        message: format!("cannot read the working directory: {e}"),
+    })?;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Settings::resolve(&overrides(cli, backup), &env, &workdir)
+}
+
+async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
+    match &cli.command {
+        Command::Run { backup, command } => {
+            let settings = settings(&cli, Some(backup))?;
+            settings.require_sources()?;
+            let gate = Gate::from_settings(&settings)?;
+            let request = BackupRequest {
+                kind: backup_core_kind("pre-deploy"),
+                deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
+            };
+            let outcome = gate.backup(&request).await?;
+            let lines = last_deployment_lines(&outcome.manifest, gate.store_name(), Some(&settings.store));
+            let file = write_last_deployment(&settings.workdir, &lines)?;
+            out.backup_done(&gate, &outcome, Some(&file));
+            let env = vec![
+                ("PREDEPLOY_BACKUP_ID".to_owned(), outcome.manifest.id.to_string()),
+                ("PREDEPLOY_STORE".to_owned(), gate.store_name().to_owned()),
+                ("PREDEPLOY_ENV".to_owned(), gate.environment().to_owned()),
+            ];
+            tracing::info!("running the deploy command: {}", command.join(" "));
+            let code = run_deploy_command(command, &env, &settings.workdir).await?;
+            out.deploy_done(&outcome.manifest.id.to_string(), code);
+            Ok(u8::try_from(code).unwrap_or(1))
+        }
+        Command::Backup { backup, kind } => {
+            let settings = settings(&cli, Some(backup))?;
+            settings.require_sources()?;
+            let gate = Gate::from_settings(&settings)?;
+            let request = BackupRequest {
+                kind: backup_core_kind(kind),
+                deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
+            };
+            let outcome = gate.backup(&request).await?;
+            out.backup_done(&gate, &outcome, None);
+            Ok(0)
+        }
+        Command::List => {
+            let gate = Gate::from_settings(&settings(&cli, None)?)?;
+            out.list(&gate, &gate.list().await?);
+            Ok(0)
+        }
+        Command::Show { backup } => {
+            let gate = Gate::from_settings(&settings(&cli, None)?)?;
+            out.show(&gate.show(backup).await?);
+            Ok(0)
+        }
+        Command::Verify { backup, all, level } => {
+            let level = parse_level(level)?;
+            let gate = Gate::from_settings(&settings(&cli, None)?)?;
+            let records = gate.verify_stored(Some(backup), *all, level).await?;
+            out.verified(&records);
+            Ok(0)
+        }
+    }
+}
+
+fn backup_core_kind(kind: &str) -> deploy_gate::BackupKind {
+    match kind {
+        "scheduled" => deploy_gate::BackupKind::Scheduled,
+        "pre-deploy" => deploy_gate::BackupKind::PreDeploy,
+        _ => deploy_gate::BackupKind::Manual,
+    }
+}

@@ -1,0 +1,382 @@
+//! Configuration: the TOML file, environment variables and flags, resolved into [`Settings`].
+//! Precedence: flags over environment over config file over defaults.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use backup_core::{PipelineConfig, SourceName, VerificationLevel};
+use backup_objectstore::StoreUrl;
+use serde::Deserialize;
+
+use crate::error::{GateError, Result};
+
+/// Default config file, read when present in the working directory.
+pub const DEFAULT_CONFIG_FILE: &str = "predeploy.toml";
+/// Default store, relative to the working directory.
+pub const DEFAULT_STORE: &str = "./backups";
+/// Default environment name.
+pub const DEFAULT_ENVIRONMENT: &str = "default";
+
+/// The config file as written (`predeploy.toml`). Unknown keys are errors, so a typo never
+/// silently changes what gets backed up.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfigFile {
+    /// Where backups live.
+    pub store: Option<String>,
+    /// The environment name used when `--env` is not given.
+    pub environment: Option<String>,
+    /// Sources by name: `db = "postgres://app@localhost/app"`. `${VAR}` is expanded.
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
+    /// Backup settings.
+    #[serde(default)]
+    pub backup: BackupSection,
+    /// Verification settings.
+    #[serde(default)]
+    pub verify: VerifySection,
+    /// PostgreSQL settings.
+    #[serde(default)]
+    pub postgres: PostgresSection,
+    /// Per-environment overrides: `[env.production]` with `store` and `sources`.
+    #[serde(default)]
+    pub env: BTreeMap<String, EnvSection>,
+}
+
+/// `[backup]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupSection {
+    /// zstd level, 1–19 (default 3).
+    pub zstd_level: Option<i32>,
+    /// zstd worker threads (default: number of CPUs).
+    pub zstd_workers: Option<u32>,
+}
+
+/// `[verify]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySection {
+    /// `checksum`, `decompress` or `archive` (default).
+    pub level: Option<String>,
+}
+
+/// `[postgres]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// Directory with pg_dump/pg_restore, overriding discovery.
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// `[env.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvSection {
+    /// Store for this environment.
+    pub store: Option<String>,
+    /// Sources for this environment (replace the top-level ones).
+    #[serde(default)]
+    pub sources: BTreeMap<String, String>,
+}
+
+/// What the command line says (every field optional: unset means "not given").
+#[derive(Debug, Clone, Default)]
+pub struct CliOverrides {
+    /// `--config FILE`.
+    pub config: Option<PathBuf>,
+    /// `--store URL`.
+    pub store: Option<String>,
+    /// `--source NAME=URL`, repeatable.
+    pub sources: Vec<String>,
+    /// `--env NAME`.
+    pub env: Option<String>,
+    /// `--verify-level LEVEL`.
+    pub verify_level: Option<String>,
+    /// `--zstd-level N`.
+    pub zstd_level: Option<i32>,
+}
+
+/// One source to back up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceSpec {
+    /// Its name in the backup.
+    pub name: SourceName,
+    /// Its URL (may hold a password: never print it; use `redact_url`).
+    pub url: String,
+}
+
+/// Everything resolved, ready to build a [`crate::Gate`].
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Where backups live.
+    pub store: StoreUrl,
+    /// The environment.
+    pub environment: String,
+    /// What to back up.
+    pub sources: Vec<SourceSpec>,
+    /// How far to verify new backups.
+    pub verify_level: VerificationLevel,
+    /// Compression settings.
+    pub pipeline: PipelineConfig,
+    /// PostgreSQL client tools directory, when configured.
+    pub pg_bin_dir: Option<PathBuf>,
+    /// The working directory (git info, `.last-deployment-backup`).
+    pub workdir: PathBuf,
+}
+
+/// Reads an environment variable; injectable for tests.
+pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+impl Settings {
+    /// Resolves flags, environment and config file.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::Usage`] for an unreadable or invalid config file, a malformed flag, an unknown
+    /// verification level, or a store URL that does not parse.
+    pub fn resolve(cli: &CliOverrides, env: EnvLookup<'_>, workdir: &Path) -> Result<Settings> {
+        let file = load_config(cli, env, workdir)?;
+        let environment = cli
+            .env
+            .clone()
+            .or_else(|| env("PREDEPLOY_ENV"))
+            .or_else(|| file.environment.clone())
+            .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned());
+        let env_section = file.env.get(&environment).cloned().unwrap_or_default();
+
+        let store_raw = cli
+            .store
+            .clone()
+            .or_else(|| env("PREDEPLOY_STORE"))
+            .or(env_section.store)
+            .or(file.store.clone())
+            .unwrap_or_else(|| DEFAULT_STORE.to_owned());
+        let store_raw = expand_vars(&store_raw, env)?;
+        let store = match StoreUrl::parse(&store_raw).map_err(|e| GateError::usage(e.to_string()))? {
+            StoreUrl::Local(p) if p.is_relative() => StoreUrl::Local(workdir.join(p)),
+            other => other,
+        };
+
+        let sources = if !cli.sources.is_empty() {
+            cli.sources
+                .iter()
+                .map(|s| parse_source_flag(s))
+                .collect::<Result<Vec<_>>>()?
+        } else {
+            let table = if env_section.sources.is_empty() {
+                &file.sources
+            } else {
+                &env_section.sources
+            };
+            let mut specs = Vec::new();
+            for (name, url) in table {
+                specs.push(source_spec(name, &expand_vars(url, env)?)?);
+            }
+            if specs.is_empty() {
+                if let Some(url) = env("DATABASE_URL") {
+                    specs.push(source_spec("db", &url)?);
+                }
+            }
+            specs
+        };
+        let mut seen = std::collections::BTreeSet::new();
+        for s in &sources {
+            if !seen.insert(s.name.clone()) {
+                return Err(GateError::usage(format!("source {} is given twice", s.name)));
+            }
+        }
+
+        let level_raw = cli
+            .verify_level
+            .clone()
+            .or_else(|| env("PREDEPLOY_VERIFY_LEVEL"))
+            .or(file.verify.level.clone())
+            .unwrap_or_else(|| "archive".to_owned());
+        let verify_level = parse_level(&level_raw)?;
+
+        let mut pipeline = PipelineConfig::default();
+        if let Some(l) = cli.zstd_level.or(file.backup.zstd_level) {
+            pipeline.zstd_level = l;
+        }
+        if let Some(w) = file.backup.zstd_workers {
+            pipeline.zstd_workers = w;
+        }
+        pipeline.validate().map_err(|e| GateError::usage(e.to_string()))?;
+
+        Ok(Settings {
+            store,
+            environment,
+            sources,
+            verify_level,
+            pipeline,
+            pg_bin_dir: env("PREDEPLOY_PG_BINDIR").map(PathBuf::from).or(file.postgres.bin_dir),
+            workdir: workdir.to_path_buf(),
+        })
+    }
+
+    /// Fails with a usage error saying how to name a source when none is configured.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::Usage`] when there is no source.
+    pub fn require_sources(&self) -> Result<()> {
+        if self.sources.is_empty() {
+            return Err(GateError::usage(
+                "nothing to back up: give --source NAME=URL (e.g. --source db=postgres://app@localhost/app), \
+                 set DATABASE_URL, or add a [sources] table to predeploy.toml",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Parses a verification level this version can reach.
+///
+/// # Errors
+///
+/// [`GateError::Usage`] for an unknown level or one not available yet.
+pub fn parse_level(s: &str) -> Result<VerificationLevel> {
+    let level: VerificationLevel = s.parse().map_err(|e: backup_core::Error| GateError::usage(e.to_string()))?;
+    if level > VerificationLevel::Archive {
+        return Err(GateError::usage(format!(
+            "verification level {level} is not available in this version; use checksum, decompress or archive"
+        )));
+    }
+    Ok(level)
+}
+
+fn load_config(cli: &CliOverrides, env: EnvLookup<'_>, workdir: &Path) -> Result<ConfigFile> {
+    let (path, explicit) = match cli.config.clone().or_else(|| env("PREDEPLOY_CONFIG").map(PathBuf::from)) {
+        Some(p) => (workdir.join(p), true),
+        None => (workdir.join(DEFAULT_CONFIG_FILE), false),
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(ConfigFile::default()),
+        Err(e) => {
+            return Err(GateError::usage(format!("cannot read the config file {}: {e}", path.display())));
+        }
+    };
+    parse_config(&text).map_err(|e| GateError::usage(format!("{}: {e}", path.display())))
+}
+
+/// Parses config file text.
+///
+/// # Errors
+///
+/// The TOML error, which names the line and the offending key.
+pub fn parse_config(text: &str) -> std::result::Result<ConfigFile, toml::de::Error> {
+    toml::from_str(text)
+}
+
+fn parse_source_flag(s: &str) -> Result<SourceSpec> {
+    let (name, url) = s.split_once('=').ok_or_else(|| {
+        GateError::usage(format!(
+            "--source needs NAME=URL, e.g. --source db=postgres://app@localhost/app (got {:?})",
+            backup_postgres::redact_url(s)
+        ))
+    })?;
+    source_spec(name, url)
+}
+
+fn source_spec(name: &str, url: &str) -> Result<SourceSpec> {
+    let name: SourceName = name.parse().map_err(|e: backup_core::Error| GateError::usage(e.to_string()))?;
+    Ok(SourceSpec { name, url: url.to_owned() })
+}
+
+/// Expands `${NAME}` from the environment, so config files need not hold secrets.
+fn expand_vars(s: &str, env: EnvLookup<'_>) -> Result<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(start) = rest.find("${") {
+        out.push_str(&rest[..start]);
+        let after = &rest[start + 2..];
+        let end = after
+            .find('}')
+            .ok_or_else(|| GateError::usage("an unclosed ${ in the config file"))?;
+        let name = &after[..end];
+        let value = env(name).ok_or_else(|| {
+            GateError::usage(format!("the config file uses ${{{name}}} but {name} is not set"))
+        })?;
+        out.push_str(&value);
+        rest = &after[end + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn resolve(cli: CliOverrides, vars: &[(&str, &str)], config: Option<&str>) -> Result<Settings> {
+        let dir = tempfile::tempdir().expect("tempdir");
+        if let Some(c) = config {
+            std::fs::write(dir.path().join(DEFAULT_CONFIG_FILE), c).expect("write");
+        }
+        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        Settings::resolve(&cli, &env, dir.path())
+    }
+
+    #[test]
+    fn defaults_use_database_url_as_db() {
+        let s = resolve(CliOverrides::default(), &[("DATABASE_URL", "postgres://a@h/d")], None).expect("ok");
+        assert_eq!(s.sources.len(), 1);
+        assert_eq!(s.sources[0].name.as_str(), "db");
+        assert_eq!(s.environment, "default");
+        assert_eq!(s.verify_level, VerificationLevel::Archive);
+        assert!(matches!(s.store, StoreUrl::Local(ref p) if p.ends_with("backups")));
+    }
+
+    #[test]
+    fn flags_beat_environment_beat_file() {
+        let file = "store = \"/from/file\"\n[sources]\nmain = \"postgres://f@h/d\"\n";
+        let s = resolve(CliOverrides::default(), &[("PREDEPLOY_STORE", "/from/env")], Some(file)).expect("ok");
+        assert_eq!(s.store, StoreUrl::Local("/from/env".into()));
+        assert_eq!(s.sources[0].name.as_str(), "main");
+        let cli = CliOverrides {
+            store: Some("/from/flag".into()),
+            sources: vec!["db=postgres://x@h/d".into()],
+            ..Default::default()
+        };
+        let s = resolve(cli, &[("PREDEPLOY_STORE", "/from/env")], Some(file)).expect("ok");
+        assert_eq!(s.store, StoreUrl::Local("/from/flag".into()));
+        assert_eq!(s.sources[0].name.as_str(), "db");
+    }
+
+    #[test]
+    fn environment_sections_and_variable_expansion() {
+        let file = "[sources]\ndb = \"postgres://a@dev/d\"\n[env.production]\nstore = \"/prod\"\n[env.production.sources]\ndb = \"postgres://a:${PW}@prod/d\"\n";
+        let cli = CliOverrides { env: Some("production".into()), ..Default::default() };
+        let s = resolve(cli.clone(), &[("PW", "s3cret")], Some(file)).expect("ok");
+        assert_eq!(s.store, StoreUrl::Local("/prod".into()));
+        assert_eq!(s.sources[0].url, "postgres://a:s3cret@prod/d");
+        let err = resolve(cli, &[], Some(file)).expect_err("PW unset").to_string();
+        assert!(err.contains("${PW}") && err.contains("not set"), "{err}");
+    }
+
+    #[test]
+    fn malformed_config_is_a_usage_error_naming_the_key() {
+        let err = resolve(CliOverrides::default(), &[], Some("stor = \"/x\"\n")).expect_err("typo");
+        assert_eq!(err.exit_code(), crate::ExitCode::Usage);
+        assert!(err.to_string().contains("stor"), "{err}");
+        let err = resolve(CliOverrides { verify_level: Some("restore".into()), ..Default::default() }, &[], None)
+            .expect_err("not yet");
+        assert!(err.to_string().contains("not available"), "{err}");
+    }
+
+    proptest! {
+        #[test]
+        fn config_parsing_never_panics(text in "\\PC{0,200}") {
+            let _ = parse_config(&text);
+        }
+
+        #[test]
+        fn source_flags_never_panic(s in "\\PC{0,80}") {
+            let _ = parse_source_flag(&s);
+        }
+    }
+}

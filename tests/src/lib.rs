@@ -1,0 +1,34 @@
+//! Integration tests of pre-deploy against real servers, and the harness that starts them.
+//!
+//! No Docker, no mocks: [`pg::PgServer`] runs `initdb` and `pg_ctl` from the installed
+//! PostgreSQL binaries (`scripts/setup.sh` installs them) in a temp dir, on a free loopback
+//! port, as the `postgres` OS user when the tests run as root. Each test takes its own database
+//! ([`PgServer::create_database`]) so tests run in parallel; servers are stopped and removed on
+//! drop, also during a panic.
+//!
+//! - [`pg`]: servers, `psql`, URLs, free ports.
+//! - [`compare`]: per-table checksums, sequence positions and schema dumps, to compare a
+//!   restored database with its source by content.
+//! - [`cli`]: the `pre-deploy` binary of this workspace, built once per test process.
+//! - [`fixtures`]: the "varied" round-trip database and the benchmark dataset scripts.
+//!
+//! ```no_run
+//! use predeploy_tests::{PgServer, fixtures, table_checksums};
+//!
+//! let server = PgServer::start();
+//! let db = server.create_database("rt");
+//! fixtures::load_varied(&server, &db);
+//! let sums = table_checksums(&server, &db);
+//! assert_eq!(sums["public.orders"].rows, 2000);
+//! ```
+
+pub mod cli;
+pub mod compare;
+pub mod fixtures;
+pub mod pg;
+
+pub use cli::{Output, pre_deploy, run};
+pub use compare::{
+    SeqValue, TableSum, assert_same_database, schema_dump, sequence_values, table_checksums,
+};
+pub use pg::{PgServer, unused_port};
