@@ -53,7 +53,10 @@ impl BackupId {
 /// Parses `20261122T031500Z` as a UTC time.
 fn parse_id_time(s: &str) -> Option<Timestamp> {
     let civil = jiff::civil::DateTime::strptime("%Y%m%dT%H%M%S", s.strip_suffix('Z')?).ok()?;
-    civil.to_zoned(jiff::tz::TimeZone::UTC).ok().map(|z| z.timestamp())
+    civil
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .ok()
+        .map(|z| z.timestamp())
 }
 
 impl FromStr for BackupId {
@@ -175,7 +178,13 @@ mod tests {
 
     #[test]
     fn malformed_ids_are_rejected_with_the_expected_form() {
-        for bad in ["", "20261122T031500Z", "20261122T031500Z-7F3A9C", "20261322T031500Z-7f3a9c", "../etc/passwd1234567890"] {
+        for bad in [
+            "",
+            "20261122T031500Z",
+            "20261122T031500Z-7F3A9C",
+            "20261322T031500Z-7f3a9c",
+            "../etc/passwd1234567890",
+        ] {
             let err = bad.parse::<BackupId>().expect_err(bad).to_string();
             assert!(err.contains("20261122T031500Z-7f3a9c"), "{err}");
         }

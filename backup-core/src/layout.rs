@@ -53,7 +53,10 @@ mod tests {
         let t: Timestamp = "2026-11-22T03:15:00.25Z".parse().expect("time");
         let id = BackupId::from_parts(t, [0x7f, 0x3a, 0x9c]);
         let db: SourceName = "db".parse().expect("name");
-        assert_eq!(manifest_key(&id), "backups/20261122T031500Z-7f3a9c/manifest.json");
+        assert_eq!(
+            manifest_key(&id),
+            "backups/20261122T031500Z-7f3a9c/manifest.json"
+        );
         assert_eq!(
             artifact_key(&id, &db, "dump.pgc.zst"),
             "backups/20261122T031500Z-7f3a9c/data/db/dump.pgc.zst"

@@ -246,7 +246,10 @@ impl ChunkSink {
         let chunk = self.buf.split().freeze();
         self.hasher.update(&chunk);
         self.tx.blocking_send(Ok(chunk)).map_err(|_| {
-            io::Error::new(io::ErrorKind::BrokenPipe, "the store stopped accepting data")
+            io::Error::new(
+                io::ErrorKind::BrokenPipe,
+                "the store stopped accepting data",
+            )
         })?;
         self.buf.reserve(self.chunk);
         Ok(())
@@ -275,16 +278,24 @@ mod tests {
 
     fn data(len: usize) -> Vec<u8> {
         // Compressible but not trivial.
-        (0..len).map(|i| ((i * 7919) % 251) as u8 ^ (i / 4096) as u8).collect()
+        (0..len)
+            .map(|i| ((i * 7919) % 251) as u8 ^ (i / 4096) as u8)
+            .collect()
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn round_trip_compresses_hashes_and_counts() {
         let store = MemoryStore::new();
         let input = data(3 * 1024 * 1024 + 17);
-        let stats = write_artifact(&store, "a/b.zst", "db", &input[..], &PipelineConfig::default())
-            .await
-            .expect("stored");
+        let stats = write_artifact(
+            &store,
+            "a/b.zst",
+            "db",
+            &input[..],
+            &PipelineConfig::default(),
+        )
+        .await
+        .expect("stored");
         let stored = store.get_all("a/b.zst").await.expect("readable");
         assert_eq!(stats.raw_size, input.len() as u64);
         assert_eq!(stats.stored_size, stored.len() as u64);

@@ -61,9 +61,14 @@ impl SnapshotContext<'_> {
         R: AsyncRead + Unpin + Send,
     {
         let key = layout::artifact_key(self.backup_id, spec.source, spec.file);
-        let stats =
-            pipeline::write_artifact(self.store, &key, spec.source.as_str(), reader, self.pipeline)
-                .await?;
+        let stats = pipeline::write_artifact(
+            self.store,
+            &key,
+            spec.source.as_str(),
+            reader,
+            self.pipeline,
+        )
+        .await?;
         Ok(ArtifactMeta {
             name: spec.file.to_owned(),
             key,

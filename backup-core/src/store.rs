@@ -220,7 +220,9 @@ pub trait StoreExt: Store {
             let bytes = self.get_small(&obj.key, MAX_DOCUMENT_SIZE).await?;
             match serde_json::from_slice::<VerificationRecord>(&bytes) {
                 Ok(r) => out.push(r),
-                Err(e) => tracing::warn!(key = %obj.key, error = %e, "skipping an unreadable verification record"),
+                Err(e) => {
+                    tracing::warn!(key = %obj.key, error = %e, "skipping an unreadable verification record")
+                }
             }
         }
         out.sort_by_key(|r| r.verified_at);

@@ -259,7 +259,11 @@ mod tests {
         use FindingStatus::*;
         use VerificationLevel::*;
         let r = VerificationReport {
-            findings: vec![f(Checksum, Passed), f(Decompress, Passed), f(Archive, Failed)],
+            findings: vec![
+                f(Checksum, Passed),
+                f(Decompress, Passed),
+                f(Archive, Failed),
+            ],
             timings: vec![],
         };
         assert_eq!(r.level_reached(), Some(Decompress));
@@ -275,8 +279,14 @@ mod tests {
 
     #[test]
     fn levels_parse_by_name_and_number() {
-        assert_eq!("archive".parse::<VerificationLevel>().expect("parses"), VerificationLevel::Archive);
-        assert_eq!("1".parse::<VerificationLevel>().expect("parses"), VerificationLevel::Checksum);
+        assert_eq!(
+            "archive".parse::<VerificationLevel>().expect("parses"),
+            VerificationLevel::Archive
+        );
+        assert_eq!(
+            "1".parse::<VerificationLevel>().expect("parses"),
+            VerificationLevel::Checksum
+        );
         assert!("full".parse::<VerificationLevel>().is_err());
     }
 }

@@ -13,7 +13,11 @@ pub async fn probe_store(store: &dyn Store) -> Result<()> {
         store: store.name().to_owned(),
         message: format!("{step} failed: {}", error_chain(&e)),
     };
-    let key = format!(".probe/{}-{}", std::process::id(), jiff::Timestamp::now().as_nanosecond());
+    let key = format!(
+        ".probe/{}-{}",
+        std::process::id(),
+        jiff::Timestamp::now().as_nanosecond()
+    );
     let payload = Bytes::from_static(b"pre-deploy store probe");
     store
         .put_bytes(&key, payload.clone(), WriteMode::Overwrite)

@@ -91,7 +91,8 @@ impl ObjectStoreStore {
             StoreUrl::S3 { .. } => Err(Error::Invalid {
                 what: "store",
                 value: url.to_string(),
-                reason: "S3 stores are not supported by this version yet; use a local directory".into(),
+                reason: "S3 stores are not supported by this version yet; use a local directory"
+                    .into(),
             }),
         }
     }
@@ -114,11 +115,23 @@ impl ObjectStoreStore {
         if let Some(root) = &self.local_root {
             let file = root.join(key);
             if let Some(parent) = file.parent() {
-                create_private_dirs(parent)
-                    .map_err(|e| Error::store("put", key, e))?;
+                create_private_dirs(parent).map_err(|e| Error::store("put", key, e))?;
             }
         }
         Ok(())
+    }
+
+    /// Local stores: remove directories left empty by a delete, up to (not including) the root,
+    /// so a discarded backup leaves nothing behind. A concurrent writer is unaffected: the local
+    /// backend recreates missing parents when it writes.
+    fn prune_local_dirs(&self, key: &str) {
+        let Some(root) = &self.local_root else { return };
+        let mut dir = root.join(key);
+        while dir.pop() && dir.starts_with(root) && dir != *root {
+            if std::fs::remove_dir(&dir).is_err() {
+                break; // not empty (or already gone): stop climbing
+            }
+        }
     }
 
     /// Local stores: make a written file `0600`. Its directory is already `0700`, so the file
@@ -200,10 +213,14 @@ impl Store for ObjectStoreStore {
                 if let Err(abort) = writer.abort().await {
                     tracing::warn!(key, error = %abort, "aborting the failed upload also failed");
                 }
+                self.prune_local_dirs(key);
                 return Err(e);
             }
         }
-        writer.finish().await.map_err(|e| map_error("put", key, e))?;
+        if let Err(e) = writer.finish().await {
+            self.prune_local_dirs(key);
+            return Err(map_error("put", key, e));
+        }
         self.finish_local(key)?;
         Ok(written)
     }
@@ -218,10 +235,14 @@ impl Store for ObjectStoreStore {
             },
             ..PutOptions::default()
         };
-        self.inner
+        if let Err(e) = self
+            .inner
             .put_opts(&path, PutPayload::from_bytes(data), opts)
             .await
-            .map_err(|e| map_error("put", key, e))?;
+        {
+            self.prune_local_dirs(key);
+            return Err(map_error("put", key, e));
+        }
         self.finish_local(key)
     }
 
@@ -232,7 +253,9 @@ impl Store for ObjectStoreStore {
             .get(&path)
             .await
             .map_err(|e| map_error("get", key, e))?;
-        Ok(Box::pin(result.into_stream().map_err(std::io::Error::other)))
+        Ok(Box::pin(
+            result.into_stream().map_err(std::io::Error::other),
+        ))
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
@@ -277,9 +300,11 @@ impl Store for ObjectStoreStore {
     async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         match self.inner.delete(&path).await {
-            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(e) => Err(map_error("delete", key, e)),
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(map_error("delete", key, e)),
         }
+        self.prune_local_dirs(key);
+        Ok(())
     }
 }
 
@@ -302,7 +327,11 @@ mod tests {
         let root = dir.path().join("store");
         let store = ObjectStoreStore::local(&root).expect("opens");
         store
-            .put_bytes("backups/x/data/db/f", Bytes::from_static(b"secret"), WriteMode::CreateOnly)
+            .put_bytes(
+                "backups/x/data/db/f",
+                Bytes::from_static(b"secret"),
+                WriteMode::CreateOnly,
+            )
             .await
             .expect("put");
         let mode = |p: PathBuf| std::fs::metadata(p).expect("exists").permissions().mode() & 0o777;

@@ -35,14 +35,18 @@ impl StoreUrl {
         }
         if let Some(rest) = s.strip_prefix("file://") {
             if !rest.starts_with('/') {
-                return Err(invalid("a file:// URL needs an absolute path, e.g. file:///var/backups/app"));
+                return Err(invalid(
+                    "a file:// URL needs an absolute path, e.g. file:///var/backups/app",
+                ));
             }
             return Ok(StoreUrl::Local(PathBuf::from(rest)));
         }
         if let Some(rest) = s.strip_prefix("s3://") {
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(invalid("an s3:// URL needs a bucket, e.g. s3://backups/app"));
+                return Err(invalid(
+                    "an s3:// URL needs a bucket, e.g. s3://backups/app",
+                ));
             }
             return Ok(StoreUrl::S3 {
                 bucket: bucket.to_owned(),
@@ -74,14 +78,20 @@ mod tests {
 
     #[test]
     fn parses_paths_file_urls_and_s3() {
-        assert_eq!(StoreUrl::parse("./backups").expect("ok"), StoreUrl::Local("./backups".into()));
+        assert_eq!(
+            StoreUrl::parse("./backups").expect("ok"),
+            StoreUrl::Local("./backups".into())
+        );
         assert_eq!(
             StoreUrl::parse("file:///var/b").expect("ok"),
             StoreUrl::Local("/var/b".into())
         );
         assert_eq!(
             StoreUrl::parse("s3://bk/app/prod/").expect("ok"),
-            StoreUrl::S3 { bucket: "bk".into(), prefix: "app/prod".into() }
+            StoreUrl::S3 {
+                bucket: "bk".into(),
+                prefix: "app/prod".into()
+            }
         );
         for bad in ["", "file://relative", "s3:///x", "ftp://host/x"] {
             assert!(StoreUrl::parse(bad).is_err(), "{bad}");

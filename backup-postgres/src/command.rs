@@ -13,7 +13,10 @@ pub fn connection_env(cfg: &PgSourceConfig) -> Vec<(&'static str, String)> {
         ("PGDATABASE", cfg.dbname.clone()),
         ("PGSSLMODE", cfg.sslmode.clone()),
         ("PGAPPNAME", "pre-deploy".to_owned()),
-        ("PGCONNECT_TIMEOUT", cfg.connect_timeout.as_secs().to_string()),
+        (
+            "PGCONNECT_TIMEOUT",
+            cfg.connect_timeout.as_secs().to_string(),
+        ),
     ];
     if let Some(p) = &cfg.password {
         env.push(("PGPASSWORD", p.expose().to_owned()));
@@ -29,7 +32,14 @@ pub const CLEARED_ENV: &[&str] = &["PGHOSTADDR", "PGSERVICE", "PGOPTIONS", "PGPA
 pub fn dump_args(tool_major: u32, snapshot: Option<&str>) -> Vec<String> {
     let mut args = vec!["--format=custom".to_owned()];
     // PG ≤ 15 only knows gzip levels; 16+ spells "no compression" differently.
-    args.push(if tool_major >= 16 { "--compress=none" } else { "-Z0" }.to_owned());
+    args.push(
+        if tool_major >= 16 {
+            "--compress=none"
+        } else {
+            "-Z0"
+        }
+        .to_owned(),
+    );
     args.push("--no-password".to_owned());
     if let Some(s) = snapshot {
         args.push(format!("--snapshot={s}"));
@@ -74,7 +84,10 @@ mod tests {
     fn the_password_is_in_the_environment_and_never_in_argv() {
         let env = connection_env(&cfg());
         assert!(env.contains(&("PGPASSWORD", "hunter2".into())));
-        for args in [dump_args(15, Some("00000003-1")), globals_args("shop's", false)] {
+        for args in [
+            dump_args(15, Some("00000003-1")),
+            globals_args("shop's", false),
+        ] {
             assert!(!args.iter().any(|a| a.contains("hunter2")), "{args:?}");
         }
     }

@@ -89,18 +89,22 @@ impl PgSourceConfig {
         };
         let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
-            return Err(invalid("the scheme must be postgres:// or postgresql://".into()));
+            return Err(invalid(
+                "the scheme must be postgres:// or postgresql://".into(),
+            ));
         }
-        let decode = |s: &str| {
-            percent_decode(s).map_err(|()| invalid("bad percent-encoding".into()))
-        };
-        let mut host = parsed.host_str().map(|h| h.trim_matches(['[', ']']).to_owned());
+        let decode =
+            |s: &str| percent_decode(s).map_err(|()| invalid("bad percent-encoding".into()));
+        let mut host = parsed
+            .host_str()
+            .map(|h| h.trim_matches(['[', ']']).to_owned());
         let mut port = parsed.port();
         let mut sslmode = None;
         let mut connect_timeout = None;
         let mut user = Some(decode(parsed.username())?).filter(|u| !u.is_empty());
         let mut password = parsed.password().map(decode).transpose()?;
-        let mut dbname = Some(decode(parsed.path().trim_start_matches('/'))?).filter(|d| !d.is_empty());
+        let mut dbname =
+            Some(decode(parsed.path().trim_start_matches('/'))?).filter(|d| !d.is_empty());
         for (k, v) in parsed.query_pairs() {
             match &*k {
                 "host" => host = Some(v.into_owned()),
@@ -121,7 +125,9 @@ impl PgSourceConfig {
         let port = match port {
             Some(p) => p,
             None => match env.var("PGPORT") {
-                Some(p) => p.parse().map_err(|_| invalid(format!("bad PGPORT {p:?}")))?,
+                Some(p) => p
+                    .parse()
+                    .map_err(|_| invalid(format!("bad PGPORT {p:?}")))?,
                 None => 5432,
             },
         };
@@ -129,7 +135,9 @@ impl PgSourceConfig {
             .or_else(|| env.var("PGUSER"))
             .or_else(|| env.var("USER"))
             .unwrap_or_else(|| "postgres".into());
-        let dbname = dbname.or_else(|| env.var("PGDATABASE")).unwrap_or_else(|| user.clone());
+        let dbname = dbname
+            .or_else(|| env.var("PGDATABASE"))
+            .unwrap_or_else(|| user.clone());
         let sslmode = sslmode
             .or_else(|| env.var("PGSSLMODE"))
             .unwrap_or_else(|| "prefer".into());
@@ -137,9 +145,9 @@ impl PgSourceConfig {
             .or_else(|| env.var("PGCONNECT_TIMEOUT"))
             .and_then(|t| t.parse().ok())
             .unwrap_or(10);
-        let password = password.or_else(|| env.var("PGPASSWORD")).or_else(|| {
-            pgpass_lookup(env, &host, port, &dbname, &user)
-        });
+        let password = password
+            .or_else(|| env.var("PGPASSWORD"))
+            .or_else(|| pgpass_lookup(env, &host, port, &dbname, &user));
         Ok(PgSourceConfig {
             host,
             port,
@@ -161,7 +169,10 @@ impl PgSourceConfig {
         } else {
             self.host.clone()
         };
-        let mut s = format!("postgres://{}@{host}:{}/{}", self.user, self.port, self.dbname);
+        let mut s = format!(
+            "postgres://{}@{host}:{}/{}",
+            self.user, self.port, self.dbname
+        );
         if self.host.starts_with('/') {
             s.push_str("?host=");
             s.push_str(&self.host);
@@ -223,7 +234,11 @@ pub fn redact_url(url: &str) -> String {
             let pairs: Vec<(String, String)> = u
                 .query_pairs()
                 .map(|(k, v)| {
-                    let v = if k == "password" { "***".into() } else { v.into_owned() };
+                    let v = if k == "password" {
+                        "***".into()
+                    } else {
+                        v.into_owned()
+                    };
                     (k.into_owned(), v)
                 })
                 .collect();
@@ -233,7 +248,10 @@ pub fn redact_url(url: &str) -> String {
             u.to_string()
         }
         // Unparseable: show only the scheme so no secret can leak.
-        Err(_) => url.split("://").next().map_or_else(String::new, |s| format!("{s}://***")),
+        Err(_) => url
+            .split("://")
+            .next()
+            .map_or_else(String::new, |s| format!("{s}://***")),
     }
 }
 
@@ -262,7 +280,11 @@ fn pgpass_lookup(env: &dyn Env, host: &str, port: u16, db: &str, user: &str) -> 
         .map(PathBuf::from)
         .or_else(|| env.var("HOME").map(|h| Path::new(&h).join(".pgpass")))?;
     let text = std::fs::read_to_string(path).ok()?;
-    let host = if host.starts_with('/') { "localhost" } else { host };
+    let host = if host.starts_with('/') {
+        "localhost"
+    } else {
+        host
+    };
     let port = port.to_string();
     text.lines()
         .filter(|l| !l.trim_start().starts_with('#'))
@@ -283,13 +305,15 @@ fn split_pgpass(line: &str) -> Vec<String> {
     while let Some(c) = chars.next() {
         match c {
             '\\' => {
-                if let Some(n) = chars.next() {
-                    fields.last_mut().map(|f| f.push(n));
+                if let (Some(n), Some(f)) = (chars.next(), fields.last_mut()) {
+                    f.push(n);
                 }
             }
             ':' if fields.len() < 5 => fields.push(String::new()),
             c => {
-                fields.last_mut().map(|f| f.push(c));
+                if let Some(f) = fields.last_mut() {
+                    f.push(c);
+                }
             }
         }
     }
@@ -306,9 +330,15 @@ mod tests {
 
     #[test]
     fn url_fields_and_defaults() {
-        let c = PgSourceConfig::from_url("postgres://app:s%40cret@db.local:6432/shop?sslmode=disable", &no_env)
-            .expect("parses");
-        assert_eq!((c.host.as_str(), c.port, c.user.as_str(), c.dbname.as_str()), ("db.local", 6432, "app", "shop"));
+        let c = PgSourceConfig::from_url(
+            "postgres://app:s%40cret@db.local:6432/shop?sslmode=disable",
+            &no_env,
+        )
+        .expect("parses");
+        assert_eq!(
+            (c.host.as_str(), c.port, c.user.as_str(), c.dbname.as_str()),
+            ("db.local", 6432, "app", "shop")
+        );
         assert_eq!(c.password.as_ref().map(Secret::expose), Some("s@cret"));
         assert_eq!(c.location(), "postgres://app@db.local:6432/shop");
         assert!(!format!("{c:?}").contains("s@cret"));
@@ -323,15 +353,25 @@ mod tests {
             _ => None,
         };
         let c = PgSourceConfig::from_url("postgresql:///app", &env).expect("parses");
-        assert_eq!((c.host.as_str(), c.user.as_str(), c.dbname.as_str()), ("/tmp/sock", "alice", "app"));
+        assert_eq!(
+            (c.host.as_str(), c.user.as_str(), c.dbname.as_str()),
+            ("/tmp/sock", "alice", "app")
+        );
         assert_eq!(c.password.as_ref().map(Secret::expose), Some("pw"));
-        assert_eq!(c.location(), "postgres://alice@localhost:5432/app?host=/tmp/sock");
+        assert_eq!(
+            c.location(),
+            "postgres://alice@localhost:5432/app?host=/tmp/sock"
+        );
     }
 
     #[test]
     fn pgpass_is_honoured() {
         let dir = std::env::temp_dir().join(format!("pgpass-{}", std::process::id()));
-        std::fs::write(&dir, "# comment\nother:*:*:*:no\ndb.local:5432:*:app:pa\\:ss\n").expect("write");
+        std::fs::write(
+            &dir,
+            "# comment\nother:*:*:*:no\ndb.local:5432:*:app:pa\\:ss\n",
+        )
+        .expect("write");
         let path = dir.to_string_lossy().into_owned();
         let env = move |k: &str| (k == "PGPASSFILE").then(|| path.clone());
         let c = PgSourceConfig::from_url("postgres://app@db.local/shop", &env).expect("parses");
@@ -346,6 +386,9 @@ mod tests {
             .to_string();
         assert!(!err.contains("hunter2"), "{err}");
         assert!(err.contains("bogus"), "{err}");
-        assert_eq!(redact_url("postgres://a:hunter2@h/d?password=x"), "postgres://a:***@h/d?password=***");
+        assert_eq!(
+            redact_url("postgres://a:hunter2@h/d?password=x"),
+            "postgres://a:***@h/d?password=***"
+        );
     }
 }

@@ -188,7 +188,11 @@ impl PgInspector {
                 .iter()
                 .enumerate()
                 .map(|(i, (s, t))| {
-                    format!("SELECT {i} AS i, count(*) FROM ONLY {}.{}", quote_ident(s), quote_ident(t))
+                    format!(
+                        "SELECT {i} AS i, count(*) FROM ONLY {}.{}",
+                        quote_ident(s),
+                        quote_ident(t)
+                    )
                 })
                 .collect::<Vec<_>>()
                 .join(" UNION ALL ");
@@ -245,7 +249,12 @@ impl PgInspector {
             .map_err(|e| self.query_error("counting objects", &e))?;
         Ok(rows
             .iter()
-            .map(|r| (r.get::<_, String>(0), u64::try_from(r.get::<_, i64>(1)).unwrap_or(0)))
+            .map(|r| {
+                (
+                    r.get::<_, String>(0),
+                    u64::try_from(r.get::<_, i64>(1)).unwrap_or(0),
+                )
+            })
             .collect())
     }
 
@@ -349,7 +358,11 @@ fn connect_error(cfg: &PgSourceConfig, source_name: &str, e: &tokio_postgres::Er
                 "password authentication failed for user {:?} at {location}; check the password in the source URL, PGPASSWORD or ~/.pgpass",
                 cfg.user
             ),
-            "28000" => format!("the server refused user {:?} at {location}: {}; check pg_hba.conf and the user name", cfg.user, db.message()),
+            "28000" => format!(
+                "the server refused user {:?} at {location}: {}; check pg_hba.conf and the user name",
+                cfg.user,
+                db.message()
+            ),
             "3D000" => format!("database {:?} does not exist at {location}", cfg.dbname),
             _ => format!("cannot connect to {location}: {}", db.message()),
         }

@@ -106,7 +106,9 @@ pub fn check_exit(tool: &str, status: ExitStatus, bytes: u64, stderr_tail: &str)
         )));
     }
     if bytes == 0 {
-        return Err(io::Error::other(format!("{tool} exited successfully but wrote nothing{said}")));
+        return Err(io::Error::other(format!(
+            "{tool} exited successfully but wrote nothing{said}"
+        )));
     }
     Ok(())
 }
@@ -145,10 +147,18 @@ mod tests {
 
     #[tokio::test]
     async fn a_kill_a_failure_and_an_empty_output_are_errors() {
-        let e = run("printf partial; echo 'boom' >&2; kill -9 $$").await.expect_err("killed");
-        assert!(e.to_string().contains("killed by signal 9 (SIGKILL) after writing 7 bytes"), "{e}");
+        let e = run("printf partial; echo 'boom' >&2; kill -9 $$")
+            .await
+            .expect_err("killed");
+        assert!(
+            e.to_string()
+                .contains("killed by signal 9 (SIGKILL) after writing 7 bytes"),
+            "{e}"
+        );
         assert!(e.to_string().contains("boom"), "{e}");
-        let e = run("echo 'FATAL: nope' >&2; exit 1").await.expect_err("failed");
+        let e = run("echo 'FATAL: nope' >&2; exit 1")
+            .await
+            .expect_err("failed");
         assert!(e.to_string().contains("exited with status 1"), "{e}");
         assert!(e.to_string().contains("FATAL: nope"), "{e}");
         let e = run("true").await.expect_err("empty");

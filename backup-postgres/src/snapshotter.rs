@@ -82,11 +82,15 @@ impl PgSnapshotter {
     ) -> Result<(Option<ArtifactMeta>, Vec<String>)> {
         let mut notes = Vec::new();
         if !superuser {
-            notes.push("roles were dumped without their passwords: the backup user is not a superuser".to_owned());
+            notes.push(
+                "roles were dumped without their passwords: the backup user is not a superuser"
+                    .to_owned(),
+            );
         }
         let mut cmd = self.tool_command(tools.pg_dumpall());
         cmd.args(globals_args(&self.config.dbname, superuser));
-        let reader = spawn_checked("pg_dumpall", cmd).map_err(|e| self.spawn_error("pg_dumpall", &e))?;
+        let reader =
+            spawn_checked("pg_dumpall", cmd).map_err(|e| self.spawn_error("pg_dumpall", &e))?;
         let spec = ArtifactSpec {
             source: &self.name,
             file: GLOBALS_FILE,

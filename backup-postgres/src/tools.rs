@@ -106,13 +106,15 @@ pub async fn installed_tools(explicit: Option<&Path>) -> Vec<PgTools> {
     };
     let mut found: Vec<PgTools> = Vec::new();
     for dir in dirs {
-        if let Some(t) = probe(&dir).await {
-            if !found.iter().any(|f| f.version == t.version && f.major == t.major) {
-                found.push(t);
-            }
+        if let Some(t) = probe(&dir).await
+            && !found
+                .iter()
+                .any(|f| f.version == t.version && f.major == t.major)
+        {
+            found.push(t);
         }
     }
-    found.sort_by(|a, b| b.major.cmp(&a.major));
+    found.sort_by_key(|t| std::cmp::Reverse(t.major));
     found
 }
 
@@ -122,7 +124,11 @@ pub async fn installed_tools(explicit: Option<&Path>) -> Vec<PgTools> {
 ///
 /// [`Error::SourceUnavailable`] for `source_name` saying which version is needed, what was found,
 /// and how to install it.
-pub async fn find_tools(min_major: u32, explicit: Option<&Path>, source_name: &str) -> Result<PgTools> {
+pub async fn find_tools(
+    min_major: u32,
+    explicit: Option<&Path>,
+    source_name: &str,
+) -> Result<PgTools> {
     let all = installed_tools(explicit).await;
     select_tools(&all, min_major, explicit, source_name)
 }
@@ -132,7 +138,12 @@ pub async fn find_tools(min_major: u32, explicit: Option<&Path>, source_name: &s
 /// # Errors
 ///
 /// As [`find_tools`].
-pub fn select_tools(all: &[PgTools], min_major: u32, explicit: Option<&Path>, source_name: &str) -> Result<PgTools> {
+pub fn select_tools(
+    all: &[PgTools],
+    min_major: u32,
+    explicit: Option<&Path>,
+    source_name: &str,
+) -> Result<PgTools> {
     if let Some(t) = all.iter().find(|t| t.major >= min_major) {
         return Ok(t.clone());
     }
@@ -165,7 +176,10 @@ mod tests {
 
     #[test]
     fn majors_parse_from_tool_and_server_strings() {
-        assert_eq!(parse_major("pg_dump (PostgreSQL) 15.19 (Debian 15.19-0+deb12u1)"), Some(15));
+        assert_eq!(
+            parse_major("pg_dump (PostgreSQL) 15.19 (Debian 15.19-0+deb12u1)"),
+            Some(15)
+        );
         assert_eq!(parse_major("18.1"), Some(18));
         assert_eq!(parse_major("pg_dump (PostgreSQL) 16beta1"), Some(16));
         assert_eq!(parse_major("9.6.24"), Some(9));
@@ -182,9 +196,14 @@ mod tests {
         let all = vec![t(18), t(15)];
         assert_eq!(select_tools(&all, 15, None, "db").expect("found").major, 18);
         assert_eq!(select_tools(&all, 16, None, "db").expect("found").major, 18);
-        let err = select_tools(&[t(15)], 18, None, "db").expect_err("too old").to_string();
+        let err = select_tools(&[t(15)], 18, None, "db")
+            .expect_err("too old")
+            .to_string();
         assert!(err.contains("pg_dump 18 or newer"), "{err}");
-        assert!(err.contains("found only pg_dump (PostgreSQL) 15.1"), "{err}");
+        assert!(
+            err.contains("found only pg_dump (PostgreSQL) 15.1"),
+            "{err}"
+        );
         assert!(err.contains("postgresql-client-18"), "{err}");
     }
 }

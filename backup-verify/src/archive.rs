@@ -66,30 +66,82 @@ fn pass_findings(
     let label = format!("{}/{}", source.name, a.name);
     let mut out = Vec::new();
     if pass.missing {
-        out.push(finding(Checksum, "present", source, a, Failed, format!("{label}: the artifact is missing from the store ({})", a.key)));
+        out.push(finding(
+            Checksum,
+            "present",
+            source,
+            a,
+            Failed,
+            format!(
+                "{label}: the artifact is missing from the store ({})",
+                a.key
+            ),
+        ));
         return out;
     }
     let sha_ok = pass.sha256 == Some(a.sha256);
     let size_ok = pass.stored_size == a.stored_size;
     let (status, message) = match (size_ok, sha_ok) {
-        (true, true) => (Passed, format!("{label}: {} bytes, {} as recorded", a.stored_size, a.sha256)),
-        (false, _) if pass.stored_size < a.stored_size => (Failed, format!(
-            "{label}: the stored artifact is truncated: {} bytes instead of {}", pass.stored_size, a.stored_size)),
-        (false, _) => (Failed, format!(
-            "{label}: the stored artifact is {} bytes instead of {}", pass.stored_size, a.stored_size)),
-        (true, false) => (Failed, format!(
-            "{label}: the stored bytes are corrupted: sha256 is {} but the manifest records {}",
-            pass.sha256.map(|d| d.to_string()).unwrap_or_default(), a.sha256)),
+        (true, true) => (
+            Passed,
+            format!("{label}: {} bytes, {} as recorded", a.stored_size, a.sha256),
+        ),
+        (false, _) if pass.stored_size < a.stored_size => (
+            Failed,
+            format!(
+                "{label}: the stored artifact is truncated: {} bytes instead of {}",
+                pass.stored_size, a.stored_size
+            ),
+        ),
+        (false, _) => (
+            Failed,
+            format!(
+                "{label}: the stored artifact is {} bytes instead of {}",
+                pass.stored_size, a.stored_size
+            ),
+        ),
+        (true, false) => (
+            Failed,
+            format!(
+                "{label}: the stored bytes are corrupted: sha256 is {} but the manifest records {}",
+                pass.sha256.map(|d| d.to_string()).unwrap_or_default(),
+                a.sha256
+            ),
+        ),
     };
     out.push(finding(Checksum, "sha256", source, a, status, message));
     if up_to >= Decompress && a.compression == "zstd" {
         let (status, message) = match &pass.decompress_error {
-            Some(e) => (Failed, format!("{label}: zstd decompression failed after {} bytes: {e}", pass.raw_size)),
-            None if pass.raw_size != a.raw_size => (Failed, format!(
-                "{label}: decompresses to {} bytes but {} were dumped", pass.raw_size, a.raw_size)),
-            None => (Passed, format!("{label}: decompresses to {} bytes, frame checksums valid", pass.raw_size)),
+            Some(e) => (
+                Failed,
+                format!(
+                    "{label}: zstd decompression failed after {} bytes: {e}",
+                    pass.raw_size
+                ),
+            ),
+            None if pass.raw_size != a.raw_size => (
+                Failed,
+                format!(
+                    "{label}: decompresses to {} bytes but {} were dumped",
+                    pass.raw_size, a.raw_size
+                ),
+            ),
+            None => (
+                Passed,
+                format!(
+                    "{label}: decompresses to {} bytes, frame checksums valid",
+                    pass.raw_size
+                ),
+            ),
         };
-        out.push(finding(Decompress, "zstd-frames", source, a, status, message));
+        out.push(finding(
+            Decompress,
+            "zstd-frames",
+            source,
+            a,
+            status,
+            message,
+        ));
     }
     out
 }
@@ -144,7 +196,11 @@ impl ArchiveVerifier {
         use FindingStatus::*;
         use VerificationLevel::*;
         let label = format!("{}/{}", source.name, a.name);
-        let min_major = source.tool_version.as_deref().and_then(parse_major).unwrap_or(0);
+        let min_major = source
+            .tool_version
+            .as_deref()
+            .and_then(parse_major)
+            .unwrap_or(0);
         let tools = find_tools(min_major, self.pg_bin_dir.as_deref(), source.name.as_str()).await?;
 
         // Full read: pg_restore writes the whole archive as SQL to /dev/null.
@@ -156,7 +212,9 @@ impl ArchiveVerifier {
             .kill_on_drop(true)
             .spawn()
             .map_err(|e| backup_core::Error::io("cannot start pg_restore", e))?;
-        let mut stdin = child.stdin.take().ok_or_else(|| backup_core::Error::io("pg_restore", std::io::Error::other("no stdin")))?;
+        let mut stdin = child.stdin.take().ok_or_else(|| {
+            backup_core::Error::io("pg_restore", std::io::Error::other("no stdin"))
+        })?;
         let (pass, output) = tokio::join!(
             async {
                 let r = read_pass(store, a, true, Consumer::Writer(&mut stdin)).await;
@@ -173,14 +231,38 @@ impl ArchiveVerifier {
         }
         let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
         let (status, message) = if pass.decompress_error.is_some() {
-            (Failed, format!("{label}: pg_restore could not read the archive because it does not decompress"))
+            (
+                Failed,
+                format!(
+                    "{label}: pg_restore could not read the archive because it does not decompress"
+                ),
+            )
         } else if output.status.success() && stderr.is_empty() {
-            (Passed, format!("{label}: pg_restore read the whole archive ({} bytes)", pass.raw_size))
+            (
+                Passed,
+                format!(
+                    "{label}: pg_restore read the whole archive ({} bytes)",
+                    pass.raw_size
+                ),
+            )
         } else {
-            (Failed, format!("{label}: pg_restore could not read the whole archive ({}): {}",
-                output.status, tail(&stderr)))
+            (
+                Failed,
+                format!(
+                    "{label}: pg_restore could not read the whole archive ({}): {}",
+                    output.status,
+                    tail(&stderr)
+                ),
+            )
         };
-        findings.push(finding(Archive, "pg-restore-read", source, a, status, message));
+        findings.push(finding(
+            Archive,
+            "pg-restore-read",
+            source,
+            a,
+            status,
+            message,
+        ));
 
         // Table of contents: every table counted at backup time has its data in the archive.
         if status == Passed {
@@ -206,8 +288,14 @@ async fn toc_finding(
         .kill_on_drop(true)
         .spawn()
         .map_err(|e| backup_core::Error::io("cannot start pg_restore --list", e))?;
-    let mut stdin = child.stdin.take().ok_or_else(|| backup_core::Error::io("pg_restore", std::io::Error::other("no stdin")))?;
-    let mut stdout = child.stdout.take().ok_or_else(|| backup_core::Error::io("pg_restore", std::io::Error::other("no stdout")))?;
+    let mut stdin = child
+        .stdin
+        .take()
+        .ok_or_else(|| backup_core::Error::io("pg_restore", std::io::Error::other("no stdin")))?;
+    let mut stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| backup_core::Error::io("pg_restore", std::io::Error::other("no stdout")))?;
     let (fed, listing) = tokio::join!(
         async {
             let r = stream_prefix(store, a, &mut stdin).await;
@@ -221,12 +309,21 @@ async fn toc_finding(
         }
     );
     fed?;
-    let output = child.wait_with_output().await.map_err(|e| backup_core::Error::io("pg_restore --list", e))?;
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|e| backup_core::Error::io("pg_restore --list", e))?;
     let listing = listing.map_err(|e| backup_core::Error::io("reading pg_restore --list", e))?;
     if !output.status.success() {
         let stderr = String::from_utf8_lossy(&output.stderr);
-        return Ok(finding(VerificationLevel::Archive, "pg-restore-toc", source, a, Failed,
-            format!("{label}: pg_restore --list failed: {}", tail(stderr.trim()))));
+        return Ok(finding(
+            VerificationLevel::Archive,
+            "pg-restore-toc",
+            source,
+            a,
+            Failed,
+            format!("{label}: pg_restore --list failed: {}", tail(stderr.trim())),
+        ));
     }
     let missing: Vec<String> = source
         .stats
@@ -236,17 +333,43 @@ async fn toc_finding(
         .map(|t| format!("{}.{}", t.schema, t.name))
         .collect();
     Ok(if missing.is_empty() {
-        finding(VerificationLevel::Archive, "pg-restore-toc", source, a, Passed, format!(
-            "{label}: the table of contents holds the data of all {} tables counted at backup time",
-            source.stats.tables.len()))
+        finding(
+            VerificationLevel::Archive,
+            "pg-restore-toc",
+            source,
+            a,
+            Passed,
+            format!(
+                "{label}: the table of contents holds the data of all {} tables counted at backup time",
+                source.stats.tables.len()
+            ),
+        )
     } else {
-        finding(VerificationLevel::Archive, "pg-restore-toc", source, a, Failed, format!(
-            "{label}: the table of contents has no data for {} of the tables counted at backup time: {}",
-            missing.len(), missing.iter().take(10).cloned().collect::<Vec<_>>().join(", ")))
+        finding(
+            VerificationLevel::Archive,
+            "pg-restore-toc",
+            source,
+            a,
+            Failed,
+            format!(
+                "{label}: the table of contents has no data for {} of the tables counted at backup time: {}",
+                missing.len(),
+                missing
+                    .iter()
+                    .take(10)
+                    .cloned()
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        )
     })
 }
 
-async fn verify_globals(store: &dyn Store, source: &SourceManifest, a: &ArtifactMeta) -> Result<Vec<Finding>> {
+async fn verify_globals(
+    store: &dyn Store,
+    source: &SourceManifest,
+    a: &ArtifactMeta,
+) -> Result<Vec<Finding>> {
     let mut tail_writer = TailWriter::default();
     let pass = read_pass(store, a, true, Consumer::Writer(&mut tail_writer)).await?;
     let mut findings = pass_findings(&pass, source, a, VerificationLevel::Archive);
@@ -254,11 +377,24 @@ async fn verify_globals(store: &dyn Store, source: &SourceManifest, a: &Artifact
         let label = format!("{}/{}", source.name, a.name);
         let complete = String::from_utf8_lossy(&tail_writer.tail).contains(GLOBALS_TRAILER);
         let (status, message) = if complete && pass.decompress_error.is_none() {
-            (FindingStatus::Passed, format!("{label}: the globals dump is complete"))
+            (
+                FindingStatus::Passed,
+                format!("{label}: the globals dump is complete"),
+            )
         } else {
-            (FindingStatus::Failed, format!("{label}: the globals dump is cut short (no closing trailer)"))
+            (
+                FindingStatus::Failed,
+                format!("{label}: the globals dump is cut short (no closing trailer)"),
+            )
         };
-        findings.push(finding(VerificationLevel::Archive, "globals-trailer", source, a, status, message));
+        findings.push(finding(
+            VerificationLevel::Archive,
+            "globals-trailer",
+            source,
+            a,
+            status,
+            message,
+        ));
     }
     Ok(findings)
 }
@@ -276,7 +412,11 @@ struct TailWriter {
 }
 
 impl AsyncWrite for TailWriter {
-    fn poll_write(self: Pin<&mut Self>, _: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         this.tail.extend_from_slice(buf);
         if this.tail.len() > 512 {

@@ -92,10 +92,11 @@ pub async fn read_pass(
                 Ok(0) => break,
                 Ok(n) => {
                     result.raw_size += n as u64;
-                    if let Consumer::Writer(w) = &mut consumer {
-                        if !result.consumer_stopped && w.write_all(&buf[..n]).await.is_err() {
-                            result.consumer_stopped = true;
-                        }
+                    if let Consumer::Writer(w) = &mut consumer
+                        && !result.consumer_stopped
+                        && w.write_all(&buf[..n]).await.is_err()
+                    {
+                        result.consumer_stopped = true;
                     }
                 }
                 Err(e) => {
@@ -114,7 +115,11 @@ pub async fn read_pass(
         return Err(Error::store("get", &artifact.key, io::Error::other(e)));
     }
     drained.map_err(|e| Error::store("get", &artifact.key, e))?;
-    let h = std::mem::take(&mut *hasher.lock().map_err(|_| Error::store("get", &artifact.key, "hasher poisoned"))?);
+    let h = std::mem::take(
+        &mut *hasher
+            .lock()
+            .map_err(|_| Error::store("get", &artifact.key, "hasher poisoned"))?,
+    );
     result.stored_size = h.len();
     result.sha256 = Some(h.finish());
     Ok(result)

@@ -20,14 +20,23 @@ pub fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
-            let code = if e.use_stderr() { Code::Usage.code() } else { 0 };
+            let code = if e.use_stderr() {
+                Code::Usage.code()
+            } else {
+                0
+            };
             let _ = e.print();
             return ExitCode::from(code);
         }
     };
     init_logging(cli.global.verbose, cli.global.quiet);
-    let out = Output { json: cli.global.json };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let out = Output {
+        json: cli.global.json,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("pre-deploy: cannot start the async runtime: {e}");
@@ -96,11 +105,15 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
                 deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
             };
             let outcome = gate.backup(&request).await?;
-            let lines = last_deployment_lines(&outcome.manifest, gate.store_name(), Some(&settings.store));
+            let lines =
+                last_deployment_lines(&outcome.manifest, gate.store_name(), Some(&settings.store));
             let file = write_last_deployment(&settings.workdir, &lines)?;
             out.backup_done(&gate, &outcome, Some(&file));
             let env = vec![
-                ("PREDEPLOY_BACKUP_ID".to_owned(), outcome.manifest.id.to_string()),
+                (
+                    "PREDEPLOY_BACKUP_ID".to_owned(),
+                    outcome.manifest.id.to_string(),
+                ),
                 ("PREDEPLOY_STORE".to_owned(), gate.store_name().to_owned()),
                 ("PREDEPLOY_ENV".to_owned(), gate.environment().to_owned()),
             ];

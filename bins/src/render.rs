@@ -1,8 +1,8 @@
 //! Rendering results for people (stderr/stdout text) or machines (`--json` on stdout).
 
 use deploy_gate::{
-    BackupDetails, BackupListing, BackupOutcome, FindingStatus, Gate, GateError, VerificationRecord,
-    human_bytes,
+    BackupDetails, BackupListing, BackupOutcome, FindingStatus, Gate, GateError,
+    VerificationRecord, human_bytes,
 };
 use serde_json::json;
 
@@ -13,14 +13,19 @@ pub struct Output {
 }
 
 fn print_json(v: &serde_json::Value) {
-    println!("{}", serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into()));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into())
+    );
 }
 
 fn level_name(r: Option<&VerificationRecord>) -> String {
     match r {
         None => "unverified".into(),
         Some(r) if !r.passed => "FAILED".into(),
-        Some(r) => r.level_reached.map_or_else(|| "none".into(), |l| l.as_str().to_owned()),
+        Some(r) => r
+            .level_reached
+            .map_or_else(|| "none".into(), |l| l.as_str().to_owned()),
     }
 }
 
@@ -49,19 +54,31 @@ impl Output {
             gate.store_name()
         );
         if let Some(commit) = &m.deploy.commit {
-            eprintln!("  protects commit {commit}{}", m.deploy.branch.as_deref().map(|b| format!(" ({b})")).unwrap_or_default());
+            eprintln!(
+                "  protects commit {commit}{}",
+                m.deploy
+                    .branch
+                    .as_deref()
+                    .map(|b| format!(" ({b})"))
+                    .unwrap_or_default()
+            );
         }
         if let Some(f) = last_file {
             eprintln!("  wrote {}", f.display());
         }
-        eprintln!("  roll back with the commands from: pre-deploy show {}", m.id);
+        eprintln!(
+            "  roll back with the commands from: pre-deploy show {}",
+            m.id
+        );
     }
 
     pub fn deploy_done(&self, id: &str, code: i32) {
         if code == 0 {
             tracing::info!("deploy command succeeded (backup {id})");
         } else {
-            eprintln!("pre-deploy: the deploy command exited with status {code}; backup {id} holds the state from before it (see `pre-deploy show {id}`)");
+            eprintln!(
+                "pre-deploy: the deploy command exited with status {code}; backup {id} holds the state from before it (see `pre-deploy show {id}`)"
+            );
         }
     }
 
@@ -85,13 +102,24 @@ impl Output {
             return;
         }
         if backups.is_empty() {
-            println!("no backups of environment {:?} in {}", gate.environment(), gate.store_name());
+            println!(
+                "no backups of environment {:?} in {}",
+                gate.environment(),
+                gate.store_name()
+            );
             return;
         }
-        println!("{:<24} {:<10} {:<12} {:<10} {:>10}  {}", "ID", "KIND", "COMMIT", "VERIFIED", "SIZE", "SOURCES");
+        println!(
+            "{:<24} {:<10} {:<12} {:<10} {:>10}  SOURCES",
+            "ID", "KIND", "COMMIT", "VERIFIED", "SIZE"
+        );
         for b in backups {
             let m = &b.manifest;
-            let commit = m.deploy.commit.as_deref().map_or("-", |c| &c[..c.len().min(12)]);
+            let commit = m
+                .deploy
+                .commit
+                .as_deref()
+                .map_or("-", |c| &c[..c.len().min(12)]);
             let sources: Vec<&str> = m.sources.iter().map(|s| s.name.as_str()).collect();
             println!(
                 "{:<24} {:<10} {:<12} {:<10} {:>10}  {}",
@@ -107,14 +135,19 @@ impl Output {
 
     pub fn show(&self, d: &BackupDetails) {
         if self.json {
-            print_json(&json!({ "manifest": d.manifest, "verifications": d.verifications, "runbook": d.runbook }));
+            print_json(
+                &json!({ "manifest": d.manifest, "verifications": d.verifications, "runbook": d.runbook }),
+            );
             return;
         }
         let m = &d.manifest;
         println!("backup      {}", m.id);
         println!("kind        {}   environment {}", m.kind, m.environment);
         println!("created     {}   finished {}", m.created_at, m.finished_at);
-        println!("host        {}   tool {} {}", m.host, m.tool.name, m.tool.version);
+        println!(
+            "host        {}   tool {} {}",
+            m.host, m.tool.name, m.tool.version
+        );
         let dep = &m.deploy;
         println!(
             "protects    commit {}  branch {}  tag {}  dirty {}",
@@ -132,7 +165,10 @@ impl Output {
         for s in &m.sources {
             println!("\nsource {} ({}) {}", s.name, s.kind, s.location);
             if let Some(v) = &s.server_version {
-                println!("  server {v}; dumped with {}", s.tool_version.as_deref().unwrap_or("?"));
+                println!(
+                    "  server {v}; dumped with {}",
+                    s.tool_version.as_deref().unwrap_or("?")
+                );
             }
             println!(
                 "  {} tables, {} rows; schema {}",
@@ -165,7 +201,12 @@ impl Output {
                 r.level_reached.map_or("none", |l| l.as_str()),
                 if r.passed { "passed" } else { "FAILED" }
             );
-            for f in r.report.findings.iter().filter(|f| f.status == FindingStatus::Failed) {
+            for f in r
+                .report
+                .findings
+                .iter()
+                .filter(|f| f.status == FindingStatus::Failed)
+            {
                 println!("    failed: {}", f.message);
             }
         }
@@ -182,7 +223,8 @@ impl Output {
             println!(
                 "backup {} verified to level {}",
                 r.backup_id,
-                r.level_reached.map_or_else(|| "none".into(), |l| l.to_string())
+                r.level_reached
+                    .map_or_else(|| "none".into(), |l| l.to_string())
             );
         }
     }
@@ -219,7 +261,10 @@ impl Output {
             eprintln!("hint: {h}");
         }
         if refused && is_run {
-            eprintln!("pre-deploy: REFUSED (exit {}): the deploy command did not run", code.code());
+            eprintln!(
+                "pre-deploy: REFUSED (exit {}): the deploy command did not run",
+                code.code()
+            );
         } else if refused {
             eprintln!("pre-deploy: REFUSED (exit {})", code.code());
         }

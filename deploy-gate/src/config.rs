@@ -153,10 +153,11 @@ impl Settings {
             .or(file.store.clone())
             .unwrap_or_else(|| DEFAULT_STORE.to_owned());
         let store_raw = expand_vars(&store_raw, env)?;
-        let store = match StoreUrl::parse(&store_raw).map_err(|e| GateError::usage(e.to_string()))? {
-            StoreUrl::Local(p) if p.is_relative() => StoreUrl::Local(workdir.join(p)),
-            other => other,
-        };
+        let store =
+            match StoreUrl::parse(&store_raw).map_err(|e| GateError::usage(e.to_string()))? {
+                StoreUrl::Local(p) if p.is_relative() => StoreUrl::Local(workdir.join(p)),
+                other => other,
+            };
 
         let sources = if !cli.sources.is_empty() {
             cli.sources
@@ -173,17 +174,20 @@ impl Settings {
             for (name, url) in table {
                 specs.push(source_spec(name, &expand_vars(url, env)?)?);
             }
-            if specs.is_empty() {
-                if let Some(url) = env("DATABASE_URL") {
-                    specs.push(source_spec("db", &url)?);
-                }
+            if specs.is_empty()
+                && let Some(url) = env("DATABASE_URL")
+            {
+                specs.push(source_spec("db", &url)?);
             }
             specs
         };
         let mut seen = std::collections::BTreeSet::new();
         for s in &sources {
             if !seen.insert(s.name.clone()) {
-                return Err(GateError::usage(format!("source {} is given twice", s.name)));
+                return Err(GateError::usage(format!(
+                    "source {} is given twice",
+                    s.name
+                )));
             }
         }
 
@@ -202,7 +206,9 @@ impl Settings {
         if let Some(w) = file.backup.zstd_workers {
             pipeline.zstd_workers = w;
         }
-        pipeline.validate().map_err(|e| GateError::usage(e.to_string()))?;
+        pipeline
+            .validate()
+            .map_err(|e| GateError::usage(e.to_string()))?;
 
         Ok(Settings {
             store,
@@ -210,7 +216,9 @@ impl Settings {
             sources,
             verify_level,
             pipeline,
-            pg_bin_dir: env("PREDEPLOY_PG_BINDIR").map(PathBuf::from).or(file.postgres.bin_dir),
+            pg_bin_dir: env("PREDEPLOY_PG_BINDIR")
+                .map(PathBuf::from)
+                .or(file.postgres.bin_dir),
             workdir: workdir.to_path_buf(),
         })
     }
@@ -237,7 +245,9 @@ impl Settings {
 ///
 /// [`GateError::Usage`] for an unknown level or one not available yet.
 pub fn parse_level(s: &str) -> Result<VerificationLevel> {
-    let level: VerificationLevel = s.parse().map_err(|e: backup_core::Error| GateError::usage(e.to_string()))?;
+    let level: VerificationLevel = s
+        .parse()
+        .map_err(|e: backup_core::Error| GateError::usage(e.to_string()))?;
     if level > VerificationLevel::Archive {
         return Err(GateError::usage(format!(
             "verification level {level} is not available in this version; use checksum, decompress or archive"
@@ -247,15 +257,24 @@ pub fn parse_level(s: &str) -> Result<VerificationLevel> {
 }
 
 fn load_config(cli: &CliOverrides, env: EnvLookup<'_>, workdir: &Path) -> Result<ConfigFile> {
-    let (path, explicit) = match cli.config.clone().or_else(|| env("PREDEPLOY_CONFIG").map(PathBuf::from)) {
+    let (path, explicit) = match cli
+        .config
+        .clone()
+        .or_else(|| env("PREDEPLOY_CONFIG").map(PathBuf::from))
+    {
         Some(p) => (workdir.join(p), true),
         None => (workdir.join(DEFAULT_CONFIG_FILE), false),
     };
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => return Ok(ConfigFile::default()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+            return Ok(ConfigFile::default());
+        }
         Err(e) => {
-            return Err(GateError::usage(format!("cannot read the config file {}: {e}", path.display())));
+            return Err(GateError::usage(format!(
+                "cannot read the config file {}: {e}",
+                path.display()
+            )));
         }
     };
     parse_config(&text).map_err(|e| GateError::usage(format!("{}: {e}", path.display())))
@@ -281,8 +300,13 @@ fn parse_source_flag(s: &str) -> Result<SourceSpec> {
 }
 
 fn source_spec(name: &str, url: &str) -> Result<SourceSpec> {
-    let name: SourceName = name.parse().map_err(|e: backup_core::Error| GateError::usage(e.to_string()))?;
-    Ok(SourceSpec { name, url: url.to_owned() })
+    let name: SourceName = name
+        .parse()
+        .map_err(|e: backup_core::Error| GateError::usage(e.to_string()))?;
+    Ok(SourceSpec {
+        name,
+        url: url.to_owned(),
+    })
 }
 
 /// Expands `${NAME}` from the environment, so config files need not hold secrets.
@@ -297,7 +321,9 @@ fn expand_vars(s: &str, env: EnvLookup<'_>) -> Result<String> {
             .ok_or_else(|| GateError::usage("an unclosed ${ in the config file"))?;
         let name = &after[..end];
         let value = env(name).ok_or_else(|| {
-            GateError::usage(format!("the config file uses ${{{name}}} but {name} is not set"))
+            GateError::usage(format!(
+                "the config file uses ${{{name}}} but {name} is not set"
+            ))
         })?;
         out.push_str(&value);
         rest = &after[end + 1..];
@@ -316,14 +342,22 @@ mod tests {
         if let Some(c) = config {
             std::fs::write(dir.path().join(DEFAULT_CONFIG_FILE), c).expect("write");
         }
-        let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| ((*k).into(), (*v).into())).collect();
+        let vars: Vec<(String, String)> = vars
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
         let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         Settings::resolve(&cli, &env, dir.path())
     }
 
     #[test]
     fn defaults_use_database_url_as_db() {
-        let s = resolve(CliOverrides::default(), &[("DATABASE_URL", "postgres://a@h/d")], None).expect("ok");
+        let s = resolve(
+            CliOverrides::default(),
+            &[("DATABASE_URL", "postgres://a@h/d")],
+            None,
+        )
+        .expect("ok");
         assert_eq!(s.sources.len(), 1);
         assert_eq!(s.sources[0].name.as_str(), "db");
         assert_eq!(s.environment, "default");
@@ -334,7 +368,12 @@ mod tests {
     #[test]
     fn flags_beat_environment_beat_file() {
         let file = "store = \"/from/file\"\n[sources]\nmain = \"postgres://f@h/d\"\n";
-        let s = resolve(CliOverrides::default(), &[("PREDEPLOY_STORE", "/from/env")], Some(file)).expect("ok");
+        let s = resolve(
+            CliOverrides::default(),
+            &[("PREDEPLOY_STORE", "/from/env")],
+            Some(file),
+        )
+        .expect("ok");
         assert_eq!(s.store, StoreUrl::Local("/from/env".into()));
         assert_eq!(s.sources[0].name.as_str(), "main");
         let cli = CliOverrides {
@@ -350,11 +389,16 @@ mod tests {
     #[test]
     fn environment_sections_and_variable_expansion() {
         let file = "[sources]\ndb = \"postgres://a@dev/d\"\n[env.production]\nstore = \"/prod\"\n[env.production.sources]\ndb = \"postgres://a:${PW}@prod/d\"\n";
-        let cli = CliOverrides { env: Some("production".into()), ..Default::default() };
+        let cli = CliOverrides {
+            env: Some("production".into()),
+            ..Default::default()
+        };
         let s = resolve(cli.clone(), &[("PW", "s3cret")], Some(file)).expect("ok");
         assert_eq!(s.store, StoreUrl::Local("/prod".into()));
         assert_eq!(s.sources[0].url, "postgres://a:s3cret@prod/d");
-        let err = resolve(cli, &[], Some(file)).expect_err("PW unset").to_string();
+        let err = resolve(cli, &[], Some(file))
+            .expect_err("PW unset")
+            .to_string();
         assert!(err.contains("${PW}") && err.contains("not set"), "{err}");
     }
 
@@ -363,8 +407,15 @@ mod tests {
         let err = resolve(CliOverrides::default(), &[], Some("stor = \"/x\"\n")).expect_err("typo");
         assert_eq!(err.exit_code(), crate::ExitCode::Usage);
         assert!(err.to_string().contains("stor"), "{err}");
-        let err = resolve(CliOverrides { verify_level: Some("restore".into()), ..Default::default() }, &[], None)
-            .expect_err("not yet");
+        let err = resolve(
+            CliOverrides {
+                verify_level: Some("restore".into()),
+                ..Default::default()
+            },
+            &[],
+            None,
+        )
+        .expect_err("not yet");
         assert!(err.to_string().contains("not available"), "{err}");
     }
 

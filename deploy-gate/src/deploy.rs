@@ -19,33 +19,61 @@ pub fn artifact_location(store: Option<&StoreUrl>, key: &str) -> String {
             let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
             dir.join(key).display().to_string()
         }
-        Some(StoreUrl::S3 { bucket, prefix }) if prefix.is_empty() => format!("s3://{bucket}/{key}"),
+        Some(StoreUrl::S3 { bucket, prefix }) if prefix.is_empty() => {
+            format!("s3://{bucket}/{key}")
+        }
         Some(StoreUrl::S3 { bucket, prefix }) => format!("s3://{bucket}/{prefix}/{key}"),
         None => key.to_owned(),
     }
 }
 
 /// The KEY=VALUE lines of `.last-deployment-backup`.
-pub fn last_deployment_lines(manifest: &Manifest, store_name: &str, store: Option<&StoreUrl>) -> Vec<(String, String)> {
+pub fn last_deployment_lines(
+    manifest: &Manifest,
+    store_name: &str,
+    store: Option<&StoreUrl>,
+) -> Vec<(String, String)> {
     let mut lines = vec![
-        ("BACKUP_TIMESTAMP".to_owned(), manifest.finished_at.to_string()),
+        (
+            "BACKUP_TIMESTAMP".to_owned(),
+            manifest.finished_at.to_string(),
+        ),
         ("BACKUP_ID".to_owned(), manifest.id.to_string()),
         ("BACKUP_STORE".to_owned(), store_name.to_owned()),
-        ("BACKUP_ENVIRONMENT".to_owned(), manifest.environment.clone()),
+        (
+            "BACKUP_ENVIRONMENT".to_owned(),
+            manifest.environment.clone(),
+        ),
     ];
     for (source, artifact) in manifest.artifacts() {
         let stem = artifact.name.split('.').next().unwrap_or(&artifact.name);
-        let key = format!("BACKUP_FILE_{}_{}", env_key(source.name.as_str()), env_key(stem));
+        let key = format!(
+            "BACKUP_FILE_{}_{}",
+            env_key(source.name.as_str()),
+            env_key(stem)
+        );
         lines.push((key, artifact_location(store, &artifact.key)));
     }
-    lines.push(("GIT_COMMIT".to_owned(), manifest.deploy.commit.clone().unwrap_or_default()));
-    lines.push(("GIT_BRANCH".to_owned(), manifest.deploy.branch.clone().unwrap_or_default()));
+    lines.push((
+        "GIT_COMMIT".to_owned(),
+        manifest.deploy.commit.clone().unwrap_or_default(),
+    ));
+    lines.push((
+        "GIT_BRANCH".to_owned(),
+        manifest.deploy.branch.clone().unwrap_or_default(),
+    ));
     lines
 }
 
 fn env_key(s: &str) -> String {
     s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_uppercase() } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
         .collect()
 }
 
@@ -67,7 +95,9 @@ fn shell_value(v: &str) -> String {
 ///
 /// [`GateError::Internal`] when the file cannot be written.
 pub fn write_last_deployment(dir: &Path, lines: &[(String, String)]) -> Result<PathBuf> {
-    let mut text = String::from("# Written by pre-deploy after a verified backup. KEY=VALUE lines; safe to `source`.\n");
+    let mut text = String::from(
+        "# Written by pre-deploy after a verified backup. KEY=VALUE lines; safe to `source`.\n",
+    );
     for (k, v) in lines {
         text.push_str(&format!("{k}={}\n", shell_value(v)));
     }
@@ -90,7 +120,11 @@ pub fn write_last_deployment(dir: &Path, lines: &[(String, String)]) -> Result<P
 /// # Errors
 ///
 /// [`GateError::Usage`] when the command cannot be started (not found, not executable).
-pub async fn run_deploy_command(command: &[String], env: &[(String, String)], dir: &Path) -> Result<i32> {
+pub async fn run_deploy_command(
+    command: &[String],
+    env: &[(String, String)],
+    dir: &Path,
+) -> Result<i32> {
     use std::os::unix::process::ExitStatusExt;
     let (program, args) = command
         .split_first()
@@ -100,7 +134,9 @@ pub async fn run_deploy_command(command: &[String], env: &[(String, String)], di
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
         .spawn()
-        .map_err(|e| GateError::usage(format!("cannot start the deploy command {program:?}: {e}")))?;
+        .map_err(|e| {
+            GateError::usage(format!("cannot start the deploy command {program:?}: {e}"))
+        })?;
     let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
     let status = loop {
@@ -113,7 +149,9 @@ pub async fn run_deploy_command(command: &[String], env: &[(String, String)], di
         }
     }
     .map_err(|e| GateError::Internal { message: format!("waiting for the deploy command: {e}") })?;
-    Ok(status.code().unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    Ok(status
+        .code()
+        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
 }
 
 #[cfg(test)]
@@ -130,10 +168,18 @@ mod tests {
     #[tokio::test]
     async fn the_deploy_command_exit_code_is_returned() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cmd = vec!["sh".to_owned(), "-c".to_owned(), "test \"$X\" = y && exit 3".to_owned()];
-        let code = run_deploy_command(&cmd, &[("X".into(), "y".into())], dir.path()).await.expect("ran");
+        let cmd = vec![
+            "sh".to_owned(),
+            "-c".to_owned(),
+            "test \"$X\" = y && exit 3".to_owned(),
+        ];
+        let code = run_deploy_command(&cmd, &[("X".into(), "y".into())], dir.path())
+            .await
+            .expect("ran");
         assert_eq!(code, 3);
-        let missing = run_deploy_command(&["/no/such/cmd".into()], &[], dir.path()).await.expect_err("missing");
+        let missing = run_deploy_command(&["/no/such/cmd".into()], &[], dir.path())
+            .await
+            .expect_err("missing");
         assert_eq!(missing.exit_code(), crate::ExitCode::Usage);
     }
 }

@@ -113,7 +113,10 @@ impl GateError {
     /// What to do next, when there is something useful to say.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            GateError::Preflight { source: CoreError::StoreUnavailable { .. }, .. } => Some(
+            GateError::Preflight {
+                source: CoreError::StoreUnavailable { .. },
+                ..
+            } => Some(
                 "check that the store location exists, is writable, and has free space (pre-deploy --store …)",
             ),
             GateError::Preflight { .. } => Some(

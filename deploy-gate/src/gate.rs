@@ -114,10 +114,16 @@ impl Gate {
             .iter()
             .map(|s| snapshotter_for(s, settings))
             .collect::<Result<Vec<_>>>()?;
-        let verifiers: Vec<DynVerifier> = vec![Arc::new(ArchiveVerifier::new(settings.pg_bin_dir.clone()))];
-        let mut gate = Gate::new(Arc::new(store), settings.environment.clone(), snapshotters, verifiers)
-            .with_verify_level(settings.verify_level)
-            .with_pipeline(settings.pipeline.clone());
+        let verifiers: Vec<DynVerifier> =
+            vec![Arc::new(ArchiveVerifier::new(settings.pg_bin_dir.clone()))];
+        let mut gate = Gate::new(
+            Arc::new(store),
+            settings.environment.clone(),
+            snapshotters,
+            verifiers,
+        )
+        .with_verify_level(settings.verify_level)
+        .with_pipeline(settings.pipeline.clone());
         gate.store_url = Some(settings.store.clone());
         gate.handle_signals = true;
         Ok(gate)
@@ -174,12 +180,18 @@ impl Gate {
     ///   record says why.
     pub async fn backup(&self, request: &BackupRequest) -> Result<BackupOutcome> {
         if self.snapshotters.is_empty() {
-            return Err(GateError::usage("nothing to back up: no source is configured"));
+            return Err(GateError::usage(
+                "nothing to back up: no source is configured",
+            ));
         }
         let preflight = self.preflight().await?;
         let created_at = self.clock.now();
         let id = BackupId::new(created_at);
-        tracing::info!("backing up {} source(s) as {id} into {}", self.snapshotters.len(), self.store.name());
+        tracing::info!(
+            "backing up {} source(s) as {id} into {}",
+            self.snapshotters.len(),
+            self.store.name()
+        );
 
         let started = Instant::now();
         let ctx = SnapshotContext {
@@ -247,43 +259,78 @@ impl Gate {
     /// # Errors
     ///
     /// [`GateError::Verification`] (4) when a check failed or verification could not run.
-    pub async fn verify_manifest(&self, manifest: &Manifest, level: VerificationLevel) -> Result<VerificationRecord> {
+    pub async fn verify_manifest(
+        &self,
+        manifest: &Manifest,
+        level: VerificationLevel,
+    ) -> Result<VerificationRecord> {
         let started = Instant::now();
-        let record = verify_backup(self.store.as_ref(), manifest, &self.verifiers, level, self.clock.as_ref(), &self.host)
+        let record = verify_backup(
+            self.store.as_ref(),
+            manifest,
+            &self.verifiers,
+            level,
+            self.clock.as_ref(),
+            &self.host,
+        )
+        .await
+        .map_err(|e| GateError::Verification {
+            id: manifest.id.to_string(),
+            summary: format!("could not verify: {}", backup_objectstore::error_chain(&e)),
+        })?;
+        self.store
+            .write_verification(&record)
             .await
             .map_err(|e| GateError::Verification {
                 id: manifest.id.to_string(),
-                summary: format!("could not verify: {}", backup_objectstore::error_chain(&e)),
+                summary: format!(
+                    "could not store the verification record: {}",
+                    backup_objectstore::error_chain(&e)
+                ),
             })?;
-        self.store.write_verification(&record).await.map_err(|e| GateError::Verification {
-            id: manifest.id.to_string(),
-            summary: format!("could not store the verification record: {}", backup_objectstore::error_chain(&e)),
-        })?;
         if !record.passed {
-            let summary: Vec<String> = record.report.failures().map(|f| f.message.clone()).collect();
+            let summary: Vec<String> = record
+                .report
+                .failures()
+                .map(|f| f.message.clone())
+                .collect();
             let summary = if summary.is_empty() {
-                record.limited_by.clone().unwrap_or_else(|| "no check could pass".into())
+                record
+                    .limited_by
+                    .clone()
+                    .unwrap_or_else(|| "no check could pass".into())
             } else {
                 summary.join("; ")
             };
-            return Err(GateError::Verification { id: manifest.id.to_string(), summary });
+            return Err(GateError::Verification {
+                id: manifest.id.to_string(),
+                summary,
+            });
         }
         tracing::info!(
             "verified {} to level {} in {:.1}s",
             manifest.id,
-            record.level_reached.map_or_else(|| "none".into(), |l| l.to_string()),
+            record
+                .level_reached
+                .map_or_else(|| "none".into(), |l| l.to_string()),
             started.elapsed().as_secs_f64()
         );
         Ok(record)
     }
 
     /// Runs `fut`, or returns the name of the signal that interrupted it.
-    async fn interruptible<T>(&self, fut: impl Future<Output = T>) -> std::result::Result<T, &'static str> {
+    async fn interruptible<T>(
+        &self,
+        fut: impl Future<Output = T>,
+    ) -> std::result::Result<T, &'static str> {
         if !self.handle_signals {
             return Ok(fut.await);
         }
         use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (signal(SignalKind::interrupt()), signal(SignalKind::terminate())) else {
+        let (Ok(mut int), Ok(mut term)) = (
+            signal(SignalKind::interrupt()),
+            signal(SignalKind::terminate()),
+        ) else {
             return Ok(fut.await);
         };
         tokio::select! {
@@ -346,5 +393,9 @@ pub fn human_bytes(n: u64) -> String {
         v /= 1024.0;
         u += 1;
     }
-    if u == 0 { format!("{n} B") } else { format!("{v:.1} {}", UNITS[u]) }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

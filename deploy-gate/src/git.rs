@@ -9,7 +9,12 @@ use backup_core::DeployInfo;
 /// run URL from the usual CI variables, and `app_version` when given.
 pub fn detect_deploy_info(dir: &Path, app_version: Option<String>) -> DeployInfo {
     let git = |args: &[&str]| -> Option<String> {
-        let out = Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .ok()?;
         out.status
             .success()
             .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -60,7 +65,10 @@ mod tests {
             "GITHUB_RUN_ID" => Some("42".to_owned()),
             _ => None,
         };
-        assert_eq!(ci_run_url(&gh).as_deref(), Some("https://github.com/acme/shop/actions/runs/42"));
+        assert_eq!(
+            ci_run_url(&gh).as_deref(),
+            Some("https://github.com/acme/shop/actions/runs/42")
+        );
         let gl = |k: &str| (k == "CI_JOB_URL").then(|| "https://gitlab/j/1".to_owned());
         assert_eq!(ci_run_url(&gl).as_deref(), Some("https://gitlab/j/1"));
         assert_eq!(ci_run_url(&|_| None), None);

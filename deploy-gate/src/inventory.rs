@@ -34,7 +34,10 @@ impl Gate {
     ///
     /// [`GateError::Store`] when the store cannot be listed.
     pub async fn list(&self) -> Result<Vec<BackupListing>> {
-        let store_err = |source| GateError::Store { context: format!("cannot list {}", self.store.name()), source };
+        let store_err = |source| GateError::Store {
+            context: format!("cannot list {}", self.store.name()),
+            source,
+        };
         let ids = self.store.list_backup_ids().await.map_err(store_err)?;
         let mut out = Vec::new();
         for id in ids.into_iter().rev() {
@@ -52,9 +55,15 @@ impl Gate {
                 .store
                 .read_verifications(&id)
                 .await
-                .map_err(|source| GateError::Store { context: format!("cannot read the verifications of {id}"), source })?
+                .map_err(|source| GateError::Store {
+                    context: format!("cannot read the verifications of {id}"),
+                    source,
+                })?
                 .pop();
-            out.push(BackupListing { manifest, last_verification });
+            out.push(BackupListing {
+                manifest,
+                last_verification,
+            });
         }
         Ok(out)
     }
@@ -70,7 +79,10 @@ impl Gate {
                 .store
                 .list_backup_ids()
                 .await
-                .map_err(|source| GateError::Store { context: format!("cannot list {}", self.store.name()), source })?;
+                .map_err(|source| GateError::Store {
+                    context: format!("cannot list {}", self.store.name()),
+                    source,
+                })?;
             for id in ids.into_iter().rev() {
                 match self.store.read_manifest(&id).await {
                     Ok(m) if m.environment == self.environment => return Ok(m),
@@ -84,12 +96,17 @@ impl Gate {
                 self.store.name()
             )));
         }
-        let id: BackupId = selector.parse().map_err(|e: backup_core::Error| GateError::usage(e.to_string()))?;
+        let id: BackupId = selector
+            .parse()
+            .map_err(|e: backup_core::Error| GateError::usage(e.to_string()))?;
         self.store.read_manifest(&id).await.map_err(|e| match e {
             backup_core::Error::NotFound { .. } => {
                 GateError::usage(format!("there is no backup {id} in {}", self.store.name()))
             }
-            source => GateError::Store { context: format!("cannot read backup {id}"), source },
+            source => GateError::Store {
+                context: format!("cannot read backup {id}"),
+                source,
+            },
         })
     }
 
@@ -100,13 +117,20 @@ impl Gate {
     /// As [`Gate::resolve`].
     pub async fn show(&self, selector: &str) -> Result<BackupDetails> {
         let manifest = self.resolve(selector).await?;
-        let verifications = self
-            .store
-            .read_verifications(&manifest.id)
-            .await
-            .map_err(|source| GateError::Store { context: format!("cannot read the verifications of {}", manifest.id), source })?;
+        let verifications =
+            self.store
+                .read_verifications(&manifest.id)
+                .await
+                .map_err(|source| GateError::Store {
+                    context: format!("cannot read the verifications of {}", manifest.id),
+                    source,
+                })?;
         let runbook = runbook(&manifest, self.store_url.as_ref());
-        Ok(BackupDetails { manifest, verifications, runbook })
+        Ok(BackupDetails {
+            manifest,
+            verifications,
+            runbook,
+        })
     }
 
     /// Re-verifies stored backups (`last`, an id, or every backup with `all`), appending a record
@@ -115,7 +139,12 @@ impl Gate {
     /// # Errors
     ///
     /// [`GateError::Verification`] (4) when any backup failed; usage errors as [`Gate::resolve`].
-    pub async fn verify_stored(&self, selector: Option<&str>, all: bool, level: VerificationLevel) -> Result<Vec<VerificationRecord>> {
+    pub async fn verify_stored(
+        &self,
+        selector: Option<&str>,
+        all: bool,
+        level: VerificationLevel,
+    ) -> Result<Vec<VerificationRecord>> {
         let manifests = if all {
             self.list().await?.into_iter().map(|l| l.manifest).collect()
         } else {
@@ -131,7 +160,11 @@ impl Gate {
         }
         if !failures.is_empty() {
             return Err(GateError::Verification {
-                id: if manifests.len() == 1 { manifests[0].id.to_string() } else { format!("{} backups", failures.len()) },
+                id: if manifests.len() == 1 {
+                    manifests[0].id.to_string()
+                } else {
+                    format!("{} backups", failures.len())
+                },
                 summary: failures.join("\n"),
             });
         }

@@ -43,8 +43,19 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>) -> Runbook {
             };
             match a.format.as_str() {
                 DUMP_FORMAT => {
-                    let db = source.location.rsplit('/').next().unwrap_or("app").split('?').next().unwrap_or("app").to_owned();
-                    let restored = format!("{db}_restored_{}", manifest.id.as_str()[..15].to_lowercase());
+                    let db = source
+                        .location
+                        .rsplit('/')
+                        .next()
+                        .unwrap_or("app")
+                        .split('?')
+                        .next()
+                        .unwrap_or("app")
+                        .to_owned();
+                    let restored = format!(
+                        "{db}_restored_{}",
+                        manifest.id.as_str()[..15].to_lowercase()
+                    );
                     steps.push(RunbookStep {
                         title: format!(
                             "Restore database {} ({}) into a new database, check it, then swap names",
@@ -62,7 +73,10 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>) -> Runbook {
                     });
                 }
                 GLOBALS_FORMAT => steps.push(RunbookStep {
-                    title: format!("If roles are missing on the target server, recreate them ({})", source.name),
+                    title: format!(
+                        "If roles are missing on the target server, recreate them ({})",
+                        source.name
+                    ),
                     commands: vec![format!("{fetch} | psql -d postgres")],
                 }),
                 _ => {}

@@ -24,6 +24,7 @@
 
 pub mod cli;
 pub mod compare;
+pub mod fakes;
 pub mod fixtures;
 pub mod pg;
 

@@ -12,19 +12,25 @@ pub async fn store_conformance(store: &dyn Store, prefix: &str) {
     let caps = store.capabilities();
 
     // Streaming put, many chunks, read back equal.
-    let chunks: Vec<Bytes> = (0..40u8)
-        .map(|i| Bytes::from(vec![i; 100_003]))
-        .collect();
+    let chunks: Vec<Bytes> = (0..40u8).map(|i| Bytes::from(vec![i; 100_003])).collect();
     let expected: Vec<u8> = chunks.concat();
     let stream = futures::stream::iter(chunks.into_iter().map(Ok::<_, std::io::Error>));
     let n = store
         .put_stream(&k("a/big.bin"), Box::pin(stream))
         .await
         .expect("put_stream of a multi-chunk object succeeds");
-    assert_eq!(n, expected.len() as u64, "put_stream reports the bytes stored");
+    assert_eq!(
+        n,
+        expected.len() as u64,
+        "put_stream reports the bytes stored"
+    );
     let back = store.get_all(&k("a/big.bin")).await.expect("get after put");
     assert!(back == expected, "the object reads back byte for byte");
-    let info = store.head(&k("a/big.bin")).await.expect("head").expect("head finds the object");
+    let info = store
+        .head(&k("a/big.bin"))
+        .await
+        .expect("head")
+        .expect("head finds the object");
     assert_eq!(info.size, expected.len() as u64, "head reports the size");
 
     // A stream that fails leaves nothing behind.
@@ -38,7 +44,11 @@ pub async fn store_conformance(store: &dyn Store, prefix: &str) {
         .expect_err("a put whose input fails must fail");
     drop(err);
     assert!(
-        store.head(&k("a/broken.bin")).await.expect("head").is_none(),
+        store
+            .head(&k("a/broken.bin"))
+            .await
+            .expect("head")
+            .is_none(),
         "a failed put leaves no object"
     );
 
@@ -47,15 +57,26 @@ pub async fn store_conformance(store: &dyn Store, prefix: &str) {
         .put_bytes(&k("a/empty"), Bytes::new(), WriteMode::Overwrite)
         .await
         .expect("empty put");
-    assert_eq!(store.get_all(&k("a/empty")).await.expect("get empty").len(), 0);
+    assert_eq!(
+        store.get_all(&k("a/empty")).await.expect("get empty").len(),
+        0
+    );
 
     // Create-only never replaces on stores that declare it.
     store
-        .put_bytes(&k("m/manifest.json"), Bytes::from_static(b"one"), WriteMode::CreateOnly)
+        .put_bytes(
+            &k("m/manifest.json"),
+            Bytes::from_static(b"one"),
+            WriteMode::CreateOnly,
+        )
         .await
         .expect("first create-only write");
     let second = store
-        .put_bytes(&k("m/manifest.json"), Bytes::from_static(b"two"), WriteMode::CreateOnly)
+        .put_bytes(
+            &k("m/manifest.json"),
+            Bytes::from_static(b"two"),
+            WriteMode::CreateOnly,
+        )
         .await;
     if caps.create_only_writes {
         assert!(
@@ -75,7 +96,10 @@ pub async fn store_conformance(store: &dyn Store, prefix: &str) {
         matches!(missing, Err(Error::NotFound { .. })),
         "get of a missing key is NotFound"
     );
-    assert!(store.head(&k("nope")).await.expect("head").is_none(), "head of a missing key is None");
+    assert!(
+        store.head(&k("nope")).await.expect("head").is_none(),
+        "head of a missing key is None"
+    );
 
     // Listing: recursive, sorted, prefix-bounded; directories.
     let listed: Vec<String> = store
@@ -91,14 +115,27 @@ pub async fn store_conformance(store: &dyn Store, prefix: &str) {
         "list is recursive, sorted, and shows only committed objects"
     );
     let dirs = store.list_dirs(&k("")).await.expect("list_dirs");
-    assert_eq!(dirs, vec!["a".to_owned(), "m".to_owned()], "list_dirs gives child directories");
+    assert_eq!(
+        dirs,
+        vec!["a".to_owned(), "m".to_owned()],
+        "list_dirs gives child directories"
+    );
 
     // Delete is idempotent.
     store.delete(&k("a/empty")).await.expect("delete");
-    store.delete(&k("a/empty")).await.expect("second delete succeeds");
-    assert!(store.head(&k("a/empty")).await.expect("head").is_none(), "deleted");
+    store
+        .delete(&k("a/empty"))
+        .await
+        .expect("second delete succeeds");
+    assert!(
+        store.head(&k("a/empty")).await.expect("head").is_none(),
+        "deleted"
+    );
     assert_eq!(store.delete_prefix(&k("")).await.expect("delete_prefix"), 2);
-    assert!(store.list(&k("")).await.expect("list").is_empty(), "everything removed");
+    assert!(
+        store.list(&k("")).await.expect("list").is_empty(),
+        "everything removed"
+    );
 }
 
 #[cfg(test)]

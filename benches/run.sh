@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# One-command entry point for the backup benchmark: builds the release binaries (pre-deploy and
+# the runner) and runs the runner. Arguments go to the runner (see benches/README.md), e.g.
+#   benches/run.sh            # full run (D2 at 1.5M rows; long) -> benches/REPORT.md, report.json
+#   benches/run.sh --quick    # smoke run with tiny datasets  -> benches/REPORT.quick.md, ...
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+baselines_only=false
+for arg in "$@"; do
+    [[ "$arg" == "--baselines-only" ]] && baselines_only=true
+done
+
+if $baselines_only; then
+    # Debug mode: the tool is not run, so it need not build.
+    cargo build --release -p benches
+else
+    cargo build --release -p bins -p benches
+fi
+
+target_dir="${CARGO_TARGET_DIR:-target}"
+export BENCH_INVOCATION="benches/run.sh${*:+ $*}"
+exec "$target_dir/release/bench-backup" "$@"

@@ -1,0 +1,753 @@
+//! `bench-backup`: times `pre-deploy backup` side by side with the baselines of
+//! `shared/docs/BENCHMARKS.md` on a throwaway PostgreSQL 15, checks that the tool's dump
+//! restores, and writes `benches/REPORT.md` and `benches/report.json`.
+//!
+//! Run it through `benches/run.sh` (builds the release binaries first); `--help` lists the flags.
+
+mod commands;
+mod exec;
+mod pg;
+mod report;
+mod results;
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::time::Instant;
+
+use commands::{Kind, ROUND_ORDER, Target};
+use exec::{run_plain, run_timed};
+use pg::{Load, Pg};
+use report::Report;
+use results::{CmdResult, Correctness, DatasetResult, Run};
+
+/// Errors are reported, not handled: any failure aborts the benchmark.
+pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
+
+const USAGE: &str = "\
+bench-backup: time `pre-deploy backup` against its baselines (see benches/README.md)
+
+usage: bench-backup [--quick] [--baselines-only] [--tool PATH] [--out-dir DIR]
+                    [--rounds N] [--warmup N]
+
+  --quick           tiny datasets (D2 rows=20000, D2-half rows=10000), 1 warm-up + 2 rounds;
+                    writes REPORT.quick.md / report.quick.json
+  --baselines-only  debug: do not run the tool at all (no targets, no restore check)
+  --tool PATH       the pre-deploy binary (default: <target dir>/release/pre-deploy)
+  --out-dir DIR     where the report files go (default: the benches/ directory)
+  --rounds N        counted rounds (default 5; quick 2)
+  --warmup N        warm-up rounds, not counted (default 1)
+";
+
+/// Command-line options.
+struct Opts {
+    quick: bool,
+    baselines_only: bool,
+    tool: PathBuf,
+    out_dir: PathBuf,
+    rounds: usize,
+    warmup: usize,
+    args: Vec<String>,
+}
+
+fn workspace_root() -> PathBuf {
+    let benches = Path::new(env!("CARGO_MANIFEST_DIR"));
+    benches.parent().unwrap_or(benches).to_path_buf()
+}
+
+fn parse_args() -> Res<Option<Opts>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace_root().join("target"));
+    let mut o = Opts {
+        quick: false,
+        baselines_only: false,
+        tool: target_dir.join("release").join("pre-deploy"),
+        out_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
+        rounds: 0,
+        warmup: 1,
+        args: args.clone(),
+    };
+    let mut rounds = None;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--baselines-only" => o.baselines_only = true,
+            "--tool" => o.tool = value("--tool")?.into(),
+            "--out-dir" => o.out_dir = value("--out-dir")?.into(),
+            "--rounds" => rounds = Some(value("--rounds")?.parse::<usize>()?),
+            "--warmup" => o.warmup = value("--warmup")?.parse()?,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}").into()),
+        }
+    }
+    o.rounds = rounds.unwrap_or(if o.quick { 2 } else { 5 });
+    if o.rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
+    Ok(Some(o))
+}
+
+/// Replace the password of every `scheme://user:password@` in `s` by `***`.
+pub fn redact(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let authority_end = tail.find(['/', '?', '#', ' ']).unwrap_or(tail.len());
+        let authority = &tail[..authority_end];
+        match (authority.rfind('@'), authority.find(':')) {
+            (Some(at), Some(colon)) if colon < at => {
+                out.push_str(&authority[..=colon]);
+                out.push_str("***");
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[authority_end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// One dataset of the plan.
+struct Plan {
+    id: &'static str,
+    description: String,
+    load: Load,
+    commands: Vec<Kind>,
+}
+
+fn plans(quick: bool) -> Vec<Plan> {
+    let (full, half) = if quick {
+        (20_000, 10_000)
+    } else {
+        (1_500_000, 750_000)
+    };
+    vec![
+        Plan {
+            id: "D0",
+            description: "`pgbench -i -s 1` (fixed overhead)".into(),
+            load: Load::Pgbench { scale: 1 },
+            commands: ROUND_ORDER.to_vec(),
+        },
+        Plan {
+            id: "D2",
+            description: format!("mixed_dataset.sql, rows={full} (the primary dataset)"),
+            load: Load::Mixed { rows: full },
+            commands: ROUND_ORDER.to_vec(),
+        },
+        Plan {
+            id: "D2-half",
+            description: format!(
+                "mixed_dataset.sql, rows={half} (second size for the RSS check; the slow seed \
+                 and pg_dump-default baselines are not repeated here)"
+            ),
+            load: Load::Mixed { rows: half },
+            commands: vec![
+                Kind::Floor,
+                Kind::ToolChecksum,
+                Kind::ToolDefault,
+                Kind::ShellRef,
+            ],
+        },
+    ]
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args() {
+        Ok(Some(o)) => o,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-backup: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("bench-backup: the correctness check FAILED (see the report)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("bench-backup: aborted: {}", redact(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Sum of the sizes of all regular files under `path`.
+fn dir_size(path: &Path) -> Res<u64> {
+    let meta = fs::symlink_metadata(path)?;
+    if meta.is_file() {
+        return Ok(meta.len());
+    }
+    let mut total = 0;
+    if meta.is_dir() {
+        for entry in fs::read_dir(path)? {
+            total += dir_size(&entry?.path())?;
+        }
+    }
+    Ok(total)
+}
+
+/// The tool's artifacts: the sum over `STORE/backups/*/data`.
+fn store_data_size(store: &Path) -> Res<u64> {
+    let mut total = 0;
+    for entry in fs::read_dir(store.join("backups"))? {
+        let data = entry?.path().join("data");
+        if data.exists() {
+            total += dir_size(&data)?;
+        }
+    }
+    Ok(total)
+}
+
+/// Check a tool run: `--json` printed an object with "id", and the backup's files exist.
+fn check_tool_output(stdout: &Path, store: &Path) -> Res<(serde_json::Value, PathBuf)> {
+    let text = fs::read_to_string(stdout)?;
+    let json: serde_json::Value = serde_json::from_str(text.trim()).map_err(|e| {
+        format!(
+            "the tool's --json output is not one JSON object ({e}): {:?}",
+            text.chars().take(300).collect::<String>()
+        )
+    })?;
+    let id = json
+        .get("id")
+        .and_then(|v| v.as_str())
+        .ok_or("the tool's --json output has no string \"id\"")?;
+    let dir = store.join("backups").join(id);
+    for rel in [
+        "manifest.json",
+        "data/db/dump.pgc.zst",
+        "data/db/globals.sql.zst",
+    ] {
+        if !dir.join(rel).is_file() {
+            return Err(format!("backup {id}: {rel} is missing under {}", dir.display()).into());
+        }
+    }
+    Ok((json, dir))
+}
+
+fn first_line(cmd: Command, what: &str) -> String {
+    match run_plain(cmd, what) {
+        Ok(s) => s.lines().next().unwrap_or("").trim().to_string(),
+        Err(_) => "unknown".into(),
+    }
+}
+
+fn machine_info() -> Vec<(String, String)> {
+    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let model = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("model name"))
+        .and_then(|l| l.split_once(':'))
+        .map_or("unknown".into(), |(_, v)| v.trim().to_string());
+    let flags = cpuinfo
+        .lines()
+        .find(|l| l.starts_with("flags"))
+        .unwrap_or("");
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let mem_kib: u64 = meminfo
+        .lines()
+        .find(|l| l.starts_with("MemTotal:"))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    let os = fs::read_to_string("/etc/os-release")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
+        .map_or("unknown".into(), |v| v.trim_matches('"').to_string());
+    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut nproc = Command::new("nproc");
+    nproc.stderr(Stdio::null());
+    vec![
+        ("nproc".into(), first_line(nproc, "nproc")),
+        (
+            "CPU".into(),
+            format!(
+                "{model} (avx512f: {}, sha_ni: {})",
+                if has("avx512f") { "yes" } else { "no" },
+                if has("sha_ni") { "yes" } else { "no" }
+            ),
+        ),
+        (
+            "memory".into(),
+            format!("{:.1} GiB", mem_kib as f64 / 1024.0 / 1024.0),
+        ),
+        ("OS".into(), format!("{os}, kernel {}", kernel.trim())),
+    ]
+}
+
+fn versions(pg: &Pg, opts: &Opts) -> Vec<(String, String)> {
+    let mut v = Vec::new();
+    let mut c = Command::new(pg.bin("pg_dump"));
+    c.arg("--version");
+    v.push(("pg_dump".into(), first_line(c, "pg_dump --version")));
+    v.push((
+        "server".into(),
+        pg.psql("postgres", "show server_version")
+            .unwrap_or_else(|_| "unknown".into()),
+    ));
+    let settings: Vec<String> = [
+        "shared_buffers",
+        "fsync",
+        "synchronous_commit",
+        "full_page_writes",
+        "max_wal_size",
+    ]
+    .iter()
+    .map(|n| {
+        let value = pg
+            .psql("postgres", &format!("show {n}"))
+            .unwrap_or_else(|_| "?".into());
+        format!("{n}={value}")
+    })
+    .collect();
+    v.push(("server settings (test harness)".into(), settings.join(", ")));
+    let mut c = Command::new("zstd");
+    c.arg("-V");
+    v.push(("zstd CLI".into(), first_line(c, "zstd -V")));
+    let mut c = Command::new("gzip");
+    c.arg("-V");
+    v.push(("gzip".into(), first_line(c, "gzip -V")));
+    if !opts.baselines_only {
+        let mut c = Command::new(&opts.tool);
+        c.arg("--version");
+        v.push((
+            "pre-deploy".into(),
+            format!(
+                "{} ({})",
+                first_line(c, "pre-deploy --version"),
+                opts.tool.display()
+            ),
+        ));
+    }
+    let mut c = Command::new("git");
+    c.arg("-C")
+        .arg(workspace_root())
+        .args(["rev-parse", "--short", "HEAD"])
+        .stderr(Stdio::null());
+    let rev = first_line(c, "git rev-parse");
+    let mut c = Command::new("git");
+    c.arg("-C")
+        .arg(workspace_root())
+        .args(["status", "--porcelain"])
+        .stderr(Stdio::null());
+    let dirty = run_plain(c, "git status").map(|s| !s.trim().is_empty());
+    v.push((
+        "workspace".into(),
+        format!(
+            "git {}{}",
+            if rev.is_empty() { "unknown" } else { &rev },
+            if dirty.unwrap_or(false) {
+                " (with uncommitted changes)"
+            } else {
+                ""
+            }
+        ),
+    ));
+    v
+}
+
+/// The programs the baselines need, besides PostgreSQL's (which the harness checks).
+fn preflight_programs() -> Res<()> {
+    if !Path::new(exec::GNU_TIME).is_file() {
+        return Err(format!("{} is missing (Debian package `time`)", exec::GNU_TIME).into());
+    }
+    for (program, package) in [
+        ("zstd", "zstd"),
+        ("gzip", "gzip"),
+        ("bash", "bash"),
+        ("tee", "coreutils"),
+        ("sha256sum", "coreutils"),
+    ] {
+        let found = std::env::var_os("PATH")
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
+        if !found {
+            return Err(format!("`{program}` is not on PATH (Debian package `{package}`)").into());
+        }
+    }
+    Ok(())
+}
+
+fn preflight_tool(opts: &Opts) -> Res<()> {
+    if opts.baselines_only {
+        return Ok(());
+    }
+    if !opts.tool.is_file() {
+        return Err(format!(
+            "the pre-deploy binary {} does not exist (build it: cargo build --release -p bins; \
+             --baselines-only skips the tool)",
+            opts.tool.display()
+        )
+        .into());
+    }
+    let mut c = Command::new(&opts.tool);
+    c.args(["backup", "--help"]);
+    let help = run_plain(c, "pre-deploy backup --help")?;
+    for flag in ["--source", "--store", "--verify-level", "--json"] {
+        if !help.contains(flag) {
+            return Err(format!(
+                "`{} backup --help` does not mention {flag}: not the expected CLI",
+                opts.tool.display()
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+fn output_name(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Floor => "floor.none",
+        Kind::Seed => "seed.sql.gz",
+        Kind::PgDumpDefault => "pg_dump_default.pgc",
+        Kind::ShellRef => "shell_ref.pgc.zst",
+        Kind::ToolChecksum => "store-checksum",
+        Kind::ToolDefault => "store-default",
+    }
+}
+
+fn remove(path: &Path) {
+    let r = if path.is_dir() {
+        fs::remove_dir_all(path)
+    } else {
+        fs::remove_file(path)
+    };
+    if let Err(e) = r
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        eprintln!("warning: cannot remove {}: {e}", path.display());
+    }
+}
+
+fn run(opts: &Opts) -> Res<bool> {
+    let started = Instant::now();
+    preflight_programs()?;
+    preflight_tool(opts)?;
+    let mixed_sql = predeploy_tests::fixtures::mixed_dataset_sql()
+        .ok_or("shared/data/mixed_dataset.sql not found (predeploy_tests::fixtures)")?;
+    let date = {
+        let mut c = Command::new("date");
+        c.args(["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
+        first_line(c, "date")
+    };
+    let work = tempfile::Builder::new().prefix("bench-backup.").tempdir()?;
+    eprintln!(
+        "bench-backup: starting PostgreSQL 15 (work dir {})",
+        work.path().display()
+    );
+    let pg = Pg::start()?;
+    let env = pg.env();
+    let env_display = format!("PGPASSWORD=*** PATH={}:$PATH", pg.bin_dir.display());
+
+    // Load every dataset first, so that loading never overlaps a measurement.
+    let plans = plans(opts.quick);
+    let mut datasets = Vec::new();
+    for plan in &plans {
+        let db = pg.create_database(&plan.id.to_lowercase().replace('-', "_"));
+        eprintln!(
+            "bench-backup: loading {} into {db} ({})",
+            plan.id, plan.description
+        );
+        let (load_s, row_counts) = pg.load(&db, plan.load, &mixed_sql)?;
+        let db_size_bytes = pg.db_size(&db)?;
+        eprintln!(
+            "bench-backup:   {:.1} s, {:.1} MiB, {:?}",
+            load_s,
+            db_size_bytes as f64 / 1048576.0,
+            row_counts
+        );
+        datasets.push(DatasetResult {
+            id: plan.id.into(),
+            description: plan.description.clone(),
+            db,
+            db_size_bytes,
+            load_s,
+            row_counts,
+            commands: plan.commands.iter().map(|k| CmdResult::new(*k)).collect(),
+        });
+    }
+
+    let total_rounds = opts.warmup + opts.rounds;
+    let mut kept_store: Option<(PathBuf, PathBuf)> = None;
+    for d in &mut datasets {
+        let url = pg.url(&d.db);
+        let target = Target {
+            bin_dir: &pg.bin_dir,
+            port: pg.port,
+            db: &d.db,
+            url: &url,
+            tool: &opts.tool,
+        };
+        for round in 0..total_rounds {
+            let warmup = round < opts.warmup;
+            for c in &mut d.commands {
+                let kind = c.kind;
+                let out = work
+                    .path()
+                    .join(format!("{}-r{round}-{}", d.id, output_name(kind)));
+                let built = target.build(kind, &out);
+                c.display = commands::display(&built.argv);
+                if out.exists() {
+                    return Err(format!("{} exists before its run", out.display()).into());
+                }
+                if kind.is_tool() && opts.baselines_only {
+                    c.skipped = Some("--baselines-only".into());
+                    continue;
+                }
+                let tag = format!("{}-r{round}-{}", d.id, kind.key());
+                let timed = run_timed(&built.argv, &env, work.path(), &tag, kind.is_tool())
+                    .map_err(|e| format!("{} on {} (round {round}): {e}", kind.key(), d.id))?;
+                let mut size_bytes = None;
+                if let Some(out) = &built.output {
+                    if kind.is_tool() {
+                        let (json, backup_dir) = check_tool_output(&timed.stdout, out)
+                            .map_err(|e| format!("{} on {}: {e}", kind.key(), d.id))?;
+                        size_bytes = Some(store_data_size(out)?);
+                        if c.tool_json.is_none() {
+                            c.tool_json = Some(json);
+                        }
+                        if d.id == "D2" && kind == Kind::ToolChecksum && kept_store.is_none() {
+                            kept_store = Some((out.clone(), backup_dir));
+                        }
+                    } else {
+                        let len = fs::metadata(out)?.len();
+                        if len == 0 {
+                            return Err(format!("{} on {}: empty output", kind.key(), d.id).into());
+                        }
+                        size_bytes = Some(len);
+                    }
+                    let keep = kept_store.as_ref().is_some_and(|(s, _)| s == out);
+                    if !keep {
+                        remove(out);
+                    }
+                }
+                for ext in ["out", "err", "time"] {
+                    remove(&work.path().join(format!("{tag}.{ext}")));
+                }
+                eprintln!(
+                    "bench-backup: {:<7} round {}/{}{} {:<16} {:>8.2} s  {:>7.1} MiB{}{}",
+                    d.id,
+                    round + 1,
+                    total_rounds,
+                    if warmup { " (warm-up)" } else { "          " },
+                    kind.key(),
+                    timed.wall_s,
+                    timed.max_rss_kib as f64 / 1024.0,
+                    timed.own_hwm_kib.map_or(String::new(), |k| format!(
+                        " (own {:.1} MiB)",
+                        k as f64 / 1024.0
+                    )),
+                    size_bytes.map_or(String::new(), |b| format!("  {b} bytes")),
+                );
+                c.runs.push(Run {
+                    round,
+                    warmup,
+                    wall_s: timed.wall_s,
+                    runner_wall_s: timed.runner_wall_s,
+                    max_rss_kib: timed.max_rss_kib,
+                    own_hwm_kib: timed.own_hwm_kib,
+                    size_bytes,
+                });
+            }
+        }
+    }
+
+    let correctness = match &kept_store {
+        Some((store, backup_dir)) => {
+            let d2 = datasets
+                .iter()
+                .find(|d| d.id == "D2")
+                .ok_or("no D2 dataset")?;
+            let c = check_restore(&pg, d2, backup_dir, work.path());
+            remove(store);
+            c
+        }
+        None => Correctness {
+            note: if opts.baselines_only {
+                "not run (--baselines-only)".into()
+            } else {
+                "not run (no tool run on D2)".into()
+            },
+            ..Correctness::default()
+        },
+    };
+    eprintln!(
+        "bench-backup: correctness: {:?} {}",
+        correctness.pass, correctness.note
+    );
+
+    let targets = if opts.baselines_only {
+        Vec::new()
+    } else {
+        results::evaluate(&datasets)
+    };
+    let versions = versions(&pg, opts);
+    let invocation = std::env::var("BENCH_INVOCATION").unwrap_or_else(|_| {
+        let mut s = String::from("bench-backup");
+        for a in &opts.args {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s
+    });
+    let report = Report {
+        mode: if opts.quick { "quick" } else { "full" },
+        baselines_only: opts.baselines_only,
+        invocation,
+        date,
+        total_s: started.elapsed().as_secs_f64(),
+        machine: machine_info(),
+        versions,
+        warmup: opts.warmup,
+        rounds: opts.rounds,
+        env_display,
+        datasets,
+        correctness,
+        targets,
+    };
+    let suffix = match (opts.quick, opts.baselines_only) {
+        (false, false) => "",
+        (true, false) => ".quick",
+        (false, true) => ".baselines",
+        (true, true) => ".quick-baselines",
+    };
+    fs::create_dir_all(&opts.out_dir)?;
+    let md_path = opts.out_dir.join(format!("REPORT{suffix}.md"));
+    let json_path = opts.out_dir.join(format!("report{suffix}.json"));
+    fs::write(&md_path, report.to_markdown())?;
+    fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&report.to_json())? + "\n",
+    )?;
+    eprintln!(
+        "bench-backup: wrote {} and {}",
+        md_path.display(),
+        json_path.display()
+    );
+    for t in &report.targets {
+        eprintln!(
+            "bench-backup: target {}: {} -> {:?}",
+            t.target, t.measured, t.met
+        );
+    }
+    Ok(report.correctness.pass != Some(false))
+}
+
+/// Restore the tool's D2 dump into a new database and compare row counts with the source.
+fn check_restore(pg: &Pg, d2: &DatasetResult, backup_dir: &Path, work: &Path) -> Correctness {
+    let mut c = Correctness {
+        ran: true,
+        ..Correctness::default()
+    };
+    let tables = ["events", "docs"];
+    let restored_db = pg.create_database("restore");
+    let result = restore_and_count(pg, d2, backup_dir, work, &restored_db, &tables, &mut c);
+    pg.drop_database(&restored_db);
+    match result {
+        Ok(()) => {
+            let same = c.source == c.restored && c.source.iter().all(|(_, n)| *n > 0);
+            c.pass = Some(same);
+            if !same {
+                c.note = "row counts differ".into();
+            }
+        }
+        Err(e) => {
+            c.pass = Some(false);
+            c.note = redact(&e.to_string());
+        }
+    }
+    c
+}
+
+fn restore_and_count(
+    pg: &Pg,
+    d2: &DatasetResult,
+    backup_dir: &Path,
+    work: &Path,
+    restored_db: &str,
+    tables: &[&str],
+    c: &mut Correctness,
+) -> Res<()> {
+    for t in tables {
+        c.source.push((t.to_string(), pg.count(&d2.db, t)?));
+    }
+    let dump = backup_dir.join("data/db/dump.pgc.zst");
+    let archive = work.join("restore.pgc");
+    c.steps.push(format!(
+        "zstd -dc STORE/backups/<id>/data/db/dump.pgc.zst > {}",
+        archive.display()
+    ));
+    let status = Command::new("zstd")
+        .arg("-q")
+        .arg("-dc")
+        .arg(&dump)
+        .stdout(fs::File::create(&archive)?)
+        .status()?;
+    if !status.success() {
+        return Err(format!("zstd -dc {} failed: {status}", dump.display()).into());
+    }
+    let mut argv: Vec<OsString> = vec![pg.bin("pg_restore").into()];
+    argv.extend(["-j2", "--exit-on-error"].map(OsString::from));
+    argv.extend(pg.conn_args().into_iter().map(OsString::from));
+    argv.extend(["-d".into(), restored_db.into(), archive.clone().into()]);
+    c.steps.push(commands::display(&argv));
+    let timed = run_timed(&argv, &pg.env(), work, "restore", false);
+    remove(&archive);
+    let timed = timed?;
+    c.restore_s = Some(timed.wall_s);
+    for t in tables {
+        c.restored.push((t.to_string(), pg.count(restored_db, t)?));
+    }
+    c.steps.push(format!(
+        "select count(*) from {{{}}} -- in {} and {restored_db}",
+        tables.join(", "),
+        d2.db
+    ));
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redacts_passwords() {
+        assert_eq!(
+            redact("db=postgres://postgres:s3cret@127.0.0.1:5432/d2 --store x"),
+            "db=postgres://postgres:***@127.0.0.1:5432/d2 --store x"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("no url here"), "no url here");
+        assert_eq!(redact("a://x:y@h b://p:q@h/"), "a://x:***@h b://p:***@h/");
+    }
+
+    #[test]
+    fn sizes_a_store() {
+        let dir = tempfile::tempdir().expect("temp dir for the test");
+        let data = dir.path().join("backups/ID/data/db");
+        fs::create_dir_all(&data).expect("mkdir");
+        fs::write(data.join("dump.pgc.zst"), [0u8; 100]).expect("write");
+        fs::write(data.join("globals.sql.zst"), [0u8; 10]).expect("write");
+        fs::write(dir.path().join("backups/ID/manifest.json"), "{}").expect("write");
+        assert_eq!(store_data_size(dir.path()).expect("size"), 110);
+        let out = dir.path().join("out.json");
+        fs::write(&out, "{\"id\": \"ID\"}\n").expect("write");
+        let (_, backup_dir) = check_tool_output(&out, dir.path()).expect("valid");
+        assert_eq!(backup_dir, dir.path().join("backups/ID"));
+        fs::write(&out, "{\"id\": \"OTHER\"}\n").expect("write");
+        assert!(check_tool_output(&out, dir.path()).is_err());
+    }
+}

@@ -1,0 +1,461 @@
+//! Measured runs, their summaries, the derived ratios and the targets.
+
+use serde_json::{Value, json};
+
+use crate::commands::Kind;
+
+/// One execution of one command.
+#[derive(Debug, Clone)]
+pub struct Run {
+    /// Round index (0-based, warm-up rounds included).
+    pub round: usize,
+    /// Whether this was a warm-up run (not counted).
+    pub warmup: bool,
+    /// Wall seconds (GNU time `%e`).
+    pub wall_s: f64,
+    /// Wall seconds as the runner measured them around GNU time (informational).
+    pub runner_wall_s: f64,
+    /// GNU time `%M` (KiB).
+    pub max_rss_kib: u64,
+    /// Sampled `VmHWM` of the measured process alone (tool runs only).
+    pub own_hwm_kib: Option<u64>,
+    /// Size of the output in bytes (file, or the tool's artifacts under `backups/*/data`).
+    pub size_bytes: Option<u64>,
+}
+
+/// All runs of one command on one dataset.
+#[derive(Debug, Clone)]
+pub struct CmdResult {
+    /// Which command.
+    pub kind: Kind,
+    /// The exact command line (password redacted), as run in the last round.
+    pub display: String,
+    /// Every run, warm-ups included.
+    pub runs: Vec<Run>,
+    /// Why the command was not run, if it was not.
+    pub skipped: Option<String>,
+    /// The tool's `--json` output from its first run.
+    pub tool_json: Option<Value>,
+}
+
+/// Median, min and max of a sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// Median (mean of the two middle values for an even count).
+    pub median: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Stats {
+    /// Stats of `values`; None when empty.
+    pub fn of(values: &[f64]) -> Option<Stats> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Stats {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+}
+
+impl CmdResult {
+    /// A command with no runs yet.
+    pub fn new(kind: Kind) -> CmdResult {
+        CmdResult {
+            kind,
+            display: String::new(),
+            runs: Vec::new(),
+            skipped: None,
+            tool_json: None,
+        }
+    }
+
+    fn counted(&self) -> impl Iterator<Item = &Run> {
+        self.runs.iter().filter(|r| !r.warmup)
+    }
+
+    /// Wall-time stats of the counted runs.
+    pub fn wall(&self) -> Option<Stats> {
+        Stats::of(&self.counted().map(|r| r.wall_s).collect::<Vec<_>>())
+    }
+
+    /// Median output size of the counted runs.
+    pub fn size(&self) -> Option<u64> {
+        let sizes: Vec<f64> = self
+            .counted()
+            .filter_map(|r| r.size_bytes.map(|s| s as f64))
+            .collect();
+        Stats::of(&sizes).map(|s| s.median.round() as u64)
+    }
+
+    /// Largest `%M` over all runs (warm-ups included: a peak is a peak).
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        self.runs.iter().map(|r| r.max_rss_kib).max()
+    }
+
+    /// Largest sampled own `VmHWM` over all runs.
+    pub fn own_hwm_kib(&self) -> Option<u64> {
+        self.runs.iter().filter_map(|r| r.own_hwm_kib).max()
+    }
+
+    /// report.json form.
+    pub fn to_json(&self) -> Value {
+        let runs: Vec<Value> = self
+            .runs
+            .iter()
+            .map(|r| {
+                json!({
+                    "round": r.round,
+                    "warmup": r.warmup,
+                    "wall_s": r.wall_s,
+                    "runner_wall_s": r.runner_wall_s,
+                    "max_rss_kib": r.max_rss_kib,
+                    "own_hwm_kib": r.own_hwm_kib,
+                    "size_bytes": r.size_bytes,
+                })
+            })
+            .collect();
+        let wall = self
+            .wall()
+            .map(|s| json!({"median": s.median, "min": s.min, "max": s.max}));
+        json!({
+            "key": self.kind.key(),
+            "command": self.display,
+            "skipped": self.skipped,
+            "runs": runs,
+            "wall_s": wall,
+            "size_bytes_median": self.size(),
+            "max_rss_kib_peak": if self.kind.is_pipeline() { None } else { self.peak_rss_kib() },
+            "own_hwm_kib_peak": self.own_hwm_kib(),
+            "tool_json": self.tool_json,
+        })
+    }
+}
+
+/// The results for one dataset.
+#[derive(Debug, Clone)]
+pub struct DatasetResult {
+    /// "D0", "D2", "D2-half".
+    pub id: String,
+    /// What it is.
+    pub description: String,
+    /// Database name.
+    pub db: String,
+    /// `pg_database_size` after loading.
+    pub db_size_bytes: u64,
+    /// Seconds spent loading.
+    pub load_s: f64,
+    /// Row counts of the main tables.
+    pub row_counts: Vec<(String, u64)>,
+    /// Per command, in round order.
+    pub commands: Vec<CmdResult>,
+}
+
+impl DatasetResult {
+    /// The result of `kind`, if it was part of this dataset's set.
+    pub fn get(&self, kind: Kind) -> Option<&CmdResult> {
+        self.commands.iter().find(|c| c.kind == kind)
+    }
+
+    /// Median wall seconds of `kind`.
+    pub fn median(&self, kind: Kind) -> Option<f64> {
+        self.get(kind).and_then(|c| c.wall()).map(|s| s.median)
+    }
+
+    /// Median output size of `kind`.
+    pub fn size(&self, kind: Kind) -> Option<u64> {
+        self.get(kind).and_then(CmdResult::size)
+    }
+
+    /// median(a) / median(b).
+    pub fn time_ratio(&self, a: Kind, b: Kind) -> Option<f64> {
+        ratio(self.median(a)?, self.median(b)?)
+    }
+
+    /// size(a) / size(b).
+    pub fn size_ratio(&self, a: Kind, b: Kind) -> Option<f64> {
+        ratio(self.size(a)? as f64, self.size(b)? as f64)
+    }
+
+    /// The derived ratios of this dataset, for both tool variants.
+    pub fn ratios(&self) -> Vec<(String, Option<f64>)> {
+        let mut out = Vec::new();
+        for tool in [Kind::ToolChecksum, Kind::ToolDefault] {
+            let t = tool.key();
+            out.push((
+                format!("{t} / floor (time)"),
+                self.time_ratio(tool, Kind::Floor),
+            ));
+            out.push((
+                format!("seed / {t} (time, speed-up)"),
+                self.time_ratio(Kind::Seed, tool),
+            ));
+            out.push((
+                format!("{t} / shell_ref (time)"),
+                self.time_ratio(tool, Kind::ShellRef),
+            ));
+            out.push((
+                format!("{t} / pg_dump_default (time)"),
+                self.time_ratio(tool, Kind::PgDumpDefault),
+            ));
+            out.push((
+                format!("{t} / seed (size)"),
+                self.size_ratio(tool, Kind::Seed),
+            ));
+            out.push((
+                format!("{t} / pg_dump_default (size)"),
+                self.size_ratio(tool, Kind::PgDumpDefault),
+            ));
+            out.push((
+                format!("{t} / shell_ref (size)"),
+                self.size_ratio(tool, Kind::ShellRef),
+            ));
+            out.push((
+                format!("{t} − floor (seconds, fixed overhead)"),
+                self.median(tool)
+                    .zip(self.median(Kind::Floor))
+                    .map(|(a, b)| a - b),
+            ));
+        }
+        out
+    }
+
+    /// report.json form.
+    pub fn to_json(&self) -> Value {
+        let counts: serde_json::Map<String, Value> = self
+            .row_counts
+            .iter()
+            .map(|(t, n)| (t.clone(), json!(n)))
+            .collect();
+        let ratios: serde_json::Map<String, Value> = self
+            .ratios()
+            .into_iter()
+            .map(|(k, v)| (k, json!(v)))
+            .collect();
+        json!({
+            "id": self.id,
+            "description": self.description,
+            "db": self.db,
+            "db_size_bytes": self.db_size_bytes,
+            "load_s": self.load_s,
+            "row_counts": counts,
+            "commands": self.commands.iter().map(CmdResult::to_json).collect::<Vec<_>>(),
+            "ratios": ratios,
+        })
+    }
+}
+
+fn ratio(a: f64, b: f64) -> Option<f64> {
+    (b > 0.0).then(|| a / b)
+}
+
+/// The restore check of the tool's D2 dump.
+#[derive(Debug, Clone, Default)]
+pub struct Correctness {
+    /// Whether it ran at all.
+    pub ran: bool,
+    /// Pass/fail; None when not run.
+    pub pass: Option<bool>,
+    /// The steps, as run.
+    pub steps: Vec<String>,
+    /// Source counts (table, rows).
+    pub source: Vec<(String, u64)>,
+    /// Restored counts (table, rows).
+    pub restored: Vec<(String, u64)>,
+    /// Wall seconds of `pg_restore -j2` (informational).
+    pub restore_s: Option<f64>,
+    /// What went wrong, or why it did not run.
+    pub note: String,
+}
+
+impl Correctness {
+    /// report.json form.
+    pub fn to_json(&self) -> Value {
+        let map = |v: &[(String, u64)]| -> Value {
+            Value::Object(v.iter().map(|(t, n)| (t.clone(), json!(n))).collect())
+        };
+        json!({
+            "ran": self.ran,
+            "pass": self.pass,
+            "steps": self.steps,
+            "source_counts": map(&self.source),
+            "restored_counts": map(&self.restored),
+            "pg_restore_s": self.restore_s,
+            "note": self.note,
+        })
+    }
+}
+
+/// One target from the brief, evaluated.
+#[derive(Debug, Clone)]
+pub struct TargetCheck {
+    /// The target, in words.
+    pub target: String,
+    /// What was measured, in words.
+    pub measured: String,
+    /// Met or not; None when it could not be evaluated.
+    pub met: Option<bool>,
+}
+
+/// Peak RSS (KiB) counted as "the same" at both D2 sizes: within 10 % of the larger or 4 MiB.
+pub fn rss_same(a_kib: u64, b_kib: u64) -> bool {
+    let diff = a_kib.abs_diff(b_kib);
+    diff <= 4096 || (diff as f64) <= 0.10 * a_kib.max(b_kib) as f64
+}
+
+/// Evaluate the targets of the brief on the results.
+pub fn evaluate(datasets: &[DatasetResult]) -> Vec<TargetCheck> {
+    let find = |id: &str| datasets.iter().find(|d| d.id == id);
+    let d0 = find("D0");
+    let d2 = find("D2");
+    let half = find("D2-half");
+    let tool = Kind::ToolChecksum;
+    let mut out = Vec::new();
+
+    let r = d2.and_then(|d| d.time_ratio(tool, Kind::Floor));
+    out.push(TargetCheck {
+        target: "D2: tool ≤ 1.25× floor (wall time, medians)".into(),
+        measured: r.map_or("n/a".into(), |r| format!("{r:.2}×")),
+        met: r.map(|r| r <= 1.25),
+    });
+
+    let speed = d2.and_then(|d| d.time_ratio(Kind::Seed, tool));
+    let size = d2.and_then(|d| d.size_ratio(tool, Kind::Seed));
+    out.push(TargetCheck {
+        target: "D2: tool ≥ 4× faster than the seed pattern, output no larger".into(),
+        measured: match (speed, size) {
+            (Some(s), Some(z)) => format!("{s:.2}× faster; size {z:.3}× of seed"),
+            _ => "n/a".into(),
+        },
+        met: speed.zip(size).map(|(s, z)| s >= 4.0 && z <= 1.0),
+    });
+
+    let rss_full = d2
+        .and_then(|d| d.get(tool))
+        .and_then(CmdResult::peak_rss_kib);
+    let rss_half = half
+        .and_then(|d| d.get(tool))
+        .and_then(CmdResult::peak_rss_kib);
+    let limit = 64 * 1024;
+    out.push(TargetCheck {
+        target: "tool peak RSS ≤ 64 MiB at D2 and D2-half, and the same at both \
+                 (within 10 % or 4 MiB)"
+            .into(),
+        measured: match (rss_full, rss_half) {
+            (Some(a), Some(b)) => format!("D2 {} / D2-half {}", mib(a), mib(b)),
+            _ => "n/a".into(),
+        },
+        met: rss_full
+            .zip(rss_half)
+            .map(|(a, b)| a <= limit && b <= limit && rss_same(a, b)),
+    });
+
+    let overhead = d0.and_then(|d| {
+        d.median(tool)
+            .zip(d.median(Kind::Floor))
+            .map(|(a, b)| a - b)
+    });
+    out.push(TargetCheck {
+        target: "D0: fixed overhead median(tool) − median(floor) ≤ 0.3 s".into(),
+        measured: overhead.map_or("n/a".into(), |o| format!("{o:.3} s")),
+        met: overhead.map(|o| o <= 0.3),
+    });
+    out
+}
+
+/// KiB as "12.3 MiB".
+pub fn mib(kib: u64) -> String {
+    format!("{:.1} MiB", kib as f64 / 1024.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stats() {
+        let s = Stats::of(&[3.0, 1.0, 2.0]).expect("non-empty");
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        let s = Stats::of(&[4.0, 1.0]).expect("non-empty");
+        assert_eq!(s.median, 2.5);
+        assert!(Stats::of(&[]).is_none());
+    }
+
+    #[test]
+    fn rss_sameness() {
+        assert!(rss_same(20_000, 21_000));
+        assert!(rss_same(60_000, 55_000));
+        assert!(!rss_same(30_000, 60_000));
+    }
+
+    fn run(wall_s: f64, rss: u64, size: Option<u64>) -> Run {
+        Run {
+            round: 1,
+            warmup: false,
+            wall_s,
+            runner_wall_s: wall_s,
+            max_rss_kib: rss,
+            own_hwm_kib: None,
+            size_bytes: size,
+        }
+    }
+
+    fn cmd(kind: Kind, runs: Vec<Run>) -> CmdResult {
+        CmdResult {
+            runs,
+            ..CmdResult::new(kind)
+        }
+    }
+
+    fn dataset(id: &str, commands: Vec<CmdResult>) -> DatasetResult {
+        DatasetResult {
+            id: id.into(),
+            description: String::new(),
+            db: String::new(),
+            db_size_bytes: 0,
+            load_s: 0.0,
+            row_counts: vec![],
+            commands,
+        }
+    }
+
+    #[test]
+    fn targets() {
+        let d2 = dataset(
+            "D2",
+            vec![
+                cmd(Kind::Floor, vec![run(10.0, 9000, None)]),
+                cmd(Kind::Seed, vec![run(60.0, 9000, Some(300))]),
+                cmd(Kind::ToolChecksum, vec![run(12.0, 30_000, Some(250))]),
+            ],
+        );
+        let half = dataset(
+            "D2-half",
+            vec![cmd(Kind::ToolChecksum, vec![run(6.0, 29_000, Some(125))])],
+        );
+        let d0 = dataset(
+            "D0",
+            vec![
+                cmd(Kind::Floor, vec![run(0.2, 9000, None)]),
+                cmd(Kind::ToolChecksum, vec![run(0.6, 9000, Some(1))]),
+            ],
+        );
+        let t = evaluate(&[d0, d2, half]);
+        let met: Vec<Option<bool>> = t.iter().map(|t| t.met).collect();
+        assert_eq!(met, vec![Some(true), Some(true), Some(true), Some(false)]);
+        assert!(evaluate(&[]).iter().all(|t| t.met.is_none()));
+    }
+}

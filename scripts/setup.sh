@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Installs what pre-deploy's build, tests and demo need. Idempotent and fast when all is there.
+#   - Debian packages: PostgreSQL 15 (server + client tools), zstd, GNU time, git
+#   - the pinned Rust toolchain (rust-toolchain.toml) with rustfmt and clippy
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+need_pkgs=()
+for pkg in postgresql-15 postgresql-client-15 zstd time git; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
+done
+if [ ${#need_pkgs[@]} -gt 0 ]; then
+  echo "setup: installing ${need_pkgs[*]}"
+  sudo_cmd=""
+  [ "$(id -u)" -eq 0 ] || sudo_cmd="sudo"
+  $sudo_cmd apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo_cmd apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+fi
+[ -x /usr/lib/postgresql/15/bin/initdb ] || { echo "setup: /usr/lib/postgresql/15/bin/initdb is missing after install" >&2; exit 1; }
+id -u postgres >/dev/null 2>&1 || { echo "setup: the postgres OS user is missing (it comes with postgresql-15)" >&2; exit 1; }
+
+# The toolchain pinned in rust-toolchain.toml. Machines here have it as a link to their stable
+# toolchain; recreate that link when the stable toolchain is the pinned version.
+pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup toolchain list | grep -q "^${pinned}"; then
+  stable_dir=$(rustup toolchain list -v | awk '/^stable/ {print $NF}' | head -1)
+  if [ -n "$stable_dir" ] && "$stable_dir/bin/rustc" --version | grep -q " ${pinned} "; then
+    rustup toolchain link "$pinned" "$stable_dir"
+  else
+    rustup toolchain install "$pinned" --profile minimal --component rustfmt,clippy
+  fi
+fi
+for comp in rustfmt clippy; do
+  rustup component list --toolchain "$pinned" --installed 2>/dev/null | grep -q "^${comp}" \
+    || command -v "cargo-${comp/rustfmt/fmt}" >/dev/null \
+    || rustup component add --toolchain "$pinned" "$comp"
+done
+echo "setup: ok (PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}'), $(zstd --version | awk '{print $7}' | tr -d ,), $(cargo --version))"
