@@ -99,7 +99,28 @@ async fn probe(dir: &Path) -> Option<PgTools> {
 }
 
 /// Every tool set found, newest major first. With `explicit`, only that directory is used.
+///
+/// The answer is cached for the life of the process (per `explicit` directory): probing runs
+/// each candidate's `--version`, and one backup asks several times (preflight, snapshot, verify).
 pub async fn installed_tools(explicit: Option<&Path>) -> Vec<PgTools> {
+    static CACHE: std::sync::Mutex<Vec<(Option<PathBuf>, Vec<PgTools>)>> =
+        std::sync::Mutex::new(Vec::new());
+    let key = explicit.map(Path::to_path_buf);
+    if let Some((_, hit)) = CACHE
+        .lock()
+        .ok()
+        .and_then(|c| c.iter().find(|(k, _)| *k == key).cloned())
+    {
+        return hit;
+    }
+    let found = probe_all(explicit).await;
+    if let Ok(mut c) = CACHE.lock() {
+        c.push((key, found.clone()));
+    }
+    found
+}
+
+async fn probe_all(explicit: Option<&Path>) -> Vec<PgTools> {
     let dirs = match explicit {
         Some(d) => vec![d.to_path_buf()],
         None => candidate_dirs(),
