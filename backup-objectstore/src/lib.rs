@@ -10,7 +10,7 @@
 //! use backup_objectstore::{ObjectStoreStore, StoreUrl};
 //!
 //! let dir = std::env::temp_dir().join(format!("pd-doc-{}", std::process::id()));
-//! let store = ObjectStoreStore::open(&StoreUrl::parse(dir.to_str().unwrap())?)?;
+//! let store = ObjectStoreStore::open(&StoreUrl::parse(dir.to_str().unwrap())?, true)?;
 //! store.put_bytes("hello.txt", "hi".into(), WriteMode::CreateOnly).await?;
 //! assert_eq!(store.get_all("hello.txt").await?, b"hi");
 //! # std::fs::remove_dir_all(dir).ok(); Ok(()) }

@@ -79,14 +79,20 @@ impl ObjectStoreStore {
         })
     }
 
-    /// Opens the store a `--store` value names.
+    /// Opens the store a `--store` value names. With `create`, a missing local directory is
+    /// created; without it (read-only commands), a missing directory is an error, so a mistyped
+    /// path is reported instead of silently created.
     ///
     /// # Errors
     ///
     /// [`Error::Invalid`] for a malformed URL or a store kind this build does not support yet;
-    /// [`Error::StoreUnavailable`] when a local directory cannot be used.
-    pub fn open(url: &StoreUrl) -> Result<Self> {
+    /// [`Error::StoreUnavailable`] when a local directory cannot be used or does not exist.
+    pub fn open(url: &StoreUrl, create: bool) -> Result<Self> {
         match url {
+            StoreUrl::Local(dir) if !create && !dir.is_dir() => Err(Error::StoreUnavailable {
+                store: url.to_string(),
+                message: "the directory does not exist (no backup has been stored there)".into(),
+            }),
             StoreUrl::Local(dir) => Self::local(dir),
             StoreUrl::S3 { .. } => Err(Error::Invalid {
                 what: "store",
@@ -146,6 +152,39 @@ impl ObjectStoreStore {
     }
 }
 
+/// Removes what a cancelled local upload left: object_store's staged file (`<key>#<n>`, whose
+/// own cleanup runs later on a blocking thread) and directories left empty.
+struct LocalUploadGuard<'a> {
+    store: &'a ObjectStoreStore,
+    key: &'a str,
+    armed: bool,
+}
+
+impl Drop for LocalUploadGuard<'_> {
+    fn drop(&mut self) {
+        if !self.armed {
+            return;
+        }
+        let Some(root) = &self.store.local_root else {
+            return;
+        };
+        let target = root.join(self.key);
+        if let (Some(dir), Some(name)) = (target.parent(), target.file_name()) {
+            let staged_prefix = format!("{}#", name.to_string_lossy());
+            for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+                if entry
+                    .file_name()
+                    .to_string_lossy()
+                    .starts_with(&staged_prefix)
+                {
+                    let _ = std::fs::remove_file(entry.path());
+                }
+            }
+        }
+        self.store.prune_local_dirs(self.key);
+    }
+}
+
 fn create_private_dirs(dir: &FsPath) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new()
@@ -189,6 +228,13 @@ impl Store for ObjectStoreStore {
     async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64> {
         let path = self.path(key)?;
         self.prepare_local(key)?;
+        // Declared before the writer so it drops after it: if this future is cancelled (the
+        // backup was interrupted), the staged file and new directories are gone at once.
+        let mut guard = LocalUploadGuard {
+            store: self,
+            key,
+            armed: self.local_root.is_some(),
+        };
         let upload = self
             .inner
             .put_multipart(&path)
@@ -221,6 +267,7 @@ impl Store for ObjectStoreStore {
             self.prune_local_dirs(key);
             return Err(map_error("put", key, e));
         }
+        guard.armed = false;
         self.finish_local(key)?;
         Ok(written)
     }

@@ -99,7 +99,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
         Command::Run { backup, command } => {
             let settings = settings(&cli, Some(backup))?;
             settings.require_sources()?;
-            let gate = Gate::from_settings(&settings)?;
+            let gate = Gate::from_settings(&settings, true)?;
             let request = BackupRequest {
                 kind: backup_core_kind("pre-deploy"),
                 deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
@@ -125,7 +125,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
         Command::Backup { backup, kind } => {
             let settings = settings(&cli, Some(backup))?;
             settings.require_sources()?;
-            let gate = Gate::from_settings(&settings)?;
+            let gate = Gate::from_settings(&settings, true)?;
             let request = BackupRequest {
                 kind: backup_core_kind(kind),
                 deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
@@ -135,18 +135,18 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
             Ok(0)
         }
         Command::List => {
-            let gate = Gate::from_settings(&settings(&cli, None)?)?;
+            let gate = Gate::from_settings(&settings(&cli, None)?, false)?;
             out.list(&gate, &gate.list().await?);
             Ok(0)
         }
         Command::Show { backup } => {
-            let gate = Gate::from_settings(&settings(&cli, None)?)?;
+            let gate = Gate::from_settings(&settings(&cli, None)?, false)?;
             out.show(&gate.show(backup).await?);
             Ok(0)
         }
         Command::Verify { backup, all, level } => {
             let level = parse_level(level)?;
-            let gate = Gate::from_settings(&settings(&cli, None)?)?;
+            let gate = Gate::from_settings(&settings(&cli, None)?, false)?;
             let records = gate.verify_stored(Some(backup), *all, level).await?;
             out.verified(&records);
             Ok(0)

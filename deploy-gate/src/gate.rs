@@ -99,13 +99,14 @@ impl Gate {
 
     /// Opens the store and builds the sources the settings name. Enables SIGINT/SIGTERM
     /// handling: an interrupted backup is cleaned up and reported, never half-committed.
+    /// `create_store`: create a missing local store (for commands that write backups).
     ///
     /// # Errors
     ///
     /// [`GateError::Usage`] for a source kind this version does not support or a malformed URL;
     /// [`GateError::Preflight`] when the store cannot be opened.
-    pub fn from_settings(settings: &Settings) -> Result<Self> {
-        let store = ObjectStoreStore::open(&settings.store).map_err(|e| match e {
+    pub fn from_settings(settings: &Settings, create_store: bool) -> Result<Self> {
+        let store = ObjectStoreStore::open(&settings.store, create_store).map_err(|e| match e {
             backup_core::Error::Invalid { .. } => GateError::usage(e.to_string()),
             other => GateError::Preflight { source: other },
         })?;

@@ -18,6 +18,8 @@ pub enum FakePgDump {
     EmptyOutput,
     /// Claims to be pg_dump 9.6 (older than any server here).
     TooOld,
+    /// Runs the real pg_dump, passes on its first 64 KiB, then hangs (to interrupt a backup).
+    Stalls,
     /// Runs the real pg_dump, but first appends its argv and `PGPASSWORD` presence to `args.log`.
     LogsArguments,
 }
@@ -45,6 +47,7 @@ pub fn tool_dir(fake: FakePgDump) -> TempDir {
         FakePgDump::KilledMidStream => {
             format!("{version}\n{real} \"$@\" | head -c 65536\nkill -9 $$\n")
         }
+        FakePgDump::Stalls => format!("{version}\n{real} \"$@\" | head -c 65536\nexec sleep 60\n"),
         FakePgDump::EmptyOutput => format!("{version}\nexit 0\n"),
         FakePgDump::TooOld => "echo 'pg_dump (PostgreSQL) 9.6.24'\nexit 0\n".to_owned(),
         FakePgDump::LogsArguments => format!(

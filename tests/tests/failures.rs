@@ -323,7 +323,7 @@ fn usage_and_configuration_errors_exit_2() {
     );
     let out = run(pre_deploy()
         .args(["show", "20990101T000000Z-abcdef", "--store"])
-        .arg(dir.path().join("s"))
+        .arg(dir.path())
         .env("PREDEPLOY_CONFIG", "/dev/null"));
     out.assert_code(2);
     assert!(
@@ -332,6 +332,62 @@ fn usage_and_configuration_errors_exit_2() {
         "{}",
         out.stderr
     );
+    // A read-only command never creates a mistyped store: it says the store is not there.
+    let typo = dir.path().join("no-such-store");
+    let out = run(pre_deploy()
+        .args(["list", "--store"])
+        .arg(&typo)
+        .env("PREDEPLOY_CONFIG", "/dev/null"));
+    out.assert_code(5);
+    assert!(
+        out.stderr.contains("the directory does not exist"),
+        "{}",
+        out.stderr
+    );
+    assert!(!typo.exists(), "list did not create the store");
     let out = run(pre_deploy().arg("frobnicate"));
     out.assert_code(2);
+}
+
+#[test]
+fn an_application_role_that_is_not_a_superuser_gets_a_backup_and_a_note() {
+    let server = PgServer::shared();
+    let role = format!("app_{}", std::process::id());
+    let db = server.create_database("owned");
+    server.psql(&db, &format!(
+        "CREATE ROLE {role} LOGIN PASSWORD 'app-pass-9'; ALTER DATABASE {db} OWNER TO {role}; GRANT CREATE ON SCHEMA public TO {role};"
+    ));
+    server.psql(&db, &format!("SET ROLE {role}; CREATE TABLE public.items AS SELECT g AS id FROM generate_series(1, 100) g;"));
+    let store = tempfile::tempdir().expect("store");
+    let url = server.url_with(&role, "app-pass-9", &db);
+    let out = run(pre_deploy()
+        .args(["backup", "--json", "--store"])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("db={url}")));
+    out.assert_success();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let source = &v["manifest"]["sources"][0];
+    let notes = source["notes"].to_string();
+    assert!(notes.contains("without their passwords"), "{notes}");
+    assert_eq!(source["stats"]["tables"][0]["rows"], 100);
+
+    // A table the role may not read is caught in preflight, before anything is written.
+    server.psql(
+        &db,
+        "CREATE TABLE public.secrets (k text); REVOKE ALL ON public.secrets FROM PUBLIC;",
+    );
+    let store2 = tempfile::tempdir().expect("store");
+    let out = run(pre_deploy()
+        .args(["backup", "--store"])
+        .arg(store2.path())
+        .arg("--source")
+        .arg(format!("db={url}")));
+    out.assert_code(5);
+    assert!(
+        out.stderr.contains("cannot read public.secrets"),
+        "{}",
+        out.stderr
+    );
+    assert!(!out.stderr.contains("app-pass-9"));
 }
