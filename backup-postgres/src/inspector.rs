@@ -68,6 +68,35 @@ impl PgInspector {
         }
     }
 
+    /// Runs one statement; the error is the server's message.
+    ///
+    /// # Errors
+    ///
+    /// The server's message.
+    pub async fn execute(&self, sql: &str) -> std::result::Result<(), String> {
+        self.client.batch_execute(sql).await.map_err(|e| {
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+        })
+    }
+
+    /// Databases whose name starts with `prefix`, with their comments.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn scratch_databases(&self, prefix: &str) -> Result<Vec<(String, Option<String>)>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT datname::text, shobj_description(oid, 'pg_database') FROM pg_database WHERE starts_with(datname, $1)",
+                &[&prefix],
+            )
+            .await
+            .map_err(|e| self.query_error("listing scratch databases", &e))?;
+        Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
     /// The server's version string (`15.19 (Debian …)`) and major number.
     ///
     /// # Errors

@@ -26,10 +26,14 @@ pub mod command;
 mod config;
 mod inspector;
 pub mod process;
+mod restorer;
+mod scratch;
 mod snapshotter;
 mod tools;
 
 pub use config::{Env, PgSourceConfig, ProcessEnv, Secret, redact_url};
 pub use inspector::{PgInspector, quote_ident};
+pub use restorer::{PgRestorer, RestoreOptions};
+pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, cleanup_leftovers};
 pub use snapshotter::{DUMP_FILE, DUMP_FORMAT, GLOBALS_FILE, GLOBALS_FORMAT, PgSnapshotter};
 pub use tools::{PgTools, find_tools, installed_tools, parse_major, select_tools};

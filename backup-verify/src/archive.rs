@@ -16,27 +16,40 @@ use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::process::Command;
 
 use crate::artifact::{Consumer, PassResult, read_pass, stream_prefix};
+use crate::restore::{RestoreTargets, verify_dump_by_restore};
 
 /// The last line pg_dumpall writes; its absence means the globals dump was cut short.
 const GLOBALS_TRAILER: &str = "PostgreSQL database cluster dump complete";
 
 /// Verifies each artifact by re-reading it from the store: sha256 and size (1), zstd frames to
 /// the end (2), and for pg_dump archives `pg_restore --list` plus a full read by pg_restore (3);
-/// for globals, the dump's closing trailer (3).
+/// for globals, the dump's closing trailer (3). With [`RestoreTargets`], pg_dump archives also
+/// get level 4: a test restore into a scratch database, compared with the manifest.
 #[derive(Debug, Clone, Default)]
 pub struct ArchiveVerifier {
     /// Where to find pg_restore, overriding discovery.
     pub pg_bin_dir: Option<PathBuf>,
+    /// Where level-4 test restores go; `None`: levels 1–3 only.
+    pub restore: Option<RestoreTargets>,
 }
 
 impl ArchiveVerifier {
     /// A verifier using discovered PostgreSQL tools, or those in `pg_bin_dir`.
     pub fn new(pg_bin_dir: Option<PathBuf>) -> Self {
-        ArchiveVerifier { pg_bin_dir }
+        ArchiveVerifier {
+            pg_bin_dir,
+            restore: None,
+        }
+    }
+
+    /// Enables level 4 with these restore targets.
+    pub fn with_restore(mut self, targets: RestoreTargets) -> Self {
+        self.restore = Some(targets);
+        self
     }
 }
 
-fn finding(
+pub(crate) fn finding(
     level: VerificationLevel,
     check: &str,
     source: &SourceManifest,
@@ -55,7 +68,7 @@ fn finding(
 }
 
 /// Levels 1 and 2 from one pass.
-fn pass_findings(
+pub(crate) fn pass_findings(
     pass: &PassResult,
     source: &SourceManifest,
     a: &ArtifactMeta,
@@ -153,7 +166,11 @@ impl Verifier for ArchiveVerifier {
     }
 
     fn max_level(&self) -> VerificationLevel {
-        VerificationLevel::Archive
+        if self.restore.is_some() {
+            VerificationLevel::Restore
+        } else {
+            VerificationLevel::Archive
+        }
     }
 
     async fn verify(
@@ -165,6 +182,16 @@ impl Verifier for ArchiveVerifier {
         let mut report = VerificationReport::default();
         let top = up_to.min(VerificationLevel::Archive);
         for (source, artifact) in manifest.artifacts() {
+            if up_to >= VerificationLevel::Restore && artifact.format == DUMP_FORMAT {
+                match self.restore.as_ref().and_then(|r| r.target_for(source.name.as_str()).map(|t| (r, t))) {
+                    Some((targets, target)) => {
+                        verify_dump_by_restore(store, source, artifact, target, targets, self.pg_bin_dir.as_deref(), &mut report).await?;
+                        continue;
+                    }
+                    None => report.findings.push(finding(VerificationLevel::Restore, "pg-restore", source, artifact, FindingStatus::Skipped,
+                        format!("{}/{}: no scratch server to restore into: configure the source's URL or give --verify-restore-url", source.name, artifact.name))),
+                }
+            }
             let started = Instant::now();
             let findings = match artifact.format.as_str() {
                 DUMP_FORMAT if top >= VerificationLevel::Archive => {
@@ -325,6 +352,13 @@ async fn toc_finding(
             format!("{label}: pg_restore --list failed: {}", tail(stderr.trim())),
         ));
     }
+    Ok(toc_check(&listing, source, a))
+}
+
+/// Checks a `pg_restore --list` listing against the tables counted at backup time.
+pub(crate) fn toc_check(listing: &str, source: &SourceManifest, a: &ArtifactMeta) -> Finding {
+    use FindingStatus::*;
+    let label = format!("{}/{}", source.name, a.name);
     let missing: Vec<String> = source
         .stats
         .tables
@@ -332,7 +366,7 @@ async fn toc_finding(
         .filter(|t| !listing.contains(&format!(" TABLE DATA {} {} ", t.schema, t.name)))
         .map(|t| format!("{}.{}", t.schema, t.name))
         .collect();
-    Ok(if missing.is_empty() {
+    if missing.is_empty() {
         finding(
             VerificationLevel::Archive,
             "pg-restore-toc",
@@ -362,7 +396,7 @@ async fn toc_finding(
                     .join(", ")
             ),
         )
-    })
+    }
 }
 
 async fn verify_globals(

@@ -17,7 +17,7 @@
 //! #   "tool": {"name": "pre-deploy", "version": "0"}, "host": "h", "sources": []})).unwrap();
 //! let verifiers: Vec<backup_core::DynVerifier> = vec![Arc::new(backup_verify::ArchiveVerifier::default())];
 //! let record = backup_verify::verify_backup(&store, &manifest, &verifiers,
-//!     VerificationLevel::Checksum, &SystemClock, "host").await?;
+//!     VerificationLevel::Checksum, VerificationLevel::Checksum, &SystemClock, "host").await?;
 //! assert!(record.passed || record.report.findings.is_empty());
 //! # Ok(()) }
 //! ```
@@ -25,7 +25,9 @@
 mod archive;
 mod artifact;
 mod record;
+mod restore;
 
 pub use archive::ArchiveVerifier;
 pub use artifact::{Consumer, PassResult, read_pass, stream_prefix};
 pub use record::verify_backup;
+pub use restore::RestoreTargets;

@@ -1,11 +1,15 @@
 //! Running the ladder over a backup and turning the result into a [`VerificationRecord`].
 
 use backup_core::{
-    Clock, DynVerifier, Manifest, Result, Store, ToolInfo, VerificationLevel, VerificationRecord,
-    VerificationReport,
+    Clock, DynVerifier, FindingStatus, Manifest, Result, Store, ToolInfo, VerificationLevel,
+    VerificationRecord, VerificationReport,
 };
 
-/// Runs every verifier up to `up_to` and builds the record (not yet stored).
+/// Runs every verifier up to `requested` and builds the record (not yet stored).
+///
+/// The record passes when no check failed and at least `required` was reached; `required` may
+/// be lower than `requested` (the default "restore when a scratch server is available, else
+/// archive"). When the reached level is below `requested`, `limited_by` says why.
 ///
 /// # Errors
 ///
@@ -14,13 +18,14 @@ pub async fn verify_backup(
     store: &dyn Store,
     manifest: &Manifest,
     verifiers: &[DynVerifier],
-    up_to: VerificationLevel,
+    requested: VerificationLevel,
+    required: VerificationLevel,
     clock: &dyn Clock,
     host: &str,
 ) -> Result<VerificationRecord> {
     let mut report = VerificationReport::default();
     for v in verifiers {
-        report.merge(v.verify(store, manifest, up_to).await?);
+        report.merge(v.verify(store, manifest, requested).await?);
     }
     let max_available = verifiers
         .iter()
@@ -28,15 +33,29 @@ pub async fn verify_backup(
         .max()
         .unwrap_or(VerificationLevel::Checksum);
     let level_reached = report.level_reached();
-    let limited_by = (up_to > max_available).then(|| {
-        format!("level {up_to} is not available in this version; {max_available} is the highest")
-    });
-    let passed = report.passed() && level_reached >= Some(up_to.min(max_available));
+    let limited_by = if level_reached >= Some(requested) {
+        None
+    } else if requested > max_available {
+        Some(format!(
+            "level {requested} is not available: {max_available} is the highest this configuration can check"
+        ))
+    } else {
+        // The first check above the reached level that did not pass explains why.
+        let next = level_reached.map_or(1, |l| l.number() + 1);
+        report
+            .findings
+            .iter()
+            .filter(|f| f.level.number() == next && f.status != FindingStatus::Passed)
+            .map(|f| f.message.clone())
+            .next()
+            .or_else(|| Some(format!("no check at level {next} could run")))
+    };
+    let passed = report.passed() && level_reached >= Some(required.min(requested));
     Ok(VerificationRecord {
         format_version: 1,
         backup_id: manifest.id.clone(),
         verified_at: clock.now(),
-        level_requested: up_to,
+        level_requested: requested,
         level_reached,
         passed,
         limited_by,

@@ -49,6 +49,9 @@ pub struct Global {
     /// Environment name (config section, manifest field)
     #[arg(long, global = true, value_name = "NAME")]
     pub env: Option<String>,
+    /// Server for level-4 test restores (default: each source's own server)
+    #[arg(long, global = true, value_name = "URL")]
+    pub verify_restore_url: Option<String>,
     /// Machine-readable output on stdout
     #[arg(long, global = true)]
     pub json: bool,
@@ -63,7 +66,8 @@ pub struct Global {
 /// Options of a new backup.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// How far to verify: checksum, decompress or archive (default archive)
+    /// How far to verify: checksum, decompress, archive or restore (default: restore when a
+    /// scratch server is usable, else archive)
     #[arg(long, value_name = "LEVEL")]
     pub verify_level: Option<String>,
     /// zstd compression level, 1-19 (default 3)
@@ -109,8 +113,22 @@ pub enum Command {
         /// Verify every backup of the environment
         #[arg(long)]
         all: bool,
-        /// checksum, decompress or archive (default archive)
-        #[arg(long, value_name = "LEVEL", default_value = "archive")]
-        level: String,
+        /// checksum, decompress, archive or restore (default: restore when a scratch server is
+        /// usable, else archive)
+        #[arg(long, value_name = "LEVEL")]
+        level: Option<String>,
+    },
+    /// Pass (exit 0) only if a backup matching the conditions has a passing verification;
+    /// otherwise exit 7 saying what is missing
+    Check {
+        /// The commit the backup must protect (SHA or a prefix of 7+ hex digits)
+        #[arg(long, value_name = "SHA")]
+        commit: Option<String>,
+        /// How old the backup may be, e.g. 30m, 12h, 7d
+        #[arg(long, value_name = "DURATION")]
+        max_age: Option<String>,
+        /// The level the verification must have reached (default: the level `run` requires)
+        #[arg(long, value_name = "LEVEL")]
+        level: Option<String>,
     },
 }

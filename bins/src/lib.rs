@@ -8,8 +8,9 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use deploy_gate::{
-    BackupRequest, CliOverrides, ExitCode as Code, Gate, GateError, Settings, detect_deploy_info,
-    last_deployment_lines, parse_level, run_deploy_command, write_last_deployment,
+    BackupRequest, CheckQuery, CliOverrides, ExitCode as Code, Gate, GateError, Settings,
+    detect_deploy_info, last_deployment_lines, parse_duration, parse_level, run_deploy_command,
+    write_last_deployment,
 };
 
 use crate::cli::{BackupArgs, Cli, Command};
@@ -83,6 +84,7 @@ fn overrides(cli: &Cli, backup: Option<&BackupArgs>) -> CliOverrides {
         env: cli.global.env.clone(),
         verify_level: backup.and_then(|b| b.verify_level.clone()),
         zstd_level: backup.and_then(|b| b.zstd_level),
+        verify_restore_url: cli.global.verify_restore_url.clone(),
     }
 }
 
@@ -145,10 +147,28 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
             Ok(0)
         }
         Command::Verify { backup, all, level } => {
-            let level = parse_level(level)?;
+            let level = level.as_deref().map(parse_level).transpose()?;
             let gate = Gate::from_settings(&settings(&cli, None)?, false)?;
             let records = gate.verify_stored(Some(backup), *all, level).await?;
             out.verified(&records);
+            Ok(0)
+        }
+        Command::Check {
+            commit,
+            max_age,
+            level,
+        } => {
+            let settings = settings(&cli, None)?;
+            let query = CheckQuery {
+                commit: commit.clone(),
+                max_age: max_age.as_deref().map(parse_duration).transpose()?,
+                level: match level {
+                    Some(l) => parse_level(l)?,
+                    None => settings.verify_required,
+                },
+            };
+            let gate = Gate::from_settings(&settings, false)?;
+            out.checked(&gate.check(&query).await?);
             Ok(0)
         }
     }

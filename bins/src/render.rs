@@ -1,7 +1,7 @@
 //! Rendering results for people (stderr/stdout text) or machines (`--json` on stdout).
 
 use deploy_gate::{
-    BackupDetails, BackupListing, BackupOutcome, FindingStatus, Gate, GateError,
+    BackupDetails, BackupListing, BackupOutcome, CheckOutcome, FindingStatus, Gate, GateError,
     VerificationRecord, human_bytes,
 };
 use serde_json::json;
@@ -226,7 +226,28 @@ impl Output {
                 r.level_reached
                     .map_or_else(|| "none".into(), |l| l.to_string())
             );
+            if let Some(why) = &r.limited_by {
+                println!("  not level {}: {why}", r.level_requested);
+            }
         }
+    }
+
+    pub fn checked(&self, c: &CheckOutcome) {
+        if self.json {
+            print_json(
+                &json!({ "ok": true, "id": c.manifest.id, "manifest": c.manifest, "verification": c.verification }),
+            );
+            return;
+        }
+        println!(
+            "ok: backup {} (commit {}) passed verification at level {} on {}",
+            c.manifest.id,
+            c.manifest.deploy.commit.as_deref().unwrap_or("-"),
+            c.verification
+                .level_reached
+                .map_or_else(|| "none".into(), |l| l.to_string()),
+            c.verification.verified_at
+        );
     }
 
     /// Prints an error once, with its cause chain and what to do; for `run`, says explicitly

@@ -57,8 +57,15 @@ pub struct BackupSection {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct VerifySection {
-    /// `checksum`, `decompress` or `archive` (default).
+    /// `checksum`, `decompress`, `archive` or `restore`. Unset: restore when a scratch server
+    /// is usable, else archive.
     pub level: Option<String>,
+    /// Server for test restores (`postgres://…`); default: each source's own server.
+    pub restore_url: Option<String>,
+    /// `pg_restore -j` for test restores (default: number of CPUs).
+    pub jobs: Option<u32>,
+    /// Directory for the decompressed archive of a test restore (default: the system temp dir).
+    pub temp_dir: Option<PathBuf>,
 }
 
 /// `[postgres]`.
@@ -95,6 +102,8 @@ pub struct CliOverrides {
     pub verify_level: Option<String>,
     /// `--zstd-level N`.
     pub zstd_level: Option<i32>,
+    /// `--verify-restore-url URL`.
+    pub verify_restore_url: Option<String>,
 }
 
 /// One source to back up.
@@ -117,6 +126,15 @@ pub struct Settings {
     pub sources: Vec<SourceSpec>,
     /// How far to verify new backups.
     pub verify_level: VerificationLevel,
+    /// The level a verification must reach to pass: the same as `verify_level` when one was
+    /// chosen; `archive` by default, when `restore` is attempted only if a scratch server works.
+    pub verify_required: VerificationLevel,
+    /// Server for test restores (may hold a password: never print it).
+    pub verify_restore_url: Option<String>,
+    /// `pg_restore -j` for test restores.
+    pub verify_jobs: u32,
+    /// Where test restores stage the decompressed archive.
+    pub verify_temp_dir: Option<PathBuf>,
     /// Compression settings.
     pub pipeline: PipelineConfig,
     /// PostgreSQL client tools directory, when configured.
@@ -195,9 +213,23 @@ impl Settings {
             .verify_level
             .clone()
             .or_else(|| env("PREDEPLOY_VERIFY_LEVEL"))
-            .or(file.verify.level.clone())
-            .unwrap_or_else(|| "archive".to_owned());
-        let verify_level = parse_level(&level_raw)?;
+            .or(file.verify.level.clone());
+        let (verify_level, verify_required) = match level_raw {
+            Some(raw) => {
+                let level = parse_level(&raw)?;
+                (level, level)
+            }
+            None => (VerificationLevel::Restore, VerificationLevel::Archive),
+        };
+        let verify_restore_url = match cli
+            .verify_restore_url
+            .clone()
+            .or_else(|| env("PREDEPLOY_VERIFY_RESTORE_URL"))
+            .or(file.verify.restore_url.clone())
+        {
+            Some(u) => Some(expand_vars(&u, env)?),
+            None => None,
+        };
 
         let mut pipeline = PipelineConfig::default();
         if let Some(l) = cli.zstd_level.or(file.backup.zstd_level) {
@@ -219,6 +251,13 @@ impl Settings {
             pg_bin_dir: env("PREDEPLOY_PG_BINDIR")
                 .map(PathBuf::from)
                 .or(file.postgres.bin_dir),
+            verify_required,
+            verify_restore_url,
+            verify_jobs: file.verify.jobs.unwrap_or_else(|| {
+                std::thread::available_parallelism()
+                    .map_or(2, |n| u32::try_from(n.get()).unwrap_or(2))
+            }),
+            verify_temp_dir: file.verify.temp_dir.clone(),
             workdir: workdir.to_path_buf(),
         })
     }
@@ -243,17 +282,38 @@ impl Settings {
 ///
 /// # Errors
 ///
-/// [`GateError::Usage`] for an unknown level or one not available yet.
+/// [`GateError::Usage`] for an unknown level.
 pub fn parse_level(s: &str) -> Result<VerificationLevel> {
-    let level: VerificationLevel = s
-        .parse()
-        .map_err(|e: backup_core::Error| GateError::usage(e.to_string()))?;
-    if level > VerificationLevel::Archive {
+    s.parse()
+        .map_err(|e: backup_core::Error| GateError::usage(e.to_string()))
+}
+
+/// Parses a duration such as `30m`, `2h`, `7d`, `2w`, `90s` (a number and one unit).
+///
+/// # Errors
+///
+/// [`GateError::Usage`] naming the accepted units.
+pub fn parse_duration(s: &str) -> Result<jiff::SignedDuration> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (n, unit) = t.split_at(split);
+    let secs_per: i64 = match unit.trim() {
+        "s" | "sec" | "secs" => 1,
+        "m" | "min" | "mins" => 60,
+        "h" | "hour" | "hours" => 3_600,
+        "d" | "day" | "days" => 86_400,
+        "w" | "week" | "weeks" => 604_800,
+        _ => 0,
+    };
+    let n: i64 = n.parse().unwrap_or(-1);
+    if secs_per == 0 || n < 0 {
         return Err(GateError::usage(format!(
-            "verification level {level} is not available in this version; use checksum, decompress or archive"
+            "invalid duration {s:?}: use a number and a unit, e.g. 90s, 30m, 12h, 7d, 2w"
         )));
     }
-    Ok(level)
+    n.checked_mul(secs_per)
+        .map(jiff::SignedDuration::from_secs)
+        .ok_or_else(|| GateError::usage(format!("duration {s:?} is too large")))
 }
 
 fn load_config(cli: &CliOverrides, env: EnvLookup<'_>, workdir: &Path) -> Result<ConfigFile> {
@@ -361,7 +421,16 @@ mod tests {
         assert_eq!(s.sources.len(), 1);
         assert_eq!(s.sources[0].name.as_str(), "db");
         assert_eq!(s.environment, "default");
-        assert_eq!(s.verify_level, VerificationLevel::Archive);
+        assert_eq!(
+            s.verify_level,
+            VerificationLevel::Restore,
+            "restore is attempted by default"
+        );
+        assert_eq!(
+            s.verify_required,
+            VerificationLevel::Archive,
+            "but only archive is required"
+        );
         assert!(matches!(s.store, StoreUrl::Local(ref p) if p.ends_with("backups")));
     }
 
@@ -409,14 +478,41 @@ mod tests {
         assert!(err.to_string().contains("stor"), "{err}");
         let err = resolve(
             CliOverrides {
+                verify_level: Some("full".into()),
+                ..Default::default()
+            },
+            &[],
+            None,
+        )
+        .expect_err("unknown level");
+        assert!(
+            err.to_string()
+                .contains("checksum, decompress, archive or restore"),
+            "{err}"
+        );
+        let s = resolve(
+            CliOverrides {
                 verify_level: Some("restore".into()),
                 ..Default::default()
             },
             &[],
             None,
         )
-        .expect_err("not yet");
-        assert!(err.to_string().contains("not available"), "{err}");
+        .expect("explicit restore");
+        assert_eq!(
+            (s.verify_level, s.verify_required),
+            (VerificationLevel::Restore, VerificationLevel::Restore)
+        );
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("30m").expect("ok").as_secs(), 1800);
+        assert_eq!(parse_duration("7d").expect("ok").as_secs(), 604_800);
+        assert_eq!(parse_duration("2w").expect("ok").as_secs(), 1_209_600);
+        for bad in ["", "m", "5y", "-3h", "3.5h"] {
+            assert!(parse_duration(bad).is_err(), "{bad}");
+        }
     }
 
     proptest! {

@@ -83,6 +83,12 @@ pub enum GateError {
         #[source]
         source: CoreError,
     },
+    /// `check` found no backup matching the conditions with a passing verification (exit 7).
+    #[error("check failed: {message}")]
+    CheckFailed {
+        /// What is missing.
+        message: String,
+    },
     /// Something that should not happen (exit 1).
     #[error("internal error: {message}")]
     Internal {
@@ -99,6 +105,7 @@ impl GateError {
             GateError::Preflight { .. } => ExitCode::Preflight,
             GateError::Backup { .. } | GateError::Interrupted { .. } => ExitCode::BackupFailed,
             GateError::Verification { .. } => ExitCode::VerificationFailed,
+            GateError::CheckFailed { .. } => ExitCode::CheckFailed,
             GateError::Store { source, .. } => match source {
                 CoreError::StoreUnavailable { .. } | CoreError::SourceUnavailable { .. } => {
                     ExitCode::Preflight

@@ -11,7 +11,7 @@ use backup_core::{
 };
 use backup_objectstore::{ObjectStoreStore, StoreUrl, probe_store};
 use backup_postgres::{PgSnapshotter, PgSourceConfig, ProcessEnv};
-use backup_verify::{ArchiveVerifier, verify_backup};
+use backup_verify::{ArchiveVerifier, RestoreTargets, verify_backup};
 use futures::future::try_join_all;
 
 use crate::config::{Settings, SourceSpec};
@@ -51,6 +51,7 @@ pub struct Gate {
     pub(crate) snapshotters: Vec<DynSnapshotter>,
     pub(crate) verifiers: Vec<DynVerifier>,
     pub(crate) verify_level: VerificationLevel,
+    pub(crate) verify_required: VerificationLevel,
     pub(crate) pipeline: PipelineConfig,
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) host: String,
@@ -72,6 +73,7 @@ impl Gate {
             snapshotters,
             verifiers,
             verify_level: VerificationLevel::Archive,
+            verify_required: VerificationLevel::Archive,
             pipeline: PipelineConfig::default(),
             clock: Arc::new(SystemClock),
             host: host_name(),
@@ -79,9 +81,17 @@ impl Gate {
         }
     }
 
-    /// Sets how far new backups are verified.
+    /// Sets how far new backups are verified (and require that level to pass).
     pub fn with_verify_level(mut self, level: VerificationLevel) -> Self {
         self.verify_level = level;
+        self.verify_required = level;
+        self
+    }
+
+    /// Lowers the level a verification must reach to pass below the one attempted (e.g.
+    /// attempt `restore`, accept `archive` when no scratch server is usable).
+    pub fn with_required_level(mut self, level: VerificationLevel) -> Self {
+        self.verify_required = level.min(self.verify_level);
         self
     }
 
@@ -115,8 +125,10 @@ impl Gate {
             .iter()
             .map(|s| snapshotter_for(s, settings))
             .collect::<Result<Vec<_>>>()?;
-        let verifiers: Vec<DynVerifier> =
-            vec![Arc::new(ArchiveVerifier::new(settings.pg_bin_dir.clone()))];
+        let verifiers: Vec<DynVerifier> = vec![Arc::new(
+            ArchiveVerifier::new(settings.pg_bin_dir.clone())
+                .with_restore(restore_targets(settings)?),
+        )];
         let mut gate = Gate::new(
             Arc::new(store),
             settings.environment.clone(),
@@ -124,6 +136,7 @@ impl Gate {
             verifiers,
         )
         .with_verify_level(settings.verify_level)
+        .with_required_level(settings.verify_required)
         .with_pipeline(settings.pipeline.clone());
         gate.store_url = Some(settings.store.clone());
         gate.handle_signals = true;
@@ -246,7 +259,9 @@ impl Gate {
         }
         tracing::info!("committed backup {id}");
 
-        let verification = self.verify_manifest(&manifest, self.verify_level).await?;
+        let verification = self
+            .verify_manifest(&manifest, self.verify_level, self.verify_required)
+            .await?;
         Ok(BackupOutcome {
             manifest,
             verification,
@@ -255,30 +270,37 @@ impl Gate {
         })
     }
 
-    /// Verifies a committed backup up to `level` and appends the record to the store.
+    /// Verifies a committed backup up to `requested` and appends the record to the store; it
+    /// passes when no check failed and `required` was reached.
     ///
     /// # Errors
     ///
-    /// [`GateError::Verification`] (4) when a check failed or verification could not run.
+    /// [`GateError::Verification`] (4) when a check failed or verification could not run;
+    /// [`GateError::Interrupted`] on SIGINT/SIGTERM (a scratch database is dropped first).
     pub async fn verify_manifest(
         &self,
         manifest: &Manifest,
-        level: VerificationLevel,
+        requested: VerificationLevel,
+        required: VerificationLevel,
     ) -> Result<VerificationRecord> {
         let started = Instant::now();
-        let record = verify_backup(
+        let verification = verify_backup(
             self.store.as_ref(),
             manifest,
             &self.verifiers,
-            level,
+            requested,
+            required,
             self.clock.as_ref(),
             &self.host,
-        )
-        .await
-        .map_err(|e| GateError::Verification {
-            id: manifest.id.to_string(),
-            summary: format!("could not verify: {}", backup_objectstore::error_chain(&e)),
-        })?;
+        );
+        let record = self
+            .interruptible(verification)
+            .await
+            .map_err(|signal| GateError::Interrupted { signal })?
+            .map_err(|e| GateError::Verification {
+                id: manifest.id.to_string(),
+                summary: format!("could not verify: {}", backup_objectstore::error_chain(&e)),
+            })?;
         self.store
             .write_verification(&record)
             .await
@@ -316,6 +338,9 @@ impl Gate {
                 .map_or_else(|| "none".into(), |l| l.to_string()),
             started.elapsed().as_secs_f64()
         );
+        if let Some(why) = &record.limited_by {
+            tracing::warn!("not verified to level {requested}: {why}");
+        }
         Ok(record)
     }
 
@@ -350,6 +375,31 @@ impl Gate {
             Err(e) => tracing::warn!("could not remove the partial data of {id}: {e}"),
         }
     }
+}
+
+/// Where level-4 test restores go: each PostgreSQL source's own server, or the configured
+/// restore server for all of them.
+fn restore_targets(settings: &Settings) -> Result<RestoreTargets> {
+    let pg_config = |url: &str| {
+        PgSourceConfig::from_url(url, &ProcessEnv).map_err(|e| GateError::usage(e.to_string()))
+    };
+    let mut by_source = std::collections::BTreeMap::new();
+    for s in &settings.sources {
+        if s.url.starts_with("postgres://") || s.url.starts_with("postgresql://") {
+            by_source.insert(s.name.to_string(), pg_config(&s.url)?);
+        }
+    }
+    let override_target = settings
+        .verify_restore_url
+        .as_deref()
+        .map(pg_config)
+        .transpose()?;
+    Ok(RestoreTargets {
+        by_source,
+        override_target,
+        jobs: settings.verify_jobs,
+        temp_dir: settings.verify_temp_dir.clone(),
+    })
 }
 
 fn snapshotter_for(spec: &SourceSpec, settings: &Settings) -> Result<DynSnapshotter> {

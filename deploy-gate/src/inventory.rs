@@ -134,7 +134,8 @@ impl Gate {
     }
 
     /// Re-verifies stored backups (`last`, an id, or every backup with `all`), appending a record
-    /// to each. Returns every record; the error, if any, comes after all were checked.
+    /// to each. `level`: attempt and require that level; `None`: the gate's configured levels.
+    /// Returns every record; the error, if any, comes after all were checked.
     ///
     /// # Errors
     ///
@@ -143,8 +144,10 @@ impl Gate {
         &self,
         selector: Option<&str>,
         all: bool,
-        level: VerificationLevel,
+        level: Option<VerificationLevel>,
     ) -> Result<Vec<VerificationRecord>> {
+        let (requested, required) =
+            level.map_or((self.verify_level, self.verify_required), |l| (l, l));
         let manifests = if all {
             self.list().await?.into_iter().map(|l| l.manifest).collect()
         } else {
@@ -153,8 +156,9 @@ impl Gate {
         let mut records = Vec::new();
         let mut failures = Vec::new();
         for m in &manifests {
-            match self.verify_manifest(m, level).await {
+            match self.verify_manifest(m, requested, required).await {
                 Ok(r) => records.push(r),
+                Err(e @ GateError::Interrupted { .. }) => return Err(e),
                 Err(e) => failures.push(e.to_string()),
             }
         }
@@ -169,5 +173,145 @@ impl Gate {
             });
         }
         Ok(records)
+    }
+}
+
+/// What `check` looks for.
+#[derive(Debug, Clone)]
+pub struct CheckQuery {
+    /// The commit the backup must protect (a full SHA or a prefix of at least 7 characters).
+    pub commit: Option<String>,
+    /// How old the backup may be.
+    pub max_age: Option<jiff::SignedDuration>,
+    /// The verification level a passing record must have reached.
+    pub level: VerificationLevel,
+}
+
+/// The backup that satisfied a `check`.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOutcome {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// The passing verification.
+    pub verification: VerificationRecord,
+}
+
+impl Gate {
+    /// Finds the newest backup of this environment matching `query` with a passing verification
+    /// at `query.level` or higher. Lets CI split "back up" and "deploy" into separate jobs.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::CheckFailed`] (7) saying what is missing: no backup for the commit, none
+    /// recent enough, or none verified far enough (with the reason of the closest one).
+    pub async fn check(&self, query: &CheckQuery) -> Result<CheckOutcome> {
+        if let Some(c) = &query.commit
+            && (c.len() < 7 || !c.chars().all(|ch| ch.is_ascii_hexdigit()))
+        {
+            return Err(GateError::usage(format!(
+                "--commit {c:?} must be a commit SHA of at least 7 hex digits"
+            )));
+        }
+        let now = self.clock.now();
+        let backups = self.list().await?;
+        let total = backups.len();
+        let for_commit: Vec<&BackupListing> = backups
+            .iter()
+            .filter(|b| match (&query.commit, &b.manifest.deploy.commit) {
+                (None, _) => true,
+                (Some(want), Some(have)) => have.starts_with(want.as_str()),
+                (Some(_), None) => false,
+            })
+            .collect();
+        let recent: Vec<&BackupListing> = for_commit
+            .iter()
+            .copied()
+            .filter(|b| {
+                query
+                    .max_age
+                    .is_none_or(|age| now.duration_since(b.manifest.created_at) <= age)
+            })
+            .collect();
+        let describe = || {
+            let mut parts = vec![format!("environment {:?}", self.environment)];
+            if let Some(c) = &query.commit {
+                parts.push(format!("commit {c}"));
+            }
+            if let Some(a) = query.max_age {
+                parts.push(format!("taken within {}s", a.as_secs()));
+            }
+            parts.join(", ")
+        };
+        let fail = |message: String| Err(GateError::CheckFailed { message });
+        if total == 0 {
+            return fail(format!(
+                "there is no backup at all in {}",
+                self.store.name()
+            ));
+        }
+        if for_commit.is_empty() {
+            let newest = &backups[0].manifest;
+            return fail(format!(
+                "no backup protects {} (the newest, {}, protects commit {})",
+                describe(),
+                newest.id,
+                newest.deploy.commit.as_deref().unwrap_or("unknown")
+            ));
+        }
+        if recent.is_empty() {
+            return fail(format!(
+                "no backup matches {}: the newest for that commit, {}, was taken at {}",
+                describe(),
+                for_commit[0].manifest.id,
+                for_commit[0].manifest.created_at
+            ));
+        }
+        for b in &recent {
+            let records = self
+                .store
+                .read_verifications(&b.manifest.id)
+                .await
+                .map_err(|source| GateError::Store {
+                    context: format!("cannot read the verifications of {}", b.manifest.id),
+                    source,
+                })?;
+            if let Some(r) = records
+                .iter()
+                .rev()
+                .find(|r| r.passed && r.level_reached >= Some(query.level))
+            {
+                return Ok(CheckOutcome {
+                    manifest: b.manifest.clone(),
+                    verification: r.clone(),
+                });
+            }
+        }
+        let closest = recent[0];
+        let why = match &closest.last_verification {
+            None => "it was never verified".to_owned(),
+            Some(r) if !r.passed => format!(
+                "its last verification failed: {}",
+                r.report
+                    .failures()
+                    .map(|f| f.message.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
+            ),
+            Some(r) => format!(
+                "it was verified only to level {}{}",
+                r.level_reached
+                    .map_or_else(|| "none".into(), |l| l.to_string()),
+                r.limited_by
+                    .as_deref()
+                    .map(|w| format!(" ({w})"))
+                    .unwrap_or_default()
+            ),
+        };
+        fail(format!(
+            "no backup matching {} passed verification at level {}: the newest, {}, does not because {why}",
+            describe(),
+            query.level,
+            closest.manifest.id
+        ))
     }
 }

@@ -27,7 +27,7 @@ mod runbook;
 
 pub use config::{
     CliOverrides, ConfigFile, DEFAULT_CONFIG_FILE, DEFAULT_ENVIRONMENT, DEFAULT_STORE, Settings,
-    SourceSpec, parse_config, parse_level,
+    SourceSpec, parse_config, parse_duration, parse_level,
 };
 pub use deploy::{
     LAST_DEPLOYMENT_FILE, artifact_location, last_deployment_lines, run_deploy_command,
@@ -36,7 +36,7 @@ pub use deploy::{
 pub use error::{ExitCode, GateError, Result};
 pub use gate::{BackupOutcome, BackupRequest, Gate, host_name, human_bytes};
 pub use git::{ci_run_url, detect_deploy_info};
-pub use inventory::{BackupDetails, BackupListing};
+pub use inventory::{BackupDetails, BackupListing, CheckOutcome, CheckQuery};
 pub use runbook::{Runbook, RunbookStep, runbook};
 
 /// The core types callers of this crate see in its results.

@@ -31,7 +31,7 @@ fn varied_database_round_trips_through_pg_restore() {
     let result: serde_json::Value = serde_json::from_str(&out.stdout).expect("--json prints JSON");
     let id = result["id"].as_str().expect("id").to_owned();
     assert_eq!(result["verification"]["passed"], true);
-    assert_eq!(result["verification"]["level_reached"], "archive");
+    assert_eq!(result["verification"]["level_reached"], "restore");
 
     // The dump restores with the vendor's own tool into a fresh database, to the same content.
     let dump = store

@@ -103,7 +103,7 @@ async fn a_store_failing_on_any_write_commits_nothing() {
     // The earlier backup still verifies.
     let g = gate(faulty.clone(), &server.url(&db));
     let record = g
-        .verify_stored(Some(&good_id), false, VerificationLevel::Archive)
+        .verify_stored(Some(&good_id), false, Some(VerificationLevel::Archive))
         .await
         .expect("still good");
     assert!(record[0].passed);

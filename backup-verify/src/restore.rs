@@ -1,0 +1,337 @@
+//! Level 4 for pg_dump archives: restore into a scratch database and compare, exactly, the row
+//! counts and schema fingerprint recorded at dump time.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use backup_core::{
+    ArtifactMeta, FindingStatus, Result, SourceManifest, Store, TableStat, VerificationLevel,
+    VerificationReport,
+};
+use backup_postgres::{
+    PgInspector, PgRestorer, PgSourceConfig, RestoreOptions, ScratchDatabase, cleanup_leftovers,
+    find_tools, parse_major,
+};
+
+use crate::archive::{finding, pass_findings, toc_check};
+use crate::artifact::{Consumer, read_pass};
+
+/// Where test restores go.
+#[derive(Debug, Clone, Default)]
+pub struct RestoreTargets {
+    /// Per source name: the source's own server (credentials included), used by default.
+    pub by_source: BTreeMap<String, PgSourceConfig>,
+    /// A dedicated scratch server for every source (`--verify-restore-url`).
+    pub override_target: Option<PgSourceConfig>,
+    /// `pg_restore -j`.
+    pub jobs: u32,
+    /// Where the decompressed archive is staged (it must be a seekable file for `-j`).
+    pub temp_dir: Option<PathBuf>,
+}
+
+impl RestoreTargets {
+    /// The server a source's archive is restored into, if any.
+    pub fn target_for(&self, source: &str) -> Option<&PgSourceConfig> {
+        self.override_target
+            .as_ref()
+            .or_else(|| self.by_source.get(source))
+    }
+}
+
+/// Levels 1–4 for one pg_dump archive, from a single read of the store.
+pub(crate) async fn verify_dump_by_restore(
+    store: &dyn Store,
+    source: &SourceManifest,
+    a: &ArtifactMeta,
+    target: &PgSourceConfig,
+    targets: &RestoreTargets,
+    pg_bin_dir: Option<&std::path::Path>,
+    report: &mut VerificationReport,
+) -> Result<()> {
+    use FindingStatus::*;
+    use VerificationLevel::*;
+    let label = format!("{}/{}", source.name, a.name);
+    let skip4 = |message: String| finding(Restore, "pg-restore", source, a, Skipped, message);
+
+    // 1–2: hash, decompress into a seekable temp file.
+    let started = Instant::now();
+    let staged = match &targets.temp_dir {
+        Some(d) => tempfile::Builder::new()
+            .prefix("predeploy-verify")
+            .tempfile_in(d),
+        None => tempfile::Builder::new()
+            .prefix("predeploy-verify")
+            .tempfile(),
+    }
+    .map_err(|e| backup_core::Error::io("cannot create a temp file for the test restore", e))?;
+    let std_file = staged
+        .reopen()
+        .map_err(|e| backup_core::Error::io("temp file", e))?;
+    let mut file = tokio::fs::File::from_std(std_file);
+    let pass = read_pass(store, a, true, Consumer::Writer(&mut file)).await?;
+    drop(file);
+    report.add_time(Decompress, started.elapsed());
+    let findings = pass_findings(&pass, source, a, Decompress);
+    let damaged =
+        pass.missing || findings.iter().any(|f| f.status == Failed) || pass.consumer_stopped;
+    report.findings.extend(findings);
+    if pass.consumer_stopped {
+        report.findings.push(finding(
+            Decompress,
+            "staging",
+            source,
+            a,
+            Failed,
+            format!(
+                "{label}: could not write the decompressed archive to a temp file (disk full?)"
+            ),
+        ));
+    }
+    if damaged {
+        report.findings.push(skip4(format!(
+            "{label}: not restored: the artifact is damaged"
+        )));
+        return Ok(());
+    }
+
+    // 3: the table of contents, from the file.
+    let started = Instant::now();
+    let archive_major = source
+        .tool_version
+        .as_deref()
+        .and_then(parse_major)
+        .unwrap_or(0);
+    let admin = PgInspector::connect(target, source.name.as_str()).await;
+    let server_major = match &admin {
+        Ok(i) => i.server_version().await.map(|(_, m)| m).unwrap_or(0),
+        Err(_) => 0,
+    };
+    let tools = find_tools(
+        archive_major.max(server_major),
+        pg_bin_dir,
+        source.name.as_str(),
+    )
+    .await?;
+    let listing = tokio::process::Command::new(tools.pg_restore())
+        .arg("--list")
+        .arg(staged.path())
+        .output()
+        .await
+        .map_err(|e| backup_core::Error::io("cannot start pg_restore --list", e))?;
+    let toc = if listing.status.success() {
+        toc_check(&String::from_utf8_lossy(&listing.stdout), source, a)
+    } else {
+        finding(
+            Archive,
+            "pg-restore-toc",
+            source,
+            a,
+            Failed,
+            format!(
+                "{label}: pg_restore --list failed: {}",
+                String::from_utf8_lossy(&listing.stderr).trim()
+            ),
+        )
+    };
+    let toc_ok = toc.status == Passed;
+    report.findings.push(toc);
+    report.add_time(Archive, started.elapsed());
+    if !toc_ok {
+        report.findings.push(skip4(format!(
+            "{label}: not restored: the archive's table of contents is incomplete"
+        )));
+        return Ok(());
+    }
+
+    // 4: restore into a scratch database and compare.
+    let started = Instant::now();
+    if let Err(e) = admin {
+        report
+            .findings
+            .push(skip4(format!("{label}: no scratch server: {e}")));
+        return Ok(());
+    }
+    if let Err(e) = cleanup_leftovers(target).await {
+        tracing::debug!("could not look for leftover scratch databases: {e}");
+    }
+    let scratch = match ScratchDatabase::create(target, source.name.as_str()).await {
+        Ok(s) => s,
+        Err(e) => {
+            report.findings.push(skip4(format!("{label}: {e}")));
+            return Ok(());
+        }
+    };
+    let options = RestoreOptions {
+        jobs: targets.jobs.max(1),
+        without_owners_and_privileges: true,
+    };
+    let restored = PgRestorer::new(tools.clone())
+        .restore_file(staged.path(), &scratch.config(), &options)
+        .await;
+    match restored {
+        Err(message) => {
+            report.findings.push(finding(
+                Restore,
+                "pg-restore",
+                source,
+                a,
+                Failed,
+                format!(
+                    "{label}: the test restore into {} on {} failed: {message}",
+                    scratch.name(),
+                    target.location()
+                ),
+            ));
+        }
+        Ok(()) => {
+            report.findings.push(finding(Restore, "pg-restore", source, a, Passed, format!(
+                "{label}: restored into scratch database {} on {} with {} (without owners and privileges)",
+                scratch.name(), target.location(), tools.version)));
+            compare_restored(&scratch.config(), source, a, report).await;
+        }
+    }
+    if let Err(e) = scratch.drop_now().await {
+        tracing::warn!("{e}");
+    }
+    report.add_time(Restore, started.elapsed());
+    Ok(())
+}
+
+/// Row counts and schema fingerprint of the restored database against the manifest.
+async fn compare_restored(
+    scratch: &PgSourceConfig,
+    source: &SourceManifest,
+    a: &ArtifactMeta,
+    report: &mut VerificationReport,
+) {
+    use FindingStatus::*;
+    use VerificationLevel::Restore;
+    let label = format!("{}/{}", source.name, a.name);
+    let inspector = match PgInspector::connect(scratch, source.name.as_str()).await {
+        Ok(i) => i,
+        Err(e) => {
+            report.findings.push(finding(
+                Restore,
+                "row-counts",
+                source,
+                a,
+                Failed,
+                format!("{label}: cannot inspect the restored database: {e}"),
+            ));
+            return;
+        }
+    };
+    match inspector.row_counts().await {
+        Ok(restored) => {
+            let differences = count_differences(&source.stats.tables, &restored);
+            report.findings.push(if differences.is_empty() {
+                finding(Restore, "row-counts", source, a, Passed, format!(
+                    "{label}: all {} tables restored with exactly the {} rows counted at backup time",
+                    source.stats.tables.len(), source.stats.total_rows()))
+            } else {
+                finding(Restore, "row-counts", source, a, Failed, format!(
+                    "{label}: the restored data differs from the backup's record: {}",
+                    differences.join("; ")))
+            });
+        }
+        Err(e) => report.findings.push(finding(
+            Restore,
+            "row-counts",
+            source,
+            a,
+            Failed,
+            format!("{label}: cannot count the restored rows: {e}"),
+        )),
+    }
+    let expected = source.stats.schema_fingerprint.clone();
+    match (expected, inspector.schema_fingerprint().await) {
+        (None, _) => report.findings.push(finding(
+            Restore,
+            "schema-fingerprint",
+            source,
+            a,
+            Skipped,
+            format!("{label}: the manifest records no schema fingerprint"),
+        )),
+        (Some(want), Ok(got)) if want == got => report.findings.push(finding(
+            Restore,
+            "schema-fingerprint",
+            source,
+            a,
+            Passed,
+            format!("{label}: the restored schema has the recorded fingerprint"),
+        )),
+        (Some(want), Ok(got)) => report.findings.push(finding(
+            Restore,
+            "schema-fingerprint",
+            source,
+            a,
+            Failed,
+            format!(
+                "{label}: the restored schema's fingerprint {got} differs from the recorded {want}"
+            ),
+        )),
+        (Some(_), Err(e)) => report.findings.push(finding(
+            Restore,
+            "schema-fingerprint",
+            source,
+            a,
+            Failed,
+            format!("{label}: cannot read the restored schema: {e}"),
+        )),
+    }
+}
+
+/// Every table whose restored count differs from the recorded one, named.
+pub(crate) fn count_differences(recorded: &[TableStat], restored: &[TableStat]) -> Vec<String> {
+    let key = |t: &TableStat| (t.schema.clone(), t.name.clone());
+    let got: BTreeMap<_, _> = restored.iter().map(|t| (key(t), t.rows)).collect();
+    let want: BTreeMap<_, _> = recorded.iter().map(|t| (key(t), t.rows)).collect();
+    let mut out = Vec::new();
+    for ((schema, name), rows) in &want {
+        match got.get(&(schema.clone(), name.clone())) {
+            None => out.push(format!("table {schema}.{name} is missing")),
+            Some(n) if n != rows => out.push(format!(
+                "table {schema}.{name} has {n} rows, the backup recorded {rows}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (schema, name) in got.keys().filter(|k| !want.contains_key(*k)) {
+        out.push(format!(
+            "table {schema}.{name} was not in the backup's record"
+        ));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn t(name: &str, rows: u64) -> TableStat {
+        TableStat {
+            schema: "public".into(),
+            name: name.into(),
+            rows,
+        }
+    }
+
+    #[test]
+    fn differences_name_each_table() {
+        let d = count_differences(
+            &[t("a", 1), t("b", 2), t("c", 3)],
+            &[t("a", 1), t("b", 5), t("d", 0)],
+        );
+        assert_eq!(
+            d,
+            vec![
+                "table public.b has 5 rows, the backup recorded 2".to_owned(),
+                "table public.c is missing".to_owned(),
+                "table public.d was not in the backup's record".to_owned(),
+            ]
+        );
+        assert!(count_differences(&[t("a", 1)], &[t("a", 1)]).is_empty());
+    }
+}
