@@ -326,3 +326,49 @@ fn check_passes_only_for_a_matching_backup_verified_far_enough() {
     check(&["--commit", "xyz"]).assert_code(2);
     check(&["--max-age", "soon"]).assert_code(2);
 }
+
+#[test]
+fn an_interrupted_test_restore_drops_its_scratch_database() {
+    let source = PgServer::shared();
+    let db = source.create_database("l4intr");
+    source.psql(&db, "CREATE TABLE big AS SELECT g AS id, md5(g::text) AS a, md5((g * 3)::text) AS b FROM generate_series(1, 600000) g;
+                      CREATE INDEX ON big (a); CREATE INDEX ON big (b);");
+    let store = tempfile::tempdir().expect("store");
+    let v = json(&backup(
+        store.path(),
+        &source.url(&db),
+        &["--verify-level", "checksum"],
+    ));
+    let id = v["id"].as_str().expect("id").to_owned();
+    let scratch_server = PgServer::start();
+    let child = pre_deploy()
+        .args(["verify", &id, "--level", "restore", "--store"])
+        .arg(store.path())
+        .arg("--verify-restore-url")
+        .arg(scratch_server.url("postgres"))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("starts");
+    assert!(
+        wait_until(Duration::from_secs(60), || !scratch_databases(
+            &scratch_server
+        )
+        .is_empty()),
+        "the test restore started"
+    );
+    let ok = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill")
+        .success();
+    assert!(ok);
+    let out = child.wait_with_output().expect("exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert!(
+        scratch_databases(&scratch_server).is_empty(),
+        "the scratch database was dropped on the way out"
+    );
+}
