@@ -27,9 +27,11 @@ pub mod compare;
 pub mod fakes;
 pub mod fixtures;
 pub mod pg;
+pub mod restore;
 
 pub use cli::{Output, pre_deploy, run};
 pub use compare::{
     SeqValue, TableSum, assert_same_database, schema_dump, sequence_values, table_checksums,
 };
 pub use pg::{PgServer, unused_port};
+pub use restore::{dump_path, restore_artifact};

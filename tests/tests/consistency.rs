@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use predeploy_tests::fakes::{FakePgDump, tool_dir};
 use predeploy_tests::pg::wait_until;
-use predeploy_tests::{PgServer, pre_deploy, run};
+use predeploy_tests::{PgServer, dump_path, pre_deploy, restore_artifact, run};
 
 #[test]
 fn row_counts_match_the_dump_while_writes_continue() {
@@ -71,40 +71,7 @@ fn row_counts_match_the_dump_while_writes_continue() {
     };
 
     // Restore the dump and count: the manifest's numbers are the dump's numbers.
-    let raw = tempfile::NamedTempFile::new().expect("temp");
-    let ok = std::process::Command::new("zstd")
-        .args(["-q", "-d", "-f", "-o"])
-        .arg(raw.path())
-        .arg(
-            store
-                .path()
-                .join(format!("backups/{id}/data/db/dump.pgc.zst")),
-        )
-        .status()
-        .expect("zstd")
-        .success();
-    assert!(ok);
-    let restored = server.create_database("busy_restored");
-    let out = server
-        .client_command("pg_restore")
-        .args(["--exit-on-error", "-h"])
-        .arg(server.socket_dir())
-        .args([
-            "-p",
-            &server.port().to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            &restored,
-        ])
-        .arg(raw.path())
-        .output()
-        .expect("pg_restore");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let restored = restore_artifact(server, &dump_path(store.path(), id), "busy_restored");
     let count = |db: &str, table: &str| -> i64 {
         server
             .psql(db, &format!("SELECT count(*) FROM {table}"))

@@ -5,7 +5,9 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use predeploy_tests::fakes::{FakePgDump, tool_dir};
-use predeploy_tests::{PgServer, assert_same_database, fixtures, pre_deploy, run, table_checksums};
+use predeploy_tests::{
+    PgServer, assert_same_database, fixtures, pre_deploy, restore_artifact, run, table_checksums,
+};
 
 fn manifest_of(store: &Path, id: &str) -> serde_json::Value {
     let text = std::fs::read_to_string(store.join("backups").join(id).join("manifest.json"))
@@ -37,35 +39,7 @@ fn varied_database_round_trips_through_pg_restore() {
     let dump = store
         .path()
         .join(format!("backups/{id}/data/db/dump.pgc.zst"));
-    let raw = tempfile::NamedTempFile::new().expect("temp file");
-    let status = std::process::Command::new("zstd")
-        .args(["-q", "-d", "-f", "-o"])
-        .arg(raw.path())
-        .arg(&dump)
-        .status()
-        .expect("zstd runs");
-    assert!(status.success(), "the artifact is a valid zstd file");
-    let restored = server.create_database("restored");
-    let out = server
-        .client_command("pg_restore")
-        .args(["--exit-on-error", "-j", "2", "-h"])
-        .arg(server.socket_dir())
-        .args([
-            "-p",
-            &server.port().to_string(),
-            "-U",
-            "postgres",
-            "-d",
-            &restored,
-        ])
-        .arg(raw.path())
-        .output()
-        .expect("pg_restore runs");
-    assert!(
-        out.status.success(),
-        "pg_restore failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let restored = restore_artifact(server, &dump, "restored");
     assert_same_database(server, &db, server, &restored);
 
     // The manifest's exact row counts are the source's.
