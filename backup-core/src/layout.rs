@@ -4,7 +4,14 @@
 //! backups/<id>/manifest.json              commit marker, written last, never rewritten
 //! backups/<id>/data/<source>/<file>       artifacts
 //! backups/<id>/verify/<timestamp>.json    verification records, append-only
+//! pins/<id>.json                          a pin (`pre-deploy pin`): the backup is never pruned
+//! deployments/<env>/<timestamp>.json      a successful deploy (`run`): commit and backup, append-only
 //! ```
+//!
+//! Pins and deployment records live outside `backups/<id>/` because a manifest is never
+//! rewritten and a backup's directory is removed as a unit. `<env>` is the environment name when
+//! it is a safe key segment (letters, digits, `.`, `_`, `-`, not starting with `.`, at most 64
+//! characters), else `hex-` followed by its bytes in hex ([`env_segment`]).
 //!
 //! Keys are relative to the store's own prefix and never contain secrets.
 
@@ -44,6 +51,57 @@ pub fn verification_key(id: &BackupId, at: Timestamp) -> String {
     )
 }
 
+/// The directory holding pins.
+pub const PINS_DIR: &str = "pins/";
+
+/// `pins/<id>.json`: the pin of backup `id`.
+pub fn pin_key(id: &BackupId) -> String {
+    format!("{PINS_DIR}{id}.json")
+}
+
+/// The backup a pin key names, when `key` is one.
+pub fn pin_id(key: &str) -> Option<BackupId> {
+    key.strip_prefix(PINS_DIR)?
+        .strip_suffix(".json")?
+        .parse()
+        .ok()
+}
+
+/// The directory holding deployment records.
+pub const DEPLOYMENTS_DIR: &str = "deployments/";
+
+/// `deployments/<env>/`: the deployment records of one environment.
+pub fn deployments_prefix(environment: &str) -> String {
+    format!("{DEPLOYMENTS_DIR}{}/", env_segment(environment))
+}
+
+/// `deployments/<env>/<UTC time with microseconds>.json`; sorts by time.
+pub fn deployment_key(environment: &str, at: Timestamp) -> String {
+    format!(
+        "{}{}.json",
+        deployments_prefix(environment),
+        at.strftime("%Y%m%dT%H%M%S%.6fZ")
+    )
+}
+
+/// An environment name as one key segment: the name itself when it is safe (ASCII letters,
+/// digits, `.`, `_`, `-`, not starting with `.` or `hex-`, 1–64 characters), else `hex-` and
+/// the name's bytes in hex, so no name can reach outside its directory.
+pub fn env_segment(environment: &str) -> String {
+    let safe = !environment.is_empty()
+        && environment.len() <= 64
+        && !environment.starts_with('.')
+        && !environment.starts_with("hex-")
+        && environment
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'));
+    if safe {
+        environment.to_owned()
+    } else {
+        format!("hex-{}", hex::encode(environment.as_bytes()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -65,5 +123,23 @@ mod tests {
             verification_key(&id, t),
             "backups/20261122T031500Z-7f3a9c/verify/20261122T031500.250000Z.json"
         );
+        assert_eq!(pin_key(&id), "pins/20261122T031500Z-7f3a9c.json");
+        assert_eq!(pin_id(&pin_key(&id)), Some(id));
+        assert_eq!(pin_id("pins/README.txt"), None);
+        assert_eq!(
+            deployment_key("production", t),
+            "deployments/production/20261122T031500.250000Z.json"
+        );
+    }
+
+    #[test]
+    fn environment_names_never_escape_their_directory() {
+        assert_eq!(env_segment("staging-2"), "staging-2");
+        for hostile in ["", ".", "..", "../x", "a/b", "hex-41", "é", &"x".repeat(65)] {
+            let seg = env_segment(hostile);
+            assert!(seg.starts_with("hex-"), "{hostile:?} -> {seg}");
+            assert!(!seg.contains('/') && seg != "." && seg != "..");
+        }
+        assert_ne!(env_segment("hex-41"), env_segment("A"));
     }
 }

@@ -30,7 +30,7 @@ pub mod layout;
 mod manifest;
 pub mod pipeline;
 pub mod reader;
-mod retention;
+pub mod retention;
 mod snapshot;
 mod store;
 #[cfg(feature = "testkit")]
@@ -47,7 +47,9 @@ pub use manifest::{
 };
 pub use pipeline::{ArtifactStats, PipelineConfig};
 pub use retention::{
-    BackupSummary, KeepAll, RetentionAction, RetentionDecision, RetentionPlan, RetentionPolicy,
+    BackupSummary, BudgetViolation, DeletionBudget, DeployedRelease, DeploymentRole, KeepAll,
+    KeepPolicy, KeepRules, Period, RetentionAction, RetentionDecision, RetentionPlan,
+    RetentionPolicy,
 };
 pub use snapshot::{ArtifactSpec, DynSnapshotter, PreflightReport, SnapshotContext, Snapshotter};
 pub use store::{

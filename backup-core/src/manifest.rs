@@ -208,7 +208,8 @@ pub struct Manifest {
     pub deploy: DeployInfo,
     /// The sources, in the order they were configured.
     pub sources: Vec<SourceManifest>,
-    /// When the backup may be removed regardless of other rules.
+    /// Until when retention keeps the backup (`--expire-in`), as one more keep rule ORed with
+    /// the others: a backup whose expiry has passed is kept only if another rule keeps it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub expires_at: Option<Timestamp>,
     /// Fields from newer versions.

@@ -8,7 +8,7 @@ const EXIT_CODES: &str = "\
 EXIT CODES:
   0  success: the backup is verified (and the deploy command, if any, succeeded)
   1  unexpected internal error
-  2  usage or configuration error
+  2  usage or configuration error; also `prune --yes` refusing a mass deletion without --force
   3  refused: a backup could not be taken or stored
   4  refused: verification failed
   5  refused: a source or the store is unreachable or misconfigured (preflight)
@@ -76,6 +76,10 @@ pub struct BackupArgs {
     /// The application's version, recorded in the manifest
     #[arg(long, value_name = "VERSION", env = "PREDEPLOY_APP_VERSION")]
     pub app_version: Option<String>,
+    /// Keep this backup at least this long, e.g. 14d (recorded as its expiry; retention keeps it
+    /// until then whatever its other rules say)
+    #[arg(long, value_name = "DURATION")]
+    pub expire_in: Option<String>,
 }
 
 /// The commands.
@@ -130,5 +134,20 @@ pub enum Command {
         /// The level the verification must have reached (default: the level `run` requires)
         #[arg(long, value_name = "LEVEL")]
         level: Option<String>,
+    },
+    /// Apply retention: print the plan with the reason for every backup; remove only with --yes
+    Prune(crate::prune::PruneArgs),
+    /// Pin a backup: retention never removes it
+    Pin {
+        /// A backup id, or `last`
+        backup: String,
+        /// Why it is pinned, recorded with the pin
+        #[arg(long, value_name = "TEXT")]
+        note: Option<String>,
+    },
+    /// Remove the pin of a backup
+    Unpin {
+        /// A backup id, or `last`
+        backup: String,
     },
 }

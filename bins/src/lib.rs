@@ -2,6 +2,7 @@
 //! Each subcommand calls one `deploy-gate` function.
 
 mod cli;
+mod prune;
 mod render;
 
 use std::process::ExitCode;
@@ -101,7 +102,8 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
         Command::Run { backup, command } => {
             let settings = settings(&cli, Some(backup))?;
             settings.require_sources()?;
-            let gate = Gate::from_settings(&settings, true)?;
+            let expire_in = prune::expire_in(backup)?;
+            let gate = Gate::from_settings(&settings, true)?.with_expire_in(expire_in);
             let request = BackupRequest {
                 kind: backup_core_kind("pre-deploy"),
                 deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
@@ -111,6 +113,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
                 last_deployment_lines(&outcome.manifest, gate.store_name(), Some(&settings.store));
             let file = write_last_deployment(&settings.workdir, &lines)?;
             out.backup_done(&gate, &outcome, Some(&file));
+            prune::after_backup(&gate, &settings, &outcome).await;
             let env = vec![
                 (
                     "PREDEPLOY_BACKUP_ID".to_owned(),
@@ -121,19 +124,24 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
             ];
             tracing::info!("running the deploy command: {}", command.join(" "));
             let code = run_deploy_command(command, &env, &settings.workdir).await?;
+            if code == 0 {
+                prune::record_deployment(&gate, &outcome).await;
+            }
             out.deploy_done(&outcome.manifest.id.to_string(), code);
             Ok(u8::try_from(code).unwrap_or(1))
         }
         Command::Backup { backup, kind } => {
             let settings = settings(&cli, Some(backup))?;
             settings.require_sources()?;
-            let gate = Gate::from_settings(&settings, true)?;
+            let expire_in = prune::expire_in(backup)?;
+            let gate = Gate::from_settings(&settings, true)?.with_expire_in(expire_in);
             let request = BackupRequest {
                 kind: backup_core_kind(kind),
                 deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
             };
             let outcome = gate.backup(&request).await?;
             out.backup_done(&gate, &outcome, None);
+            prune::after_backup(&gate, &settings, &outcome).await;
             Ok(0)
         }
         Command::List => {
@@ -161,7 +169,10 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
             let settings = settings(&cli, None)?;
             let query = CheckQuery {
                 commit: commit.clone(),
-                max_age: max_age.as_deref().map(parse_duration).transpose()?,
+                max_age: max_age
+                    .as_deref()
+                    .map(|s| parse_duration("--max-age", s))
+                    .transpose()?,
                 level: match level {
                     Some(l) => parse_level(l)?,
                     None => settings.verify_required,
@@ -171,6 +182,9 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
             out.checked(&gate.check(&query).await?);
             Ok(0)
         }
+        Command::Prune(args) => prune::prune(&cli, args, out).await,
+        Command::Pin { backup, note } => prune::pin(&cli, backup, note.clone(), out).await,
+        Command::Unpin { backup } => prune::unpin(&cli, backup, out).await,
     }
 }
 

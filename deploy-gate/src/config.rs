@@ -41,6 +41,8 @@ pub struct ConfigFile {
     /// Per-environment overrides: `[env.production]` with `store` and `sources`.
     #[serde(default)]
     pub env: BTreeMap<String, EnvSection>,
+    /// Retention (`[retention]`, with a table per kind); absent: nothing is ever pruned.
+    pub retention: Option<crate::retention::RetentionSection>,
 }
 
 /// `[backup]`.
@@ -85,6 +87,8 @@ pub struct EnvSection {
     /// Sources for this environment (replace the top-level ones).
     #[serde(default)]
     pub sources: BTreeMap<String, String>,
+    /// Retention for this environment (replaces the top-level `[retention]` as a whole).
+    pub retention: Option<crate::retention::RetentionSection>,
 }
 
 /// What the command line says (every field optional: unset means "not given").
@@ -141,6 +145,8 @@ pub struct Settings {
     pub pg_bin_dir: Option<PathBuf>,
     /// The working directory (git info, `.last-deployment-backup`).
     pub workdir: PathBuf,
+    /// Retention, when `[retention]` (or `[env.NAME.retention]`) is configured.
+    pub retention: Option<crate::retention::RetentionSettings>,
 }
 
 /// Reads an environment variable; injectable for tests.
@@ -259,6 +265,12 @@ impl Settings {
             }),
             verify_temp_dir: file.verify.temp_dir.clone(),
             workdir: workdir.to_path_buf(),
+            retention: env_section
+                .retention
+                .as_ref()
+                .or(file.retention.as_ref())
+                .map(crate::retention::RetentionSettings::from_section)
+                .transpose()?,
         })
     }
 
@@ -288,32 +300,17 @@ pub fn parse_level(s: &str) -> Result<VerificationLevel> {
         .map_err(|e: backup_core::Error| GateError::usage(e.to_string()))
 }
 
-/// Parses a duration such as `30m`, `2h`, `7d`, `2w`, `90s` (a number and one unit).
+/// Parses a duration such as `30m`, `2h`, `7d`, `2w` as an exact length of time (days are 24
+/// hours; months and years count back from now). `what` names the option in the error.
 ///
 /// # Errors
 ///
-/// [`GateError::Usage`] naming the accepted units.
-pub fn parse_duration(s: &str) -> Result<jiff::SignedDuration> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (n, unit) = t.split_at(split);
-    let secs_per: i64 = match unit.trim() {
-        "s" | "sec" | "secs" => 1,
-        "m" | "min" | "mins" => 60,
-        "h" | "hour" | "hours" => 3_600,
-        "d" | "day" | "days" => 86_400,
-        "w" | "week" | "weeks" => 604_800,
-        _ => 0,
-    };
-    let n: i64 = n.parse().unwrap_or(-1);
-    if secs_per == 0 || n < 0 {
-        return Err(GateError::usage(format!(
-            "invalid duration {s:?}: use a number and a unit, e.g. 90s, 30m, 12h, 7d, 2w"
-        )));
-    }
-    n.checked_mul(secs_per)
-        .map(jiff::SignedDuration::from_secs)
-        .ok_or_else(|| GateError::usage(format!("duration {s:?} is too large")))
+/// [`GateError::Usage`], as [`crate::parse_span`].
+pub fn parse_duration(what: &str, s: &str) -> Result<jiff::SignedDuration> {
+    let span = crate::parse_span(what, s)?;
+    let now = jiff::Timestamp::now().to_zoned(jiff::tz::TimeZone::UTC);
+    span.to_duration(&now)
+        .map_err(|e| GateError::usage(format!("{what} = {s:?} is out of range: {e}")))
 }
 
 fn load_config(cli: &CliOverrides, env: EnvLookup<'_>, workdir: &Path) -> Result<ConfigFile> {
@@ -507,11 +504,13 @@ mod tests {
 
     #[test]
     fn durations() {
-        assert_eq!(parse_duration("30m").expect("ok").as_secs(), 1800);
-        assert_eq!(parse_duration("7d").expect("ok").as_secs(), 604_800);
-        assert_eq!(parse_duration("2w").expect("ok").as_secs(), 1_209_600);
-        for bad in ["", "m", "5y", "-3h", "3.5h"] {
-            assert!(parse_duration(bad).is_err(), "{bad}");
+        let secs = |s: &str| parse_duration("--max-age", s).expect("valid").as_secs();
+        assert_eq!(secs("30m"), 1800);
+        assert_eq!(secs("7d"), 604_800);
+        assert_eq!(secs("2w"), 1_209_600);
+        for bad in ["", "m", "soon", "-3h", "0s"] {
+            let err = parse_duration("--max-age", bad).expect_err(bad).to_string();
+            assert!(err.contains("--max-age"), "{err}");
         }
     }
 

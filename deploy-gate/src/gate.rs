@@ -56,6 +56,8 @@ pub struct Gate {
     pub(crate) clock: Arc<dyn Clock>,
     pub(crate) host: String,
     pub(crate) handle_signals: bool,
+    /// `--expire-in`: recorded in new manifests as `expires_at` (see `retention.rs`).
+    pub(crate) expire_in: Option<jiff::Span>,
 }
 
 impl Gate {
@@ -78,6 +80,7 @@ impl Gate {
             clock: Arc::new(SystemClock),
             host: host_name(),
             handle_signals: false,
+            expire_in: None,
         }
     }
 
@@ -250,7 +253,7 @@ impl Gate {
             host: self.host.clone(),
             deploy: request.deploy.clone(),
             sources,
-            expires_at: None,
+            expires_at: crate::retention::expiry(created_at, self.expire_in),
             extra: serde_json::Map::new(),
         };
         if let Err(source) = self.store.write_manifest(&manifest).await {

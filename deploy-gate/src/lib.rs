@@ -19,10 +19,14 @@
 
 mod config;
 mod deploy;
+mod deployments;
 mod error;
 mod gate;
 mod git;
 mod inventory;
+mod pins;
+mod prune;
+mod retention;
 mod runbook;
 
 pub use config::{
@@ -33,13 +37,21 @@ pub use deploy::{
     LAST_DEPLOYMENT_FILE, artifact_location, last_deployment_lines, run_deploy_command,
     write_last_deployment,
 };
+pub use deployments::{DEPLOYMENT_FORMAT_VERSION, DeploymentRecord, protected_releases};
 pub use error::{ExitCode, GateError, Result};
 pub use gate::{BackupOutcome, BackupRequest, Gate, host_name, human_bytes};
 pub use git::{ci_run_url, detect_deploy_info};
 pub use inventory::{BackupDetails, BackupListing, CheckOutcome, CheckQuery};
+pub use pins::{PIN_FORMAT_VERSION, PinOutcome, PinRecord, UnpinOutcome};
+pub use prune::{AutoRetention, LEFTOVER_GRACE_DAYS, PruneOptions, PruneReport, SkippedRemoval};
+pub use retention::{
+    KeepSection, RetentionSection, RetentionSettings, Share, parse_expire_in, parse_kind,
+    parse_span, parse_time_zone,
+};
 pub use runbook::{Runbook, RunbookStep, runbook};
 
 /// The core types callers of this crate see in its results.
 pub use backup_core::{
-    BackupId, BackupKind, Finding, FindingStatus, Manifest, VerificationLevel, VerificationRecord,
+    BackupId, BackupKind, Finding, FindingStatus, KeepRules, Manifest, RetentionAction,
+    RetentionDecision, RetentionPlan, VerificationLevel, VerificationRecord,
 };

@@ -1,0 +1,292 @@
+//! `prune`, `pin` and `unpin`, and the retention steps of `run`/`backup`: arguments, the call
+//! into `deploy-gate`, and rendering.
+
+use clap::Args;
+use deploy_gate::{
+    BackupOutcome, Gate, GateError, KeepSection, PruneOptions, PruneReport, RetentionDecision,
+    Settings, parse_expire_in, parse_kind,
+};
+use serde_json::json;
+
+use crate::cli::{BackupArgs, Cli};
+use crate::render::Output;
+
+/// Options of `prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove what the plan says (without it, prune only prints the plan)
+    #[arg(long)]
+    pub yes: bool,
+    /// With --yes: apply even a plan that removes more than max-delete-share of a group or more
+    /// than max-delete-count backups
+    #[arg(long, requires = "yes")]
+    pub force: bool,
+    /// Only this kind of backup, repeatable (default: every kind); the --keep-* flags apply to
+    /// these kinds
+    #[arg(long = "kind", value_name = "KIND",
+          value_parser = ["pre-deploy", "scheduled", "manual", "safety"])]
+    pub kinds: Vec<String>,
+    /// Keep the N newest verified backups (replaces the configured rules of the kinds)
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep every verified backup within DURATION of the newest one, e.g. 30d, 12h, 6mo
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep the newest backup of each of the last N hours that have one
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days that have one
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years that have one
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+}
+
+impl PruneArgs {
+    /// The options these flags ask for.
+    fn options(&self) -> Result<PruneOptions, GateError> {
+        // The flags are the config file's keys for one run: same parsing, same validation.
+        let rules = KeepSection {
+            keep_last: self.keep_last,
+            keep_within: self.keep_within.clone(),
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+            keep_weekly: self.keep_weekly,
+            keep_monthly: self.keep_monthly,
+            keep_yearly: self.keep_yearly,
+        }
+        .rules_if_any()?;
+        Ok(PruneOptions {
+            kinds: self
+                .kinds
+                .iter()
+                .map(|k| parse_kind(k))
+                .collect::<Result<_, _>>()?,
+            rules,
+            apply: self.yes,
+            force: self.force,
+        })
+    }
+}
+
+/// `pre-deploy prune`: prints the plan; with `--yes`, applies it. A plan over budget without
+/// `--force` exits 2, naming the budget and `--force`.
+pub async fn prune(cli: &Cli, args: &PruneArgs, out: &Output) -> Result<u8, GateError> {
+    let options = args.options()?;
+    let settings = crate::settings(cli, None)?;
+    let gate = Gate::from_settings(&settings, false)?;
+    let mut report = gate.prune(settings.retention.as_ref(), &options).await?;
+    if options.apply && !report.refused {
+        gate.collect_leftovers(&mut report).await;
+    }
+    let refusal = report.refusal();
+    out.prune(&report, refusal.as_ref());
+    match refusal {
+        Some(e) if out.json => {
+            // The JSON document above already carries the error; say it once on stderr too.
+            eprintln!("pre-deploy: error: {e}");
+            Ok(e.exit_code().code())
+        }
+        Some(e) => Err(e),
+        None => Ok(0),
+    }
+}
+
+/// `pre-deploy pin ID`.
+pub async fn pin(
+    cli: &Cli,
+    backup: &str,
+    note: Option<String>,
+    out: &Output,
+) -> Result<u8, GateError> {
+    let gate = Gate::from_settings(&crate::settings(cli, None)?, false)?;
+    let outcome = gate.pin(backup, note).await?;
+    if out.json {
+        print_json(
+            &json!({ "ok": true, "already_pinned": outcome.already_pinned, "pin": outcome.pin }),
+        );
+    } else if outcome.already_pinned {
+        println!(
+            "backup {} was already pinned (since {})",
+            outcome.pin.backup_id, outcome.pin.pinned_at
+        );
+    } else {
+        println!(
+            "pinned backup {}: retention will never remove it (undo with `pre-deploy unpin {}`)",
+            outcome.pin.backup_id, outcome.pin.backup_id
+        );
+    }
+    Ok(0)
+}
+
+/// `pre-deploy unpin ID`.
+pub async fn unpin(cli: &Cli, backup: &str, out: &Output) -> Result<u8, GateError> {
+    let gate = Gate::from_settings(&crate::settings(cli, None)?, false)?;
+    let outcome = gate.unpin(backup).await?;
+    if out.json {
+        print_json(
+            &json!({ "ok": true, "backup_id": outcome.backup_id, "was_pinned": outcome.was_pinned }),
+        );
+    } else if outcome.was_pinned {
+        println!("unpinned backup {}", outcome.backup_id);
+    } else {
+        println!("backup {} was not pinned", outcome.backup_id);
+    }
+    Ok(0)
+}
+
+/// `--expire-in` of `run`/`backup`, parsed (before the store is opened or anything is written).
+pub fn expire_in(backup: &BackupArgs) -> Result<Option<jiff::Span>, GateError> {
+    backup.expire_in.as_deref().map(parse_expire_in).transpose()
+}
+
+/// The automatic retention after a verified backup: reports what it removed, and its problems as
+/// warnings. Never fails the backup or the deploy.
+pub async fn after_backup(gate: &Gate, settings: &Settings, outcome: &BackupOutcome) {
+    let auto = gate
+        .retain_after_backup(settings.retention.as_ref(), outcome)
+        .await;
+    if let Some(report) = &auto.report
+        && !report.removed.is_empty()
+    {
+        let ids: Vec<String> = report.removed.iter().map(ToString::to_string).collect();
+        tracing::info!(
+            "retention removed {} older {} backup(s): {}",
+            ids.len(),
+            outcome.manifest.kind,
+            ids.join(", ")
+        );
+    }
+    for w in &auto.warnings {
+        eprintln!("pre-deploy: warning: {w}");
+    }
+}
+
+/// Records a successful deploy; a failure is a warning (the deploy already happened).
+pub async fn record_deployment(gate: &Gate, outcome: &BackupOutcome) {
+    if let Err(e) = gate.record_deployment(&outcome.manifest).await {
+        eprintln!(
+            "pre-deploy: warning: the deploy succeeded, but it could not be recorded for retention: {e}"
+        );
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into())
+    );
+}
+
+fn state(d: &RetentionDecision) -> &'static str {
+    match d.verified {
+        Some(true) => "verified",
+        Some(false) => "FAILED",
+        None => "unverified",
+    }
+}
+
+impl Output {
+    /// The plan with every reason, and what was done.
+    pub fn prune(&self, r: &PruneReport, refusal: Option<&GateError>) {
+        if self.json {
+            print_json(&json!({
+                "ok": refusal.is_none(),
+                "exit_code": refusal.map_or(0, |e| e.exit_code().code()),
+                "error": refusal.map(ToString::to_string),
+                "dry_run": r.dry_run,
+                "over_budget": !r.budget_violations.is_empty(),
+                "applied": !r.dry_run && !r.refused,
+                "environment": r.environment,
+                "store": r.store,
+                "time_zone": r.time_zone,
+                "rules": r.rules,
+                "deployments": r.deployments,
+                "decisions": r.plan.decisions,
+                "budget_violations": r.budget_violations,
+                "removed": r.removed,
+                "skipped": r.skipped,
+                "leftovers_removed": r.leftovers_removed,
+                "warnings": r.warnings,
+            }));
+            return;
+        }
+        println!(
+            "retention plan for environment {:?} in {} (periods in {})",
+            r.environment, r.store, r.time_zone
+        );
+        for (kind, rules) in &r.rules {
+            println!("  {kind}: {rules}");
+        }
+        for d in &r.deployments {
+            println!(
+                "  protected: the {} deployment (commit {}, backup {})",
+                d.role.as_str(),
+                d.commit.as_deref().unwrap_or("-"),
+                d.backup_id.as_ref().map_or("-".into(), ToString::to_string)
+            );
+        }
+        let groups = r.plan.group_counts();
+        if groups.is_empty() {
+            println!("\nno backups to consider");
+        }
+        for ((env, kind), (total, removals)) in &groups {
+            println!(
+                "\n{kind} ({env}): {total} backup(s), keep {}, remove {removals}",
+                total - removals
+            );
+            for d in r
+                .plan
+                .decisions
+                .iter()
+                .filter(|d| &d.environment == env && d.kind == *kind)
+            {
+                println!(
+                    "  {:<6} {}  {:<10}  {}",
+                    if d.is_removal() { "remove" } else { "keep" },
+                    d.id,
+                    state(d),
+                    d.reasons.join("; ")
+                );
+            }
+        }
+        println!();
+        for w in &r.warnings {
+            eprintln!("pre-deploy: warning: {w}");
+        }
+        let planned = r.plan.removals().count();
+        if r.dry_run {
+            if planned == 0 {
+                println!("nothing to remove");
+            } else {
+                println!(
+                    "dry run: nothing was removed; run again with --yes to remove {planned} backup(s)"
+                );
+            }
+            for v in &r.budget_violations {
+                println!("note: --yes alone will refuse: {}; add --force", v.message);
+            }
+            return;
+        }
+        if refusal.is_some() {
+            return;
+        }
+        println!("removed {} backup(s)", r.removed.len());
+        for id in &r.removed {
+            println!("removed {id}");
+        }
+        for s in &r.skipped {
+            println!("left {}: {}", s.id, s.reason);
+        }
+        for l in &r.leftovers_removed {
+            println!("removed leftover {l}");
+        }
+    }
+}
