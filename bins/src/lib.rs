@@ -34,6 +34,7 @@ pub fn main() -> ExitCode {
     init_logging(cli.global.verbose, cli.global.quiet);
     let out = Output {
         json: cli.global.json,
+        quiet: cli.global.quiet,
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

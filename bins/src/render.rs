@@ -10,6 +10,8 @@ use serde_json::json;
 pub struct Output {
     /// `--json`.
     pub json: bool,
+    /// `--quiet`: no summary on stderr (errors still print).
+    pub quiet: bool,
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -43,6 +45,9 @@ impl Output {
                 "verification": o.verification,
                 "last_deployment_file": last_file,
             }));
+            return;
+        }
+        if self.quiet {
             return;
         }
         let m = &o.manifest;
