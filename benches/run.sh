@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# One-command entry point for the backup benchmark: builds the release binaries (pre-deploy and
-# the runner) and runs the runner. Arguments go to the runner (see benches/README.md), e.g.
-#   benches/run.sh            # full run (D2 at 1.5M rows; long) -> benches/REPORT.md, report.json
-#   benches/run.sh --quick    # smoke run with tiny datasets  -> benches/REPORT.quick.md, ...
+# One-command entry point for the benchmark (backup and verify sections): builds the release
+# binaries (pre-deploy and the runner) and runs the runner. Arguments go to the runner (see
+# benches/README.md), e.g.
+#   benches/run.sh                # full run (D2 at 1.5M rows; long) -> benches/REPORT.md, report.json
+#   benches/run.sh --quick        # smoke run with tiny datasets  -> benches/REPORT.quick.md, ...
+#   benches/run.sh --only verify  # one section (verify|backup)    -> benches/REPORT.verify.md, ...
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

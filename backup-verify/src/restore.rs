@@ -56,15 +56,12 @@ pub(crate) async fn verify_dump_by_restore(
 
     // 1–2: hash, decompress into a seekable temp file.
     let started = Instant::now();
-    let staged = match &targets.temp_dir {
-        Some(d) => tempfile::Builder::new()
-            .prefix("predeploy-verify")
-            .tempfile_in(d),
-        None => tempfile::Builder::new()
-            .prefix("predeploy-verify")
-            .tempfile(),
-    }
-    .map_err(|e| backup_core::Error::io("cannot create a temp file for the test restore", e))?;
+    let temp_dir = targets.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
+    remove_stale_staging(&temp_dir);
+    let staged = tempfile::Builder::new()
+        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
+        .tempfile_in(&temp_dir)
+        .map_err(|e| backup_core::Error::io("cannot create a temp file for the test restore", e))?;
     let std_file = staged
         .reopen()
         .map_err(|e| backup_core::Error::io("temp file", e))?;
@@ -196,6 +193,35 @@ pub(crate) async fn verify_dump_by_restore(
     }
     report.add_time(Restore, started.elapsed());
     Ok(())
+}
+
+/// Staged archives are named `predeploy-verify-<pid>-…`, so a run killed before it could
+/// remove its own (SIGKILL) is recognised and cleaned up by the next one.
+const STAGING_PREFIX: &str = "predeploy-verify-";
+
+/// Removes staged archives of processes that no longer exist.
+fn remove_stale_staging(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(STAGING_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!("removed {} left by an earlier run", entry.path().display())
+                }
+                Err(e) => tracing::debug!("could not remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
 }
 
 /// Row counts and schema fingerprint of the restored database against the manifest.

@@ -1,6 +1,7 @@
 //! `bench-backup`: times `pre-deploy backup` side by side with the baselines of
-//! `shared/docs/BENCHMARKS.md` on a throwaway PostgreSQL 15, checks that the tool's dump
-//! restores, and writes `benches/REPORT.md` and `benches/report.json`.
+//! `shared/docs/BENCHMARKS.md`, and `pre-deploy verify` side by side with its shell equivalents,
+//! on a throwaway PostgreSQL 15; checks that the tool's dump restores, and writes
+//! `benches/REPORT.md` and `benches/report.json`.
 //!
 //! Run it through `benches/run.sh` (builds the release binaries first); `--help` lists the flags.
 
@@ -16,24 +17,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
-use commands::{Kind, ROUND_ORDER, Target};
+use commands::{
+    COUNTED_TABLES, Kind, ROUND_ORDER, SHELL_SCRATCH_DB, Section, Target, VERIFY_ROUND_ORDER,
+    VerifyInputs,
+};
 use exec::{run_plain, run_timed};
 use pg::{Load, Pg};
 use report::Report;
-use results::{CmdResult, Correctness, DatasetResult, Run};
+use results::{CmdResult, Correctness, DatasetResult, Run, VerifyChecks, VerifySection};
 
 /// Errors are reported, not handled: any failure aborts the benchmark.
 pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
 const USAGE: &str = "\
-bench-backup: time `pre-deploy backup` against its baselines (see benches/README.md)
+bench-backup: time `pre-deploy backup` and `pre-deploy verify` against their baselines
+(see benches/README.md)
 
-usage: bench-backup [--quick] [--baselines-only] [--tool PATH] [--out-dir DIR]
-                    [--rounds N] [--warmup N]
+usage: bench-backup [--quick] [--only backup|verify] [--baselines-only] [--tool PATH]
+                    [--out-dir DIR] [--rounds N] [--warmup N]
 
   --quick           tiny datasets (D2 rows=20000, D2-half rows=10000), 1 warm-up + 2 rounds;
                     writes REPORT.quick.md / report.quick.json
-  --baselines-only  debug: do not run the tool at all (no targets, no restore check)
+  --only SECTION    run one section: `backup` (pre-deploy backup against pg_dump & co.) or
+                    `verify` (pre-deploy verify against its shell equivalents); default both.
+                    The report files get the section in their name (REPORT.verify.md,
+                    REPORT.quick-verify.md, ...)
+  --baselines-only  debug: do not run the tool at all (no targets, no restore check; the
+                    verify baselines check the shell reference's archive instead)
   --tool PATH       the pre-deploy binary (default: <target dir>/release/pre-deploy)
   --out-dir DIR     where the report files go (default: the benches/ directory)
   --rounds N        counted rounds (default 5; quick 2)
@@ -43,6 +53,7 @@ usage: bench-backup [--quick] [--baselines-only] [--tool PATH] [--out-dir DIR]
 /// Command-line options.
 struct Opts {
     quick: bool,
+    only: Option<Section>,
     baselines_only: bool,
     tool: PathBuf,
     out_dir: PathBuf,
@@ -63,6 +74,7 @@ fn parse_args() -> Res<Option<Opts>> {
         .unwrap_or_else(|| workspace_root().join("target"));
     let mut o = Opts {
         quick: false,
+        only: None,
         baselines_only: false,
         tool: target_dir.join("release").join("pre-deploy"),
         out_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
@@ -76,6 +88,12 @@ fn parse_args() -> Res<Option<Opts>> {
         let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
         match a.as_str() {
             "--quick" => o.quick = true,
+            "--only" => {
+                let v = value("--only")?;
+                o.only = Some(Section::parse(&v).ok_or_else(|| {
+                    format!("--only takes `backup` or `verify`, not {v:?}\n\n{USAGE}")
+                })?);
+            }
             "--baselines-only" => o.baselines_only = true,
             "--tool" => o.tool = value("--tool")?.into(),
             "--out-dir" => o.out_dir = value("--out-dir")?.into(),
@@ -93,6 +111,16 @@ fn parse_args() -> Res<Option<Opts>> {
         return Err("--rounds must be at least 1".into());
     }
     Ok(Some(o))
+}
+
+impl Opts {
+    /// The sections this run measures, in the order they run.
+    fn sections(&self) -> Vec<Section> {
+        match self.only {
+            Some(s) => vec![s],
+            None => vec![Section::Backup, Section::Verify],
+        }
+    }
 }
 
 /// Replace the password of every `scheme://user:password@` in `s` by `***`.
@@ -124,6 +152,8 @@ struct Plan {
     description: String,
     load: Load,
     commands: Vec<Kind>,
+    /// Whether the verification section runs on this dataset.
+    verify: bool,
 }
 
 fn plans(quick: bool) -> Vec<Plan> {
@@ -138,12 +168,14 @@ fn plans(quick: bool) -> Vec<Plan> {
             description: "`pgbench -i -s 1` (fixed overhead)".into(),
             load: Load::Pgbench { scale: 1 },
             commands: ROUND_ORDER.to_vec(),
+            verify: false,
         },
         Plan {
             id: "D2",
             description: format!("mixed_dataset.sql, rows={full} (the primary dataset)"),
             load: Load::Mixed { rows: full },
             commands: ROUND_ORDER.to_vec(),
+            verify: true,
         },
         Plan {
             id: "D2-half",
@@ -158,6 +190,7 @@ fn plans(quick: bool) -> Vec<Plan> {
                 Kind::ToolDefault,
                 Kind::ShellRef,
             ],
+            verify: true,
         },
     ]
 }
@@ -174,7 +207,7 @@ fn main() -> ExitCode {
     match run(&opts) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
-            eprintln!("bench-backup: the correctness check FAILED (see the report)");
+            eprintln!("bench-backup: a correctness check FAILED (see the report)");
             ExitCode::FAILURE
         }
         Err(e) => {
@@ -393,16 +426,43 @@ fn preflight_tool(opts: &Opts) -> Res<()> {
         )
         .into());
     }
-    let mut c = Command::new(&opts.tool);
-    c.args(["backup", "--help"]);
-    let help = run_plain(c, "pre-deploy backup --help")?;
-    for flag in ["--source", "--store", "--verify-level", "--json"] {
-        if !help.contains(flag) {
-            return Err(format!(
-                "`{} backup --help` does not mention {flag}: not the expected CLI",
-                opts.tool.display()
-            )
-            .into());
+    // Both sections take backups (the verification section verifies one it took).
+    let mut checks = vec![(
+        "backup",
+        vec!["--source", "--store", "--verify-level", "--json"],
+    )];
+    if opts.sections().contains(&Section::Verify) {
+        checks.push(("verify", vec!["--level", "--source", "--store", "--json"]));
+    }
+    for (command, flags) in checks {
+        let mut c = Command::new(&opts.tool);
+        c.args([command, "--help"]);
+        let help = run_plain(c, &format!("pre-deploy {command} --help"))?;
+        for flag in flags {
+            if !help.contains(flag) {
+                return Err(format!(
+                    "`{} {command} --help` does not mention {flag}: not the expected CLI",
+                    opts.tool.display()
+                )
+                .into());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// The PostgreSQL client programs the measured commands use, in the server's `bin/`.
+fn preflight_pg_clients(pg: &Pg, sections: &[Section]) -> Res<()> {
+    let mut programs = vec!["pg_dump", "psql"];
+    if sections.contains(&Section::Backup) {
+        programs.push("pg_restore");
+    }
+    if sections.contains(&Section::Verify) {
+        programs.extend(["pg_restore", "createdb", "dropdb"]);
+    }
+    for p in programs {
+        if !pg.bin(p).is_file() {
+            return Err(format!("{} is missing", pg.bin(p).display()).into());
         }
     }
     Ok(())
@@ -416,6 +476,11 @@ fn output_name(kind: Kind) -> &'static str {
         Kind::ShellRef => "shell_ref.pgc.zst",
         Kind::ToolChecksum => "store-checksum",
         Kind::ToolDefault => "store-default",
+        // The verification commands leave no output behind.
+        Kind::ShellRestore
+        | Kind::ToolVerifyRestore
+        | Kind::ShellArchive
+        | Kind::ToolVerifyArchive => "none",
     }
 }
 
@@ -434,6 +499,9 @@ fn remove(path: &Path) {
 
 fn run(opts: &Opts) -> Res<bool> {
     let started = Instant::now();
+    let sections = opts.sections();
+    let run_backup = sections.contains(&Section::Backup);
+    let run_verify = sections.contains(&Section::Verify);
     preflight_programs()?;
     preflight_tool(opts)?;
     let mixed_sql = predeploy_tests::fixtures::mixed_dataset_sql()
@@ -449,11 +517,15 @@ fn run(opts: &Opts) -> Res<bool> {
         work.path().display()
     );
     let pg = Pg::start()?;
+    preflight_pg_clients(&pg, &sections)?;
     let env = pg.env();
     let env_display = format!("PGPASSWORD=*** PATH={}:$PATH", pg.bin_dir.display());
 
-    // Load every dataset first, so that loading never overlaps a measurement.
-    let plans = plans(opts.quick);
+    // Load every dataset a section needs first, so that loading never overlaps a measurement.
+    let plans: Vec<Plan> = plans(opts.quick)
+        .into_iter()
+        .filter(|p| run_backup || (run_verify && p.verify))
+        .collect();
     let mut datasets = Vec::new();
     for plan in &plans {
         let db = pg.create_database(&plan.id.to_lowercase().replace('-', "_"));
@@ -469,6 +541,11 @@ fn run(opts: &Opts) -> Res<bool> {
             db_size_bytes as f64 / 1048576.0,
             row_counts
         );
+        let commands = if run_backup {
+            plan.commands.iter().map(|k| CmdResult::new(*k)).collect()
+        } else {
+            Vec::new()
+        };
         datasets.push(DatasetResult {
             id: plan.id.into(),
             description: plan.description.clone(),
@@ -476,13 +553,169 @@ fn run(opts: &Opts) -> Res<bool> {
             db_size_bytes,
             load_s,
             row_counts,
-            commands: plan.commands.iter().map(|k| CmdResult::new(*k)).collect(),
+            commands,
+            verify: None,
         });
     }
 
+    let correctness = if run_backup {
+        let kept_store = backup_section(opts, &pg, &env, work.path(), &mut datasets)?;
+        let correctness = match &kept_store {
+            Some((store, backup_dir)) => {
+                let d2 = datasets
+                    .iter()
+                    .find(|d| d.id == "D2")
+                    .ok_or("no D2 dataset")?;
+                let c = check_restore(&pg, d2, backup_dir, work.path());
+                remove(store);
+                c
+            }
+            None => Correctness {
+                note: if opts.baselines_only {
+                    "not run (--baselines-only)".into()
+                } else {
+                    "not run (no tool run on D2)".into()
+                },
+                ..Correctness::default()
+            },
+        };
+        eprintln!(
+            "bench-backup: correctness: {:?} {}",
+            correctness.pass, correctness.note
+        );
+        correctness
+    } else {
+        Correctness {
+            note: "not run (--only verify)".into(),
+            ..Correctness::default()
+        }
+    };
+
+    let verify_checks = if run_verify {
+        let verify_ids: Vec<&str> = plans.iter().filter(|p| p.verify).map(|p| p.id).collect();
+        let checks = verify_section(opts, &pg, &env, work.path(), &mut datasets, &verify_ids)?;
+        eprintln!(
+            "bench-backup: verify checks: {:?} ({} runs checked for scratch databases, \
+             leftovers: {:?})",
+            checks.pass(),
+            checks.runs_checked,
+            checks.leftovers
+        );
+        checks
+    } else {
+        VerifyChecks::default()
+    };
+
+    let targets = if opts.baselines_only {
+        Vec::new()
+    } else {
+        results::evaluate(&datasets, &sections)
+    };
+    let versions = versions(&pg, opts);
+    let invocation = std::env::var("BENCH_INVOCATION").unwrap_or_else(|_| {
+        let mut s = String::from("bench-backup");
+        for a in &opts.args {
+            s.push(' ');
+            s.push_str(a);
+        }
+        s
+    });
+    let report = Report {
+        mode: if opts.quick { "quick" } else { "full" },
+        sections,
+        baselines_only: opts.baselines_only,
+        invocation,
+        date,
+        total_s: started.elapsed().as_secs_f64(),
+        machine: machine_info(),
+        versions,
+        warmup: opts.warmup,
+        rounds: opts.rounds,
+        env_display,
+        datasets,
+        correctness,
+        verify_checks,
+        targets,
+    };
+    let suffix = report_suffix(opts.quick, opts.baselines_only, opts.only);
+    fs::create_dir_all(&opts.out_dir)?;
+    let md_path = opts.out_dir.join(format!("REPORT{suffix}.md"));
+    let json_path = opts.out_dir.join(format!("report{suffix}.json"));
+    fs::write(&md_path, report.to_markdown())?;
+    fs::write(
+        &json_path,
+        serde_json::to_string_pretty(&report.to_json())? + "\n",
+    )?;
+    eprintln!(
+        "bench-backup: wrote {} and {}",
+        md_path.display(),
+        json_path.display()
+    );
+    for t in &report.targets {
+        eprintln!(
+            "bench-backup: target {}: {} -> {:?}",
+            t.target, t.measured, t.met
+        );
+    }
+    Ok(report.correctness.pass != Some(false) && report.verify_checks.pass() != Some(false))
+}
+
+/// `""` for the full report; otherwise `.quick`, `.baselines`, `.verify`, `.quick-verify`, …
+fn report_suffix(quick: bool, baselines_only: bool, only: Option<Section>) -> String {
+    let mut parts = Vec::new();
+    if quick {
+        parts.push("quick");
+    }
+    if baselines_only {
+        parts.push("baselines");
+    }
+    if let Some(s) = only {
+        parts.push(s.key());
+    }
+    if parts.is_empty() {
+        String::new()
+    } else {
+        format!(".{}", parts.join("-"))
+    }
+}
+
+/// One progress line on stderr.
+fn progress(
+    dataset: &str,
+    (round, total_rounds, warmup): (usize, usize, bool),
+    kind: Kind,
+    timed: &exec::Timed,
+    size_bytes: Option<u64>,
+) {
+    eprintln!(
+        "bench-backup: {:<7} round {}/{}{} {:<19} {:>8.2} s  {:>7.1} MiB{}{}",
+        dataset,
+        round + 1,
+        total_rounds,
+        if warmup { " (warm-up)" } else { "          " },
+        kind.key(),
+        timed.wall_s,
+        timed.max_rss_kib as f64 / 1024.0,
+        timed.own_hwm_kib.map_or(String::new(), |k| format!(
+            " (own {:.1} MiB)",
+            k as f64 / 1024.0
+        )),
+        size_bytes.map_or(String::new(), |b| format!("  {b} bytes")),
+    );
+}
+
+/// The backup section: every dataset's commands, round after round. Returns the store of the
+/// tool's first D2 backup (kept for the restore check) and that backup's directory.
+fn backup_section(
+    opts: &Opts,
+    pg: &Pg,
+    env: &[(OsString, OsString)],
+    work: &Path,
+    datasets: &mut [DatasetResult],
+) -> Res<Option<(PathBuf, PathBuf)>> {
     let total_rounds = opts.warmup + opts.rounds;
     let mut kept_store: Option<(PathBuf, PathBuf)> = None;
-    for d in &mut datasets {
+    for d in datasets.iter_mut() {
         let url = pg.url(&d.db);
         let target = Target {
             bin_dir: &pg.bin_dir,
@@ -490,15 +723,14 @@ fn run(opts: &Opts) -> Res<bool> {
             db: &d.db,
             url: &url,
             tool: &opts.tool,
+            verify: None,
         };
         for round in 0..total_rounds {
             let warmup = round < opts.warmup;
             for c in &mut d.commands {
                 let kind = c.kind;
-                let out = work
-                    .path()
-                    .join(format!("{}-r{round}-{}", d.id, output_name(kind)));
-                let built = target.build(kind, &out);
+                let out = work.join(format!("{}-r{round}-{}", d.id, output_name(kind)));
+                let built = target.build(kind, &out)?;
                 c.display = commands::display(&built.argv);
                 if out.exists() {
                     return Err(format!("{} exists before its run", out.display()).into());
@@ -508,7 +740,7 @@ fn run(opts: &Opts) -> Res<bool> {
                     continue;
                 }
                 let tag = format!("{}-r{round}-{}", d.id, kind.key());
-                let timed = run_timed(&built.argv, &env, work.path(), &tag, kind.is_tool())
+                let timed = run_timed(&built.argv, env, work, &tag, kind.is_tool())
                     .map_err(|e| format!("{} on {} (round {round}): {e}", kind.key(), d.id))?;
                 let mut size_bytes = None;
                 if let Some(out) = &built.output {
@@ -534,23 +766,13 @@ fn run(opts: &Opts) -> Res<bool> {
                         remove(out);
                     }
                 }
-                for ext in ["out", "err", "time"] {
-                    remove(&work.path().join(format!("{tag}.{ext}")));
-                }
-                eprintln!(
-                    "bench-backup: {:<7} round {}/{}{} {:<16} {:>8.2} s  {:>7.1} MiB{}{}",
-                    d.id,
-                    round + 1,
-                    total_rounds,
-                    if warmup { " (warm-up)" } else { "          " },
-                    kind.key(),
-                    timed.wall_s,
-                    timed.max_rss_kib as f64 / 1024.0,
-                    timed.own_hwm_kib.map_or(String::new(), |k| format!(
-                        " (own {:.1} MiB)",
-                        k as f64 / 1024.0
-                    )),
-                    size_bytes.map_or(String::new(), |b| format!("  {b} bytes")),
+                remove_run_files(work, &tag);
+                progress(
+                    &d.id,
+                    (round, total_rounds, warmup),
+                    kind,
+                    &timed,
+                    size_bytes,
                 );
                 c.runs.push(Run {
                     round,
@@ -560,90 +782,262 @@ fn run(opts: &Opts) -> Res<bool> {
                     max_rss_kib: timed.max_rss_kib,
                     own_hwm_kib: timed.own_hwm_kib,
                     size_bytes,
+                    tool_timings: Vec::new(),
                 });
             }
         }
     }
+    Ok(kept_store)
+}
 
-    let correctness = match &kept_store {
-        Some((store, backup_dir)) => {
-            let d2 = datasets
-                .iter()
-                .find(|d| d.id == "D2")
-                .ok_or("no D2 dataset")?;
-            let c = check_restore(&pg, d2, backup_dir, work.path());
-            remove(store);
-            c
-        }
-        None => Correctness {
-            note: if opts.baselines_only {
-                "not run (--baselines-only)".into()
-            } else {
-                "not run (no tool run on D2)".into()
-            },
-            ..Correctness::default()
-        },
-    };
-    eprintln!(
-        "bench-backup: correctness: {:?} {}",
-        correctness.pass, correctness.note
-    );
-
-    let targets = if opts.baselines_only {
-        Vec::new()
-    } else {
-        results::evaluate(&datasets)
-    };
-    let versions = versions(&pg, opts);
-    let invocation = std::env::var("BENCH_INVOCATION").unwrap_or_else(|_| {
-        let mut s = String::from("bench-backup");
-        for a in &opts.args {
-            s.push(' ');
-            s.push_str(a);
-        }
-        s
-    });
-    let report = Report {
-        mode: if opts.quick { "quick" } else { "full" },
-        baselines_only: opts.baselines_only,
-        invocation,
-        date,
-        total_s: started.elapsed().as_secs_f64(),
-        machine: machine_info(),
-        versions,
-        warmup: opts.warmup,
-        rounds: opts.rounds,
-        env_display,
-        datasets,
-        correctness,
-        targets,
-    };
-    let suffix = match (opts.quick, opts.baselines_only) {
-        (false, false) => "",
-        (true, false) => ".quick",
-        (false, true) => ".baselines",
-        (true, true) => ".quick-baselines",
-    };
-    fs::create_dir_all(&opts.out_dir)?;
-    let md_path = opts.out_dir.join(format!("REPORT{suffix}.md"));
-    let json_path = opts.out_dir.join(format!("report{suffix}.json"));
-    fs::write(&md_path, report.to_markdown())?;
-    fs::write(
-        &json_path,
-        serde_json::to_string_pretty(&report.to_json())? + "\n",
-    )?;
-    eprintln!(
-        "bench-backup: wrote {} and {}",
-        md_path.display(),
-        json_path.display()
-    );
-    for t in &report.targets {
-        eprintln!(
-            "bench-backup: target {}: {} -> {:?}",
-            t.target, t.measured, t.met
-        );
+fn remove_run_files(work: &Path, tag: &str) {
+    for ext in ["out", "err", "time"] {
+        remove(&work.join(format!("{tag}.{ext}")));
     }
-    Ok(report.correctness.pass != Some(false))
+}
+
+/// Scratch databases on the server: the tool's (`predeploy_scratch_*`) and the shell
+/// baseline's.
+fn scratch_databases(pg: &Pg) -> Res<Vec<String>> {
+    let out = pg.psql(
+        "postgres",
+        &format!(
+            "select datname from pg_database where starts_with(datname, 'predeploy_scratch_') \
+             or datname = '{SHELL_SCRATCH_DB}' order by 1"
+        ),
+    )?;
+    Ok(out
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect())
+}
+
+/// The verification section: on each dataset of `ids`, take one backup with the tool
+/// (`--verify-level checksum`; with `--baselines-only`, the shell reference's archive instead),
+/// then run the tool's verify and its shell equivalents round after round. After every run the
+/// server is checked for scratch databases; any found is recorded and dropped.
+fn verify_section(
+    opts: &Opts,
+    pg: &Pg,
+    env: &[(OsString, OsString)],
+    work: &Path,
+    datasets: &mut [DatasetResult],
+    ids: &[&str],
+) -> Res<VerifyChecks> {
+    let total_rounds = opts.warmup + opts.rounds;
+    let mut checks = VerifyChecks {
+        ran: true,
+        ..VerifyChecks::default()
+    };
+    checks.present_before = scratch_databases(pg)?;
+    for name in &checks.present_before {
+        pg.drop_database(name);
+    }
+    for d in datasets.iter_mut().filter(|d| ids.contains(&d.id.as_str())) {
+        let url = pg.url(&d.db);
+        let store = work.join(format!("{}-verify-store", d.id));
+        let setup_target = Target {
+            bin_dir: &pg.bin_dir,
+            port: pg.port,
+            db: &d.db,
+            url: &url,
+            tool: &opts.tool,
+            verify: None,
+        };
+        let (setup_kind, setup_out) = if opts.baselines_only {
+            (
+                Kind::ShellRef,
+                work.join(format!("{}-verify-dump.pgc.zst", d.id)),
+            )
+        } else {
+            (Kind::ToolChecksum, store.clone())
+        };
+        let built = setup_target.build(setup_kind, &setup_out)?;
+        let tag = format!("{}-verify-setup", d.id);
+        eprintln!(
+            "bench-backup: {:<7} verify: setting up the backup to verify ({})",
+            d.id,
+            setup_kind.key()
+        );
+        let timed = run_timed(&built.argv, env, work, &tag, false)
+            .map_err(|e| format!("the backup to verify on {}: {e}", d.id))?;
+        let (backup_id, dump) = if opts.baselines_only {
+            (None, setup_out.clone())
+        } else {
+            let (json, dir) = check_tool_output(&timed.stdout, &store)
+                .map_err(|e| format!("the backup to verify on {}: {e}", d.id))?;
+            let id = json
+                .get("id")
+                .and_then(|v| v.as_str())
+                .ok_or("no id")?
+                .to_string();
+            (Some(id), dir.join("data/db/dump.pgc.zst"))
+        };
+        remove_run_files(work, &tag);
+        let dump_bytes = fs::metadata(&dump)?.len();
+        let source_counts: Vec<u64> = COUNTED_TABLES
+            .iter()
+            .map(|t| pg.count(&d.db, t))
+            .collect::<Res<_>>()?;
+        let staging = work.join(format!("{}-shell-restore.pgc", d.id));
+        let target = Target {
+            verify: Some(VerifyInputs {
+                store: &store,
+                id: backup_id.as_deref().unwrap_or("(none)"),
+                dump: &dump,
+                staging: &staging,
+            }),
+            ..setup_target
+        };
+        let mut section = VerifySection {
+            backup_id: backup_id.clone(),
+            setup: commands::display(&built.argv),
+            setup_s: timed.wall_s,
+            dump_bytes,
+            commands: VERIFY_ROUND_ORDER.map(CmdResult::new).to_vec(),
+        };
+        for round in 0..total_rounds {
+            let warmup = round < opts.warmup;
+            for c in &mut section.commands {
+                let kind = c.kind;
+                let built = target.build(kind, work)?;
+                c.display = commands::display(&built.argv);
+                if kind.is_tool() && opts.baselines_only {
+                    c.skipped = Some("--baselines-only".into());
+                    continue;
+                }
+                // Every run starts from the same server state: nothing left for the
+                // checkpointer from the previous run (untimed).
+                pg.psql("postgres", "CHECKPOINT")?;
+                let tag = format!("{}-r{round}-{}", d.id, kind.key());
+                let timed = run_timed(&built.argv, env, work, &tag, kind.is_tool());
+                // Whatever happened, no scratch database may outlive its run.
+                checks.runs_checked += 1;
+                for name in scratch_databases(pg)? {
+                    eprintln!("bench-backup: WARNING: {tag} left scratch database {name}");
+                    checks.leftovers.push(format!("{tag}: {name}"));
+                    pg.drop_database(&name);
+                }
+                if staging.exists() {
+                    checks
+                        .leftovers
+                        .push(format!("{tag}: staging file {}", staging.display()));
+                    remove(&staging);
+                }
+                let what = format!("{} on {} (round {round})", kind.key(), d.id);
+                let timed = timed.map_err(|e| format!("{what}: {e}"))?;
+                let mut tool_timings = Vec::new();
+                if let Some(level) = kind.verify_level() {
+                    let (json, timings) =
+                        check_verify_output(&timed.stdout, backup_id.as_deref(), level)
+                            .map_err(|e| format!("{what}: {e}"))?;
+                    tool_timings = timings;
+                    if c.tool_json.is_none() {
+                        c.tool_json = Some(json);
+                    }
+                } else if kind == Kind::ShellRestore {
+                    let counted = fs::read_to_string(&timed.stdout)?;
+                    let counted: Vec<u64> = counted
+                        .lines()
+                        .filter(|l| !l.trim().is_empty())
+                        .map(|l| l.trim().parse::<u64>())
+                        .collect::<Result<_, _>>()
+                        .map_err(|e| format!("{what}: psql printed {counted:?}: {e}"))?;
+                    if counted != source_counts {
+                        return Err(format!(
+                            "{what}: the shell restore counted {counted:?} rows in {:?}, the                              source has {source_counts:?}",
+                            COUNTED_TABLES
+                        )
+                        .into());
+                    }
+                }
+                remove_run_files(work, &tag);
+                progress(&d.id, (round, total_rounds, warmup), kind, &timed, None);
+                c.runs.push(Run {
+                    round,
+                    warmup,
+                    wall_s: timed.wall_s,
+                    runner_wall_s: timed.runner_wall_s,
+                    max_rss_kib: timed.max_rss_kib,
+                    own_hwm_kib: timed.own_hwm_kib,
+                    size_bytes: None,
+                    tool_timings,
+                });
+            }
+        }
+        d.verify = Some(section);
+        remove(&store);
+        if opts.baselines_only {
+            remove(&dump);
+        }
+    }
+    Ok(checks)
+}
+
+/// Check a `pre-deploy verify --json` run: `{"ok":true,"verifications":[R]}` with R for
+/// `backup_id`, passed, at `level`. Returns the JSON and R's per-level `timings`.
+fn check_verify_output(
+    stdout: &Path,
+    backup_id: Option<&str>,
+    level: &str,
+) -> Res<(serde_json::Value, Vec<(String, f64)>)> {
+    let text = fs::read_to_string(stdout)?;
+    let json: serde_json::Value = serde_json::from_str(text.trim()).map_err(|e| {
+        format!(
+            "the tool's --json output is not one JSON object ({e}): {:?}",
+            text.chars().take(300).collect::<String>()
+        )
+    })?;
+    if json.get("ok") != Some(&serde_json::Value::Bool(true)) {
+        return Err("the tool's --json output does not say \"ok\": true".into());
+    }
+    let records = json
+        .get("verifications")
+        .and_then(|v| v.as_array())
+        .ok_or("the tool's --json output has no \"verifications\" array")?;
+    let [record] = records.as_slice() else {
+        return Err(format!("expected 1 verification record, got {}", records.len()).into());
+    };
+    let field = |k: &str| record.get(k).and_then(|v| v.as_str()).unwrap_or("");
+    if let Some(id) = backup_id
+        && field("backup_id") != id
+    {
+        return Err(format!(
+            "the verification is of backup {:?}, not {id:?}",
+            field("backup_id")
+        )
+        .into());
+    }
+    if record.get("passed") != Some(&serde_json::Value::Bool(true)) {
+        return Err("the verification record does not say \"passed\": true".into());
+    }
+    if field("level_reached") != level {
+        return Err(format!(
+            "the verification reached level {:?}, not {level:?} (limited by: {})",
+            field("level_reached"),
+            record
+                .get("limited_by")
+                .map_or("-".into(), ToString::to_string)
+        )
+        .into());
+    }
+    let timings = record
+        .get("timings")
+        .and_then(|v| v.as_array())
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| {
+                    Some((
+                        t.get("level")?.as_str()?.to_string(),
+                        t.get("seconds")?.as_f64()?,
+                    ))
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    Ok((json, timings))
 }
 
 /// Restore the tool's D2 dump into a new database and compare row counts with the source.
@@ -749,5 +1143,60 @@ mod tests {
         assert_eq!(backup_dir, dir.path().join("backups/ID"));
         fs::write(&out, "{\"id\": \"OTHER\"}\n").expect("write");
         assert!(check_tool_output(&out, dir.path()).is_err());
+    }
+
+    #[test]
+    fn report_suffixes() {
+        assert_eq!(report_suffix(false, false, None), "");
+        assert_eq!(report_suffix(true, false, None), ".quick");
+        assert_eq!(report_suffix(false, true, None), ".baselines");
+        assert_eq!(report_suffix(true, true, None), ".quick-baselines");
+        assert_eq!(
+            report_suffix(true, false, Some(Section::Verify)),
+            ".quick-verify"
+        );
+        assert_eq!(
+            report_suffix(false, false, Some(Section::Backup)),
+            ".backup"
+        );
+    }
+
+    #[test]
+    fn checks_verify_output() {
+        let dir = tempfile::tempdir().expect("temp dir for the test");
+        let out = dir.path().join("verify.json");
+        let record = |passed: bool, level: &str| {
+            serde_json::json!({
+                "ok": true,
+                "verifications": [{
+                    "backup_id": "ID",
+                    "level_requested": "restore",
+                    "level_reached": level,
+                    "passed": passed,
+                    "timings": [
+                        {"level": "decompress", "seconds": 0.5},
+                        {"level": "restore", "seconds": 2.0}
+                    ],
+                    "findings": []
+                }]
+            })
+            .to_string()
+        };
+        fs::write(&out, record(true, "restore")).expect("write");
+        let (_, timings) = check_verify_output(&out, Some("ID"), "restore").expect("valid");
+        assert_eq!(
+            timings,
+            vec![("decompress".into(), 0.5), ("restore".into(), 2.0)]
+        );
+        assert!(check_verify_output(&out, Some("OTHER"), "restore").is_err());
+        assert!(check_verify_output(&out, None, "restore").is_ok());
+        fs::write(&out, record(true, "archive")).expect("write");
+        assert!(check_verify_output(&out, Some("ID"), "restore").is_err());
+        fs::write(&out, record(false, "restore")).expect("write");
+        assert!(check_verify_output(&out, Some("ID"), "restore").is_err());
+        fs::write(&out, "{\"ok\": true, \"verifications\": []}").expect("write");
+        assert!(check_verify_output(&out, Some("ID"), "restore").is_err());
+        fs::write(&out, "not json").expect("write");
+        assert!(check_verify_output(&out, Some("ID"), "restore").is_err());
     }
 }

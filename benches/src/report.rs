@@ -4,13 +4,17 @@ use std::fmt::Write as _;
 
 use serde_json::{Value, json};
 
-use crate::commands::Kind;
-use crate::results::{Correctness, DatasetResult, TargetCheck, mib};
+use crate::commands::{Kind, Section};
+use crate::results::{
+    CmdResult, Correctness, DatasetResult, TargetCheck, VerifyChecks, VerifySection, mib,
+};
 
 /// Everything a report says.
 pub struct Report {
     /// "quick" or "full".
     pub mode: &'static str,
+    /// The sections that ran.
+    pub sections: Vec<Section>,
     /// Tool runs skipped (debug flag).
     pub baselines_only: bool,
     /// The command line that produced the report.
@@ -31,8 +35,10 @@ pub struct Report {
     pub env_display: String,
     /// Per dataset.
     pub datasets: Vec<DatasetResult>,
-    /// The restore check.
+    /// The restore check (backup section).
     pub correctness: Correctness,
+    /// The verification section's checks.
+    pub verify_checks: VerifyChecks,
     /// The evaluated targets.
     pub targets: Vec<TargetCheck>,
 }
@@ -68,8 +74,9 @@ impl Report {
             Value::Object(v.iter().map(|(k, x)| (k.clone(), json!(x))).collect())
         };
         json!({
-            "schema": 1,
+            "schema": 2,
             "mode": self.mode,
+            "sections": self.sections.iter().map(|s| s.key()).collect::<Vec<_>>(),
             "baselines_only": self.baselines_only,
             "invocation": self.invocation,
             "date": self.date,
@@ -81,10 +88,16 @@ impl Report {
             "env": self.env_display,
             "datasets": self.datasets.iter().map(DatasetResult::to_json).collect::<Vec<_>>(),
             "correctness": self.correctness.to_json(),
+            "verify_checks": self.verify_checks.to_json(),
             "targets": self.targets.iter().map(|t| json!({
-                "target": t.target, "measured": t.measured, "met": t.met,
+                "section": t.section.key(), "target": t.target, "measured": t.measured,
+                "met": t.met,
             })).collect::<Vec<_>>(),
         })
+    }
+
+    fn has(&self, section: Section) -> bool {
+        self.sections.contains(&section)
     }
 
     /// REPORT.md.
@@ -92,15 +105,24 @@ impl Report {
         let mut s = String::new();
         // Writing to a String cannot fail; the results of writeln! are ignored on purpose.
         let w = &mut s;
+        let backup = self.has(Section::Backup);
+        let verify = self.has(Section::Verify);
         let _ = writeln!(
             w,
-            "# Benchmark: `pre-deploy backup` against its baselines\n"
+            "# Benchmark: `pre-deploy backup` and `pre-deploy verify` against their baselines\n"
         );
         if self.mode == "quick" {
             let _ = writeln!(
                 w,
                 "> **Quick smoke run** (`--quick`): tiny datasets and 2 counted rounds. It shows \
                  the runner works end to end; its numbers say nothing about the targets.\n"
+            );
+        }
+        if let [only] = self.sections.as_slice() {
+            let _ = writeln!(
+                w,
+                "> **One section only** (`--only {}`): the other section was not run.\n",
+                only.key()
             );
         }
         if self.baselines_only {
@@ -123,97 +145,161 @@ impl Report {
         }
 
         let _ = writeln!(w, "\n## Targets\n");
-        let _ = writeln!(w, "Primary tool figure: `--verify-level checksum`.\n");
-        let _ = writeln!(w, "| target | measured | met |\n|---|---|---|");
-        for t in &self.targets {
+        if backup {
             let _ = writeln!(
                 w,
-                "| {} | {} | {} |",
-                cell(&t.target),
-                cell(&t.measured),
-                met(t.met)
+                "Primary tool figure of the backup section: `--verify-level checksum`.\n"
             );
         }
+        let _ = writeln!(w, "| target | measured | met |\n|---|---|---|");
+        let target_rows = |w: &mut String, section: Section| {
+            for t in self.targets.iter().filter(|t| t.section == section) {
+                let _ = writeln!(
+                    w,
+                    "| {} | {} | {} |",
+                    cell(&t.target),
+                    cell(&t.measured),
+                    met(t.met)
+                );
+            }
+        };
         let c = &self.correctness;
-        let _ = writeln!(
-            w,
-            "| D2: the tool's dump restores (`pg_restore -j2`) with matching `count(*)` of \
-             events and docs | {} | {} |",
+        if backup {
+            target_rows(w, Section::Backup);
+            let _ = writeln!(
+                w,
+                "| D2: the tool's dump restores (`pg_restore -j2`) with matching `count(*)` of \
+                 events and docs | {} | {} |",
+                if c.ran {
+                    counts_line(c)
+                } else {
+                    c.note.clone()
+                },
+                met(c.pass)
+            );
+        }
+        if verify {
+            target_rows(w, Section::Verify);
+            let v = &self.verify_checks;
+            let _ = writeln!(
+                w,
+                "| verify: every tool verification passed at the level asked for, the shell \
+                 restore counted the source's rows, and no scratch database outlived its run \
+                 (tool's or shell's) | {} | {} |",
+                cell(&verify_checks_line(v)),
+                met(v.pass())
+            );
+            let rss = self.verify_rss_lines();
+            if !rss.is_empty() {
+                let _ = writeln!(
+                    w,
+                    "\nPeak RSS of `pre-deploy verify` (reported, no target; GNU time `%M` of \
+                     the tree's largest process, own = the tool process alone):\n"
+                );
+                for l in rss {
+                    let _ = writeln!(w, "- {l}");
+                }
+            }
+        }
+
+        if backup {
+            let _ = writeln!(w, "\n## Backup results\n");
+            let _ = writeln!(
+                w,
+                "Wall time: GNU time `%e` (10 ms resolution), median / min / max of {} counted \
+                 rounds after {} warm-up round(s). Peak RSS: GNU time `%M` — the largest single \
+                 process of the measured tree (for the tool: the tool or the `pg_dump` it runs, \
+                 whichever is larger); not given for shell pipelines, where it is the largest of \
+                 the shell and every stage. \"own\" is the tool process alone (`VmHWM`, sampled \
+                 every 5 ms). Output size: the file written; for the tool, the sum of the files \
+                 under `STORE/backups/*/data`.\n",
+                self.rounds, self.warmup
+            );
+            for d in self.datasets.iter().filter(|d| !d.commands.is_empty()) {
+                self.dataset_section(w, d);
+            }
+        }
+        if verify {
+            self.verify_results(w);
+        }
+
+        if backup {
+            let _ = writeln!(w, "## Correctness check (backup section)\n");
             if c.ran {
-                counts_line(c)
-            } else {
-                c.note.clone()
-            },
-            match c.pass {
-                Some(true) => "yes",
-                Some(false) => "**NO**",
-                None => "not evaluated",
+                for step in &c.steps {
+                    let _ = writeln!(w, "    {step}");
+                }
+                let _ = writeln!(w);
+                let _ = writeln!(w, "- {}", counts_line(c));
+                if let Some(r) = c.restore_s {
+                    let _ = writeln!(w, "- `pg_restore -j2` took {r:.2} s (informational)");
+                }
             }
-        );
-
-        let _ = writeln!(w, "\n## Results\n");
-        let _ = writeln!(
-            w,
-            "Wall time: GNU time `%e` (10 ms resolution), median / min / max of {} counted \
-             rounds after {} warm-up round(s). Peak RSS: GNU time `%M` — the largest single \
-             process of the measured tree (for the tool: the tool or the `pg_dump` it runs, \
-             whichever is larger); not given for shell pipelines, where it is the largest of the \
-             shell and every stage. \"own\" is the tool process alone (`VmHWM`, sampled every \
-             5 ms). Output size: the file written; for the tool, the sum of the files under \
-             `STORE/backups/*/data`.\n",
-            self.rounds, self.warmup
-        );
-        for d in &self.datasets {
-            self.dataset_section(w, d);
+            let _ = writeln!(
+                w,
+                "- result: **{}**{}\n",
+                match c.pass {
+                    Some(true) => "pass",
+                    Some(false) => "FAIL",
+                    None => "not run",
+                },
+                if c.note.is_empty() {
+                    String::new()
+                } else {
+                    format!(" — {}", c.note)
+                }
+            );
         }
-
-        let _ = writeln!(w, "## Correctness check\n");
-        if c.ran {
-            for step in &c.steps {
-                let _ = writeln!(w, "    {step}");
-            }
-            let _ = writeln!(w);
-            let _ = writeln!(w, "- {}", counts_line(c));
-            if let Some(r) = c.restore_s {
-                let _ = writeln!(w, "- `pg_restore -j2` took {r:.2} s (informational)");
-            }
-        }
-        let _ = writeln!(
-            w,
-            "- result: **{}**{}\n",
-            match c.pass {
-                Some(true) => "pass",
-                Some(false) => "FAIL",
-                None => "not run",
-            },
-            if c.note.is_empty() {
-                String::new()
-            } else {
-                format!(" — {}", c.note)
-            }
-        );
 
         let _ = writeln!(w, "## Commands\n");
         let _ = writeln!(
             w,
             "Every command runs as `/usr/bin/time -f '%e %M' -o TIMEFILE -- COMMAND` with \
-             environment `{}`. Each round runs, in this order: {}. The tool gets a fresh store \
-             directory per run, removed after its size is taken; baseline outputs are removed \
-             likewise. The exact command lines (on D2):\n",
-            self.env_display,
-            crate::commands::ROUND_ORDER
-                .iter()
-                .map(|k| format!("`{}`", k.key()))
-                .collect::<Vec<_>>()
-                .join(", ")
+             environment `{}`, in a scratch directory.\n",
+            self.env_display
         );
         let d2 = self
             .datasets
             .iter()
             .find(|d| d.id == "D2")
             .or(self.datasets.first());
-        if let Some(d) = d2 {
-            for c in &d.commands {
+        if backup {
+            let _ = writeln!(
+                w,
+                "Backup section: each round runs, in this order: {}. The tool gets a fresh \
+                 store directory per run, removed after its size is taken; baseline outputs are \
+                 removed likewise. The exact command lines (on D2):\n",
+                crate::commands::ROUND_ORDER
+                    .iter()
+                    .map(|k| format!("`{}`", k.key()))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            );
+            if let Some(d) = d2 {
+                for c in &d.commands {
+                    let _ = writeln!(w, "- `{}`:\n\n      {}\n", c.kind.key(), c.display);
+                }
+            }
+        }
+        if verify && let Some(v) = d2.and_then(|d| d.verify.as_ref()) {
+            let _ = writeln!(
+                w,
+                "Verification section: first, once per dataset, the backup to verify:\n\n      {}\n\n\
+                 then each round runs, in this order: {} — each tool command and its shell \
+                 equivalent alternate from round to round, and each test restore follows a run \
+                 that does not use the server. Before every run the runner issues an (untimed) \
+                 `CHECKPOINT`; after every run it lists the server's scratch databases \
+                 (`predeploy_scratch_*` and `{}`) and drops any it finds, counting them as a \
+                 failure. The exact command lines (on D2):\n",
+                v.setup,
+                crate::commands::VERIFY_ROUND_ORDER
+                    .iter()
+                    .map(|k| format!("`{}`", k.key()))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                crate::commands::SHELL_SCRATCH_DB,
+            );
+            for c in &v.commands {
                 let _ = writeln!(w, "- `{}`:\n\n      {}\n", c.kind.key(), c.display);
             }
         }
@@ -222,11 +308,135 @@ impl Report {
             "Dataset generation: D0 = `pgbench -i -q -s 1`; D2 / D2-half = `psql -v rows=N -c \
              \"select setseed({})\" -f shared/data/mixed_dataset.sql` (same session, so \
              `random()` is deterministic; `gen_random_uuid()` is not, but has a fixed size); \
-             then `VACUUM ANALYZE` and `CHECKPOINT`. All datasets are loaded before the first measurement. Raw numbers: `report.json` next to this \
-             file.",
+             then `VACUUM ANALYZE` and `CHECKPOINT`. All datasets are loaded before the first \
+             measurement. Raw numbers: `report.json` next to this file.",
             crate::pg::SEED
         );
         s
+    }
+
+    /// One line per verify level: the tool's peak RSS at each dataset size.
+    fn verify_rss_lines(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        for kind in [Kind::ToolVerifyRestore, Kind::ToolVerifyArchive] {
+            let per: Vec<String> = self
+                .datasets
+                .iter()
+                .filter_map(|d| {
+                    let c = d.verify.as_ref()?.get(kind)?;
+                    let peak = c.peak_rss_kib()?;
+                    Some(format!(
+                        "{} {}{}",
+                        d.id,
+                        mib(peak),
+                        c.own_hwm_kib()
+                            .map_or(String::new(), |o| format!(" (own {})", mib(o)))
+                    ))
+                })
+                .collect();
+            if !per.is_empty() {
+                out.push(format!(
+                    "`verify --level {}`: {}",
+                    kind.verify_level().unwrap_or("?"),
+                    per.join(" / ")
+                ));
+            }
+        }
+        out
+    }
+
+    fn verify_results(&self, w: &mut String) {
+        let _ = writeln!(w, "\n## Verification results\n");
+        let _ = writeln!(
+            w,
+            "`pre-deploy verify` of a backup the tool took of the dataset (`--verify-level \
+             checksum`), against the same work done by hand on the same `dump.pgc.zst`. Wall \
+             time: GNU time `%e`, median / min / max of {} counted rounds after {} warm-up \
+             round(s). Peak RSS as in the backup section (for the tool: the tool or the \
+             `pg_restore` it runs, whichever is larger; own = the tool process alone); not given \
+             for the shell scripts. The tool restores into the source's server (`--source \
+             db=URL`), like the shell baseline; its `pg_restore` runs with `--jobs` = the number \
+             of CPUs (its default), the shell's with `-j2`.\n",
+            self.rounds, self.warmup
+        );
+        for d in &self.datasets {
+            let Some(v) = &d.verify else {
+                continue;
+            };
+            let counts: Vec<String> = d
+                .row_counts
+                .iter()
+                .map(|(t, n)| format!("{t} {n}"))
+                .collect();
+            let _ = writeln!(
+                w,
+                "### {} — verification\n\nDatabase size {} ({}); the verified backup {} has a \
+                 `dump.pgc.zst` of {} (taken in {:.1} s).\n",
+                d.id,
+                bytes(Some(d.db_size_bytes)),
+                counts.join(", "),
+                v.backup_id
+                    .as_deref()
+                    .map_or("(the shell reference's archive)".into(), |id| format!(
+                        "`{id}`"
+                    )),
+                bytes(Some(v.dump_bytes)),
+                v.setup_s
+            );
+            let _ = writeln!(
+                w,
+                "| command | median s | min s | max s | × shell equivalent | peak RSS |\n\
+                 |---|---:|---:|---:|---:|---:|"
+            );
+            // Each tool command under its shell equivalent (the rounds ran them in another order).
+            for kind in [
+                Kind::ShellRestore,
+                Kind::ToolVerifyRestore,
+                Kind::ShellArchive,
+                Kind::ToolVerifyArchive,
+            ] {
+                if let Some(c) = v.get(kind) {
+                    verify_row(w, v, c);
+                }
+            }
+            for c in v.commands.iter().filter(|c| c.kind.is_tool()) {
+                let t = c.level_timings();
+                if t.is_empty() {
+                    continue;
+                }
+                let parts: Vec<String> = t
+                    .iter()
+                    .map(|(l, s)| format!("{l} {:.3} s", s.median))
+                    .collect();
+                let _ = writeln!(
+                    w,
+                    "\n`{}`: the tool's own per-level times (its verification record, medians): \
+                     {}",
+                    c.kind.key(),
+                    parts.join(", ")
+                );
+            }
+            let ratios: Vec<String> = v
+                .ratios()
+                .into_iter()
+                .filter_map(|(k, r)| {
+                    r.map(|r| {
+                        if k.contains("seconds") {
+                            format!("{k}: {r:.3} s")
+                        } else {
+                            format!("{k}: {r:.3}")
+                        }
+                    })
+                })
+                .collect();
+            if !ratios.is_empty() {
+                let _ = writeln!(w, "\nRatios (medians):\n");
+                for r in ratios {
+                    let _ = writeln!(w, "- {r}");
+                }
+            }
+            let _ = writeln!(w);
+        }
     }
 
     fn dataset_section(&self, w: &mut String, d: &DatasetResult) {
@@ -311,6 +521,62 @@ impl Report {
         }
         let _ = writeln!(w);
     }
+}
+
+fn verify_row(w: &mut String, v: &VerifySection, c: &CmdResult) {
+    if let Some(why) = &c.skipped {
+        let _ = writeln!(w, "| {} | not run: {why} | | | | |", cell(c.kind.label()));
+        return;
+    }
+    let wall = c.wall();
+    let rss = if c.kind.is_pipeline() {
+        "—".to_string()
+    } else {
+        let mut r = c.peak_rss_kib().map_or("—".into(), mib);
+        if let Some(own) = c.own_hwm_kib() {
+            let _ = write!(r, " (own {})", mib(own));
+        }
+        r
+    };
+    let vs_shell = if c.kind.is_tool() {
+        times(
+            c.kind
+                .verify_counterpart()
+                .and_then(|shell| v.time_ratio(c.kind, shell)),
+        )
+    } else {
+        "1.00× (baseline)".into()
+    };
+    let _ = writeln!(
+        w,
+        "| {} | {} | {} | {} | {} | {} |",
+        cell(c.kind.label()),
+        secs(wall.map(|s| s.median)),
+        secs(wall.map(|s| s.min)),
+        secs(wall.map(|s| s.max)),
+        vs_shell,
+        rss
+    );
+}
+
+fn verify_checks_line(v: &VerifyChecks) -> String {
+    let mut s = format!(
+        "{} runs checked; scratch databases left behind: {}",
+        v.runs_checked,
+        if v.leftovers.is_empty() {
+            "none".to_string()
+        } else {
+            v.leftovers.join(", ")
+        }
+    );
+    if !v.present_before.is_empty() {
+        let _ = write!(
+            s,
+            "; present before the first run: {}",
+            v.present_before.join(", ")
+        );
+    }
+    s
 }
 
 /// Text for a markdown table cell (`|` escaped).

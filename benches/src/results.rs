@@ -2,7 +2,7 @@
 
 use serde_json::{Value, json};
 
-use crate::commands::Kind;
+use crate::commands::{Kind, Section};
 
 /// One execution of one command.
 #[derive(Debug, Clone)]
@@ -21,6 +21,9 @@ pub struct Run {
     pub own_hwm_kib: Option<u64>,
     /// Size of the output in bytes (file, or the tool's artifacts under `backups/*/data`).
     pub size_bytes: Option<u64>,
+    /// For `pre-deploy verify`: the seconds per level from the verification record it printed
+    /// (`timings`), in its order.
+    pub tool_timings: Vec<(String, f64)>,
 }
 
 /// All runs of one command on one dataset.
@@ -111,6 +114,29 @@ impl CmdResult {
         self.runs.iter().filter_map(|r| r.own_hwm_kib).max()
     }
 
+    /// Median per level of the tool's own verification timings over the counted runs, in the
+    /// order the tool reports the levels.
+    pub fn level_timings(&self) -> Vec<(String, Stats)> {
+        let mut levels: Vec<String> = Vec::new();
+        for r in self.counted() {
+            for (l, _) in &r.tool_timings {
+                if !levels.contains(l) {
+                    levels.push(l.clone());
+                }
+            }
+        }
+        levels
+            .into_iter()
+            .filter_map(|l| {
+                let v: Vec<f64> = self
+                    .counted()
+                    .filter_map(|r| r.tool_timings.iter().find(|(k, _)| *k == l).map(|t| t.1))
+                    .collect();
+                Stats::of(&v).map(|s| (l, s))
+            })
+            .collect()
+    }
+
     /// report.json form.
     pub fn to_json(&self) -> Value {
         let runs: Vec<Value> = self
@@ -125,6 +151,13 @@ impl CmdResult {
                     "max_rss_kib": r.max_rss_kib,
                     "own_hwm_kib": r.own_hwm_kib,
                     "size_bytes": r.size_bytes,
+                    "tool_timings": if r.tool_timings.is_empty() {
+                        Value::Null
+                    } else {
+                        Value::Object(
+                            r.tool_timings.iter().map(|(l, t)| (l.clone(), json!(t))).collect(),
+                        )
+                    },
                 })
             })
             .collect();
@@ -160,8 +193,80 @@ pub struct DatasetResult {
     pub load_s: f64,
     /// Row counts of the main tables.
     pub row_counts: Vec<(String, u64)>,
+    /// Per command of the backup section, in round order (empty when it did not run).
+    pub commands: Vec<CmdResult>,
+    /// The verification section on this dataset, when it ran here.
+    pub verify: Option<VerifySection>,
+}
+
+/// The verification section on one dataset.
+#[derive(Debug, Clone)]
+pub struct VerifySection {
+    /// The id of the backup verified (None with `--baselines-only`, where the shell
+    /// reference's archive stands in for it).
+    pub backup_id: Option<String>,
+    /// How the verified backup was made (command line, password redacted).
+    pub setup: String,
+    /// Seconds the setup backup took (not a measurement: one run, before the rounds).
+    pub setup_s: f64,
+    /// Size of the verified `dump.pgc.zst`.
+    pub dump_bytes: u64,
     /// Per command, in round order.
     pub commands: Vec<CmdResult>,
+}
+
+impl VerifySection {
+    /// The result of `kind`.
+    pub fn get(&self, kind: Kind) -> Option<&CmdResult> {
+        self.commands.iter().find(|c| c.kind == kind)
+    }
+
+    /// median(a) / median(b).
+    pub fn time_ratio(&self, a: Kind, b: Kind) -> Option<f64> {
+        ratio(median_of(self.get(a))?, median_of(self.get(b))?)
+    }
+
+    /// The derived ratios: each tool command against its shell equivalent.
+    pub fn ratios(&self) -> Vec<(String, Option<f64>)> {
+        let mut out = Vec::new();
+        for tool in [Kind::ToolVerifyRestore, Kind::ToolVerifyArchive] {
+            let Some(shell) = tool.verify_counterpart() else {
+                continue;
+            };
+            out.push((
+                format!("{} / {} (time)", tool.key(), shell.key()),
+                self.time_ratio(tool, shell),
+            ));
+            out.push((
+                format!("{} − {} (seconds)", tool.key(), shell.key()),
+                median_of(self.get(tool))
+                    .zip(median_of(self.get(shell)))
+                    .map(|(a, b)| a - b),
+            ));
+        }
+        out
+    }
+
+    /// report.json form.
+    pub fn to_json(&self) -> Value {
+        let ratios: serde_json::Map<String, Value> = self
+            .ratios()
+            .into_iter()
+            .map(|(k, v)| (k, json!(v)))
+            .collect();
+        json!({
+            "backup_id": self.backup_id,
+            "setup": self.setup,
+            "setup_s": self.setup_s,
+            "dump_bytes": self.dump_bytes,
+            "commands": self.commands.iter().map(CmdResult::to_json).collect::<Vec<_>>(),
+            "ratios": ratios,
+        })
+    }
+}
+
+fn median_of(c: Option<&CmdResult>) -> Option<f64> {
+    c.and_then(CmdResult::wall).map(|s| s.median)
 }
 
 impl DatasetResult {
@@ -172,7 +277,7 @@ impl DatasetResult {
 
     /// Median wall seconds of `kind`.
     pub fn median(&self, kind: Kind) -> Option<f64> {
-        self.get(kind).and_then(|c| c.wall()).map(|s| s.median)
+        median_of(self.get(kind))
     }
 
     /// Median output size of `kind`.
@@ -254,6 +359,7 @@ impl DatasetResult {
             "row_counts": counts,
             "commands": self.commands.iter().map(CmdResult::to_json).collect::<Vec<_>>(),
             "ratios": ratios,
+            "verify": self.verify.as_ref().map(VerifySection::to_json),
         })
     }
 }
@@ -299,9 +405,45 @@ impl Correctness {
     }
 }
 
+/// What the verification section checked besides time: every tool verification passed at the
+/// level asked for, the shell restore counted the source's rows, and no scratch database was
+/// left behind by any run.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyChecks {
+    /// Whether the section ran.
+    pub ran: bool,
+    /// Runs after which the server was checked for scratch databases.
+    pub runs_checked: usize,
+    /// Scratch databases found after a run (`tag: name`); the runner dropped them.
+    pub leftovers: Vec<String>,
+    /// The scratch databases that exist on the server before the first verification.
+    pub present_before: Vec<String>,
+}
+
+impl VerifyChecks {
+    /// Pass/fail; None when the section did not run.
+    pub fn pass(&self) -> Option<bool> {
+        self.ran
+            .then_some(self.leftovers.is_empty() && self.present_before.is_empty())
+    }
+
+    /// report.json form.
+    pub fn to_json(&self) -> Value {
+        json!({
+            "ran": self.ran,
+            "pass": self.pass(),
+            "runs_checked": self.runs_checked,
+            "leftover_scratch_databases": self.leftovers,
+            "scratch_databases_before": self.present_before,
+        })
+    }
+}
+
 /// One target from the brief, evaluated.
 #[derive(Debug, Clone)]
 pub struct TargetCheck {
+    /// The section it belongs to.
+    pub section: Section,
     /// The target, in words.
     pub target: String,
     /// What was measured, in words.
@@ -316,8 +458,53 @@ pub fn rss_same(a_kib: u64, b_kib: u64) -> bool {
     diff <= 4096 || (diff as f64) <= 0.10 * a_kib.max(b_kib) as f64
 }
 
-/// Evaluate the targets of the brief on the results.
-pub fn evaluate(datasets: &[DatasetResult]) -> Vec<TargetCheck> {
+/// Evaluate the targets of the briefs on the results of the sections that ran.
+pub fn evaluate(datasets: &[DatasetResult], sections: &[Section]) -> Vec<TargetCheck> {
+    let mut out = Vec::new();
+    if sections.contains(&Section::Backup) {
+        out.extend(evaluate_backup(datasets));
+    }
+    if sections.contains(&Section::Verify) {
+        out.extend(evaluate_verify(datasets));
+    }
+    out
+}
+
+/// The verification targets (issue 4): on D2, the tool's level 4 and levels 1–3 each at most
+/// 1.10× their shell equivalent (medians).
+fn evaluate_verify(datasets: &[DatasetResult]) -> Vec<TargetCheck> {
+    let d2 = datasets
+        .iter()
+        .find(|d| d.id == "D2")
+        .and_then(|d| d.verify.as_ref());
+    [
+        (
+            Kind::ToolVerifyRestore,
+            "D2: level-4 verify (`verify --level restore`) ≤ 1.10× the shell equivalent \
+             (zstd -dc > f; createdb; pg_restore -j2; count(*); dropdb)",
+        ),
+        (
+            Kind::ToolVerifyArchive,
+            "D2: levels 1–3 (`verify --level archive`) ≤ 1.10× the shell equivalent \
+             (sha256sum; zstd -t; pg_restore -l; full read)",
+        ),
+    ]
+    .into_iter()
+    .map(|(tool, target)| {
+        let r = tool
+            .verify_counterpart()
+            .and_then(|shell| d2.and_then(|v| v.time_ratio(tool, shell)));
+        TargetCheck {
+            section: Section::Verify,
+            target: target.into(),
+            measured: r.map_or("n/a".into(), |r| format!("{r:.2}×")),
+            met: r.map(|r| r <= 1.10),
+        }
+    })
+    .collect()
+}
+
+fn evaluate_backup(datasets: &[DatasetResult]) -> Vec<TargetCheck> {
     let find = |id: &str| datasets.iter().find(|d| d.id == id);
     let d0 = find("D0");
     let d2 = find("D2");
@@ -327,6 +514,7 @@ pub fn evaluate(datasets: &[DatasetResult]) -> Vec<TargetCheck> {
 
     let r = d2.and_then(|d| d.time_ratio(tool, Kind::Floor));
     out.push(TargetCheck {
+        section: Section::Backup,
         target: "D2: tool ≤ 1.25× floor (wall time, medians)".into(),
         measured: r.map_or("n/a".into(), |r| format!("{r:.2}×")),
         met: r.map(|r| r <= 1.25),
@@ -335,6 +523,7 @@ pub fn evaluate(datasets: &[DatasetResult]) -> Vec<TargetCheck> {
     let speed = d2.and_then(|d| d.time_ratio(Kind::Seed, tool));
     let size = d2.and_then(|d| d.size_ratio(tool, Kind::Seed));
     out.push(TargetCheck {
+        section: Section::Backup,
         target: "D2: tool ≥ 4× faster than the seed pattern, output no larger".into(),
         measured: match (speed, size) {
             (Some(s), Some(z)) => format!("{s:.2}× faster; size {z:.3}× of seed"),
@@ -351,6 +540,7 @@ pub fn evaluate(datasets: &[DatasetResult]) -> Vec<TargetCheck> {
         .and_then(CmdResult::peak_rss_kib);
     let limit = 64 * 1024;
     out.push(TargetCheck {
+        section: Section::Backup,
         target: "tool peak RSS ≤ 64 MiB at D2 and D2-half, and the same at both \
                  (within 10 % or 4 MiB)"
             .into(),
@@ -369,6 +559,7 @@ pub fn evaluate(datasets: &[DatasetResult]) -> Vec<TargetCheck> {
             .map(|(a, b)| a - b)
     });
     out.push(TargetCheck {
+        section: Section::Backup,
         target: "D0: fixed overhead median(tool) − median(floor) ≤ 0.3 s".into(),
         measured: overhead.map_or("n/a".into(), |o| format!("{o:.3} s")),
         met: overhead.map(|o| o <= 0.3),
@@ -410,6 +601,7 @@ mod tests {
             max_rss_kib: rss,
             own_hwm_kib: None,
             size_bytes: size,
+            tool_timings: Vec::new(),
         }
     }
 
@@ -429,6 +621,7 @@ mod tests {
             load_s: 0.0,
             row_counts: vec![],
             commands,
+            verify: None,
         }
     }
 
@@ -453,9 +646,66 @@ mod tests {
                 cmd(Kind::ToolChecksum, vec![run(0.6, 9000, Some(1))]),
             ],
         );
-        let t = evaluate(&[d0, d2, half]);
+        let both = [Section::Backup, Section::Verify];
+        let t = evaluate(&[d0, d2, half], &both);
         let met: Vec<Option<bool>> = t.iter().map(|t| t.met).collect();
-        assert_eq!(met, vec![Some(true), Some(true), Some(true), Some(false)]);
-        assert!(evaluate(&[]).iter().all(|t| t.met.is_none()));
+        assert_eq!(
+            met,
+            vec![Some(true), Some(true), Some(true), Some(false), None, None]
+        );
+        assert_eq!(evaluate(&[], &both).len(), 6);
+        assert!(evaluate(&[], &both).iter().all(|t| t.met.is_none()));
+        assert_eq!(evaluate(&[], &[Section::Verify]).len(), 2);
+    }
+
+    #[test]
+    fn verify_targets_and_timings() {
+        let mut tool = cmd(
+            Kind::ToolVerifyRestore,
+            vec![run(10.5, 30_000, None), run(11.5, 31_000, None)],
+        );
+        tool.runs[0].tool_timings = vec![("decompress".into(), 1.0), ("restore".into(), 8.0)];
+        tool.runs[1].tool_timings = vec![("decompress".into(), 2.0), ("restore".into(), 9.0)];
+        let section = VerifySection {
+            backup_id: Some("ID".into()),
+            setup: String::new(),
+            setup_s: 1.0,
+            dump_bytes: 100,
+            commands: vec![
+                tool,
+                cmd(Kind::ShellRestore, vec![run(10.0, 9000, None)]),
+                cmd(Kind::ToolVerifyArchive, vec![run(3.0, 9000, None)]),
+                cmd(Kind::ShellArchive, vec![run(2.0, 9000, None)]),
+            ],
+        };
+        let timings = section
+            .get(Kind::ToolVerifyRestore)
+            .expect("present")
+            .level_timings();
+        let medians: Vec<(String, f64)> = timings.into_iter().map(|(l, s)| (l, s.median)).collect();
+        assert_eq!(
+            medians,
+            vec![("decompress".into(), 1.5), ("restore".into(), 8.5)]
+        );
+        let mut d2 = dataset("D2", vec![]);
+        d2.verify = Some(section);
+        let t = evaluate(&[d2], &[Section::Verify]);
+        let met: Vec<Option<bool>> = t.iter().map(|t| t.met).collect();
+        assert_eq!(met, vec![Some(true), Some(false)]);
+        assert_eq!(t[0].measured, "1.10×");
+        assert_eq!(t[1].measured, "1.50×");
+    }
+
+    #[test]
+    fn verify_checks() {
+        assert_eq!(VerifyChecks::default().pass(), None);
+        let mut c = VerifyChecks {
+            ran: true,
+            ..VerifyChecks::default()
+        };
+        assert_eq!(c.pass(), Some(true));
+        c.leftovers
+            .push("D2-r0-tool_verify_restore: predeploy_scratch_1_abc".into());
+        assert_eq!(c.pass(), Some(false));
     }
 }

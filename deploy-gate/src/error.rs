@@ -66,6 +66,17 @@ pub enum GateError {
         /// `SIGINT` or `SIGTERM`.
         signal: &'static str,
     },
+    /// Verification was interrupted by a signal (exit 4: the backup is not verified by this
+    /// run). Its scratch database was dropped; the backup itself stays.
+    #[error(
+        "verification of backup {id} was interrupted by {signal}; the backup stays, but this run did not verify it"
+    )]
+    VerificationInterrupted {
+        /// The backup.
+        id: String,
+        /// `SIGINT` or `SIGTERM`.
+        signal: &'static str,
+    },
     /// Verification found a problem (exit 4).
     #[error("verification of backup {id} failed: {summary}")]
     Verification {
@@ -104,7 +115,9 @@ impl GateError {
             GateError::Usage { .. } => ExitCode::Usage,
             GateError::Preflight { .. } => ExitCode::Preflight,
             GateError::Backup { .. } | GateError::Interrupted { .. } => ExitCode::BackupFailed,
-            GateError::Verification { .. } => ExitCode::VerificationFailed,
+            GateError::Verification { .. } | GateError::VerificationInterrupted { .. } => {
+                ExitCode::VerificationFailed
+            }
             GateError::CheckFailed { .. } => ExitCode::CheckFailed,
             GateError::Store { source, .. } => match source {
                 CoreError::StoreUnavailable { .. } | CoreError::SourceUnavailable { .. } => {
@@ -132,8 +145,8 @@ impl GateError {
             GateError::Backup { .. } | GateError::Interrupted { .. } => Some(
                 "no backup was recorded and earlier backups are untouched; fix the cause above and run again",
             ),
-            GateError::Verification { .. } => Some(
-                "do not deploy on this backup; run `pre-deploy verify last` after fixing the store, or take a new backup",
+            GateError::Verification { .. } | GateError::VerificationInterrupted { .. } => Some(
+                "do not deploy on this backup: fix what the message names, then run `pre-deploy verify` again or take a new backup",
             ),
             _ => None,
         }

@@ -279,7 +279,8 @@ impl Gate {
     /// # Errors
     ///
     /// [`GateError::Verification`] (4) when a check failed or verification could not run;
-    /// [`GateError::Interrupted`] on SIGINT/SIGTERM (a scratch database is dropped first).
+    /// [`GateError::VerificationInterrupted`] on SIGINT/SIGTERM (a scratch database is dropped
+    /// first).
     pub async fn verify_manifest(
         &self,
         manifest: &Manifest,
@@ -299,7 +300,10 @@ impl Gate {
         let record = self
             .interruptible(verification)
             .await
-            .map_err(|signal| GateError::Interrupted { signal })?
+            .map_err(|signal| GateError::VerificationInterrupted {
+                id: manifest.id.to_string(),
+                signal,
+            })?
             .map_err(|e| GateError::Verification {
                 id: manifest.id.to_string(),
                 summary: format!("could not verify: {}", backup_objectstore::error_chain(&e)),

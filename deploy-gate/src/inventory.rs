@@ -153,22 +153,23 @@ impl Gate {
         } else {
             vec![self.resolve(selector.unwrap_or("last")).await?]
         };
+        if let [single] = manifests.as_slice() {
+            return Ok(vec![
+                self.verify_manifest(single, requested, required).await?,
+            ]);
+        }
         let mut records = Vec::new();
         let mut failures = Vec::new();
         for m in &manifests {
             match self.verify_manifest(m, requested, required).await {
                 Ok(r) => records.push(r),
-                Err(e @ GateError::Interrupted { .. }) => return Err(e),
+                Err(e @ GateError::VerificationInterrupted { .. }) => return Err(e),
                 Err(e) => failures.push(e.to_string()),
             }
         }
         if !failures.is_empty() {
             return Err(GateError::Verification {
-                id: if manifests.len() == 1 {
-                    manifests[0].id.to_string()
-                } else {
-                    format!("{} backups", failures.len())
-                },
+                id: format!("{} of {} backups", failures.len(), manifests.len()),
                 summary: failures.join("\n"),
             });
         }

@@ -317,10 +317,50 @@ fn an_interrupted_test_restore_drops_its_scratch_database() {
     assert!(ok);
     let out = child.wait_with_output().expect("exits");
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{stderr}");
-    assert!(stderr.contains("interrupted by SIGTERM"), "{stderr}");
+    assert_eq!(out.status.code(), Some(4), "{stderr}");
+    assert!(
+        stderr.contains("was interrupted by SIGTERM; the backup stays"),
+        "{stderr}"
+    );
     assert!(
         scratch_databases(&scratch_server).is_empty(),
         "the scratch database was dropped on the way out"
+    );
+}
+
+#[test]
+fn a_staged_archive_left_by_a_killed_run_is_removed_by_the_next_one() {
+    let server = PgServer::shared();
+    let db = server.create_database("l4stage");
+    server.psql(&db, "CREATE TABLE t AS SELECT 1 AS x");
+    let tmp = tempfile::tempdir().expect("temp dir");
+    let config = tmp.path().join("predeploy.toml");
+    std::fs::write(
+        &config,
+        format!("[verify]\ntemp_dir = \"{}\"\n", tmp.path().display()),
+    )
+    .expect("config");
+    // pid 4999999 cannot be alive (above the kernel's maximum).
+    let stale = tmp.path().join("predeploy-verify-4999999-abc123");
+    std::fs::write(&stale, b"half a dump").expect("stale file");
+    let store = tempfile::tempdir().expect("store");
+    run(pre_deploy()
+        .args(["backup", "--verify-level", "restore", "--config"])
+        .arg(&config)
+        .arg("--store")
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("db={}", server.url(&db))))
+    .assert_success();
+    assert!(!stale.exists(), "the stale staged archive was removed");
+    let left: Vec<_> = std::fs::read_dir(tmp.path())
+        .expect("dir")
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(
+        left,
+        vec![std::ffi::OsString::from("predeploy.toml")],
+        "and this run removed its own"
     );
 }
