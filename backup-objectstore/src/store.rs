@@ -18,6 +18,8 @@ use crate::url::StoreUrl;
 const PART_SIZE: usize = 10 * 1024 * 1024;
 /// Parts uploaded concurrently.
 const PART_CONCURRENCY: usize = 2;
+/// Read size when streaming a local file.
+const READ_CHUNK: usize = 1024 * 1024;
 
 /// A [`Store`] backed by an [`ObjectStore`].
 ///
@@ -300,9 +302,19 @@ impl Store for ObjectStoreStore {
             .get(&path)
             .await
             .map_err(|e| map_error("get", key, e))?;
-        Ok(Box::pin(
-            result.into_stream().map_err(std::io::Error::other),
-        ))
+        match result.payload {
+            // object_store streams local files in 8 KiB reads, each a blocking-pool round trip;
+            // reading the open file ourselves in 1 MiB chunks is several times faster.
+            object_store::GetResultPayload::File(file, _) => {
+                let file = tokio::fs::File::from_std(file);
+                Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                    file, READ_CHUNK,
+                )))
+            }
+            object_store::GetResultPayload::Stream(stream) => {
+                Ok(Box::pin(stream.map_err(std::io::Error::other)))
+            }
+        }
     }
 
     async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {

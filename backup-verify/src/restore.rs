@@ -65,7 +65,9 @@ pub(crate) async fn verify_dump_by_restore(
     let std_file = staged
         .reopen()
         .map_err(|e| backup_core::Error::io("temp file", e))?;
-    let mut file = tokio::fs::File::from_std(std_file);
+    // Buffered: each write to a tokio File is a blocking-pool round trip.
+    let mut file =
+        tokio::io::BufWriter::with_capacity(1024 * 1024, tokio::fs::File::from_std(std_file));
     let pass = read_pass(store, a, true, Consumer::Writer(&mut file)).await?;
     drop(file);
     report.add_time(Decompress, started.elapsed());
