@@ -79,6 +79,20 @@ impl Output {
     pub fn assert_success(&self) -> &Self {
         self.assert_code(0)
     }
+
+    /// Panics, showing stderr, unless stderr contains `needle`.
+    ///
+    /// # Panics
+    /// When `needle` is not in stderr.
+    #[track_caller]
+    pub fn assert_stderr_contains(&self, needle: &str) -> &Self {
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr
+        );
+        self
+    }
 }
 
 /// Runs `cmd` to completion (stdin from `/dev/null` unless set), capturing stdout and stderr.

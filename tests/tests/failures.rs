@@ -83,13 +83,10 @@ fn pg_dump_killed_mid_stream_is_refused_with_exit_3_and_leaves_nothing() {
         &[("PREDEPLOY_PG_BINDIR", tools.path())],
     );
     out.assert_code(3);
-    assert!(
-        out.stderr
-            .contains("pg_dump was killed by signal 9 (SIGKILL) after writing 65536 bytes"),
-        "{}",
-        out.stderr
+    out.assert_stderr_contains(
+        "pg_dump was killed by signal 9 (SIGKILL) after writing 65536 bytes",
     );
-    assert!(out.stderr.contains("REFUSED (exit 3)"), "{}", out.stderr);
+    out.assert_stderr_contains("REFUSED (exit 3)");
     assert_untouched(store.path(), &good);
 }
 
@@ -105,12 +102,7 @@ fn pg_dump_writing_nothing_is_a_failed_backup() {
         &[("PREDEPLOY_PG_BINDIR", tools.path())],
     );
     out.assert_code(3);
-    assert!(
-        out.stderr
-            .contains("pg_dump exited successfully but wrote nothing"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("pg_dump exited successfully but wrote nothing");
     assert_eq!(store_state(store.path()), (vec![], vec![]));
 }
 
@@ -126,22 +118,9 @@ fn a_pg_dump_older_than_the_server_is_refused_in_preflight() {
         &[("PREDEPLOY_PG_BINDIR", tools.path())],
     );
     out.assert_code(5);
-    assert!(
-        out.stderr.contains("pg_dump 15 or newer is needed"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr
-            .contains("found only pg_dump (PostgreSQL) 9.6.24"),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("postgresql-client-15"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("pg_dump 15 or newer is needed");
+    out.assert_stderr_contains("found only pg_dump (PostgreSQL) 9.6.24");
+    out.assert_stderr_contains("postgresql-client-15");
     assert_eq!(store_state(store.path()), (vec![], vec![]));
 }
 
@@ -153,12 +132,7 @@ fn a_wrong_password_is_refused_in_preflight_without_showing_it() {
     let wrong = "not-the-password-42";
     let out = backup(store.path(), &server.url_with("postgres", wrong, &db), &[]);
     out.assert_code(5);
-    assert!(
-        out.stderr
-            .contains("password authentication failed for user \"postgres\""),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("password authentication failed for user \"postgres\"");
     assert!(
         out.stderr.contains("PGPASSWORD"),
         "the message says where the password comes from: {}",
@@ -181,18 +155,10 @@ fn a_server_that_is_down_is_refused_in_preflight() {
         &[],
     );
     out.assert_code(5);
-    assert!(
-        out.stderr.contains(&format!(
-            "cannot connect to postgres://postgres@127.0.0.1:{port}/app"
-        )),
-        "{}",
-        out.stderr
-    );
-    assert!(
-        out.stderr.contains("is the server running"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains(&format!(
+        "cannot connect to postgres://postgres@127.0.0.1:{port}/app"
+    ));
+    out.assert_stderr_contains("is the server running");
     assert_eq!(store_state(store.path()), (vec![], vec![]));
 }
 
@@ -203,7 +169,7 @@ fn an_unusable_store_is_refused_in_preflight() {
     let file = tempfile::NamedTempFile::new().expect("a file where the store should be");
     let out = backup(file.path(), &server.url(&db), &[]);
     out.assert_code(5);
-    assert!(out.stderr.contains("the store"), "{}", out.stderr);
+    out.assert_stderr_contains("the store");
 }
 
 #[test]
@@ -223,12 +189,7 @@ fn a_flipped_byte_fails_verification_with_exit_4_naming_the_artifact() {
         .args(["verify", "last", "--store"])
         .arg(store.path()));
     out.assert_code(4);
-    assert!(
-        out.stderr
-            .contains("db/dump.pgc.zst: the stored bytes are corrupted"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("db/dump.pgc.zst: the stored bytes are corrupted");
     assert!(
         out.stderr.contains("zstd decompression failed"),
         "level 2 catches it too: {}",
@@ -258,12 +219,7 @@ fn a_truncated_artifact_fails_verification_with_exit_4() {
         .args(["verify", &id, "--store"])
         .arg(store.path()));
     out.assert_code(4);
-    assert!(
-        out.stderr
-            .contains("db/dump.pgc.zst: the stored artifact is truncated"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("db/dump.pgc.zst: the stored artifact is truncated");
 }
 
 #[test]
@@ -282,12 +238,7 @@ fn a_missing_artifact_fails_verification_with_exit_4() {
         .args(["verify", "last", "--store"])
         .arg(store.path()));
     out.assert_code(4);
-    assert!(
-        out.stderr
-            .contains("db/globals.sql.zst: the artifact is missing"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("db/globals.sql.zst: the artifact is missing");
 }
 
 #[test]
@@ -296,11 +247,7 @@ fn usage_and_configuration_errors_exit_2() {
     std::fs::write(dir.path().join("predeploy.toml"), "stor = \"/x\"\n").expect("write");
     let out = run(pre_deploy().arg("list").current_dir(dir.path()));
     out.assert_code(2);
-    assert!(
-        out.stderr.contains("unknown field `stor`"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("unknown field `stor`");
 
     let out = run(pre_deploy()
         .args(["backup", "--source", "db"])
@@ -316,22 +263,13 @@ fn usage_and_configuration_errors_exit_2() {
         ])
         .env("PREDEPLOY_CONFIG", "/dev/null"));
     out.assert_code(2);
-    assert!(
-        out.stderr.contains("not supported by this version yet"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("not supported by this version yet");
     let out = run(pre_deploy()
         .args(["show", "20990101T000000Z-abcdef", "--store"])
         .arg(dir.path())
         .env("PREDEPLOY_CONFIG", "/dev/null"));
     out.assert_code(2);
-    assert!(
-        out.stderr
-            .contains("there is no backup 20990101T000000Z-abcdef"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("there is no backup 20990101T000000Z-abcdef");
     // A read-only command never creates a mistyped store: it says the store is not there.
     let typo = dir.path().join("no-such-store");
     let out = run(pre_deploy()
@@ -339,11 +277,7 @@ fn usage_and_configuration_errors_exit_2() {
         .arg(&typo)
         .env("PREDEPLOY_CONFIG", "/dev/null"));
     out.assert_code(5);
-    assert!(
-        out.stderr.contains("the directory does not exist"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("the directory does not exist");
     assert!(!typo.exists(), "list did not create the store");
     let out = run(pre_deploy().arg("frobnicate"));
     out.assert_code(2);
@@ -384,10 +318,6 @@ fn an_application_role_that_is_not_a_superuser_gets_a_backup_and_a_note() {
         .arg("--source")
         .arg(format!("db={url}")));
     out.assert_code(5);
-    assert!(
-        out.stderr.contains("cannot read public.secrets"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("cannot read public.secrets");
     assert!(!out.stderr.contains("app-pass-9"));
 }

@@ -124,12 +124,7 @@ fn the_deploy_commands_own_exit_code_is_returned() {
         .current_dir(work.path()));
     out.assert_code(42);
     assert!(work.path().join("deployed.txt").exists());
-    assert!(
-        out.stderr
-            .contains("the deploy command exited with status 42"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("the deploy command exited with status 42");
     assert!(
         !out.stderr.contains("REFUSED"),
         "a failing deploy is not a refusal: {}",
@@ -173,5 +168,5 @@ fn no_source_configured_is_a_usage_error() {
         .args(["run", "--", "true"])
         .current_dir(work.path()));
     out.assert_code(2);
-    assert!(out.stderr.contains("DATABASE_URL"), "{}", out.stderr);
+    out.assert_stderr_contains("DATABASE_URL");
 }

@@ -138,12 +138,7 @@ fn a_manifest_whose_row_counts_disagree_with_the_dump_fails_naming_the_table() {
         .arg("--source")
         .arg(format!("db={}", server.url(&db))));
     out.assert_code(4);
-    assert!(
-        out.stderr
-            .contains("table public.orders has 2000 rows, the backup recorded 1999"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("table public.orders has 2000 rows, the backup recorded 1999");
     assert!(
         scratch_databases(server).is_empty(),
         "the scratch database was dropped after the failure"
@@ -285,11 +280,7 @@ fn check_passes_only_for_a_matching_backup_verified_far_enough() {
     check(&["--commit", &sha]).assert_success();
     let out = check(&["--commit", &sha, "--level", "restore"]);
     out.assert_code(7);
-    assert!(
-        out.stderr.contains("verified only to level 3 (archive)"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("verified only to level 3 (archive)");
 
     // Verified at level 4: now it passes, for the full SHA and a prefix, within a max age.
     run(pre_deploy()
@@ -301,7 +292,7 @@ fn check_passes_only_for_a_matching_backup_verified_far_enough() {
     check(&["--commit", &sha[..8]]).assert_success();
     let out = check(&["--commit", "0123456789abcdef"]);
     out.assert_code(7);
-    assert!(out.stderr.contains("no backup protects"), "{}", out.stderr);
+    out.assert_stderr_contains("no backup protects");
     check(&["--commit", "xyz"]).assert_code(2);
     check(&["--max-age", "soon"]).assert_code(2);
 }

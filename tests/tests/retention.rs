@@ -311,12 +311,8 @@ fn prune_keeps_what_it_should_explains_why_and_refuses_mass_deletion() {
     // --yes alone refuses the mass deletion: exit 2, --force named, nothing removed.
     let out = site.cli(&["prune", "--yes"]);
     out.assert_code(2);
-    assert!(out.stderr.contains("--force"), "{}", out.stderr);
-    assert!(
-        out.stderr.contains("remove 7 of the 12 pre-deploy backups"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("--force");
+    out.assert_stderr_contains("remove 7 of the 12 pre-deploy backups");
     assert_eq!(site.committed(), all_before);
 
     // --yes --force applies it: whole backup directories go; other kinds, other environments,
@@ -349,12 +345,7 @@ fn prune_keeps_what_it_should_explains_why_and_refuses_mass_deletion() {
     // (keep-last 3 now drops p[7]) and the successful deploy is recorded.
     let out = site.cli(&["run", "--", "true"]);
     out.assert_success();
-    assert!(
-        out.stderr
-            .contains("retention removed 1 older pre-deploy backup(s)"),
-        "{}",
-        out.stderr
-    );
+    out.assert_stderr_contains("retention removed 1 older pre-deploy backup(s)");
     assert!(site.gone(&p[7]));
     let real_1 = site
         .committed()
@@ -464,11 +455,11 @@ fn a_retention_config_that_says_nothing_is_a_usage_error_before_any_backup() {
     std::fs::write(site.dir().join("predeploy.toml"), "store = \"./store\"\n").expect("config");
     let out = site.cli(&["backup", "--expire-in", "soon"]);
     out.assert_code(2);
-    assert!(out.stderr.contains("--expire-in"), "{}", out.stderr);
+    out.assert_stderr_contains("--expire-in");
     assert!(!site.store().exists(), "a usage error writes nothing");
     site.cli(&["backup", "--verify-level", "archive"])
         .assert_success();
     let out = site.cli(&["prune"]);
     out.assert_code(2);
-    assert!(out.stderr.contains("no retention rules"), "{}", out.stderr);
+    out.assert_stderr_contains("no retention rules");
 }
