@@ -59,7 +59,9 @@ fn scratch_databases(server: &PgServer) -> Vec<String> {
 
 #[test]
 fn a_varied_database_with_extensions_is_verified_by_a_test_restore() {
-    let server = PgServer::shared();
+    // Its own server: it asserts that no scratch database is left, which sibling tests running
+    // in parallel on the shared server would make racy.
+    let server = &PgServer::start();
     let db = server.create_database("l4");
     fixtures::load_varied(server, &db);
     server.psql(&db, EXTRAS);
@@ -109,7 +111,9 @@ fn a_varied_database_with_extensions_is_verified_by_a_test_restore() {
 
 #[test]
 fn a_manifest_whose_row_counts_disagree_with_the_dump_fails_naming_the_table() {
-    let server = PgServer::shared();
+    // Its own server: it asserts that no scratch database is left, which sibling tests running
+    // in parallel on the shared server would make racy.
+    let server = &PgServer::start();
     let db = server.create_database("l4count");
     fixtures::load_varied(server, &db);
     let store = tempfile::tempdir().expect("store");
@@ -205,7 +209,9 @@ fn a_scratch_server_that_goes_away_mid_restore_fails_verification() {
 
 #[test]
 fn leftover_scratch_databases_of_dead_runs_are_dropped_by_the_next_run() {
-    let server = PgServer::shared();
+    // Its own server: it asserts that no scratch database is left, which sibling tests running
+    // in parallel on the shared server would make racy.
+    let server = &PgServer::start();
     let db = server.create_database("l4left");
     server.psql(&db, "CREATE TABLE t AS SELECT 1 AS x");
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
