@@ -33,6 +33,23 @@ if [ -z "$pg18_bin" ] || [ ! -x "$pg18_bin/initdb" ]; then
 fi
 chmod -R a+rX "$pg18_venv"
 
+# S3 servers for the store, lock and bucket tests (TESTING.md): moto (AWS semantics, honours
+# create-only writes) from PyPI, and Garage (a real self-hosted S3 server that silently
+# overwrites on create-only writes) built from crates.io once and cached under /opt (the first
+# build takes 15-25 minutes on 2 cores; later runs find the binary and skip it).
+moto_venv=${PREDEPLOY_MOTO_VENV:-/opt/pre-deploy/moto}
+if [ ! -x "$moto_venv/bin/moto_server" ]; then
+  echo "setup: installing moto server (PyPI moto[server]) into $moto_venv"
+  python3 -m venv "$moto_venv"
+  "$moto_venv/bin/pip" install -q --disable-pip-version-check "moto[server]>=5,<6"
+fi
+garage_root=${PREDEPLOY_GARAGE_ROOT:-/opt/pre-deploy/garage}
+garage_version=2.5.0
+if ! "$garage_root/bin/garage" --version 2>/dev/null | grep -q "v${garage_version}"; then
+  echo "setup: building Garage ${garage_version} from crates.io into $garage_root (first time only, 15-25 min)"
+  cargo +"$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)" install garage --version "=${garage_version}" --locked --root "$garage_root" --quiet
+fi
+
 # The toolchain pinned in rust-toolchain.toml. Machines here have it as a link to their stable
 # toolchain; recreate that link when the stable toolchain is the pinned version.
 pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
