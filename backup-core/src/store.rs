@@ -10,6 +10,7 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt, TryStreamExt};
 use jiff::Timestamp;
 
+use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::id::BackupId;
 use crate::layout;
@@ -78,6 +79,14 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// Streams `data` into `key`; returns the number of bytes stored.
     async fn put_stream(&self, key: &str, data: ByteStream) -> Result<u64>;
 
+    /// [`put_stream`](Store::put_stream) for data whose SHA-256 is known before the upload
+    /// (content-addressed blobs). Stores that keep object metadata record it with the object
+    /// (`x-amz-meta-sha256` on S3), so the object can be checked without our manifest.
+    async fn put_stream_known(&self, key: &str, data: ByteStream, sha256: &Digest) -> Result<u64> {
+        let _ = sha256;
+        self.put_stream(key, data).await
+    }
+
     /// Writes a small object in one request.
     async fn put_bytes(&self, key: &str, data: Bytes, mode: WriteMode) -> Result<()>;
 
@@ -109,6 +118,14 @@ macro_rules! forward_store {
             }
             async fn put_stream(&self, key: &str, data: ByteStream) -> Result<u64> {
                 (**self).put_stream(key, data).await
+            }
+            async fn put_stream_known(
+                &self,
+                key: &str,
+                data: ByteStream,
+                sha256: &Digest,
+            ) -> Result<u64> {
+                (**self).put_stream_known(key, data, sha256).await
             }
             async fn put_bytes(&self, key: &str, data: Bytes, mode: WriteMode) -> Result<()> {
                 (**self).put_bytes(key, data, mode).await

@@ -1,8 +1,8 @@
 //! # backup-objectstore
 //!
 //! [`ObjectStoreStore`]: the pre-deploy [`Store`](backup_core::Store) over the `object_store`
-//! crate. A local directory works today; S3-compatible servers are a configuration of the same
-//! type (the `object_store` backend changes, the store does not).
+//! crate: a local directory, or an S3-compatible bucket (AWS S3, MinIO, Garage, …; see
+//! [`S3Settings`]). The backend changes, the store's promises do not.
 //!
 //! ```
 //! # #[tokio::main(flavor = "multi_thread")] async fn main() -> backup_core::Result<()> {
@@ -17,10 +17,12 @@
 //! ```
 
 mod error;
+mod s3;
 mod selftest;
 mod store;
 mod url;
 
+pub use s3::{DEFAULT_REGION, S3Settings};
 pub use selftest::{error_chain, probe_store};
-pub use store::ObjectStoreStore;
+pub use store::{ObjectStoreStore, SHA256_METADATA};
 pub use url::StoreUrl;

@@ -2,17 +2,33 @@
 
 use std::path::{Path as FsPath, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 
 use async_trait::async_trait;
-use backup_core::{ByteStream, Error, ObjectInfo, Result, Store, StoreCapabilities, WriteMode};
+use backup_core::{
+    ByteStream, Digest, Error, ObjectInfo, Result, Store, StoreCapabilities, WriteMode,
+};
 use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, WriteMultipart};
+use object_store::{
+    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
+    PutPayload, WriteMultipart,
+};
 
 use crate::error::map_error;
+use crate::s3::S3Settings;
 use crate::url::StoreUrl;
+
+/// Object metadata key holding our own SHA-256 of an object (`x-amz-meta-sha256` on S3). The
+/// ETag is never taken for a content hash: multipart ETags are not one.
+pub const SHA256_METADATA: &str = "sha256";
+
+/// Whether create-only writes are honoured: not known yet, no, yes.
+const CREATE_ONLY_UNKNOWN: u8 = 0;
+const CREATE_ONLY_NO: u8 = 1;
+const CREATE_ONLY_YES: u8 = 2;
 
 /// Part size of multipart uploads: large enough for 10,000 parts to hold ~100 GiB.
 const PART_SIZE: usize = 10 * 1024 * 1024;
@@ -31,6 +47,12 @@ pub struct ObjectStoreStore {
     inner: Arc<dyn ObjectStore>,
     name: String,
     capabilities: StoreCapabilities,
+    /// Whether the server honours `PutMode::Create` (S3 servers differ: Garage silently
+    /// overwrites). Shared by clones; settled by configuration or by
+    /// [`ObjectStoreStore::detect_create_only`].
+    create_only: Arc<AtomicU8>,
+    /// The backend stores user metadata (S3); the local backend refuses attributes.
+    metadata: bool,
     /// The directory of a local store, for permissions.
     local_root: Option<PathBuf>,
 }
@@ -42,12 +64,181 @@ impl ObjectStoreStore {
         name: impl Into<String>,
         capabilities: StoreCapabilities,
     ) -> Self {
+        let create_only = if capabilities.create_only_writes {
+            CREATE_ONLY_YES
+        } else {
+            CREATE_ONLY_NO
+        };
         ObjectStoreStore {
             inner,
             name: name.into(),
             capabilities,
+            create_only: Arc::new(AtomicU8::new(create_only)),
+            metadata: false,
             local_root: None,
         }
+    }
+
+    /// A store in an S3-compatible bucket under `prefix`, with `settings` (see [`S3Settings`]).
+    ///
+    /// Whether the server honours create-only writes is taken from `settings.create_only`, or
+    /// else assumed not until [`detect_create_only`](Self::detect_create_only) proves it (the
+    /// preflight probe does). Until then create-only writes check for the key first, which
+    /// catches everything but a race.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for settings the client rejects (see [`S3Settings::build`]).
+    pub fn s3(bucket: &str, prefix: &str, settings: &S3Settings) -> Result<Self> {
+        let inner = settings.build(bucket, prefix)?;
+        let mut name = format!("s3://{bucket}");
+        if !prefix.is_empty() {
+            name = format!("{name}/{prefix}");
+        }
+        if let Some(ep) = &settings.endpoint {
+            name = format!("{name} at {ep}");
+        }
+        let create_only = match settings.create_only {
+            Some(true) => CREATE_ONLY_YES,
+            Some(false) => CREATE_ONLY_NO,
+            None => CREATE_ONLY_UNKNOWN,
+        };
+        Ok(ObjectStoreStore {
+            inner,
+            name,
+            capabilities: StoreCapabilities {
+                create_only_writes: false,
+                durable_writes: true,
+                local: false,
+            },
+            create_only: Arc::new(AtomicU8::new(create_only)),
+            metadata: true,
+            local_root: None,
+        })
+    }
+
+    /// Finds out whether the server honours create-only writes, by writing a probe key twice
+    /// with `PutMode::Create` (then deleting it), and remembers the answer. Returns it.
+    ///
+    /// Garage (2.5) accepts the second write and replaces the object; AWS S3, MinIO and moto
+    /// refuse it. A configured answer (`create_only=`) is returned without probing.
+    ///
+    /// # Errors
+    ///
+    /// The store's error when the probe cannot be written or removed.
+    pub async fn detect_create_only(&self) -> Result<bool> {
+        match self.create_only.load(Ordering::Relaxed) {
+            CREATE_ONLY_YES => return Ok(true),
+            CREATE_ONLY_NO if self.local_root.is_some() || !self.metadata => return Ok(false),
+            _ => {}
+        }
+        let key = format!(
+            ".probe/create-only-{}-{}",
+            std::process::id(),
+            jiff::Timestamp::now().as_nanosecond()
+        );
+        let path = self.path(&key)?;
+        let create = || PutOptions {
+            mode: PutMode::Create,
+            ..PutOptions::default()
+        };
+        self.inner
+            .put_opts(&path, PutPayload::from_static(b"1"), create())
+            .await
+            .map_err(|e| map_error("put", &key, e))?;
+        let second = self
+            .inner
+            .put_opts(&path, PutPayload::from_static(b"2"), create())
+            .await;
+        let honoured = match second {
+            Err(object_store::Error::AlreadyExists { .. }) => true,
+            Ok(_) => false,
+            Err(e) => {
+                let _ = self.inner.delete(&path).await;
+                return Err(map_error("put", &key, e));
+            }
+        };
+        self.inner
+            .delete(&path)
+            .await
+            .map_err(|e| map_error("delete", &key, e))?;
+        self.create_only.store(
+            if honoured {
+                CREATE_ONLY_YES
+            } else {
+                CREATE_ONLY_NO
+            },
+            Ordering::Relaxed,
+        );
+        Ok(honoured)
+    }
+
+    fn sha256_attributes(&self, sha256: Option<&Digest>) -> Attributes {
+        let mut attrs = Attributes::new();
+        if let (true, Some(d)) = (self.metadata, sha256) {
+            attrs.insert(Attribute::Metadata(SHA256_METADATA.into()), d.hex().into());
+        }
+        attrs
+    }
+
+    /// The streaming upload behind `put_stream` and `put_stream_known`: a multipart upload,
+    /// aborted on any error.
+    async fn put_stream_inner(
+        &self,
+        key: &str,
+        mut data: ByteStream,
+        sha256: Option<&Digest>,
+    ) -> Result<u64> {
+        let path = self.path(key)?;
+        self.prepare_local(key)?;
+        // Declared before the writer so it drops after it: if this future is cancelled (the
+        // backup was interrupted), the staged file and new directories are gone at once.
+        let mut guard = LocalUploadGuard {
+            store: self,
+            key,
+            armed: self.local_root.is_some(),
+        };
+        let upload = self
+            .inner
+            .put_multipart_opts(
+                &path,
+                PutMultipartOptions {
+                    attributes: self.sha256_attributes(sha256),
+                    ..PutMultipartOptions::default()
+                },
+            )
+            .await
+            .map_err(|e| map_error("put", key, e))?;
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut written = 0u64;
+        while let Some(item) = data.next().await {
+            let step = match item {
+                Ok(chunk) => {
+                    written += chunk.len() as u64;
+                    writer
+                        .wait_for_capacity(PART_CONCURRENCY)
+                        .await
+                        .map(|()| writer.put(chunk))
+                        .map_err(|e| map_error("put", key, e))
+                }
+                Err(e) => Err(Error::store("put", key, e)),
+            };
+            if let Err(e) = step {
+                // A dropped writer would leak the upload on S3: abort it explicitly.
+                if let Err(abort) = writer.abort().await {
+                    tracing::warn!(key, error = %abort, "aborting the failed upload also failed");
+                }
+                self.prune_local_dirs(key);
+                return Err(e);
+            }
+        }
+        if let Err(e) = writer.finish().await {
+            self.prune_local_dirs(key);
+            return Err(map_error("put", key, e));
+        }
+        guard.armed = false;
+        self.finish_local(key)?;
+        Ok(written)
     }
 
     /// A store in a local directory, created (mode `0700`) when missing.
@@ -77,6 +268,8 @@ impl ObjectStoreStore {
                 durable_writes: true,
                 local: true,
             },
+            create_only: Arc::new(AtomicU8::new(CREATE_ONLY_YES)),
+            metadata: false,
             local_root: Some(root),
         })
     }
@@ -90,18 +283,27 @@ impl ObjectStoreStore {
     /// [`Error::Invalid`] for a malformed URL or a store kind this build does not support yet;
     /// [`Error::StoreUnavailable`] when a local directory cannot be used or does not exist.
     pub fn open(url: &StoreUrl, create: bool) -> Result<Self> {
+        Self::open_with(url, create, &S3Settings::from_env())
+    }
+
+    /// [`open`](Self::open) with explicit base settings for S3 (the config file's `[s3]`
+    /// overridden by the environment); the URL's own query overrides them.
+    ///
+    /// # Errors
+    ///
+    /// As [`open`](Self::open).
+    pub fn open_with(url: &StoreUrl, create: bool, base: &S3Settings) -> Result<Self> {
         match url {
             StoreUrl::Local(dir) if !create && !dir.is_dir() => Err(Error::StoreUnavailable {
                 store: url.to_string(),
                 message: "the directory does not exist (no backup has been stored there)".into(),
             }),
             StoreUrl::Local(dir) => Self::local(dir),
-            StoreUrl::S3 { .. } => Err(Error::Invalid {
-                what: "store",
-                value: url.to_string(),
-                reason: "S3 stores are not supported by this version yet; use a local directory"
-                    .into(),
-            }),
+            StoreUrl::S3 {
+                bucket,
+                prefix,
+                settings,
+            } => Self::s3(bucket, prefix, &base.overridden_by(settings)),
         }
     }
 
@@ -224,64 +426,35 @@ impl Store for ObjectStoreStore {
     }
 
     fn capabilities(&self) -> StoreCapabilities {
-        self.capabilities
+        StoreCapabilities {
+            create_only_writes: self.create_only.load(Ordering::Relaxed) == CREATE_ONLY_YES,
+            ..self.capabilities
+        }
     }
 
-    async fn put_stream(&self, key: &str, mut data: ByteStream) -> Result<u64> {
-        let path = self.path(key)?;
-        self.prepare_local(key)?;
-        // Declared before the writer so it drops after it: if this future is cancelled (the
-        // backup was interrupted), the staged file and new directories are gone at once.
-        let mut guard = LocalUploadGuard {
-            store: self,
-            key,
-            armed: self.local_root.is_some(),
-        };
-        let upload = self
-            .inner
-            .put_multipart(&path)
-            .await
-            .map_err(|e| map_error("put", key, e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
-        let mut written = 0u64;
-        while let Some(item) = data.next().await {
-            let step = match item {
-                Ok(chunk) => {
-                    written += chunk.len() as u64;
-                    writer
-                        .wait_for_capacity(PART_CONCURRENCY)
-                        .await
-                        .map(|()| writer.put(chunk))
-                        .map_err(|e| map_error("put", key, e))
-                }
-                Err(e) => Err(Error::store("put", key, e)),
-            };
-            if let Err(e) = step {
-                // A dropped writer would leak the upload on S3: abort it explicitly.
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(key, error = %abort, "aborting the failed upload also failed");
-                }
-                self.prune_local_dirs(key);
-                return Err(e);
-            }
-        }
-        if let Err(e) = writer.finish().await {
-            self.prune_local_dirs(key);
-            return Err(map_error("put", key, e));
-        }
-        guard.armed = false;
-        self.finish_local(key)?;
-        Ok(written)
+    async fn put_stream(&self, key: &str, data: ByteStream) -> Result<u64> {
+        self.put_stream_inner(key, data, None).await
+    }
+
+    async fn put_stream_known(&self, key: &str, data: ByteStream, sha256: &Digest) -> Result<u64> {
+        self.put_stream_inner(key, data, Some(sha256)).await
     }
 
     async fn put_bytes(&self, key: &str, data: Bytes, mode: WriteMode) -> Result<()> {
         let path = self.path(key)?;
+        let honoured = self.create_only.load(Ordering::Relaxed) == CREATE_ONLY_YES;
+        if mode == WriteMode::CreateOnly && !honoured && self.head(key).await?.is_some() {
+            // The server would silently replace it: refuse ourselves (a race can still slip
+            // through, which is why nothing relies on this for mutual exclusion).
+            return Err(Error::AlreadyExists { key: key.into() });
+        }
         self.prepare_local(key)?;
         let opts = PutOptions {
             mode: match mode {
                 WriteMode::Overwrite => PutMode::Overwrite,
                 WriteMode::CreateOnly => PutMode::Create,
             },
+            attributes: self.sha256_attributes(Some(&Digest::of(&data))),
             ..PutOptions::default()
         };
         if let Err(e) = self

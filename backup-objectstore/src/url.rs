@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use backup_core::{Error, Result};
 
+use crate::s3::S3Settings;
+
 /// A parsed `--store` value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
@@ -15,6 +17,9 @@ pub enum StoreUrl {
         bucket: String,
         /// Key prefix inside the bucket (no leading or trailing slash; may be empty).
         prefix: String,
+        /// Connection settings from the URL's query (`?endpoint=…&region=…`); they override
+        /// the environment and the config file.
+        settings: S3Settings,
     },
 }
 
@@ -42,6 +47,13 @@ impl StoreUrl {
             return Ok(StoreUrl::Local(PathBuf::from(rest)));
         }
         if let Some(rest) = s.strip_prefix("s3://") {
+            let (rest, query) = rest.split_once('?').unwrap_or((rest, ""));
+            let settings = S3Settings::from_query(query).map_err(|r| Error::Invalid {
+                what: "store",
+                // The query may hold what looked like a credential: show only the location.
+                value: format!("s3://{rest}"),
+                reason: r,
+            })?;
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
                 return Err(invalid(
@@ -51,6 +63,7 @@ impl StoreUrl {
             return Ok(StoreUrl::S3 {
                 bucket: bucket.to_owned(),
                 prefix: prefix.trim_matches('/').to_owned(),
+                settings,
             });
         }
         if let Some((scheme, _)) = s.split_once("://") {
@@ -66,8 +79,21 @@ impl std::fmt::Display for StoreUrl {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             StoreUrl::Local(p) => write!(f, "file://{}", p.display()),
-            StoreUrl::S3 { bucket, prefix } if prefix.is_empty() => write!(f, "s3://{bucket}"),
-            StoreUrl::S3 { bucket, prefix } => write!(f, "s3://{bucket}/{prefix}"),
+            StoreUrl::S3 {
+                bucket,
+                prefix,
+                settings,
+            } => {
+                write!(f, "s3://{bucket}")?;
+                if !prefix.is_empty() {
+                    write!(f, "/{prefix}")?;
+                }
+                let query = settings.to_query();
+                if !query.is_empty() {
+                    write!(f, "?{query}")?;
+                }
+                Ok(())
+            }
         }
     }
 }
@@ -90,9 +116,24 @@ mod tests {
             StoreUrl::parse("s3://bk/app/prod/").expect("ok"),
             StoreUrl::S3 {
                 bucket: "bk".into(),
-                prefix: "app/prod".into()
+                prefix: "app/prod".into(),
+                settings: S3Settings::default(),
             }
         );
+        let garage =
+            StoreUrl::parse("s3://bk/p?endpoint=http://127.0.0.1:3900&region=garage").expect("ok");
+        assert_eq!(
+            garage.to_string(),
+            "s3://bk/p?endpoint=http%3A%2F%2F127.0.0.1%3A3900&region=garage"
+        );
+        assert_eq!(
+            StoreUrl::parse(&garage.to_string()).expect("round trip"),
+            garage
+        );
+        let err = StoreUrl::parse("s3://bk/p?secret_access_key=hunter2")
+            .expect_err("refused")
+            .to_string();
+        assert!(!err.contains("hunter2"), "{err}");
         for bad in ["", "file://relative", "s3:///x", "ftp://host/x"] {
             assert!(StoreUrl::parse(bad).is_err(), "{bad}");
         }

@@ -1,0 +1,324 @@
+//! S3-compatible servers (AWS S3, MinIO, Garage, moto, …): connection settings and the
+//! `object_store` client built from them.
+//!
+//! Settings come from three places, the later overriding the earlier: the config file's `[s3]`
+//! section, the standard `AWS_*` environment variables, and the query of the URL itself
+//! (`s3://bucket/prefix?endpoint=http://127.0.0.1:3900&region=garage`). Credentials are never
+//! accepted in a URL, so they cannot leak into a manifest, a log line or `ps`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::{Error, Result};
+use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::prefix::PrefixStore;
+use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
+
+/// Region used when none is configured (what AWS assumes; Garage needs its own, e.g. `garage`).
+pub const DEFAULT_REGION: &str = "us-east-1";
+
+/// How to reach an S3-compatible server. Every field is optional; unset fields fall back to
+/// the next source (URL query → `AWS_*` environment → config file → defaults).
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct S3Settings {
+    /// Endpoint URL for non-AWS servers, e.g. `http://127.0.0.1:3900`.
+    pub endpoint: Option<String>,
+    /// Region (default `us-east-1`).
+    pub region: Option<String>,
+    /// Path-style addressing (`endpoint/bucket/key`). Default: on when an endpoint is set
+    /// (MinIO, Garage), off for AWS.
+    pub path_style: Option<bool>,
+    /// Allow plain HTTP. Off unless asked for: meant for loopback and trusted networks.
+    pub allow_http: Option<bool>,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key (never printed: `Debug` redacts it).
+    pub secret_access_key: Option<String>,
+    /// Session token for temporary credentials (never printed).
+    pub session_token: Option<String>,
+    /// Whether the server honours create-only writes; unset means "probe it" (see
+    /// [`crate::ObjectStoreStore::detect_create_only`]).
+    pub create_only: Option<bool>,
+}
+
+impl std::fmt::Debug for S3Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let redacted = |s: &Option<String>| s.as_ref().map(|_| "<redacted>");
+        f.debug_struct("S3Settings")
+            .field("endpoint", &self.endpoint)
+            .field("region", &self.region)
+            .field("path_style", &self.path_style)
+            .field("allow_http", &self.allow_http)
+            .field("access_key_id", &self.access_key_id)
+            .field("secret_access_key", &redacted(&self.secret_access_key))
+            .field("session_token", &redacted(&self.session_token))
+            .field("create_only", &self.create_only)
+            .finish()
+    }
+}
+
+impl S3Settings {
+    /// The settings the standard `AWS_*` variables give (`AWS_ENDPOINT_URL`/`AWS_ENDPOINT`,
+    /// `AWS_REGION`/`AWS_DEFAULT_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`,
+    /// `AWS_SESSION_TOKEN`, `AWS_ALLOW_HTTP`), read through `var`.
+    pub fn from_env_with(var: impl Fn(&str) -> Option<String>) -> Self {
+        let first = |names: &[&str]| names.iter().find_map(|n| var(n).filter(|v| !v.is_empty()));
+        S3Settings {
+            endpoint: first(&["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"]),
+            region: first(&["AWS_REGION", "AWS_DEFAULT_REGION"]),
+            path_style: first(&["AWS_VIRTUAL_HOSTED_STYLE_REQUEST"]).map(|v| !truthy(&v)),
+            allow_http: first(&["AWS_ALLOW_HTTP"]).map(|v| truthy(&v)),
+            access_key_id: first(&["AWS_ACCESS_KEY_ID"]),
+            secret_access_key: first(&["AWS_SECRET_ACCESS_KEY"]),
+            session_token: first(&["AWS_SESSION_TOKEN"]),
+            create_only: None,
+        }
+    }
+
+    /// The settings of this process's environment.
+    pub fn from_env() -> Self {
+        Self::from_env_with(|k| std::env::var(k).ok())
+    }
+
+    /// `self`, with every field that `over` sets replaced by `over`'s value.
+    pub fn overridden_by(&self, over: &S3Settings) -> S3Settings {
+        fn pick<T: Clone>(over: &Option<T>, base: &Option<T>) -> Option<T> {
+            over.clone().or_else(|| base.clone())
+        }
+        S3Settings {
+            endpoint: pick(&over.endpoint, &self.endpoint),
+            region: pick(&over.region, &self.region),
+            path_style: pick(&over.path_style, &self.path_style),
+            allow_http: pick(&over.allow_http, &self.allow_http),
+            access_key_id: pick(&over.access_key_id, &self.access_key_id),
+            secret_access_key: pick(&over.secret_access_key, &self.secret_access_key),
+            session_token: pick(&over.session_token, &self.session_token),
+            create_only: pick(&over.create_only, &self.create_only),
+        }
+    }
+
+    /// Parses the query of an `s3://` URL: `endpoint`, `region`, `path_style`, `allow_http`,
+    /// `create_only`. Credentials in a URL are refused (they would end up in logs and `ps`).
+    ///
+    /// # Errors
+    ///
+    /// A human-readable reason for an unknown key, a credential, or a malformed boolean.
+    pub fn from_query(query: &str) -> std::result::Result<Self, String> {
+        let mut s = S3Settings::default();
+        for (key, value) in url::form_urlencoded::parse(query.as_bytes()) {
+            let flag =
+                || parse_bool(&value).ok_or_else(|| format!("{key}={value} is not true or false"));
+            match key.as_ref() {
+                "endpoint" => s.endpoint = Some(value.into_owned()),
+                "region" => s.region = Some(value.into_owned()),
+                "path_style" => s.path_style = Some(flag()?),
+                "allow_http" => s.allow_http = Some(flag()?),
+                "create_only" => s.create_only = Some(flag()?),
+                k if k.contains("key") || k.contains("secret") || k.contains("token") => {
+                    return Err(format!(
+                        "credentials are not accepted in a URL ({k}); set AWS_ACCESS_KEY_ID and \
+                         AWS_SECRET_ACCESS_KEY, or [s3] in the config file"
+                    ));
+                }
+                k => {
+                    return Err(format!(
+                        "unknown option {k}; use endpoint, region, path_style, allow_http or create_only"
+                    ));
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// The URL query that reproduces the non-secret settings (for display and manifests).
+    pub fn to_query(&self) -> String {
+        let mut q = url::form_urlencoded::Serializer::new(String::new());
+        if let Some(e) = &self.endpoint {
+            q.append_pair("endpoint", e);
+        }
+        if let Some(r) = &self.region {
+            q.append_pair("region", r);
+        }
+        if let Some(p) = self.path_style {
+            q.append_pair("path_style", if p { "true" } else { "false" });
+        }
+        if let Some(a) = self.allow_http {
+            q.append_pair("allow_http", if a { "true" } else { "false" });
+        }
+        if let Some(c) = self.create_only {
+            q.append_pair("create_only", if c { "true" } else { "false" });
+        }
+        q.finish()
+    }
+
+    /// Builds the client for `bucket`, scoped to `prefix` (empty: the whole bucket).
+    ///
+    /// Timeouts suit large parts: no limit on a whole request (a 10 MiB part on a slow link may
+    /// take minutes), 10 s to connect, and 120 s without a byte read. Transient errors are retried
+    /// with backoff.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a plain-HTTP endpoint without `allow_http`, or settings the client
+    /// rejects.
+    pub fn build(&self, bucket: &str, prefix: &str) -> Result<Arc<dyn ObjectStore>> {
+        let display = format!("s3://{bucket}");
+        let invalid = |reason: String| Error::Invalid {
+            what: "S3 settings",
+            value: display.clone(),
+            reason,
+        };
+        let allow_http = self.allow_http.unwrap_or(false);
+        if let Some(ep) = &self.endpoint {
+            if ep.starts_with("http://") && !allow_http {
+                return Err(invalid(format!(
+                    "the endpoint {ep} is plain HTTP; add allow_http=true (URL query, \
+                     AWS_ALLOW_HTTP=true or [s3] allow_http) if that is intended"
+                )));
+            }
+        }
+        let client = ClientOptions::new()
+            .with_allow_http(allow_http)
+            .with_timeout_disabled()
+            .with_connect_timeout(Duration::from_secs(10))
+            .with_read_timeout(Duration::from_secs(120))
+            .with_pool_idle_timeout(Duration::from_secs(30));
+        let retry = RetryConfig {
+            backoff: BackoffConfig::default(),
+            max_retries: 4,
+            retry_timeout: Duration::from_secs(180),
+        };
+        let mut b = AmazonS3Builder::new()
+            .with_bucket_name(bucket)
+            .with_region(self.region.as_deref().unwrap_or(DEFAULT_REGION))
+            .with_client_options(client)
+            .with_retry(retry)
+            .with_allow_http(allow_http)
+            .with_disable_tagging(true)
+            .with_virtual_hosted_style_request(!self.path_style.unwrap_or(self.endpoint.is_some()));
+        if let Some(ep) = &self.endpoint {
+            b = b.with_endpoint(ep);
+        }
+        if let Some(k) = &self.access_key_id {
+            b = b.with_access_key_id(k);
+        }
+        if let Some(s) = &self.secret_access_key {
+            b = b.with_secret_access_key(s);
+        }
+        if let Some(t) = &self.session_token {
+            b = b.with_token(t);
+        }
+        // Other standard variables (web identity, container credentials) still work: they are
+        // read by the builder's own credential chain.
+        for (k, v) in std::env::vars() {
+            if matches!(
+                k.as_str(),
+                "AWS_WEB_IDENTITY_TOKEN_FILE"
+                    | "AWS_ROLE_ARN"
+                    | "AWS_ROLE_SESSION_NAME"
+                    | "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
+            ) {
+                if let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
+                    b = b.with_config(key, v);
+                }
+            }
+        }
+        let s3 = b.build().map_err(|e| invalid(e.to_string()))?;
+        if prefix.is_empty() {
+            Ok(Arc::new(s3))
+        } else {
+            Ok(Arc::new(PrefixStore::new(s3, prefix)))
+        }
+    }
+
+    /// A short description without secrets, e.g. `endpoint http://127.0.0.1:3900, region garage`.
+    pub fn describe(&self) -> String {
+        let mut parts = BTreeMap::new();
+        parts.insert(
+            "endpoint",
+            self.endpoint.clone().unwrap_or_else(|| "AWS".into()),
+        );
+        parts.insert(
+            "region",
+            self.region.clone().unwrap_or_else(|| DEFAULT_REGION.into()),
+        );
+        parts.insert(
+            "credentials",
+            if self.access_key_id.is_some() {
+                "access key"
+            } else {
+                "default chain"
+            }
+            .into(),
+        );
+        parts
+            .into_iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" => Some(false),
+        _ => None,
+    }
+}
+
+fn truthy(v: &str) -> bool {
+    parse_bool(v).unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn url_query_parses_and_refuses_credentials() {
+        let s =
+            S3Settings::from_query("endpoint=http://127.0.0.1:3900&region=garage&allow_http=true")
+                .expect("parses");
+        assert_eq!(s.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!(s.region.as_deref(), Some("garage"));
+        assert_eq!(s.allow_http, Some(true));
+        let err = S3Settings::from_query("secret_access_key=abc").expect_err("refused");
+        assert!(err.contains("not accepted in a URL"), "{err}");
+        assert!(!err.contains("abc"), "the secret is not echoed: {err}");
+        assert!(S3Settings::from_query("colour=blue").is_err());
+        assert!(S3Settings::from_query("allow_http=maybe").is_err());
+    }
+
+    #[test]
+    fn later_sources_override_earlier_ones_and_debug_hides_secrets() {
+        let env = S3Settings::from_env_with(|k| match k {
+            "AWS_REGION" => Some("eu-west-1".into()),
+            "AWS_SECRET_ACCESS_KEY" => Some("s3cr3t".into()),
+            "AWS_ACCESS_KEY_ID" => Some("AKIA".into()),
+            _ => None,
+        });
+        let url = S3Settings::from_query("region=garage").expect("parses");
+        let merged = env.overridden_by(&url);
+        assert_eq!(merged.region.as_deref(), Some("garage"));
+        assert_eq!(merged.secret_access_key.as_deref(), Some("s3cr3t"));
+        let shown = format!("{merged:?} {}", merged.describe());
+        assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    #[test]
+    fn plain_http_needs_consent() {
+        let s = S3Settings {
+            endpoint: Some("http://127.0.0.1:1".into()),
+            ..Default::default()
+        };
+        let err = s.build("b", "").expect_err("refused").to_string();
+        assert!(err.contains("allow_http"), "{err}");
+        let ok = S3Settings {
+            allow_http: Some(true),
+            ..s
+        };
+        ok.build("b", "p").expect("builds");
+    }
+}
