@@ -12,7 +12,7 @@ EXIT CODES:
   3  refused: a backup could not be taken or stored
   4  refused: verification failed
   5  refused: a source or the store is unreachable or misconfigured (preflight)
-  6  refused: the lock is held by another run
+  6  refused: the lock of this store and environment is held by another run (or was lost)
   7  check: no verified backup matches
   other  with `run -- CMD`: CMD ran and this is its own exit code
 
@@ -22,6 +22,9 @@ ENVIRONMENT:
   PREDEPLOY_CONFIG     the config file (like --config)
   PREDEPLOY_ENV        the environment (like --env)
   PREDEPLOY_PG_BINDIR  directory holding pg_dump/pg_restore, overriding discovery
+  PREDEPLOY_WAIT_LOCK  like --wait-lock
+  AWS_*                S3 settings and credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+                       AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP)
   PG*                  the standard libpq variables (PGPASSWORD, PGHOST, …) and ~/.pgpass";
 
 /// No verified backup, no deploy.
@@ -40,7 +43,8 @@ pub struct Global {
     /// TOML config file (default: ./predeploy.toml when present)
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Where backups live: a path, file:///dir (default ./backups)
+    /// Where backups live: a path, file:///dir, or s3://bucket/prefix[?endpoint=URL&region=R]
+    /// (default ./backups)
     #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
     /// A thing to back up, NAME=URL, repeatable (postgres://…)
@@ -52,6 +56,9 @@ pub struct Global {
     /// Server for level-4 test restores (default: each source's own server)
     #[arg(long, global = true, value_name = "URL")]
     pub verify_restore_url: Option<String>,
+    /// Wait up to DURATION (e.g. 10m) for another run's lock instead of failing with exit 6
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub wait_lock: Option<String>,
     /// Machine-readable output on stdout
     #[arg(long, global = true)]
     pub json: bool,

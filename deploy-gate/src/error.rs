@@ -94,6 +94,12 @@ pub enum GateError {
         #[source]
         source: CoreError,
     },
+    /// Another run holds the lock of this store and environment, or ours was lost (exit 6).
+    #[error("{message}")]
+    LockHeld {
+        /// Who holds it and what to do.
+        message: String,
+    },
     /// `check` found no backup matching the conditions with a passing verification (exit 7).
     #[error("check failed: {message}")]
     CheckFailed {
@@ -119,6 +125,7 @@ impl GateError {
                 ExitCode::VerificationFailed
             }
             GateError::CheckFailed { .. } => ExitCode::CheckFailed,
+            GateError::LockHeld { .. } => ExitCode::LockHeld,
             GateError::Store { source, .. } => match source {
                 CoreError::StoreUnavailable { .. } | CoreError::SourceUnavailable { .. } => {
                     ExitCode::Preflight

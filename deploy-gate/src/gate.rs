@@ -9,7 +9,7 @@ use backup_core::{
     MANIFEST_FORMAT_VERSION, Manifest, PipelineConfig, PreflightReport, SnapshotContext,
     SourceName, StoreExt, SystemClock, ToolInfo, VerificationLevel, VerificationRecord, layout,
 };
-use backup_objectstore::{ObjectStoreStore, StoreUrl, probe_store};
+use backup_objectstore::{LockGuard, ObjectStoreStore, StoreUrl, probe_store};
 use backup_postgres::{PgSnapshotter, PgSourceConfig, ProcessEnv};
 use backup_verify::{ArchiveVerifier, RestoreTargets, verify_backup};
 use futures::future::try_join_all;
@@ -58,6 +58,12 @@ pub struct Gate {
     pub(crate) handle_signals: bool,
     /// `--expire-in`: recorded in new manifests as `expires_at` (see `retention.rs`).
     pub(crate) expire_in: Option<jiff::Span>,
+    /// Lease length of the run lock (see `lock.rs`).
+    pub(crate) lock_ttl: std::time::Duration,
+    /// How long [`Gate::lock`] waits for another run.
+    pub(crate) wait_lock: std::time::Duration,
+    /// The store as built from settings, for probes the `Store` trait does not have.
+    pub(crate) object_store: Option<ObjectStoreStore>,
 }
 
 impl Gate {
@@ -81,6 +87,9 @@ impl Gate {
             host: host_name(),
             handle_signals: false,
             expire_in: None,
+            lock_ttl: backup_objectstore::DEFAULT_LOCK_TTL,
+            wait_lock: std::time::Duration::ZERO,
+            object_store: None,
         }
     }
 
@@ -119,10 +128,11 @@ impl Gate {
     /// [`GateError::Usage`] for a source kind this version does not support or a malformed URL;
     /// [`GateError::Preflight`] when the store cannot be opened.
     pub fn from_settings(settings: &Settings, create_store: bool) -> Result<Self> {
-        let store = ObjectStoreStore::open(&settings.store, create_store).map_err(|e| match e {
-            backup_core::Error::Invalid { .. } => GateError::usage(e.to_string()),
-            other => GateError::Preflight { source: other },
-        })?;
+        let store = ObjectStoreStore::open_with(&settings.store, create_store, &settings.s3)
+            .map_err(|e| match e {
+                backup_core::Error::Invalid { .. } => GateError::usage(e.to_string()),
+                other => GateError::Preflight { source: other },
+            })?;
         let snapshotters = settings
             .sources
             .iter()
@@ -133,7 +143,7 @@ impl Gate {
                 .with_restore(restore_targets(settings)?),
         )];
         let mut gate = Gate::new(
-            Arc::new(store),
+            Arc::new(store.clone()),
             settings.environment.clone(),
             snapshotters,
             verifiers,
@@ -143,6 +153,9 @@ impl Gate {
         .with_pipeline(settings.pipeline.clone());
         gate.store_url = Some(settings.store.clone());
         gate.handle_signals = true;
+        gate.object_store = Some(store);
+        gate.lock_ttl = settings.lock_ttl;
+        gate.wait_lock = settings.wait_lock;
         Ok(gate)
     }
 
@@ -170,6 +183,13 @@ impl Gate {
         probe_store(self.store.as_ref())
             .await
             .map_err(|source| GateError::Preflight { source })?;
+        if let Some(store) = &self.object_store {
+            // Settles whether create-only writes are honoured (S3 servers differ).
+            store
+                .detect_create_only()
+                .await
+                .map_err(|source| GateError::Preflight { source })?;
+        }
         let reports = try_join_all(self.snapshotters.iter().map(|s| async move {
             let report = s.preflight().await?;
             tracing::info!(
@@ -196,6 +216,21 @@ impl Gate {
     /// - [`GateError::Verification`] (4): the backup is committed but failed verification; its
     ///   record says why.
     pub async fn backup(&self, request: &BackupRequest) -> Result<BackupOutcome> {
+        self.backup_locked(request, None).await
+    }
+
+    /// [`Gate::backup`] under a lock taken with [`Gate::lock`]: the manifest is committed only
+    /// if the lease is still ours (otherwise [`GateError::LockHeld`], exit 6, and nothing is
+    /// committed).
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::backup`], and [`GateError::LockHeld`] when the lock was lost.
+    pub async fn backup_locked(
+        &self,
+        request: &BackupRequest,
+        lock: Option<&LockGuard>,
+    ) -> Result<BackupOutcome> {
         if self.snapshotters.is_empty() {
             return Err(GateError::usage(
                 "nothing to back up: no source is configured",
@@ -256,6 +291,12 @@ impl Gate {
             expires_at: crate::retention::expiry(created_at, self.expire_in),
             extra: serde_json::Map::new(),
         };
+        if let Some(guard) = lock
+            && let Err(e) = guard.ensure_held().await
+        {
+            self.discard(&id).await;
+            return Err(crate::lock::lock_error(e));
+        }
         if let Err(source) = self.store.write_manifest(&manifest).await {
             self.discard(&id).await;
             return Err(GateError::Backup { source });

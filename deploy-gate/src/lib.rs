@@ -24,6 +24,9 @@ mod error;
 mod gate;
 mod git;
 mod inventory;
+mod lock;
+
+pub use backup_objectstore::{Lease, LockGuard};
 mod pins;
 mod prune;
 mod retention;
