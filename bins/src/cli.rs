@@ -157,4 +157,8 @@ pub enum Command {
         /// A backup id, or `last`
         backup: String,
     },
+    /// Self-test the store and the sources: write, read, list, delete, create-only writes,
+    /// multipart, clock skew, permissions, the lock, each source's preflight. Exit 5 when a
+    /// probe fails
+    Doctor,
 }

@@ -177,6 +177,16 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
         Command::Prune(args) => prune::prune(&cli, args, out).await,
         Command::Pin { backup, note } => prune::pin(&cli, backup, note.clone(), out).await,
         Command::Unpin { backup } => prune::unpin(&cli, backup, out).await,
+        Command::Doctor => {
+            let gate = Gate::from_settings(&settings(&cli, None)?, true)?;
+            let report = gate.doctor().await;
+            out.doctor(&report);
+            Ok(if report.ok() {
+                0
+            } else {
+                Code::Preflight.code()
+            })
+        }
     }
 }
 

@@ -20,6 +20,7 @@
 mod config;
 mod deploy;
 mod deployments;
+mod doctor;
 mod error;
 mod gate;
 mod git;
@@ -27,6 +28,7 @@ mod inventory;
 mod lock;
 
 pub use backup_objectstore::{Lease, LockGuard};
+pub use doctor::{DoctorReport, Probe, ProbeStatus};
 mod pins;
 mod prune;
 mod retention;
