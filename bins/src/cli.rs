@@ -14,7 +14,10 @@ EXIT CODES:
   5  refused: a source or the store is unreachable or misconfigured (preflight)
   6  refused: the lock is held by another run
   7  check: no verified backup matches
-  other  with `run -- CMD`: CMD ran and this is its own exit code
+  8  restore: the restore failed; the message says whether the target is untouched or was
+     swapped back (a damaged backup is 4, a refused confirmation 2, connected sessions 5)
+  other  with `run -- CMD`: CMD ran and this is its own exit code (also after a rollback by
+         --rollback-on-failure, whether the rollback worked or not)
 
 ENVIRONMENT:
   DATABASE_URL         a source named `db` when no source is configured
@@ -22,6 +25,7 @@ ENVIRONMENT:
   PREDEPLOY_CONFIG     the config file (like --config)
   PREDEPLOY_ENV        the environment (like --env)
   PREDEPLOY_PG_BINDIR  directory holding pg_dump/pg_restore, overriding discovery
+  PREDEPLOY_CONFIRM_RESTORE=yes  confirms `restore` like --yes
   PG*                  the standard libpq variables (PGPASSWORD, PGHOST, …) and ~/.pgpass";
 
 /// No verified backup, no deploy.
@@ -89,6 +93,8 @@ pub enum Command {
     Run {
         #[command(flatten)]
         backup: BackupArgs,
+        #[command(flatten)]
+        rollback: crate::restore::RollbackArgs,
         /// The deploy command and its arguments (after --)
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
@@ -150,4 +156,7 @@ pub enum Command {
         /// A backup id, or `last`
         backup: String,
     },
+    /// Restore a backup: safety backup of the target, restore into a new database, verify, swap
+    /// names (the old database is kept); `--source NAME` picks the backup's source
+    Restore(crate::restore::RestoreArgs),
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod prune;
 mod render;
+mod restore;
 
 use std::process::ExitCode;
 
@@ -100,7 +101,11 @@ fn settings(cli: &Cli, backup: Option<&BackupArgs>) -> Result<Settings, GateErro
 
 async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
     match &cli.command {
-        Command::Run { backup, command } => {
+        Command::Run {
+            backup,
+            rollback,
+            command,
+        } => {
             let settings = settings(&cli, Some(backup))?;
             settings.require_sources()?;
             let expire_in = prune::expire_in(backup)?;
@@ -129,6 +134,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
                 prune::record_deployment(&gate, &outcome).await;
             }
             out.deploy_done(&outcome.manifest.id.to_string(), code);
+            restore::after_deploy(&gate, &settings, &outcome.manifest, code, rollback, out).await;
             Ok(u8::try_from(code).unwrap_or(1))
         }
         Command::Backup { backup, kind } => {
@@ -186,6 +192,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
         Command::Prune(args) => prune::prune(&cli, args, out).await,
         Command::Pin { backup, note } => prune::pin(&cli, backup, note.clone(), out).await,
         Command::Unpin { backup } => prune::unpin(&cli, backup, out).await,
+        Command::Restore(args) => restore::restore(&cli, args, out).await,
     }
 }
 
