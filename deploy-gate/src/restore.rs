@@ -573,16 +573,25 @@ impl Gate {
             ],
         )
         .await;
-        let back = match admin {
-            Ok(admin) => admin.swap_back(&plan.names, plan.target_exists).await,
-            Err(e) => Err(e),
+        let back = match &admin {
+            Ok(admin) => admin
+                .swap_back(&plan.names, plan.target_exists)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
         };
         match back {
             Ok(()) => {
-                step(&format!(
-                    "swapped back: {} is as before; the restored copy is {} (drop it when done)",
-                    plan.names.target, plan.names.restoring
-                ));
+                step(&format!("swapped back: {} is as it was before", plan.names.target));
+                if let Ok(admin) = &admin {
+                    match admin.drop_database(&plan.names.restoring).await {
+                        Ok(()) => step(&format!("dropped the restored copy {}", plan.names.restoring)),
+                        Err(e) => tracing::warn!(
+                            "could not drop the restored copy {}: {e}; drop it by hand",
+                            plan.names.restoring
+                        ),
+                    }
+                }
                 Err(GateError::Restore {
                     message: failure,
                     target: TargetState::SwappedBack,
