@@ -582,10 +582,16 @@ impl Gate {
         };
         match back {
             Ok(()) => {
-                step(&format!("swapped back: {} is as it was before", plan.names.target));
+                step(&format!(
+                    "swapped back: {} is as it was before",
+                    plan.names.target
+                ));
                 if let Ok(admin) = &admin {
                     match admin.drop_database(&plan.names.restoring).await {
-                        Ok(()) => step(&format!("dropped the restored copy {}", plan.names.restoring)),
+                        Ok(()) => step(&format!(
+                            "dropped the restored copy {}",
+                            plan.names.restoring
+                        )),
                         Err(e) => tracing::warn!(
                             "could not drop the restored copy {}: {e}; drop it by hand",
                             plan.names.restoring

@@ -53,7 +53,15 @@ pub fn content(server: &PgServer, db: &str) -> BTreeMap<String, TableSum> {
 #[must_use]
 pub fn backup_id(store: &Path, url: &str, env: &str) -> String {
     let out = run(pre_deploy()
-        .args(["backup", "--json", "--verify-level", "archive", "--env", env, "--store"])
+        .args([
+            "backup",
+            "--json",
+            "--verify-level",
+            "archive",
+            "--env",
+            env,
+            "--store",
+        ])
         .arg(store)
         .arg("--source")
         .arg(format!("db={url}")));

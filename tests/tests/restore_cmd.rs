@@ -33,12 +33,20 @@ fn restore_puts_the_backup_back_keeps_the_previous_database_and_takes_a_safety_b
     // Its own server: it asserts which databases exist afterwards.
     let server = PgServer::start();
     let (store, db, id, backed_up, changed) = setup(&server, "rst", "default");
-    let out = run(&mut restore_command(store.path(), &server.url(&db), &["last", "--yes"]));
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes"],
+    ));
     out.assert_success();
     out.assert_stderr_contains(&format!("restored backup {id} into"));
     out.assert_stderr_contains("safety backup of the previous state");
     out.assert_stderr_contains("DROP DATABASE");
-    assert_eq!(content(&server, &db), backed_up, "the backup's data is back");
+    assert_eq!(
+        content(&server, &db),
+        backed_up,
+        "the backup's data is back"
+    );
 
     let kept = databases_containing(&server, &format!("{db}__predeploy_before_"));
     assert_eq!(kept.len(), 1, "the previous database is kept: {kept:?}");
@@ -54,7 +62,10 @@ fn restore_puts_the_backup_back_keeps_the_previous_database_and_takes_a_safety_b
     );
 
     let list = backups(store.path(), "default");
-    let safety: Vec<_> = list.iter().filter(|(_, kind, _)| kind == "safety").collect();
+    let safety: Vec<_> = list
+        .iter()
+        .filter(|(_, kind, _)| kind == "safety")
+        .collect();
     assert_eq!(safety.len(), 1, "one safety backup: {list:?}");
     let verification = &safety[0].2;
     assert_eq!(verification["passed"], true, "{verification}");
@@ -71,7 +82,11 @@ fn restore_puts_the_backup_back_keeps_the_previous_database_and_takes_a_safety_b
         &[&safety_id, "--yes"],
     ));
     out.assert_success();
-    assert_eq!(content(&server, &db), changed, "the safety backup undoes it");
+    assert_eq!(
+        content(&server, &db),
+        changed,
+        "the safety backup undoes it"
+    );
 }
 
 #[test]
@@ -90,7 +105,11 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
     out.assert_stderr_contains("swap names in one transaction");
     out.assert_stderr_contains("dry run: nothing was changed");
     assert_eq!(content(server, &db), changed);
-    assert_eq!(backups(store.path(), "default").len(), 1, "no safety backup");
+    assert_eq!(
+        backups(store.path(), "default").len(),
+        1,
+        "no safety backup"
+    );
     assert!(databases_containing(server, &format!("{db}__predeploy_")).is_empty());
 }
 
@@ -98,13 +117,21 @@ fn dry_run_prints_the_plan_and_changes_nothing() {
 fn without_a_terminal_and_without_yes_the_restore_is_refused() {
     let server = PgServer::shared();
     let (store, db, _, backed_up, changed) = setup(server, "rstconf", "default");
-    let out = run(&mut restore_command(store.path(), &server.url(&db), &["last"]));
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last"],
+    ));
     out.assert_code(2);
     out.assert_stderr_contains("was not confirmed");
     out.assert_stderr_contains("--yes");
     out.assert_stderr_contains("PREDEPLOY_CONFIRM_RESTORE=yes");
     assert_eq!(content(server, &db), changed, "nothing changed");
-    assert_eq!(backups(store.path(), "default").len(), 1, "no safety backup");
+    assert_eq!(
+        backups(store.path(), "default").len(),
+        1,
+        "no safety backup"
+    );
     assert!(databases_containing(server, &format!("{db}__predeploy_")).is_empty());
 
     // A wrong value is no confirmation; `yes` is.
@@ -152,7 +179,14 @@ fn connected_sessions_refuse_the_restore_unless_terminate_connections() {
         .arg("-X")
         .arg("-h")
         .arg(server.socket_dir())
-        .args(["-p", &server.port().to_string(), "-U", "postgres", "-d", &db])
+        .args([
+            "-p",
+            &server.port().to_string(),
+            "-U",
+            "postgres",
+            "-d",
+            &db,
+        ])
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::null())
         .spawn()
@@ -166,17 +200,24 @@ fn connected_sessions_refuse_the_restore_unless_terminate_connections() {
         )
     };
     assert!(
-        predeploy_tests::pg::wait_until(std::time::Duration::from_secs(30), || connected()
-            .trim()
+        predeploy_tests::pg::wait_until(std::time::Duration::from_secs(30), || connected().trim()
             == "1"),
         "the session is connected"
     );
-    let out = run(&mut restore_command(store.path(), &server.url(&db), &["last", "--yes"]));
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes"],
+    ));
     out.assert_code(5);
     out.assert_stderr_contains("1 other session(s) are connected");
     out.assert_stderr_contains("--terminate-connections");
     assert_eq!(content(server, &db), changed, "nothing changed");
-    assert_eq!(backups(store.path(), "default").len(), 1, "no safety backup");
+    assert_eq!(
+        backups(store.path(), "default").len(),
+        1,
+        "no safety backup"
+    );
 
     let out = run(&mut restore_command(
         store.path(),
@@ -199,13 +240,21 @@ fn a_corrupted_backup_is_refused_before_anything_is_touched() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x40;
     std::fs::write(&dump, bytes).expect("write");
-    let out = run(&mut restore_command(store.path(), &server.url(&db), &["last", "--yes"]));
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes"],
+    ));
     out.assert_code(4);
     out.assert_stderr_contains("the stored bytes are corrupted");
     out.assert_stderr_contains("the target is untouched");
     assert_eq!(content(&server, &db), changed);
     assert!(databases_containing(&server, "__predeploy_").is_empty());
-    assert_eq!(backups(store.path(), "default").len(), 1, "no safety backup");
+    assert_eq!(
+        backups(store.path(), "default").len(),
+        1,
+        "no safety backup"
+    );
 }
 
 #[test]
@@ -231,7 +280,13 @@ fn a_target_server_that_stops_mid_restore_leaves_the_target_untouched() {
 fn sigkill_at_each_step_before_the_swap_leaves_the_target_untouched() {
     let server = PgServer::start();
     let (store, db, _, backed_up, changed) = setup(&server, "rstkill", "default");
-    for step in ["verified", "safety-backup", "created", "restored", "before-swap"] {
+    for step in [
+        "verified",
+        "safety-backup",
+        "created",
+        "restored",
+        "before-swap",
+    ] {
         let paused = Paused::start(
             restore_command(store.path(), &server.url(&db), &["last", "--yes"]),
             step,
@@ -239,14 +294,22 @@ fn sigkill_at_each_step_before_the_swap_leaves_the_target_untouched() {
         paused.signal("KILL");
         let out = paused.wait();
         assert_eq!(out.code, 128 + 9, "killed at {step}: {}", out.stderr);
-        assert_eq!(content(&server, &db), changed, "untouched after a kill at {step}");
+        assert_eq!(
+            content(&server, &db),
+            changed,
+            "untouched after a kill at {step}"
+        );
         assert!(
             databases_containing(&server, &format!("{db}__predeploy_before_")).is_empty(),
             "no swap happened at {step}"
         );
     }
     // The next restore drops what the killed ones left and completes.
-    let out = run(&mut restore_command(store.path(), &server.url(&db), &["last", "--yes"]));
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes"],
+    ));
     out.assert_success();
     out.assert_stderr_contains("left by a restore that died");
     assert_eq!(content(&server, &db), backed_up);
@@ -287,7 +350,11 @@ fn sigterm_before_the_swap_drops_the_new_database_and_after_it_swaps_back() {
         out.assert_code(8);
         out.assert_stderr_contains("interrupted by SIGTERM");
         out.assert_stderr_contains(state);
-        assert_eq!(content(&server, &db), changed, "as before, after SIGTERM at {step}");
+        assert_eq!(
+            content(&server, &db),
+            changed,
+            "as before, after SIGTERM at {step}"
+        );
         assert!(
             databases_containing(&server, "__predeploy_").is_empty(),
             "nothing is left after SIGTERM at {step}: {:?}",
@@ -305,7 +372,11 @@ fn sources_of_other_kinds_are_refused_as_not_supported_yet() {
         serde_json::from_str(&std::fs::read_to_string(&manifest).expect("manifest")).expect("json");
     m["sources"][0]["kind"] = "bucket".into();
     std::fs::write(&manifest, m.to_string()).expect("write");
-    let out = run(&mut restore_command(store.path(), &server.url(&db), &["last", "--yes"]));
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes"],
+    ));
     out.assert_code(2);
     out.assert_stderr_contains("is of kind \"bucket\": restoring it is not supported yet");
     assert_eq!(content(server, &db), changed);
@@ -338,13 +409,22 @@ fn the_runbook_raw_commands_restore_the_backup_when_run_by_sh() {
         "{with_tool:?}"
     );
     let raw = command_of("Or without pre-deploy").join("\n");
-    for tool in ["sha256sum -c", "zstd -q -d", "createdb", "pg_restore", "psql"] {
+    for tool in [
+        "sha256sum -c",
+        "zstd -q -d",
+        "createdb",
+        "pg_restore",
+        "psql",
+    ] {
         assert!(raw.contains(tool), "{tool} in {raw}");
     }
     let text = run(pre_deploy()
         .args(["show", "last", "--store"])
         .arg(store.path()));
-    assert!(text.stdout.contains(&raw.lines().last().unwrap_or("-").to_owned()));
+    assert!(
+        text.stdout
+            .contains(&raw.lines().last().unwrap_or("-").to_owned())
+    );
 
     let path = format!(
         "{}:{}",
@@ -358,7 +438,11 @@ fn the_runbook_raw_commands_restore_the_backup_when_run_by_sh() {
         .env("PGPORT", server.port().to_string())
         .env("PGUSER", "postgres"));
     out.assert_success();
-    assert_eq!(content(server, &db), backed_up, "the raw commands restored it");
+    assert_eq!(
+        content(server, &db),
+        backed_up,
+        "the raw commands restored it"
+    );
     let kept = databases_containing(server, &format!("{db}__predeploy_before_"));
     assert_eq!(kept.len(), 1);
     assert_eq!(content(server, &kept[0]), changed);
@@ -390,6 +474,9 @@ fn the_runbook_raw_commands_restore_the_backup_when_run_by_sh() {
         .env("PGPORT", server.port().to_string())
         .env("PGUSER", "postgres"));
     assert_ne!(out.code, 0, "the checksum fails");
-    assert!(out.stdout.contains("FAILED") || out.stderr.contains("FAILED"), "{out:?}");
+    assert!(
+        out.stdout.contains("FAILED") || out.stderr.contains("FAILED"),
+        "{out:?}"
+    );
     assert_eq!(content(server, &db2), changed2);
 }
