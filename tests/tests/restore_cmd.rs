@@ -90,6 +90,30 @@ fn restore_puts_the_backup_back_keeps_the_previous_database_and_takes_a_safety_b
 }
 
 #[test]
+fn restoring_into_a_database_that_does_not_exist_creates_it_without_a_safety_backup() {
+    let server = PgServer::shared();
+    let (store, _db, _, backed_up, _) = setup(server, "rstnew", "default");
+    let fresh = format!("rstnew_fresh_{}", std::process::id());
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url("postgres"),
+        &["last", "--yes", "--to", &server.url(&fresh)],
+    ));
+    out.assert_success();
+    out.assert_stderr_contains(&format!(
+        "no safety backup needed: database {fresh} does not exist yet"
+    ));
+    out.assert_stderr_contains("no safety backup: the database did not exist before");
+    assert_eq!(content(server, &fresh), backed_up);
+    assert!(databases_containing(server, &format!("{fresh}__predeploy_")).is_empty());
+    assert_eq!(
+        backups(store.path(), "default").len(),
+        1,
+        "no safety backup"
+    );
+}
+
+#[test]
 fn dry_run_prints_the_plan_and_changes_nothing() {
     let server = PgServer::shared();
     let (store, db, id, _, changed) = setup(server, "rstdry", "default");
