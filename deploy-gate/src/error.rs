@@ -182,6 +182,14 @@ impl GateError {
         }
     }
 
+    /// For a failed restore, the state of the target database.
+    pub fn target_state(&self) -> Option<TargetState> {
+        match self {
+            GateError::Restore { target, .. } => Some(*target),
+            _ => None,
+        }
+    }
+
     pub(crate) fn usage(message: impl Into<String>) -> Self {
         GateError::Usage {
             message: message.into(),

@@ -169,6 +169,103 @@ fn without_a_terminal_and_without_yes_the_restore_is_refused() {
     assert_eq!(content(server, &db), backed_up);
 }
 
+/// Runs `pre-deploy ARGS` on a pseudo-terminal (`script`), typing `typed` at the prompt.
+fn on_a_terminal(args: &[String], typed: &str) -> predeploy_tests::Output {
+    let quote = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let command = std::iter::once(predeploy_tests::cli::binary().display().to_string())
+        .chain(args.iter().cloned())
+        .map(|a| quote(&a))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut cmd = std::process::Command::new("script");
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k == "DATABASE_URL" || k.starts_with("PREDEPLOY_") || k.starts_with("PG") {
+            cmd.env_remove(&key);
+        }
+    }
+    cmd.args(["-q", "-e", "-c", &command, "/dev/null"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let mut child = cmd.spawn().expect("script");
+    {
+        use std::io::Write as _;
+        let mut stdin = child.stdin.take().expect("stdin");
+        stdin
+            .write_all(format!("{typed}\n").as_bytes())
+            .expect("type");
+    }
+    let out = child.wait_with_output().expect("script runs");
+    predeploy_tests::Output {
+        code: out.status.code().unwrap_or(-1),
+        // On a terminal both streams arrive on the same pty, that is script's stdout.
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stdout).into_owned()
+            + &String::from_utf8_lossy(&out.stderr),
+    }
+}
+
+#[test]
+fn on_a_terminal_the_database_name_must_be_typed() {
+    let server = PgServer::shared();
+    let (store, db, _, backed_up, changed) = setup(server, "rsttty", "default");
+    let args: Vec<String> = vec![
+        "restore".into(),
+        "last".into(),
+        "--store".into(),
+        store.path().display().to_string(),
+        "--source".into(),
+        format!("db={}", server.url(&db)),
+    ];
+    let out = on_a_terminal(&args, "not-the-name");
+    out.assert_code(2);
+    out.assert_stderr_contains(&format!("Type the database name ({db}) to confirm"));
+    out.assert_stderr_contains("was not confirmed");
+    assert_eq!(content(server, &db), changed);
+    assert_eq!(
+        backups(store.path(), "default").len(),
+        1,
+        "no safety backup"
+    );
+
+    let out = on_a_terminal(&args, &db);
+    out.assert_success();
+    assert_eq!(content(server, &db), backed_up);
+}
+
+#[test]
+fn a_restored_database_that_differs_from_the_manifest_is_never_swapped_in() {
+    let server = PgServer::start();
+    let (store, db, id, _, changed) = setup(&server, "rstdiff", "default");
+    // The manifest says one more row than the archive holds.
+    let manifest = store.path().join(format!("backups/{id}/manifest.json"));
+    let mut m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&manifest).expect("manifest")).expect("json");
+    let rows = m["sources"][0]["stats"]["tables"][0]["rows"]
+        .as_u64()
+        .expect("rows");
+    m["sources"][0]["stats"]["tables"][0]["rows"] = (rows + 1).into();
+    std::fs::write(&manifest, m.to_string()).expect("write");
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes", "--json"],
+    ));
+    out.assert_code(8);
+    out.assert_stderr_contains("the restored database does not match the backup");
+    out.assert_stderr_contains(&format!("the backup recorded {}", rows + 1));
+    out.assert_stderr_contains("the target database is untouched");
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(v["exit_code"], 8);
+    assert_eq!(v["restore_target"], "untouched");
+    assert_eq!(content(&server, &db), changed);
+    assert!(
+        databases_containing(&server, "__predeploy_").is_empty(),
+        "the new database was dropped"
+    );
+}
+
 #[test]
 fn a_production_environment_needs_allow_production() {
     let server = PgServer::shared();
