@@ -33,7 +33,24 @@ impl Gate {
         request.check_connections(&plan)?;
         request.check_consent(&plan)?;
         // LOCK: take the store lock for this environment here (Gate lock API), held until the
-        // restore returns, so a backup or another restore cannot run alongside.
+        // restore returns, so a backup or another restore cannot run alongside. Note: `rollback`
+        // (run --rollback-on-failure) calls this while `run` already holds the lock: the lock
+        // must be re-entrant for the same run, or `rollback` must pass it down.
+        match plan.kind.as_str() {
+            "postgres" => self.restore_postgres(plan, request).await,
+            // Buckets and directories plug in here.
+            other => Err(GateError::usage(format!(
+                "restoring a source of kind {other:?} is not supported yet"
+            ))),
+        }
+    }
+
+    /// [`restore`](Self::restore) for a PostgreSQL source.
+    async fn restore_postgres(
+        &self,
+        plan: RestorePlan,
+        request: &RestoreRequest,
+    ) -> Result<RestoreOutcome> {
         let mut signals = Signals::new(self.handle_signals);
         let untouched = |message: String| GateError::Restore {
             message,

@@ -1,5 +1,6 @@
 //! [`Gate::plan_restore`]: the plan and its preflight (writes nothing).
 
+use backup_core::{Manifest, SourceManifest};
 use backup_postgres::{
     DUMP_FORMAT, PgAdmin, PgSourceConfig, ProcessEnv, SwapNames, find_tools, parse_major,
     redact_url,
@@ -21,16 +22,24 @@ impl Gate {
     pub async fn plan_restore(&self, request: &RestoreRequest) -> Result<RestorePlan> {
         let manifest = self.resolve_restorable(&request.backup).await?;
         let source = pick_source(&manifest, request.source.as_deref())?;
+        // Dispatch on the source's kind: buckets and directories plug in here with a plan of
+        // their own (`restore` dispatches on `RestorePlan::kind` the same way).
         match source.kind.as_str() {
-            "postgres" => {}
-            // Buckets and directories plug in here (dispatch on the manifest source's kind).
-            other => {
-                return Err(GateError::usage(format!(
-                    "source {} of backup {} is of kind {other:?}: restoring it is not supported yet (only postgres sources are)",
-                    source.name, manifest.id
-                )));
-            }
+            "postgres" => self.plan_postgres_restore(&manifest, source, request).await,
+            other => Err(GateError::usage(format!(
+                "source {} of backup {} is of kind {other:?}: restoring it is not supported yet (only postgres sources are)",
+                source.name, manifest.id
+            ))),
         }
+    }
+
+    /// [`plan_restore`](Self::plan_restore) for a PostgreSQL source.
+    async fn plan_postgres_restore(
+        &self,
+        manifest: &Manifest,
+        source: &SourceManifest,
+        request: &RestoreRequest,
+    ) -> Result<RestorePlan> {
         let url = match (
             &request.to,
             request.configured.iter().find(|s| s.name == source.name),
