@@ -196,7 +196,7 @@ impl Paused {
         std::fs::write(&self.resume_file, b"go").expect("resume file");
     }
 
-    /// Sends `signal` (e.g. `libc::SIGKILL`) to it.
+    /// Sends `signal` (a name for `kill -NAME`: `KILL`, `TERM`, `INT`) to it.
     ///
     /// # Panics
     /// When the signal cannot be sent.

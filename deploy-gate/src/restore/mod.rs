@@ -301,3 +301,86 @@ pub async fn pause_at(point: &str) {
 /// Test builds only (`test-hooks` feature): see the feature's documentation. A no-op here.
 #[cfg(not(feature = "test-hooks"))]
 pub async fn pause_at(_point: &str) {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(target_exists: bool, connections: u64) -> RestorePlan {
+        let manifest: Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "id": "20261122T031500Z-7f3a9c", "kind": "pre-deploy",
+            "environment": "production", "created_at": "2026-11-22T03:15:00Z",
+            "finished_at": "2026-11-22T03:15:00Z",
+            "tool": {"name": "pre-deploy", "version": "0"}, "host": "h", "sources": []}))
+        .expect("manifest");
+        RestorePlan {
+            backup_id: manifest.id.to_string(),
+            backup_kind: manifest.kind,
+            environment: "production".into(),
+            source: "db".into(),
+            kind: "postgres".into(),
+            target: "postgres://app@db:5432/app".into(),
+            server_version: "15".into(),
+            names: SwapNames::new("app", manifest.id.as_str(), "20261122T101500Z"),
+            target_exists,
+            connections,
+            production: true,
+            steps: vec![],
+            notes: vec![],
+            manifest,
+            target_config: PgSourceConfig::from_url("postgres://app@db/app", &|_: &str| None)
+                .expect("config"),
+        }
+    }
+
+    #[test]
+    fn consent_needs_confirmation_and_production_needs_its_flag() {
+        let p = plan(true, 0);
+        let mut r = RestoreRequest {
+            production: true,
+            ..Default::default()
+        };
+        let e = r.check_consent(&p).expect_err("production").to_string();
+        assert!(e.contains("--allow-production"), "{e}");
+        r.allow_production = true;
+        let e = r.check_consent(&p).expect_err("unconfirmed").to_string();
+        assert!(
+            e.contains("--yes") && e.contains("PREDEPLOY_CONFIRM_RESTORE=yes"),
+            "{e}"
+        );
+        r.confirmed = true;
+        r.check_consent(&p).expect("consent");
+        assert_eq!(
+            RestoreRequest::default()
+                .check_consent(&p)
+                .expect_err("no")
+                .exit_code(),
+            crate::ExitCode::Usage
+        );
+    }
+
+    #[test]
+    fn connected_sessions_refuse_unless_terminated() {
+        let mut r = RestoreRequest::default();
+        let e = r.check_connections(&plan(true, 3)).expect_err("sessions");
+        assert_eq!(e.exit_code(), crate::ExitCode::Preflight);
+        assert!(e.to_string().contains("3 other session(s)"), "{e}");
+        assert!(e.to_string().contains("--terminate-connections"), "{e}");
+        r.check_connections(&plan(false, 3))
+            .expect("a missing target has no sessions to worry about");
+        r.terminate_connections = true;
+        r.check_connections(&plan(true, 3)).expect("terminated");
+    }
+
+    #[test]
+    fn restore_errors_say_what_state_the_target_is_in() {
+        let e = GateError::Restore {
+            message: "pg_restore failed".into(),
+            target: crate::TargetState::SwappedBack,
+        };
+        assert_eq!(e.exit_code().code(), 8);
+        assert!(!e.exit_code().is_refusal());
+        assert!(e.to_string().contains("swapped back"), "{e}");
+        assert_eq!(e.target_state(), Some(crate::TargetState::SwappedBack));
+    }
+}
