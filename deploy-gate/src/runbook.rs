@@ -180,6 +180,35 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_runbook_names_the_commit_the_restore_command_and_the_raw_commands() {
+        let m: Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "id": "20261122T031500Z-7f3a9c", "kind": "pre-deploy",
+            "environment": "staging", "created_at": "2026-11-22T03:15:00Z",
+            "finished_at": "2026-11-22T03:15:00Z",
+            "tool": {"name": "pre-deploy", "version": "0"}, "host": "h",
+            "deploy": {"commit": "0123456789abcdef0123456789abcdef01234567"},
+            "sources": [{"name": "db", "kind": "postgres",
+                "location": "postgres://app@db:5432/shop",
+                "artifacts": [{"name": "dump.pgc.zst", "key": "backups/x/data/db/dump.pgc.zst",
+                    "format": "pg_dump-custom", "compression": "zstd", "stored_size": 1,
+                    "raw_size": 2, "sha256": "sha256:".to_owned() + &"ab".repeat(32)}]}]}))
+        .expect("manifest");
+        let store = StoreUrl::Local("/var/backups/app".into());
+        let text = runbook(&m, Some(&store), "staging").to_text();
+        for expected in [
+            "git checkout 0123456789abcdef0123456789abcdef01234567",
+            "pre-deploy restore 20261122T031500Z-7f3a9c --source db --store /var/backups/app --env staging",
+            "sha256sum -c -",
+            "zstd -q -d -f /var/backups/app/backups/x/data/db/dump.pgc.zst -o /tmp/predeploy-20261122T031500Z-7f3a9c-db.pgc",
+            "createdb -T template0 shop__predeploy_restore_20261122t031500z_7f3a9c",
+            "pg_restore --exit-on-error -j 2 -d shop__predeploy_restore_20261122t031500z_7f3a9c",
+            "ALTER DATABASE \"shop\" RENAME TO \"shop__predeploy_before_20261122t031500z_7f3a9c\"",
+        ] {
+            assert!(text.contains(expected), "{expected}\nin\n{text}");
+        }
+    }
+
+    #[test]
     fn shell_quoting() {
         assert_eq!(shell_quote("app__x"), "app__x");
         assert_eq!(shell_quote("it's"), "'it'\\''s'");

@@ -212,6 +212,8 @@ impl Paused {
 
     /// Waits for it to exit; the exit code is `128 + N` when signal N killed it.
     ///
+    /// A `Paused` dropped without `wait` (a failing test) kills the process.
+    ///
     /// # Panics
     /// When waiting fails.
     #[must_use]
@@ -232,6 +234,15 @@ impl Paused {
                 .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
             stdout,
             stderr: self.seen.join("\n"),
+        }
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        if matches!(self.child.try_wait(), Ok(None)) {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
         }
     }
 }
