@@ -601,3 +601,33 @@ fn the_runbook_raw_commands_restore_the_backup_when_run_by_sh() {
     );
     assert_eq!(content(server, &db2), changed2);
 }
+
+#[test]
+fn a_pg15_backup_restores_over_a_database_of_a_pg18_server() {
+    let source = PgServer::shared();
+    let (store, _db, id, backed_up, _) = setup(source, "rst18", "default");
+    let bin18 = predeploy_tests::pg::pg18_bin_dir();
+    let target = PgServer::start_in(&bin18);
+    let db18 = small_database(&target, "rst18target");
+    damage(&target, &db18);
+    let before = content(&target, &db18);
+    // No source definitions: `--source db` picks the backup's source, `--to` the target.
+    let out = run(pre_deploy()
+        .args(["restore", &id, "--source", "db", "--yes", "--to"])
+        .arg(target.url(&db18))
+        .arg("--store")
+        .arg(store.path())
+        .env("PREDEPLOY_PG_BINDIR", &bin18));
+    out.assert_success();
+    out.assert_stderr_contains("PostgreSQL) 18.");
+    assert_eq!(
+        content(&target, &db18),
+        backed_up,
+        "the PG 15 data is on 18"
+    );
+    let kept = databases_containing(&target, &format!("{db18}__predeploy_before_"));
+    assert_eq!(kept.len(), 1);
+    assert_eq!(content(&target, &kept[0]), before);
+    let safety = backups(store.path(), "default");
+    assert_eq!(safety[0].1, "safety", "{safety:?}");
+}
