@@ -87,18 +87,58 @@ impl Gate {
         {
             Ok(n) => n,
             Err(e) => {
-                let dropped = pending.drop_now().await;
-                return Err(untouched(format!(
-                    "{e}{}",
-                    match dropped {
-                        Ok(()) =>
-                            format!("; the new database {} was dropped", plan.names.restoring),
-                        Err(d) => format!(
-                            "; the new database {} could not be dropped ({d})",
-                            plan.names.restoring
-                        ),
+                // The error may have come after the server committed (a connection lost at
+                // COMMIT): look again before saying anything about the target.
+                let committed = match PgAdmin::connect(
+                    &plan.target_config,
+                    &plan.source,
+                    &[
+                        &plan.names.target,
+                        &plan.names.restoring,
+                        &plan.names.before,
+                    ],
+                )
+                .await
+                {
+                    Ok(again) => again
+                        .database(&plan.names.restoring)
+                        .await
+                        .map(|found| found.is_none())
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                match committed {
+                    Ok(false) => {
+                        let dropped = pending.drop_now().await;
+                        return Err(untouched(format!(
+                            "{e}{}",
+                            match dropped {
+                                Ok(()) => format!(
+                                    "; the new database {} was dropped",
+                                    plan.names.restoring
+                                ),
+                                Err(d) => format!(
+                                    "; the new database {} could not be dropped ({d})",
+                                    plan.names.restoring
+                                ),
+                            }
+                        )));
                     }
-                )));
+                    Ok(true) => {
+                        step(&format!("the swap was committed despite the error ({e})"));
+                        0
+                    }
+                    Err(unknown) => {
+                        pending.keep();
+                        return Err(GateError::Restore {
+                            message: format!(
+                                "the swap failed ({e}) and the server cannot tell whether it was committed ({unknown}): if {} exists, the target is untouched (drop it); otherwise {} holds the restored backup and {} the previous data",
+                                plan.names.restoring, plan.names.target, plan.names.before
+                            ),
+                            target: TargetState::Unknown,
+                        });
+                    }
+                }
             }
         };
         pending.keep();
