@@ -19,8 +19,7 @@ pub struct RestoreArgs {
     /// A backup id, or `last` (the newest backup that is not a safety backup)
     #[arg(default_value = "last")]
     pub backup: String,
-    /// The target database URL (default: the configured source of the same name). Which source of
-    /// the backup: `--source NAME` (needed when the backup has several)
+    /// The target database, postgres://… (default: the configured source of the same name)
     #[arg(long, value_name = "URL")]
     pub to: Option<String>,
     /// Do not ask: the restore is confirmed (like PREDEPLOY_CONFIRM_RESTORE=yes)
