@@ -381,7 +381,7 @@ fn a_corrupted_backup_is_refused_before_anything_is_touched() {
 #[test]
 fn a_target_server_that_stops_mid_restore_leaves_the_target_untouched() {
     let mut server = PgServer::start();
-    let (store, db, _, _, changed) = setup(&server, "rstdown", "default");
+    let (store, db, _, backed_up, changed) = setup(&server, "rstdown", "default");
     let paused = Paused::start(
         restore_command(store.path(), &server.url(&db), &["last", "--yes"]),
         "created",
@@ -395,6 +395,16 @@ fn a_target_server_that_stops_mid_restore_leaves_the_target_untouched() {
     server.restart();
     assert_eq!(content(&server, &db), changed, "the target is as it was");
     assert!(databases_containing(&server, &format!("{db}__predeploy_before_")).is_empty());
+    // The unfinished database could not be dropped while the server was down: the next restore
+    // drops it and completes.
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes"],
+    ));
+    out.assert_success();
+    assert_eq!(content(&server, &db), backed_up);
+    assert!(databases_containing(&server, "__predeploy_restore_").is_empty());
 }
 
 #[test]
