@@ -14,7 +14,10 @@ EXIT CODES:
   5  refused: a source or the store is unreachable or misconfigured (preflight)
   6  refused: the lock of this store and environment is held by another run (or was lost)
   7  check: no verified backup matches
-  other  with `run -- CMD`: CMD ran and this is its own exit code
+  8  restore: the restore failed; the message says whether the target is untouched or was
+     swapped back (a damaged backup is 4, a refused confirmation 2, connected sessions 5)
+  other  with `run -- CMD`: CMD ran and this is its own exit code (also after a rollback by
+         --rollback-on-failure, whether the rollback worked or not)
 
 ENVIRONMENT:
   DATABASE_URL         a source named `db` when no source is configured
@@ -25,6 +28,7 @@ ENVIRONMENT:
   PREDEPLOY_WAIT_LOCK  like --wait-lock
   AWS_*                S3 settings and credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
                        AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP)
+  PREDEPLOY_CONFIRM_RESTORE=yes  confirms `restore` like --yes
   PG*                  the standard libpq variables (PGPASSWORD, PGHOST, …) and ~/.pgpass";
 
 /// No verified backup, no deploy.
@@ -96,6 +100,8 @@ pub enum Command {
     Run {
         #[command(flatten)]
         backup: BackupArgs,
+        #[command(flatten)]
+        rollback: crate::restore::RollbackArgs,
         /// The deploy command and its arguments (after --)
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
@@ -161,4 +167,7 @@ pub enum Command {
     /// multipart, clock skew, permissions, the lock, each source's preflight. Exit 5 when a
     /// probe fails
     Doctor,
+    /// Restore a backup: safety backup of the target, restore into a new database, verify, swap
+    /// names (the old database is kept); `--source NAME` picks the backup's source
+    Restore(crate::restore::RestoreArgs),
 }

@@ -4,6 +4,7 @@
 mod cli;
 mod prune;
 mod render;
+mod restore;
 
 use std::process::ExitCode;
 
@@ -101,7 +102,11 @@ fn settings(cli: &Cli, backup: Option<&BackupArgs>) -> Result<Settings, GateErro
 
 async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
     match &cli.command {
-        Command::Run { backup, command } => {
+        Command::Run {
+            backup,
+            rollback,
+            command,
+        } => {
             let settings = settings(&cli, Some(backup))?;
             settings.require_sources()?;
             let expire_in = prune::expire_in(backup)?;
@@ -112,7 +117,8 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
             };
             // The lock covers the deploy command too: one deploy per environment at a time.
             let guard = gate.lock("run", request.deploy.commit.clone()).await?;
-            let result = run_locked(&gate, &guard, &settings, &request, command, out).await;
+            let result =
+                run_locked(&gate, &guard, &settings, &request, command, rollback, out).await;
             gate.unlock(guard).await;
             result
         }
@@ -187,6 +193,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
                 Code::Preflight.code()
             })
         }
+        Command::Restore(args) => restore::restore(&cli, args, out).await,
     }
 }
 
@@ -197,6 +204,7 @@ async fn run_locked(
     settings: &Settings,
     request: &BackupRequest,
     command: &[String],
+    rollback: &restore::RollbackArgs,
     out: &Output,
 ) -> Result<u8, GateError> {
     let outcome = gate.backup_locked(request, Some(guard)).await?;
@@ -218,6 +226,7 @@ async fn run_locked(
         prune::record_deployment(gate, &outcome).await;
     }
     out.deploy_done(&outcome.manifest.id.to_string(), code);
+    restore::after_deploy(gate, settings, &outcome.manifest, code, rollback, out).await;
     Ok(u8::try_from(code).unwrap_or(1))
 }
 

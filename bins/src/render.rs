@@ -312,6 +312,7 @@ impl Output {
                 "deploy_ran": false,
                 "error": chain,
                 "hint": e.hint(),
+                "restore_target": e.target_state(),
             }));
         }
         eprintln!("pre-deploy: error: {chain}");

@@ -16,6 +16,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "predeploy.toml";
 pub const DEFAULT_STORE: &str = "./backups";
 /// Default environment name.
 pub const DEFAULT_ENVIRONMENT: &str = "default";
+/// The environment treated as production unless `[env.production] production = false`.
+pub const PRODUCTION_ENVIRONMENT: &str = "production";
 
 /// The config file as written (`predeploy.toml`). Unknown keys are errors, so a typo never
 /// silently changes what gets backed up.
@@ -129,6 +131,9 @@ pub struct EnvSection {
     pub sources: BTreeMap<String, String>,
     /// Retention for this environment (replaces the top-level `[retention]` as a whole).
     pub retention: Option<crate::retention::RetentionSection>,
+    /// Whether this is a production environment (`restore` then needs `--allow-production`).
+    /// Default: true for an environment named `production`, false otherwise.
+    pub production: Option<bool>,
 }
 
 /// What the command line says (every field optional: unset means "not given").
@@ -196,6 +201,9 @@ pub struct Settings {
     pub lock_ttl: std::time::Duration,
     /// How long to wait for another run's lock.
     pub wait_lock: std::time::Duration,
+    /// Whether the environment is production (`[env.NAME] production = true`, or its name is
+    /// `production`): restoring into it needs `--allow-production`.
+    pub production: bool,
 }
 
 /// Reads an environment variable; injectable for tests.
@@ -217,6 +225,9 @@ impl Settings {
             .or_else(|| file.environment.clone())
             .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned());
         let env_section = file.env.get(&environment).cloned().unwrap_or_default();
+        let production = env_section
+            .production
+            .unwrap_or(environment == PRODUCTION_ENVIRONMENT);
 
         let store_raw = cli
             .store
@@ -354,6 +365,7 @@ impl Settings {
                 .or(file.retention.as_ref())
                 .map(crate::retention::RetentionSettings::from_section)
                 .transpose()?,
+            production,
         })
     }
 
@@ -598,6 +610,31 @@ mod tests {
         assert_eq!(
             (s.verify_level, s.verify_required),
             (VerificationLevel::Restore, VerificationLevel::Restore)
+        );
+    }
+
+    #[test]
+    fn production_is_by_name_or_by_key() {
+        let env = |name: &str| CliOverrides {
+            env: Some(name.into()),
+            ..Default::default()
+        };
+        assert!(
+            resolve(env("production"), &[], None)
+                .expect("ok")
+                .production
+        );
+        assert!(!resolve(env("staging"), &[], None).expect("ok").production);
+        let file = "[env.live]\nproduction = true\n[env.production]\nproduction = false\n";
+        assert!(
+            resolve(env("live"), &[], Some(file))
+                .expect("ok")
+                .production
+        );
+        assert!(
+            !resolve(env("production"), &[], Some(file))
+                .expect("ok")
+                .production
         );
     }
 
