@@ -18,7 +18,7 @@ fn a_database_backed_up_into_s3_verifies_and_restores_from_there() {
         let work = tempfile::tempdir().expect("workdir");
         let source = format!("db={}", server.url(&db));
         let with_env = |cmd: &mut std::process::Command| {
-            cmd.envs(s3.env().into_iter()).current_dir(work.path());
+            cmd.envs(s3.env()).current_dir(work.path());
         };
 
         let mut backup = pre_deploy();
