@@ -16,12 +16,14 @@
 //! # std::fs::remove_dir_all(dir).ok(); Ok(()) }
 //! ```
 
+pub mod bucket;
 mod error;
 mod s3;
 mod selftest;
 mod store;
 mod url;
 
+pub use bucket::{BucketLocation, BucketRestorer, BucketSnapshotter, BucketSource};
 pub use s3::{DEFAULT_REGION, S3Settings};
 pub use selftest::{error_chain, probe_store};
 pub use store::{ObjectStoreStore, SHA256_METADATA};

@@ -214,6 +214,7 @@ impl Gate {
         let ctx = SnapshotContext {
             store: self.store.as_ref(),
             backup_id: &id,
+            environment: &self.environment,
             pipeline: &self.pipeline,
         };
         let snapshots = try_join_all(self.snapshotters.iter().map(|s| async move {
