@@ -24,3 +24,6 @@ pub use location::BucketLocation;
 pub use restore::{BucketRestorer, RestoreReport};
 pub use snapshot::{BucketSnapshotter, DEFAULT_CONCURRENCY, NOT_ATOMIC_NOTE, bucket_stat};
 pub use source::{BucketSource, FetchedObject, ListedObject};
+
+#[cfg(test)]
+mod tests;
