@@ -19,10 +19,10 @@ pub fn artifact_location(store: Option<&StoreUrl>, key: &str) -> String {
             let dir = dir.canonicalize().unwrap_or_else(|_| dir.clone());
             dir.join(key).display().to_string()
         }
-        Some(StoreUrl::S3 { bucket, prefix }) if prefix.is_empty() => {
+        Some(StoreUrl::S3 { bucket, prefix, .. }) if prefix.is_empty() => {
             format!("s3://{bucket}/{key}")
         }
-        Some(StoreUrl::S3 { bucket, prefix }) => format!("s3://{bucket}/{prefix}/{key}"),
+        Some(StoreUrl::S3 { bucket, prefix, .. }) => format!("s3://{bucket}/{prefix}/{key}"),
         None => key.to_owned(),
     }
 }

@@ -28,6 +28,7 @@ pub mod fakes;
 pub mod fixtures;
 pub mod pg;
 pub mod restore;
+pub mod s3;
 
 pub use cli::{Output, pre_deploy, run};
 pub use compare::{
@@ -35,3 +36,4 @@ pub use compare::{
 };
 pub use pg::{PgServer, unused_port};
 pub use restore::{dump_path, restore_artifact};
+pub use s3::{GarageServer, MotoServer, S3Server};
