@@ -86,6 +86,9 @@ pub async fn prune(cli: &Cli, args: &PruneArgs, out: &Output) -> Result<u8, Gate
     if options.apply && !report.refused {
         gate.collect_leftovers(&mut report).await;
     }
+    if !report.refused {
+        gate.collect_blobs(&mut report, options.apply).await;
+    }
     let refusal = report.refusal();
     out.prune(&report, refusal.as_ref());
     match refusal {
@@ -214,6 +217,8 @@ impl Output {
                 "removed": r.removed,
                 "skipped": r.skipped,
                 "leftovers_removed": r.leftovers_removed,
+                "blobs": r.blobs,
+                "blobs_removed": r.blobs_removed,
                 "warnings": r.warnings,
             }));
             return;
@@ -262,6 +267,18 @@ impl Output {
             eprintln!("pre-deploy: warning: {w}");
         }
         let planned = r.plan.removals().count();
+        if let Some(b) = r.blobs.as_ref().filter(|b| b.blocked.is_none()) {
+            let verb = if r.dry_run { "would be removed" } else { "removed" };
+            println!(
+                "blobs: {} stored, {} referenced, {} unreferenced but younger than the grace period; \
+                 {} unreferenced ({} bytes) {verb}",
+                b.blobs,
+                b.referenced,
+                b.young,
+                b.removable,
+                b.removable_bytes
+            );
+        }
         if r.dry_run {
             if planned == 0 {
                 println!("nothing to remove");
