@@ -149,7 +149,12 @@ mod tests {
             "blobs/sha256/ba/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(blob_digest(&blob_key(&d)), Some(d));
-        assert_eq!(blob_digest("blobs/sha256/00/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"), None);
+        assert_eq!(
+            blob_digest(
+                "blobs/sha256/00/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            ),
+            None
+        );
         assert_eq!(blob_digest("blobs/sha256/ba/x"), None);
         assert_eq!(pin_id(&pin_key(&id)), Some(id));
         assert_eq!(pin_id("pins/README.txt"), None);

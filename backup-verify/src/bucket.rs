@@ -212,7 +212,10 @@ impl BucketVerifier {
             let want_objects = bucket_stat(source, "objects");
             let want_bytes = bucket_stat(source, "bytes");
             let (status, message) = if let Some(e) = parse_error {
-                (Failed, format!("{name}: the bucket index does not parse: {e}"))
+                (
+                    Failed,
+                    format!("{name}: the bucket index does not parse: {e}"),
+                )
             } else if want_objects != Some(objects) || want_bytes != Some(bytes) {
                 (
                     Failed,
@@ -225,7 +228,9 @@ impl BucketVerifier {
             } else {
                 (
                     Passed,
-                    format!("{name}: the index parses: {objects} objects, {bytes} bytes, as recorded"),
+                    format!(
+                        "{name}: the index parses: {objects} objects, {bytes} bytes, as recorded"
+                    ),
                 )
             };
             report.findings.push(finding(
@@ -259,7 +264,8 @@ impl Verifier for BucketVerifier {
     ) -> Result<VerificationReport> {
         let mut report = VerificationReport::default();
         for source in manifest.sources.iter().filter(|s| is_bucket_source(s)) {
-            self.verify_source(store, source, up_to, &mut report).await?;
+            self.verify_source(store, source, up_to, &mut report)
+                .await?;
         }
         Ok(report)
     }

@@ -30,7 +30,7 @@ mod record;
 mod restore;
 
 pub use archive::ArchiveVerifier;
-pub use bucket::{BucketVerifier, DEFAULT_VERIFY_CONCURRENCY};
 pub use artifact::{Consumer, PassResult, read_pass, stream_prefix};
+pub use bucket::{BucketVerifier, DEFAULT_VERIFY_CONCURRENCY};
 pub use record::verify_backup;
 pub use restore::RestoreTargets;

@@ -268,15 +268,15 @@ impl Output {
         }
         let planned = r.plan.removals().count();
         if let Some(b) = r.blobs.as_ref().filter(|b| b.blocked.is_none()) {
-            let verb = if r.dry_run { "would be removed" } else { "removed" };
+            let verb = if r.dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            };
             println!(
                 "blobs: {} stored, {} referenced, {} unreferenced but younger than the grace period; \
                  {} unreferenced ({} bytes) {verb}",
-                b.blobs,
-                b.referenced,
-                b.young,
-                b.removable,
-                b.removable_bytes
+                b.blobs, b.referenced, b.young, b.removable, b.removable_bytes
             );
         }
         if r.dry_run {

@@ -267,9 +267,7 @@ impl Settings {
             .concurrency
             .unwrap_or(backup_objectstore::bucket::DEFAULT_CONCURRENCY);
         if bucket_concurrency == 0 {
-            return Err(GateError::usage(
-                "[buckets] concurrency must be at least 1",
-            ));
+            return Err(GateError::usage("[buckets] concurrency must be at least 1"));
         }
 
         Ok(Settings {
@@ -546,8 +544,12 @@ mod tests {
         .expect("ok");
         assert_eq!(s.bucket_concurrency, 8);
         assert_eq!(s.sources[0].url, "file:///srv/docs");
-        let err = resolve(CliOverrides::default(), &[], Some("[buckets]\nconcurrency = 0\n"))
-            .expect_err("zero");
+        let err = resolve(
+            CliOverrides::default(),
+            &[],
+            Some("[buckets]\nconcurrency = 0\n"),
+        )
+        .expect_err("zero");
         assert!(err.to_string().contains("concurrency"), "{err}");
     }
 

@@ -25,7 +25,10 @@ fn sample_files() -> Vec<(String, Vec<u8>)> {
         ("empty".into(), Vec::new()),
         ("naïve café/résumé 2026.txt".into(), "crème brûlée".into()),
         ("with space.txt".into(), b"spaces are fine".to_vec()),
-        ("a/b/c/d/e/f/g/h/deep.json".into(), b"{\"deep\":true}".to_vec()),
+        (
+            "a/b/c/d/e/f/g/h/deep.json".into(),
+            b"{\"deep\":true}".to_vec(),
+        ),
         ("copy-1.txt".into(), b"identical content".to_vec()),
         ("copies/copy-2.txt".into(), b"identical content".to_vec()),
         ("日本語/ファイル.txt".into(), "こんにちは".into()),
@@ -76,7 +79,11 @@ fn read_tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             if p.is_dir() {
                 walk(root, &p, out);
             } else {
-                let rel = p.strip_prefix(root).expect("inside").to_string_lossy().into_owned();
+                let rel = p
+                    .strip_prefix(root)
+                    .expect("inside")
+                    .to_string_lossy()
+                    .into_owned();
                 out.insert(rel, std::fs::read(&p).expect("read"));
             }
         }
@@ -216,12 +223,21 @@ fn bucket_round_trip(server: &dyn S3Server, store_on_s3: bool) {
     let files = sample_files();
     rt.block_on(async {
         for (key, data) in &files {
-            put_object(&client, key, data, &format!("from {key}").replace(|c: char| !c.is_ascii(), "?")).await;
+            put_object(
+                &client,
+                key,
+                data,
+                &format!("from {key}").replace(|c: char| !c.is_ascii(), "?"),
+            )
+            .await;
         }
         // Outside the prefix: not part of the source.
         let outside = settings.build(&source_bucket, "").expect("client");
         outside
-            .put(&ObjPath::parse("other/x").expect("key"), PutPayload::from_static(b"x"))
+            .put(
+                &ObjPath::parse("other/x").expect("key"),
+                PutPayload::from_static(b"x"),
+            )
             .await
             .expect("put");
     });
@@ -230,7 +246,11 @@ fn bucket_round_trip(server: &dyn S3Server, store_on_s3: bool) {
         .expect("head")
         .e_tag
         .unwrap_or_default();
-    assert!(etag.trim_matches('"').contains('-'), "{}: a multipart ETag: {etag}", server.kind());
+    assert!(
+        etag.trim_matches('"').contains('-'),
+        "{}: a multipart ETag: {etag}",
+        server.kind()
+    );
 
     let store_dir = tempfile::tempdir().expect("store");
     let store_url = if store_on_s3 {
@@ -249,7 +269,10 @@ fn bucket_round_trip(server: &dyn S3Server, store_on_s3: bool) {
     assert_eq!(m1.source("uploads").expect("uploads").kind, "bucket");
     assert_eq!(stat(&m1, "uploads", "objects"), n, "{}", server.kind());
     assert!(
-        !m1.source("uploads").expect("uploads").location.contains(server.secret_key()),
+        !m1.source("uploads")
+            .expect("uploads")
+            .location
+            .contains(server.secret_key()),
         "no secret in the manifest"
     );
 
@@ -258,7 +281,10 @@ fn bucket_round_trip(server: &dyn S3Server, store_on_s3: bool) {
     let second_id = json(&second)["id"].as_str().expect("id").to_owned();
     let m2 = manifest(&rt, &store, &second_id);
     assert_eq!(
-        (stat(&m2, "uploads", "reused"), stat(&m2, "uploads", "uploaded")),
+        (
+            stat(&m2, "uploads", "reused"),
+            stat(&m2, "uploads", "uploaded")
+        ),
         (n, 0),
         "{}: an unchanged bucket uploads nothing",
         server.kind()
@@ -286,7 +312,9 @@ fn bucket_round_trip(server: &dyn S3Server, store_on_s3: bool) {
             let bytes = got.bytes().await.expect("bytes");
             assert_eq!(&bytes[..], &data[..], "{}: {key}", server.kind());
             assert_eq!(
-                attrs.get(&Attribute::ContentType).map(|v| v.as_ref().to_owned()),
+                attrs
+                    .get(&Attribute::ContentType)
+                    .map(|v| v.as_ref().to_owned()),
                 Some("application/x-test".to_owned()),
                 "{}: content type of {key}",
                 server.kind()
@@ -310,8 +338,12 @@ fn bucket_round_trip(server: &dyn S3Server, store_on_s3: bool) {
     // A damaged blob in the store fails verification, naming it.
     let digest = Digest::of(b"spaces are fine");
     let key = layout::blob_key(&digest);
-    rt.block_on(store.put_bytes(&key, "spaces are FINE".into(), backup_core::WriteMode::Overwrite))
-        .expect("damage");
+    rt.block_on(store.put_bytes(
+        &key,
+        "spaces are FINE".into(),
+        backup_core::WriteMode::Overwrite,
+    ))
+    .expect("damage");
     let out = run(pre_deploy()
         .args(["verify", &second_id, "--store", &store_url])
         .envs(env.iter().map(|(k, v)| (*k, v.as_str()))));
@@ -343,7 +375,10 @@ fn a_bucket_on_garage_round_trips_with_an_s3_store() {
 fn a_database_and_a_directory_share_one_backup_and_one_manifest() {
     let server = PgServer::shared();
     let db = server.create_database("bucketpg");
-    server.psql(&db, "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 10);");
+    server.psql(
+        &db,
+        "CREATE TABLE t (id int); INSERT INTO t SELECT generate_series(1, 10);",
+    );
     let src = tempfile::tempdir().expect("src");
     write_tree(src.path(), &sample_files()[..3]);
     let store_dir = tempfile::tempdir().expect("store");

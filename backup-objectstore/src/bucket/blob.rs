@@ -117,7 +117,9 @@ pub(crate) async fn store_blob(
                 file,
                 1024 * 1024,
             ));
-            let written = store.put_stream_known(&key, stream, &spooled.sha256).await?;
+            let written = store
+                .put_stream_known(&key, stream, &spooled.sha256)
+                .await?;
             if written != spooled.size {
                 return Err(Error::store(
                     "put",
@@ -162,7 +164,9 @@ mod tests {
                 data.len() > MEMORY_SPOOL_LIMIT
             );
             assert_eq!(
-                store_blob(&store, spooled, true, &sem).await.expect("stored"),
+                store_blob(&store, spooled, true, &sem)
+                    .await
+                    .expect("stored"),
                 BlobWrite::Uploaded
             );
             let key = layout::blob_key(&Digest::of(&data));

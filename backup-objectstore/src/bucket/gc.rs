@@ -155,7 +155,11 @@ mod tests {
     async fn blob(store: &MemoryStore, data: &[u8]) -> Digest {
         let d = Digest::of(data);
         store
-            .put_bytes(&layout::blob_key(&d), Bytes::copy_from_slice(data), WriteMode::Overwrite)
+            .put_bytes(
+                &layout::blob_key(&d),
+                Bytes::copy_from_slice(data),
+                WriteMode::Overwrite,
+            )
             .await
             .expect("blob");
         d
@@ -180,9 +184,10 @@ mod tests {
             lines.extend(e.to_line().expect("line"));
         }
         let key = layout::artifact_key(&id, &name, INDEX_FILE);
-        let stats = pipeline::write_artifact(store, &key, "files", &lines[..], &PipelineConfig::default())
-            .await
-            .expect("index");
+        let stats =
+            pipeline::write_artifact(store, &key, "files", &lines[..], &PipelineConfig::default())
+                .await
+                .expect("index");
         if damage {
             store
                 .put_bytes(&key, Bytes::from_static(b"not zstd"), WriteMode::Overwrite)
@@ -238,12 +243,19 @@ mod tests {
 
         // Everything was just written: unreferenced blobs are still within the grace period.
         let now = Timestamp::now();
-        let plan = plan_blob_gc(&store, &BTreeSet::new(), grace, now).await.expect("plan");
-        assert_eq!((plan.blobs, plan.referenced, plan.young, plan.removable), (3, 2, 1, 0));
+        let plan = plan_blob_gc(&store, &BTreeSet::new(), grace, now)
+            .await
+            .expect("plan");
+        assert_eq!(
+            (plan.blobs, plan.referenced, plan.young, plan.removable),
+            (3, 2, 1, 0)
+        );
 
         // A day later, with the old backup about to be removed: two blobs go, the shared stays.
         let later = now + SignedDuration::from_hours(25);
-        let plan = plan_blob_gc(&store, &BTreeSet::from([old]), grace, later).await.expect("plan");
+        let plan = plan_blob_gc(&store, &BTreeSet::from([old]), grace, later)
+            .await
+            .expect("plan");
         assert_eq!((plan.referenced, plan.removable), (1, 2));
         let mut expected = vec![layout::blob_key(&only_old), layout::blob_key(&orphan)];
         expected.sort();
@@ -251,14 +263,31 @@ mod tests {
         keys.sort();
         assert_eq!(keys, expected);
         assert_eq!(apply_blob_gc(&store, &plan).await.expect("applied"), 2);
-        assert!(store.head(&layout::blob_key(&shared)).await.expect("head").is_some());
-        assert!(store.head(&layout::blob_key(&orphan)).await.expect("head").is_none());
+        assert!(
+            store
+                .head(&layout::blob_key(&shared))
+                .await
+                .expect("head")
+                .is_some()
+        );
+        assert!(
+            store
+                .head(&layout::blob_key(&orphan))
+                .await
+                .expect("head")
+                .is_none()
+        );
 
         // A damaged index blocks collection entirely.
         blob(&store, b"another orphan").await;
         backup(&store, "2026-11-03T00:00:00Z", &[], true).await;
-        let plan = plan_blob_gc(&store, &BTreeSet::new(), grace, later + grace).await.expect("plan");
-        assert!(plan.blocked.as_deref().unwrap_or("").contains("20261103"), "{plan:?}");
+        let plan = plan_blob_gc(&store, &BTreeSet::new(), grace, later + grace)
+            .await
+            .expect("plan");
+        assert!(
+            plan.blocked.as_deref().unwrap_or("").contains("20261103"),
+            "{plan:?}"
+        );
         assert_eq!(apply_blob_gc(&store, &plan).await.expect("applied"), 0);
         assert_eq!(store.list(layout::BLOBS_DIR).await.expect("list").len(), 2);
     }

@@ -105,13 +105,12 @@ pub async fn read_index(store: &dyn Store, artifact: &ArtifactMeta) -> Result<In
                     (lines, key, n + 1, true),
                 )),
                 Ok(Some(line)) => {
-                    let item = serde_json::from_str::<IndexEntry>(&line).map_err(|source| {
-                        Error::Format {
+                    let item =
+                        serde_json::from_str::<IndexEntry>(&line).map_err(|source| Error::Format {
                             key: format!("{key} (line {})", n + 1),
                             what: "bucket index entry",
                             source,
-                        }
-                    });
+                        });
                     let failed = item.is_err();
                     Some((item, (lines, key, n + 1, failed)))
                 }
@@ -153,15 +152,10 @@ mod tests {
         for e in &entries {
             bytes.extend(e.to_line().expect("line"));
         }
-        let stats = pipeline::write_artifact(
-            &store,
-            "i.zst",
-            "s",
-            &bytes[..],
-            &PipelineConfig::default(),
-        )
-        .await
-        .expect("stored");
+        let stats =
+            pipeline::write_artifact(&store, "i.zst", "s", &bytes[..], &PipelineConfig::default())
+                .await
+                .expect("stored");
         let meta = ArtifactMeta {
             name: INDEX_FILE.into(),
             key: "i.zst".into(),
@@ -183,9 +177,15 @@ mod tests {
         // A damaged line is an error naming the line, not a silently shorter index.
         let mut damaged = bytes.clone();
         damaged.extend_from_slice(b"{not json\n");
-        pipeline::write_artifact(&store, "d.zst", "s", &damaged[..], &PipelineConfig::default())
-            .await
-            .expect("stored");
+        pipeline::write_artifact(
+            &store,
+            "d.zst",
+            "s",
+            &damaged[..],
+            &PipelineConfig::default(),
+        )
+        .await
+        .expect("stored");
         let meta = ArtifactMeta {
             key: "d.zst".into(),
             ..meta

@@ -44,7 +44,9 @@ impl BucketLocation {
             let settings = S3Settings::from_query(query).map_err(invalid)?;
             let (bucket, prefix) = rest.split_once('/').unwrap_or((rest, ""));
             if bucket.is_empty() {
-                return Err(invalid("an s3:// URL needs a bucket, e.g. s3://app-uploads".into()));
+                return Err(invalid(
+                    "an s3:// URL needs a bucket, e.g. s3://app-uploads".into(),
+                ));
             }
             return Ok(BucketLocation::S3 {
                 bucket: bucket.to_owned(),
@@ -126,7 +128,13 @@ mod tests {
             BucketLocation::parse("/srv/x").expect("parses"),
             BucketLocation::Directory("/srv/x".into())
         );
-        for bad in ["s3://", "file://rel", "rel/dir", "ftp://x/y", "s3://b?secret_key=x"] {
+        for bad in [
+            "s3://",
+            "file://rel",
+            "rel/dir",
+            "ftp://x/y",
+            "s3://b?secret_key=x",
+        ] {
             let err = BucketLocation::parse(bad).expect_err(bad).to_string();
             assert!(!err.contains("secret_key=x"), "{err}");
         }

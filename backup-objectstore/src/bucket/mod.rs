@@ -17,8 +17,7 @@ mod source;
 pub use blob::MEMORY_SPOOL_LIMIT;
 pub use gc::{BlobGcPlan, DEFAULT_BLOB_GRACE_HOURS, apply_blob_gc, plan_blob_gc};
 pub use index::{
-    INDEX_FILE, INDEX_FORMAT, IndexEntry, IndexStream, index_artifact, is_bucket_source,
-    read_index,
+    INDEX_FILE, INDEX_FORMAT, IndexEntry, IndexStream, index_artifact, is_bucket_source, read_index,
 };
 pub use location::BucketLocation;
 pub use restore::{BucketRestorer, RestoreReport};

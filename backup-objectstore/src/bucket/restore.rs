@@ -10,8 +10,7 @@ use bytes::Bytes;
 use futures::{StreamExt, TryStreamExt};
 use object_store::path::Path;
 use object_store::{
-    Attribute, GetOptions, ObjectStore, PutMultipartOptions, PutOptions, PutPayload,
-    WriteMultipart,
+    Attribute, GetOptions, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
 };
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
@@ -158,7 +157,9 @@ impl BucketRestorer {
             .count_extra(store, artifact, target)
             .await
             .unwrap_or_else(|e| {
-                notes.push(format!("could not look for objects the snapshot lacks: {e}"));
+                notes.push(format!(
+                    "could not look for objects the snapshot lacks: {e}"
+                ));
                 0
             });
         if extra_in_target > 0 {
@@ -227,7 +228,11 @@ fn mismatch(entry: &IndexEntry, got: Digest, size: u64) -> Error {
 }
 
 /// Writes one object to an S3 target; false when it was already there with the same bytes.
-async fn restore_s3(store: &dyn Store, target: &dyn ObjectStore, entry: &IndexEntry) -> Result<bool> {
+async fn restore_s3(
+    store: &dyn Store,
+    target: &dyn ObjectStore,
+    entry: &IndexEntry,
+) -> Result<bool> {
     let path = Path::parse(&entry.key).map_err(|e| Error::Invalid {
         what: "object key",
         value: entry.key.clone(),
@@ -250,7 +255,11 @@ async fn restore_s3(store: &dyn Store, target: &dyn ObjectStore, entry: &IndexEn
         Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
         Err(e) => return Err(map_error("head", &entry.key, e)),
     }
-    let attributes = join_attributes(entry.content_type.as_deref(), &entry.headers, &entry.metadata);
+    let attributes = join_attributes(
+        entry.content_type.as_deref(),
+        &entry.headers,
+        &entry.metadata,
+    );
     let blob = layout::blob_key(&entry.sha256);
     let mut stream = store.get(&blob).await?;
     let mut hasher = Sha256::new();
@@ -360,7 +369,9 @@ async fn restore_file(store: &dyn Store, dir: &FsPath, entry: &IndexEntry) -> Re
     let io = |what: &str, e: std::io::Error| Error::io(format!("{what} {}", path.display()), e);
     if let Ok(meta) = tokio::fs::metadata(&path).await
         && meta.len() == entry.size
-        && file_digest(&path).await.is_some_and(|(_, d)| d == entry.sha256)
+        && file_digest(&path)
+            .await
+            .is_some_and(|(_, d)| d == entry.sha256)
     {
         return Ok(false);
     }
@@ -404,7 +415,7 @@ async fn restore_file(store: &dyn Store, dir: &FsPath, entry: &IndexEntry) -> Re
     }
     file.flush().await.map_err(|e| io("cannot write", e))?;
     let std_file = file.into_std().await;
-    let modified = std::time::SystemTime::try_from(entry.last_modified).ok();
+    let modified = Some(std::time::SystemTime::from(entry.last_modified));
     let target = path.clone();
     tokio::task::spawn_blocking(move || {
         if let Some(t) = modified {
@@ -414,7 +425,12 @@ async fn restore_file(store: &dyn Store, dir: &FsPath, entry: &IndexEntry) -> Re
         temp.persist(&target).map_err(|e| e.error)
     })
     .await
-    .map_err(|e| io("cannot move the restored file into place at", std::io::Error::other(e)))?
+    .map_err(|e| {
+        io(
+            "cannot move the restored file into place at",
+            std::io::Error::other(e),
+        )
+    })?
     .map_err(|e| io("cannot move the restored file into place at", e))?;
     Ok(true)
 }
@@ -426,7 +442,10 @@ mod tests {
     #[test]
     fn keys_never_escape_the_directory() {
         let d = FsPath::new("/restore");
-        assert_eq!(file_for(d, "a b/é").expect("ok"), PathBuf::from("/restore/a b/é"));
+        assert_eq!(
+            file_for(d, "a b/é").expect("ok"),
+            PathBuf::from("/restore/a b/é")
+        );
         for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a/./b"] {
             assert!(file_for(d, bad).is_err(), "{bad}");
         }

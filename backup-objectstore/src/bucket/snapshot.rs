@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use backup_core::{
     ArtifactMeta, ArtifactSpec, BackupId, Error, PreflightReport, Result, SnapshotContext,
-    SourceManifest, SourceName, SourceStats, Snapshotter, Store, StoreExt,
+    Snapshotter, SourceManifest, SourceName, SourceStats, Store, StoreExt,
 };
 use bytes::{Bytes, BytesMut};
 use futures::stream::BoxStream;
@@ -25,7 +25,9 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::io::StreamReader;
 
 use crate::bucket::blob::{BlobWrite, spool, store_blob};
-use crate::bucket::index::{INDEX_FILE, INDEX_FORMAT, IndexEntry, IndexStream, index_artifact, read_index};
+use crate::bucket::index::{
+    INDEX_FILE, INDEX_FORMAT, IndexEntry, IndexStream, index_artifact, read_index,
+};
 use crate::bucket::source::{BucketSource, ListedObject};
 
 /// Objects read and stored at once, by default.
@@ -148,20 +150,17 @@ pub(crate) fn plan_tasks(
         entries: previous,
         current: None,
     };
-    futures::stream::unfold(
-        (listing, cursor),
-        |(mut listing, mut cursor)| async move {
-            let item = listing.next().await?;
-            let task = match item {
-                Err(e) => Err(e),
-                Ok(obj) => Ok(match cursor.lookup(&obj.key).await {
-                    Some(prev) if unchanged(&prev, &obj) => Task::Reuse(prev),
-                    _ => Task::Fetch(obj),
-                }),
-            };
-            Some((task, (listing, cursor)))
-        },
-    )
+    futures::stream::unfold((listing, cursor), |(mut listing, mut cursor)| async move {
+        let item = listing.next().await?;
+        let task = match item {
+            Err(e) => Err(e),
+            Ok(obj) => Ok(match cursor.lookup(&obj.key).await {
+                Some(prev) if unchanged(&prev, &obj) => Task::Reuse(prev),
+                _ => Task::Fetch(obj),
+            }),
+        };
+        Some((task, (listing, cursor)))
+    })
     .boxed()
 }
 
@@ -195,11 +194,17 @@ impl BucketSnapshotter {
     /// and location), and whether objects may be deduplicated against stored blobs: not when
     /// that backup failed (or never had) a verification, since a damaged blob must be rewritten
     /// instead of referenced again.
-    async fn previous_index(&self, ctx: &SnapshotContext<'_>) -> (Option<(BackupId, IndexStream)>, bool) {
+    async fn previous_index(
+        &self,
+        ctx: &SnapshotContext<'_>,
+    ) -> (Option<(BackupId, IndexStream)>, bool) {
         let ids = match ctx.store.list_backup_ids().await {
             Ok(ids) => ids,
             Err(e) => {
-                tracing::warn!("source {}: cannot list earlier backups ({e}); taking a full snapshot", self.name);
+                tracing::warn!(
+                    "source {}: cannot list earlier backups ({e}); taking a full snapshot",
+                    self.name
+                );
                 return (None, true);
             }
         };
@@ -250,7 +255,11 @@ impl BucketSnapshotter {
     }
 
     /// Checks the previous index's checksum in one read, then opens it as a stream.
-    async fn open_previous(&self, store: &dyn Store, artifact: &ArtifactMeta) -> Result<IndexStream> {
+    async fn open_previous(
+        &self,
+        store: &dyn Store,
+        artifact: &ArtifactMeta,
+    ) -> Result<IndexStream> {
         let mut stream = store.get(&artifact.key).await?;
         let mut hasher = backup_core::Sha256::new();
         while let Some(chunk) = stream.next().await {
@@ -278,7 +287,11 @@ impl BucketSnapshotter {
             Task::Fetch(obj) => obj,
         };
         let Some(fetched) = self.source.get(&obj.key).await? else {
-            tracing::warn!("source {}: {} was deleted during the snapshot", self.name, obj.key);
+            tracing::warn!(
+                "source {}: {} was deleted during the snapshot",
+                self.name,
+                obj.key
+            );
             return Ok(Outcome::Vanished);
         };
         let what = format!("{} of source {}", obj.key, self.name);
@@ -327,7 +340,11 @@ impl Snapshotter for BucketSnapshotter {
             server_version: None,
             tool: None,
             estimated_bytes: None,
-            notes: vec![format!("{} objects are read {} at a time", self.kind(), self.concurrency)],
+            notes: vec![format!(
+                "{} objects are read {} at a time",
+                self.kind(),
+                self.concurrency
+            )],
         })
     }
 
@@ -377,7 +394,9 @@ impl Snapshotter for BucketSnapshotter {
             .await;
             if let Err(e) = &result {
                 let _ = tx
-                    .send(Err(std::io::Error::other(format!("the snapshot failed: {e}"))))
+                    .send(Err(std::io::Error::other(format!(
+                        "the snapshot failed: {e}"
+                    ))))
                     .await;
             }
             drop(tx);
@@ -403,8 +422,12 @@ impl Snapshotter for BucketSnapshotter {
 
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut stats = SourceStats::default();
-        stats.object_counts.insert("objects".into(), get(&counters.objects));
-        stats.object_counts.insert("bytes".into(), get(&counters.bytes));
+        stats
+            .object_counts
+            .insert("objects".into(), get(&counters.objects));
+        stats
+            .object_counts
+            .insert("bytes".into(), get(&counters.bytes));
         for (k, c) in [
             ("reused", &counters.reused),
             ("uploaded", &counters.uploaded),

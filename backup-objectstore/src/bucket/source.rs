@@ -332,7 +332,10 @@ fn read_sorted(dir: &FsPath, rel: &str) -> std::io::Result<Vec<WalkEntry>> {
         let rel_name = format!("{rel}{name}");
         if meta.is_dir() {
             if file_type.is_symlink() {
-                tracing::warn!("skipping {}: a symbolic link to a directory", path.display());
+                tracing::warn!(
+                    "skipping {}: a symbolic link to a directory",
+                    path.display()
+                );
                 continue;
             }
             out.push(WalkEntry {

@@ -71,7 +71,9 @@ fn stat(s: &SourceManifest, name: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn snapshot_reuses_unchanged_objects_and_restores_byte_for_byte() {
     let src = tempfile::tempdir().expect("tempdir");
-    let big: Vec<u8> = (0..MEMORY_SPOOL_LIMIT * 2 + 7).map(|i| (i % 251) as u8).collect();
+    let big: Vec<u8> = (0..MEMORY_SPOOL_LIMIT * 2 + 7)
+        .map(|i| (i % 251) as u8)
+        .collect();
     write(src.path(), "empty", b"");
     write(src.path(), "dup-1", b"same bytes");
     write(src.path(), "dir with space/dup-2", b"same bytes");
@@ -116,18 +118,37 @@ async fn snapshot_reuses_unchanged_objects_and_restores_byte_for_byte() {
     write(dst.path(), "not-in-backup", b"keep me");
     let restorer = BucketRestorer::new(S3Settings::default()).with_concurrency(2);
     let target = BucketLocation::Directory(dst.path().to_path_buf());
-    let report = restorer.restore(&store, &third, &target).await.expect("restored");
-    assert_eq!((report.objects, report.written, report.extra_in_target), (6, 6, 1));
-    for rel in ["empty", "dup-1", "dir with space/dup-2", "ünïcode/日本.txt", "a/b/c/d/e/f/deep", "big.bin"] {
+    let report = restorer
+        .restore(&store, &third, &target)
+        .await
+        .expect("restored");
+    assert_eq!(
+        (report.objects, report.written, report.extra_in_target),
+        (6, 6, 1)
+    );
+    for rel in [
+        "empty",
+        "dup-1",
+        "dir with space/dup-2",
+        "ünïcode/日本.txt",
+        "a/b/c/d/e/f/deep",
+        "big.bin",
+    ] {
         assert_eq!(
             std::fs::read(dst.path().join(rel)).expect(rel),
             std::fs::read(src.path().join(rel)).expect(rel),
             "{rel}"
         );
     }
-    assert_eq!(std::fs::read(dst.path().join("not-in-backup")).expect("kept"), b"keep me");
+    assert_eq!(
+        std::fs::read(dst.path().join("not-in-backup")).expect("kept"),
+        b"keep me"
+    );
     // Again: everything is already there.
-    let again = restorer.restore(&store, &third, &target).await.expect("restored");
+    let again = restorer
+        .restore(&store, &third, &target)
+        .await
+        .expect("restored");
     assert_eq!((again.written, again.unchanged), (0, 6));
 
     // A damaged blob fails the restore, naming the key, and leaves no partial file behind.
@@ -135,7 +156,11 @@ async fn snapshot_reuses_unchanged_objects_and_restores_byte_for_byte() {
     store.tamper(&layout::blob_key(&digest), |b| b[0] ^= 1);
     let fresh = tempfile::tempdir().expect("tempdir");
     let err = restorer
-        .restore(&store, &third, &BucketLocation::Directory(fresh.path().to_path_buf()))
+        .restore(
+            &store,
+            &third,
+            &BucketLocation::Directory(fresh.path().to_path_buf()),
+        )
         .await
         .expect_err("damaged");
     let text = format!("{err}: {}", crate::error_chain(&err));
@@ -143,7 +168,10 @@ async fn snapshot_reuses_unchanged_objects_and_restores_byte_for_byte() {
     assert!(text.contains(&digest.hex()), "{text}");
     assert!(!fresh.path().join("ünïcode/日本.txt").exists());
     let leftovers: Vec<_> = walk_names(fresh.path());
-    assert!(leftovers.iter().all(|n| !n.contains("pd-restore")), "{leftovers:?}");
+    assert!(
+        leftovers.iter().all(|n| !n.contains("pd-restore")),
+        "{leftovers:?}"
+    );
 }
 
 fn walk_names(dir: &Path) -> Vec<String> {
@@ -175,13 +203,28 @@ async fn a_previous_backup_that_failed_verification_is_not_reused() {
     // A damaged blob: the latest record of the newest backup fails.
     let digest = backup_core::Digest::of(b"data");
     store.tamper(&layout::blob_key(&digest), |b| b[0] ^= 1);
-    let id = store.list_backup_ids().await.expect("ids").pop().expect("one");
-    let mut failed = store.read_verifications(&id).await.expect("records").remove(0);
+    let id = store
+        .list_backup_ids()
+        .await
+        .expect("ids")
+        .pop()
+        .expect("one");
+    let mut failed = store
+        .read_verifications(&id)
+        .await
+        .expect("records")
+        .remove(0);
     failed.passed = false;
     failed.verified_at = jiff::Timestamp::now();
     store.write_verification(&failed).await.expect("record");
     // The next snapshot reads everything again and rewrites the blob, healing it.
     let second = backup(&store, &snap, "default").await;
     assert_eq!((stat(&second, "reused"), stat(&second, "uploaded")), (0, 1));
-    assert_eq!(store.get_all(&layout::blob_key(&digest)).await.expect("blob"), b"data");
+    assert_eq!(
+        store
+            .get_all(&layout::blob_key(&digest))
+            .await
+            .expect("blob"),
+        b"data"
+    );
 }
