@@ -18,12 +18,17 @@
 
 pub mod bucket;
 mod error;
+mod lock;
 mod s3;
 mod selftest;
 mod store;
 mod url;
 
 pub use bucket::{BucketLocation, BucketRestorer, BucketSnapshotter, BucketSource};
+pub use lock::{
+    DEFAULT_TTL as DEFAULT_LOCK_TTL, Holder, LOCKS_DIR, Lease, LockAttempt, LockError, LockGuard,
+    StoreLock,
+};
 pub use s3::{DEFAULT_REGION, S3Settings};
 pub use selftest::{error_chain, probe_store};
 pub use store::{ObjectStoreStore, SHA256_METADATA};

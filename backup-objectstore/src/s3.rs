@@ -170,13 +170,14 @@ impl S3Settings {
             reason,
         };
         let allow_http = self.allow_http.unwrap_or(false);
-        if let Some(ep) = &self.endpoint {
-            if ep.starts_with("http://") && !allow_http {
-                return Err(invalid(format!(
-                    "the endpoint {ep} is plain HTTP; add allow_http=true (URL query, \
-                     AWS_ALLOW_HTTP=true or [s3] allow_http) if that is intended"
-                )));
-            }
+        if let Some(ep) = &self.endpoint
+            && ep.starts_with("http://")
+            && !allow_http
+        {
+            return Err(invalid(format!(
+                "the endpoint {ep} is plain HTTP; add allow_http=true (URL query, \
+                 AWS_ALLOW_HTTP=true or [s3] allow_http) if that is intended"
+            )));
         }
         let client = ClientOptions::new()
             .with_allow_http(allow_http)
@@ -218,10 +219,9 @@ impl S3Settings {
                     | "AWS_ROLE_ARN"
                     | "AWS_ROLE_SESSION_NAME"
                     | "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
-            ) {
-                if let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>() {
-                    b = b.with_config(key, v);
-                }
+            ) && let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
+            {
+                b = b.with_config(key, v);
             }
         }
         let s3 = b.build().map_err(|e| invalid(e.to_string()))?;

@@ -12,8 +12,8 @@ use crate::config::PgSourceConfig;
 /// A connection to one database, for inspection.
 #[derive(Debug)]
 pub struct PgInspector {
-    client: Client,
-    source_name: String,
+    pub(crate) client: Client,
+    pub(crate) source_name: String,
 }
 
 /// Tables are counted this many per query (one round trip per batch).
@@ -58,7 +58,7 @@ impl PgInspector {
         })
     }
 
-    fn query_error(&self, what: &str, e: &tokio_postgres::Error) -> Error {
+    pub(crate) fn query_error(&self, what: &str, e: &tokio_postgres::Error) -> Error {
         let detail = e
             .as_db_error()
             .map_or_else(|| e.to_string(), |d| d.message().to_owned());

@@ -29,6 +29,7 @@ pub mod process;
 mod restorer;
 mod scratch;
 mod snapshotter;
+mod swap;
 mod tools;
 
 pub use config::{Env, PgSourceConfig, ProcessEnv, Secret, redact_url};
@@ -36,4 +37,8 @@ pub use inspector::{PgInspector, quote_ident};
 pub use restorer::{PgRestorer, RestoreOptions};
 pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, cleanup_leftovers};
 pub use snapshotter::{DUMP_FILE, DUMP_FORMAT, GLOBALS_FILE, GLOBALS_FORMAT, PgSnapshotter};
+pub use swap::{
+    BEFORE_MARK, DatabaseInfo, MAX_IDENTIFIER_BYTES, PendingDatabase, PgAdmin, RESTORE_MARK,
+    SwapNames, quote_literal,
+};
 pub use tools::{PgTools, find_tools, installed_tools, parse_major, select_tools};

@@ -101,30 +101,37 @@ impl Drop for ScratchDatabase {
         if self.dropped {
             return;
         }
-        // Cancelled or failed before drop_now: drop it synchronously on a thread of its own
-        // (async work cannot run in Drop), bounded by the connection timeout.
-        let (admin, name) = (self.admin.clone(), self.name.clone());
-        let handle = std::thread::spawn(move || {
-            let rt = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build();
-            match rt {
-                Ok(rt) => rt.block_on(drop_database(&admin, &name)),
-                Err(e) => Err(Error::io("runtime for dropping the scratch database", e)),
-            }
-        });
-        match handle.join() {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => tracing::warn!(
+        if let Err(e) = drop_database_blocking(&self.admin, &self.name) {
+            tracing::warn!(
                 "could not drop scratch database {}: {e}; the next run drops it",
                 self.name
-            ),
-            Err(_) => tracing::warn!("dropping scratch database {} panicked", self.name),
+            );
         }
     }
 }
 
-async fn drop_database(admin: &PgSourceConfig, name: &str) -> Result<()> {
+/// Drops `name` synchronously on a thread of its own (async work cannot run in `Drop`), bounded
+/// by the connection timeout. For guards that were cancelled or failed before an async drop.
+pub(crate) fn drop_database_blocking(admin: &PgSourceConfig, name: &str) -> Result<()> {
+    let (admin, owned) = (admin.clone(), name.to_owned());
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+        match rt {
+            Ok(rt) => rt.block_on(drop_database(&admin, &owned)),
+            Err(e) => Err(Error::io("runtime for dropping a database", e)),
+        }
+    });
+    handle.join().unwrap_or_else(|_| {
+        Err(Error::SourceUnavailable {
+            source_name: "scratch".into(),
+            message: format!("dropping database {name} panicked"),
+        })
+    })
+}
+
+pub(crate) async fn drop_database(admin: &PgSourceConfig, name: &str) -> Result<()> {
     let inspector = PgInspector::connect(admin, "scratch").await?;
     inspector
         .execute(&format!(
@@ -134,7 +141,7 @@ async fn drop_database(admin: &PgSourceConfig, name: &str) -> Result<()> {
         .await
         .map_err(|message| Error::SourceUnavailable {
             source_name: "scratch".into(),
-            message: format!("cannot drop scratch database {name}: {message}"),
+            message: format!("cannot drop database {name}: {message}"),
         })
 }
 
@@ -145,8 +152,17 @@ async fn drop_database(admin: &PgSourceConfig, name: &str) -> Result<()> {
 ///
 /// When the server cannot be queried.
 pub async fn cleanup_leftovers(admin: &PgSourceConfig) -> Result<Vec<String>> {
+    cleanup_leftovers_with_prefix(admin, SCRATCH_PREFIX).await
+}
+
+/// [`cleanup_leftovers`] for databases whose name starts with `prefix` and whose comment is a
+/// pre-deploy label (host, pid, creation time).
+pub(crate) async fn cleanup_leftovers_with_prefix(
+    admin: &PgSourceConfig,
+    prefix: &str,
+) -> Result<Vec<String>> {
     let inspector = PgInspector::connect(admin, "scratch").await?;
-    let rows = inspector.scratch_databases(SCRATCH_PREFIX).await?;
+    let rows = inspector.scratch_databases(prefix).await?;
     let me = host();
     let now = jiff::Timestamp::now();
     let mut dropped = Vec::new();
@@ -161,12 +177,13 @@ pub async fn cleanup_leftovers(admin: &PgSourceConfig) -> Result<Vec<String>> {
             info["created_at"].as_str().and_then(|t| t.parse().ok());
         let stale = match (same_host, pid) {
             (true, Some(pid)) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+            _ if info["owner"].as_str() != Some("pre-deploy") && prefix != SCRATCH_PREFIX => false,
             _ => created.is_none_or(|c| {
                 now.duration_since(c).as_secs() > FOREIGN_LEFTOVER_AGE.as_secs() as i64
             }),
         };
         if stale && drop_database(admin, &name).await.is_ok() {
-            tracing::info!("dropped scratch database {name} left by an earlier run");
+            tracing::info!("dropped database {name} left by an earlier run");
             dropped.push(name);
         }
     }

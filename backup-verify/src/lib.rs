@@ -33,4 +33,7 @@ pub use archive::ArchiveVerifier;
 pub use artifact::{Consumer, PassResult, read_pass, stream_prefix};
 pub use bucket::{BucketVerifier, DEFAULT_VERIFY_CONCURRENCY};
 pub use record::verify_backup;
-pub use restore::RestoreTargets;
+pub use restore::{
+    RestoreTargets, StagedArchive, count_differences, restored_findings, stage_archive,
+    toc_extensions, toc_finding,
+};

@@ -6,12 +6,12 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use backup_core::{
-    ArtifactMeta, FindingStatus, Result, SourceManifest, Store, TableStat, VerificationLevel,
-    VerificationReport,
+    ArtifactMeta, Finding, FindingStatus, Result, SourceManifest, Store, TableStat,
+    VerificationLevel, VerificationReport,
 };
 use backup_postgres::{
-    PgInspector, PgRestorer, PgSourceConfig, RestoreOptions, ScratchDatabase, cleanup_leftovers,
-    find_tools, parse_major,
+    PgInspector, PgRestorer, PgSourceConfig, PgTools, RestoreOptions, ScratchDatabase,
+    cleanup_leftovers, find_tools, parse_major,
 };
 
 use crate::archive::{finding, pass_findings, toc_check};
@@ -56,38 +56,10 @@ pub(crate) async fn verify_dump_by_restore(
 
     // 1–2: hash, decompress into a seekable temp file.
     let started = Instant::now();
-    let temp_dir = targets.temp_dir.clone().unwrap_or_else(std::env::temp_dir);
-    remove_stale_staging(&temp_dir);
-    let staged = tempfile::Builder::new()
-        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
-        .tempfile_in(&temp_dir)
-        .map_err(|e| backup_core::Error::io("cannot create a temp file for the test restore", e))?;
-    let std_file = staged
-        .reopen()
-        .map_err(|e| backup_core::Error::io("temp file", e))?;
-    // Buffered: each write to a tokio File is a blocking-pool round trip.
-    let mut file =
-        tokio::io::BufWriter::with_capacity(1024 * 1024, tokio::fs::File::from_std(std_file));
-    let pass = read_pass(store, a, true, Consumer::Writer(&mut file)).await?;
-    drop(file);
+    let staged = stage_archive(store, source, a, targets.temp_dir.as_deref()).await?;
     report.add_time(Decompress, started.elapsed());
-    let findings = pass_findings(&pass, source, a, Decompress);
-    let damaged =
-        pass.missing || findings.iter().any(|f| f.status == Failed) || pass.consumer_stopped;
-    report.findings.extend(findings);
-    if pass.consumer_stopped {
-        report.findings.push(finding(
-            Decompress,
-            "staging",
-            source,
-            a,
-            Failed,
-            format!(
-                "{label}: could not write the decompressed archive to a temp file (disk full?)"
-            ),
-        ));
-    }
-    if damaged {
+    report.findings.extend(staged.findings.iter().cloned());
+    if staged.damaged {
         report.findings.push(skip4(format!(
             "{label}: not restored: the artifact is damaged"
         )));
@@ -112,27 +84,7 @@ pub(crate) async fn verify_dump_by_restore(
         source.name.as_str(),
     )
     .await?;
-    let listing = tokio::process::Command::new(tools.pg_restore())
-        .arg("--list")
-        .arg(staged.path())
-        .output()
-        .await
-        .map_err(|e| backup_core::Error::io("cannot start pg_restore --list", e))?;
-    let toc = if listing.status.success() {
-        toc_check(&String::from_utf8_lossy(&listing.stdout), source, a)
-    } else {
-        finding(
-            Archive,
-            "pg-restore-toc",
-            source,
-            a,
-            Failed,
-            format!(
-                "{label}: pg_restore --list failed: {}",
-                String::from_utf8_lossy(&listing.stderr).trim()
-            ),
-        )
-    };
+    let toc = toc_finding(&tools, staged.path(), source, a).await?.0;
     let toc_ok = toc.status == Passed;
     report.findings.push(toc);
     report.add_time(Archive, started.elapsed());
@@ -187,7 +139,9 @@ pub(crate) async fn verify_dump_by_restore(
             report.findings.push(finding(Restore, "pg-restore", source, a, Passed, format!(
                 "{label}: restored into scratch database {} on {} with {} (without owners and privileges)",
                 scratch.name(), target.location(), tools.version)));
-            compare_restored(&scratch.config(), source, a, report).await;
+            report
+                .findings
+                .extend(restored_findings(&scratch.config(), source, a).await);
         }
     }
     if let Err(e) = scratch.drop_now().await {
@@ -195,6 +149,132 @@ pub(crate) async fn verify_dump_by_restore(
     }
     report.add_time(Restore, started.elapsed());
     Ok(())
+}
+
+/// A stored archive decompressed into a seekable temp file (as `pg_restore -j` needs), from the
+/// single read that also checks levels 1–2. The file is removed when this value is dropped.
+#[derive(Debug)]
+pub struct StagedArchive {
+    file: tempfile::NamedTempFile,
+    /// The level 1–2 findings of the read (checksum, size, decompression, staging).
+    pub findings: Vec<Finding>,
+    /// Whether the artifact is missing or damaged, or could not be staged: do not restore it.
+    pub damaged: bool,
+}
+
+impl StagedArchive {
+    /// The decompressed archive.
+    pub fn path(&self) -> &std::path::Path {
+        self.file.path()
+    }
+}
+
+/// Reads `a` from the store once, checking its sha256, size and zstd frames, into a temp file
+/// under `temp_dir` (default: the system temp dir). Staged files of dead runs are removed first.
+///
+/// # Errors
+///
+/// When the temp file cannot be created or the store fails to deliver the bytes; corruption is
+/// reported in [`StagedArchive::findings`] / [`StagedArchive::damaged`].
+pub async fn stage_archive(
+    store: &dyn Store,
+    source: &SourceManifest,
+    a: &ArtifactMeta,
+    temp_dir: Option<&std::path::Path>,
+) -> Result<StagedArchive> {
+    use FindingStatus::*;
+    let label = format!("{}/{}", source.name, a.name);
+    let temp_dir = temp_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    remove_stale_staging(&temp_dir);
+    let staged = tempfile::Builder::new()
+        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
+        .tempfile_in(&temp_dir)
+        .map_err(|e| backup_core::Error::io("cannot create a temp file for the restore", e))?;
+    let std_file = staged
+        .reopen()
+        .map_err(|e| backup_core::Error::io("temp file", e))?;
+    // Buffered: each write to a tokio File is a blocking-pool round trip.
+    let mut file =
+        tokio::io::BufWriter::with_capacity(1024 * 1024, tokio::fs::File::from_std(std_file));
+    let pass = read_pass(store, a, true, Consumer::Writer(&mut file)).await?;
+    drop(file);
+    let mut findings = pass_findings(&pass, source, a, VerificationLevel::Decompress);
+    let damaged =
+        pass.missing || findings.iter().any(|f| f.status == Failed) || pass.consumer_stopped;
+    if pass.consumer_stopped {
+        findings.push(finding(
+            VerificationLevel::Decompress,
+            "staging",
+            source,
+            a,
+            Failed,
+            format!(
+                "{label}: could not write the decompressed archive to a temp file (disk full?)"
+            ),
+        ));
+    }
+    Ok(StagedArchive {
+        file: staged,
+        findings,
+        damaged,
+    })
+}
+
+/// Level 3 for a staged archive: `pg_restore --list` with `tools`, checked against the tables the
+/// manifest records. Returns the finding and the listing (empty when pg_restore failed).
+///
+/// # Errors
+///
+/// When pg_restore cannot be started.
+pub async fn toc_finding(
+    tools: &PgTools,
+    archive: &std::path::Path,
+    source: &SourceManifest,
+    a: &ArtifactMeta,
+) -> Result<(Finding, String)> {
+    let label = format!("{}/{}", source.name, a.name);
+    let listing = tokio::process::Command::new(tools.pg_restore())
+        .arg("--list")
+        .arg(archive)
+        .output()
+        .await
+        .map_err(|e| backup_core::Error::io("cannot start pg_restore --list", e))?;
+    if listing.status.success() {
+        let text = String::from_utf8_lossy(&listing.stdout).into_owned();
+        Ok((toc_check(&text, source, a), text))
+    } else {
+        Ok((
+            finding(
+                VerificationLevel::Archive,
+                "pg-restore-toc",
+                source,
+                a,
+                FindingStatus::Failed,
+                format!(
+                    "{label}: pg_restore --list failed: {}",
+                    String::from_utf8_lossy(&listing.stderr).trim()
+                ),
+            ),
+            String::new(),
+        ))
+    }
+}
+
+/// The extensions a `pg_restore --list` listing creates (`… EXTENSION - pgcrypto …`).
+pub fn toc_extensions(listing: &str) -> Vec<String> {
+    let mut out: Vec<String> = listing
+        .lines()
+        .filter(|l| !l.starts_with(';'))
+        .filter_map(|l| {
+            let mut words = l.split_whitespace().skip(3);
+            (words.next() == Some("EXTENSION") && words.next() == Some("-"))
+                .then(|| words.next().map(str::to_owned))
+                .flatten()
+        })
+        .collect();
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Staged archives are named `predeploy-verify-<pid>-…`, so a run killed before it could
@@ -226,7 +306,18 @@ fn remove_stale_staging(dir: &std::path::Path) {
     }
 }
 
-/// Row counts and schema fingerprint of the restored database against the manifest.
+/// Row counts and schema fingerprint of a restored database against the manifest, as level-4
+/// findings (`row-counts`, `schema-fingerprint`); a restore passes when none failed.
+pub async fn restored_findings(
+    restored: &PgSourceConfig,
+    source: &SourceManifest,
+    a: &ArtifactMeta,
+) -> Vec<Finding> {
+    let mut report = VerificationReport::default();
+    compare_restored(restored, source, a, &mut report).await;
+    report.findings
+}
+
 async fn compare_restored(
     scratch: &PgSourceConfig,
     source: &SourceManifest,
@@ -312,7 +403,7 @@ async fn compare_restored(
 }
 
 /// Every table whose restored count differs from the recorded one, named.
-pub(crate) fn count_differences(recorded: &[TableStat], restored: &[TableStat]) -> Vec<String> {
+pub fn count_differences(recorded: &[TableStat], restored: &[TableStat]) -> Vec<String> {
     let key = |t: &TableStat| (t.schema.clone(), t.name.clone());
     let got: BTreeMap<_, _> = restored.iter().map(|t| (key(t), t.rows)).collect();
     let want: BTreeMap<_, _> = recorded.iter().map(|t| (key(t), t.rows)).collect();
@@ -344,6 +435,12 @@ mod tests {
             name: name.into(),
             rows,
         }
+    }
+
+    #[test]
+    fn extensions_are_read_from_the_listing() {
+        let listing = "; Archive created at 2026-11-22\n;     dbname: app\n2; 3079 16385 EXTENSION - pgcrypto \n3; 0 0 COMMENT - EXTENSION pgcrypto \n215; 1259 16400 TABLE public t postgres\n";
+        assert_eq!(toc_extensions(listing), vec!["pgcrypto".to_owned()]);
     }
 
     #[test]

@@ -12,9 +12,12 @@ EXIT CODES:
   3  refused: a backup could not be taken or stored
   4  refused: verification failed
   5  refused: a source or the store is unreachable or misconfigured (preflight)
-  6  refused: the lock is held by another run
+  6  refused: the lock of this store and environment is held by another run (or was lost)
   7  check: no verified backup matches
-  other  with `run -- CMD`: CMD ran and this is its own exit code
+  8  restore: the restore failed; the message says whether the target is untouched or was
+     swapped back (a damaged backup is 4, a refused confirmation 2, connected sessions 5)
+  other  with `run -- CMD`: CMD ran and this is its own exit code (also after a rollback by
+         --rollback-on-failure, whether the rollback worked or not)
 
 ENVIRONMENT:
   DATABASE_URL         a source named `db` when no source is configured
@@ -22,6 +25,10 @@ ENVIRONMENT:
   PREDEPLOY_CONFIG     the config file (like --config)
   PREDEPLOY_ENV        the environment (like --env)
   PREDEPLOY_PG_BINDIR  directory holding pg_dump/pg_restore, overriding discovery
+  PREDEPLOY_WAIT_LOCK  like --wait-lock
+  AWS_*                S3 settings and credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
+                       AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP)
+  PREDEPLOY_CONFIRM_RESTORE=yes  confirms `restore` like --yes
   PG*                  the standard libpq variables (PGPASSWORD, PGHOST, …) and ~/.pgpass";
 
 /// No verified backup, no deploy.
@@ -40,7 +47,8 @@ pub struct Global {
     /// TOML config file (default: ./predeploy.toml when present)
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
-    /// Where backups live: a path, file:///dir (default ./backups)
+    /// Where backups live: a path, file:///dir, or s3://bucket/prefix[?endpoint=URL&region=R]
+    /// (default ./backups)
     #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
     /// A thing to back up, NAME=URL, repeatable (postgres://…)
@@ -52,6 +60,9 @@ pub struct Global {
     /// Server for level-4 test restores (default: each source's own server)
     #[arg(long, global = true, value_name = "URL")]
     pub verify_restore_url: Option<String>,
+    /// Wait up to DURATION (e.g. 10m) for another run's lock instead of failing with exit 6
+    #[arg(long, global = true, value_name = "DURATION")]
+    pub wait_lock: Option<String>,
     /// Machine-readable output on stdout
     #[arg(long, global = true)]
     pub json: bool,
@@ -89,6 +100,8 @@ pub enum Command {
     Run {
         #[command(flatten)]
         backup: BackupArgs,
+        #[command(flatten)]
+        rollback: crate::restore::RollbackArgs,
         /// The deploy command and its arguments (after --)
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
@@ -150,4 +163,11 @@ pub enum Command {
         /// A backup id, or `last`
         backup: String,
     },
+    /// Self-test the store and the sources: write, read, list, delete, create-only writes,
+    /// multipart, clock skew, permissions, the lock, each source's preflight. Exit 5 when a
+    /// probe fails
+    Doctor,
+    /// Restore a backup: safety backup of the target, restore into a new database, verify, swap
+    /// names (the old database is kept); `--source NAME` picks the backup's source
+    Restore(crate::restore::RestoreArgs),
 }

@@ -4,14 +4,15 @@
 mod cli;
 mod prune;
 mod render;
+mod restore;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use deploy_gate::{
-    BackupRequest, CheckQuery, CliOverrides, ExitCode as Code, Gate, GateError, Settings,
-    detect_deploy_info, last_deployment_lines, parse_duration, parse_level, run_deploy_command,
-    write_last_deployment,
+    BackupRequest, CheckQuery, CliOverrides, ExitCode as Code, Gate, GateError, LockGuard,
+    Settings, detect_deploy_info, last_deployment_lines, parse_duration, parse_level,
+    run_deploy_command, write_last_deployment,
 };
 
 use crate::cli::{BackupArgs, Cli, Command};
@@ -87,6 +88,7 @@ fn overrides(cli: &Cli, backup: Option<&BackupArgs>) -> CliOverrides {
         verify_level: backup.and_then(|b| b.verify_level.clone()),
         zstd_level: backup.and_then(|b| b.zstd_level),
         verify_restore_url: cli.global.verify_restore_url.clone(),
+        wait_lock: cli.global.wait_lock.clone(),
     }
 }
 
@@ -100,7 +102,11 @@ fn settings(cli: &Cli, backup: Option<&BackupArgs>) -> Result<Settings, GateErro
 
 async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
     match &cli.command {
-        Command::Run { backup, command } => {
+        Command::Run {
+            backup,
+            rollback,
+            command,
+        } => {
             let settings = settings(&cli, Some(backup))?;
             settings.require_sources()?;
             let expire_in = prune::expire_in(backup)?;
@@ -109,27 +115,12 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
                 kind: backup_core_kind("pre-deploy"),
                 deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
             };
-            let outcome = gate.backup(&request).await?;
-            let lines =
-                last_deployment_lines(&outcome.manifest, gate.store_name(), Some(&settings.store));
-            let file = write_last_deployment(&settings.workdir, &lines)?;
-            out.backup_done(&gate, &outcome, Some(&file));
-            prune::after_backup(&gate, &settings, &outcome).await;
-            let env = vec![
-                (
-                    "PREDEPLOY_BACKUP_ID".to_owned(),
-                    outcome.manifest.id.to_string(),
-                ),
-                ("PREDEPLOY_STORE".to_owned(), gate.store_name().to_owned()),
-                ("PREDEPLOY_ENV".to_owned(), gate.environment().to_owned()),
-            ];
-            tracing::info!("running the deploy command: {}", command.join(" "));
-            let code = run_deploy_command(command, &env, &settings.workdir).await?;
-            if code == 0 {
-                prune::record_deployment(&gate, &outcome).await;
-            }
-            out.deploy_done(&outcome.manifest.id.to_string(), code);
-            Ok(u8::try_from(code).unwrap_or(1))
+            // The lock covers the deploy command too: one deploy per environment at a time.
+            let guard = gate.lock("run", request.deploy.commit.clone()).await?;
+            let result =
+                run_locked(&gate, &guard, &settings, &request, command, rollback, out).await;
+            gate.unlock(guard).await;
+            result
         }
         Command::Backup { backup, kind } => {
             let settings = settings(&cli, Some(backup))?;
@@ -140,10 +131,16 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
                 kind: backup_core_kind(kind),
                 deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
             };
-            let outcome = gate.backup(&request).await?;
-            out.backup_done(&gate, &outcome, None);
-            prune::after_backup(&gate, &settings, &outcome).await;
-            Ok(0)
+            let guard = gate.lock("backup", request.deploy.commit.clone()).await?;
+            let result = async {
+                let outcome = gate.backup_locked(&request, Some(&guard)).await?;
+                out.backup_done(&gate, &outcome, None);
+                prune::after_backup(&gate, &settings, &outcome).await;
+                Ok(0)
+            }
+            .await;
+            gate.unlock(guard).await;
+            result
         }
         Command::List => {
             let gate = Gate::from_settings(&settings(&cli, None)?, false)?;
@@ -186,7 +183,51 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
         Command::Prune(args) => prune::prune(&cli, args, out).await,
         Command::Pin { backup, note } => prune::pin(&cli, backup, note.clone(), out).await,
         Command::Unpin { backup } => prune::unpin(&cli, backup, out).await,
+        Command::Doctor => {
+            let gate = Gate::from_settings(&settings(&cli, None)?, true)?;
+            let report = gate.doctor().await;
+            out.doctor(&report);
+            Ok(if report.ok() {
+                0
+            } else {
+                Code::Preflight.code()
+            })
+        }
+        Command::Restore(args) => restore::restore(&cli, args, out).await,
     }
+}
+
+/// `run` under the lock: back up, record, retention, then the deploy command.
+async fn run_locked(
+    gate: &Gate,
+    guard: &LockGuard,
+    settings: &Settings,
+    request: &BackupRequest,
+    command: &[String],
+    rollback: &restore::RollbackArgs,
+    out: &Output,
+) -> Result<u8, GateError> {
+    let outcome = gate.backup_locked(request, Some(guard)).await?;
+    let lines = last_deployment_lines(&outcome.manifest, gate.store_name(), Some(&settings.store));
+    let file = write_last_deployment(&settings.workdir, &lines)?;
+    out.backup_done(gate, &outcome, Some(&file));
+    prune::after_backup(gate, settings, &outcome).await;
+    let env = vec![
+        (
+            "PREDEPLOY_BACKUP_ID".to_owned(),
+            outcome.manifest.id.to_string(),
+        ),
+        ("PREDEPLOY_STORE".to_owned(), gate.store_name().to_owned()),
+        ("PREDEPLOY_ENV".to_owned(), gate.environment().to_owned()),
+    ];
+    tracing::info!("running the deploy command: {}", command.join(" "));
+    let code = run_deploy_command(command, &env, &settings.workdir).await?;
+    if code == 0 {
+        prune::record_deployment(gate, &outcome).await;
+    }
+    out.deploy_done(&outcome.manifest.id.to_string(), code);
+    restore::after_deploy(gate, settings, &outcome.manifest, code, rollback, out).await;
+    Ok(u8::try_from(code).unwrap_or(1))
 }
 
 fn backup_core_kind(kind: &str) -> deploy_gate::BackupKind {

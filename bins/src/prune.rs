@@ -82,15 +82,32 @@ pub async fn prune(cli: &Cli, args: &PruneArgs, out: &Output) -> Result<u8, Gate
     let options = args.options()?;
     let settings = crate::settings(cli, None)?;
     let gate = Gate::from_settings(&settings, false)?;
-    let mut report = gate.prune(settings.retention.as_ref(), &options).await?;
-    if options.apply && !report.refused {
-        gate.collect_leftovers(&mut report).await;
+    // Only a prune that deletes takes the lock; a dry run reads.
+    let guard = match options.apply {
+        true => Some(gate.lock("prune", None).await?),
+        false => None,
+    };
+    let result = async {
+        let mut report = gate.prune(settings.retention.as_ref(), &options).await?;
+        if options.apply && !report.refused {
+            gate.collect_leftovers(&mut report).await;
+        }
+        if !report.refused {
+            gate.collect_blobs(&mut report, options.apply).await;
+        }
+        Ok::<_, GateError>(report)
     }
-    if !report.refused {
-        gate.collect_blobs(&mut report, options.apply).await;
+    .await;
+    if let Some(g) = guard {
+        gate.unlock(g).await;
     }
+    finish_prune(&result?, out)
+}
+
+/// Prints the plan and maps a refusal onto its exit code.
+fn finish_prune(report: &deploy_gate::PruneReport, out: &Output) -> Result<u8, GateError> {
     let refusal = report.refusal();
-    out.prune(&report, refusal.as_ref());
+    out.prune(report, refusal.as_ref());
     match refusal {
         Some(e) if out.json => {
             // The JSON document above already carries the error; say it once on stderr too.

@@ -32,6 +32,38 @@ fn level_name(r: Option<&VerificationRecord>) -> String {
 }
 
 impl Output {
+    pub fn doctor(&self, r: &deploy_gate::DoctorReport) {
+        if self.json {
+            print_json(&json!({ "ok": r.ok(), "report": r }));
+            return;
+        }
+        println!("store {} (environment {})", r.store, r.environment);
+        for p in &r.probes {
+            let status = match p.status {
+                deploy_gate::ProbeStatus::Ok => "ok  ",
+                deploy_gate::ProbeStatus::Warn => "WARN",
+                deploy_gate::ProbeStatus::Fail => "FAIL",
+            };
+            println!("  [{status}] {} / {}: {}", p.subject, p.name, p.found);
+            println!("         -> {}", p.action);
+        }
+        if r.ok() {
+            println!(
+                "doctor: every probe passed{}",
+                if r.probes
+                    .iter()
+                    .any(|p| p.status == deploy_gate::ProbeStatus::Warn)
+                {
+                    " (see the warnings)"
+                } else {
+                    ""
+                }
+            );
+        } else {
+            println!("doctor: a probe FAILED: backups would be refused (exit 5)");
+        }
+    }
+
     pub fn backup_done(&self, gate: &Gate, o: &BackupOutcome, last_file: Option<&std::path::Path>) {
         if self.json {
             print_json(&json!({
@@ -280,6 +312,7 @@ impl Output {
                 "deploy_ran": false,
                 "error": chain,
                 "hint": e.hint(),
+                "restore_target": e.target_state(),
             }));
         }
         eprintln!("pre-deploy: error: {chain}");

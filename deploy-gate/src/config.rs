@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use backup_core::{PipelineConfig, SourceName, VerificationLevel};
-use backup_objectstore::StoreUrl;
+use backup_objectstore::{S3Settings, StoreUrl};
 use serde::Deserialize;
 
 use crate::error::{GateError, Result};
@@ -16,6 +16,8 @@ pub const DEFAULT_CONFIG_FILE: &str = "predeploy.toml";
 pub const DEFAULT_STORE: &str = "./backups";
 /// Default environment name.
 pub const DEFAULT_ENVIRONMENT: &str = "default";
+/// The environment treated as production unless `[env.production] production = false`.
+pub const PRODUCTION_ENVIRONMENT: &str = "production";
 
 /// The config file as written (`predeploy.toml`). Unknown keys are errors, so a typo never
 /// silently changes what gets backed up.
@@ -46,6 +48,46 @@ pub struct ConfigFile {
     pub env: BTreeMap<String, EnvSection>,
     /// Retention (`[retention]`, with a table per kind); absent: nothing is ever pruned.
     pub retention: Option<crate::retention::RetentionSection>,
+    /// S3 connection settings for `s3://` stores and sources (`AWS_*` variables override them).
+    #[serde(default)]
+    pub s3: S3Section,
+    /// The run lock.
+    #[serde(default)]
+    pub lock: LockSection,
+}
+
+/// `[s3]`: how to reach S3-compatible servers. `${VAR}` is expanded in every value, so secrets
+/// can stay in the environment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Section {
+    /// Endpoint URL for non-AWS servers (`http://127.0.0.1:3900`).
+    pub endpoint: Option<String>,
+    /// Region (`garage` for Garage; default `us-east-1`).
+    pub region: Option<String>,
+    /// Path-style addressing (default: on when an endpoint is set).
+    pub path_style: Option<bool>,
+    /// Allow plain HTTP (loopback and trusted networks only).
+    pub allow_http: Option<bool>,
+    /// Access key id.
+    pub access_key_id: Option<String>,
+    /// Secret access key (write `${VAR}` rather than the secret itself).
+    pub secret_access_key: Option<String>,
+    /// Session token.
+    pub session_token: Option<String>,
+    /// Whether the server honours create-only writes (default: probed).
+    pub create_only: Option<bool>,
+}
+
+/// `[lock]`: one run at a time per store and environment.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LockSection {
+    /// Lease length, renewed every third of it (default `60s`): how long a run that was killed
+    /// keeps others out.
+    pub ttl: Option<String>,
+    /// How long to wait for another run's lock (default `0s`: fail at once with exit 6).
+    pub wait: Option<String>,
 }
 
 /// `[backup]`.
@@ -100,6 +142,9 @@ pub struct EnvSection {
     pub sources: BTreeMap<String, String>,
     /// Retention for this environment (replaces the top-level `[retention]` as a whole).
     pub retention: Option<crate::retention::RetentionSection>,
+    /// Whether this is a production environment (`restore` then needs `--allow-production`).
+    /// Default: true for an environment named `production`, false otherwise.
+    pub production: Option<bool>,
 }
 
 /// What the command line says (every field optional: unset means "not given").
@@ -119,6 +164,8 @@ pub struct CliOverrides {
     pub zstd_level: Option<i32>,
     /// `--verify-restore-url URL`.
     pub verify_restore_url: Option<String>,
+    /// `--wait-lock DURATION`.
+    pub wait_lock: Option<String>,
 }
 
 /// One source to back up.
@@ -161,6 +208,16 @@ pub struct Settings {
     pub workdir: PathBuf,
     /// Retention, when `[retention]` (or `[env.NAME.retention]`) is configured.
     pub retention: Option<crate::retention::RetentionSettings>,
+    /// S3 settings: the config file's `[s3]` overridden by the `AWS_*` variables (an `s3://`
+    /// URL's own query overrides both).
+    pub s3: S3Settings,
+    /// Lease length of the run lock.
+    pub lock_ttl: std::time::Duration,
+    /// How long to wait for another run's lock.
+    pub wait_lock: std::time::Duration,
+    /// Whether the environment is production (`[env.NAME] production = true`, or its name is
+    /// `production`): restoring into it needs `--allow-production`.
+    pub production: bool,
 }
 
 /// Reads an environment variable; injectable for tests.
@@ -182,6 +239,9 @@ impl Settings {
             .or_else(|| file.environment.clone())
             .unwrap_or_else(|| DEFAULT_ENVIRONMENT.to_owned());
         let env_section = file.env.get(&environment).cloned().unwrap_or_default();
+        let production = env_section
+            .production
+            .unwrap_or(environment == PRODUCTION_ENVIRONMENT);
 
         let store_raw = cli
             .store
@@ -269,8 +329,41 @@ impl Settings {
         if bucket_concurrency == 0 {
             return Err(GateError::usage("[buckets] concurrency must be at least 1"));
         }
+        let s3 = s3_settings(&file.s3, env)?;
+        let lock_duration = |what: &str, raw: Option<String>, default: std::time::Duration| {
+            raw.map(|r| {
+                parse_duration(what, &r).and_then(|d| {
+                    std::time::Duration::try_from(d).map_err(|_| {
+                        GateError::usage(format!("{what} = {r:?} must not be negative"))
+                    })
+                })
+            })
+            .transpose()
+            .map(|d| d.unwrap_or(default))
+        };
+        let lock_ttl = lock_duration(
+            "[lock] ttl",
+            file.lock.ttl.clone(),
+            backup_objectstore::DEFAULT_LOCK_TTL,
+        )?;
+        if lock_ttl < std::time::Duration::from_secs(3) {
+            return Err(GateError::usage(
+                "[lock] ttl must be at least 3s (the lease is renewed every third of it)",
+            ));
+        }
+        let wait_lock = lock_duration(
+            "--wait-lock",
+            cli.wait_lock
+                .clone()
+                .or_else(|| env("PREDEPLOY_WAIT_LOCK"))
+                .or(file.lock.wait.clone()),
+            std::time::Duration::ZERO,
+        )?;
 
         Ok(Settings {
+            s3,
+            lock_ttl,
+            wait_lock,
             store,
             environment,
             sources,
@@ -294,6 +387,7 @@ impl Settings {
                 .or(file.retention.as_ref())
                 .map(crate::retention::RetentionSettings::from_section)
                 .transpose()?,
+            production,
         })
     }
 
@@ -311,6 +405,22 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// The `[s3]` section (with `${VAR}` expanded) overridden by the `AWS_*` variables.
+fn s3_settings(section: &S3Section, env: EnvLookup<'_>) -> Result<S3Settings> {
+    let expand = |v: &Option<String>| v.as_deref().map(|s| expand_vars(s, env)).transpose();
+    let file = S3Settings {
+        endpoint: expand(&section.endpoint)?,
+        region: expand(&section.region)?,
+        path_style: section.path_style,
+        allow_http: section.allow_http,
+        access_key_id: expand(&section.access_key_id)?,
+        secret_access_key: expand(&section.secret_access_key)?,
+        session_token: expand(&section.session_token)?,
+        create_only: section.create_only,
+    };
+    Ok(file.overridden_by(&S3Settings::from_env_with(env)))
 }
 
 /// Parses a verification level this version can reach.
@@ -551,6 +661,31 @@ mod tests {
         )
         .expect_err("zero");
         assert!(err.to_string().contains("concurrency"), "{err}");
+    }
+
+    #[test]
+    fn production_is_by_name_or_by_key() {
+        let env = |name: &str| CliOverrides {
+            env: Some(name.into()),
+            ..Default::default()
+        };
+        assert!(
+            resolve(env("production"), &[], None)
+                .expect("ok")
+                .production
+        );
+        assert!(!resolve(env("staging"), &[], None).expect("ok").production);
+        let file = "[env.live]\nproduction = true\n[env.production]\nproduction = false\n";
+        assert!(
+            resolve(env("live"), &[], Some(file))
+                .expect("ok")
+                .production
+        );
+        assert!(
+            !resolve(env("production"), &[], Some(file))
+                .expect("ok")
+                .production
+        );
     }
 
     #[test]

@@ -22,6 +22,9 @@ pub enum ExitCode {
     LockHeld = 6,
     /// `check`: no verified backup matches.
     CheckFailed = 7,
+    /// `restore`: the restore failed; the message says whether the target is untouched or was
+    /// swapped back.
+    RestoreFailed = 8,
 }
 
 impl ExitCode {
@@ -94,11 +97,25 @@ pub enum GateError {
         #[source]
         source: CoreError,
     },
+    /// Another run holds the lock of this store and environment, or ours was lost (exit 6).
+    #[error("{message}")]
+    LockHeld {
+        /// Who holds it and what to do.
+        message: String,
+    },
     /// `check` found no backup matching the conditions with a passing verification (exit 7).
     #[error("check failed: {message}")]
     CheckFailed {
         /// What is missing.
         message: String,
+    },
+    /// A restore failed (exit 8). `target` says what state the target database is in.
+    #[error("the restore failed: {message}; {target}")]
+    Restore {
+        /// What failed.
+        message: String,
+        /// The state the failure left the target in.
+        target: TargetState,
     },
     /// Something that should not happen (exit 1).
     #[error("internal error: {message}")]
@@ -119,6 +136,7 @@ impl GateError {
                 ExitCode::VerificationFailed
             }
             GateError::CheckFailed { .. } => ExitCode::CheckFailed,
+            GateError::LockHeld { .. } => ExitCode::LockHeld,
             GateError::Store { source, .. } => match source {
                 CoreError::StoreUnavailable { .. } | CoreError::SourceUnavailable { .. } => {
                     ExitCode::Preflight
@@ -126,6 +144,7 @@ impl GateError {
                 CoreError::NotFound { .. } | CoreError::Invalid { .. } => ExitCode::Usage,
                 _ => ExitCode::Internal,
             },
+            GateError::Restore { .. } => ExitCode::RestoreFailed,
             GateError::Internal { .. } => ExitCode::Internal,
         }
     }
@@ -148,6 +167,32 @@ impl GateError {
             GateError::Verification { .. } | GateError::VerificationInterrupted { .. } => Some(
                 "do not deploy on this backup: fix what the message names, then run `pre-deploy verify` again or take a new backup",
             ),
+            GateError::Restore {
+                target: TargetState::Untouched,
+                ..
+            } => {
+                Some("nothing was changed: fix the cause above and run `pre-deploy restore` again")
+            }
+            GateError::Restore {
+                target: TargetState::SwappedBack,
+                ..
+            } => Some(
+                "the target was put back as it was before the restore; fix the cause above and run `pre-deploy restore` again",
+            ),
+            GateError::Restore {
+                target: TargetState::Unknown,
+                ..
+            } => Some(
+                "check the databases named above by hand (psql -l); the safety backup holds the state from before the restore",
+            ),
+            _ => None,
+        }
+    }
+
+    /// For a failed restore, the state of the target database.
+    pub fn target_state(&self) -> Option<TargetState> {
+        match self {
+            GateError::Restore { target, .. } => Some(*target),
             _ => None,
         }
     }
@@ -156,6 +201,30 @@ impl GateError {
         GateError::Usage {
             message: message.into(),
         }
+    }
+}
+
+/// What a failed restore left the target database as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum TargetState {
+    /// The failure came before the swap: the target was never changed.
+    Untouched,
+    /// The failure came after the swap, which was undone: the target is as it was before.
+    SwappedBack,
+    /// Undoing the swap failed too: the message names the databases to check by hand.
+    Unknown,
+}
+
+impl std::fmt::Display for TargetState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            TargetState::Untouched => "the target database is untouched",
+            TargetState::SwappedBack => {
+                "the target database was swapped back and is as it was before the restore"
+            }
+            TargetState::Unknown => "the target database could NOT be swapped back",
+        })
     }
 }
 

@@ -10,7 +10,7 @@ use backup_core::{
     SourceName, StoreExt, SystemClock, ToolInfo, VerificationLevel, VerificationRecord, layout,
 };
 use backup_objectstore::{
-    BucketLocation, BucketSnapshotter, BucketSource, ObjectStoreStore, S3Settings, StoreUrl,
+    BucketLocation, BucketSnapshotter, BucketSource, LockGuard, ObjectStoreStore, StoreUrl,
     probe_store,
 };
 use backup_postgres::{PgSnapshotter, PgSourceConfig, ProcessEnv};
@@ -61,6 +61,12 @@ pub struct Gate {
     pub(crate) handle_signals: bool,
     /// `--expire-in`: recorded in new manifests as `expires_at` (see `retention.rs`).
     pub(crate) expire_in: Option<jiff::Span>,
+    /// Lease length of the run lock (see `lock.rs`).
+    pub(crate) lock_ttl: std::time::Duration,
+    /// How long [`Gate::lock`] waits for another run.
+    pub(crate) wait_lock: std::time::Duration,
+    /// The store as built from settings, for probes the `Store` trait does not have.
+    pub(crate) object_store: Option<ObjectStoreStore>,
 }
 
 impl Gate {
@@ -84,6 +90,9 @@ impl Gate {
             host: host_name(),
             handle_signals: false,
             expire_in: None,
+            lock_ttl: backup_objectstore::DEFAULT_LOCK_TTL,
+            wait_lock: std::time::Duration::ZERO,
+            object_store: None,
         }
     }
 
@@ -122,10 +131,11 @@ impl Gate {
     /// [`GateError::Usage`] for a source kind this version does not support or a malformed URL;
     /// [`GateError::Preflight`] when the store cannot be opened.
     pub fn from_settings(settings: &Settings, create_store: bool) -> Result<Self> {
-        let store = ObjectStoreStore::open(&settings.store, create_store).map_err(|e| match e {
-            backup_core::Error::Invalid { .. } => GateError::usage(e.to_string()),
-            other => GateError::Preflight { source: other },
-        })?;
+        let store = ObjectStoreStore::open_with(&settings.store, create_store, &settings.s3)
+            .map_err(|e| match e {
+                backup_core::Error::Invalid { .. } => GateError::usage(e.to_string()),
+                other => GateError::Preflight { source: other },
+            })?;
         let snapshotters = settings
             .sources
             .iter()
@@ -139,7 +149,7 @@ impl Gate {
             Arc::new(BucketVerifier::default()),
         ];
         let mut gate = Gate::new(
-            Arc::new(store),
+            Arc::new(store.clone()),
             settings.environment.clone(),
             snapshotters,
             verifiers,
@@ -149,6 +159,9 @@ impl Gate {
         .with_pipeline(settings.pipeline.clone());
         gate.store_url = Some(settings.store.clone());
         gate.handle_signals = true;
+        gate.object_store = Some(store);
+        gate.lock_ttl = settings.lock_ttl;
+        gate.wait_lock = settings.wait_lock;
         Ok(gate)
     }
 
@@ -176,6 +189,13 @@ impl Gate {
         probe_store(self.store.as_ref())
             .await
             .map_err(|source| GateError::Preflight { source })?;
+        if let Some(store) = &self.object_store {
+            // Settles whether create-only writes are honoured (S3 servers differ).
+            store
+                .detect_create_only()
+                .await
+                .map_err(|source| GateError::Preflight { source })?;
+        }
         let reports = try_join_all(self.snapshotters.iter().map(|s| async move {
             let report = s.preflight().await?;
             tracing::info!(
@@ -202,6 +222,21 @@ impl Gate {
     /// - [`GateError::Verification`] (4): the backup is committed but failed verification; its
     ///   record says why.
     pub async fn backup(&self, request: &BackupRequest) -> Result<BackupOutcome> {
+        self.backup_locked(request, None).await
+    }
+
+    /// [`Gate::backup`] under a lock taken with [`Gate::lock`]: the manifest is committed only
+    /// if the lease is still ours (otherwise [`GateError::LockHeld`], exit 6, and nothing is
+    /// committed).
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::backup`], and [`GateError::LockHeld`] when the lock was lost.
+    pub async fn backup_locked(
+        &self,
+        request: &BackupRequest,
+        lock: Option<&LockGuard>,
+    ) -> Result<BackupOutcome> {
         if self.snapshotters.is_empty() {
             return Err(GateError::usage(
                 "nothing to back up: no source is configured",
@@ -263,6 +298,12 @@ impl Gate {
             expires_at: crate::retention::expiry(created_at, self.expire_in),
             extra: serde_json::Map::new(),
         };
+        if let Some(guard) = lock
+            && let Err(e) = guard.ensure_held().await
+        {
+            self.discard(&id).await;
+            return Err(crate::lock::lock_error(e));
+        }
         if let Err(source) = self.store.write_manifest(&manifest).await {
             self.discard(&id).await;
             return Err(GateError::Backup { source });
@@ -420,10 +461,9 @@ fn snapshotter_for(spec: &SourceSpec, settings: &Settings) -> Result<DynSnapshot
     if BucketLocation::is_bucket_url(&spec.url) {
         let location = BucketLocation::parse(&spec.url)
             .map_err(|e| GateError::usage(format!("source {}: {e}", spec.name)))?;
-        // The base S3 settings of bucket sources: the `AWS_*` environment (the URL's query
-        // overrides them). The `[s3]` config section plugs in here.
-        let base = S3Settings::from_env();
-        let source = BucketSource::open(location, &base)
+        // The base S3 settings of bucket sources: `[s3]` overridden by the `AWS_*` environment,
+        // as for the store; the URL's query overrides them.
+        let source = BucketSource::open(location, &settings.s3)
             .map_err(|e| GateError::usage(format!("source {}: {e}", spec.name)))?;
         return Ok(Arc::new(
             BucketSnapshotter::new(spec.name.clone(), source)

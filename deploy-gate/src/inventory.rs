@@ -125,7 +125,7 @@ impl Gate {
                     context: format!("cannot read the verifications of {}", manifest.id),
                     source,
                 })?;
-        let runbook = runbook(&manifest, self.store_url.as_ref());
+        let runbook = runbook(&manifest, self.store_url.as_ref(), &self.environment);
         Ok(BackupDetails {
             manifest,
             verifications,

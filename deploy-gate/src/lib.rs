@@ -20,30 +20,40 @@
 mod config;
 mod deploy;
 mod deployments;
+mod doctor;
 mod error;
 mod gate;
 mod git;
 mod inventory;
+mod lock;
+
+pub use backup_objectstore::{Lease, LockGuard};
+pub use doctor::{DoctorReport, Probe, ProbeStatus};
 mod pins;
 mod prune;
+mod restore;
 mod retention;
 mod runbook;
 
 pub use config::{
-    CliOverrides, ConfigFile, DEFAULT_CONFIG_FILE, DEFAULT_ENVIRONMENT, DEFAULT_STORE, Settings,
-    SourceSpec, parse_config, parse_duration, parse_level,
+    CliOverrides, ConfigFile, DEFAULT_CONFIG_FILE, DEFAULT_ENVIRONMENT, DEFAULT_STORE,
+    PRODUCTION_ENVIRONMENT, Settings, SourceSpec, parse_config, parse_duration, parse_level,
 };
 pub use deploy::{
     LAST_DEPLOYMENT_FILE, artifact_location, last_deployment_lines, run_deploy_command,
     write_last_deployment,
 };
 pub use deployments::{DEPLOYMENT_FORMAT_VERSION, DeploymentRecord, protected_releases};
-pub use error::{ExitCode, GateError, Result};
+pub use error::{ExitCode, GateError, Result, TargetState};
 pub use gate::{BackupOutcome, BackupRequest, Gate, host_name, human_bytes};
 pub use git::{ci_run_url, detect_deploy_info};
 pub use inventory::{BackupDetails, BackupListing, CheckOutcome, CheckQuery};
 pub use pins::{PIN_FORMAT_VERSION, PinOutcome, PinRecord, UnpinOutcome};
 pub use prune::{AutoRetention, LEFTOVER_GRACE_DAYS, PruneOptions, PruneReport, SkippedRemoval};
+pub use restore::{
+    CONFIRM_RESTORE_ENV, PAUSE_POINTS, RestoreOutcome, RestorePlan, RestoreRequest, RollbackReport,
+    pause_at,
+};
 pub use retention::{
     KeepSection, RetentionSection, RetentionSettings, Share, parse_expire_in, parse_kind,
     parse_span, parse_time_zone,

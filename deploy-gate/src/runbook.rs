@@ -3,7 +3,7 @@
 
 use backup_core::Manifest;
 use backup_objectstore::StoreUrl;
-use backup_postgres::{DUMP_FORMAT, GLOBALS_FORMAT};
+use backup_postgres::{DUMP_FORMAT, GLOBALS_FORMAT, SwapNames, quote_ident};
 use serde::Serialize;
 
 use crate::deploy::artifact_location;
@@ -24,8 +24,13 @@ pub struct Runbook {
     pub steps: Vec<RunbookStep>,
 }
 
-/// Builds the runbook for `manifest`.
-pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>) -> Runbook {
+/// Builds the runbook for `manifest`: the code checkout, `pre-deploy restore` per PostgreSQL
+/// source, and the raw equivalent (`sha256sum`, `zstd`, `createdb`, `pg_restore`, `psql`) for an
+/// operator who cannot run this tool. The raw commands are runnable as they are with `sh -e`,
+/// connecting through the standard `PGHOST`/`PGPORT`/`PGUSER`/`PGPASSWORD` variables; like the
+/// tool, they restore into a new database and swap names in one transaction, keeping the previous
+/// database as `<db>__predeploy_before_<backup>`.
+pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str) -> Runbook {
     let mut steps = Vec::new();
     if let Some(commit) = &manifest.deploy.commit {
         steps.push(RunbookStep {
@@ -33,57 +38,127 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>) -> Runbook {
             commands: vec![format!("git checkout {commit}")],
         });
     }
+    let store_arg = store.map_or_else(String::new, |s| {
+        let text = match s {
+            StoreUrl::Local(dir) => dir
+                .canonicalize()
+                .unwrap_or_else(|_| dir.clone())
+                .display()
+                .to_string(),
+            other => other.to_string(),
+        };
+        format!(" --store {}", shell_quote(&text))
+    });
     for source in &manifest.sources {
-        for a in &source.artifacts {
-            let location = artifact_location(store, &a.key);
+        let Some(dump) = source.artifacts.iter().find(|a| a.format == DUMP_FORMAT) else {
+            continue;
+        };
+        steps.push(RunbookStep {
+            title: format!(
+                "Restore database {} with pre-deploy (safety backup first, restore into a new database, verify, swap names; the old database is kept)",
+                source.name
+            ),
+            commands: vec![format!(
+                "pre-deploy restore {} --source {}{store_arg} --env {}",
+                manifest.id,
+                source.name,
+                shell_quote(environment)
+            )],
+        });
+        let location = artifact_location(store, &dump.key);
+        let staged = format!("/tmp/predeploy-{}-{}.pgc", manifest.id, source.name);
+        let mut commands = Vec::new();
+        let compressed = if location.starts_with("s3://") {
+            let local = format!("{staged}.zst");
+            commands.push(format!(
+                "aws s3 cp {} {}",
+                shell_quote(&location),
+                shell_quote(&local)
+            ));
+            local
+        } else {
+            location
+        };
+        commands.push(format!(
+            "echo {} | sha256sum -c -",
+            shell_quote(&format!("{}  {compressed}", dump.sha256.hex()))
+        ));
+        commands.push(format!(
+            "zstd -q -d -f {} -o {}",
+            shell_quote(&compressed),
+            shell_quote(&staged)
+        ));
+        let db = database_of(&source.location);
+        let names = SwapNames::new(&db, manifest.id.as_str(), manifest.id.as_str());
+        commands.push(format!(
+            "createdb -T template0 {}",
+            shell_quote(&names.restoring)
+        ));
+        commands.push(format!(
+            "pg_restore --exit-on-error -j 2 -d {} {}",
+            shell_quote(&names.restoring),
+            shell_quote(&staged)
+        ));
+        commands.push(format!(
+            "psql -X -v ON_ERROR_STOP=1 -d postgres -c {}",
+            shell_quote(&format!(
+                "ALTER DATABASE {} RENAME TO {}; ALTER DATABASE {} RENAME TO {}",
+                quote_ident(&names.target),
+                quote_ident(&names.before),
+                quote_ident(&names.restoring),
+                quote_ident(&names.target)
+            ))
+        ));
+        commands.push(format!("rm -f {}", shell_quote(&staged)));
+        steps.push(RunbookStep {
+            title: format!(
+                "Or without pre-deploy: restore database {} ({}) into a new database, then swap names in one transaction (set PGHOST, PGPORT, PGUSER, PGPASSWORD for the server; end the sessions on {db} first; the old database stays as {})",
+                source.name, source.location, names.before
+            ),
+            commands,
+        });
+        if let Some(globals) = source.artifacts.iter().find(|a| a.format == GLOBALS_FORMAT) {
+            let location = artifact_location(store, &globals.key);
             let fetch = if location.starts_with("s3://") {
-                format!("aws s3 cp {location} - | zstd -dc")
+                format!("aws s3 cp {} - | zstd -dc", shell_quote(&location))
             } else {
-                format!("zstd -dc {location}")
+                format!("zstd -dc {}", shell_quote(&location))
             };
-            match a.format.as_str() {
-                DUMP_FORMAT => {
-                    let db = source
-                        .location
-                        .rsplit('/')
-                        .next()
-                        .unwrap_or("app")
-                        .split('?')
-                        .next()
-                        .unwrap_or("app")
-                        .to_owned();
-                    let restored = format!(
-                        "{db}_restored_{}",
-                        manifest.id.as_str()[..15].to_lowercase()
-                    );
-                    steps.push(RunbookStep {
-                        title: format!(
-                            "Restore database {} ({}) into a new database, check it, then swap names",
-                            source.name, source.location
-                        ),
-                        commands: vec![
-                            format!("{fetch} > /tmp/{}.pgc", source.name),
-                            format!("sha256sum {location}   # expect {}", a.sha256.hex()),
-                            format!("createdb {restored}"),
-                            format!("pg_restore --exit-on-error --no-owner -j 2 -d {restored} /tmp/{}.pgc", source.name),
-                            format!(
-                                "psql -d postgres -c 'ALTER DATABASE \"{db}\" RENAME TO \"{db}_before_rollback\"' -c 'ALTER DATABASE \"{restored}\" RENAME TO \"{db}\"'"
-                            ),
-                        ],
-                    });
-                }
-                GLOBALS_FORMAT => steps.push(RunbookStep {
-                    title: format!(
-                        "If roles are missing on the target server, recreate them ({})",
-                        source.name
-                    ),
-                    commands: vec![format!("{fetch} | psql -d postgres")],
-                }),
-                _ => {}
-            }
+            steps.push(RunbookStep {
+                title: format!(
+                    "Only if roles are missing on the target server: recreate them first ({})",
+                    source.name
+                ),
+                commands: vec![format!("{fetch} | psql -X -d postgres")],
+            });
         }
     }
     Runbook { steps }
+}
+
+/// The database name of a `postgres://…/db?…` location.
+fn database_of(location: &str) -> String {
+    location
+        .split('?')
+        .next()
+        .unwrap_or(location)
+        .rsplit('/')
+        .next()
+        .filter(|d| !d.is_empty())
+        .unwrap_or("postgres")
+        .to_owned()
+}
+
+/// Quotes `s` for `sh` when it needs it.
+fn shell_quote(s: &str) -> String {
+    let safe = !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@+=,%".contains(c));
+    if safe {
+        s.to_owned()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
 }
 
 impl Runbook {
@@ -97,5 +172,47 @@ impl Runbook {
             }
         }
         s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_runbook_names_the_commit_the_restore_command_and_the_raw_commands() {
+        let m: Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "id": "20261122T031500Z-7f3a9c", "kind": "pre-deploy",
+            "environment": "staging", "created_at": "2026-11-22T03:15:00Z",
+            "finished_at": "2026-11-22T03:15:00Z",
+            "tool": {"name": "pre-deploy", "version": "0"}, "host": "h",
+            "deploy": {"commit": "0123456789abcdef0123456789abcdef01234567"},
+            "sources": [{"name": "db", "kind": "postgres",
+                "location": "postgres://app@db:5432/shop",
+                "artifacts": [{"name": "dump.pgc.zst", "key": "backups/x/data/db/dump.pgc.zst",
+                    "format": "pg_dump-custom", "compression": "zstd", "stored_size": 1,
+                    "raw_size": 2, "sha256": "sha256:".to_owned() + &"ab".repeat(32)}]}]}))
+        .expect("manifest");
+        let store = StoreUrl::Local("/var/backups/app".into());
+        let text = runbook(&m, Some(&store), "staging").to_text();
+        for expected in [
+            "git checkout 0123456789abcdef0123456789abcdef01234567",
+            "pre-deploy restore 20261122T031500Z-7f3a9c --source db --store /var/backups/app --env staging",
+            "sha256sum -c -",
+            "zstd -q -d -f /var/backups/app/backups/x/data/db/dump.pgc.zst -o /tmp/predeploy-20261122T031500Z-7f3a9c-db.pgc",
+            "createdb -T template0 shop__predeploy_restore_20261122t031500z_7f3a9c",
+            "pg_restore --exit-on-error -j 2 -d shop__predeploy_restore_20261122t031500z_7f3a9c",
+            "ALTER DATABASE \"shop\" RENAME TO \"shop__predeploy_before_20261122t031500z_7f3a9c\"",
+        ] {
+            assert!(text.contains(expected), "{expected}\nin\n{text}");
+        }
+    }
+
+    #[test]
+    fn shell_quoting() {
+        assert_eq!(shell_quote("app__x"), "app__x");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(database_of("postgres://a@h:5432/shop?host=/tmp"), "shop");
     }
 }

@@ -9,7 +9,8 @@ pub const BIN_OVERRIDE_ENV: &str = "PREDEPLOY_TEST_BIN";
 
 /// A [`Command`] for the `pre-deploy` binary of this workspace.
 ///
-/// The binary is built once per test process (`$CARGO build -q -p bins --bin pre-deploy`, with
+/// The binary is built once per test process (`$CARGO build -q -p bins --bin pre-deploy
+/// --features test-hooks`, with
 /// `CARGO` from the environment or `cargo`), in the profile and target dir of the running test
 /// or benchmark (found from [`std::env::current_exe`], `target/[TRIPLE/]PROFILE/deps/EXE`).
 /// Set `PREDEPLOY_TEST_BIN` to the path of a prebuilt binary to skip the build.
@@ -164,6 +165,9 @@ fn build() -> PathBuf {
             "bins",
             "--bin",
             "pre-deploy",
+            // Test builds honour PREDEPLOY_TEST_PAUSE_AT (restore tests kill at exact steps).
+            "--features",
+            "test-hooks",
             "--target-dir",
         ])
         .arg(&target_dir);

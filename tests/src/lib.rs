@@ -11,6 +11,8 @@
 //!   restored database with its source by content.
 //! - [`cli`]: the `pre-deploy` binary of this workspace, built once per test process.
 //! - [`fixtures`]: the "varied" round-trip database and the benchmark dataset scripts.
+//! - [`restoring`]: helpers for `restore` and rollback tests, and [`restoring::Paused`], a
+//!   restore stopped at a named step.
 //!
 //! ```no_run
 //! use predeploy_tests::{PgServer, fixtures, table_checksums};
@@ -28,6 +30,7 @@ pub mod fakes;
 pub mod fixtures;
 pub mod pg;
 pub mod restore;
+pub mod restoring;
 pub mod s3;
 
 pub use cli::{Output, pre_deploy, run};

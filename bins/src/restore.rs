@@ -1,0 +1,251 @@
+//! `restore`, and the rollback of `run --rollback-on-failure`: arguments, the confirmation
+//! prompt, the calls into `deploy-gate`, and rendering.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use clap::Args;
+use deploy_gate::{
+    CONFIRM_RESTORE_ENV, Gate, GateError, Manifest, RestoreOutcome, RestorePlan, RestoreRequest,
+    RollbackReport, Settings, runbook,
+};
+use serde_json::json;
+
+use crate::cli::Cli;
+use crate::render::Output;
+
+/// Options of `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A backup id, or `last` (the newest backup that is not a safety backup)
+    #[arg(default_value = "last")]
+    pub backup: String,
+    /// The target database, postgres://… (default: the configured source of the same name)
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// Do not ask: the restore is confirmed (like PREDEPLOY_CONFIRM_RESTORE=yes)
+    #[arg(long)]
+    pub yes: bool,
+    /// Needed to restore into a production environment
+    #[arg(long)]
+    pub allow_production: bool,
+    /// End other sessions on the target for the swap (without it, connected sessions refuse)
+    #[arg(long)]
+    pub terminate_connections: bool,
+    /// Print the plan (after its preflight) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Options of `run` for a failed deploy.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// When the deploy command fails, restore the backup taken for this run (after a safety
+    /// backup of the failed state); the exit code stays the deploy command's
+    #[arg(long)]
+    pub rollback_on_failure: bool,
+    /// With --rollback-on-failure: end other sessions on the databases for the swap
+    #[arg(long, requires = "rollback_on_failure")]
+    pub terminate_connections: bool,
+}
+
+/// `pre-deploy restore`.
+pub async fn restore(cli: &Cli, args: &RestoreArgs, out: &Output) -> Result<u8, GateError> {
+    // The global `--source` defines sources as NAME=URL; here a bare NAME picks the backup's source.
+    let (picks, defs): (Vec<String>, Vec<String>) = cli
+        .global
+        .sources
+        .iter()
+        .cloned()
+        .partition(|s| !s.contains('='));
+    if picks.len() > 1 {
+        return Err(GateError::Usage {
+            message: "restore one source at a time: give --source NAME once".into(),
+        });
+    }
+    let mut overrides = crate::overrides(cli, None);
+    overrides.sources = defs;
+    let settings = resolve(&overrides)?;
+    let gate = Gate::from_settings(&settings, false)?;
+    let mut request = RestoreRequest::from_settings(&settings, args.backup.clone());
+    request.source = picks.into_iter().next();
+    request.to.clone_from(&args.to);
+    request.terminate_connections = args.terminate_connections;
+    request.allow_production = args.allow_production;
+    let plan = gate.plan_restore(&request).await?;
+    print_plan(out, &plan, args.dry_run);
+    if args.dry_run {
+        if out.json {
+            print_json(&json!({ "ok": true, "dry_run": true, "plan": plan }));
+        }
+        return Ok(0);
+    }
+    request.check_connections(&plan)?;
+    request.check_production(&plan)?;
+    request.confirmed =
+        args.yes || std::env::var(CONFIRM_RESTORE_ENV).is_ok_and(|v| v == "yes") || prompt(&plan)?;
+    // One restore, backup or run per store and environment at a time.
+    let guard = gate.lock("restore", None).await?;
+    let outcome = gate.restore(plan, &request).await;
+    gate.unlock(guard).await;
+    let outcome = outcome?;
+    print_outcome(out, &outcome);
+    Ok(0)
+}
+
+fn resolve(overrides: &deploy_gate::CliOverrides) -> Result<Settings, GateError> {
+    let workdir = std::env::current_dir().map_err(|e| GateError::Internal {
+        message: format!("cannot read the working directory: {e}"),
+    })?;
+    let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    Settings::resolve(overrides, &env, &workdir)
+}
+
+/// Asks for the database name on the terminal; false without a terminal or on a mismatch.
+fn prompt(plan: &RestorePlan) -> Result<bool, GateError> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!(
+        "Restore backup {} into {}? Type the database name ({}) to confirm: ",
+        plan.backup_id, plan.target, plan.names.target
+    );
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| GateError::Internal {
+            message: format!("cannot read the confirmation: {e}"),
+        })?;
+    if line.trim() == plan.names.target {
+        Ok(true)
+    } else {
+        eprintln!(
+            "pre-deploy: {:?} is not {:?}",
+            line.trim(),
+            plan.names.target
+        );
+        Ok(false)
+    }
+}
+
+fn print_json(v: &serde_json::Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into())
+    );
+}
+
+fn print_plan(out: &Output, plan: &RestorePlan, dry_run: bool) {
+    if out.quiet && !dry_run {
+        return;
+    }
+    eprintln!(
+        "{}restore backup {} ({}) source {} into {} (PostgreSQL {}){}:",
+        if dry_run { "dry run: " } else { "" },
+        plan.backup_id,
+        plan.backup_kind,
+        plan.source,
+        plan.target,
+        plan.server_version,
+        if plan.production {
+            ", a PRODUCTION environment"
+        } else {
+            ""
+        }
+    );
+    for (i, s) in plan.steps.iter().enumerate() {
+        eprintln!("  {}. {s}", i + 1);
+    }
+    for n in &plan.notes {
+        eprintln!("  note: {n}");
+    }
+    if dry_run {
+        eprintln!("dry run: nothing was changed");
+    }
+}
+
+fn print_outcome(out: &Output, o: &RestoreOutcome) {
+    if out.json {
+        print_json(&json!({ "ok": true, "restore": o }));
+        return;
+    }
+    if out.quiet {
+        return;
+    }
+    eprintln!(
+        "restored backup {} into {}: {} tables, {} rows, checked against the backup",
+        o.plan.backup_id, o.plan.target, o.tables, o.rows
+    );
+    match &o.safety_backup {
+        Some(id) => eprintln!(
+            "  safety backup of the previous state: {id} (undo with `pre-deploy restore {id} --source {}`)",
+            o.plan.source
+        ),
+        None => eprintln!("  no safety backup: the database did not exist before"),
+    }
+    if let (Some(kept), Some(cmd)) = (&o.kept_as, &o.drop_command) {
+        eprintln!("  the previous database is kept as {kept}; drop it when you no longer need it:");
+        eprintln!("    {cmd}");
+    }
+    if o.terminated > 0 {
+        eprintln!("  terminated {} session(s) for the swap", o.terminated);
+    }
+}
+
+/// The end of `run`: the rollback commands (always), then, for a failed deploy with
+/// `--rollback-on-failure`, the rollback itself. Never changes the exit code.
+pub async fn after_deploy(
+    gate: &Gate,
+    settings: &Settings,
+    manifest: &Manifest,
+    code: i32,
+    args: &RollbackArgs,
+    out: &Output,
+) {
+    if !out.quiet && !out.json {
+        eprintln!("to roll back to backup {}:", manifest.id);
+        for line in runbook(manifest, Some(&settings.store), gate.environment())
+            .to_text()
+            .lines()
+        {
+            eprintln!("  {line}");
+        }
+    }
+    if code == 0 || !args.rollback_on_failure {
+        return;
+    }
+    eprintln!(
+        "pre-deploy: the deploy command failed (exit {code}): rolling back to backup {} (--rollback-on-failure)",
+        manifest.id
+    );
+    let report = gate
+        .rollback(manifest, settings, args.terminate_connections)
+        .await;
+    print_rollback(&report, code);
+}
+
+fn print_rollback(report: &RollbackReport, code: i32) {
+    for r in &report.restores {
+        match r {
+            Ok(o) => eprintln!(
+                "pre-deploy: rolled back {} to backup {}{}",
+                o.plan.target,
+                o.plan.backup_id,
+                o.safety_backup
+                    .as_ref()
+                    .map_or_else(String::new, |s| format!(
+                        "; the failed state is in safety backup {s}"
+                    ))
+            ),
+            Err(e) => eprintln!("pre-deploy: ROLLBACK FAILED: {e}"),
+        }
+    }
+    if report.succeeded() {
+        eprintln!("pre-deploy: rollback done; exiting with the deploy command's code {code}");
+    } else {
+        eprintln!(
+            "pre-deploy: ROLLBACK FAILED: the databases may hold the failed deploy's state; exiting with the deploy command's code {code}"
+        );
+    }
+}
