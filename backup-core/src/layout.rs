@@ -6,6 +6,7 @@
 //! backups/<id>/verify/<timestamp>.json    verification records, append-only
 //! pins/<id>.json                          a pin (`pre-deploy pin`): the backup is never pruned
 //! deployments/<env>/<timestamp>.json      a successful deploy (`run`): commit and backup, append-only
+//! blobs/sha256/<2 hex>/<64 hex>            content-addressed bucket objects, shared by backups
 //! ```
 //!
 //! Pins and deployment records live outside `backups/<id>/` because a manifest is never
@@ -17,6 +18,7 @@
 
 use jiff::Timestamp;
 
+use crate::digest::Digest;
 use crate::id::{BackupId, SourceName};
 
 /// The directory holding every backup.
@@ -49,6 +51,23 @@ pub fn verification_key(id: &BackupId, at: Timestamp) -> String {
         verification_prefix(id),
         at.strftime("%Y%m%dT%H%M%S%.6fZ")
     )
+}
+
+/// The directory holding content-addressed blobs (bucket and directory objects).
+pub const BLOBS_DIR: &str = "blobs/sha256/";
+
+/// `blobs/sha256/<first 2 hex>/<64 hex>`: the blob holding the bytes whose SHA-256 is `digest`.
+pub fn blob_key(digest: &Digest) -> String {
+    let hex = digest.hex();
+    format!("{BLOBS_DIR}{}/{hex}", &hex[..2])
+}
+
+/// The digest a blob key names, when `key` is one (the inverse of [`blob_key`]).
+pub fn blob_digest(key: &str) -> Option<Digest> {
+    let rest = key.strip_prefix(BLOBS_DIR)?;
+    let (dir, hex) = rest.split_once('/')?;
+    let digest: Digest = format!("sha256:{hex}").parse().ok()?;
+    (hex.get(..2) == Some(dir)).then_some(digest)
 }
 
 /// The directory holding pins.
@@ -124,6 +143,19 @@ mod tests {
             "backups/20261122T031500Z-7f3a9c/verify/20261122T031500.250000Z.json"
         );
         assert_eq!(pin_key(&id), "pins/20261122T031500Z-7f3a9c.json");
+        let d = Digest::of(b"abc");
+        assert_eq!(
+            blob_key(&d),
+            "blobs/sha256/ba/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(blob_digest(&blob_key(&d)), Some(d));
+        assert_eq!(
+            blob_digest(
+                "blobs/sha256/00/ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            ),
+            None
+        );
+        assert_eq!(blob_digest("blobs/sha256/ba/x"), None);
         assert_eq!(pin_id(&pin_key(&id)), Some(id));
         assert_eq!(pin_id("pins/README.txt"), None);
         assert_eq!(

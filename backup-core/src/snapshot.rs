@@ -34,6 +34,9 @@ pub struct SnapshotContext<'a> {
     pub store: &'a dyn Store,
     /// The backup being taken.
     pub backup_id: &'a BackupId,
+    /// The environment the backup belongs to (sources that reuse an earlier backup's work,
+    /// such as buckets, look only at backups of the same environment).
+    pub environment: &'a str,
     /// Compression settings.
     pub pipeline: &'a PipelineConfig,
 }

@@ -16,6 +16,7 @@
 //! # std::fs::remove_dir_all(dir).ok(); Ok(()) }
 //! ```
 
+pub mod bucket;
 mod error;
 mod lock;
 mod s3;
@@ -23,6 +24,7 @@ mod selftest;
 mod store;
 mod url;
 
+pub use bucket::{BucketLocation, BucketRestorer, BucketSnapshotter, BucketSource};
 pub use lock::{
     DEFAULT_TTL as DEFAULT_LOCK_TTL, Holder, LOCKS_DIR, Lease, LockAttempt, LockError, LockGuard,
     StoreLock,

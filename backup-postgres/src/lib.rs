@@ -17,7 +17,7 @@
 //! let pg = PgSnapshotter::from_url("db".parse()?, "postgres://app@localhost/app")?;
 //! pg.preflight().await?;
 //! let id = BackupId::new(jiff::Timestamp::now());
-//! let source = pg.snapshot(SnapshotContext { store, backup_id: &id, pipeline: &PipelineConfig::default() }).await?;
+//! let source = pg.snapshot(SnapshotContext { store, backup_id: &id, environment: "default", pipeline: &PipelineConfig::default() }).await?;
 //! println!("{} tables, {} bytes", source.stats.tables.len(), source.stored_size());
 //! # Ok(()) }
 //! ```

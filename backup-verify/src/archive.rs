@@ -182,6 +182,9 @@ impl Verifier for ArchiveVerifier {
         let mut report = VerificationReport::default();
         let top = up_to.min(VerificationLevel::Archive);
         for (source, artifact) in manifest.artifacts() {
+            if backup_objectstore::bucket::is_bucket_source(source) {
+                continue; // BucketVerifier checks the index together with its blobs
+            }
             if up_to >= VerificationLevel::Restore && artifact.format == DUMP_FORMAT {
                 match self.restore.as_ref().and_then(|r| r.target_for(source.name.as_str()).map(|t| (r, t))) {
                     Some((targets, target)) => {

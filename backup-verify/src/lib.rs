@@ -3,7 +3,8 @@
 //! The verification ladder as [`Verifier`](backup_core::Verifier)s. [`ArchiveVerifier`] covers
 //! levels 1–3 in one read of each artifact: the stored bytes' sha256 and size, zstd decompression
 //! to the end (frame checksums), and for pg_dump archives a full read by `pg_restore` plus its
-//! table of contents checked against the tables counted at backup time. Findings are data; an
+//! table of contents checked against the tables counted at backup time. [`BucketVerifier`]
+//! checks bucket and directory sources: the index, and every blob it references. Findings are data; an
 //! `Err` only means verification could not run.
 //!
 //! ```
@@ -24,11 +25,13 @@
 
 mod archive;
 mod artifact;
+mod bucket;
 mod record;
 mod restore;
 
 pub use archive::ArchiveVerifier;
 pub use artifact::{Consumer, PassResult, read_pass, stream_prefix};
+pub use bucket::{BucketVerifier, DEFAULT_VERIFY_CONCURRENCY};
 pub use record::verify_backup;
 pub use restore::{
     RestoreTargets, StagedArchive, count_differences, restored_findings, stage_archive,

@@ -92,6 +92,9 @@ pub async fn prune(cli: &Cli, args: &PruneArgs, out: &Output) -> Result<u8, Gate
         if options.apply && !report.refused {
             gate.collect_leftovers(&mut report).await;
         }
+        if !report.refused {
+            gate.collect_blobs(&mut report, options.apply).await;
+        }
         Ok::<_, GateError>(report)
     }
     .await;
@@ -231,6 +234,8 @@ impl Output {
                 "removed": r.removed,
                 "skipped": r.skipped,
                 "leftovers_removed": r.leftovers_removed,
+                "blobs": r.blobs,
+                "blobs_removed": r.blobs_removed,
                 "warnings": r.warnings,
             }));
             return;
@@ -279,6 +284,18 @@ impl Output {
             eprintln!("pre-deploy: warning: {w}");
         }
         let planned = r.plan.removals().count();
+        if let Some(b) = r.blobs.as_ref().filter(|b| b.blocked.is_none()) {
+            let verb = if r.dry_run {
+                "would be removed"
+            } else {
+                "removed"
+            };
+            println!(
+                "blobs: {} stored, {} referenced, {} unreferenced but younger than the grace period; \
+                 {} unreferenced ({} bytes) {verb}",
+                b.blobs, b.referenced, b.young, b.removable, b.removable_bytes
+            );
+        }
         if r.dry_run {
             if planned == 0 {
                 println!("nothing to remove");

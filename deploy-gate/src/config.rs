@@ -40,6 +40,9 @@ pub struct ConfigFile {
     /// PostgreSQL settings.
     #[serde(default)]
     pub postgres: PostgresSection,
+    /// Bucket and directory source settings.
+    #[serde(default)]
+    pub buckets: BucketsSection,
     /// Per-environment overrides: `[env.production]` with `store` and `sources`.
     #[serde(default)]
     pub env: BTreeMap<String, EnvSection>,
@@ -98,6 +101,14 @@ pub struct PostgresSection {
     pub bin_dir: Option<PathBuf>,
 }
 
+/// `[buckets]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketsSection {
+    /// Objects read and stored at once per bucket or directory source (default 8).
+    pub concurrency: Option<usize>,
+}
+
 /// `[env.NAME]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -140,7 +151,8 @@ pub struct CliOverrides {
 pub struct SourceSpec {
     /// Its name in the backup.
     pub name: SourceName,
-    /// Its URL (may hold a password: never print it; use `redact_url`).
+    /// Its URL (may hold a password: never print it; use `redact_url`): `postgres://…`,
+    /// `s3://bucket/prefix`, `file:///dir` or an absolute directory path.
     pub url: String,
 }
 
@@ -168,6 +180,8 @@ pub struct Settings {
     pub pipeline: PipelineConfig,
     /// PostgreSQL client tools directory, when configured.
     pub pg_bin_dir: Option<PathBuf>,
+    /// Objects read and stored at once per bucket or directory source (`[buckets]`).
+    pub bucket_concurrency: usize,
     /// The working directory (git info, `.last-deployment-backup`).
     pub workdir: PathBuf,
     /// Retention, when `[retention]` (or `[env.NAME.retention]`) is configured.
@@ -286,6 +300,13 @@ impl Settings {
             .validate()
             .map_err(|e| GateError::usage(e.to_string()))?;
 
+        let bucket_concurrency = file
+            .buckets
+            .concurrency
+            .unwrap_or(backup_objectstore::bucket::DEFAULT_CONCURRENCY);
+        if bucket_concurrency == 0 {
+            return Err(GateError::usage("[buckets] concurrency must be at least 1"));
+        }
         let s3 = s3_settings(&file.s3, env)?;
         let lock_duration = |what: &str, raw: Option<String>, default: std::time::Duration| {
             raw.map(|r| {
@@ -326,6 +347,7 @@ impl Settings {
             sources,
             verify_level,
             pipeline,
+            bucket_concurrency,
             pg_bin_dir: env("PREDEPLOY_PG_BINDIR")
                 .map(PathBuf::from)
                 .or(file.postgres.bin_dir),
@@ -627,6 +649,34 @@ mod tests {
             (s.verify_level, s.verify_required),
             (VerificationLevel::Restore, VerificationLevel::Restore)
         );
+    }
+
+    #[test]
+    fn bucket_and_directory_sources_and_concurrency() {
+        let file = "[sources]\nuploads = \"s3://app-uploads/u\"\nfiles = \"/var/lib/app/files\"\n\
+                    [buckets]\nconcurrency = 3\n";
+        let s = resolve(CliOverrides::default(), &[], Some(file)).expect("ok");
+        assert_eq!(s.bucket_concurrency, 3);
+        let urls: Vec<&str> = s.sources.iter().map(|s| s.url.as_str()).collect();
+        assert_eq!(urls, ["/var/lib/app/files", "s3://app-uploads/u"]);
+        let s = resolve(
+            CliOverrides {
+                sources: vec!["docs=file:///srv/docs".into()],
+                ..Default::default()
+            },
+            &[],
+            None,
+        )
+        .expect("ok");
+        assert_eq!(s.bucket_concurrency, 8);
+        assert_eq!(s.sources[0].url, "file:///srv/docs");
+        let err = resolve(
+            CliOverrides::default(),
+            &[],
+            Some("[buckets]\nconcurrency = 0\n"),
+        )
+        .expect_err("zero");
+        assert!(err.to_string().contains("concurrency"), "{err}");
     }
 
     #[test]

@@ -9,9 +9,12 @@ use backup_core::{
     MANIFEST_FORMAT_VERSION, Manifest, PipelineConfig, PreflightReport, SnapshotContext,
     SourceName, StoreExt, SystemClock, ToolInfo, VerificationLevel, VerificationRecord, layout,
 };
-use backup_objectstore::{LockGuard, ObjectStoreStore, StoreUrl, probe_store};
+use backup_objectstore::{
+    BucketLocation, BucketSnapshotter, BucketSource, LockGuard, ObjectStoreStore, StoreUrl,
+    probe_store,
+};
 use backup_postgres::{PgSnapshotter, PgSourceConfig, ProcessEnv};
-use backup_verify::{ArchiveVerifier, RestoreTargets, verify_backup};
+use backup_verify::{ArchiveVerifier, BucketVerifier, RestoreTargets, verify_backup};
 use futures::future::try_join_all;
 
 use crate::config::{Settings, SourceSpec};
@@ -138,10 +141,13 @@ impl Gate {
             .iter()
             .map(|s| snapshotter_for(s, settings))
             .collect::<Result<Vec<_>>>()?;
-        let verifiers: Vec<DynVerifier> = vec![Arc::new(
-            ArchiveVerifier::new(settings.pg_bin_dir.clone())
-                .with_restore(restore_targets(settings)?),
-        )];
+        let verifiers: Vec<DynVerifier> = vec![
+            Arc::new(
+                ArchiveVerifier::new(settings.pg_bin_dir.clone())
+                    .with_restore(restore_targets(settings)?),
+            ),
+            Arc::new(BucketVerifier::default()),
+        ];
         let mut gate = Gate::new(
             Arc::new(store.clone()),
             settings.environment.clone(),
@@ -249,6 +255,7 @@ impl Gate {
         let ctx = SnapshotContext {
             store: self.store.as_ref(),
             backup_id: &id,
+            environment: &self.environment,
             pipeline: &self.pipeline,
         };
         let snapshots = try_join_all(self.snapshotters.iter().map(|s| async move {
@@ -451,6 +458,18 @@ fn restore_targets(settings: &Settings) -> Result<RestoreTargets> {
 }
 
 fn snapshotter_for(spec: &SourceSpec, settings: &Settings) -> Result<DynSnapshotter> {
+    if BucketLocation::is_bucket_url(&spec.url) {
+        let location = BucketLocation::parse(&spec.url)
+            .map_err(|e| GateError::usage(format!("source {}: {e}", spec.name)))?;
+        // The base S3 settings of bucket sources: `[s3]` overridden by the `AWS_*` environment,
+        // as for the store; the URL's query overrides them.
+        let source = BucketSource::open(location, &settings.s3)
+            .map_err(|e| GateError::usage(format!("source {}: {e}", spec.name)))?;
+        return Ok(Arc::new(
+            BucketSnapshotter::new(spec.name.clone(), source)
+                .with_concurrency(settings.bucket_concurrency),
+        ));
+    }
     let scheme = spec.url.split("://").next().unwrap_or("");
     match scheme {
         "postgres" | "postgresql" => {
@@ -461,12 +480,12 @@ fn snapshotter_for(spec: &SourceSpec, settings: &Settings) -> Result<DynSnapshot
             }
             Ok(Arc::new(PgSnapshotter::new(spec.name.clone(), cfg)))
         }
-        "mysql" | "mariadb" | "s3" | "file" => Err(GateError::usage(format!(
-            "source {}: {scheme}:// sources are not supported by this version yet; PostgreSQL (postgres://) is",
+        "mysql" | "mariadb" => Err(GateError::usage(format!(
+            "source {}: {scheme}:// sources are not supported by this version yet; PostgreSQL (postgres://), s3:// and file:// are",
             spec.name
         ))),
         _ => Err(GateError::usage(format!(
-            "source {}: unknown kind of URL {:?}; use postgres://, postgresql://, mysql://, mariadb://, s3:// or file://",
+            "source {}: unknown kind of URL {:?}; use postgres://, postgresql://, s3://, file:// or an absolute directory path",
             spec.name,
             backup_postgres::redact_url(&spec.url)
         ))),

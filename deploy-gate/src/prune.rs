@@ -8,15 +8,19 @@
 //! backup directories without a manifest untouched for [`LEFTOVER_GRACE_DAYS`] days, and pins of
 //! backups that no longer exist.
 //!
-//! Content-addressed bucket blobs (`blobs/sha256/…`) are not collected yet: no source writes
-//! them in this version. When one does, collect a blob only when no manifest references it and
-//! it is older than a grace period, so a backup still uploading never loses one.
+//! Content-addressed bucket blobs (`blobs/sha256/…`) are collected by [`Gate::collect_blobs`]:
+//! a blob goes only when no remaining manifest's index references it and it is older than
+//! [`DEFAULT_BLOB_GRACE_HOURS`] hours (a backup still uploading has not written its manifest
+//! yet), and never when some manifest or index could not be read.
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use backup_core::{
     BackupId, BackupKind, BackupSummary, BudgetViolation, DeployedRelease, KeepRules,
     RetentionPlan, RetentionPolicy, StoreExt, layout,
+};
+use backup_objectstore::bucket::{
+    BlobGcPlan, DEFAULT_BLOB_GRACE_HOURS, apply_blob_gc, plan_blob_gc,
 };
 use jiff::SignedDuration;
 use serde::Serialize;
@@ -79,6 +83,10 @@ pub struct PruneReport {
     pub skipped: Vec<SkippedRemoval>,
     /// Incomplete backup directories and stale pins removed.
     pub leftovers_removed: Vec<String>,
+    /// Unreferenced bucket blobs: what would go (dry run) or went, when the store has blobs.
+    pub blobs: Option<BlobGcPlan>,
+    /// Blobs removed.
+    pub blobs_removed: u64,
     /// Things the operator should know (unreadable manifests, leftovers that could not go).
     pub warnings: Vec<String>,
 }
@@ -200,6 +208,8 @@ impl Gate {
             removed: Vec::new(),
             skipped: Vec::new(),
             leftovers_removed: Vec::new(),
+            blobs: None,
+            blobs_removed: 0,
             warnings,
         })
     }
@@ -315,6 +325,45 @@ impl Gate {
                     .warnings
                     .push(format!("cannot remove the stale pin {key}: {e}")),
             }
+        }
+    }
+
+    /// Collects bucket blobs no remaining backup references, older than the grace period
+    /// ([`DEFAULT_BLOB_GRACE_HOURS`]). With `apply`, after the plan's backups were removed, the
+    /// blobs go; without it (a dry run), the report says how many blobs and bytes would go once
+    /// the planned removals are made. When any manifest or index cannot be read, nothing is
+    /// collected and a warning says why. Best effort: problems become warnings in `report`.
+    pub async fn collect_blobs(&self, report: &mut PruneReport, apply: bool) {
+        let excluded: BTreeSet<BackupId> = if apply {
+            BTreeSet::new()
+        } else {
+            report.plan.removals().map(|d| d.id.clone()).collect()
+        };
+        let grace = SignedDuration::from_hours(DEFAULT_BLOB_GRACE_HOURS);
+        let plan = match plan_blob_gc(self.store.as_ref(), &excluded, grace, self.clock.now()).await
+        {
+            Ok(p) => p,
+            Err(e) => {
+                report
+                    .warnings
+                    .push(format!("cannot look for unreferenced blobs: {e}"));
+                return;
+            }
+        };
+        if let Some(why) = &plan.blocked {
+            report.warnings.push(format!(
+                "unreferenced blobs were not collected, because {why}"
+            ));
+        } else if apply && !plan.keys.is_empty() {
+            match apply_blob_gc(self.store.as_ref(), &plan).await {
+                Ok(n) => report.blobs_removed = n,
+                Err(e) => report
+                    .warnings
+                    .push(format!("removing unreferenced blobs failed part-way: {e}")),
+            }
+        }
+        if plan.blobs > 0 {
+            report.blobs = Some(plan);
         }
     }
 

@@ -1,0 +1,181 @@
+//! Content-addressed blobs: an object's bytes are hashed into a spool (memory for small objects,
+//! an anonymous temp file for large ones), then stored under `blobs/sha256/<2 hex>/<hex>` unless
+//! the store already holds that blob.
+
+use std::io::SeekFrom;
+
+use backup_core::{ByteStream, Digest, Error, Result, Sha256, Store, WriteMode, layout};
+use bytes::Bytes;
+use futures::StreamExt;
+use tokio::io::{AsyncSeekExt, AsyncWriteExt};
+use tokio::sync::Semaphore;
+
+/// Objects up to this size are spooled in memory (and stored in one request); larger ones go to
+/// a temp file in the system temp dir, removed when dropped.
+pub const MEMORY_SPOOL_LIMIT: usize = 4 * 1024 * 1024;
+
+/// An object's bytes, held until its digest (and so its blob key) is known.
+#[derive(Debug)]
+pub(crate) enum Spool {
+    /// Small: the chunks themselves.
+    Memory(Vec<Bytes>),
+    /// Large: an anonymous temp file (gone when dropped, also on a crash).
+    File(tokio::fs::File),
+}
+
+/// A spooled object.
+#[derive(Debug)]
+pub(crate) struct Spooled {
+    pub(crate) spool: Spool,
+    pub(crate) sha256: Digest,
+    pub(crate) size: u64,
+}
+
+/// What storing a blob did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BlobWrite {
+    /// The blob was uploaded.
+    Uploaded,
+    /// The store already had it (same key and size): nothing was uploaded.
+    Deduplicated,
+}
+
+/// Reads `body` to the end, hashing it into a spool.
+pub(crate) async fn spool(mut body: ByteStream, what: &str) -> Result<Spooled> {
+    let mut hasher = Sha256::new();
+    let mut chunks: Vec<Bytes> = Vec::new();
+    let mut file: Option<tokio::fs::File> = None;
+    let read_err = |e: std::io::Error| Error::io(format!("cannot read {what}"), e);
+    let spool_err = |e: std::io::Error| Error::io(format!("cannot spool {what} to a temp file"), e);
+    while let Some(chunk) = body.next().await {
+        let chunk = chunk.map_err(read_err)?;
+        hasher.update(&chunk);
+        match &mut file {
+            Some(f) => f.write_all(&chunk).await.map_err(spool_err)?,
+            None if hasher.len() as usize > MEMORY_SPOOL_LIMIT => {
+                let std_file = tokio::task::spawn_blocking(tempfile::tempfile)
+                    .await
+                    .map_err(|e| spool_err(std::io::Error::other(e)))?
+                    .map_err(spool_err)?;
+                let mut f = tokio::fs::File::from_std(std_file);
+                for c in chunks.drain(..) {
+                    f.write_all(&c).await.map_err(spool_err)?;
+                }
+                f.write_all(&chunk).await.map_err(spool_err)?;
+                file = Some(f);
+            }
+            None => chunks.push(chunk),
+        }
+    }
+    let size = hasher.len();
+    let spool = match file {
+        Some(mut f) => {
+            f.flush().await.map_err(spool_err)?;
+            f.seek(SeekFrom::Start(0)).await.map_err(spool_err)?;
+            Spool::File(f)
+        }
+        None => Spool::Memory(chunks),
+    };
+    Ok(Spooled {
+        spool,
+        sha256: hasher.finish(),
+        size,
+    })
+}
+
+/// Stores a spooled object as a blob. With `dedup`, a blob already present with the same size
+/// is kept (one `HEAD`); without it (repair after a failed verification), it is rewritten.
+/// `large_uploads` bounds how many temp-file uploads run at once (each buffers multipart parts).
+pub(crate) async fn store_blob(
+    store: &dyn Store,
+    spooled: Spooled,
+    dedup: bool,
+    large_uploads: &Semaphore,
+) -> Result<BlobWrite> {
+    let key = layout::blob_key(&spooled.sha256);
+    if dedup
+        && let Some(info) = store.head(&key).await?
+        && info.size == spooled.size
+    {
+        return Ok(BlobWrite::Deduplicated);
+    }
+    match spooled.spool {
+        Spool::Memory(chunks) => {
+            let data = if chunks.len() == 1 {
+                chunks.into_iter().next().unwrap_or_default()
+            } else {
+                Bytes::from(chunks.concat())
+            };
+            store.put_bytes(&key, data, WriteMode::Overwrite).await?;
+        }
+        Spool::File(file) => {
+            let _permit = large_uploads
+                .acquire()
+                .await
+                .map_err(|e| Error::store("put", &key, e))?;
+            let stream: ByteStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                file,
+                1024 * 1024,
+            ));
+            let written = store
+                .put_stream_known(&key, stream, &spooled.sha256)
+                .await?;
+            if written != spooled.size {
+                return Err(Error::store(
+                    "put",
+                    &key,
+                    format!("{written} bytes were stored instead of {}", spooled.size),
+                ));
+            }
+        }
+    }
+    Ok(BlobWrite::Uploaded)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::StoreExt;
+    use backup_core::testkit::MemoryStore;
+
+    fn body(data: Vec<u8>) -> ByteStream {
+        let chunks: Vec<std::io::Result<Bytes>> = data
+            .chunks(100_000)
+            .map(|c| Ok(Bytes::copy_from_slice(c)))
+            .collect();
+        Box::pin(futures::stream::iter(chunks))
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn small_large_and_empty_objects_become_blobs_once() {
+        let store = MemoryStore::new();
+        let sem = Semaphore::new(1);
+        for data in [
+            Vec::new(),
+            b"hello".to_vec(),
+            (0..MEMORY_SPOOL_LIMIT + 12_345)
+                .map(|i| (i % 253) as u8)
+                .collect(),
+        ] {
+            let spooled = spool(body(data.clone()), "x").await.expect("spooled");
+            assert_eq!(spooled.sha256, Digest::of(&data));
+            assert_eq!(
+                matches!(spooled.spool, Spool::File(_)),
+                data.len() > MEMORY_SPOOL_LIMIT
+            );
+            assert_eq!(
+                store_blob(&store, spooled, true, &sem)
+                    .await
+                    .expect("stored"),
+                BlobWrite::Uploaded
+            );
+            let key = layout::blob_key(&Digest::of(&data));
+            assert_eq!(store.get_all(&key).await.expect("blob"), data);
+            let again = spool(body(data.clone()), "x").await.expect("spooled");
+            assert_eq!(
+                store_blob(&store, again, true, &sem).await.expect("stored"),
+                BlobWrite::Deduplicated
+            );
+        }
+    }
+}

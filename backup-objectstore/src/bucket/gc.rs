@@ -1,0 +1,294 @@
+//! Blob garbage collection: blobs that no remaining backup's index references, once they are
+//! older than a grace period.
+//!
+//! Blobs are shared by every backup of the store (all environments), so the plan reads every
+//! manifest and every bucket index. If any of them cannot be read, nothing is collected: deleting
+//! on partial knowledge would lose data. The grace period protects blobs a running backup has
+//! uploaded but not yet referenced (its manifest is written last).
+
+use std::collections::{BTreeSet, HashSet};
+
+use backup_core::{BackupId, Digest, ObjectInfo, Result, Store, StoreExt, layout};
+use futures::StreamExt;
+use jiff::{SignedDuration, Timestamp};
+use serde::Serialize;
+
+use crate::bucket::index::{index_artifact, is_bucket_source, read_index};
+
+/// Default grace period: an unreferenced blob younger than this is kept.
+pub const DEFAULT_BLOB_GRACE_HOURS: i64 = 24;
+
+/// What a blob collection would remove, and why the rest stays.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct BlobGcPlan {
+    /// Blobs in the store.
+    pub blobs: u64,
+    /// Blobs some remaining backup references.
+    pub referenced: u64,
+    /// Unreferenced blobs kept because they are younger than the grace period.
+    pub young: u64,
+    /// Unreferenced blobs older than the grace period: these go.
+    pub removable: u64,
+    /// Their total size.
+    pub removable_bytes: u64,
+    /// Why nothing is collected, when an index or manifest could not be read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked: Option<String>,
+    /// The keys to remove.
+    #[serde(skip)]
+    pub keys: Vec<String>,
+}
+
+/// Plans a blob collection as if the backups in `excluded` (about to be removed) were gone.
+///
+/// # Errors
+///
+/// The store's error when the blobs or the backups cannot be listed. A manifest or index that
+/// cannot be read is not an error: the plan is then `blocked` and removes nothing.
+pub async fn plan_blob_gc(
+    store: &dyn Store,
+    excluded: &BTreeSet<BackupId>,
+    grace: SignedDuration,
+    now: Timestamp,
+) -> Result<BlobGcPlan> {
+    let blobs: Vec<ObjectInfo> = store.list(layout::BLOBS_DIR).await?;
+    let mut plan = BlobGcPlan {
+        blobs: blobs.len() as u64,
+        ..BlobGcPlan::default()
+    };
+    if blobs.is_empty() {
+        return Ok(plan);
+    }
+    let mut referenced: HashSet<Digest> = HashSet::new();
+    for id in store.list_backup_ids().await? {
+        if excluded.contains(&id) {
+            continue;
+        }
+        let manifest = match store.read_manifest(&id).await {
+            Ok(m) => m,
+            Err(e) if e.is_not_found() => continue, // removed meanwhile
+            Err(e) => {
+                plan.blocked = Some(format!("the manifest of backup {id} cannot be read: {e}"));
+                return Ok(plan);
+            }
+        };
+        for source in manifest.sources.iter().filter(|s| is_bucket_source(s)) {
+            let Some(artifact) = index_artifact(source) else {
+                plan.blocked = Some(format!(
+                    "backup {id}: source {} has no index artifact",
+                    source.name
+                ));
+                return Ok(plan);
+            };
+            let mut entries = match read_index(store, artifact).await {
+                Ok(s) => s,
+                Err(e) => {
+                    plan.blocked = Some(format!(
+                        "the index of backup {id}, source {}, cannot be read: {e}",
+                        source.name
+                    ));
+                    return Ok(plan);
+                }
+            };
+            while let Some(entry) = entries.next().await {
+                match entry {
+                    Ok(e) => {
+                        referenced.insert(e.sha256);
+                    }
+                    Err(e) => {
+                        plan.blocked = Some(format!(
+                            "the index of backup {id}, source {}, is damaged: {e}",
+                            source.name
+                        ));
+                        return Ok(plan);
+                    }
+                }
+            }
+        }
+    }
+    let cutoff = now - grace;
+    for blob in blobs {
+        let Some(digest) = layout::blob_digest(&blob.key) else {
+            continue; // not ours
+        };
+        if referenced.contains(&digest) {
+            plan.referenced += 1;
+        } else if blob.last_modified > cutoff {
+            plan.young += 1;
+        } else {
+            plan.removable += 1;
+            plan.removable_bytes += blob.size;
+            plan.keys.push(blob.key);
+        }
+    }
+    Ok(plan)
+}
+
+/// Removes the blobs `plan` names (nothing when it is blocked); returns how many went.
+///
+/// # Errors
+///
+/// The store's error on the first failed removal.
+pub async fn apply_blob_gc(store: &dyn Store, plan: &BlobGcPlan) -> Result<u64> {
+    if plan.blocked.is_some() {
+        return Ok(0);
+    }
+    let mut removed = 0;
+    for key in &plan.keys {
+        store.delete(key).await?;
+        removed += 1;
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bucket::index::{INDEX_FILE, INDEX_FORMAT, IndexEntry};
+    use backup_core::testkit::MemoryStore;
+    use backup_core::{
+        ArtifactMeta, BackupKind, Manifest, PipelineConfig, SourceManifest, ToolInfo, WriteMode,
+        pipeline,
+    };
+    use bytes::Bytes;
+
+    async fn blob(store: &MemoryStore, data: &[u8]) -> Digest {
+        let d = Digest::of(data);
+        store
+            .put_bytes(
+                &layout::blob_key(&d),
+                Bytes::copy_from_slice(data),
+                WriteMode::Overwrite,
+            )
+            .await
+            .expect("blob");
+        d
+    }
+
+    async fn backup(store: &MemoryStore, at: &str, digests: &[Digest], damage: bool) -> BackupId {
+        let t: Timestamp = at.parse().expect("time");
+        let id = BackupId::from_parts(t, [1, 2, 3]);
+        let name = "files".parse().expect("name");
+        let mut lines = Vec::new();
+        for (i, d) in digests.iter().enumerate() {
+            let e = IndexEntry {
+                key: format!("k{i}"),
+                size: 1,
+                sha256: *d,
+                etag: None,
+                last_modified: t,
+                content_type: None,
+                headers: Default::default(),
+                metadata: Default::default(),
+            };
+            lines.extend(e.to_line().expect("line"));
+        }
+        let key = layout::artifact_key(&id, &name, INDEX_FILE);
+        let stats =
+            pipeline::write_artifact(store, &key, "files", &lines[..], &PipelineConfig::default())
+                .await
+                .expect("index");
+        if damage {
+            store
+                .put_bytes(&key, Bytes::from_static(b"not zstd"), WriteMode::Overwrite)
+                .await
+                .expect("damage");
+        }
+        let manifest = Manifest {
+            format_version: 1,
+            id: id.clone(),
+            kind: BackupKind::Manual,
+            environment: "default".into(),
+            created_at: t,
+            finished_at: t,
+            tool: ToolInfo::current(),
+            host: "h".into(),
+            deploy: Default::default(),
+            sources: vec![SourceManifest {
+                name,
+                kind: "directory".into(),
+                location: "file:///x".into(),
+                server_version: None,
+                tool_version: None,
+                artifacts: vec![ArtifactMeta {
+                    name: INDEX_FILE.into(),
+                    key,
+                    format: INDEX_FORMAT.into(),
+                    compression: "zstd".into(),
+                    stored_size: stats.stored_size,
+                    raw_size: stats.raw_size,
+                    sha256: stats.sha256,
+                    extra: Default::default(),
+                }],
+                stats: Default::default(),
+                notes: vec![],
+                extra: Default::default(),
+            }],
+            expires_at: None,
+            extra: Default::default(),
+        };
+        store.write_manifest(&manifest).await.expect("manifest");
+        id
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn only_old_unreferenced_blobs_go_and_never_on_partial_knowledge() {
+        let store = MemoryStore::new();
+        let shared = blob(&store, b"shared").await;
+        let only_old = blob(&store, b"only in the old backup").await;
+        let orphan = blob(&store, b"orphan").await;
+        let old = backup(&store, "2026-11-01T00:00:00Z", &[shared, only_old], false).await;
+        backup(&store, "2026-11-02T00:00:00Z", &[shared], false).await;
+        let grace = SignedDuration::from_hours(DEFAULT_BLOB_GRACE_HOURS);
+
+        // Everything was just written: unreferenced blobs are still within the grace period.
+        let now = Timestamp::now();
+        let plan = plan_blob_gc(&store, &BTreeSet::new(), grace, now)
+            .await
+            .expect("plan");
+        assert_eq!(
+            (plan.blobs, plan.referenced, plan.young, plan.removable),
+            (3, 2, 1, 0)
+        );
+
+        // A day later, with the old backup about to be removed: two blobs go, the shared stays.
+        let later = now + SignedDuration::from_hours(25);
+        let plan = plan_blob_gc(&store, &BTreeSet::from([old]), grace, later)
+            .await
+            .expect("plan");
+        assert_eq!((plan.referenced, plan.removable), (1, 2));
+        let mut expected = vec![layout::blob_key(&only_old), layout::blob_key(&orphan)];
+        expected.sort();
+        let mut keys = plan.keys.clone();
+        keys.sort();
+        assert_eq!(keys, expected);
+        assert_eq!(apply_blob_gc(&store, &plan).await.expect("applied"), 2);
+        assert!(
+            store
+                .head(&layout::blob_key(&shared))
+                .await
+                .expect("head")
+                .is_some()
+        );
+        assert!(
+            store
+                .head(&layout::blob_key(&orphan))
+                .await
+                .expect("head")
+                .is_none()
+        );
+
+        // A damaged index blocks collection entirely.
+        blob(&store, b"another orphan").await;
+        backup(&store, "2026-11-03T00:00:00Z", &[], true).await;
+        let plan = plan_blob_gc(&store, &BTreeSet::new(), grace, later + grace)
+            .await
+            .expect("plan");
+        assert!(
+            plan.blocked.as_deref().unwrap_or("").contains("20261103"),
+            "{plan:?}"
+        );
+        assert_eq!(apply_blob_gc(&store, &plan).await.expect("applied"), 0);
+        assert_eq!(store.list(layout::BLOBS_DIR).await.expect("list").len(), 2);
+    }
+}

@@ -1,0 +1,272 @@
+//! [`BucketVerifier`]: the ladder for bucket and directory sources. Level 1: the index
+//! artifact's own checksum, and every blob it references present with the right size and sha256
+//! (each blob read and hashed); level 2: the index decompresses; level 3: the index parses and
+//! its totals match the manifest's statistics.
+
+use std::collections::HashSet;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use backup_core::{
+    Digest, Error, Finding, FindingStatus, Manifest, Result, Sha256, SourceManifest, Store,
+    VerificationLevel, VerificationReport, Verifier, layout,
+};
+use backup_objectstore::bucket::{
+    IndexEntry, bucket_stat, index_artifact, is_bucket_source, read_index,
+};
+use futures::StreamExt;
+
+use crate::archive::{finding, pass_findings};
+use crate::artifact::{Consumer, read_pass};
+
+/// Blobs checked at once, by default.
+pub const DEFAULT_VERIFY_CONCURRENCY: usize = 8;
+/// Digests remembered to avoid re-reading a blob several objects share (bounded memory; past
+/// this, shared blobs are simply read again).
+const DEDUP_LIMIT: usize = 1_000_000;
+/// Failed blob findings reported one by one; the rest are counted in one more finding.
+const MAX_BLOB_FINDINGS: usize = 50;
+
+/// Verifies `bucket` and `directory` sources (see the module docs); ignores other sources.
+#[derive(Debug, Clone)]
+pub struct BucketVerifier {
+    /// Blobs read and hashed at once.
+    pub concurrency: usize,
+}
+
+impl Default for BucketVerifier {
+    fn default() -> Self {
+        BucketVerifier {
+            concurrency: DEFAULT_VERIFY_CONCURRENCY,
+        }
+    }
+}
+
+/// What checking one blob found: `None` when it is as indexed.
+async fn check_blob(store: &dyn Store, entry: &IndexEntry) -> Result<Option<String>> {
+    let key = layout::blob_key(&entry.sha256);
+    let mut stream = match store.get(&key).await {
+        Ok(s) => s,
+        Err(Error::NotFound { .. }) => {
+            return Ok(Some(format!("the blob {key} is missing from the store")));
+        }
+        Err(e) => return Err(e),
+    };
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = stream.next().await {
+        hasher.update(&chunk.map_err(|e| Error::store("get", &key, e))?);
+    }
+    let size = hasher.len();
+    let digest = hasher.finish();
+    Ok(if size != entry.size {
+        Some(format!(
+            "the blob {key} is {size} bytes instead of {}",
+            entry.size
+        ))
+    } else if digest != entry.sha256 {
+        Some(format!(
+            "the blob {key} is corrupted: sha256 is {digest} instead of {}",
+            entry.sha256
+        ))
+    } else {
+        None
+    })
+}
+
+fn blob_finding(
+    source: &SourceManifest,
+    level: VerificationLevel,
+    check: &str,
+    artifact: Option<String>,
+    status: FindingStatus,
+    message: String,
+) -> Finding {
+    Finding {
+        level,
+        check: check.to_owned(),
+        source: Some(source.name.to_string()),
+        artifact,
+        status,
+        message,
+    }
+}
+
+impl BucketVerifier {
+    async fn verify_source(
+        &self,
+        store: &dyn Store,
+        source: &SourceManifest,
+        up_to: VerificationLevel,
+        report: &mut VerificationReport,
+    ) -> Result<()> {
+        use FindingStatus::*;
+        use VerificationLevel::*;
+        let name = source.name.to_string();
+        let Some(artifact) = index_artifact(source) else {
+            report.findings.push(blob_finding(
+                source,
+                Checksum,
+                "bucket-index",
+                None,
+                Failed,
+                format!("{name}: the manifest lists no bucket index for this source"),
+            ));
+            return Ok(());
+        };
+        let started = Instant::now();
+        let pass = read_pass(store, artifact, up_to >= Decompress, Consumer::Discard).await?;
+        let index_findings = pass_findings(&pass, source, artifact, up_to.min(Decompress));
+        let index_ok = index_findings.iter().all(|f| f.status == Passed);
+        report.findings.extend(index_findings);
+        if !index_ok {
+            return Ok(()); // the blobs of a damaged index cannot be trusted to be the right ones
+        }
+
+        let seen: Mutex<HashSet<Digest>> = Mutex::new(HashSet::new());
+        let mut entries = read_index(store, artifact).await?;
+        let mut parse_error = None;
+        let mut objects = 0u64;
+        let mut bytes = 0u64;
+        let mut checked = 0u64;
+        let mut failures: Vec<(String, String, String)> = Vec::new();
+        let mut failed = 0u64;
+        {
+            let listed = futures::stream::poll_fn(|cx| entries.poll_next_unpin(cx))
+                .filter_map(|item| {
+                    let keep = match item {
+                        Ok(e) => Some(e),
+                        Err(e) => {
+                            parse_error.get_or_insert(e.to_string());
+                            None
+                        }
+                    };
+                    async move { keep }
+                })
+                .map(|entry| {
+                    objects += 1;
+                    bytes += entry.size;
+                    let first = seen
+                        .lock()
+                        .map(|mut s| s.len() >= DEDUP_LIMIT || s.insert(entry.sha256))
+                        .unwrap_or(true);
+                    async move {
+                        if !first {
+                            return Ok((entry, None, false));
+                        }
+                        let problem = check_blob(store, &entry).await?;
+                        Ok::<_, Error>((entry, problem, true))
+                    }
+                })
+                .buffer_unordered(self.concurrency);
+            futures::pin_mut!(listed);
+            while let Some(item) = listed.next().await {
+                let (entry, problem, read) = item?;
+                checked += u64::from(read);
+                if let Some(problem) = problem {
+                    failed += 1;
+                    if failures.len() < MAX_BLOB_FINDINGS {
+                        failures.push((entry.key, layout::blob_key(&entry.sha256), problem));
+                    }
+                }
+            }
+        }
+        for (key, blob, problem) in failures {
+            report.findings.push(blob_finding(
+                source,
+                Checksum,
+                "blob",
+                Some(blob),
+                Failed,
+                format!("{name}: object {key:?}: {problem}"),
+            ));
+        }
+        if failed > MAX_BLOB_FINDINGS as u64 {
+            report.findings.push(blob_finding(
+                source,
+                Checksum,
+                "blob",
+                None,
+                Failed,
+                format!(
+                    "{name}: {} more damaged or missing blobs not listed",
+                    failed - MAX_BLOB_FINDINGS as u64
+                ),
+            ));
+        }
+        if failed == 0 && parse_error.is_none() {
+            report.findings.push(blob_finding(
+                source,
+                Checksum,
+                "blobs",
+                Some(artifact.key.clone()),
+                Passed,
+                format!(
+                    "{name}: all {objects} objects' blobs present with the indexed size and sha256 ({checked} blobs read, {bytes} bytes)"
+                ),
+            ));
+        }
+        report.add_time(Checksum, started.elapsed());
+
+        if up_to >= Archive {
+            let want_objects = bucket_stat(source, "objects");
+            let want_bytes = bucket_stat(source, "bytes");
+            let (status, message) = if let Some(e) = parse_error {
+                (
+                    Failed,
+                    format!("{name}: the bucket index does not parse: {e}"),
+                )
+            } else if want_objects != Some(objects) || want_bytes != Some(bytes) {
+                (
+                    Failed,
+                    format!(
+                        "{name}: the index holds {objects} objects ({bytes} bytes) but the manifest records {} objects ({} bytes)",
+                        want_objects.map_or("no".into(), |n| n.to_string()),
+                        want_bytes.map_or("no".into(), |n| n.to_string())
+                    ),
+                )
+            } else {
+                (
+                    Passed,
+                    format!(
+                        "{name}: the index parses: {objects} objects, {bytes} bytes, as recorded"
+                    ),
+                )
+            };
+            report.findings.push(finding(
+                Archive,
+                "bucket-index",
+                source,
+                artifact,
+                status,
+                message,
+            ));
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Verifier for BucketVerifier {
+    fn name(&self) -> &str {
+        "bucket"
+    }
+
+    fn max_level(&self) -> VerificationLevel {
+        VerificationLevel::Archive
+    }
+
+    async fn verify(
+        &self,
+        store: &dyn Store,
+        manifest: &Manifest,
+        up_to: VerificationLevel,
+    ) -> Result<VerificationReport> {
+        let mut report = VerificationReport::default();
+        for source in manifest.sources.iter().filter(|s| is_bucket_source(s)) {
+            self.verify_source(store, source, up_to, &mut report)
+                .await?;
+        }
+        Ok(report)
+    }
+}
