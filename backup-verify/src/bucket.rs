@@ -270,3 +270,123 @@ impl Verifier for BucketVerifier {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_core::testkit::MemoryStore;
+    use backup_core::{
+        BackupId, BackupKind, PipelineConfig, SnapshotContext, Snapshotter, Store, ToolInfo,
+    };
+    use backup_objectstore::{BucketLocation, BucketSnapshotter, BucketSource, S3Settings};
+
+    async fn snapshot(store: &MemoryStore) -> Manifest {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (rel, data) in [
+            ("a", "alpha"),
+            ("b/c d", "beta"),
+            ("empty", ""),
+            ("z", "alpha"),
+        ] {
+            let p = dir.path().join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, data).expect("write");
+        }
+        let source = BucketSource::open(
+            BucketLocation::Directory(dir.path().to_path_buf()),
+            &S3Settings::default(),
+        )
+        .expect("opens");
+        let snap = BucketSnapshotter::new("files".parse().expect("name"), source);
+        let id = BackupId::new(jiff::Timestamp::now());
+        let source = snap
+            .snapshot(SnapshotContext {
+                store,
+                backup_id: &id,
+                environment: "default",
+                pipeline: &PipelineConfig::default(),
+            })
+            .await
+            .expect("snapshot");
+        let now = jiff::Timestamp::now();
+        Manifest {
+            format_version: 1,
+            id,
+            kind: BackupKind::Manual,
+            environment: "default".into(),
+            created_at: now,
+            finished_at: now,
+            tool: ToolInfo::current(),
+            host: "h".into(),
+            deploy: Default::default(),
+            sources: vec![source],
+            expires_at: None,
+            extra: Default::default(),
+        }
+    }
+
+    fn failures(r: &VerificationReport) -> Vec<String> {
+        r.failures().map(|f| f.message.clone()).collect()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_blob_is_checked_and_damage_is_named() {
+        let store = MemoryStore::new();
+        let manifest = snapshot(&store).await;
+        let v = BucketVerifier::default();
+        let r = v
+            .verify(&store, &manifest, VerificationLevel::Restore)
+            .await
+            .expect("runs");
+        assert!(r.passed(), "{:?}", failures(&r));
+        assert_eq!(r.level_reached(), Some(VerificationLevel::Archive));
+        // The archive verifier leaves bucket sources alone.
+        let archive = crate::ArchiveVerifier::default()
+            .verify(&store, &manifest, VerificationLevel::Archive)
+            .await
+            .expect("runs");
+        assert!(archive.findings.is_empty(), "{:?}", archive.findings);
+
+        let alpha = layout::blob_key(&Digest::of(b"alpha"));
+        store.tamper(&alpha, |b| b[0] ^= 1);
+        let beta = layout::blob_key(&Digest::of(b"beta"));
+        store.delete(&beta).await.expect("delete");
+        let r = v
+            .verify(&store, &manifest, VerificationLevel::Checksum)
+            .await
+            .expect("runs");
+        let msgs = failures(&r);
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains(&alpha) && m.contains("corrupted")),
+            "{msgs:?}"
+        );
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains(&beta) && m.contains("\"b/c d\"") && m.contains("missing")),
+            "{msgs:?}"
+        );
+        assert_eq!(r.level_reached(), None);
+
+        // Totals that disagree with the manifest fail level 3.
+        let mut wrong = manifest.clone();
+        wrong.sources[0]
+            .stats
+            .object_counts
+            .insert("objects".into(), 5);
+        store.tamper(&alpha, |b| b[0] ^= 1);
+        store
+            .put_bytes(&beta, "beta".into(), backup_core::WriteMode::Overwrite)
+            .await
+            .expect("restore blob");
+        let r = v
+            .verify(&store, &wrong, VerificationLevel::Archive)
+            .await
+            .expect("runs");
+        let msgs = failures(&r);
+        assert!(
+            msgs.len() == 1 && msgs[0].contains("4 objects") && msgs[0].contains("5 objects"),
+            "{msgs:?}"
+        );
+    }
+}
