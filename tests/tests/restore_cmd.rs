@@ -220,7 +220,7 @@ fn on_a_terminal_the_database_name_must_be_typed() {
     ];
     let out = on_a_terminal(&args, "not-the-name");
     out.assert_code(2);
-    out.assert_stderr_contains(&format!("Type the database name ({db}) to confirm"));
+    out.assert_stderr_contains(&format!("Type {db:?} to confirm"));
     out.assert_stderr_contains("was not confirmed");
     assert_eq!(content(server, &db), changed);
     assert_eq!(
@@ -501,7 +501,7 @@ fn sources_of_other_kinds_are_refused_as_not_supported_yet() {
     let manifest = store.path().join(format!("backups/{id}/manifest.json"));
     let mut m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest).expect("manifest")).expect("json");
-    m["sources"][0]["kind"] = "bucket".into();
+    m["sources"][0]["kind"] = "mysql".into();
     std::fs::write(&manifest, m.to_string()).expect("write");
     let out = run(&mut restore_command(
         store.path(),
@@ -509,7 +509,7 @@ fn sources_of_other_kinds_are_refused_as_not_supported_yet() {
         &["last", "--yes"],
     ));
     out.assert_code(2);
-    out.assert_stderr_contains("is of kind \"bucket\": restoring it is not supported yet");
+    out.assert_stderr_contains("is of kind \"mysql\": restoring it is not supported yet");
     assert_eq!(content(server, &db), changed);
 }
 
