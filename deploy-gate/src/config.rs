@@ -321,7 +321,7 @@ impl Settings {
         };
         let lock_ttl = lock_duration(
             "[lock] ttl",
-            file.lock.ttl.clone(),
+            env("PREDEPLOY_LOCK_TTL").or(file.lock.ttl.clone()),
             backup_objectstore::DEFAULT_LOCK_TTL,
         )?;
         if lock_ttl < std::time::Duration::from_secs(3) {
