@@ -300,8 +300,8 @@ fn print_rollback(report: &RollbackReport, code: i32) {
         match r {
             Ok(o) => eprintln!(
                 "pre-deploy: rolled back {} to backup {}{}",
-                o.plan.target,
-                o.plan.backup_id,
+                o.target,
+                o.backup_id,
                 o.safety_backup
                     .as_ref()
                     .map_or_else(String::new, |s| format!(
@@ -315,7 +315,7 @@ fn print_rollback(report: &RollbackReport, code: i32) {
         eprintln!("pre-deploy: rollback done; exiting with the deploy command's code {code}");
     } else {
         eprintln!(
-            "pre-deploy: ROLLBACK FAILED: the databases may hold the failed deploy's state; exiting with the deploy command's code {code}"
+            "pre-deploy: ROLLBACK FAILED: the databases, buckets or directories may hold the failed deploy's state; exiting with the deploy command's code {code}"
         );
     }
 }

@@ -40,7 +40,7 @@ use crate::error::{GateError, Result};
 use crate::gate::Gate;
 
 pub use bucket::{BucketRestoreOutcome, BucketRestorePlan, is_bucket_restore};
-pub use rollback::RollbackReport;
+pub use rollback::{RollbackReport, RolledBack};
 
 /// Environment variable that confirms a restore like `--yes`.
 pub const CONFIRM_RESTORE_ENV: &str = "PREDEPLOY_CONFIRM_RESTORE";
