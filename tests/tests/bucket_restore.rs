@@ -261,3 +261,60 @@ fn a_bucket_restores_into_another_bucket_with_its_metadata() {
         }
     });
 }
+
+/// The runbook of a directory backup in a local store: its raw commands (sha256sum, zstd,
+/// python3) put the files back when run by `sh -e`, without pre-deploy.
+#[test]
+fn the_runbook_raw_commands_restore_a_directory() {
+    let dir = tempfile::tempdir().expect("dir");
+    let files = dir.path().join("files");
+    write(
+        &files,
+        &[
+            ("a.txt", b"alpha"),
+            ("sub dir/b.bin", &[1u8, 2, 3]),
+            ("ünï.txt", b"x"),
+        ],
+    );
+    let backed_up = tree(&files);
+    let store = dir.path().join("store").display().to_string();
+    let source = format!("files=file://{}", files.display());
+    cli(&store, &source, &["backup"]).assert_success();
+    write(&files, &[("a.txt", b"broken")]);
+    std::fs::remove_file(files.join("sub dir/b.bin")).expect("rm");
+
+    let out = run(pre_deploy().args(["--store", &store, "--json", "show", "last"]));
+    out.assert_success();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let steps = v["runbook"]["steps"].as_array().expect("steps");
+    assert!(
+        steps.iter().any(|s| s["commands"][0]
+            .as_str()
+            .is_some_and(|c| c.starts_with("pre-deploy restore") && c.contains("--source files"))),
+        "{steps:?}"
+    );
+    let raw = steps
+        .iter()
+        .find(|s| {
+            s["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Or without pre-deploy"))
+        })
+        .expect("a raw step");
+    let script: Vec<&str> = raw["commands"]
+        .as_array()
+        .expect("commands")
+        .iter()
+        .filter_map(|c| c.as_str())
+        .collect();
+    let status = std::process::Command::new("sh")
+        .args(["-e", "-c", &script.join("\n")])
+        .status()
+        .expect("sh");
+    assert!(status.success(), "the raw commands ran: {script:?}");
+    assert_eq!(
+        tree(&files),
+        backed_up,
+        "the raw commands put the files back"
+    );
+}
