@@ -49,6 +49,14 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str)
         };
         format!(" --store {}", shell_quote(&text))
     });
+    // The AWS CLI needs the endpoint of a non-AWS server (MinIO, Garage) spelled out.
+    let aws = match store {
+        Some(StoreUrl::S3 { settings, .. }) => match &settings.endpoint {
+            Some(ep) => format!("aws --endpoint-url {} s3", shell_quote(ep)),
+            None => "aws s3".to_owned(),
+        },
+        _ => "aws s3".to_owned(),
+    };
     for source in &manifest.sources {
         if matches!(source.kind.as_str(), "bucket" | "directory") {
             steps.extend(bucket_steps(
@@ -81,7 +89,7 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str)
         let compressed = if location.starts_with("s3://") {
             let local = format!("{staged}.zst");
             commands.push(format!(
-                "aws s3 cp {} {}",
+                "{aws} cp {} {}",
                 shell_quote(&location),
                 shell_quote(&local)
             ));
@@ -130,7 +138,7 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str)
         if let Some(globals) = source.artifacts.iter().find(|a| a.format == GLOBALS_FORMAT) {
             let location = artifact_location(store, &globals.key);
             let fetch = if location.starts_with("s3://") {
-                format!("aws s3 cp {} - | zstd -dc", shell_quote(&location))
+                format!("{aws} cp {} - | zstd -dc", shell_quote(&location))
             } else {
                 format!("zstd -dc {}", shell_quote(&location))
             };
