@@ -262,6 +262,24 @@ impl S3Settings {
     }
 }
 
+/// Writes `s3://bucket[/prefix][?query]`: the non-secret form of an S3 location.
+pub(crate) fn fmt_url(
+    f: &mut std::fmt::Formatter<'_>,
+    bucket: &str,
+    prefix: &str,
+    settings: &S3Settings,
+) -> std::fmt::Result {
+    write!(f, "s3://{bucket}")?;
+    if !prefix.is_empty() {
+        write!(f, "/{prefix}")?;
+    }
+    let query = settings.to_query();
+    if !query.is_empty() {
+        write!(f, "?{query}")?;
+    }
+    Ok(())
+}
+
 fn parse_bool(v: &str) -> Option<bool> {
     match v.to_ascii_lowercase().as_str() {
         "1" | "true" | "yes" | "on" => Some(true),

@@ -83,17 +83,7 @@ impl std::fmt::Display for StoreUrl {
                 bucket,
                 prefix,
                 settings,
-            } => {
-                write!(f, "s3://{bucket}")?;
-                if !prefix.is_empty() {
-                    write!(f, "/{prefix}")?;
-                }
-                let query = settings.to_query();
-                if !query.is_empty() {
-                    write!(f, "?{query}")?;
-                }
-                Ok(())
-            }
+            } => crate::s3::fmt_url(f, bucket, prefix, settings),
         }
     }
 }

@@ -65,6 +65,24 @@ fn spawn_run(target: &Target, work: &Path, db_url: &str, extra: &[&str], deploy:
     cmd.spawn().expect("pre-deploy starts")
 }
 
+/// Starts a `run` whose deploy command holds the lock until `release` exists (forever when
+/// `None`), and waits until it is in its deploy command, so it certainly holds the lock.
+fn hold(target: &Target, work: &Path, db_url: &str, release: Option<&Path>) -> Child {
+    let started = work.join("started");
+    let wait = match release {
+        Some(r) => format!("while [ ! -e '{}' ]; do sleep 0.1; done", r.display()),
+        None => "sleep 600".to_owned(),
+    };
+    let deploy = format!("touch '{}'; {wait}", started.display());
+    let child = spawn_run(target, work, db_url, &[], &deploy);
+    assert!(
+        wait_until(Duration::from_secs(120), || started.exists()),
+        "{}: the first run reached its deploy command",
+        target.name
+    );
+    child
+}
+
 fn finish(child: Child) -> Output {
     let out = child.wait_with_output().expect("wait");
     Output {
@@ -145,20 +163,9 @@ fn a_held_lock_refuses_with_exit_6_naming_the_holder() {
     server.psql(&db, "CREATE TABLE t (id int); INSERT INTO t VALUES (1);");
     for target in targets("held") {
         let work = tempfile::tempdir().expect("workdir");
-        let started = work.path().join("started");
         let release = work.path().join("release");
-        let deploy = format!(
-            "touch '{}'; while [ ! -e '{}' ]; do sleep 0.1; done",
-            started.display(),
-            release.display()
-        );
-        let holder = spawn_run(&target, work.path(), &server.url(&db), &[], &deploy);
+        let holder = hold(&target, work.path(), &server.url(&db), Some(&release));
         let holder_pid = holder.id();
-        assert!(
-            wait_until(Duration::from_secs(120), || started.exists()),
-            "{}: the first run reached its deploy command",
-            target.name
-        );
 
         let second = finish(spawn_run(
             &target,
@@ -214,14 +221,7 @@ fn the_lease_of_a_killed_run_is_taken_over_after_it_expires() {
         let work = tempfile::tempdir().expect("workdir");
         std::fs::write(work.path().join("predeploy.toml"), "[lock]\nttl = \"4s\"\n")
             .expect("config");
-        let started = work.path().join("started");
-        let deploy = format!("touch '{}'; sleep 600", started.display());
-        let mut victim = spawn_run(&target, work.path(), &server.url(&db), &[], &deploy);
-        assert!(
-            wait_until(Duration::from_secs(120), || started.exists()),
-            "{}: the first run reached its deploy command",
-            target.name
-        );
+        let mut victim = hold(&target, work.path(), &server.url(&db), None);
         victim.kill().expect("SIGKILL");
         let _ = victim.wait();
         let _ = Command::new("pkill").args(["-f", "sleep 600"]).status();
@@ -249,19 +249,8 @@ fn a_long_run_keeps_its_lease_by_renewing_it() {
         let work = tempfile::tempdir().expect("workdir");
         std::fs::write(work.path().join("predeploy.toml"), "[lock]\nttl = \"3s\"\n")
             .expect("config");
-        let started = work.path().join("started");
         let release = work.path().join("release");
-        let deploy = format!(
-            "touch '{}'; while [ ! -e '{}' ]; do sleep 0.1; done",
-            started.display(),
-            release.display()
-        );
-        let holder = spawn_run(&target, work.path(), &server.url(&db), &[], &deploy);
-        assert!(
-            wait_until(Duration::from_secs(120), || started.exists()),
-            "{}: the first run reached its deploy command",
-            target.name
-        );
+        let holder = hold(&target, work.path(), &server.url(&db), Some(&release));
         // Three ttls later the lease would long have expired without renewal.
         std::thread::sleep(Duration::from_secs(9));
         let second = finish(spawn_run(

@@ -216,22 +216,14 @@ fn a_failed_deploy_rolls_back_the_database_and_the_uploads_directory() {
         uploads.path().join("avatar.png").display(),
         uploads.path().join("docs/terms.txt").display()
     );
-    let work = tempfile::tempdir().expect("workdir");
-    let out = run(pre_deploy()
-        .args([
-            "run",
-            "--verify-level",
-            "archive",
-            "--rollback-on-failure",
-            "--store",
-        ])
-        .arg(store.path())
-        .arg("--source")
-        .arg(format!("db={}", server.url(&db)))
-        .arg("--source")
-        .arg(format!("uploads=file://{}", uploads.path().display()))
-        .args(["--", "sh", "-c", &script])
-        .current_dir(work.path()));
+    let uploads_source = format!("uploads=file://{}", uploads.path().display());
+    let out = deploy(
+        server,
+        &db,
+        store.path(),
+        &["--rollback-on-failure", "--source", &uploads_source],
+        &script,
+    );
     out.assert_code(4);
     out.assert_stderr_contains("rollback done; exiting with the deploy command's code 4");
     assert_eq!(content(server, &db), before, "the database is back");

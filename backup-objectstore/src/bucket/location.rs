@@ -91,17 +91,7 @@ impl std::fmt::Display for BucketLocation {
                 bucket,
                 prefix,
                 settings,
-            } => {
-                write!(f, "s3://{bucket}")?;
-                if !prefix.is_empty() {
-                    write!(f, "/{prefix}")?;
-                }
-                let query = settings.to_query();
-                if !query.is_empty() {
-                    write!(f, "?{query}")?;
-                }
-                Ok(())
-            }
+            } => crate::s3::fmt_url(f, bucket, prefix, settings),
             BucketLocation::Directory(p) => write!(f, "file://{}", p.display()),
         }
     }
