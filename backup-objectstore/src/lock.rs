@@ -70,7 +70,11 @@ impl Lease {
         let host = host_name();
         let user = std::env::var("USER")
             .or_else(|_| std::env::var("LOGNAME"))
-            .unwrap_or_else(|_| "unknown".into());
+            .unwrap_or_else(|_| {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata("/proc/self")
+                    .map_or_else(|_| "unknown".into(), |m| format!("uid {}", m.uid()))
+            });
         let now = Timestamp::now();
         Lease {
             environment: environment.to_owned(),

@@ -19,8 +19,10 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 pub const DEFAULT_REGION: &str = "us-east-1";
 
 /// How to reach an S3-compatible server. Every field is optional; unset fields fall back to
-/// the next source (URL query → `AWS_*` environment → config file → defaults).
-#[derive(Clone, Default, PartialEq, Eq)]
+/// the next source (URL query → `AWS_*` environment → config file → defaults). It is also the
+/// config file's `[s3]` section.
+#[derive(Clone, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct S3Settings {
     /// Endpoint URL for non-AWS servers, e.g. `http://127.0.0.1:3900`.
     pub endpoint: Option<String>,

@@ -71,6 +71,10 @@ pub async fn restore(cli: &Cli, args: &RestoreArgs, out: &Output) -> Result<u8, 
     request.to.clone_from(&args.to);
     request.terminate_connections = args.terminate_connections;
     request.allow_production = args.allow_production;
+    let manifest = gate.resolve_restorable(&request.backup).await?;
+    if deploy_gate::is_bucket_restore(&manifest, request.source.as_deref())? {
+        return restore_bucket(&gate, request, args, out).await;
+    }
     let plan = gate.plan_restore(&request).await?;
     print_plan(out, &plan, args.dry_run);
     if args.dry_run {
@@ -92,6 +96,93 @@ pub async fn restore(cli: &Cli, args: &RestoreArgs, out: &Output) -> Result<u8, 
     Ok(0)
 }
 
+/// `restore` of a bucket or directory source: plan, consent, lock, restore, report.
+async fn restore_bucket(
+    gate: &Gate,
+    mut request: RestoreRequest,
+    args: &RestoreArgs,
+    out: &Output,
+) -> Result<u8, GateError> {
+    let plan = gate.plan_bucket_restore(&request).await?;
+    if !out.quiet || args.dry_run {
+        eprintln!(
+            "restore plan: backup {} source {} ({}) into {}{}",
+            plan.backup_id,
+            plan.source,
+            plan.kind,
+            plan.target,
+            if args.dry_run {
+                " (dry run: nothing is changed)"
+            } else {
+                ""
+            }
+        );
+        for (i, s) in plan.steps.iter().enumerate() {
+            eprintln!("  {}. {s}", i + 1);
+        }
+    }
+    if args.dry_run {
+        if out.json {
+            print_json(&json!({ "ok": true, "dry_run": true, "plan": plan }));
+        }
+        return Ok(0);
+    }
+    request.confirmed = args.yes
+        || std::env::var(CONFIRM_RESTORE_ENV).is_ok_and(|v| v == "yes")
+        || confirm_by_typing(
+            &format!("Restore backup {} into {}?", plan.backup_id, plan.target),
+            &plan.confirm_name,
+        )?;
+    let guard = gate.lock("restore", None).await?;
+    let outcome = gate.restore_bucket(plan, &request).await;
+    gate.unlock(guard).await;
+    let o = outcome?;
+    if out.json {
+        print_json(&json!({ "ok": true, "restore": o }));
+    } else if !out.quiet {
+        let r = &o.report;
+        eprintln!(
+            "restored backup {} source {} into {}: {} object(s) written, {} already equal, {} in the target not in the backup (left alone)",
+            o.plan.backup_id,
+            o.plan.source,
+            o.plan.target,
+            r.written,
+            r.unchanged,
+            r.extra_in_target
+        );
+        if let Some(id) = &o.safety_backup {
+            eprintln!("  the previous state is in safety backup {id}");
+        }
+        for n in &r.notes {
+            eprintln!("  note: {n}");
+        }
+    }
+    Ok(0)
+}
+
+/// Asks the operator to type `expected` on the terminal; false without a terminal or on a
+/// mismatch.
+fn confirm_by_typing(question: &str, expected: &str) -> Result<bool, GateError> {
+    if !std::io::stdin().is_terminal() {
+        return Ok(false);
+    }
+    eprint!("{question} Type {expected:?} to confirm: ");
+    let _ = std::io::stderr().flush();
+    let mut line = String::new();
+    std::io::stdin()
+        .lock()
+        .read_line(&mut line)
+        .map_err(|e| GateError::Internal {
+            message: format!("cannot read the confirmation: {e}"),
+        })?;
+    if line.trim() == expected {
+        Ok(true)
+    } else {
+        eprintln!("pre-deploy: {:?} is not {expected:?}", line.trim());
+        Ok(false)
+    }
+}
+
 fn resolve(overrides: &deploy_gate::CliOverrides) -> Result<Settings, GateError> {
     let workdir = std::env::current_dir().map_err(|e| GateError::Internal {
         message: format!("cannot read the working directory: {e}"),
@@ -102,31 +193,10 @@ fn resolve(overrides: &deploy_gate::CliOverrides) -> Result<Settings, GateError>
 
 /// Asks for the database name on the terminal; false without a terminal or on a mismatch.
 fn prompt(plan: &RestorePlan) -> Result<bool, GateError> {
-    if !std::io::stdin().is_terminal() {
-        return Ok(false);
-    }
-    eprint!(
-        "Restore backup {} into {}? Type the database name ({}) to confirm: ",
-        plan.backup_id, plan.target, plan.names.target
-    );
-    let _ = std::io::stderr().flush();
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .map_err(|e| GateError::Internal {
-            message: format!("cannot read the confirmation: {e}"),
-        })?;
-    if line.trim() == plan.names.target {
-        Ok(true)
-    } else {
-        eprintln!(
-            "pre-deploy: {:?} is not {:?}",
-            line.trim(),
-            plan.names.target
-        );
-        Ok(false)
-    }
+    confirm_by_typing(
+        &format!("Restore backup {} into {}?", plan.backup_id, plan.target),
+        &plan.names.target,
+    )
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -230,8 +300,8 @@ fn print_rollback(report: &RollbackReport, code: i32) {
         match r {
             Ok(o) => eprintln!(
                 "pre-deploy: rolled back {} to backup {}{}",
-                o.plan.target,
-                o.plan.backup_id,
+                o.target,
+                o.backup_id,
                 o.safety_backup
                     .as_ref()
                     .map_or_else(String::new, |s| format!(
@@ -245,7 +315,7 @@ fn print_rollback(report: &RollbackReport, code: i32) {
         eprintln!("pre-deploy: rollback done; exiting with the deploy command's code {code}");
     } else {
         eprintln!(
-            "pre-deploy: ROLLBACK FAILED: the databases may hold the failed deploy's state; exiting with the deploy command's code {code}"
+            "pre-deploy: ROLLBACK FAILED: the databases, buckets or directories may hold the failed deploy's state; exiting with the deploy command's code {code}"
         );
     }
 }

@@ -48,35 +48,13 @@ pub struct ConfigFile {
     pub env: BTreeMap<String, EnvSection>,
     /// Retention (`[retention]`, with a table per kind); absent: nothing is ever pruned.
     pub retention: Option<crate::retention::RetentionSection>,
-    /// S3 connection settings for `s3://` stores and sources (`AWS_*` variables override them).
+    /// `[s3]`: connection settings for `s3://` stores and sources (`AWS_*` variables override
+    /// them). `${VAR}` is expanded in every value, so secrets can stay in the environment.
     #[serde(default)]
-    pub s3: S3Section,
+    pub s3: S3Settings,
     /// The run lock.
     #[serde(default)]
     pub lock: LockSection,
-}
-
-/// `[s3]`: how to reach S3-compatible servers. `${VAR}` is expanded in every value, so secrets
-/// can stay in the environment.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct S3Section {
-    /// Endpoint URL for non-AWS servers (`http://127.0.0.1:3900`).
-    pub endpoint: Option<String>,
-    /// Region (`garage` for Garage; default `us-east-1`).
-    pub region: Option<String>,
-    /// Path-style addressing (default: on when an endpoint is set).
-    pub path_style: Option<bool>,
-    /// Allow plain HTTP (loopback and trusted networks only).
-    pub allow_http: Option<bool>,
-    /// Access key id.
-    pub access_key_id: Option<String>,
-    /// Secret access key (write `${VAR}` rather than the secret itself).
-    pub secret_access_key: Option<String>,
-    /// Session token.
-    pub session_token: Option<String>,
-    /// Whether the server honours create-only writes (default: probed).
-    pub create_only: Option<bool>,
 }
 
 /// `[lock]`: one run at a time per store and environment.
@@ -343,7 +321,7 @@ impl Settings {
         };
         let lock_ttl = lock_duration(
             "[lock] ttl",
-            file.lock.ttl.clone(),
+            env("PREDEPLOY_LOCK_TTL").or(file.lock.ttl.clone()),
             backup_objectstore::DEFAULT_LOCK_TTL,
         )?;
         if lock_ttl < std::time::Duration::from_secs(3) {
@@ -408,17 +386,15 @@ impl Settings {
 }
 
 /// The `[s3]` section (with `${VAR}` expanded) overridden by the `AWS_*` variables.
-fn s3_settings(section: &S3Section, env: EnvLookup<'_>) -> Result<S3Settings> {
+fn s3_settings(section: &S3Settings, env: EnvLookup<'_>) -> Result<S3Settings> {
     let expand = |v: &Option<String>| v.as_deref().map(|s| expand_vars(s, env)).transpose();
     let file = S3Settings {
         endpoint: expand(&section.endpoint)?,
         region: expand(&section.region)?,
-        path_style: section.path_style,
-        allow_http: section.allow_http,
         access_key_id: expand(&section.access_key_id)?,
         secret_access_key: expand(&section.secret_access_key)?,
         session_token: expand(&section.session_token)?,
-        create_only: section.create_only,
+        ..section.clone()
     };
     Ok(file.overridden_by(&S3Settings::from_env_with(env)))
 }
@@ -538,6 +514,46 @@ mod tests {
             .collect();
         let env = move |k: &str| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         Settings::resolve(&cli, &env, dir.path())
+    }
+
+    #[test]
+    fn s3_section_expands_variables_and_the_environment_overrides_it() {
+        let config = "[s3]\nendpoint = \"http://127.0.0.1:3900\"\nregion = \"garage\"\n\
+                      allow_http = true\nsecret_access_key = \"${MINIO_SECRET}\"\n\
+                      access_key_id = \"GKfile\"\n[lock]\nttl = \"90s\"\nwait = \"5m\"\n";
+        let s = resolve(
+            CliOverrides::default(),
+            &[("MINIO_SECRET", "s3cr3t"), ("AWS_ACCESS_KEY_ID", "GKenv")],
+            Some(config),
+        )
+        .expect("resolves");
+        assert_eq!(s.s3.endpoint.as_deref(), Some("http://127.0.0.1:3900"));
+        assert_eq!(s.s3.secret_access_key.as_deref(), Some("s3cr3t"));
+        assert_eq!(
+            s.s3.access_key_id.as_deref(),
+            Some("GKenv"),
+            "environment over file"
+        );
+        assert_eq!(s.lock_ttl, std::time::Duration::from_secs(90));
+        assert_eq!(s.wait_lock, std::time::Duration::from_secs(300));
+        let flag = CliOverrides {
+            wait_lock: Some("10s".into()),
+            ..CliOverrides::default()
+        };
+        let s = resolve(flag, &[("MINIO_SECRET", "x")], Some(config)).expect("resolves");
+        assert_eq!(
+            s.wait_lock,
+            std::time::Duration::from_secs(10),
+            "flag over file"
+        );
+        for bad in [
+            "[s3]\nendpoint_url = \"x\"\n",
+            "[lock]\nttl = \"1s\"\n",
+            "[lock]\nwait = \"soon\"\n",
+        ] {
+            let err = resolve(CliOverrides::default(), &[], Some(bad)).expect_err(bad);
+            assert_eq!(err.exit_code(), crate::ExitCode::Usage, "{bad}: {err}");
+        }
     }
 
     #[test]

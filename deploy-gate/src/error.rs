@@ -214,6 +214,9 @@ pub enum TargetState {
     SwappedBack,
     /// Undoing the swap failed too: the message names the databases to check by hand.
     Unknown,
+    /// A bucket or directory restore failed part-way: the target holds part of the backup's
+    /// objects; the message names the safety snapshot holding its previous state.
+    PartlyRestored,
 }
 
 impl std::fmt::Display for TargetState {
@@ -224,6 +227,9 @@ impl std::fmt::Display for TargetState {
                 "the target database was swapped back and is as it was before the restore"
             }
             TargetState::Unknown => "the target database could NOT be swapped back",
+            TargetState::PartlyRestored => {
+                "the target holds part of the backup's objects (its previous state is in the safety snapshot)"
+            }
         })
     }
 }

@@ -51,8 +51,8 @@ pub use inventory::{BackupDetails, BackupListing, CheckOutcome, CheckQuery};
 pub use pins::{PIN_FORMAT_VERSION, PinOutcome, PinRecord, UnpinOutcome};
 pub use prune::{AutoRetention, LEFTOVER_GRACE_DAYS, PruneOptions, PruneReport, SkippedRemoval};
 pub use restore::{
-    CONFIRM_RESTORE_ENV, PAUSE_POINTS, RestoreOutcome, RestorePlan, RestoreRequest, RollbackReport,
-    pause_at,
+    BucketRestoreOutcome, BucketRestorePlan, CONFIRM_RESTORE_ENV, PAUSE_POINTS, RestoreOutcome,
+    RestorePlan, RestoreRequest, RollbackReport, RolledBack, is_bucket_restore, pause_at,
 };
 pub use retention::{
     KeepSection, RetentionSection, RetentionSettings, Share, parse_expire_in, parse_kind,

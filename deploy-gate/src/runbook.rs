@@ -49,7 +49,25 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str)
         };
         format!(" --store {}", shell_quote(&text))
     });
+    // The AWS CLI needs the endpoint of a non-AWS server (MinIO, Garage) spelled out.
+    let aws = match store {
+        Some(StoreUrl::S3 { settings, .. }) => match &settings.endpoint {
+            Some(ep) => format!("aws --endpoint-url {} s3", shell_quote(ep)),
+            None => "aws s3".to_owned(),
+        },
+        _ => "aws s3".to_owned(),
+    };
     for source in &manifest.sources {
+        if matches!(source.kind.as_str(), "bucket" | "directory") {
+            steps.extend(bucket_steps(
+                manifest,
+                source,
+                store,
+                &store_arg,
+                environment,
+            ));
+            continue;
+        }
         let Some(dump) = source.artifacts.iter().find(|a| a.format == DUMP_FORMAT) else {
             continue;
         };
@@ -71,7 +89,7 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str)
         let compressed = if location.starts_with("s3://") {
             let local = format!("{staged}.zst");
             commands.push(format!(
-                "aws s3 cp {} {}",
+                "{aws} cp {} {}",
                 shell_quote(&location),
                 shell_quote(&local)
             ));
@@ -120,7 +138,7 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str)
         if let Some(globals) = source.artifacts.iter().find(|a| a.format == GLOBALS_FORMAT) {
             let location = artifact_location(store, &globals.key);
             let fetch = if location.starts_with("s3://") {
-                format!("aws s3 cp {} - | zstd -dc", shell_quote(&location))
+                format!("{aws} cp {} - | zstd -dc", shell_quote(&location))
             } else {
                 format!("zstd -dc {}", shell_quote(&location))
             };
@@ -134,6 +152,69 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str)
         }
     }
     Runbook { steps }
+}
+
+/// The steps for a bucket or directory source: `pre-deploy restore`, and for a local store the
+/// raw equivalent (python3 reads the index, copies each blob to its key, checking its sha256).
+fn bucket_steps(
+    manifest: &Manifest,
+    source: &backup_core::SourceManifest,
+    store: Option<&StoreUrl>,
+    store_arg: &str,
+    environment: &str,
+) -> Vec<RunbookStep> {
+    let mut steps = vec![RunbookStep {
+        title: format!(
+            "Restore {} {} with pre-deploy (safety snapshot of what is there first; objects the backup lacks are left alone; add --to URL to restore elsewhere)",
+            source.kind, source.name
+        ),
+        commands: vec![format!(
+            "pre-deploy restore {} --source {}{store_arg} --env {}",
+            manifest.id,
+            source.name,
+            shell_quote(environment)
+        )],
+    }];
+    let index = source
+        .artifacts
+        .iter()
+        .find(|a| a.format == "bucket-index-v1");
+    if let (Some(StoreUrl::Local(_)), Some(index), "directory") =
+        (store, index, source.kind.as_str())
+    {
+        let index_path = artifact_location(store, &index.key);
+        let blobs = artifact_location(store, "blobs/sha256");
+        let target = source
+            .location
+            .strip_prefix("file://")
+            .unwrap_or(&source.location);
+        let script = format!(
+            "import json,sys,os,hashlib,shutil\n\
+             for line in sys.stdin:\n\
+             \x20e=json.loads(line); h=e['sha256'].split(':')[-1]\n\
+             \x20src=os.path.join({blobs:?},h[:2],h); dst=os.path.join({target:?},e['key'])\n\
+             \x20assert hashlib.sha256(open(src,'rb').read()).hexdigest()==h, src\n\
+             \x20os.makedirs(os.path.dirname(dst) or '.',exist_ok=True); shutil.copyfile(src,dst)\n"
+        );
+        steps.push(RunbookStep {
+            title: format!(
+                "Or without pre-deploy: copy every file of directory {} back from its blob (checks each sha256; copy the directory aside first if you need its current state)",
+                source.name
+            ),
+            commands: vec![
+                format!(
+                    "echo {} | sha256sum -c -",
+                    shell_quote(&format!("{}  {index_path}", index.sha256.hex()))
+                ),
+                format!(
+                    "zstd -dc {} | python3 -c {}",
+                    shell_quote(&index_path),
+                    shell_quote(&script)
+                ),
+            ],
+        });
+    }
+    steps
 }
 
 /// The database name of a `postgres://…/db?…` location.

@@ -123,7 +123,11 @@ pub fn restore_command(store: &Path, url: &str, args: &[&str]) -> Command {
         .arg("--store")
         .arg(store)
         .arg("--source")
-        .arg(format!("db={url}"));
+        .arg(format!("db={url}"))
+        // A test that kills a restore leaves its lock lease behind; the next restore in the same
+        // store waits for it to expire (3 s) instead of refusing with exit 6.
+        .env("PREDEPLOY_LOCK_TTL", "3s")
+        .env("PREDEPLOY_WAIT_LOCK", "120s");
     cmd
 }
 

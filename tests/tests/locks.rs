@@ -237,3 +237,49 @@ fn the_lease_of_a_killed_run_is_taken_over_after_it_expires() {
         next.assert_stderr_contains("took over the expired lock");
     }
 }
+
+/// A run that lasts longer than its lease keeps renewing it: well past the ttl, another run is
+/// still refused (and the refused run never takes it over).
+#[test]
+fn a_long_run_keeps_its_lease_by_renewing_it() {
+    let server = PgServer::shared();
+    let db = server.create_database("renew");
+    server.psql(&db, "CREATE TABLE t (id int); INSERT INTO t VALUES (1);");
+    for target in targets("renew") {
+        let work = tempfile::tempdir().expect("workdir");
+        std::fs::write(work.path().join("predeploy.toml"), "[lock]\nttl = \"3s\"\n")
+            .expect("config");
+        let started = work.path().join("started");
+        let release = work.path().join("release");
+        let deploy = format!(
+            "touch '{}'; while [ ! -e '{}' ]; do sleep 0.1; done",
+            started.display(),
+            release.display()
+        );
+        let holder = spawn_run(&target, work.path(), &server.url(&db), &[], &deploy);
+        assert!(
+            wait_until(Duration::from_secs(120), || started.exists()),
+            "{}: the first run reached its deploy command",
+            target.name
+        );
+        // Three ttls later the lease would long have expired without renewal.
+        std::thread::sleep(Duration::from_secs(9));
+        let second = finish(spawn_run(
+            &target,
+            work.path(),
+            &server.url(&db),
+            &[],
+            "true",
+        ));
+        second.assert_code(6);
+        assert!(
+            !second.stderr.contains("took over"),
+            "{}: {}",
+            target.name,
+            second.stderr
+        );
+        std::fs::write(&release, "").expect("release");
+        let first = finish(holder);
+        assert_eq!(first.code, 0, "{}: {}", target.name, first.stderr);
+    }
+}

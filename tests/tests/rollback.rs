@@ -197,3 +197,61 @@ fn rollback_with_terminate_connections_ends_the_sessions_and_restores() {
     out.assert_stderr_contains("rollback done");
     assert_eq!(content(server, &db), before);
 }
+
+/// A deploy that damages a database and a directory of uploads, then fails: both are put back
+/// from the run's backup (one backup id, one manifest), the exit code stays the deploy's.
+#[test]
+fn a_failed_deploy_rolls_back_the_database_and_the_uploads_directory() {
+    let server = PgServer::shared();
+    let db = small_database(server, "rbkdir");
+    let before = content(server, &db);
+    let store = tempfile::tempdir().expect("store");
+    let uploads = tempfile::tempdir().expect("uploads");
+    std::fs::write(uploads.path().join("avatar.png"), b"\x89PNG original").expect("write");
+    std::fs::create_dir_all(uploads.path().join("docs")).expect("mkdir");
+    std::fs::write(uploads.path().join("docs/terms.txt"), b"v1 terms").expect("write");
+    let script = format!(
+        "{} && echo broken > '{}' && rm '{}' && exit 4",
+        psql(server, &db, BAD_MIGRATION),
+        uploads.path().join("avatar.png").display(),
+        uploads.path().join("docs/terms.txt").display()
+    );
+    let work = tempfile::tempdir().expect("workdir");
+    let out = run(pre_deploy()
+        .args([
+            "run",
+            "--verify-level",
+            "archive",
+            "--rollback-on-failure",
+            "--store",
+        ])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("db={}", server.url(&db)))
+        .arg("--source")
+        .arg(format!("uploads=file://{}", uploads.path().display()))
+        .args(["--", "sh", "-c", &script])
+        .current_dir(work.path()));
+    out.assert_code(4);
+    out.assert_stderr_contains("rollback done; exiting with the deploy command's code 4");
+    assert_eq!(content(server, &db), before, "the database is back");
+    assert_eq!(
+        std::fs::read(uploads.path().join("avatar.png")).expect("avatar"),
+        b"\x89PNG original",
+        "the changed upload is back"
+    );
+    assert_eq!(
+        std::fs::read(uploads.path().join("docs/terms.txt")).expect("terms"),
+        b"v1 terms",
+        "the deleted upload is back"
+    );
+    let kinds: Vec<String> = backups(store.path(), "default")
+        .into_iter()
+        .map(|(_, k, _)| k)
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| *k == "safety").count(),
+        2,
+        "one safety backup per source: {kinds:?}"
+    );
+}

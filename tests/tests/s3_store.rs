@@ -136,7 +136,8 @@ async fn multipart_uploads_carry_sha256_metadata_and_failed_ones_leave_nothing()
             .put_stream("backups/x/data/db/dump.pgc.zst", failing)
             .await
             .expect_err("a failed stream fails the upload");
-        assert!(err.to_string().contains("dump tool died"), "{err}");
+        let chain = backup_objectstore::error_chain(&err);
+        assert!(chain.contains("dump tool died"), "{chain}");
         assert!(
             store
                 .head("backups/x/data/db/dump.pgc.zst")

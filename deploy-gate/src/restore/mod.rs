@@ -24,6 +24,7 @@
 //! target is untouched (the labelled new database is dropped by the next restore of the target);
 //! after, the verified restored data is in place.
 
+mod bucket;
 mod execute;
 mod plan;
 mod rollback;
@@ -38,7 +39,8 @@ use crate::config::{Settings, SourceSpec};
 use crate::error::{GateError, Result};
 use crate::gate::Gate;
 
-pub use rollback::RollbackReport;
+pub use bucket::{BucketRestoreOutcome, BucketRestorePlan, is_bucket_restore};
+pub use rollback::{RollbackReport, RolledBack};
 
 /// Environment variable that confirms a restore like `--yes`.
 pub const CONFIRM_RESTORE_ENV: &str = "PREDEPLOY_CONFIRM_RESTORE";
@@ -196,6 +198,7 @@ pub struct RestoreOutcome {
 
 /// Named points where a test build pauses (see [`pause_at`]).
 pub const PAUSE_POINTS: &[&str] = &[
+    "bucket-safety",
     "verified",
     "safety-backup",
     "created",

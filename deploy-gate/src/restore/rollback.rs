@@ -3,15 +3,28 @@
 use backup_core::Manifest;
 use serde::Serialize;
 
-use super::{RestoreOutcome, RestoreRequest, step};
+use super::{RestoreRequest, step};
 use crate::config::Settings;
 use crate::gate::Gate;
+
+/// One source put back by a rollback.
+#[derive(Debug, Clone, Serialize)]
+pub struct RolledBack {
+    /// The source.
+    pub source: String,
+    /// Where it was restored (no secrets).
+    pub target: String,
+    /// The backup restored.
+    pub backup_id: String,
+    /// The safety backup holding the failed state (none when the target was empty or missing).
+    pub safety_backup: Option<String>,
+}
 
 /// What `run --rollback-on-failure` did after a failed deploy.
 #[derive(Debug, Clone, Serialize)]
 pub struct RollbackReport {
     /// Each source's restore, or why it failed.
-    pub restores: Vec<std::result::Result<RestoreOutcome, String>>,
+    pub restores: Vec<std::result::Result<RolledBack, String>>,
 }
 
 impl RollbackReport {
@@ -22,10 +35,11 @@ impl RollbackReport {
 }
 
 impl Gate {
-    /// `run --rollback-on-failure`: restores every PostgreSQL source of `manifest` (the backup
-    /// taken for this run) into the database it came from, each after a safety backup of the
-    /// failed state, terminating sessions when `terminate_connections`. Consent is implied by the
-    /// flag. Never fails: what went wrong is in the report.
+    /// `run --rollback-on-failure`: restores every source of `manifest` (the backup taken for
+    /// this run) where it came from, each after a safety backup of the failed state: databases
+    /// by the name swap (terminating sessions when `terminate_connections`), buckets and
+    /// directories by writing their objects back. Consent is implied by the flag. Never fails:
+    /// what went wrong is in the report.
     pub async fn rollback(
         &self,
         manifest: &Manifest,
@@ -34,24 +48,40 @@ impl Gate {
     ) -> RollbackReport {
         let mut restores = Vec::new();
         for source in &manifest.sources {
-            if source.kind != "postgres" {
-                restores.push(Err(format!(
-                    "source {}: rolling back {} sources is not supported yet",
-                    source.name, source.kind
-                )));
-                continue;
-            }
             let mut request = RestoreRequest::from_settings(settings, manifest.id.to_string());
             request.source = Some(source.name.to_string());
             request.confirmed = true;
             request.allow_production = true;
             request.terminate_connections = terminate_connections;
             let result = async {
-                let plan = self.plan_restore(&request).await?;
-                for line in &plan.steps {
-                    step(&format!("plan: {line}"));
+                match source.kind.as_str() {
+                    "bucket" | "directory" => {
+                        let plan = self.plan_bucket_restore(&request).await?;
+                        for line in &plan.steps {
+                            step(&format!("plan: {line}"));
+                        }
+                        let o = self.restore_bucket(plan, &request).await?;
+                        Ok(RolledBack {
+                            source: o.plan.source,
+                            target: o.plan.target,
+                            backup_id: o.plan.backup_id,
+                            safety_backup: o.safety_backup,
+                        })
+                    }
+                    _ => {
+                        let plan = self.plan_restore(&request).await?;
+                        for line in &plan.steps {
+                            step(&format!("plan: {line}"));
+                        }
+                        let o = self.restore(plan, &request).await?;
+                        Ok::<_, crate::GateError>(RolledBack {
+                            source: o.plan.source,
+                            target: o.plan.target,
+                            backup_id: o.plan.backup_id,
+                            safety_backup: o.safety_backup,
+                        })
+                    }
                 }
-                self.restore(plan, &request).await
             }
             .await;
             restores.push(result.map_err(|e| format!("source {}: {e}", source.name)));
