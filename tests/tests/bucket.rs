@@ -407,3 +407,56 @@ fn a_database_and_a_directory_share_one_backup_and_one_manifest() {
     assert_eq!(stat(&m, "files", "objects"), 3);
     assert_eq!(m.source("db").expect("db").stats.total_rows(), 10);
 }
+
+#[test]
+fn prune_reports_blobs_and_keeps_young_unreferenced_ones() {
+    let src = tempfile::tempdir().expect("src");
+    write_tree(src.path(), &sample_files()[1..4]);
+    let store_dir = tempfile::tempdir().expect("store");
+    let store_url = store_dir.path().display().to_string();
+    let source = format!("files=file://{}", src.path().display());
+    backup(&store_url, std::slice::from_ref(&source), &[]).assert_success();
+    // The second backup sees other content: the first one's blobs become unreferenced once it
+    // is pruned, but they are younger than the grace period, so they stay.
+    std::fs::write(src.path().join("with space.txt"), b"changed").expect("write");
+    backup(&store_url, std::slice::from_ref(&source), &[]).assert_success();
+
+    let dry = run(pre_deploy().args([
+        "prune",
+        "--kind",
+        "manual",
+        "--keep-last",
+        "1",
+        "--json",
+        "--store",
+        &store_url,
+    ]));
+    dry.assert_success();
+    let v = json(&dry);
+    assert_eq!(v["blobs"]["blobs"], 4, "{v}");
+    assert_eq!(v["blobs"]["referenced"], 3, "{v}");
+    assert_eq!(v["blobs"]["young"], 1, "{v}");
+    assert_eq!(v["blobs"]["removable"], 0, "{v}");
+
+    let applied = run(pre_deploy().args([
+        "prune",
+        "--kind",
+        "manual",
+        "--keep-last",
+        "1",
+        "--yes",
+        "--store",
+        &store_url,
+    ]));
+    applied.assert_success();
+    assert!(
+        applied.stdout.contains("blobs: 4 stored"),
+        "{}",
+        applied.stdout
+    );
+    let store = open_store(&store_url, &S3Settings::default());
+    let rt = runtime();
+    assert_eq!(rt.block_on(store.list_backup_ids()).expect("ids").len(), 1);
+    let blobs = rt.block_on(store.list(layout::BLOBS_DIR)).expect("blobs");
+    assert_eq!(blobs.len(), 4, "young unreferenced blobs stay");
+}

@@ -37,6 +37,9 @@ pub struct BlobGcPlan {
     /// The keys to remove.
     #[serde(skip)]
     pub keys: Vec<String>,
+    /// The backups the plan read (so a backup committed since can be taken into account).
+    #[serde(skip)]
+    pub seen: BTreeSet<BackupId>,
 }
 
 /// Plans a blob collection as if the backups in `excluded` (about to be removed) were gone.
@@ -61,49 +64,13 @@ pub async fn plan_blob_gc(
     }
     let mut referenced: HashSet<Digest> = HashSet::new();
     for id in store.list_backup_ids().await? {
+        plan.seen.insert(id.clone());
         if excluded.contains(&id) {
             continue;
         }
-        let manifest = match store.read_manifest(&id).await {
-            Ok(m) => m,
-            Err(e) if e.is_not_found() => continue, // removed meanwhile
-            Err(e) => {
-                plan.blocked = Some(format!("the manifest of backup {id} cannot be read: {e}"));
-                return Ok(plan);
-            }
-        };
-        for source in manifest.sources.iter().filter(|s| is_bucket_source(s)) {
-            let Some(artifact) = index_artifact(source) else {
-                plan.blocked = Some(format!(
-                    "backup {id}: source {} has no index artifact",
-                    source.name
-                ));
-                return Ok(plan);
-            };
-            let mut entries = match read_index(store, artifact).await {
-                Ok(s) => s,
-                Err(e) => {
-                    plan.blocked = Some(format!(
-                        "the index of backup {id}, source {}, cannot be read: {e}",
-                        source.name
-                    ));
-                    return Ok(plan);
-                }
-            };
-            while let Some(entry) = entries.next().await {
-                match entry {
-                    Ok(e) => {
-                        referenced.insert(e.sha256);
-                    }
-                    Err(e) => {
-                        plan.blocked = Some(format!(
-                            "the index of backup {id}, source {}, is damaged: {e}",
-                            source.name
-                        ));
-                        return Ok(plan);
-                    }
-                }
-            }
+        if let Err(why) = referenced_by(store, &id, &mut referenced).await {
+            plan.blocked = Some(why);
+            return Ok(plan);
         }
     }
     let cutoff = now - grace;
@@ -124,17 +91,61 @@ pub async fn plan_blob_gc(
     Ok(plan)
 }
 
+/// Adds the digests backup `id` references to `referenced`; `Err` says why they cannot be known.
+async fn referenced_by(
+    store: &dyn Store,
+    id: &BackupId,
+    referenced: &mut HashSet<Digest>,
+) -> std::result::Result<(), String> {
+    let manifest = match store.read_manifest(id).await {
+        Ok(m) => m,
+        Err(e) if e.is_not_found() => return Ok(()), // removed meanwhile
+        Err(e) => return Err(format!("the manifest of backup {id} cannot be read: {e}")),
+    };
+    for source in manifest.sources.iter().filter(|s| is_bucket_source(s)) {
+        let name = &source.name;
+        let artifact = index_artifact(source)
+            .ok_or_else(|| format!("backup {id}: source {name} has no index artifact"))?;
+        let mut entries = read_index(store, artifact)
+            .await
+            .map_err(|e| format!("the index of backup {id}, source {name}, cannot be read: {e}"))?;
+        while let Some(entry) = entries.next().await {
+            let entry = entry
+                .map_err(|e| format!("the index of backup {id}, source {name}, is damaged: {e}"))?;
+            referenced.insert(entry.sha256);
+        }
+    }
+    Ok(())
+}
+
 /// Removes the blobs `plan` names (nothing when it is blocked); returns how many went.
+///
+/// Backups committed since the plan was made are read first and their blobs spared: a backup
+/// running meanwhile may have found an old blob already stored and referenced it.
 ///
 /// # Errors
 ///
-/// The store's error on the first failed removal.
+/// The store's error on the first failed removal, or when the backups cannot be listed; an
+/// unreadable new backup removes nothing (`Ok(0)`, with a warning in the log).
 pub async fn apply_blob_gc(store: &dyn Store, plan: &BlobGcPlan) -> Result<u64> {
     if plan.blocked.is_some() {
         return Ok(0);
     }
+    let mut spared: HashSet<Digest> = HashSet::new();
+    for id in store.list_backup_ids().await? {
+        if plan.seen.contains(&id) {
+            continue;
+        }
+        if let Err(why) = referenced_by(store, &id, &mut spared).await {
+            tracing::warn!("no blob was removed, because {why}");
+            return Ok(0);
+        }
+    }
     let mut removed = 0;
     for key in &plan.keys {
+        if layout::blob_digest(key).is_some_and(|d| spared.contains(&d)) {
+            continue;
+        }
         store.delete(key).await?;
         removed += 1;
     }

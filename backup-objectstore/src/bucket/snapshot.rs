@@ -362,6 +362,7 @@ impl Snapshotter for BucketSnapshotter {
         // Index lines flow to the pipeline through a bounded channel; an error item makes the
         // pipeline abort the upload instead of committing a short index.
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
+        let upload_stopped = std::sync::atomic::AtomicBool::new(false);
         let produce = async {
             let mut buf = BytesMut::with_capacity(64 * 1024);
             let result: Result<()> = async {
@@ -383,6 +384,7 @@ impl Snapshotter for BucketSnapshotter {
                     counter.fetch_add(1, Ordering::Relaxed);
                     buf.extend_from_slice(&entry.to_line()?);
                     if buf.len() >= 60 * 1024 && tx.send(Ok(buf.split().freeze())).await.is_err() {
+                        upload_stopped.store(true, Ordering::Relaxed);
                         return Err(self.failed("the index upload stopped".into()));
                     }
                 }
@@ -414,11 +416,15 @@ impl Snapshotter for BucketSnapshotter {
             format: INDEX_FORMAT,
         };
         let (produced, artifact) = tokio::join!(produce, ctx.write_artifact(spec, reader));
-        produced.map_err(|e| match e {
-            e @ (Error::SnapshotFailed { .. } | Error::SourceUnavailable { .. }) => e,
-            other => self.failed(crate::error_chain(&other)),
-        })?;
-        let artifact = artifact?;
+        let artifact = match (produced, artifact) {
+            (Ok(()), artifact) => artifact?,
+            // The index upload failed first: its error is the cause.
+            (Err(_), Err(e)) if upload_stopped.load(Ordering::Relaxed) => return Err(e),
+            (Err(e @ (Error::SnapshotFailed { .. } | Error::SourceUnavailable { .. })), _) => {
+                return Err(e);
+            }
+            (Err(other), _) => return Err(self.failed(crate::error_chain(&other))),
+        };
 
         let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let mut stats = SourceStats::default();

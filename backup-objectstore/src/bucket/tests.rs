@@ -228,3 +228,44 @@ async fn a_previous_backup_that_failed_verification_is_not_reused() {
         b"data"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_blob_write_fails_the_snapshot_and_commits_no_index() {
+    use backup_core::testkit::{FaultPlan, FaultyStore};
+    let src = tempfile::tempdir().expect("tempdir");
+    for i in 0..5 {
+        write(
+            src.path(),
+            &format!("f{i}"),
+            format!("content {i}").as_bytes(),
+        );
+    }
+    let store = FaultyStore::new(MemoryStore::new(), FaultPlan::fail_nth_write(3));
+    let snap = BucketSnapshotter::new(
+        "files".parse().expect("name"),
+        BucketSource::open(
+            BucketLocation::Directory(src.path().to_path_buf()),
+            &S3Settings::default(),
+        )
+        .expect("opens"),
+    );
+    let id = BackupId::new(jiff::Timestamp::now());
+    let err = snap
+        .snapshot(SnapshotContext {
+            store: &store,
+            backup_id: &id,
+            environment: "default",
+            pipeline: &PipelineConfig::default(),
+        })
+        .await
+        .expect_err("a write fails");
+    assert!(
+        matches!(
+            err,
+            backup_core::Error::Store { .. } | backup_core::Error::SnapshotFailed { .. }
+        ),
+        "{err:?}"
+    );
+    let index = layout::artifact_key(&id, &"files".parse().expect("name"), INDEX_FILE);
+    assert!(store.inner().head(&index).await.expect("head").is_none());
+}
