@@ -321,8 +321,20 @@ impl LockGuard {
             let ttl = lock.ttl;
             tokio::spawn(async move {
                 let period = ttl / 3;
+                // The lease was written just before the guard started.
+                let mut renewed = std::time::Instant::now();
                 loop {
                     tokio::time::sleep(period).await;
+                    if renewed.elapsed() >= ttl {
+                        // Not renewed for a whole ttl: another run may have taken the expired
+                        // lease over, and writing ours again would give the lock two holders.
+                        lost.store(true, Ordering::SeqCst);
+                        tracing::error!(
+                            key,
+                            "the lock lease could not be renewed within its ttl; it counts as lost"
+                        );
+                        return;
+                    }
                     match store.head(&key).await {
                         Ok(Some(_)) => {}
                         Ok(None) => {
@@ -336,8 +348,14 @@ impl LockGuard {
                         }
                     }
                     lease.expires_at = Timestamp::now() + ttl_span(ttl);
-                    if let Err(e) = write_lease(store.as_ref(), &key, &lease).await {
-                        tracing::warn!(error = %e, "renewing the lock lease failed; retrying");
+                    // Counted from before the write: the store's modification time, which
+                    // others judge expiry by, is later, so we never think it younger than it is.
+                    let attempt = std::time::Instant::now();
+                    match write_lease(store.as_ref(), &key, &lease).await {
+                        Ok(()) => renewed = attempt,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "renewing the lock lease failed; retrying");
+                        }
                     }
                 }
             })

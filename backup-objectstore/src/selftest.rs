@@ -1,9 +1,11 @@
-//! The store self-test run in preflight: can we write, read back, list and delete?
+//! The store self-test run in preflight: can we write, read back, list, delete, and stream
+//! an upload?
 
 use backup_core::{Error, Result, Store, StoreExt, WriteMode};
 use bytes::Bytes;
 
-/// Writes, reads back, lists and deletes a small probe object under `.probe/`.
+/// Writes, reads back, lists and deletes a small probe object under `.probe/`, then streams
+/// one up the way artifacts go (a multipart upload on S3) and deletes it.
 ///
 /// # Errors
 ///
@@ -41,6 +43,29 @@ pub async fn probe_store(store: &dyn Store) -> Result<()> {
         .delete(&key)
         .await
         .map_err(|e| unavailable("deleting the probe object", e))?;
+    // Artifacts stream up as multipart uploads: a store that allows small writes but refuses
+    // multipart ones (a policy without the multipart actions) must fail here, not mid-backup.
+    let streamed = format!("{key}-stream");
+    let data: backup_core::ByteStream = Box::pin(futures::stream::iter([Ok::<_, std::io::Error>(
+        payload.clone(),
+    )]));
+    let written = store
+        .put_stream(&streamed, data)
+        .await
+        .map_err(|e| unavailable("a streaming (multipart) upload", e))?;
+    store
+        .delete(&streamed)
+        .await
+        .map_err(|e| unavailable("deleting the probe object", e))?;
+    if written != payload.len() as u64 {
+        return Err(Error::StoreUnavailable {
+            store: store.name().to_owned(),
+            message: format!(
+                "a streaming upload of {} bytes reported {written}",
+                payload.len()
+            ),
+        });
+    }
     Ok(())
 }
 

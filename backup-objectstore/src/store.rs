@@ -209,7 +209,11 @@ impl ObjectStoreStore {
             )
             .await
             .map_err(|e| map_error("put", key, e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        // Owned by a guard: if this future is cancelled mid-upload (the backup was interrupted),
+        // the guard's drop aborts the multipart upload instead of leaking it on S3.
+        let mut upload =
+            AbortOnDrop::new(WriteMultipart::new_with_chunk_size(upload, PART_SIZE), key);
+        let writer = upload.writer();
         let mut written = 0u64;
         while let Some(item) = data.next().await {
             let step = match item {
@@ -224,15 +228,12 @@ impl ObjectStoreStore {
                 Err(e) => Err(Error::store("put", key, e)),
             };
             if let Err(e) = step {
-                // A dropped writer would leak the upload on S3: abort it explicitly.
-                if let Err(abort) = writer.abort().await {
-                    tracing::warn!(key, error = %abort, "aborting the failed upload also failed");
-                }
+                upload.abort().await;
                 self.prune_local_dirs(key);
                 return Err(e);
             }
         }
-        if let Err(e) = writer.finish().await {
+        if let Err(e) = upload.finish().await {
             self.prune_local_dirs(key);
             return Err(map_error("put", key, e));
         }
@@ -353,6 +354,70 @@ impl ObjectStoreStore {
                 .map_err(|e| Error::store("put", key, e))?;
         }
         Ok(())
+    }
+}
+
+/// A multipart upload in progress, aborted when dropped before it finished (a dropped
+/// `WriteMultipart` would leave the parts on S3, billed and invisible, until a lifecycle rule
+/// removes them).
+pub(crate) struct AbortOnDrop {
+    writer: Option<WriteMultipart>,
+    key: String,
+}
+
+impl AbortOnDrop {
+    pub(crate) fn new(writer: WriteMultipart, key: &str) -> AbortOnDrop {
+        AbortOnDrop {
+            writer: Some(writer),
+            key: key.to_owned(),
+        }
+    }
+
+    /// The upload, until it is finished or aborted.
+    pub(crate) fn writer(&mut self) -> &mut WriteMultipart {
+        self.writer
+            .as_mut()
+            .expect("the upload is neither finished nor aborted")
+    }
+
+    /// Completes the upload. Every full part is settled first, while the upload can still be
+    /// aborted on failure; `WriteMultipart::finish` consumes the writer, so only its last part
+    /// or the completion itself can fail past that point (object_store then drops the upload
+    /// without aborting it; a bucket lifecycle rule for incomplete uploads is the backstop).
+    pub(crate) async fn finish(&mut self) -> object_store::Result<()> {
+        if let Err(e) = self.writer().wait_for_capacity(0).await {
+            self.abort().await;
+            return Err(e);
+        }
+        let writer = self.writer.take().expect("checked above");
+        writer.finish().await.map(|_| ())
+    }
+
+    /// Aborts now and waits for it.
+    pub(crate) async fn abort(&mut self) {
+        if let Some(writer) = self.writer.take()
+            && let Err(e) = writer.abort().await
+        {
+            tracing::warn!(key = self.key, error = %e, "aborting the failed upload also failed");
+        }
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        let Some(writer) = self.writer.take() else {
+            return;
+        };
+        // Cancelled: the abort cannot be awaited here, so it runs as a task of its own (the
+        // interrupted backup's cleanup that follows gives it time to complete).
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let key = std::mem::take(&mut self.key);
+            runtime.spawn(async move {
+                if let Err(e) = writer.abort().await {
+                    tracing::warn!(key, error = %e, "aborting the cancelled upload failed");
+                }
+            });
+        }
     }
 }
 

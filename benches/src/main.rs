@@ -6,8 +6,6 @@
 //! Run it through `benches/run.sh` (builds the release binaries first); `--help` lists the flags.
 
 mod commands;
-mod exec;
-mod pg;
 mod report;
 mod results;
 
@@ -17,17 +15,16 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
+use benches::exec::{self, run_plain, run_timed};
+use benches::pg::{self, Load, Pg};
 use commands::{
     COUNTED_TABLES, Kind, ROUND_ORDER, SHELL_SCRATCH_DB, Section, Target, VERIFY_ROUND_ORDER,
     VerifyInputs,
 };
-use exec::{run_plain, run_timed};
-use pg::{Load, Pg};
 use report::Report;
 use results::{CmdResult, Correctness, DatasetResult, Run, VerifyChecks, VerifySection};
 
-/// Errors are reported, not handled: any failure aborts the benchmark.
-pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
+pub use benches::{Res, redact};
 
 const USAGE: &str = "\
 bench-backup: time `pre-deploy backup` and `pre-deploy verify` against their baselines
@@ -121,29 +118,6 @@ impl Opts {
             None => vec![Section::Backup, Section::Verify],
         }
     }
-}
-
-/// Replace the password of every `scheme://user:password@` in `s` by `***`.
-pub fn redact(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let authority_end = tail.find(['/', '?', '#', ' ']).unwrap_or(tail.len());
-        let authority = &tail[..authority_end];
-        match (authority.rfind('@'), authority.find(':')) {
-            (Some(at), Some(colon)) if colon < at => {
-                out.push_str(&authority[..=colon]);
-                out.push_str("***");
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[authority_end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// One dataset of the plan.
@@ -1116,17 +1090,6 @@ fn restore_and_count(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn redacts_passwords() {
-        assert_eq!(
-            redact("db=postgres://postgres:s3cret@127.0.0.1:5432/d2 --store x"),
-            "db=postgres://postgres:***@127.0.0.1:5432/d2 --store x"
-        );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("no url here"), "no url here");
-        assert_eq!(redact("a://x:y@h b://p:q@h/"), "a://x:***@h b://p:***@h/");
-    }
 
     #[test]
     fn sizes_a_store() {

@@ -221,7 +221,14 @@ async fn run_locked(
         ("PREDEPLOY_ENV".to_owned(), gate.environment().to_owned()),
     ];
     tracing::info!("running the deploy command: {}", command.join(" "));
-    let code = run_deploy_command(command, &env, &settings.workdir).await?;
+    let code = match run_deploy_command(command, &env, &settings.workdir).await {
+        Ok(code) => code,
+        Err(e) => {
+            // The backup stands; the operator still gets the way back.
+            restore::print_runbook(gate, &outcome.manifest, out);
+            return Err(e);
+        }
+    };
     if code == 0 {
         prune::record_deployment(gate, &outcome).await;
     }

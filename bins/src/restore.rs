@@ -6,7 +6,7 @@ use std::io::{BufRead, IsTerminal, Write};
 use clap::Args;
 use deploy_gate::{
     CONFIRM_RESTORE_ENV, Gate, GateError, Manifest, RestoreOutcome, RestorePlan, RestoreRequest,
-    RollbackReport, Settings, runbook,
+    RollbackReport, Settings,
 };
 use serde_json::json;
 
@@ -273,15 +273,7 @@ pub async fn after_deploy(
     args: &RollbackArgs,
     out: &Output,
 ) {
-    if !out.quiet && !out.json {
-        eprintln!("to roll back to backup {}:", manifest.id);
-        for line in runbook(manifest, Some(&settings.store), gate.environment())
-            .to_text()
-            .lines()
-        {
-            eprintln!("  {line}");
-        }
-    }
+    print_runbook(gate, manifest, out);
     if code == 0 || !args.rollback_on_failure {
         return;
     }
@@ -293,6 +285,16 @@ pub async fn after_deploy(
         .rollback(manifest, settings, args.terminate_connections)
         .await;
     print_rollback(&report, code);
+}
+
+/// The rollback commands on stderr (the `--json` result of `run` carries them as `runbook`).
+pub fn print_runbook(gate: &Gate, manifest: &Manifest, out: &Output) {
+    if !out.quiet && !out.json {
+        eprintln!("to roll back to backup {}:", manifest.id);
+        for line in gate.runbook(manifest).to_text().lines() {
+            eprintln!("  {line}");
+        }
+    }
 }
 
 fn print_rollback(report: &RollbackReport, code: i32) {

@@ -213,12 +213,10 @@ impl Gate {
                     "the probe object was removed",
                     "retention can remove old backups",
                 ),
-                Err(e) => (
-                    ProbeStatus::Warn,
-                    error_chain(&e),
-                    "backups can be taken, but prune cannot remove anything; an object \
-                     under .probe/ was left behind"
-                        .into(),
+                Err(e) => fail(
+                    &e,
+                    "backups would be refused: the lock, failed-backup cleanup and prune all \
+                     delete objects (an object under .probe/ was left behind)",
                 ),
             },
         );
@@ -332,17 +330,35 @@ impl Gate {
                     format!("environment {} is not locked", self.environment),
                     "a run can start now",
                 ),
-                Ok(h) => (
-                    ProbeStatus::Warn,
-                    format!(
-                        "held by {}",
-                        h.iter()
+                Ok(h) => {
+                    // By this machine's clock (the lease's own expiry); a run judges it in the
+                    // store's time, so this is a forecast, not the verdict.
+                    let now = Timestamp::now();
+                    let (expired, live): (Vec<_>, Vec<_>) =
+                        h.iter().partition(|l| l.expires_at < now);
+                    let describe = |ls: &[&backup_objectstore::Lease]| {
+                        ls.iter()
                             .map(|l| l.describe())
                             .collect::<Vec<_>>()
                             .join("; ")
-                    ),
-                    "a run now would exit 6 (or wait with --wait-lock)".into(),
-                ),
+                    };
+                    if live.is_empty() {
+                        (
+                            ProbeStatus::Warn,
+                            format!(
+                                "only expired leases of runs that stopped: {}",
+                                describe(&expired)
+                            ),
+                            "a run now takes them over and reports it".into(),
+                        )
+                    } else {
+                        (
+                            ProbeStatus::Warn,
+                            format!("held by {}", describe(&live)),
+                            "a run now would exit 6 (or wait with --wait-lock)".into(),
+                        )
+                    }
+                }
                 Err(e) => fail(&e, "locks need list and read access under locks/"),
             },
         );

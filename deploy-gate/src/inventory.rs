@@ -110,13 +110,21 @@ impl Gate {
         })
     }
 
-    /// One backup in full, with the commands to roll back to it.
+    /// The commands to roll back to `manifest` (what `show` and the end of `run` print).
+    pub fn runbook(&self, manifest: &Manifest) -> Runbook {
+        runbook(manifest, self.store_url.as_ref(), &self.environment)
+    }
+
+    /// One backup in full, with the commands to roll back to it. `last` is the backup that
+    /// `restore last` would restore: the newest one that is not a safety backup (after a
+    /// restore or a rollback, the operator wants the runbook of the deploy's backup, not of
+    /// the safety copy just taken).
     ///
     /// # Errors
     ///
     /// As [`Gate::resolve`].
     pub async fn show(&self, selector: &str) -> Result<BackupDetails> {
-        let manifest = self.resolve(selector).await?;
+        let manifest = self.resolve_restorable(selector).await?;
         let verifications =
             self.store
                 .read_verifications(&manifest.id)
@@ -125,7 +133,7 @@ impl Gate {
                     context: format!("cannot read the verifications of {}", manifest.id),
                     source,
                 })?;
-        let runbook = runbook(&manifest, self.store_url.as_ref(), &self.environment);
+        let runbook = self.runbook(&manifest);
         Ok(BackupDetails {
             manifest,
             verifications,

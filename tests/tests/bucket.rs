@@ -460,3 +460,79 @@ fn prune_reports_blobs_and_keeps_young_unreferenced_ones() {
     let blobs = rt.block_on(store.list(layout::BLOBS_DIR)).expect("blobs");
     assert_eq!(blobs.len(), 4, "young unreferenced blobs stay");
 }
+
+/// The store's S3 settings can come without any URL query: from the standard `AWS_*`
+/// variables, or from `[s3]` in the config file with the secret in `${VAR}`; the secret is in
+/// neither the output nor the manifest.
+#[test]
+fn s3_settings_come_from_aws_variables_or_the_config_file() {
+    let moto = MotoServer::shared();
+    let bucket = moto.create_bucket("settings");
+    let src = tempfile::tempdir().expect("src");
+    write_tree(src.path(), &sample_files()[..3]);
+    let source = format!("files=file://{}", src.path().display());
+
+    // 1. AWS_ENDPOINT_URL, AWS_REGION, AWS_ALLOW_HTTP and the keys.
+    let mut env = moto.env();
+    env.extend([
+        ("AWS_ENDPOINT_URL", moto.endpoint()),
+        ("AWS_REGION", moto.region().to_owned()),
+        ("AWS_ALLOW_HTTP", "true".to_owned()),
+    ]);
+    let from_env = backup(
+        &format!("s3://{bucket}/from-env"),
+        std::slice::from_ref(&source),
+        &env,
+    );
+    from_env.assert_success();
+    assert!(
+        !from_env.stdout.contains(moto.secret_key()),
+        "{}",
+        from_env.stdout
+    );
+    assert!(
+        !from_env.stderr.contains(moto.secret_key()),
+        "{}",
+        from_env.stderr
+    );
+
+    // 2. [s3] in predeploy.toml; only the secret comes from the environment, by name.
+    let work = tempfile::tempdir().expect("workdir");
+    std::fs::write(
+        work.path().join("predeploy.toml"),
+        format!(
+            "store = \"s3://{bucket}/from-config\"\n\n[s3]\nendpoint = \"{}\"\nregion = \"{}\"\n\
+             allow_http = true\naccess_key_id = \"{}\"\nsecret_access_key = \"${{MOTO_SECRET}}\"\n",
+            moto.endpoint(),
+            moto.region(),
+            moto.access_key()
+        ),
+    )
+    .expect("config");
+    let from_config = run(pre_deploy()
+        .args(["backup", "--json", "--source", &source])
+        .env("MOTO_SECRET", moto.secret_key())
+        .current_dir(work.path()));
+    from_config.assert_success();
+    let id = json(&from_config)["id"].as_str().expect("id").to_owned();
+
+    // Both backups are in the bucket, readable with explicit settings; no secret stored.
+    let rt = runtime();
+    for (prefix, expected) in [
+        ("from-env", json(&from_env)["id"].clone()),
+        ("from-config", id.into()),
+    ] {
+        let store = open_store(&moto.url(&bucket, prefix), &moto.settings());
+        let ids = rt.block_on(store.list_backup_ids()).expect("ids");
+        assert_eq!(ids.len(), 1, "{prefix}: one backup");
+        assert_eq!(
+            ids[0].to_string(),
+            expected.as_str().expect("id"),
+            "{prefix}"
+        );
+        let m = manifest(&rt, &store, &ids[0].to_string());
+        let text = serde_json::to_string(&m).expect("manifest json");
+        assert!(!text.contains(moto.secret_key()), "{prefix}: {text}");
+        assert_eq!(stat(&m, "files", "objects"), 3, "{prefix}");
+    }
+}

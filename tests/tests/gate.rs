@@ -113,6 +113,42 @@ fn run_backs_up_then_deploys_with_the_backup_in_its_environment() {
 }
 
 #[test]
+fn the_runbook_ends_every_run_also_when_the_deploy_command_cannot_start() {
+    let server = PgServer::shared();
+    let db = server.create_database("nostart");
+    let work = tempfile::tempdir().expect("workdir");
+    let out = run(pre_deploy()
+        .args([
+            "run",
+            "--verify-level",
+            "checksum",
+            "--",
+            "./no-such-deploy-script",
+        ])
+        .env("DATABASE_URL", server.url(&db))
+        .current_dir(work.path()));
+    out.assert_code(2);
+    out.assert_stderr_contains("cannot start the deploy command");
+    out.assert_stderr_contains("to roll back to backup");
+    out.assert_stderr_contains("pg_restore --exit-on-error");
+
+    // With --json the run's result carries the same runbook.
+    let out = run(pre_deploy()
+        .args(["run", "--json", "--verify-level", "checksum", "--", "true"])
+        .env("DATABASE_URL", server.url(&db))
+        .current_dir(work.path()));
+    out.assert_success();
+    let json: serde_json::Value = serde_json::from_str(out.stdout.trim()).expect("--json result");
+    let steps = json["runbook"]["steps"].as_array().expect("runbook steps");
+    assert!(
+        steps
+            .iter()
+            .any(|s| s.to_string().contains("pre-deploy restore")),
+        "{json}"
+    );
+}
+
+#[test]
 fn the_deploy_commands_own_exit_code_is_returned() {
     let server = PgServer::shared();
     let db = server.create_database("code");

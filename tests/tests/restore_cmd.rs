@@ -74,6 +74,20 @@ fn restore_puts_the_backup_back_keeps_the_previous_database_and_takes_a_safety_b
         "verified to level 3 at least: {verification}"
     );
 
+    // `show last` shows the backup `restore last` restores, not the safety copy just taken.
+    let shown = run(pre_deploy()
+        .args(["show", "last", "--json", "--store"])
+        .arg(store.path()));
+    shown.assert_success();
+    let shown: serde_json::Value = serde_json::from_str(&shown.stdout).expect("json");
+    assert_eq!(shown["manifest"]["id"], id.as_str(), "{shown}");
+    assert!(
+        shown["runbook"]["steps"]
+            .as_array()
+            .is_some_and(|s| !s.is_empty()),
+        "with its runbook: {shown}"
+    );
+
     // `last` skips safety backups; the safety backup restores by id, to the changed state.
     let safety_id = safety[0].0.clone();
     let out = run(&mut restore_command(

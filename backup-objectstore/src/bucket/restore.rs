@@ -295,7 +295,12 @@ async fn restore_s3(
         )
         .await
         .map_err(|e| map_error("put", &entry.key, e))?;
-    let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+    // Aborted on drop: a cancelled restore leaves no upload behind on the target.
+    let mut upload = crate::store::AbortOnDrop::new(
+        WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
+        &entry.key,
+    );
+    let writer = upload.writer();
     let outcome: Result<()> = async {
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| Error::store("get", &blob, e))?;
@@ -319,12 +324,10 @@ async fn restore_s3(
         }
     });
     if let Err(e) = outcome {
-        if let Err(abort) = writer.abort().await {
-            tracing::warn!(key = %entry.key, error = %abort, "aborting the restore upload also failed");
-        }
+        upload.abort().await;
         return Err(e);
     }
-    writer
+    upload
         .finish()
         .await
         .map_err(|e| map_error("put", &entry.key, e))?;

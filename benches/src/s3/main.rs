@@ -1,0 +1,413 @@
+//! `bench-s3`: times `pre-deploy backup` into an S3 store (a real Garage server) side by side
+//! with the same backup into a local store, and bucket snapshots side by side with `rclone copy`
+//! and a bucket listing (issue 3); checks what was stored independently of the tool and writes
+//! `benches/REPORT.s3.md` and `benches/report.s3.json`.
+//!
+//! Run it through `benches/run-s3.sh` (builds the release binaries first); `--help` lists the
+//! flags.
+
+mod data;
+mod report;
+mod runs;
+
+use std::ffi::OsString;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+use std::time::Instant;
+
+use benches::Res;
+use benches::exec::run_plain;
+use benches::pg::{Load, Pg};
+use predeploy_tests::s3::{GarageServer, S3Server};
+
+use data::BucketSet;
+use report::Report;
+use runs::{DatasetRun, Series};
+
+const USAGE: &str = "\
+bench-s3: time pre-deploy with an S3 store and bucket sources against local-store and rclone
+baselines, on a throwaway PostgreSQL 15 and Garage (see benches/README.md)
+
+usage: bench-s3 [--quick] [--only store|bucket] [--tool PATH] [--out-dir DIR]
+                [--rounds N] [--warmup N]
+
+  --quick        tiny datasets, 1 warm-up + 2 rounds; writes REPORT.s3-quick.md
+  --only SECTION `store` (D2 into Garage vs a local store) or `bucket` (B1/B2 snapshots vs
+                 rclone); default both
+  --tool PATH    the pre-deploy binary (default: <target dir>/release/pre-deploy)
+  --out-dir DIR  where the report files go (default: the benches/ directory)
+  --rounds N     counted rounds (default 5; quick 2)
+  --warmup N     warm-up rounds, not counted (default 1)
+";
+
+/// Command-line options.
+pub struct Opts {
+    quick: bool,
+    only: Option<String>,
+    tool: PathBuf,
+    out_dir: PathBuf,
+    rounds: usize,
+    warmup: usize,
+    args: Vec<String>,
+}
+
+impl Opts {
+    fn runs(&self, section: &str) -> bool {
+        self.only.as_deref().is_none_or(|s| s == section)
+    }
+}
+
+fn parse_args() -> Res<Option<Opts>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let benches = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| benches.join("../target"));
+    let mut o = Opts {
+        quick: false,
+        only: None,
+        tool: target_dir.join("release/pre-deploy"),
+        out_dir: benches.to_path_buf(),
+        rounds: 0,
+        warmup: 1,
+        args: args.clone(),
+    };
+    let mut rounds = None;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
+        match a.as_str() {
+            "--quick" => o.quick = true,
+            "--only" => {
+                let v = value("--only")?;
+                if v != "store" && v != "bucket" {
+                    return Err(format!("--only takes `store` or `bucket`, not {v:?}").into());
+                }
+                o.only = Some(v);
+            }
+            "--tool" => o.tool = value("--tool")?.into(),
+            "--out-dir" => o.out_dir = value("--out-dir")?.into(),
+            "--rounds" => rounds = Some(value("--rounds")?.parse::<usize>()?),
+            "--warmup" => o.warmup = value("--warmup")?.parse()?,
+            "-h" | "--help" => {
+                print!("{USAGE}");
+                return Ok(None);
+            }
+            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}").into()),
+        }
+    }
+    o.rounds = rounds.unwrap_or(if o.quick { 2 } else { 5 });
+    if o.rounds == 0 {
+        return Err("--rounds must be at least 1".into());
+    }
+    Ok(Some(o))
+}
+
+fn main() -> ExitCode {
+    let opts = match parse_args() {
+        Ok(Some(o)) => o,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("bench-s3: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    match run(&opts) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => {
+            eprintln!("bench-s3: a correctness check FAILED (see the report)");
+            ExitCode::FAILURE
+        }
+        Err(e) => {
+            eprintln!("bench-s3: aborted: {}", benches::redact(&e.to_string()));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn preflight(opts: &Opts) -> Res<()> {
+    if !opts.tool.is_file() {
+        return Err(format!(
+            "the pre-deploy binary {} does not exist (cargo build --release -p bins)",
+            opts.tool.display()
+        )
+        .into());
+    }
+    for (program, package) in [("rclone", "rclone"), ("zstd", "zstd")] {
+        let mut c = Command::new(program);
+        c.arg("--version");
+        run_plain(c, program).map_err(|e| {
+            format!("{e} (Debian package `{package}`; scripts/setup.sh installs it)")
+        })?;
+    }
+    if !Path::new(benches::exec::GNU_TIME).is_file() {
+        return Err("/usr/bin/time is missing (Debian package `time`)".into());
+    }
+    Ok(())
+}
+
+fn first_line(mut cmd: Command) -> String {
+    cmd.output()
+        .ok()
+        .and_then(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .map(str::to_owned)
+        })
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn versions(opts: &Opts) -> Vec<(String, String)> {
+    let cmd = |program: &Path, arg: &str| {
+        let mut c = Command::new(program);
+        c.arg(arg);
+        first_line(c)
+    };
+    let cpu = fs::read_to_string("/proc/cpuinfo")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix("model name"))
+        .map_or("unknown".into(), |l| {
+            l.trim_start_matches([' ', '\t', ':']).to_owned()
+        });
+    let mut rev = Command::new("git");
+    rev.args([
+        "-C",
+        env!("CARGO_MANIFEST_DIR"),
+        "rev-parse",
+        "--short",
+        "HEAD",
+    ]);
+    vec![
+        ("nproc".into(), first_line(Command::new("nproc"))),
+        ("CPU".into(), cpu),
+        (
+            "pre-deploy".into(),
+            cmd(&opts.tool, "--version") + &format!(" ({})", opts.tool.display()),
+        ),
+        (
+            "garage".into(),
+            cmd(&GarageServer::binary(), "--version") + " (single node, sqlite, no fsync)",
+        ),
+        ("rclone".into(), cmd(Path::new("rclone"), "--version")),
+        ("workspace".into(), format!("git {}", first_line(rev))),
+    ]
+}
+
+fn run(opts: &Opts) -> Res<bool> {
+    let started = Instant::now();
+    preflight(opts)?;
+    let date = first_line({
+        let mut c = Command::new("date");
+        c.args(["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
+        c
+    });
+    let work = tempfile::Builder::new().prefix("bench-s3.").tempdir()?;
+    eprintln!(
+        "bench-s3: starting Garage (work dir {})",
+        work.path().display()
+    );
+    let garage = GarageServer::start();
+    let s3_env = data::s3_env(&garage);
+    let mut datasets = Vec::new();
+    let mut targets = Vec::new();
+
+    if opts.runs("store") {
+        eprintln!("bench-s3: starting PostgreSQL 15");
+        let pg = Pg::start()?;
+        let mixed_sql = predeploy_tests::fixtures::mixed_dataset_sql()
+            .ok_or("shared/data/mixed_dataset.sql not found")?;
+        let (full, half) = if opts.quick {
+            (20_000, 10_000)
+        } else {
+            (1_500_000, 750_000)
+        };
+        let bucket = garage.create_bucket("bench-store");
+        for (id, rows) in [("D2", full), ("D2-half", half)] {
+            let db = pg.create_database(&id.to_lowercase().replace('-', "_"));
+            eprintln!("bench-s3: loading {id} (rows={rows})");
+            let (load_s, counts) = pg.load(&db, Load::Mixed { rows }, &mixed_sql)?;
+            eprintln!("bench-s3:   {load_s:.1} s, {counts:?}");
+            let ctx = runs::StoreCtx {
+                pg: &pg,
+                db: &db,
+                counts: &counts,
+                garage: &garage,
+                bucket: &bucket,
+                s3_env: &s3_env,
+            };
+            let description = format!("mixed_dataset.sql, rows={rows}");
+            datasets.push(runs::store_dataset(
+                opts,
+                id,
+                description,
+                &ctx,
+                work.path(),
+            )?);
+        }
+        targets.extend(report::store_targets(&datasets));
+    }
+
+    if opts.runs("bucket") {
+        let sets = if opts.quick {
+            BucketSet::quick()
+        } else {
+            BucketSet::full()
+        };
+        let store_bucket = garage.create_bucket("bench-bucket-store");
+        let copy_bucket = garage.create_bucket("bench-rclone-copy");
+        for set in sets {
+            let source = garage.create_bucket(&format!("bench-{}", set.id));
+            let files = work.path().join(format!("{}-files", set.id));
+            eprintln!("bench-s3: generating {} ({})", set.id, set.describe());
+            set.generate(&files)?;
+            data::rclone(
+                &s3_env,
+                &[
+                    "copy",
+                    &files.to_string_lossy(),
+                    &format!("src:{source}"),
+                    "--transfers",
+                    "8",
+                ],
+            )?;
+            fs::remove_dir_all(&files)?;
+            let listed = data::count_objects(&s3_env, &format!("src:{source}"))?;
+            if listed != set.objects {
+                return Err(format!(
+                    "{}: the source bucket lists {listed} objects, not {}",
+                    set.id, set.objects
+                )
+                .into());
+            }
+            let ctx = runs::BucketCtx {
+                garage: &garage,
+                source: &source,
+                store_bucket: &store_bucket,
+                copy_bucket: &copy_bucket,
+                s3_env: &s3_env,
+            };
+            datasets.push(runs::bucket_dataset(opts, set, &ctx, work.path())?);
+        }
+        targets.extend(report::bucket_targets(&datasets));
+    }
+    targets.push(report::rss_target(&datasets));
+
+    let report = Report {
+        mode: if opts.quick { "quick" } else { "full" },
+        invocation: std::env::var("BENCH_INVOCATION")
+            .unwrap_or_else(|_| format!("bench-s3 {}", opts.args.join(" "))),
+        date,
+        total_s: started.elapsed().as_secs_f64(),
+        versions: versions(opts),
+        warmup: opts.warmup,
+        rounds: opts.rounds,
+        datasets,
+        targets,
+    };
+    let suffix = match (opts.quick, opts.only.as_deref()) {
+        (false, None) => ".s3".to_owned(),
+        (quick, only) => format!(
+            ".s3{}{}",
+            if quick { "-quick" } else { "" },
+            only.map(|o| format!("-{o}")).unwrap_or_default()
+        ),
+    };
+    fs::create_dir_all(&opts.out_dir)?;
+    let md = opts.out_dir.join(format!("REPORT{suffix}.md"));
+    let json = opts.out_dir.join(format!("report{suffix}.json"));
+    fs::write(&md, report.to_markdown())?;
+    fs::write(
+        &json,
+        serde_json::to_string_pretty(&report.to_json())? + "\n",
+    )?;
+    eprintln!("bench-s3: wrote {} and {}", md.display(), json.display());
+    for t in &report.targets {
+        eprintln!("bench-s3: target {}: {} -> {:?}", t.what, t.measured, t.met);
+    }
+    Ok(report.correct())
+}
+
+/// `argv` as one shell-like line, passwords redacted (for the report).
+pub fn display(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| {
+            let s = benches::redact(&a.to_string_lossy());
+            if s.contains([' ', '?', '&']) {
+                format!("'{s}'")
+            } else {
+                s
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Median of `xs` (which must not be empty).
+pub fn median(xs: &[f64]) -> f64 {
+    let mut v = xs.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+impl Series {
+    /// The median wall time of the counted runs.
+    pub fn median_wall(&self) -> f64 {
+        median(&self.samples.iter().map(|s| s.wall_s).collect::<Vec<_>>())
+    }
+}
+
+impl DatasetRun {
+    /// The series named `key`.
+    pub fn series(&self, key: &str) -> Option<&Series> {
+        self.series.iter().find(|s| s.key == key)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians() {
+        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
+    }
+
+    #[test]
+    fn displays_commands_without_passwords() {
+        let argv: Vec<OsString> = ["pre-deploy", "--source", "db=postgres://u:pw@h/d", "a b"]
+            .iter()
+            .map(OsString::from)
+            .collect();
+        assert_eq!(
+            display(&argv),
+            "pre-deploy --source db=postgres://u:***@h/d 'a b'"
+        );
+    }
+
+    #[test]
+    fn generates_distinct_deterministic_objects() {
+        let set = BucketSet {
+            id: "T",
+            objects: 3,
+            size: 1000,
+        };
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        set.generate(a.path()).unwrap();
+        set.generate(b.path()).unwrap();
+        let read = |d: &Path, i: usize| {
+            fs::read(d.join(format!("{:02}/00/object-{i:05}.bin", i % 16))).unwrap()
+        };
+        assert_eq!(read(a.path(), 0), read(b.path(), 0));
+        assert_ne!(read(a.path(), 0), read(a.path(), 1));
+        assert_eq!(read(a.path(), 2).len(), 1000);
+    }
+}
