@@ -38,6 +38,14 @@ fn cli(store: &str, source: &str, args: &[&str]) -> Output {
         .args(args))
 }
 
+/// [`cli`] with the S3 server's credentials in the `AWS_*` variables.
+fn cli_with_s3(store: &str, source: &str, server: &dyn S3Server, args: &[&str]) -> Output {
+    run(pre_deploy()
+        .args(["--store", store, "--source", source, "--json"])
+        .args(args)
+        .envs(server.env()))
+}
+
 fn id_of(out: &Output) -> String {
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
     v["id"].as_str().expect("id").to_owned()
@@ -216,13 +224,7 @@ fn a_bucket_restores_into_another_bucket_with_its_metadata() {
     let dir = tempfile::tempdir().expect("dir");
     let store = dir.path().join("store").display().to_string();
     let source = format!("uploads={}", garage.url(&src, ""));
-    let env = garage.env();
-    let with_env = |args: &[&str]| {
-        run(pre_deploy()
-            .args(["--store", &store, "--source", &source, "--json"])
-            .args(args)
-            .envs(env.iter().map(|(k, v)| (*k, v.as_str()))))
-    };
+    let with_env = |args: &[&str]| cli_with_s3(&store, &source, garage, args);
     let first = with_env(&["backup"]);
     first.assert_success();
     let id = id_of(&first);
@@ -317,4 +319,69 @@ fn the_runbook_raw_commands_restore_a_directory() {
         backed_up,
         "the raw commands put the files back"
     );
+}
+
+/// A bucket on moto, backed up into an S3 store on moto, changed, then restored in place: the
+/// backed-up objects are back, an object created later is left alone, and the changed state is
+/// in a safety snapshot (in the S3 store) that brings the change back in turn.
+#[test]
+fn a_bucket_restores_in_place_after_a_safety_snapshot_in_an_s3_store() {
+    use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+    let moto = predeploy_tests::MotoServer::shared();
+    let src = moto.create_bucket("inplace");
+    let store_bucket = moto.create_bucket("inplace-store");
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let client = moto.settings().build(&src, "").expect("client");
+    let put = |key: &str, data: &[u8]| {
+        rt.block_on(client.put(&Path::from(key), data.to_vec().into()))
+            .expect("put");
+    };
+    let get = |key: &str| -> Option<Vec<u8>> {
+        rt.block_on(async {
+            match client.get(&Path::from(key)).await {
+                Ok(r) => Some(r.bytes().await.expect("bytes").to_vec()),
+                Err(object_store::Error::NotFound { .. }) => None,
+                Err(e) => panic!("get {key}: {e}"),
+            }
+        })
+    };
+    put("media/a.jpg", b"the original picture");
+    put("media/b.jpg", b"another picture");
+    put("notes/read me.txt", b"hello");
+
+    let store = moto.url(&store_bucket, "backups");
+    let source = format!("uploads={}", moto.url(&src, ""));
+    let with_env = |args: &[&str]| cli_with_s3(&store, &source, moto, args);
+    let first = with_env(&["backup"]);
+    first.assert_success();
+    let id = id_of(&first);
+
+    // The failed deploy: one object overwritten, one deleted, one added.
+    put("media/a.jpg", b"BROKEN");
+    rt.block_on(client.delete(&Path::from("media/b.jpg")))
+        .expect("delete");
+    put("media/new.jpg", b"added later");
+
+    let out = with_env(&["restore", &id, "--source", "uploads", "--yes"]);
+    out.assert_success();
+    assert_eq!(
+        get("media/a.jpg").as_deref(),
+        Some(&b"the original picture"[..])
+    );
+    assert_eq!(get("media/b.jpg").as_deref(), Some(&b"another picture"[..]));
+    assert_eq!(get("notes/read me.txt").as_deref(), Some(&b"hello"[..]));
+    assert_eq!(
+        get("media/new.jpg").as_deref(),
+        Some(&b"added later"[..]),
+        "objects the backup lacks are left alone"
+    );
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let safety = v["restore"]["safety_backup"]
+        .as_str()
+        .unwrap_or_else(|| panic!("a safety snapshot: {v}"))
+        .to_owned();
+
+    // The safety snapshot holds the broken state.
+    with_env(&["restore", &safety, "--source", "uploads", "--yes"]).assert_success();
+    assert_eq!(get("media/a.jpg").as_deref(), Some(&b"BROKEN"[..]));
 }

@@ -178,3 +178,93 @@ async fn wrong_credentials_and_a_dead_endpoint_are_reported_without_secrets() {
         .to_string();
     assert!(err.contains("unusable"), "{err}");
 }
+
+/// Multipart uploads in progress on a moto bucket (moto answers ListMultipartUploads without
+/// checking the signature, so curl can ask).
+fn uploads_in_progress(moto: &MotoServer, bucket: &str) -> usize {
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "-f"])
+        .arg(format!("{}/{bucket}?uploads", moto.endpoint()))
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .matches("<UploadId>")
+        .count()
+}
+
+/// A stream that fails and a stream that is cancelled mid-upload (an interrupted backup) both
+/// leave no multipart upload behind on the server; an upload dropped without an abort would.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_and_cancelled_uploads_leave_no_multipart_upload_on_the_server() {
+    use futures::StreamExt as _;
+    use object_store::{PutMultipartOptions, PutPayload};
+
+    let moto = MotoServer::shared();
+    let bucket = moto.create_bucket("abort");
+    let store = ObjectStoreStore::s3(&bucket, "team/app", &moto.settings()).expect("builds");
+
+    // The check can fail: an upload dropped without an abort stays listed.
+    let mut leaked = store
+        .object_store()
+        .put_multipart_opts(
+            &Path::from("team/app/leaked"),
+            PutMultipartOptions::default(),
+        )
+        .await
+        .expect("start an upload");
+    leaked
+        .put_part(PutPayload::from(vec![1u8; 5 * 1024 * 1024]))
+        .await
+        .expect("one part");
+    drop(leaked);
+    assert_eq!(
+        uploads_in_progress(moto, &bucket),
+        1,
+        "the leaked upload is listed"
+    );
+
+    let bucket = moto.create_bucket("abort");
+    let store_b = ObjectStoreStore::s3(&bucket, "team/app", &moto.settings()).expect("builds");
+    let (failing, _) = chunks(25, true);
+    store_b
+        .put_stream("backups/x/data/db/dump.pgc.zst", failing)
+        .await
+        .expect_err("a failed stream fails the upload");
+    assert_eq!(
+        uploads_in_progress(moto, &bucket),
+        0,
+        "the failed upload was aborted"
+    );
+
+    // Two parts go up, then the stream stalls and the upload is cancelled.
+    let (parts, _) = chunks(21, false);
+    let stalled: ByteStream = Box::pin(parts.chain(futures::stream::pending()));
+    let cancelled = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        store_b.put_stream("backups/y/data/db/dump.pgc.zst", stalled),
+    )
+    .await;
+    assert!(cancelled.is_err(), "the upload was still waiting for data");
+    let mut left = usize::MAX;
+    for _ in 0..50 {
+        left = uploads_in_progress(moto, &bucket);
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(left, 0, "the cancelled upload was aborted");
+    assert!(
+        store_b
+            .head("backups/y/data/db/dump.pgc.zst")
+            .await
+            .expect("head")
+            .is_none(),
+        "and left no object"
+    );
+}

@@ -56,10 +56,11 @@ async fn a_store_failing_on_any_write_commits_nothing() {
         .expect("good backup");
     let good_id = good.manifest.id.to_string();
 
-    // Writes of a backup: the preflight probe (1), dump (2), globals (3), manifest (4).
+    // Writes of a backup: the preflight probes (1: a small object, 2: a streamed one), dump
+    // (3), globals (4), manifest (5).
     for (plan, what) in [
-        (FaultPlan::fail_nth_write(2), "the dump upload"),
-        (FaultPlan::fail_nth_write(3), "the globals upload"),
+        (FaultPlan::fail_nth_write(3), "the dump upload"),
+        (FaultPlan::fail_nth_write(4), "the globals upload"),
         (FaultPlan::fail_manifest_write(), "the manifest write"),
         (
             FaultPlan::fail_put_after_bytes(50_000),

@@ -92,7 +92,12 @@ impl BucketSet {
 /// instead of asking the server for a server-side copy), plus the `AWS_*` variables the tool
 /// reads. No config file is read.
 pub fn s3_env(server: &dyn S3Server) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = vec![("RCLONE_CONFIG".into(), "/dev/null".into())];
+    let mut env: Vec<(OsString, OsString)> = vec![
+        ("RCLONE_CONFIG".into(), "/dev/null".into()),
+        // rclone's AWS SDK refuses a custom CA bundle with its own HTTP transport, and these
+        // machines set one; empty means unset to it (the endpoint is plain HTTP anyway).
+        ("AWS_CA_BUNDLE".into(), "".into()),
+    ];
     for remote in ["SRC", "DST"] {
         for (k, v) in [
             ("TYPE", "s3".to_owned()),
