@@ -107,6 +107,9 @@ pub struct PostgresSection {
 pub struct BucketsSection {
     /// Objects read and stored at once per bucket or directory source (default 8).
     pub concurrency: Option<usize>,
+    /// Whether the verification right after a backup also reads and hashes the blobs of
+    /// objects taken unchanged from the previous backup (default false: presence and size).
+    pub verify_reused: Option<bool>,
 }
 
 /// `[env.NAME]`.
@@ -182,6 +185,8 @@ pub struct Settings {
     pub pg_bin_dir: Option<PathBuf>,
     /// Objects read and stored at once per bucket or directory source (`[buckets]`).
     pub bucket_concurrency: usize,
+    /// `[buckets] verify_reused`: read every blob after each backup, not only the new ones.
+    pub bucket_verify_reused: bool,
     /// The working directory (git info, `.last-deployment-backup`).
     pub workdir: PathBuf,
     /// Retention, when `[retention]` (or `[env.NAME.retention]`) is configured.
@@ -348,6 +353,7 @@ impl Settings {
             verify_level,
             pipeline,
             bucket_concurrency,
+            bucket_verify_reused: file.buckets.verify_reused.unwrap_or(false),
             pg_bin_dir: env("PREDEPLOY_PG_BINDIR")
                 .map(PathBuf::from)
                 .or(file.postgres.bin_dir),
@@ -654,9 +660,10 @@ mod tests {
     #[test]
     fn bucket_and_directory_sources_and_concurrency() {
         let file = "[sources]\nuploads = \"s3://app-uploads/u\"\nfiles = \"/var/lib/app/files\"\n\
-                    [buckets]\nconcurrency = 3\n";
+                    [buckets]\nconcurrency = 3\nverify_reused = true\n";
         let s = resolve(CliOverrides::default(), &[], Some(file)).expect("ok");
         assert_eq!(s.bucket_concurrency, 3);
+        assert!(s.bucket_verify_reused);
         let urls: Vec<&str> = s.sources.iter().map(|s| s.url.as_str()).collect();
         assert_eq!(urls, ["/var/lib/app/files", "s3://app-uploads/u"]);
         let s = resolve(
@@ -669,6 +676,7 @@ mod tests {
         )
         .expect("ok");
         assert_eq!(s.bucket_concurrency, 8);
+        assert!(!s.bucket_verify_reused, "new blobs only, by default");
         assert_eq!(s.sources[0].url, "file:///srv/docs");
         let err = resolve(
             CliOverrides::default(),

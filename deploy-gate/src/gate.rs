@@ -53,6 +53,8 @@ pub struct Gate {
     pub(crate) environment: String,
     pub(crate) snapshotters: Vec<DynSnapshotter>,
     pub(crate) verifiers: Vec<DynVerifier>,
+    /// The verifiers of `verify` (re-verifying stored backups); `None`: [`Gate::verifiers`].
+    pub(crate) reverifiers: Option<Vec<DynVerifier>>,
     pub(crate) verify_level: VerificationLevel,
     pub(crate) verify_required: VerificationLevel,
     pub(crate) pipeline: PipelineConfig,
@@ -87,6 +89,7 @@ impl Gate {
             environment: environment.into(),
             snapshotters,
             verifiers,
+            reverifiers: None,
             verify_level: VerificationLevel::Archive,
             verify_required: VerificationLevel::Archive,
             pipeline: PipelineConfig::default(),
@@ -147,13 +150,21 @@ impl Gate {
             .iter()
             .map(|s| snapshotter_for(s, settings))
             .collect::<Result<Vec<_>>>()?;
-        let verifiers: Vec<DynVerifier> = vec![
-            Arc::new(
-                ArchiveVerifier::new(settings.pg_bin_dir.clone())
-                    .with_restore(restore_targets(settings)?),
-            ),
-            Arc::new(BucketVerifier::default()),
-        ];
+        let archive: DynVerifier = Arc::new(
+            ArchiveVerifier::new(settings.pg_bin_dir.clone())
+                .with_restore(restore_targets(settings)?),
+        );
+        // Right after a backup, blobs of bucket objects taken unchanged from the previous
+        // verified backup are checked for presence and size unless `[buckets] verify_reused`
+        // (the second backup of an unchanged bucket then reads nothing back); `verify` reads
+        // and hashes every blob.
+        let after_backup = if settings.bucket_verify_reused {
+            BucketVerifier::default()
+        } else {
+            BucketVerifier::after_backup()
+        };
+        let verifiers: Vec<DynVerifier> = vec![archive.clone(), Arc::new(after_backup)];
+        let reverifiers: Vec<DynVerifier> = vec![archive, Arc::new(BucketVerifier::default())];
         let mut gate = Gate::new(
             Arc::new(store.clone()),
             settings.environment.clone(),
@@ -164,6 +175,7 @@ impl Gate {
         .with_required_level(settings.verify_required)
         .with_pipeline(settings.pipeline.clone());
         gate.store_url = Some(settings.store.clone());
+        gate.reverifiers = Some(reverifiers);
         gate.handle_signals = true;
         gate.object_store = Some(store);
         gate.s3_base = settings.s3.clone();
@@ -343,11 +355,38 @@ impl Gate {
         requested: VerificationLevel,
         required: VerificationLevel,
     ) -> Result<VerificationRecord> {
+        self.verify_manifest_with(&self.verifiers, manifest, requested, required)
+            .await
+    }
+
+    /// [`Gate::verify_manifest`] with the verifiers of `verify` (which read every bucket blob).
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::verify_manifest`].
+    pub async fn reverify_manifest(
+        &self,
+        manifest: &Manifest,
+        requested: VerificationLevel,
+        required: VerificationLevel,
+    ) -> Result<VerificationRecord> {
+        let verifiers = self.reverifiers.as_ref().unwrap_or(&self.verifiers);
+        self.verify_manifest_with(verifiers, manifest, requested, required)
+            .await
+    }
+
+    async fn verify_manifest_with(
+        &self,
+        verifiers: &[DynVerifier],
+        manifest: &Manifest,
+        requested: VerificationLevel,
+        required: VerificationLevel,
+    ) -> Result<VerificationRecord> {
         let started = Instant::now();
         let verification = verify_backup(
             self.store.as_ref(),
             manifest,
-            &self.verifiers,
+            verifiers,
             requested,
             required,
             self.clock.as_ref(),

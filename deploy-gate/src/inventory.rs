@@ -163,13 +163,13 @@ impl Gate {
         };
         if let [single] = manifests.as_slice() {
             return Ok(vec![
-                self.verify_manifest(single, requested, required).await?,
+                self.reverify_manifest(single, requested, required).await?,
             ]);
         }
         let mut records = Vec::new();
         let mut failures = Vec::new();
         for m in &manifests {
-            match self.verify_manifest(m, requested, required).await {
+            match self.reverify_manifest(m, requested, required).await {
                 Ok(r) => records.push(r),
                 Err(e @ GateError::VerificationInterrupted { .. }) => return Err(e),
                 Err(e) => failures.push(e.to_string()),

@@ -326,7 +326,7 @@ fn the_runbook_raw_commands_restore_a_directory() {
 /// in a safety snapshot (in the S3 store) that brings the change back in turn.
 #[test]
 fn a_bucket_restores_in_place_after_a_safety_snapshot_in_an_s3_store() {
-    use object_store::{ObjectStore, ObjectStoreExt, path::Path};
+    use object_store::{ObjectStoreExt, path::Path};
     let moto = predeploy_tests::MotoServer::shared();
     let src = moto.create_bucket("inplace");
     let store_bucket = moto.create_bucket("inplace-store");

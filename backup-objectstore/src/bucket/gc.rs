@@ -191,6 +191,7 @@ mod tests {
                 content_type: None,
                 headers: Default::default(),
                 metadata: Default::default(),
+                reused: false,
             };
             lines.extend(e.to_line().expect("line"));
         }

@@ -43,6 +43,15 @@ pub struct IndexEntry {
     /// User metadata (`x-amz-meta-*` without the prefix).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub metadata: BTreeMap<String, String>,
+    /// Taken from the previous backup's index without reading the object (same ETag, size and
+    /// time). Its blob was read and hashed by the verification of the backup that first stored
+    /// it, so the verification right after a backup only checks that it is there with its size.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub reused: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
 }
 
 impl IndexEntry {
@@ -138,6 +147,7 @@ mod tests {
             sha256: Digest::of(key.as_bytes()),
             etag: Some("\"e\"".into()),
             last_modified: "2026-11-22T03:15:00.123456789Z".parse().expect("time"),
+            reused: false,
             content_type: Some("text/plain".into()),
             headers: BTreeMap::new(),
             metadata: BTreeMap::from([("owner".into(), "zoë".into())]),

@@ -283,7 +283,10 @@ impl BucketSnapshotter {
         large_uploads: &Semaphore,
     ) -> Result<Outcome> {
         let obj = match task {
-            Task::Reuse(entry) => return Ok(Outcome::Stored(entry, How::Reused)),
+            Task::Reuse(mut entry) => {
+                entry.reused = true;
+                return Ok(Outcome::Stored(entry, How::Reused));
+            }
             Task::Fetch(obj) => obj,
         };
         let Some(fetched) = self.source.get(&obj.key).await? else {
@@ -305,6 +308,7 @@ impl BucketSnapshotter {
             content_type: fetched.content_type,
             headers: fetched.headers,
             metadata: fetched.metadata,
+            reused: false,
         };
         let how = match store_blob(store, spooled, dedup, large_uploads).await? {
             BlobWrite::Uploaded => How::Uploaded,

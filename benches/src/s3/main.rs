@@ -400,11 +400,14 @@ mod tests {
             objects: 3,
             size: 1000,
         };
-        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        set.generate(a.path()).unwrap();
-        set.generate(b.path()).unwrap();
+        let (a, b) = (
+            tempfile::tempdir().expect("tempdir"),
+            tempfile::tempdir().expect("tempdir"),
+        );
+        set.generate(a.path()).expect("generate");
+        set.generate(b.path()).expect("generate");
         let read = |d: &Path, i: usize| {
-            fs::read(d.join(format!("{:02}/00/object-{i:05}.bin", i % 16))).unwrap()
+            fs::read(d.join(format!("{:02}/00/object-{i:05}.bin", i % 16))).expect("object")
         };
         assert_eq!(read(a.path(), 0), read(b.path(), 0));
         assert_ne!(read(a.path(), 0), read(a.path(), 1));
