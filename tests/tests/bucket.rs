@@ -143,7 +143,7 @@ fn a_directory_is_backed_up_reused_restored_and_damage_is_caught() {
     assert_eq!(stat(&m2, "files", "deduplicated"), 0);
     // ... and its verification reads nothing back either: the blobs of reused objects were
     // hashed by the first backup's verification; now they are checked for presence and size.
-    let findings = json(&second)["verification"]["report"]["findings"].to_string();
+    let findings = json(&second)["verification"]["findings"].to_string();
     assert!(
         findings.contains("0 blobs read") && findings.contains("presence and size only"),
         "{findings}"

@@ -149,11 +149,9 @@ impl DatasetRun {
 
 /// Sum of the level timings of the verification record in a `backup --json` output.
 fn verify_seconds(json: &Value) -> f64 {
-    json["verification"]["report"]["timings"]
-        .as_array()
-        .map_or(0.0, |t| {
-            t.iter().filter_map(|x| x["seconds"].as_f64()).sum()
-        })
+    json["verification"]["timings"].as_array().map_or(0.0, |t| {
+        t.iter().filter_map(|x| x["seconds"].as_f64()).sum()
+    })
 }
 
 fn os(args: &[&str]) -> Vec<OsString> {
