@@ -206,17 +206,20 @@ impl Gate {
     ///
     /// [`GateError::Preflight`] naming the first unusable store or source.
     pub async fn preflight(&self) -> Result<Vec<(SourceName, PreflightReport)>> {
-        probe_store(self.store.as_ref())
-            .await
-            .map_err(|source| GateError::Preflight { source })?;
-        if let Some(store) = &self.object_store {
-            // Settles whether create-only writes are honoured (S3 servers differ).
-            store
-                .detect_create_only()
-                .await
-                .map_err(|source| GateError::Preflight { source })?;
-        }
-        let reports = try_join_all(self.snapshotters.iter().map(|s| async move {
+        // The store's probes and the sources' checks are independent round trips: run them at
+        // once (on S3 each probe is a request; together they are most of a run's fixed cost).
+        let store_probe = async {
+            probe_store(self.store.as_ref()).await?;
+            Ok::<_, backup_core::Error>(())
+        };
+        let create_only = async {
+            if let Some(store) = &self.object_store {
+                // Settles whether create-only writes are honoured (S3 servers differ).
+                store.detect_create_only().await?;
+            }
+            Ok::<_, backup_core::Error>(())
+        };
+        let sources = try_join_all(self.snapshotters.iter().map(|s| async move {
             let report = s.preflight().await?;
             tracing::info!(
                 "preflight {}: {} {}, {}",
@@ -226,9 +229,9 @@ impl Gate {
                 report.tool.as_deref().unwrap_or("no tool")
             );
             Ok::<_, backup_core::Error>((s.source_name().clone(), report))
-        }))
-        .await
-        .map_err(|source| GateError::Preflight { source })?;
+        }));
+        let ((), (), reports) = tokio::try_join!(store_probe, create_only, sources)
+            .map_err(|source| GateError::Preflight { source })?;
         Ok(reports)
     }
 
