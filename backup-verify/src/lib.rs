@@ -26,6 +26,7 @@
 mod archive;
 mod artifact;
 mod bucket;
+mod presence;
 mod record;
 mod restore;
 

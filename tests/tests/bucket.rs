@@ -163,6 +163,19 @@ fn a_directory_is_backed_up_reused_restored_and_damage_is_caught() {
 
     run(pre_deploy().args(["verify", &second_id, "--store", &store_url])).assert_success();
 
+    // The next backup reuses every object; the presence check right after it finds a deleted
+    // blob: the backup is refused (exit 4), naming the object and the blob.
+    let deep = Digest::of(b"{\"deep\":true}");
+    let deep_blob = store_dir.path().join(layout::blob_key(&deep));
+    let kept = std::fs::read(&deep_blob).expect("blob on disk");
+    std::fs::remove_file(&deep_blob).expect("delete");
+    let third = backup(&store_url, std::slice::from_ref(&source), &[]);
+    third.assert_code(4);
+    third.assert_stderr_contains(&deep.hex());
+    third.assert_stderr_contains("deep.json");
+    third.assert_stderr_contains("missing");
+    std::fs::write(&deep_blob, &kept).expect("put back");
+
     // One flipped byte in a blob: verification fails (exit 4) naming the object and the blob.
     let digest = Digest::of(b"spaces are fine");
     let blob = store_dir.path().join(layout::blob_key(&digest));
@@ -184,6 +197,7 @@ fn a_directory_is_backed_up_reused_restored_and_damage_is_caught() {
     out.assert_code(4);
     out.assert_stderr_contains(&deep.hex());
     out.assert_stderr_contains("missing");
+
 }
 
 /// Uploads an object to an S3 source bucket with a content type and user metadata; objects over
