@@ -21,10 +21,12 @@ use futures::StreamExt;
 
 use crate::archive::{finding, pass_findings};
 use crate::artifact::{Consumer, read_pass};
-use crate::presence::{PENDING_LIMIT, PRESENCE_CONCURRENCY, Pending, check_pending, head_check};
 
 /// Blobs checked at once, by default.
 pub const DEFAULT_VERIFY_CONCURRENCY: usize = 8;
+/// Presence checks (HEAD requests) in flight at once: each is a small request, so many more
+/// than blob reads; a store of 2,000 reused blobs is checked in a fraction of a second.
+const PRESENCE_CONCURRENCY: usize = 32;
 /// Digests remembered to avoid re-reading a blob several objects share (bounded memory; past
 /// this, shared blobs are simply read again).
 const DEDUP_LIMIT: usize = 1_000_000;
@@ -62,6 +64,19 @@ impl BucketVerifier {
             ..BucketVerifier::default()
         }
     }
+}
+
+/// What checking one blob found: `None` when it is as indexed.
+async fn check_blob_present(store: &dyn Store, entry: &IndexEntry) -> Result<Option<String>> {
+    let key = layout::blob_key(&entry.sha256);
+    Ok(match store.head(&key).await? {
+        None => Some(format!("the blob {key} is missing from the store")),
+        Some(info) if info.size != entry.size => Some(format!(
+            "the blob {key} is {} bytes instead of {}",
+            info.size, entry.size
+        )),
+        Some(_) => None,
+    })
 }
 
 /// What checking one blob found: `None` when it is as indexed.
@@ -163,9 +178,6 @@ impl BucketVerifier {
         } else {
             self.concurrency.max(PRESENCE_CONCURRENCY)
         };
-        // Blobs whose presence is checked after the index was read (by listing their
-        // directories when there are many).
-        let pending: Mutex<Pending> = Mutex::new(Pending::new());
         let mut entries = read_index(store, artifact).await?;
         let mut parse_error = None;
         let mut objects = 0u64;
@@ -193,24 +205,13 @@ impl BucketVerifier {
                         .lock()
                         .map(|mut s| s.len() >= DEDUP_LIMIT || s.insert(entry.sha256))
                         .unwrap_or(true);
-                    let (read_reused, reads, pending) = (self.read_reused, &reads, &pending);
+                    let (read_reused, reads) = (self.read_reused, &reads);
                     async move {
                         if !first {
                             return Ok((entry, None, Check::Skipped));
                         }
                         if entry.reused && !read_reused {
-                            let deferred = pending.lock().is_ok_and(|mut p| {
-                                if p.len() >= PENDING_LIMIT {
-                                    return false;
-                                }
-                                p.insert(entry.sha256, (entry.size, entry.key.clone()));
-                                true
-                            });
-                            let problem = if deferred {
-                                None
-                            } else {
-                                head_check(store, &entry.sha256, entry.size).await?
-                            };
+                            let problem = check_blob_present(store, &entry).await?;
                             return Ok((entry, problem, Check::Present));
                         }
                         let _permit = reads
@@ -233,13 +234,6 @@ impl BucketVerifier {
                         failures.push((entry.key, layout::blob_key(&entry.sha256), problem));
                     }
                 }
-            }
-        }
-        let pending = pending.into_inner().unwrap_or_default();
-        for problem in check_pending(store, pending).await? {
-            failed += 1;
-            if failures.len() < MAX_BLOB_FINDINGS {
-                failures.push(problem);
             }
         }
         for (key, blob, problem) in failures {

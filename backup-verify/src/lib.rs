@@ -26,7 +26,6 @@
 mod archive;
 mod artifact;
 mod bucket;
-mod presence;
 mod record;
 mod restore;
 
