@@ -65,49 +65,31 @@ fn workspace_root() -> PathBuf {
 }
 
 fn parse_args() -> Res<Option<Opts>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace_root().join("target"));
-    let mut o = Opts {
-        quick: false,
-        only: None,
-        baselines_only: false,
-        tool: target_dir.join("release").join("pre-deploy"),
-        out_dir: PathBuf::from(env!("CARGO_MANIFEST_DIR")),
-        rounds: 0,
-        warmup: 1,
-        args: args.clone(),
+    let mut baselines_only = false;
+    let Some(c) = benches::parse_common(USAGE, |flag| {
+        baselines_only |= flag == "--baselines-only";
+        flag == "--baselines-only"
+    })?
+    else {
+        return Ok(None);
     };
-    let mut rounds = None;
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match a.as_str() {
-            "--quick" => o.quick = true,
-            "--only" => {
-                let v = value("--only")?;
-                o.only = Some(Section::parse(&v).ok_or_else(|| {
-                    format!("--only takes `backup` or `verify`, not {v:?}\n\n{USAGE}")
-                })?);
-            }
-            "--baselines-only" => o.baselines_only = true,
-            "--tool" => o.tool = value("--tool")?.into(),
-            "--out-dir" => o.out_dir = value("--out-dir")?.into(),
-            "--rounds" => rounds = Some(value("--rounds")?.parse::<usize>()?),
-            "--warmup" => o.warmup = value("--warmup")?.parse()?,
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(None);
-            }
-            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}").into()),
-        }
-    }
-    o.rounds = rounds.unwrap_or(if o.quick { 2 } else { 5 });
-    if o.rounds == 0 {
-        return Err("--rounds must be at least 1".into());
-    }
-    Ok(Some(o))
+    let only =
+        match c.only.as_deref() {
+            None => None,
+            Some(v) => Some(Section::parse(v).ok_or_else(|| {
+                format!("--only takes `backup` or `verify`, not {v:?}\n\n{USAGE}")
+            })?),
+        };
+    Ok(Some(Opts {
+        quick: c.quick,
+        only,
+        baselines_only,
+        tool: c.tool,
+        out_dir: c.out_dir,
+        rounds: c.rounds,
+        warmup: c.warmup,
+        args: c.args,
+    }))
 }
 
 impl Opts {

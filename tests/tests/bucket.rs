@@ -197,7 +197,6 @@ fn a_directory_is_backed_up_reused_restored_and_damage_is_caught() {
     out.assert_code(4);
     out.assert_stderr_contains(&deep.hex());
     out.assert_stderr_contains("missing");
-
 }
 
 /// Uploads an object to an S3 source bucket with a content type and user metadata; objects over

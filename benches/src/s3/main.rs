@@ -59,49 +59,24 @@ impl Opts {
 }
 
 fn parse_args() -> Res<Option<Opts>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let benches = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let target_dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| benches.join("../target"));
-    let mut o = Opts {
-        quick: false,
-        only: None,
-        tool: target_dir.join("release/pre-deploy"),
-        out_dir: benches.to_path_buf(),
-        rounds: 0,
-        warmup: 1,
-        args: args.clone(),
+    let Some(c) = benches::parse_common(USAGE, |_| false)? else {
+        return Ok(None);
     };
-    let mut rounds = None;
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match a.as_str() {
-            "--quick" => o.quick = true,
-            "--only" => {
-                let v = value("--only")?;
-                if v != "store" && v != "bucket" {
-                    return Err(format!("--only takes `store` or `bucket`, not {v:?}").into());
-                }
-                o.only = Some(v);
-            }
-            "--tool" => o.tool = value("--tool")?.into(),
-            "--out-dir" => o.out_dir = value("--out-dir")?.into(),
-            "--rounds" => rounds = Some(value("--rounds")?.parse::<usize>()?),
-            "--warmup" => o.warmup = value("--warmup")?.parse()?,
-            "-h" | "--help" => {
-                print!("{USAGE}");
-                return Ok(None);
-            }
-            other => return Err(format!("unknown argument {other:?}\n\n{USAGE}").into()),
-        }
+    if let Some(v) = c.only.as_deref()
+        && v != "store"
+        && v != "bucket"
+    {
+        return Err(format!("--only takes `store` or `bucket`, not {v:?}").into());
     }
-    o.rounds = rounds.unwrap_or(if o.quick { 2 } else { 5 });
-    if o.rounds == 0 {
-        return Err("--rounds must be at least 1".into());
-    }
-    Ok(Some(o))
+    Ok(Some(Opts {
+        quick: c.quick,
+        only: c.only,
+        tool: c.tool,
+        out_dir: c.out_dir,
+        rounds: c.rounds,
+        warmup: c.warmup,
+        args: c.args,
+    }))
 }
 
 fn main() -> ExitCode {
