@@ -8,8 +8,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
-/// The id of one backup: its UTC creation time to the second plus a random suffix,
-/// e.g. `20261122T031500Z-7f3a9c`.
+/// The id of one backup: its UTC creation time to the second plus a suffix, e.g.
+/// `20261122T031500Z-7f3a9c`. The suffix's first byte is the 1/256-second slot of the creation
+/// time and the other two are random, so that backups taken within one second (a backup and
+/// the safety backup of a rollback, say) still sort in the order they were created.
 ///
 /// Ids sort by creation time as plain strings, read well in a terminal, and are safe as a path
 /// or key segment.
@@ -20,16 +22,18 @@ pub struct BackupId(String);
 const ID_TIME_FORMAT: &str = "%Y%m%dT%H%M%SZ";
 
 impl BackupId {
-    /// A new id for a backup created at `now`, with a fresh random suffix.
+    /// A new id for a backup created at `now`: its sub-second slot, then fresh random bytes.
     pub fn new(now: Timestamp) -> Self {
-        let mut suffix = [0u8; 3];
-        // The suffix only separates backups started in the same second; if the OS has no
+        let nanos = now.subsec_nanosecond().unsigned_abs();
+        let mut random = [0u8; 2];
+        // The random bytes only separate backups started in the same 1/256 s; if the OS has no
         // randomness to give, the time-derived fallback still makes such a clash unlikely.
-        if getrandom::fill(&mut suffix).is_err() {
-            let nanos = now.subsec_nanosecond().unsigned_abs() ^ std::process::id();
-            suffix.copy_from_slice(&nanos.to_le_bytes()[..3]);
+        if getrandom::fill(&mut random).is_err() {
+            let mixed = nanos ^ std::process::id();
+            random.copy_from_slice(&mixed.to_le_bytes()[..2]);
         }
-        Self::from_parts(now, suffix)
+        let slot = (u64::from(nanos) * 256 / 1_000_000_000) as u8;
+        Self::from_parts(now, [slot, random[0], random[1]])
     }
 
     /// The id for `now` with a given suffix (deterministic; for tests and fixtures).
@@ -165,6 +169,18 @@ impl fmt::Display for SourceName {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn ids_within_one_second_sort_in_creation_order() {
+        let t: Timestamp = "2026-11-22T03:15:00Z".parse().expect("time");
+        let mut previous = BackupId::new(t);
+        for ms in [5i64, 10, 300, 999] {
+            let id = BackupId::new(t + jiff::SignedDuration::from_millis(ms));
+            assert!(previous < id, "{previous} then {id}");
+            assert_eq!(id.timestamp(), t, "still the same second");
+            previous = id;
+        }
+    }
 
     #[test]
     fn id_reads_and_sorts_by_time() {
