@@ -87,8 +87,8 @@ pub fn bucket_targets(datasets: &[DatasetRun]) -> Vec<Target> {
             ),
             measured: match (second, snapshot_only) {
                 (Some(r), Some(s)) => format!(
-                    "{r:.2}× for the whole command (which also re-reads every blob for level-1 \
-                     verification); snapshot phase alone {s:.2}×"
+                    "{r:.2}× for the whole command (which also checks every reused blob's presence and \
+                     size with a HEAD); snapshot phase alone {s:.2}×"
                 ),
                 (Some(r), None) => format!("{r:.2}×"),
                 _ => "not measured".into(),
