@@ -11,9 +11,17 @@ use bytes::Bytes;
 ///
 /// [`Error::StoreUnavailable`] naming the step that failed.
 pub async fn probe_store(store: &dyn Store) -> Result<()> {
-    let unavailable = |step: &str, e: Error| Error::StoreUnavailable {
+    let unusable = |message: String| Error::StoreUnavailable {
         store: store.name().to_owned(),
-        message: format!("{step} failed: {}", error_chain(&e)),
+        message,
+    };
+    let unavailable =
+        |step: &str, e: Error| unusable(format!("{step} failed: {}", error_chain(&e)));
+    let delete = |key: String| async move {
+        store
+            .delete(&key)
+            .await
+            .map_err(|e| unavailable("deleting the probe object", e))
     };
     let key = format!(
         ".probe/{}-{}",
@@ -30,19 +38,15 @@ pub async fn probe_store(store: &dyn Store) -> Result<()> {
         .await
         .map_err(|e| unavailable("reading the probe object back", e))?;
     if back != payload {
-        return Err(Error::StoreUnavailable {
-            store: store.name().to_owned(),
-            message: "the probe object read back different bytes than were written".into(),
-        });
+        return Err(unusable(
+            "the probe object read back different bytes than were written".into(),
+        ));
     }
     store
         .list(".probe/")
         .await
         .map_err(|e| unavailable("listing", e))?;
-    store
-        .delete(&key)
-        .await
-        .map_err(|e| unavailable("deleting the probe object", e))?;
+    delete(key.clone()).await?;
     // Artifacts stream up as multipart uploads: a store that allows small writes but refuses
     // multipart ones (a policy without the multipart actions) must fail here, not mid-backup.
     let streamed = format!("{key}-stream");
@@ -53,18 +57,12 @@ pub async fn probe_store(store: &dyn Store) -> Result<()> {
         .put_stream(&streamed, data)
         .await
         .map_err(|e| unavailable("a streaming (multipart) upload", e))?;
-    store
-        .delete(&streamed)
-        .await
-        .map_err(|e| unavailable("deleting the probe object", e))?;
+    delete(streamed).await?;
     if written != payload.len() as u64 {
-        return Err(Error::StoreUnavailable {
-            store: store.name().to_owned(),
-            message: format!(
-                "a streaming upload of {} bytes reported {written}",
-                payload.len()
-            ),
-        });
+        return Err(unusable(format!(
+            "a streaming upload of {} bytes reported {written}",
+            payload.len()
+        )));
     }
     Ok(())
 }

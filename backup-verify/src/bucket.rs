@@ -66,15 +66,21 @@ impl BucketVerifier {
     }
 }
 
-/// What checking one blob found: `None` when it is as indexed.
+fn missing_blob(key: &str) -> String {
+    format!("the blob {key} is missing from the store")
+}
+
+fn wrong_size(key: &str, size: u64, expected: u64) -> String {
+    format!("the blob {key} is {size} bytes instead of {expected}")
+}
+
+/// What a presence check (one `HEAD`, no read) found: `None` when the blob is there with the
+/// indexed size.
 async fn check_blob_present(store: &dyn Store, entry: &IndexEntry) -> Result<Option<String>> {
     let key = layout::blob_key(&entry.sha256);
     Ok(match store.head(&key).await? {
-        None => Some(format!("the blob {key} is missing from the store")),
-        Some(info) if info.size != entry.size => Some(format!(
-            "the blob {key} is {} bytes instead of {}",
-            info.size, entry.size
-        )),
+        None => Some(missing_blob(&key)),
+        Some(info) if info.size != entry.size => Some(wrong_size(&key, info.size, entry.size)),
         Some(_) => None,
     })
 }
@@ -84,9 +90,7 @@ async fn check_blob(store: &dyn Store, entry: &IndexEntry) -> Result<Option<Stri
     let key = layout::blob_key(&entry.sha256);
     let mut stream = match store.get(&key).await {
         Ok(s) => s,
-        Err(Error::NotFound { .. }) => {
-            return Ok(Some(format!("the blob {key} is missing from the store")));
-        }
+        Err(Error::NotFound { .. }) => return Ok(Some(missing_blob(&key))),
         Err(e) => return Err(e),
     };
     let mut hasher = Sha256::new();
@@ -96,10 +100,7 @@ async fn check_blob(store: &dyn Store, entry: &IndexEntry) -> Result<Option<Stri
     let size = hasher.len();
     let digest = hasher.finish();
     Ok(if size != entry.size {
-        Some(format!(
-            "the blob {key} is {size} bytes instead of {}",
-            entry.size
-        ))
+        Some(wrong_size(&key, size, entry.size))
     } else if digest != entry.sha256 {
         Some(format!(
             "the blob {key} is corrupted: sha256 is {digest} instead of {}",

@@ -208,10 +208,7 @@ impl Gate {
     pub async fn preflight(&self) -> Result<Vec<(SourceName, PreflightReport)>> {
         // The store's probes and the sources' checks are independent round trips: run them at
         // once (on S3 each probe is a request; together they are most of a run's fixed cost).
-        let store_probe = async {
-            probe_store(self.store.as_ref()).await?;
-            Ok::<_, backup_core::Error>(())
-        };
+        let store_probe = probe_store(self.store.as_ref());
         let create_only = async {
             if let Some(store) = &self.object_store {
                 // Settles whether create-only writes are honoured (S3 servers differ).
