@@ -66,4 +66,5 @@ for comp in rustfmt clippy; do
     || command -v "cargo-${comp/rustfmt/fmt}" >/dev/null \
     || rustup component add --toolchain "$pinned" "$comp"
 done
+scripts/regress-db.sh  # PostgreSQL's regression database, a cached test fixture (~2 min the first time)
 echo "setup: ok (PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}') and $("$pg18_bin/postgres" --version | awk '{print $3}'), $(zstd --version | awk '{print $5}' | tr -d ,), $(cargo --version))"

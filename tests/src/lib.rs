@@ -11,6 +11,7 @@
 //!   restored database with its source by content.
 //! - [`cli`]: the `pre-deploy` binary of this workspace, built once per test process.
 //! - [`fixtures`]: the "varied" round-trip database and the benchmark dataset scripts.
+//! - [`regress`]: PostgreSQL's own regression database, cached by `scripts/regress-db.sh`.
 //! - [`restoring`]: helpers for `restore` and rollback tests, and [`restoring::Paused`], a
 //!   restore stopped at a named step.
 //!
@@ -29,6 +30,7 @@ pub mod compare;
 pub mod fakes;
 pub mod fixtures;
 pub mod pg;
+pub mod regress;
 pub mod restore;
 pub mod restoring;
 pub mod s3;
