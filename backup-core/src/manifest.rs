@@ -134,9 +134,12 @@ pub struct SourceStats {
     /// Number of objects per kind (`tables`, `views`, `functions`, `sequences`, `large_objects`, ...).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub object_counts: BTreeMap<String, u64>,
-    /// A versioned fingerprint of the schema, e.g. `v1:sha256:…`.
+    /// A versioned fingerprint of the schema, e.g. `v2:sha256:…` (`v1:` records are still read).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_fingerprint: Option<String>,
+    /// A versioned fingerprint of owners and grants, compared when a restore keeps them.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileges_fingerprint: Option<String>,
     /// Fields from newer versions.
     #[serde(flatten)]
     pub extra: Map<String, Value>,

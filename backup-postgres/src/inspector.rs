@@ -8,6 +8,7 @@ use backup_core::{Error, Result, Sha256, SourceStats, TableStat};
 use tokio_postgres::Client;
 
 use crate::config::PgSourceConfig;
+use crate::schema::SchemaListing;
 
 /// A connection to one database, for inspection.
 #[derive(Debug)]
@@ -130,6 +131,65 @@ impl PgInspector {
         Ok((row.get(0), u64::try_from(row.get::<_, i64>(1)).unwrap_or(0)))
     }
 
+    /// Which of `roles` do not exist on this server.
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn missing_roles(&self, roles: &[String]) -> Result<Vec<String>> {
+        let rows = self
+            .client
+            .query(
+                "SELECT r FROM unnest($1::text[]) r WHERE NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = r) ORDER BY 1",
+                &[&roles],
+            )
+            .await
+            .map_err(|e| self.query_error("looking up roles", &e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
+    }
+
+    /// How this server renders a view body recorded elsewhere: the body is parsed into a
+    /// temporary view (one statement, in a transaction rolled back at once) and rendered with
+    /// `pg_get_viewdef`. Used to compare view bodies across major versions, which render the same
+    /// query differently.
+    ///
+    /// # Errors
+    ///
+    /// The server's message when the body does not parse here.
+    pub async fn render_view_body(&self, body: &str) -> std::result::Result<String, String> {
+        let message = |e: tokio_postgres::Error| {
+            e.as_db_error()
+                .map_or_else(|| e.to_string(), |d| d.message().to_owned())
+        };
+        self.client.batch_execute("BEGIN").await.map_err(message)?;
+        let query = body.trim_end().trim_end_matches(';');
+        // `execute` uses the extended protocol: exactly one statement, whatever the text holds.
+        let rendered = match self
+            .client
+            .execute(
+                &format!("CREATE TEMPORARY VIEW predeploy_rerendered_view AS {query}"),
+                &[],
+            )
+            .await
+        {
+            Ok(_) => self
+                .client
+                .query_one(
+                    "SELECT pg_get_viewdef('pg_temp.predeploy_rerendered_view'::regclass)",
+                    &[],
+                )
+                .await
+                .map(|r| r.get::<_, String>(0))
+                .map_err(message),
+            Err(e) => Err(message(e)),
+        };
+        self.client
+            .batch_execute("ROLLBACK")
+            .await
+            .map_err(message)?;
+        rendered
+    }
+
     /// User tables the connected role cannot read (pg_dump would fail on them).
     ///
     /// # Errors
@@ -181,22 +241,25 @@ impl PgInspector {
             .map_err(|e| self.query_error("ending the snapshot transaction", &e))
     }
 
-    /// Exact row counts, object counts and the schema fingerprint, read in the current
-    /// transaction (the exported snapshot, when called after [`export_snapshot`](Self::export_snapshot)).
+    /// Exact row counts, object counts, the schema listing and its fingerprints, read in the
+    /// current transaction (the exported snapshot, when called after
+    /// [`export_snapshot`](Self::export_snapshot)).
     ///
     /// # Errors
     ///
     /// When a query fails.
-    pub async fn stats(&self) -> Result<SourceStats> {
+    pub async fn stats(&self) -> Result<(SourceStats, SchemaListing)> {
         let tables = self.row_counts().await?;
         let object_counts = self.object_counts().await?;
-        let schema_fingerprint = Some(self.schema_fingerprint().await?);
-        Ok(SourceStats {
+        let listing = self.schema_listing().await?;
+        let stats = SourceStats {
             tables,
             object_counts,
-            schema_fingerprint,
+            schema_fingerprint: Some(listing.fingerprint()),
+            privileges_fingerprint: Some(listing.privileges_fingerprint()),
             extra: serde_json::Map::new(),
-        })
+        };
+        Ok((stats, listing))
     }
 
     /// `count(*)` of every user table.
@@ -287,18 +350,15 @@ impl PgInspector {
             .collect())
     }
 
-    /// A fingerprint of the schema: a SHA-256 over a canonical listing of schemas, relations,
-    /// columns, constraints, indexes, functions, triggers, types, policies and extensions.
-    ///
-    /// It leaves out what legitimately changes on a restore (OIDs, owners' passwords, statistics)
-    /// and what PostgreSQL renders differently between major versions (view bodies, not-null
-    /// constraint rows of PG 18), so a restore into a newer server compares equal. Prefixed
-    /// `v1:` so the recipe can evolve.
+    /// The first recipe of the schema fingerprint (`v1:`), kept to compare restores of backups
+    /// recorded with it. It hashes the generated names of foreign keys that partitions inherit
+    /// (which a restore renames) and leaves out view bodies: new backups record
+    /// [`SchemaListing::fingerprint`] (`v2:`) instead.
     ///
     /// # Errors
     ///
     /// When a query fails.
-    pub async fn schema_fingerprint(&self) -> Result<String> {
+    pub async fn schema_fingerprint_v1(&self) -> Result<String> {
         let not_ext = |class: &str, col: &str| {
             format!(
                 "NOT EXISTS (SELECT 1 FROM pg_depend d WHERE d.classid = '{class}'::regclass AND d.objid = {col} AND d.deptype = 'e')"

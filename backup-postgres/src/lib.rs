@@ -22,11 +22,13 @@
 //! # Ok(()) }
 //! ```
 
+mod catalog;
 pub mod command;
 mod config;
 mod inspector;
 pub mod process;
 mod restorer;
+mod schema;
 mod scratch;
 mod snapshotter;
 mod swap;
@@ -35,8 +37,11 @@ mod tools;
 pub use config::{Env, PgSourceConfig, ProcessEnv, Secret, redact_url};
 pub use inspector::{PgInspector, quote_ident};
 pub use restorer::{PgRestorer, RestoreOptions};
+pub use schema::{FINGERPRINT_V2, SEQUENCE_VALUE, SchemaEntry, SchemaListing, Section};
 pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, cleanup_leftovers};
-pub use snapshotter::{DUMP_FILE, DUMP_FORMAT, GLOBALS_FILE, GLOBALS_FORMAT, PgSnapshotter};
+pub use snapshotter::{
+    DUMP_FILE, DUMP_FORMAT, GLOBALS_FILE, GLOBALS_FORMAT, PgSnapshotter, SCHEMA_FILE, SCHEMA_FORMAT,
+};
 pub use swap::{
     BEFORE_MARK, DatabaseInfo, MAX_IDENTIFIER_BYTES, PendingDatabase, PgAdmin, RESTORE_MARK,
     SwapNames, quote_literal,

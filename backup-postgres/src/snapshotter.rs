@@ -21,6 +21,10 @@ pub const GLOBALS_FILE: &str = "globals.sql.zst";
 pub const DUMP_FORMAT: &str = "pg_dump-custom";
 /// Format name of `pg_dumpall --globals-only` SQL.
 pub const GLOBALS_FORMAT: &str = "pg_dumpall-globals-sql";
+/// File name of the schema listing read in the dump's snapshot (what a restore must reproduce).
+pub const SCHEMA_FILE: &str = "schema.txt.zst";
+/// Format name of a [`SchemaListing`](crate::SchemaListing) text.
+pub const SCHEMA_FORMAT: &str = "pg-schema-listing-v2";
 
 /// Backs up one PostgreSQL database: `pg_dump` custom format in the snapshot exported by our
 /// own connection (so the recorded row counts and schema fingerprint describe exactly the
@@ -169,11 +173,20 @@ impl Snapshotter for PgSnapshotter {
         let (dump, stats) = tokio::join!(ctx.write_artifact(spec, reader), inspector.stats());
         let ended = inspector.end_snapshot().await;
         let dump = dump?;
-        let stats = stats?;
+        let (stats, listing) = stats?;
         ended?;
 
+        // The listing behind the fingerprint, so a failed comparison can name what differs.
+        let spec = ArtifactSpec {
+            source: &self.name,
+            file: SCHEMA_FILE,
+            format: SCHEMA_FORMAT,
+        };
+        let schema = ctx
+            .write_artifact(spec, std::io::Cursor::new(listing.to_text().into_bytes()))
+            .await?;
         let (globals, notes) = self.dump_globals(ctx, &tools, superuser).await?;
-        let mut artifacts = vec![dump];
+        let mut artifacts = vec![dump, schema];
         artifacts.extend(globals);
         Ok(SourceManifest {
             name: self.name.clone(),

@@ -26,14 +26,13 @@
 mod archive;
 mod artifact;
 mod bucket;
+mod compare;
 mod record;
 mod restore;
 
 pub use archive::ArchiveVerifier;
 pub use artifact::{Consumer, PassResult, read_pass, stream_prefix};
 pub use bucket::{BucketVerifier, DEFAULT_VERIFY_CONCURRENCY};
+pub use compare::{Privileges, count_differences, recorded_listing, restored_findings};
 pub use record::verify_backup;
-pub use restore::{
-    RestoreTargets, StagedArchive, count_differences, restored_findings, stage_archive,
-    toc_extensions, toc_finding,
-};
+pub use restore::{RestoreTargets, StagedArchive, stage_archive, toc_extensions, toc_finding};

@@ -6,8 +6,8 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use backup_core::{
-    ArtifactMeta, Finding, FindingStatus, Result, SourceManifest, Store, TableStat,
-    VerificationLevel, VerificationReport,
+    ArtifactMeta, Finding, FindingStatus, Result, SourceManifest, Store, VerificationLevel,
+    VerificationReport,
 };
 use backup_postgres::{
     PgInspector, PgRestorer, PgSourceConfig, PgTools, RestoreOptions, ScratchDatabase,
@@ -16,6 +16,7 @@ use backup_postgres::{
 
 use crate::archive::{finding, pass_findings, toc_check};
 use crate::artifact::{Consumer, read_pass};
+use crate::compare::{Privileges, recorded_listing, restored_findings};
 
 /// Where test restores go.
 #[derive(Debug, Clone, Default)]
@@ -113,9 +114,13 @@ pub(crate) async fn verify_dump_by_restore(
             return Ok(());
         }
     };
+    let privileges = match &admin {
+        Ok(admin) => privileges_plan(store, admin, source, server_major).await,
+        Err(_) => Privileges::NotRestored("no scratch server".to_owned()),
+    };
     let options = RestoreOptions {
         jobs: targets.jobs.max(1),
-        without_owners_and_privileges: true,
+        without_owners_and_privileges: privileges != Privileges::Restored,
     };
     let restored = PgRestorer::new(tools.clone())
         .restore_file(staged.path(), &scratch.config(), &options)
@@ -136,12 +141,27 @@ pub(crate) async fn verify_dump_by_restore(
             ));
         }
         Ok(()) => {
-            report.findings.push(finding(Restore, "pg-restore", source, a, Passed, format!(
-                "{label}: restored into scratch database {} on {} with {} (without owners and privileges)",
-                scratch.name(), target.location(), tools.version)));
+            let how = if options.without_owners_and_privileges {
+                "without owners and privileges"
+            } else {
+                "with owners and privileges"
+            };
+            report.findings.push(finding(
+                Restore,
+                "pg-restore",
+                source,
+                a,
+                Passed,
+                format!(
+                    "{label}: restored into scratch database {} on {} with {} ({how})",
+                    scratch.name(),
+                    target.location(),
+                    tools.version
+                ),
+            ));
             report
                 .findings
-                .extend(restored_findings(&scratch.config(), source, a).await);
+                .extend(restored_findings(store, &scratch.config(), source, a, &privileges).await);
         }
     }
     if let Err(e) = scratch.drop_now().await {
@@ -149,6 +169,50 @@ pub(crate) async fn verify_dump_by_restore(
     }
     report.add_time(Restore, started.elapsed());
     Ok(())
+}
+
+/// Whether the test restore can keep owners and privileges, so that they are proven too: the
+/// scratch server must have every role the backup names, a superuser to give objects to them, and
+/// the source's major version (a newer one renders default privileges differently).
+async fn privileges_plan(
+    store: &dyn Store,
+    admin: &PgInspector,
+    source: &SourceManifest,
+    server_major: u32,
+) -> Privileges {
+    let not = |why: String| Privileges::NotRestored(why);
+    let listing = match recorded_listing(store, source).await {
+        Ok(Some(l)) => l,
+        Ok(None) => {
+            return not(
+                "the backup records no schema listing (taken by an older version)".to_owned(),
+            );
+        }
+        Err(e) => return not(e),
+    };
+    let source_major = source
+        .server_version
+        .as_deref()
+        .and_then(parse_major)
+        .unwrap_or(0);
+    if source_major != server_major {
+        return not(format!(
+            "the scratch server runs PostgreSQL {server_major}, the backup is of {source_major}"
+        ));
+    }
+    match admin.privileges_and_size().await {
+        Ok((true, _)) => {}
+        Ok((false, _)) => return not("the scratch server's user is not a superuser".to_owned()),
+        Err(e) => return not(e.to_string()),
+    }
+    match admin.missing_roles(&listing.roles()).await {
+        Ok(missing) if missing.is_empty() => Privileges::Restored,
+        Ok(missing) => not(format!(
+            "the scratch server lacks the role(s) {}",
+            missing.join(", ")
+        )),
+        Err(e) => not(e.to_string()),
+    }
 }
 
 /// A stored archive decompressed into a seekable temp file (as `pg_restore -j` needs), from the
@@ -306,157 +370,13 @@ fn remove_stale_staging(dir: &std::path::Path) {
     }
 }
 
-/// Row counts and schema fingerprint of a restored database against the manifest, as level-4
-/// findings (`row-counts`, `schema-fingerprint`); a restore passes when none failed.
-pub async fn restored_findings(
-    restored: &PgSourceConfig,
-    source: &SourceManifest,
-    a: &ArtifactMeta,
-) -> Vec<Finding> {
-    let mut report = VerificationReport::default();
-    compare_restored(restored, source, a, &mut report).await;
-    report.findings
-}
-
-async fn compare_restored(
-    scratch: &PgSourceConfig,
-    source: &SourceManifest,
-    a: &ArtifactMeta,
-    report: &mut VerificationReport,
-) {
-    use FindingStatus::*;
-    use VerificationLevel::Restore;
-    let label = format!("{}/{}", source.name, a.name);
-    let inspector = match PgInspector::connect(scratch, source.name.as_str()).await {
-        Ok(i) => i,
-        Err(e) => {
-            report.findings.push(finding(
-                Restore,
-                "row-counts",
-                source,
-                a,
-                Failed,
-                format!("{label}: cannot inspect the restored database: {e}"),
-            ));
-            return;
-        }
-    };
-    match inspector.row_counts().await {
-        Ok(restored) => {
-            let differences = count_differences(&source.stats.tables, &restored);
-            report.findings.push(if differences.is_empty() {
-                finding(Restore, "row-counts", source, a, Passed, format!(
-                    "{label}: all {} tables restored with exactly the {} rows counted at backup time",
-                    source.stats.tables.len(), source.stats.total_rows()))
-            } else {
-                finding(Restore, "row-counts", source, a, Failed, format!(
-                    "{label}: the restored data differs from the backup's record: {}",
-                    differences.join("; ")))
-            });
-        }
-        Err(e) => report.findings.push(finding(
-            Restore,
-            "row-counts",
-            source,
-            a,
-            Failed,
-            format!("{label}: cannot count the restored rows: {e}"),
-        )),
-    }
-    let expected = source.stats.schema_fingerprint.clone();
-    match (expected, inspector.schema_fingerprint().await) {
-        (None, _) => report.findings.push(finding(
-            Restore,
-            "schema-fingerprint",
-            source,
-            a,
-            Skipped,
-            format!("{label}: the manifest records no schema fingerprint"),
-        )),
-        (Some(want), Ok(got)) if want == got => report.findings.push(finding(
-            Restore,
-            "schema-fingerprint",
-            source,
-            a,
-            Passed,
-            format!("{label}: the restored schema has the recorded fingerprint"),
-        )),
-        (Some(want), Ok(got)) => report.findings.push(finding(
-            Restore,
-            "schema-fingerprint",
-            source,
-            a,
-            Failed,
-            format!(
-                "{label}: the restored schema's fingerprint {got} differs from the recorded {want}"
-            ),
-        )),
-        (Some(_), Err(e)) => report.findings.push(finding(
-            Restore,
-            "schema-fingerprint",
-            source,
-            a,
-            Failed,
-            format!("{label}: cannot read the restored schema: {e}"),
-        )),
-    }
-}
-
-/// Every table whose restored count differs from the recorded one, named.
-pub fn count_differences(recorded: &[TableStat], restored: &[TableStat]) -> Vec<String> {
-    let key = |t: &TableStat| (t.schema.clone(), t.name.clone());
-    let got: BTreeMap<_, _> = restored.iter().map(|t| (key(t), t.rows)).collect();
-    let want: BTreeMap<_, _> = recorded.iter().map(|t| (key(t), t.rows)).collect();
-    let mut out = Vec::new();
-    for ((schema, name), rows) in &want {
-        match got.get(&(schema.clone(), name.clone())) {
-            None => out.push(format!("table {schema}.{name} is missing")),
-            Some(n) if n != rows => out.push(format!(
-                "table {schema}.{name} has {n} rows, the backup recorded {rows}"
-            )),
-            Some(_) => {}
-        }
-    }
-    for (schema, name) in got.keys().filter(|k| !want.contains_key(*k)) {
-        out.push(format!(
-            "table {schema}.{name} was not in the backup's record"
-        ));
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn t(name: &str, rows: u64) -> TableStat {
-        TableStat {
-            schema: "public".into(),
-            name: name.into(),
-            rows,
-        }
-    }
 
     #[test]
     fn extensions_are_read_from_the_listing() {
         let listing = "; Archive created at 2026-11-22\n;     dbname: app\n2; 3079 16385 EXTENSION - pgcrypto \n3; 0 0 COMMENT - EXTENSION pgcrypto \n215; 1259 16400 TABLE public t postgres\n";
         assert_eq!(toc_extensions(listing), vec!["pgcrypto".to_owned()]);
-    }
-
-    #[test]
-    fn differences_name_each_table() {
-        let d = count_differences(
-            &[t("a", 1), t("b", 2), t("c", 3)],
-            &[t("a", 1), t("b", 5), t("d", 0)],
-        );
-        assert_eq!(
-            d,
-            vec![
-                "table public.b has 5 rows, the backup recorded 2".to_owned(),
-                "table public.c is missing".to_owned(),
-                "table public.d was not in the backup's record".to_owned(),
-            ]
-        );
-        assert!(count_differences(&[t("a", 1)], &[t("a", 1)]).is_empty());
     }
 }

@@ -51,6 +51,25 @@ pub fn load_varied(server: &PgServer, db: &str) {
     server.psql(db, VARIED_SCHEMA_SQL);
 }
 
+/// SQL that builds the "fidelity" database: objects a restore must bring back that
+/// [`VARIED_SCHEMA_SQL`] covers thinly. Objects owned by a non-superuser role with grants, column
+/// grants and default privileges; forced row-level security with policies; partitioned tables
+/// (two levels) with foreign keys to and from them; table inheritance; unlogged tables;
+/// deferrable and circular foreign keys; a `NOT VALID` check; identifiers needing quotes; a
+/// collation, an exclusion constraint and a statistics object; values over 1 MB in a column and
+/// in large objects (with a comment and a grant); a rule, an event trigger, a publication, a text
+/// search configuration; the contrib extensions pgcrypto and hstore. Its roles
+/// (`predeploy_fx_*`) are created when missing.
+pub const FIDELITY_SCHEMA_SQL: &str = include_str!("../fixtures/fidelity_schema.sql");
+
+/// Loads [`FIDELITY_SCHEMA_SQL`] into `db` of `server` (PostgreSQL 15 with contrib).
+///
+/// # Panics
+/// When the SQL fails.
+pub fn load_fidelity(server: &PgServer, db: &str) {
+    server.psql(db, FIDELITY_SCHEMA_SQL);
+}
+
 /// The D2 ("mixed") dataset script, `../shared/data/mixed_dataset.sql` relative to the workspace
 /// root; `None` when it is not there. Run it with
 /// [`PgServer::psql_file`] and `-v rows=N`; it needs the `pgcrypto` extension (contrib).

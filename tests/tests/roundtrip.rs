@@ -87,7 +87,7 @@ fn varied_database_round_trips_through_pg_restore() {
         source["stats"]["schema_fingerprint"]
             .as_str()
             .expect("fingerprint")
-            .starts_with("v1:sha256:")
+            .starts_with("v2:sha256:")
     );
     assert_eq!(source["stats"]["object_counts"]["large_objects"], 1);
     let globals = source["artifacts"]

@@ -8,7 +8,7 @@ use backup_postgres::{
     parse_major,
 };
 use backup_verify::{
-    count_differences, restored_findings, stage_archive, toc_extensions, toc_finding,
+    Privileges, count_differences, restored_findings, stage_archive, toc_extensions, toc_finding,
 };
 
 use super::{RestoreOutcome, RestorePlan, RestoreRequest, pause_at, pick_source, step};
@@ -419,7 +419,14 @@ impl Gate {
             "comparing {} with the backup's record",
             plan.names.restoring
         ));
-        let findings = restored_findings(&pending.config(), source, artifact).await;
+        let findings = restored_findings(
+            self.store.as_ref(),
+            &pending.config(),
+            source,
+            artifact,
+            &Privileges::Restored,
+        )
+        .await;
         let failed: Vec<String> = findings
             .iter()
             .filter(|f| f.status == FindingStatus::Failed)

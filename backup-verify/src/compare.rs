@@ -1,0 +1,551 @@
+//! What level 4 compares after a restore: exact row counts, the schema (by its fingerprint, and
+//! object by object through the listing stored with the dump when they differ), sequences, and
+//! owners and grants when the restore kept them.
+
+use std::collections::BTreeMap;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use backup_core::{
+    ArtifactMeta, Finding, FindingStatus, SourceManifest, Store, TableStat, VerificationLevel,
+};
+use backup_postgres::{
+    FINGERPRINT_V2, PgInspector, PgSourceConfig, SCHEMA_FORMAT, SchemaListing, Section,
+};
+use tokio::io::AsyncWrite;
+
+use crate::archive::finding;
+use crate::artifact::{Consumer, read_pass};
+
+/// Whether a restore brought back owners and privileges, and so whether they can be compared.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Privileges {
+    /// Restored with owners and grants: compare them with the record.
+    Restored,
+    /// Restored without them, for this reason (said in the record: not proven).
+    NotRestored(String),
+}
+
+/// How many differing objects a message names before "and N more".
+const NAMED_DIFFERENCES: usize = 5;
+
+/// A stored listing larger than this is not read (a damaged or hostile store must not exhaust
+/// memory); the comparison then names no objects.
+const MAX_LISTING_BYTES: usize = 64 * 1024 * 1024;
+
+/// The schema listing recorded with `source`'s dump, if the backup has one (`v2` and later).
+///
+/// # Errors
+///
+/// A message saying why it could not be read (missing, damaged, too large, malformed).
+pub async fn recorded_listing(
+    store: &dyn Store,
+    source: &SourceManifest,
+) -> Result<Option<SchemaListing>, String> {
+    let Some(a) = source.artifacts.iter().find(|a| a.format == SCHEMA_FORMAT) else {
+        return Ok(None);
+    };
+    let mut buffer = CappedBuffer::default();
+    let pass = read_pass(store, a, true, Consumer::Writer(&mut buffer))
+        .await
+        .map_err(|e| format!("cannot read {}: {e}", a.name))?;
+    if pass.missing {
+        return Err(format!("{} is missing from the store", a.name));
+    }
+    if pass.consumer_stopped {
+        return Err(format!(
+            "{} is larger than {MAX_LISTING_BYTES} bytes",
+            a.name
+        ));
+    }
+    if pass.decompress_error.is_some() || pass.sha256.as_ref() != Some(&a.sha256) {
+        return Err(format!("{} is damaged", a.name));
+    }
+    let text = String::from_utf8(buffer.bytes).map_err(|_| format!("{} is not UTF-8", a.name))?;
+    SchemaListing::parse(&text)
+        .map(Some)
+        .map_err(|e| format!("{}: {e}", a.name))
+}
+
+/// Row counts, schema, sequences and (when `privileges` says they were restored) owners and
+/// grants of a restored database against the manifest, as level-4 findings (`row-counts`,
+/// `schema-fingerprint`, `sequences`, `privileges`). A restore passes when none failed.
+pub async fn restored_findings(
+    store: &dyn Store,
+    restored: &PgSourceConfig,
+    source: &SourceManifest,
+    a: &ArtifactMeta,
+    privileges: &Privileges,
+) -> Vec<Finding> {
+    let label = format!("{}/{}", source.name, a.name);
+    let make = |check: &str, status: FindingStatus, message: String| {
+        finding(
+            VerificationLevel::Restore,
+            check,
+            source,
+            a,
+            status,
+            message,
+        )
+    };
+    let inspector = match PgInspector::connect(restored, source.name.as_str()).await {
+        Ok(i) => i,
+        Err(e) => {
+            return vec![make(
+                "row-counts",
+                FindingStatus::Failed,
+                format!("{label}: cannot inspect the restored database: {e}"),
+            )];
+        }
+    };
+    let mut out = vec![row_counts(&inspector, source, &label, &make).await];
+    let want = source.stats.schema_fingerprint.clone();
+    match want.as_deref() {
+        None => out.push(make(
+            "schema-fingerprint",
+            FindingStatus::Skipped,
+            format!("{label}: the manifest records no schema fingerprint"),
+        )),
+        Some(want) if !want.starts_with(FINGERPRINT_V2) => {
+            out.push(match inspector.schema_fingerprint_v1().await {
+                Ok(got) if got == want => make(
+                    "schema-fingerprint",
+                    FindingStatus::Passed,
+                    format!("{label}: the restored schema has the recorded (v1) fingerprint"),
+                ),
+                Ok(got) => make(
+                    "schema-fingerprint",
+                    FindingStatus::Failed,
+                    format!("{label}: the restored schema's fingerprint {got} differs from the recorded {want}"),
+                ),
+                Err(e) => make(
+                    "schema-fingerprint",
+                    FindingStatus::Failed,
+                    format!("{label}: cannot read the restored schema: {e}"),
+                ),
+            });
+        }
+        Some(want) => {
+            let restored_listing = match inspector.schema_listing().await {
+                Ok(l) => l,
+                Err(e) => {
+                    out.push(make(
+                        "schema-fingerprint",
+                        FindingStatus::Failed,
+                        format!("{label}: cannot read the restored schema: {e}"),
+                    ));
+                    return out;
+                }
+            };
+            let recorded =
+                recorded_for_comparison(store, source, want, &inspector, &restored_listing).await;
+            out.extend(compare_listings(
+                &recorded,
+                &restored_listing,
+                privileges,
+                &label,
+                &make,
+            ));
+        }
+    }
+    out
+}
+
+/// What the backup recorded, as level 4 compares it.
+struct Recorded {
+    /// The structure fingerprint to compare with.
+    fingerprint: String,
+    /// The owners-and-grants fingerprint.
+    privileges: Option<String>,
+    /// The listing, to name differences and check sequences.
+    listing: Result<Option<SchemaListing>, String>,
+    /// How many view bodies were re-rendered by the restored database's server.
+    rerendered: usize,
+}
+
+/// The recorded listing, checked against the recorded fingerprint, and the fingerprint to
+/// compare with. When the restored schema differs only in how view bodies are rendered (a newer
+/// major version prints the same query differently), the recorded bodies are re-rendered by the
+/// restored database's server and the comparison uses them; the count says how many.
+async fn recorded_for_comparison(
+    store: &dyn Store,
+    source: &SourceManifest,
+    want: &str,
+    inspector: &PgInspector,
+    restored: &SchemaListing,
+) -> Recorded {
+    let done = |listing, fingerprint: &str, rerendered| Recorded {
+        fingerprint: fingerprint.to_owned(),
+        privileges: source.stats.privileges_fingerprint.clone(),
+        listing,
+        rerendered,
+    };
+    let recorded = match recorded_listing(store, source).await {
+        Ok(Some(l)) if l.fingerprint() != want => Err(
+            "the stored schema listing does not match the recorded fingerprint (damaged or altered)"
+                .to_owned(),
+        ),
+        other => other,
+    };
+    let Ok(Some(listing)) = &recorded else {
+        return done(recorded, want, 0);
+    };
+    if restored.fingerprint() == want {
+        return done(recorded, want, 0);
+    }
+    let restored_bodies: BTreeMap<(&str, &str), &str> = restored
+        .entries()
+        .iter()
+        .filter(|e| is_view_body(&e.kind))
+        .map(|e| ((e.kind.as_str(), e.object.as_str()), e.definition.as_str()))
+        .collect();
+    let mut rerendered = 0;
+    let mut entries = Vec::with_capacity(listing.entries().len());
+    for e in listing.entries() {
+        let mut e = e.clone();
+        let differs = restored_bodies
+            .get(&(e.kind.as_str(), e.object.as_str()))
+            .is_some_and(|d| *d != e.definition);
+        if is_view_body(&e.kind)
+            && differs
+            && let Ok(body) = inspector.render_view_body(&e.definition).await
+        {
+            e.definition = body;
+            rerendered += 1;
+        }
+        entries.push(e);
+    }
+    if rerendered == 0 {
+        return done(recorded, want, 0);
+    }
+    let listing = SchemaListing::new(entries);
+    let fingerprint = listing.fingerprint();
+    done(Ok(Some(listing)), &fingerprint, rerendered)
+}
+
+fn is_view_body(kind: &str) -> bool {
+    kind == "view-body" || kind == "materialized-view-body"
+}
+
+async fn row_counts(
+    inspector: &PgInspector,
+    source: &SourceManifest,
+    label: &str,
+    make: &impl Fn(&str, FindingStatus, String) -> Finding,
+) -> Finding {
+    match inspector.row_counts().await {
+        Ok(restored) => {
+            let differences = count_differences(&source.stats.tables, &restored);
+            if differences.is_empty() {
+                make(
+                    "row-counts",
+                    FindingStatus::Passed,
+                    format!(
+                        "{label}: all {} tables restored with exactly the {} rows counted at backup time",
+                        source.stats.tables.len(),
+                        source.stats.total_rows()
+                    ),
+                )
+            } else {
+                make(
+                    "row-counts",
+                    FindingStatus::Failed,
+                    format!(
+                        "{label}: the restored data differs from the backup's record: {}",
+                        differences.join("; ")
+                    ),
+                )
+            }
+        }
+        Err(e) => make(
+            "row-counts",
+            FindingStatus::Failed,
+            format!("{label}: cannot count the restored rows: {e}"),
+        ),
+    }
+}
+
+/// The `v2` comparisons: structure by fingerprint (objects named through the recorded listing
+/// when they differ), sequence values, and owners and grants.
+fn compare_listings(
+    record: &Recorded,
+    restored: &SchemaListing,
+    privileges: &Privileges,
+    label: &str,
+    make: &impl Fn(&str, FindingStatus, String) -> Finding,
+) -> Vec<Finding> {
+    use FindingStatus::*;
+    let (want, recorded, rerendered) = (&record.fingerprint, &record.listing, record.rerendered);
+    let named = |section: Section| -> String {
+        match recorded {
+            Ok(Some(listing)) => name_differences(&listing.differences(restored, section)),
+            Ok(None) => "the backup has no schema listing to name the objects".to_owned(),
+            Err(e) => {
+                format!("the backup's schema listing cannot be read to name the objects: {e}")
+            }
+        }
+    };
+    let mut out = Vec::new();
+    let got = restored.fingerprint();
+    out.push(if &got == want {
+        make(
+            "schema-fingerprint",
+            Passed,
+            format!(
+                "{label}: the restored schema has the recorded fingerprint ({} objects compared{})",
+                restored
+                    .entries()
+                    .iter()
+                    .filter(|e| e.section() == Section::Structure)
+                    .count(),
+                if rerendered > 0 {
+                    format!(
+                        "; {rerendered} view bodies re-rendered by the restored database's server first"
+                    )
+                } else {
+                    String::new()
+                }
+            ),
+        )
+    } else {
+        make(
+            "schema-fingerprint",
+            Failed,
+            format!(
+                "{label}: the restored schema differs from the backup's ({got} against the recorded {want}): {}",
+                named(Section::Structure)
+            ),
+        )
+    });
+    if let Ok(Some(listing)) = recorded {
+        let behind = listing.differences(restored, Section::SequenceValue);
+        out.push(if behind.is_empty() {
+            make(
+                "sequences",
+                Passed,
+                format!("{label}: every sequence restored at or past its recorded value"),
+            )
+        } else {
+            make(
+                "sequences",
+                Failed,
+                format!(
+                    "{label}: sequences restored behind their recorded values: {}",
+                    name_differences(&behind)
+                ),
+            )
+        });
+    }
+    out.push(match (privileges, record.privileges.as_deref()) {
+        (Privileges::NotRestored(why), _) => make(
+            "privileges",
+            Skipped,
+            format!("{label}: owners and grants not proven: {why}"),
+        ),
+        (Privileges::Restored, None) => make(
+            "privileges",
+            Skipped,
+            format!("{label}: owners and grants not proven: the manifest records no privileges fingerprint"),
+        ),
+        (Privileges::Restored, Some(want)) if restored.privileges_fingerprint() == want => make(
+            "privileges",
+            Passed,
+            format!("{label}: owners and grants restored as recorded"),
+        ),
+        (Privileges::Restored, Some(_)) => make(
+            "privileges",
+            Failed,
+            format!(
+                "{label}: owners or grants differ from the backup's: {}",
+                named(Section::Privileges)
+            ),
+        ),
+    });
+    out
+}
+
+/// The first few differences, then how many more.
+fn name_differences(differences: &[String]) -> String {
+    if differences.is_empty() {
+        return "no object differs by name and definition (the listing and the fingerprint disagree: a tool bug)".to_owned();
+    }
+    let mut text = differences
+        .iter()
+        .take(NAMED_DIFFERENCES)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join("; ");
+    if differences.len() > NAMED_DIFFERENCES {
+        text.push_str(&format!(
+            "; and {} more",
+            differences.len() - NAMED_DIFFERENCES
+        ));
+    }
+    text
+}
+
+/// Every table whose restored count differs from the recorded one, named.
+pub fn count_differences(recorded: &[TableStat], restored: &[TableStat]) -> Vec<String> {
+    let key = |t: &TableStat| (t.schema.clone(), t.name.clone());
+    let got: BTreeMap<_, _> = restored.iter().map(|t| (key(t), t.rows)).collect();
+    let want: BTreeMap<_, _> = recorded.iter().map(|t| (key(t), t.rows)).collect();
+    let mut out = Vec::new();
+    for ((schema, name), rows) in &want {
+        match got.get(&(schema.clone(), name.clone())) {
+            None => out.push(format!("table {schema}.{name} is missing")),
+            Some(n) if n != rows => out.push(format!(
+                "table {schema}.{name} has {n} rows, the backup recorded {rows}"
+            )),
+            Some(_) => {}
+        }
+    }
+    for (schema, name) in got.keys().filter(|k| !want.contains_key(*k)) {
+        out.push(format!(
+            "table {schema}.{name} was not in the backup's record"
+        ));
+    }
+    out
+}
+
+/// An in-memory writer that refuses to grow past [`MAX_LISTING_BYTES`].
+#[derive(Default)]
+struct CappedBuffer {
+    bytes: Vec<u8>,
+}
+
+impl AsyncWrite for CappedBuffer {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        if self.bytes.len() + buf.len() > MAX_LISTING_BYTES {
+            return Poll::Ready(Err(std::io::Error::other("schema listing too large")));
+        }
+        self.bytes.extend_from_slice(buf);
+        Poll::Ready(Ok(buf.len()))
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Poll::Ready(Ok(()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use backup_postgres::SchemaEntry;
+
+    fn t(name: &str, rows: u64) -> TableStat {
+        TableStat {
+            schema: "public".into(),
+            name: name.into(),
+            rows,
+        }
+    }
+
+    #[test]
+    fn differences_name_each_table() {
+        let d = count_differences(
+            &[t("a", 1), t("b", 2), t("c", 3)],
+            &[t("a", 1), t("b", 5), t("d", 0)],
+        );
+        assert_eq!(
+            d,
+            vec![
+                "table public.b has 5 rows, the backup recorded 2".to_owned(),
+                "table public.c is missing".to_owned(),
+                "table public.d was not in the backup's record".to_owned(),
+            ]
+        );
+        assert!(count_differences(&[t("a", 1)], &[t("a", 1)]).is_empty());
+    }
+
+    fn entry(kind: &str, object: &str, definition: &str) -> SchemaEntry {
+        SchemaEntry {
+            kind: kind.into(),
+            object: object.into(),
+            definition: definition.into(),
+        }
+    }
+
+    fn check(
+        recorded: &SchemaListing,
+        restored: &SchemaListing,
+        privileges: &Privileges,
+    ) -> Vec<(String, FindingStatus, String)> {
+        let make = |check: &str, status: FindingStatus, message: String| Finding {
+            level: VerificationLevel::Restore,
+            check: check.to_owned(),
+            source: None,
+            artifact: None,
+            status,
+            message,
+        };
+        let record = Recorded {
+            fingerprint: recorded.fingerprint(),
+            privileges: Some(recorded.privileges_fingerprint()),
+            listing: Ok(Some(recorded.clone())),
+            rerendered: 0,
+        };
+        compare_listings(&record, restored, privileges, "db/dump", &make)
+            .into_iter()
+            .map(|f| (f.check, f.status, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn a_changed_view_body_fails_and_is_named() {
+        let recorded = SchemaListing::new(vec![
+            entry("view-body", "public.v", " SELECT 1;"),
+            entry("owner", "table public.t", "owner=app"),
+        ]);
+        let restored = SchemaListing::new(vec![
+            entry("view-body", "public.v", " SELECT 2;"),
+            entry("owner", "table public.t", "owner=app"),
+        ]);
+        let found = check(&recorded, &restored, &Privileges::Restored);
+        assert_eq!(found[0].1, FindingStatus::Failed);
+        assert!(
+            found[0].2.contains("view-body public.v differs"),
+            "{}",
+            found[0].2
+        );
+        assert_eq!(found[2].1, FindingStatus::Passed, "{:?}", found[2]);
+    }
+
+    #[test]
+    fn privileges_are_compared_only_when_restored() {
+        let recorded = SchemaListing::new(vec![entry("owner", "table public.t", "owner=app")]);
+        let restored = SchemaListing::new(vec![entry("owner", "table public.t", "owner=postgres")]);
+        let found = check(&recorded, &restored, &Privileges::Restored);
+        assert_eq!(found[0].1, FindingStatus::Passed);
+        assert_eq!(found[2].1, FindingStatus::Failed);
+        assert!(
+            found[2].2.contains("owner table public.t differs"),
+            "{}",
+            found[2].2
+        );
+        let skipped = check(
+            &recorded,
+            &restored,
+            &Privileges::NotRestored("the scratch server lacks role app".into()),
+        );
+        assert_eq!(skipped[2].1, FindingStatus::Skipped);
+        assert!(
+            skipped[2]
+                .2
+                .contains("not proven: the scratch server lacks role app")
+        );
+    }
+
+    #[test]
+    fn many_differences_are_counted() {
+        let d: Vec<String> = (0..8).map(|i| format!("d{i}")).collect();
+        assert_eq!(name_differences(&d), "d0; d1; d2; d3; d4; and 3 more");
+    }
+}

@@ -1,0 +1,192 @@
+//! Level 4 proves exactly what a restore brings back: no false refusals on databases full of
+//! partitions, inheritance, policies and grants, and a named refusal when the restore differs.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use predeploy_tests::pg::PG15_BIN_DIR;
+use predeploy_tests::restoring::restore_command;
+use predeploy_tests::{
+    Output, PgServer, assert_same_database, dump_path, fixtures, pre_deploy, restore_artifact, run,
+};
+
+fn backup(store: &Path, url: &str, extra: &[&str]) -> Output {
+    run(pre_deploy()
+        .args(["backup", "--json", "--store"])
+        .arg(store)
+        .arg("--source")
+        .arg(format!("db={url}"))
+        .args(extra))
+}
+
+fn json(out: &Output) -> serde_json::Value {
+    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
+}
+
+/// The finding of `check` in a verification record.
+fn finding<'a>(record: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
+    record["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} finding in {record:#}"))
+}
+
+#[test]
+fn the_fidelity_database_passes_level_4_with_owners_and_grants_proven() {
+    let server = PgServer::shared();
+    let db = server.create_database("fid");
+    fixtures::load_fidelity(server, &db);
+    let store = tempfile::tempdir().expect("store");
+    let out = backup(store.path(), &server.url(&db), &[]);
+    out.assert_success();
+    let v = json(&out);
+    let record = &v["verification"];
+    assert_eq!(record["level_reached"], "restore", "{record:#}");
+    for check in [
+        "schema-fingerprint",
+        "sequences",
+        "privileges",
+        "row-counts",
+    ] {
+        assert_eq!(
+            finding(record, check)["status"],
+            "passed",
+            "{check}: {record:#}"
+        );
+    }
+    assert!(
+        finding(record, "pg-restore")["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("with owners and privileges")),
+        "{record:#}"
+    );
+    let stats = &v["manifest"]["sources"][0]["stats"];
+    assert!(
+        stats["schema_fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("v2:sha256:")),
+        "{stats}"
+    );
+    assert!(
+        stats["privileges_fingerprint"]
+            .as_str()
+            .is_some_and(|f| f.starts_with("v2:sha256:")),
+        "{stats}"
+    );
+
+    // Independently of the tool: a plain pg_restore of the stored dump has the same schema and
+    // content.
+    let id = v["id"].as_str().expect("id");
+    let copy = restore_artifact(server, &dump_path(store.path(), id), "fid_copy");
+    assert_same_database(server, &db, server, &copy);
+}
+
+#[test]
+fn restore_brings_the_fidelity_database_back_identical() {
+    let server = PgServer::start();
+    let db = server.create_database("fidr");
+    fixtures::load_fidelity(&server, &db);
+    let store = tempfile::tempdir().expect("store");
+    let out = backup(store.path(), &server.url(&db), &[]);
+    out.assert_success();
+    let id = json(&out)["id"].as_str().expect("id").to_owned();
+    // A copy of the original, to compare with after the restore replaced `db`.
+    let reference = restore_artifact(&server, &dump_path(store.path(), &id), "fid_ref");
+    assert_same_database(&server, &db, &server, &reference);
+    server.psql(
+        &db,
+        "DELETE FROM public.events WHERE id > 100; DROP VIEW app.account_emails; ALTER TABLE public.cars DROP COLUMN seats",
+    );
+    let restored = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes"],
+    ));
+    restored.assert_success();
+    assert_same_database(&server, &db, &server, &reference);
+}
+
+/// A `pg_restore` that restores faithfully, then changes a view body, a constraint and a grant in
+/// the database it restored into: what a tool bug or a damaged archive could do.
+fn tampering_pg_restore() -> tempfile::TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("pgtools")
+        .tempdir()
+        .expect("temp dir");
+    for tool in ["pg_dump", "pg_dumpall", "psql"] {
+        std::os::unix::fs::symlink(Path::new(PG15_BIN_DIR).join(tool), dir.path().join(tool))
+            .expect("symlink");
+    }
+    let script = format!(
+        "#!/bin/sh
+if [ \"$1\" = --version ] || [ \"$1\" = --list ] || [ \"$1\" = --file=/dev/null ]; then exec {bin}/pg_restore \"$@\"; fi
+{bin}/pg_restore \"$@\" || exit $?
+for a in \"$@\"; do case \"$a\" in --dbname=*) db=${{a#--dbname=}};; esac; done
+{bin}/psql -X -q -v ON_ERROR_STOP=1 -d \"$db\" -c \"CREATE OR REPLACE VIEW app.account_emails AS SELECT id, upper(email) AS email FROM app.accounts WHERE id > 3\" \
+  -c 'ALTER TABLE public.players DROP CONSTRAINT players_id_positive' \
+  -c 'REVOKE SELECT (email) ON app.accounts FROM \"predeploy fx \"\"odd\"\" role\"' >/dev/null
+",
+        bin = PG15_BIN_DIR
+    );
+    let path = dir.path().join("pg_restore");
+    std::fs::write(&path, script).expect("write script");
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    dir
+}
+
+#[test]
+fn a_restore_that_differs_is_refused_and_the_objects_are_named() {
+    let server = PgServer::shared();
+    let db = server.create_database("fidbad");
+    fixtures::load_fidelity(server, &db);
+    let store = tempfile::tempdir().expect("store");
+    backup(
+        store.path(),
+        &server.url(&db),
+        &["--verify-level", "archive"],
+    )
+    .assert_success();
+    let tools = tampering_pg_restore();
+    let out = run(pre_deploy()
+        .args(["verify", "last", "--level", "restore", "--json", "--store"])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("db={}", server.url(&db)))
+        .env("PREDEPLOY_PG_BINDIR", tools.path()));
+    out.assert_code(4);
+    out.assert_stderr_contains("view-body app.account_emails differs");
+    let shown = run(pre_deploy()
+        .args(["show", "last", "--json", "--store"])
+        .arg(store.path()));
+    shown.assert_success();
+    let v = json(&shown);
+    let record = v["verifications"]
+        .as_array()
+        .expect("verifications")
+        .iter()
+        .find(|r| r["passed"] == false)
+        .expect("the failed verification is recorded");
+    let schema = finding(record, "schema-fingerprint");
+    assert_eq!(schema["status"], "failed", "{record:#}");
+    let message = schema["message"].as_str().expect("message");
+    assert!(
+        message.contains("view-body app.account_emails differs")
+            && message.contains("lower(accounts.email)")
+            && message.contains("upper(accounts.email)"),
+        "the view is named with both bodies: {message}"
+    );
+    assert!(
+        message.contains("constraint public.players.players_id_positive is in the backup"),
+        "the missing constraint is named: {message}"
+    );
+    let privileges = finding(record, "privileges");
+    assert_eq!(privileges["status"], "failed", "{record:#}");
+    assert!(
+        privileges["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("column app.accounts.email")),
+        "the column grant is named: {privileges}"
+    );
+}
