@@ -45,7 +45,7 @@ if [ ! -x "$moto_venv/bin/moto_server" ]; then
 fi
 garage_root=${PREDEPLOY_GARAGE_ROOT:-/opt/pre-deploy/garage}
 garage_version=2.5.0
-if ! "$garage_root/bin/garage" --version 2>/dev/null | grep -q "v${garage_version}"; then
+if ! "$garage_root/bin/garage" --version 2>/dev/null | grep -q "${garage_version}"; then
   echo "setup: building Garage ${garage_version} from crates.io into $garage_root (first time only, 15-25 min)"
   cargo +"$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)" install garage --version "=${garage_version}" --locked --root "$garage_root" --quiet
 fi

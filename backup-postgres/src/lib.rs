@@ -36,7 +36,7 @@ mod tools;
 
 pub use config::{Env, PgSourceConfig, ProcessEnv, Secret, redact_url};
 pub use inspector::{PgInspector, quote_ident};
-pub use restorer::{PgRestorer, RestoreOptions};
+pub use restorer::{FailedStatement, PgRestorer, RestoreOptions, failed_statements};
 pub use schema::{FINGERPRINT_V2, SEQUENCE_VALUE, SchemaEntry, SchemaListing, Section};
 pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, cleanup_leftovers};
 pub use snapshotter::{

@@ -121,6 +121,7 @@ pub(crate) async fn verify_dump_by_restore(
     let options = RestoreOptions {
         jobs: targets.jobs.max(1),
         without_owners_and_privileges: privileges != Privileges::Restored,
+        continue_past_errors: true,
     };
     let restored = PgRestorer::new(tools.clone())
         .restore_file(staged.path(), &scratch.config(), &options)

@@ -404,6 +404,7 @@ impl Gate {
                 &RestoreOptions {
                     jobs: request.jobs.max(1),
                     without_owners_and_privileges: false,
+                    continue_past_errors: false,
                 },
             )
             .await
