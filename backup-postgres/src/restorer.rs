@@ -129,8 +129,8 @@ pub fn failed_statements(stderr: &str) -> Vec<FailedStatement> {
 fn name_failures(failed: &[FailedStatement]) -> String {
     const SHOWN: usize = 12;
     let is_cause = |f: &&FailedStatement| {
-        !(f.statement.starts_with("ALTER ") && f.statement.contains(" OWNER TO "))
-            && !f.statement.starts_with("COMMENT ON ")
+        let ownership = f.statement.starts_with("ALTER ") && f.statement.contains(" OWNER TO ");
+        !ownership && !f.statement.starts_with("COMMENT ON ")
     };
     let causes: Vec<&FailedStatement> = failed.iter().filter(is_cause).collect();
     let mut text = causes
