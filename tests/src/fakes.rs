@@ -1,6 +1,7 @@
 //! Client-tool directories for failure tests: the real PostgreSQL tools, except for a
 //! `pg_dump` replaced by a script that misbehaves in a chosen way (dies mid-stream, writes
-//! nothing, reports an old version, logs its arguments). Pointed to with `PREDEPLOY_PG_BINDIR`.
+//! nothing, writes a damaged or incomplete archive, reports an old version, logs its arguments),
+//! or a `pg_restore` that tampers with what it restored. Pointed to with `PREDEPLOY_PG_BINDIR`.
 
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
@@ -22,7 +23,17 @@ pub enum FakePgDump {
     Stalls,
     /// Runs the real pg_dump, but first appends its argv and `PGPASSWORD` presence to `args.log`.
     LogsArguments,
+    /// Runs the real pg_dump, passes on its first [`CUT_SHORT_BYTES`], then exits 0 as if the
+    /// archive were complete: a damaged archive that only reading it to the end reveals.
+    CutShort,
+    /// Runs the real pg_dump with `--exclude-table-data=TABLE`: a complete, readable archive
+    /// whose table of contents lacks the data of a table the backup counted.
+    WithoutDataOf(&'static str),
 }
+
+/// How much of the real archive [`FakePgDump::CutShort`] passes on (past the table of contents
+/// of any test database, inside its data).
+pub const CUT_SHORT_BYTES: u64 = 1024 * 1024;
 
 /// A temp dir with real `pg_dumpall`, `pg_restore`, `psql` and the chosen fake `pg_dump`.
 ///
@@ -50,12 +61,59 @@ pub fn tool_dir(fake: FakePgDump) -> TempDir {
         FakePgDump::Stalls => format!("{version}\n{real} \"$@\" | head -c 65536\nexec sleep 60\n"),
         FakePgDump::EmptyOutput => format!("{version}\nexit 0\n"),
         FakePgDump::TooOld => "echo 'pg_dump (PostgreSQL) 9.6.24'\nexit 0\n".to_owned(),
+        FakePgDump::CutShort => {
+            format!("{version}\n{real} \"$@\" | head -c {CUT_SHORT_BYTES}\nexit 0\n")
+        }
+        FakePgDump::WithoutDataOf(table) => {
+            format!("{version}\nexec {real} --exclude-table-data={table} \"$@\"\n")
+        }
         FakePgDump::LogsArguments => format!(
             "{version}\necho \"argv: $*\" >> {log}\nif [ -n \"$PGPASSWORD\" ]; then echo 'PGPASSWORD set' >> {log}; fi\nexec {real} \"$@\"\n"
         ),
     };
-    let script = dir.path().join("pg_dump");
-    std::fs::write(&script, format!("#!/bin/sh\n{body}")).expect("write script");
-    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    write_script(&dir.path().join("pg_dump"), &body);
     dir
+}
+
+/// How the replacement `pg_restore` of [`pg_restore_tool_dir`] behaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FakePgRestore {
+    /// Restores faithfully (`--dbname=…`), then deletes one row of TABLE in the database it
+    /// restored into. Every other use (`--version`, `--list`, a read to `--file=`) is the real one.
+    DeletesARowOf(&'static str),
+}
+
+/// A temp dir with real `pg_dump`, `pg_dumpall` and `psql` and the chosen fake `pg_restore`.
+///
+/// # Panics
+/// When the directory cannot be prepared.
+#[must_use]
+pub fn pg_restore_tool_dir(fake: FakePgRestore) -> TempDir {
+    let dir = tempfile::Builder::new()
+        .prefix("pgtools")
+        .tempdir()
+        .expect("temp dir");
+    for tool in ["pg_dump", "pg_dumpall", "psql"] {
+        std::os::unix::fs::symlink(Path::new(PG15_BIN_DIR).join(tool), dir.path().join(tool))
+            .expect("symlink");
+    }
+    let bin = PG15_BIN_DIR;
+    let body = match fake {
+        FakePgRestore::DeletesARowOf(table) => format!(
+            "db=
+for a in \"$@\"; do case \"$a\" in --dbname=*) db=${{a#--dbname=}};; esac; done
+if [ -z \"$db\" ]; then exec {bin}/pg_restore \"$@\"; fi
+{bin}/pg_restore \"$@\" || exit $?
+exec {bin}/psql -X -q -v ON_ERROR_STOP=1 -d \"$db\" \\
+  -c 'DELETE FROM {table} WHERE ctid = (SELECT ctid FROM {table} LIMIT 1)' >/dev/null
+"
+        ),
+    };
+    write_script(&dir.path().join("pg_restore"), &body);
+    dir
+}
+
+fn write_script(path: &Path, body: &str) {
+    std::fs::write(path, format!("#!/bin/sh\n{body}")).expect("write script");
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o755)).expect("chmod");
 }

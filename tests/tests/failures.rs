@@ -185,6 +185,12 @@ fn a_flipped_byte_fails_verification_with_exit_4_naming_the_artifact() {
     let middle = bytes.len() / 2;
     bytes[middle] ^= 0x01;
     std::fs::write(&dump, bytes).expect("write");
+    // Level 1 alone catches it: the checksum rung, not a later one.
+    let out = run(pre_deploy()
+        .args(["verify", "last", "--level", "checksum", "--store"])
+        .arg(store.path()));
+    out.assert_code(4);
+    out.assert_stderr_contains("db/dump.pgc.zst: the stored bytes are corrupted");
     let out = run(pre_deploy()
         .args(["verify", "last", "--store"])
         .arg(store.path()));
@@ -239,6 +245,23 @@ fn a_missing_artifact_fails_verification_with_exit_4() {
         .arg(store.path()));
     out.assert_code(4);
     out.assert_stderr_contains("db/globals.sql.zst: the artifact is missing");
+
+    // The dump itself, at every level: level 1 names it, and no level passes without it.
+    std::fs::remove_file(
+        store
+            .path()
+            .join(format!("backups/{id}/data/db/dump.pgc.zst")),
+    )
+    .expect("remove");
+    for level in ["checksum", "archive", "restore"] {
+        let out = run(pre_deploy()
+            .args(["verify", "last", "--level", level, "--store"])
+            .arg(store.path())
+            .arg("--source")
+            .arg(format!("db={}", server.url(&db))));
+        out.assert_code(4);
+        out.assert_stderr_contains("db/dump.pgc.zst: the artifact is missing");
+    }
 }
 
 #[test]
