@@ -94,7 +94,8 @@ impl Lease {
     pub fn describe(&self) -> String {
         let mut s = format!("{} pid {} ({}", self.owner, self.pid, self.command);
         if let Some(c) = &self.commit {
-            s.push_str(&format!(", commit {}", &c[..c.len().min(12)]));
+            let short: String = c.chars().take(12).collect();
+            s.push_str(&format!(", commit {short}"));
         }
         let age = Timestamp::now().duration_since(self.started_at).as_secs();
         s.push_str(&format!("), started {age}s ago"));
@@ -537,6 +538,17 @@ mod tests {
         );
         guard.release().await.expect("release");
         assert!(store.list(LOCKS_DIR).await.expect("list").is_empty());
+    }
+
+    #[test]
+    fn a_lease_with_a_non_ascii_commit_is_described_without_panicking() {
+        let lease = Lease::new(
+            "production",
+            "run",
+            Some("ééééééééééééé".into()),
+            DEFAULT_TTL,
+        );
+        assert!(lease.describe().contains("commit éééééééééééé)"));
     }
 
     #[tokio::test]

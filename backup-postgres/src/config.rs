@@ -226,34 +226,70 @@ impl PgSourceConfig {
 
 /// A URL with its password replaced by `***`, for messages.
 pub fn redact_url(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) => {
-            if u.password().is_some() {
-                let _ = u.set_password(Some("***"));
-            }
-            let pairs: Vec<(String, String)> = u
-                .query_pairs()
-                .map(|(k, v)| {
-                    let v = if k == "password" {
-                        "***".into()
-                    } else {
-                        v.into_owned()
-                    };
-                    (k.into_owned(), v)
-                })
-                .collect();
-            if !pairs.is_empty() {
-                u.query_pairs_mut().clear().extend_pairs(pairs);
-            }
-            u.to_string()
-        }
-        // Unparseable: show only the scheme so no secret can leak.
-        Err(_) => url
-            .split("://")
+    let scheme_only = || {
+        url.split(':')
             .next()
-            .map_or_else(String::new, |s| format!("{s}://***")),
+            .filter(|s| {
+                !s.is_empty()
+                    && s.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c))
+            })
+            .map_or_else(|| "***".to_owned(), |s| format!("{s}:***"))
+    };
+    let Ok(mut u) = url::Url::parse(url) else {
+        return scheme_only();
+    };
+    // A known scheme with a host; anything else (`db:postgres://app:pw@h/d`, a mistyped flag)
+    // may hold a secret anywhere.
+    let known = matches!(
+        u.scheme(),
+        "postgres" | "postgresql" | "mysql" | "mariadb" | "s3" | "file" | "ssh" | "docker"
+    );
+    if !known || u.cannot_be_a_base() {
+        return scheme_only();
     }
+    if u.password().is_some() {
+        let _ = u.set_password(Some("***"));
+    }
+    let pairs: Vec<(String, String)> = u
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if SHOWN_QUERY_KEYS.contains(&k.as_ref()) {
+                v.into_owned()
+            } else {
+                "***".to_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    if !pairs.is_empty() {
+        u.query_pairs_mut().clear().extend_pairs(pairs);
+    }
+    u.to_string()
 }
+
+/// Query parameters whose values [`redact_url`] shows; every other value (`password`,
+/// `sslpassword`, keys of services yet unknown) is masked.
+const SHOWN_QUERY_KEYS: &[&str] = &[
+    "host",
+    "hostaddr",
+    "port",
+    "dbname",
+    "user",
+    "sslmode",
+    "sslrootcert",
+    "sslcert",
+    "sslkey",
+    "channel_binding",
+    "application_name",
+    "connect_timeout",
+    "target_session_attrs",
+    "endpoint",
+    "region",
+    "allow_http",
+    "path_style",
+    "via",
+];
 
 fn percent_decode(s: &str) -> std::result::Result<String, ()> {
     let b = s.as_bytes();
@@ -389,6 +425,21 @@ mod tests {
         assert_eq!(
             redact_url("postgres://a:hunter2@h/d?password=x"),
             "postgres://a:***@h/d?password=***"
+        );
+    }
+
+    #[test]
+    fn redaction_masks_every_query_value_but_known_ones_and_unparsed_urls_whole() {
+        assert_eq!(
+            redact_url("postgres://a@h/d?sslmode=require&sslpassword=hunter2&x_token=hunter2"),
+            "postgres://a@h/d?sslmode=require&sslpassword=***&x_token=***"
+        );
+        // A mistyped `--source db:postgres://…` parses as scheme `db`.
+        assert_eq!(redact_url("db:postgres://app:hunter2@h/d"), "db:***");
+        assert_eq!(redact_url("not a url hunter2"), "***");
+        assert_eq!(
+            redact_url("s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=garage"),
+            "s3://bucket/prefix?endpoint=http%3A%2F%2F127.0.0.1%3A9000&region=garage"
         );
     }
 }

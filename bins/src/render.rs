@@ -153,11 +153,13 @@ impl Output {
         );
         for b in backups {
             let m = &b.manifest;
-            let commit = m
+            // By characters: a tampered manifest may hold any text, and a byte slice could
+            // split one.
+            let commit: String = m
                 .deploy
                 .commit
                 .as_deref()
-                .map_or("-", |c| &c[..c.len().min(12)]);
+                .map_or_else(|| "-".to_owned(), |c| c.chars().take(12).collect());
             let sources: Vec<&str> = m.sources.iter().map(|s| s.name.as_str()).collect();
             println!(
                 "{:<24} {:<10} {:<12} {:<10} {:>10}  {}",

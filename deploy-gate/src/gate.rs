@@ -471,6 +471,12 @@ impl Gate {
     /// Removes whatever an uncommitted backup left in the store (best effort: leftovers without
     /// a manifest are never mistaken for a backup).
     async fn discard(&self, id: &BackupId) {
+        // The manifest first (as prune does): a manifest write that succeeded but reported an
+        // error must not be left pointing at data a kill during this cleanup already deleted.
+        if let Err(e) = self.store.delete(&layout::manifest_key(id)).await {
+            tracing::warn!("could not remove the manifest of {id}: {e}; its data is kept");
+            return;
+        }
         match self.store.delete_prefix(&layout::backup_prefix(id)).await {
             Ok(n) if n > 0 => tracing::info!("removed {n} partial object(s) of {id}"),
             Ok(_) => {}

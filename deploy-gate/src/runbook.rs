@@ -32,10 +32,17 @@ pub struct Runbook {
 /// database as `<db>__predeploy_before_<backup>`.
 pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str) -> Runbook {
     let mut steps = Vec::new();
-    if let Some(commit) = &manifest.deploy.commit {
+    // Everything below is printed for `sh -e` and comes from a manifest, which a tampered store
+    // controls: every value is validated or quoted.
+    if let Some(commit) = manifest
+        .deploy
+        .commit
+        .as_deref()
+        .filter(|c| is_git_object_name(c))
+    {
         steps.push(RunbookStep {
             title: "Put the code back to the release this backup protects".into(),
-            commands: vec![format!("git checkout {commit}")],
+            commands: vec![format!("git checkout {}", shell_quote(commit))],
         });
     }
     let store_arg = store.map_or_else(String::new, |s| {
@@ -79,7 +86,7 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str)
             commands: vec![format!(
                 "pre-deploy restore {} --source {}{store_arg} --env {}",
                 manifest.id,
-                source.name,
+                shell_quote(source.name.as_str()),
                 shell_quote(environment)
             )],
         });
@@ -112,9 +119,15 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str)
             "createdb -T template0 {}",
             shell_quote(&names.restoring)
         ));
+        // `-d` takes a connection string when the name holds `=`: give one then.
+        let restoring = if names.restoring.contains('=') {
+            conninfo_dbname(&names.restoring)
+        } else {
+            names.restoring.clone()
+        };
         commands.push(format!(
             "pg_restore --exit-on-error -j 2 -d {} {}",
-            shell_quote(&names.restoring),
+            shell_quote(&restoring),
             shell_quote(&staged)
         ));
         commands.push(format!(
@@ -188,11 +201,15 @@ fn bucket_steps(
             .location
             .strip_prefix("file://")
             .unwrap_or(&source.location);
+        // JSON string literals are Python string literals; keys that would leave the target
+        // (absolute, `..`) stop the script.
+        let (blobs, target) = (json_literal(&blobs), json_literal(target));
         let script = format!(
             "import json,sys,os,hashlib,shutil\n\
              for line in sys.stdin:\n\
-             \x20e=json.loads(line); h=e['sha256'].split(':')[-1]\n\
-             \x20src=os.path.join({blobs:?},h[:2],h); dst=os.path.join({target:?},e['key'])\n\
+             \x20e=json.loads(line); h=e['sha256'].split(':')[-1]; k=e['key']\n\
+             \x20assert not os.path.isabs(k) and '..' not in k.split('/') and len(h)==64, k\n\
+             \x20src=os.path.join({blobs},h[:2],h); dst=os.path.join({target},k)\n\
              \x20assert hashlib.sha256(open(src,'rb').read()).hexdigest()==h, src\n\
              \x20os.makedirs(os.path.dirname(dst) or '.',exist_ok=True); shutil.copyfile(src,dst)\n"
         );
@@ -228,6 +245,24 @@ fn database_of(location: &str) -> String {
         .filter(|d| !d.is_empty())
         .unwrap_or("postgres")
         .to_owned()
+}
+
+/// Whether `c` looks like a git object name (4 to 64 hex digits), safe to print.
+fn is_git_object_name(c: &str) -> bool {
+    (4..=64).contains(&c.len()) && c.chars().all(|ch| ch.is_ascii_hexdigit())
+}
+
+/// A libpq connection string naming database `name`, quoted and escaped.
+fn conninfo_dbname(name: &str) -> String {
+    format!(
+        "dbname='{}'",
+        name.replace('\\', "\\\\").replace('\'', "\\'")
+    )
+}
+
+/// `s` as a JSON (and so Python) string literal.
+fn json_literal(s: &str) -> String {
+    serde_json::Value::String(s.to_owned()).to_string()
 }
 
 /// Quotes `s` for `sh` when it needs it.
@@ -287,6 +322,44 @@ mod tests {
         ] {
             assert!(text.contains(expected), "{expected}\nin\n{text}");
         }
+    }
+
+    #[test]
+    fn values_from_a_tampered_manifest_are_validated_or_quoted() {
+        let m: Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "id": "20261122T031500Z-7f3a9c", "kind": "pre-deploy",
+            "environment": "staging", "created_at": "2026-11-22T03:15:00Z",
+            "finished_at": "2026-11-22T03:15:00Z",
+            "tool": {"name": "pre-deploy", "version": "0"}, "host": "h",
+            "deploy": {"commit": "abc; rm -rf ~"},
+            "sources": [{"name": "db", "kind": "postgres",
+                "location": "postgres://app@db:5432/a=b host=evil",
+                "artifacts": [{"name": "dump.pgc.zst", "key": "backups/x/data/db/dump.pgc.zst",
+                    "format": "pg_dump-custom", "compression": "zstd", "stored_size": 1,
+                    "raw_size": 2, "sha256": "sha256:".to_owned() + &"ab".repeat(32)}]},
+                {"name": "files", "kind": "directory", "location": "file:///srv/files\u{1}'\"",
+                "artifacts": [{"name": "index.jsonl.zst", "key": "backups/x/data/files/index.jsonl.zst",
+                    "format": "bucket-index-v1", "compression": "zstd", "stored_size": 1,
+                    "raw_size": 2, "sha256": "sha256:".to_owned() + &"ab".repeat(32)}]}]}))
+        .expect("manifest");
+        let store = StoreUrl::Local("/var/backups/app".into());
+        let text = runbook(&m, Some(&store), "staging").to_text();
+        assert!(!text.contains("git checkout"), "{text}");
+        assert!(!text.contains("rm -rf ~"), "{text}");
+        assert!(
+            text.contains(
+                "pg_restore --exit-on-error -j 2 -d 'dbname='\\''a=b host=evil__predeploy_restore_"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(" not in k.split(") && text.contains("os.path.isabs(k)"),
+            "the raw directory restore refuses keys leaving the target: {text}"
+        );
+        assert!(
+            text.contains("\"/srv/files\\u0001"),
+            "the target is a JSON string literal in the script: {text}"
+        );
     }
 
     #[test]

@@ -108,7 +108,14 @@ impl Gate {
         ) {
             (Some(url), _) => url.clone(),
             (None, Some(spec)) => spec.url.clone(),
-            (None, None) => source.location.clone(),
+            // Never a location read from the store: a tampered manifest could point a restore
+            // at any directory or bucket, written with the operator's credentials.
+            (None, None) => {
+                return Err(GateError::usage(format!(
+                    "source {} of backup {} is not configured here: give the target with --to (the backup was taken from {}; pre-deploy does not restore to a location read from the store)",
+                    source.name, manifest.id, source.location
+                )));
+            }
         };
         let location = BucketLocation::parse(&url).map_err(|e| GateError::usage(e.to_string()))?;
         let (target, confirm_name) = match &location {

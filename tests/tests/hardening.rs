@@ -1,0 +1,97 @@
+//! Trust nothing the store says, and leak nothing a user typed (issue 14): a tampered manifest
+//! cannot choose where a restore writes, cannot crash `list`, and mistyped or unusual URLs never
+//! echo their secrets.
+
+use std::path::Path;
+
+use predeploy_tests::{pre_deploy, run};
+
+/// A directory with two files, backed up into a local store; returns the backup id.
+fn directory_backup(dir: &Path, store: &Path) -> String {
+    let files = dir.join("files");
+    std::fs::create_dir_all(&files).expect("mkdir");
+    std::fs::write(files.join("a.txt"), b"alpha").expect("write");
+    std::fs::write(files.join("b.txt"), b"beta").expect("write");
+    let out = run(pre_deploy()
+        .args(["backup", "--json", "--store"])
+        .arg(store)
+        .arg("--source")
+        .arg(format!("files=file://{}", files.display())));
+    out.assert_success();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    v["id"].as_str().expect("id").to_owned()
+}
+
+/// Rewrites the stored manifest of `id` with `change`.
+fn tamper(store: &Path, id: &str, change: impl FnOnce(&mut serde_json::Value)) {
+    let path = store.join("backups").join(id).join("manifest.json");
+    let mut m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("manifest")).expect("json");
+    change(&mut m);
+    std::fs::write(&path, serde_json::to_vec(&m).expect("json")).expect("write");
+}
+
+#[test]
+fn a_restore_never_writes_to_a_location_read_from_the_store() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = dir.path().join("store");
+    let id = directory_backup(dir.path(), &store);
+    let elsewhere = dir.path().join("chosen-by-the-store");
+    tamper(&store, &id, |m| {
+        m["sources"][0]["location"] = format!("file://{}", elsewhere.display()).into();
+    });
+    // No configured source of that name, no --to: the stored location is not a target.
+    let out = run(pre_deploy()
+        .args(["restore", "last", "--source", "files", "--yes", "--store"])
+        .arg(&store));
+    out.assert_code(2);
+    out.assert_stderr_contains("not configured here: give the target with --to");
+    assert!(!elsewhere.exists(), "nothing was written there");
+}
+
+#[test]
+fn list_shows_a_manifest_with_a_non_ascii_commit() {
+    let dir = tempfile::tempdir().expect("dir");
+    let store = dir.path().join("store");
+    let id = directory_backup(dir.path(), &store);
+    tamper(&store, &id, |m| {
+        // Byte 12 falls inside a character: a byte slice there panics.
+        m["deploy"]["commit"] = format!("a{}", "é".repeat(12)).into();
+    });
+    let out = run(pre_deploy().args(["list", "--store"]).arg(&store));
+    out.assert_success();
+    assert!(
+        out.stdout.contains(&format!("a{} ", "é".repeat(11))),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn secrets_in_mistyped_or_unusual_urls_are_never_echoed() {
+    let dir = tempfile::tempdir().expect("dir");
+    for source in [
+        // `:` instead of `=`: parsed as a URL of scheme `db`.
+        "db:postgres://app:hunter2@127.0.0.1/app",
+        // A parameter this version does not take, holding a secret.
+        "db=postgres://app@127.0.0.1/app?sslpassword=hunter2",
+        "db=postgres://app@127.0.0.1/app?x_secret=hunter2",
+    ] {
+        let out = run(pre_deploy()
+            .args(["backup", "--store"])
+            .arg(dir.path().join("store"))
+            .args(["--source", source]));
+        assert!(
+            out.code != 0,
+            "{source} is refused: {}{}",
+            out.stdout,
+            out.stderr
+        );
+        assert!(
+            !out.stderr.contains("hunter2") && !out.stdout.contains("hunter2"),
+            "{source}: the secret is echoed:\n{}{}",
+            out.stdout,
+            out.stderr
+        );
+    }
+}
