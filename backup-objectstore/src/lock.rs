@@ -142,8 +142,13 @@ impl StoreLock {
         }
     }
 
+    /// One key segment per environment: `staging/eu` must not nest under `staging`, and `.`
+    /// must not reach outside the locks directory.
     fn prefix(&self) -> String {
-        format!("{LOCKS_DIR}{}/", self.environment)
+        format!(
+            "{LOCKS_DIR}{}/",
+            backup_core::layout::env_segment(&self.environment)
+        )
     }
 
     /// One attempt: write a candidate, list, hold or back off.
@@ -538,6 +543,38 @@ mod tests {
         );
         guard.release().await.expect("release");
         assert!(store.list(LOCKS_DIR).await.expect("list").is_empty());
+    }
+
+    #[tokio::test]
+    async fn environments_that_look_like_paths_do_not_nest() {
+        let store = Arc::new(MemoryStore::new());
+        let _eu = StoreLock::new(store.clone(), "staging/eu", DEFAULT_TTL)
+            .acquire(
+                Lease::new("staging/eu", "run", None, DEFAULT_TTL),
+                Duration::ZERO,
+            )
+            .await
+            .expect("staging/eu");
+        let _staging = StoreLock::new(store.clone(), "staging", DEFAULT_TTL)
+            .acquire(
+                Lease::new("staging", "run", None, DEFAULT_TTL),
+                Duration::ZERO,
+            )
+            .await
+            .expect("staging is not held by staging/eu");
+        let _dot = StoreLock::new(store.clone(), ".", DEFAULT_TTL)
+            .acquire(Lease::new(".", "run", None, DEFAULT_TTL), Duration::ZERO)
+            .await
+            .expect("`.` is an environment like any other");
+        for info in store.list(LOCKS_DIR).await.expect("list") {
+            let key = info.key;
+            let rest = key.strip_prefix(LOCKS_DIR).expect("under locks/");
+            assert_eq!(
+                rest.matches('/').count(),
+                1,
+                "one segment per environment: {key}"
+            );
+        }
     }
 
     #[test]
