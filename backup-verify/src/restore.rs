@@ -258,15 +258,35 @@ pub async fn stage_archive(
     let std_file = staged
         .reopen()
         .map_err(|e| backup_core::Error::io("temp file", e))?;
-    // Buffered: each write to a tokio File is a blocking-pool round trip.
-    let mut file =
+    // Buffered: each write to a tokio File is a blocking-pool round trip. Capped at the raw
+    // size the manifest records: a damaged or hostile artifact that decompresses to more (a
+    // zstd bomb) must not fill the disk.
+    let file =
         tokio::io::BufWriter::with_capacity(1024 * 1024, tokio::fs::File::from_std(std_file));
+    let mut file = CappedWriter {
+        inner: file,
+        left: a.raw_size,
+        exceeded: false,
+    };
     let pass = read_pass(store, a, true, Consumer::Writer(&mut file)).await?;
+    let exceeded = file.exceeded;
     drop(file);
     let mut findings = pass_findings(&pass, source, a, VerificationLevel::Decompress);
     let damaged =
         pass.missing || findings.iter().any(|f| f.status == Failed) || pass.consumer_stopped;
-    if pass.consumer_stopped {
+    if exceeded {
+        findings.push(finding(
+            VerificationLevel::Decompress,
+            "raw-size",
+            source,
+            a,
+            Failed,
+            format!(
+                "{label}: decompresses to more than the {} bytes recorded; staging stopped there (a damaged or altered artifact)",
+                a.raw_size
+            ),
+        ));
+    } else if pass.consumer_stopped {
         findings.push(finding(
             VerificationLevel::Decompress,
             "staging",
@@ -283,6 +303,48 @@ pub async fn stage_archive(
         findings,
         damaged,
     })
+}
+
+/// A writer that refuses bytes past `left`.
+struct CappedWriter<W> {
+    inner: W,
+    left: u64,
+    exceeded: bool,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CappedWriter<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if buf.len() as u64 > self.left {
+            self.exceeded = true;
+            return std::task::Poll::Ready(Err(std::io::Error::other(
+                "more bytes than the recorded raw size",
+            )));
+        }
+        let this = &mut *self;
+        let written = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &written {
+            this.left -= *n as u64;
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
 }
 
 /// Level 3 for a staged archive: `pg_restore --list` with `tools`, checked against the tables the

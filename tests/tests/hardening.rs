@@ -95,3 +95,55 @@ fn secrets_in_mistyped_or_unusual_urls_are_never_echoed() {
         );
     }
 }
+
+#[test]
+fn an_artifact_that_decompresses_past_its_recorded_size_is_not_staged_whole() {
+    let server = predeploy_tests::PgServer::shared();
+    let db = predeploy_tests::restoring::small_database(server, "bomb");
+    let dir = tempfile::tempdir().expect("dir");
+    let store = dir.path().join("store");
+    let out = run(pre_deploy()
+        .args(["backup", "--json", "--verify-level", "checksum", "--store"])
+        .arg(&store)
+        .arg("--source")
+        .arg(format!("db={}", server.url(&db))));
+    out.assert_success();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let id = v["id"].as_str().expect("id").to_owned();
+
+    // 256 MiB of zeros in a few hundred KiB of zstd, with the manifest's digest and stored size
+    // rewritten to match (what a hostile store can do), the recorded raw size left as it was.
+    let dump = predeploy_tests::dump_path(&store, &id);
+    let bomb = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "head -c 268435456 /dev/zero | zstd -q -19 -c > '{}'",
+            dump.display()
+        ))
+        .status()
+        .expect("zstd");
+    assert!(bomb.success());
+    let bytes = std::fs::read(&dump).expect("bomb");
+    let digest = backup_core::Digest::of(&bytes);
+    tamper(&store, &id, |m| {
+        for a in m["sources"][0]["artifacts"]
+            .as_array_mut()
+            .expect("artifacts")
+        {
+            if a["name"] == "dump.pgc.zst" {
+                a["sha256"] = digest.to_string().into();
+                a["stored_size"] = bytes.len().into();
+            }
+        }
+    });
+    let temp = dir.path().join("tmp");
+    std::fs::create_dir_all(&temp).expect("tmp");
+    let out = run(pre_deploy()
+        .args(["verify", "last", "--level", "restore", "--store"])
+        .arg(&store)
+        .arg("--source")
+        .arg(format!("db={}", server.url(&db)))
+        .env("TMPDIR", &temp));
+    out.assert_code(4);
+    out.assert_stderr_contains("decompresses to more than the");
+}
