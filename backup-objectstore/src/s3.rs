@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backup_core::{Error, Result};
-use object_store::aws::{AmazonS3Builder, AmazonS3ConfigKey};
+use object_store::aws::{AmazonS3, AmazonS3Builder, AmazonS3ConfigKey};
 use object_store::prefix::PrefixStore;
 use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 
@@ -165,6 +165,17 @@ impl S3Settings {
     /// [`Error::Invalid`] for a plain-HTTP endpoint without `allow_http`, or settings the client
     /// rejects.
     pub fn build(&self, bucket: &str, prefix: &str) -> Result<Arc<dyn ObjectStore>> {
+        let s3 = self.amazon_s3(bucket)?;
+        if prefix.is_empty() {
+            Ok(Arc::new(s3))
+        } else {
+            Ok(Arc::new(PrefixStore::new(s3, prefix)))
+        }
+    }
+
+    /// The `object_store` client of `bucket` (see [`S3Settings::build`]); bucket sources and
+    /// targets take its credential chain.
+    pub(crate) fn amazon_s3(&self, bucket: &str) -> Result<AmazonS3> {
         let display = format!("s3://{bucket}");
         let invalid = |reason: String| Error::Invalid {
             what: "S3 settings",
@@ -226,12 +237,7 @@ impl S3Settings {
                 b = b.with_config(key, v);
             }
         }
-        let s3 = b.build().map_err(|e| invalid(e.to_string()))?;
-        if prefix.is_empty() {
-            Ok(Arc::new(s3))
-        } else {
-            Ok(Arc::new(PrefixStore::new(s3, prefix)))
-        }
+        b.build().map_err(|e| invalid(e.to_string()))
     }
 
     /// A short description without secrets, e.g. `endpoint http://127.0.0.1:3900, region garage`.

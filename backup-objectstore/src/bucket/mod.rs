@@ -7,6 +7,7 @@
 //! time match the previous backup's index, its digest is reused without reading or writing it.
 
 mod blob;
+mod client;
 mod gc;
 mod index;
 mod location;

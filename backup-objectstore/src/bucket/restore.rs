@@ -2,30 +2,31 @@
 //! directory, verifying every object's digest while it streams.
 
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use backup_core::{Digest, Error, Result, Sha256, SourceManifest, Store, layout};
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
-use object_store::path::Path;
-use object_store::{
-    Attribute, GetOptions, ObjectStore, PutMultipartOptions, PutOptions, PutPayload, WriteMultipart,
-};
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 
 use crate::bucket::blob::MEMORY_SPOOL_LIMIT;
+use crate::bucket::client::{ObjectHeaders, S3Bucket};
 use crate::bucket::index::{IndexEntry, index_artifact, read_index};
 use crate::bucket::location::BucketLocation;
 use crate::bucket::snapshot::DEFAULT_CONCURRENCY;
-use crate::bucket::source::{BucketSource, join_attributes};
-use crate::error::map_error;
+use crate::bucket::source::BucketSource;
 use crate::s3::S3Settings;
 use crate::store::SHA256_METADATA;
 
-/// Multipart part size for large restored objects.
+/// Multipart part size for large restored objects (at most 10,000 parts: objects up to
+/// about 97 GiB).
 const PART_SIZE: usize = 10 * 1024 * 1024;
+
+/// Keys that cannot be files, named one by one in the error of a directory restore (the rest
+/// are counted; every one is logged).
+const NAMED_KEYS: usize = 50;
 
 /// What a bucket restore did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -54,8 +55,17 @@ pub struct BucketRestorer {
 }
 
 enum Target {
-    S3(Arc<dyn ObjectStore>),
+    S3(S3Bucket),
     Directory(PathBuf),
+}
+
+/// What became of one object of the snapshot.
+enum Placed {
+    Written,
+    /// Already there with the same bytes.
+    Unchanged,
+    /// A directory cannot hold its key (the reason); nothing was written for it.
+    NotAFile(String),
 }
 
 impl BucketRestorer {
@@ -82,11 +92,16 @@ impl BucketRestorer {
     /// same bytes are skipped; objects in the target that the snapshot lacks are left alone and
     /// counted.
     ///
+    /// S3 targets take every key as it is. A directory cannot hold every key S3 can (empty,
+    /// `.` or `..` segments, a leading or trailing `/`, a segment over 255 bytes, a file and a
+    /// directory of the same name): such objects are skipped, each logged with its key, every
+    /// other object is restored, and then the restore fails naming them.
+    ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] for a source without an index or a key that would escape a directory;
-    /// [`Error::Store`] (op `restore`) naming the key for a digest mismatch; the store's or the
-    /// target's errors.
+    /// [`Error::Invalid`] for a source without an index; [`Error::Io`] naming every key a
+    /// directory could not hold, once the other objects are restored; [`Error::Store`] (op
+    /// `restore`) naming the key for a digest mismatch; the store's or the target's errors.
     pub async fn restore(
         &self,
         store: &dyn Store,
@@ -103,7 +118,11 @@ impl BucketRestorer {
                 bucket,
                 prefix,
                 settings,
-            } => Target::S3(self.base.overridden_by(settings).build(bucket, prefix)?),
+            } => Target::S3(S3Bucket::open(
+                &self.base.overridden_by(settings),
+                bucket,
+                prefix,
+            )?),
             BucketLocation::Directory(dir) => {
                 tokio::fs::create_dir_all(dir)
                     .await
@@ -116,17 +135,24 @@ impl BucketRestorer {
         let written = AtomicU64::new(0);
         let unchanged = AtomicU64::new(0);
         let with_metadata = AtomicU64::new(0);
+        let not_files: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
         let target_ref = &target_backend;
         read_index(store, artifact)
             .await?
             .map_ok(|entry| {
-                let (objects, bytes, written, unchanged, with_metadata) =
-                    (&objects, &bytes, &written, &unchanged, &with_metadata);
+                let (objects, bytes, written, unchanged, with_metadata, not_files) = (
+                    &objects,
+                    &bytes,
+                    &written,
+                    &unchanged,
+                    &with_metadata,
+                    &not_files,
+                );
                 async move {
                     objects.fetch_add(1, Ordering::Relaxed);
                     bytes.fetch_add(entry.size, Ordering::Relaxed);
-                    let wrote = match target_ref {
-                        Target::S3(t) => restore_s3(store, t.as_ref(), &entry).await?,
+                    let placed = match target_ref {
+                        Target::S3(t) => restore_s3(store, t, &entry).await?,
                         Target::Directory(d) => {
                             if entry.content_type.is_some()
                                 || !entry.metadata.is_empty()
@@ -137,14 +163,31 @@ impl BucketRestorer {
                             restore_file(store, d, &entry).await?
                         }
                     };
-                    let counter = if wrote { written } else { unchanged };
-                    counter.fetch_add(1, Ordering::Relaxed);
+                    match placed {
+                        Placed::Written => written.fetch_add(1, Ordering::Relaxed),
+                        Placed::Unchanged => unchanged.fetch_add(1, Ordering::Relaxed),
+                        Placed::NotAFile(reason) => {
+                            tracing::warn!("object {:?} was not restored: {reason}", entry.key);
+                            if let Ok(mut v) = not_files.lock() {
+                                v.push((entry.key, reason));
+                            }
+                            0
+                        }
+                    };
                     Ok::<_, Error>(())
                 }
             })
             .try_buffer_unordered(self.concurrency)
             .try_collect::<()>()
             .await?;
+        let not_files = not_files.into_inner().unwrap_or_default();
+        if !not_files.is_empty() {
+            return Err(not_files_error(
+                target,
+                not_files,
+                written.into_inner() + unchanged.into_inner(),
+            ));
+        }
 
         let mut notes = Vec::new();
         let with_metadata = with_metadata.into_inner();
@@ -227,128 +270,154 @@ fn mismatch(entry: &IndexEntry, got: Digest, size: u64) -> Error {
     )
 }
 
-/// Writes one object to an S3 target; false when it was already there with the same bytes.
-async fn restore_s3(
-    store: &dyn Store,
-    target: &dyn ObjectStore,
-    entry: &IndexEntry,
-) -> Result<bool> {
-    let path = Path::parse(&entry.key).map_err(|e| Error::Invalid {
-        what: "object key",
-        value: entry.key.clone(),
-        reason: e.to_string(),
-    })?;
-    let head = GetOptions {
-        head: true,
-        ..GetOptions::default()
-    };
-    match target.get_opts(&path, head).await {
-        Ok(existing)
-            if existing.meta.size == entry.size
-                && existing
-                    .attributes
-                    .get(&Attribute::Metadata(SHA256_METADATA.into()))
-                    .is_some_and(|v| v.as_ref() == entry.sha256.hex()) =>
-        {
-            return Ok(false);
-        }
-        Ok(_) | Err(object_store::Error::NotFound { .. }) => {}
-        Err(e) => return Err(map_error("head", &entry.key, e)),
+/// The error of a directory restore that skipped `not_files` (key, reason) and restored
+/// `restored` other objects.
+fn not_files_error(
+    target: &BucketLocation,
+    mut not_files: Vec<(String, String)>,
+    restored: u64,
+) -> Error {
+    not_files.sort();
+    let n = not_files.len();
+    let mut named: Vec<String> = not_files
+        .iter()
+        .take(NAMED_KEYS)
+        .map(|(key, reason)| format!("{key:?} ({reason})"))
+        .collect();
+    if n > NAMED_KEYS {
+        named.push(format!("and {} more (each is in the log)", n - NAMED_KEYS));
     }
-    let attributes = join_attributes(
-        entry.content_type.as_deref(),
-        &entry.headers,
-        &entry.metadata,
-    );
+    Error::io(
+        format!(
+            "{n} object(s) were not restored into {target}: a directory cannot hold their keys: \
+             {}; the other {restored} object(s) were restored",
+            named.join(", ")
+        ),
+        std::io::Error::new(std::io::ErrorKind::InvalidFilename, "not restored"),
+    )
+}
+
+/// Writes one object to an S3 target, or leaves it when it is already there with the same
+/// bytes (its `x-amz-meta-sha256` says so).
+async fn restore_s3(store: &dyn Store, target: &S3Bucket, entry: &IndexEntry) -> Result<Placed> {
+    if let Some((size, metadata)) = target.head(&entry.key).await?
+        && size == entry.size
+        && metadata
+            .get(SHA256_METADATA)
+            .is_some_and(|v| *v == entry.sha256.hex())
+    {
+        return Ok(Placed::Unchanged);
+    }
+    let headers = ObjectHeaders {
+        content_type: entry.content_type.as_deref(),
+        headers: &entry.headers,
+        metadata: &entry.metadata,
+    };
     let blob = layout::blob_key(&entry.sha256);
     let mut stream = store.get(&blob).await?;
     let mut hasher = Sha256::new();
     if entry.size as usize <= MEMORY_SPOOL_LIMIT {
-        let mut chunks: Vec<Bytes> = Vec::new();
+        let mut data = BytesMut::with_capacity(entry.size as usize);
         while let Some(chunk) = stream.next().await {
             let chunk = chunk.map_err(|e| Error::store("get", &blob, e))?;
             hasher.update(&chunk);
-            chunks.push(chunk);
+            data.extend_from_slice(&chunk);
         }
         let size = hasher.len();
         let got = hasher.finish();
         if got != entry.sha256 || size != entry.size {
             return Err(mismatch(entry, got, size));
         }
-        let opts = PutOptions {
-            attributes,
-            ..PutOptions::default()
-        };
-        target
-            .put_opts(&path, PutPayload::from_iter(chunks), opts)
-            .await
-            .map_err(|e| map_error("put", &entry.key, e))?;
-        return Ok(true);
+        target.put(&entry.key, data.freeze(), &headers).await?;
+        return Ok(Placed::Written);
     }
-    let upload = target
-        .put_multipart_opts(
-            &path,
-            PutMultipartOptions {
-                attributes,
-                ..PutMultipartOptions::default()
-            },
-        )
-        .await
-        .map_err(|e| map_error("put", &entry.key, e))?;
-    // Aborted on drop: a cancelled restore leaves no upload behind on the target.
-    let mut upload = crate::store::AbortOnDrop::new(
-        WriteMultipart::new_with_chunk_size(upload, PART_SIZE),
-        &entry.key,
-    );
-    let writer = upload.writer();
+    // Aborted when it fails, and on drop: a cancelled restore leaves no upload behind.
+    let mut upload = target.start_upload(&entry.key, &headers).await?;
+    let mut part = BytesMut::with_capacity(PART_SIZE);
     let outcome: Result<()> = async {
         while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|e| Error::store("get", &blob, e))?;
+            let mut chunk: Bytes = chunk.map_err(|e| Error::store("get", &blob, e))?;
             hasher.update(&chunk);
-            writer
-                .wait_for_capacity(2)
-                .await
-                .map_err(|e| map_error("put", &entry.key, e))?;
-            writer.put(chunk);
+            while !chunk.is_empty() {
+                let take = chunk.len().min(PART_SIZE - part.len());
+                part.extend_from_slice(&chunk.split_to(take));
+                if part.len() == PART_SIZE {
+                    upload.put_part(part.split().freeze()).await?;
+                }
+            }
+        }
+        let size = hasher.len();
+        let got = hasher.clone().finish();
+        if got != entry.sha256 || size != entry.size {
+            return Err(mismatch(entry, got, size));
+        }
+        if !part.is_empty() {
+            upload.put_part(part.split().freeze()).await?;
         }
         Ok(())
     }
     .await;
-    let size = hasher.len();
-    let got = hasher.finish();
-    let outcome = outcome.and_then(|()| {
-        if got != entry.sha256 || size != entry.size {
-            Err(mismatch(entry, got, size))
-        } else {
-            Ok(())
+    match outcome {
+        Ok(()) => upload.finish().await?,
+        Err(e) => {
+            upload.abort().await;
+            return Err(e);
         }
-    });
-    if let Err(e) = outcome {
-        upload.abort().await;
-        return Err(e);
     }
-    upload
-        .finish()
-        .await
-        .map_err(|e| map_error("put", &entry.key, e))?;
-    Ok(true)
+    Ok(Placed::Written)
 }
 
-/// The file a key restores to, refusing keys that would leave the directory.
-fn file_for(dir: &FsPath, key: &str) -> Result<PathBuf> {
-    let bad = key.is_empty()
-        || key.starts_with('/')
-        || key
-            .split('/')
-            .any(|seg| seg.is_empty() || seg == "." || seg == ".." || seg.contains('\0'));
-    if bad {
-        return Err(Error::Invalid {
-            what: "object key",
-            value: key.to_owned(),
-            reason: "it cannot be restored as a file inside the target directory".into(),
-        });
+/// Longest file name (bytes) Linux file systems take.
+const NAME_MAX: usize = 255;
+/// Longest path (bytes, without the final NUL) a system call takes.
+const PATH_MAX: usize = 4095;
+
+/// The file a key restores to, or why no file system can hold it there (keys that would leave
+/// the directory, or name another file, among them).
+fn file_for(dir: &FsPath, key: &str) -> std::result::Result<PathBuf, String> {
+    use std::os::unix::ffi::OsStrExt as _;
+    let reason = if key.is_empty() {
+        Some("an empty key".to_owned())
+    } else if key.starts_with('/') {
+        Some("it starts with /".to_owned())
+    } else if key.ends_with('/') {
+        Some("it ends with /".to_owned())
+    } else if key.contains('\0') {
+        Some("it has a NUL byte".to_owned())
+    } else {
+        key.split('/').find_map(|seg| match seg {
+            "" => Some("it has an empty segment".to_owned()),
+            "." => Some("it has a . segment".to_owned()),
+            ".." => Some("it has a .. segment".to_owned()),
+            s if s.len() > NAME_MAX => Some(format!(
+                "a segment of {} bytes is longer than a file name can be ({NAME_MAX})",
+                s.len()
+            )),
+            _ => None,
+        })
+    };
+    if let Some(reason) = reason {
+        return Err(reason);
     }
-    Ok(dir.join(key))
+    let path = dir.join(key);
+    if path.as_os_str().as_bytes().len() > PATH_MAX {
+        return Err(format!(
+            "the file's path would be longer than {PATH_MAX} bytes"
+        ));
+    }
+    Ok(path)
+}
+
+/// Whether an I/O error says a file system cannot hold a path: a file where a directory must
+/// be or the reverse (S3 holds `a` and `a/b` side by side), or a name too long for it.
+fn is_not_a_file(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::{
+        AlreadyExists, DirectoryNotEmpty, InvalidFilename, IsADirectory, NotADirectory,
+    };
+    matches!(
+        e.kind(),
+        AlreadyExists | DirectoryNotEmpty | InvalidFilename | IsADirectory | NotADirectory
+    )
 }
 
 /// Hashes an existing file; `None` when it is missing or not a regular file.
@@ -365,27 +434,46 @@ async fn file_digest(path: &FsPath) -> Option<(u64, Digest)> {
     Some((hasher.len(), hasher.finish()))
 }
 
-/// Writes one object into a directory (temp file, then rename); false when the file was
-/// already there with the same bytes.
-async fn restore_file(store: &dyn Store, dir: &FsPath, entry: &IndexEntry) -> Result<bool> {
-    let path = file_for(dir, &entry.key)?;
+/// Writes one object into a directory (temp file, then rename), or leaves it when the file is
+/// already there with the same bytes, or says why the directory cannot hold its key.
+async fn restore_file(store: &dyn Store, dir: &FsPath, entry: &IndexEntry) -> Result<Placed> {
+    let path = match file_for(dir, &entry.key) {
+        Ok(path) => path,
+        Err(reason) => return Ok(Placed::NotAFile(reason)),
+    };
     let io = |what: &str, e: std::io::Error| Error::io(format!("{what} {}", path.display()), e);
+    let conflict = |e: &std::io::Error| {
+        Placed::NotAFile(format!(
+            "{} cannot be a file there: {e} (a file and a directory cannot share a name; S3 \
+             holds `a` and `a/b` side by side)",
+            path.display()
+        ))
+    };
     if let Ok(meta) = tokio::fs::metadata(&path).await
         && meta.len() == entry.size
         && file_digest(&path)
             .await
             .is_some_and(|(_, d)| d == entry.sha256)
     {
-        return Ok(false);
+        return Ok(Placed::Unchanged);
     }
     let parent = path.parent().unwrap_or(dir).to_path_buf();
-    tokio::fs::create_dir_all(&parent)
-        .await
-        .map_err(|e| io("cannot create the directory of", e))?;
-    let name = path
+    match tokio::fs::create_dir_all(&parent).await {
+        Ok(()) => {}
+        Err(e) if is_not_a_file(&e) => return Ok(conflict(&e)),
+        Err(e) => return Err(io("cannot create the directory of", e)),
+    }
+    // The temp file's name must fit too: `.<name>.<random>.pd-restore` with a shortened name.
+    let name: String = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
+        .unwrap_or_default()
+        .chars()
+        .scan(0, |len, c| {
+            *len += c.len_utf8();
+            (*len <= 100).then_some(c)
+        })
+        .collect();
     // Removed when dropped: a failed or interrupted restore leaves no partial file.
     let (std_file, temp) = {
         let parent = parent.clone();
@@ -420,7 +508,7 @@ async fn restore_file(store: &dyn Store, dir: &FsPath, entry: &IndexEntry) -> Re
     let std_file = file.into_std().await;
     let modified = Some(std::time::SystemTime::from(entry.last_modified));
     let target = path.clone();
-    tokio::task::spawn_blocking(move || {
+    let persisted = tokio::task::spawn_blocking(move || {
         if let Some(t) = modified {
             let _ = std_file.set_modified(t);
         }
@@ -433,9 +521,12 @@ async fn restore_file(store: &dyn Store, dir: &FsPath, entry: &IndexEntry) -> Re
             "cannot move the restored file into place at",
             std::io::Error::other(e),
         )
-    })?
-    .map_err(|e| io("cannot move the restored file into place at", e))?;
-    Ok(true)
+    })?;
+    match persisted {
+        Ok(_) => Ok(Placed::Written),
+        Err(e) if is_not_a_file(&e) => Ok(conflict(&e)),
+        Err(e) => Err(io("cannot move the restored file into place at", e)),
+    }
 }
 
 #[cfg(test)]
@@ -446,11 +537,25 @@ mod tests {
     fn keys_never_escape_the_directory() {
         let d = FsPath::new("/restore");
         assert_eq!(
-            file_for(d, "a b/é").expect("ok"),
-            PathBuf::from("/restore/a b/é")
+            file_for(d, "a b/é\t\n%2F\\x").expect("ok"),
+            PathBuf::from("/restore/a b/é\t\n%2F\\x")
         );
-        for bad in ["", "/etc/passwd", "../x", "a/../../x", "a//b", "a/./b"] {
-            assert!(file_for(d, bad).is_err(), "{bad}");
+        assert!(file_for(d, &"n".repeat(255)).is_ok());
+        for (bad, why) in [
+            ("", "empty"),
+            ("/etc/passwd", "starts with /"),
+            ("../x", ".. segment"),
+            ("a/../../x", ".. segment"),
+            ("a//b", "empty segment"),
+            ("a/./b", ". segment"),
+            (".", ". segment"),
+            ("trail/", "ends with /"),
+            ("nul\0", "NUL"),
+            (&"é".repeat(128), "256 bytes"),
+            (&["d"; 2100].join("/"), "longer than 4095"),
+        ] {
+            let reason = file_for(d, bad).expect_err(bad);
+            assert!(reason.contains(why), "{bad}: {reason}");
         }
     }
 }

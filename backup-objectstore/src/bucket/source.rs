@@ -12,6 +12,7 @@ use object_store::path::Path;
 use object_store::{Attribute, Attributes, GetOptions, ObjectStore};
 use tokio::sync::mpsc;
 
+use crate::bucket::client::S3Bucket;
 use crate::bucket::location::BucketLocation;
 use crate::error::map_error;
 use crate::s3::S3Settings;
@@ -60,8 +61,9 @@ impl std::fmt::Debug for FetchedObject {
     }
 }
 
-/// Where a bucket snapshot reads from: an S3-compatible bucket (through `object_store`) or a
-/// local directory (read directly, so every regular file is seen, whatever its name).
+/// Where a bucket snapshot reads from: an S3-compatible bucket (with a client that keeps every
+/// key S3 can hold exactly as it is) or a local directory (read directly, so every regular
+/// file is seen, whatever its name).
 #[derive(Debug, Clone)]
 pub struct BucketSource {
     location: BucketLocation,
@@ -70,7 +72,9 @@ pub struct BucketSource {
 
 #[derive(Debug, Clone)]
 enum Backend {
-    S3(Arc<dyn ObjectStore>),
+    S3(S3Bucket),
+    /// An `object_store` client given by the caller: only keys its `Path` can represent.
+    ObjectStore(Arc<dyn ObjectStore>),
     Directory(PathBuf),
 }
 
@@ -87,17 +91,23 @@ impl BucketSource {
                 bucket,
                 prefix,
                 settings,
-            } => Backend::S3(base.overridden_by(settings).build(bucket, prefix)?),
+            } => Backend::S3(S3Bucket::open(
+                &base.overridden_by(settings),
+                bucket,
+                prefix,
+            )?),
             BucketLocation::Directory(dir) => Backend::Directory(dir.clone()),
         };
         Ok(BucketSource { location, backend })
     }
 
-    /// Wraps an existing `object_store` client (tests, embedding tools).
+    /// Wraps an existing `object_store` client (tests, embedding tools). Keys its `Path`
+    /// cannot represent (empty, `.` or `..` segments, control characters) fail the listing;
+    /// [`BucketSource::open`] has no such limit.
     pub fn from_object_store(location: BucketLocation, store: Arc<dyn ObjectStore>) -> Self {
         BucketSource {
             location,
-            backend: Backend::S3(store),
+            backend: Backend::ObjectStore(store),
         }
     }
 
@@ -126,7 +136,7 @@ impl BucketSource {
                     .map_err(|e| Error::io(format!("cannot list {}", dir.display()), e))?;
                 Ok(())
             }
-            Backend::S3(_) => match self.list().next().await {
+            Backend::S3(_) | Backend::ObjectStore(_) => match self.list().next().await {
                 None | Some(Ok(_)) => Ok(()),
                 Some(Err(e)) => Err(e),
             },
@@ -137,7 +147,8 @@ impl BucketSource {
     /// symbolic links to directories; files that are not regular are skipped.
     pub fn list(&self) -> BoxStream<'static, Result<ListedObject>> {
         match &self.backend {
-            Backend::S3(store) => store
+            Backend::S3(bucket) => bucket.list(),
+            Backend::ObjectStore(store) => store
                 .list(None)
                 .map(|item| {
                     item.map(|meta| ListedObject {
@@ -168,7 +179,8 @@ impl BucketSource {
     /// The source's error.
     pub async fn get(&self, key: &str) -> Result<Option<FetchedObject>> {
         match &self.backend {
-            Backend::S3(store) => {
+            Backend::S3(bucket) => bucket.get(key).await,
+            Backend::ObjectStore(store) => {
                 let path = Path::parse(key).map_err(|e| Error::Invalid {
                     what: "object key",
                     value: key.to_owned(),
@@ -258,32 +270,6 @@ pub(crate) fn split_attributes(
         }
     }
     (content_type, headers, metadata)
-}
-
-/// The inverse of [`split_attributes`].
-pub(crate) fn join_attributes(
-    content_type: Option<&str>,
-    headers: &BTreeMap<String, String>,
-    metadata: &BTreeMap<String, String>,
-) -> Attributes {
-    let mut attrs = Attributes::new();
-    if let Some(ct) = content_type {
-        attrs.insert(Attribute::ContentType, ct.to_owned().into());
-    }
-    for (k, v) in headers {
-        let attr = match k.as_str() {
-            "cache-control" => Attribute::CacheControl,
-            "content-disposition" => Attribute::ContentDisposition,
-            "content-encoding" => Attribute::ContentEncoding,
-            "content-language" => Attribute::ContentLanguage,
-            _ => continue,
-        };
-        attrs.insert(attr, v.clone().into());
-    }
-    for (k, v) in metadata {
-        attrs.insert(Attribute::Metadata(k.clone().into()), v.clone().into());
-    }
-    attrs
 }
 
 fn meta_time(meta: &object_store::ObjectMeta) -> Timestamp {
