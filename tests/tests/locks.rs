@@ -3,8 +3,11 @@
 //! commands never overlap, a second run without `--wait-lock` exits 6 naming the holder, and
 //! the lease of a killed run is taken over once it expired, with a report.
 
+use std::io::{BufRead as _, BufReader};
+use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use predeploy_tests::pg::wait_until;
@@ -40,6 +43,18 @@ fn targets(test: &str) -> Vec<Target> {
 }
 
 fn spawn_run(target: &Target, work: &Path, db_url: &str, extra: &[&str], deploy: &str) -> Child {
+    run_command(target, work, db_url, extra, deploy)
+        .spawn()
+        .expect("pre-deploy starts")
+}
+
+fn run_command(
+    target: &Target,
+    work: &Path,
+    db_url: &str,
+    extra: &[&str],
+    deploy: &str,
+) -> Command {
     let mut cmd = pre_deploy();
     cmd.args([
         "--store",
@@ -62,18 +77,18 @@ fn spawn_run(target: &Target, work: &Path, db_url: &str, extra: &[&str], deploy:
     .stdin(Stdio::null())
     .stdout(Stdio::piped())
     .stderr(Stdio::piped());
-    cmd.spawn().expect("pre-deploy starts")
+    cmd
 }
 
-/// Starts a `run` whose deploy command holds the lock until `release` exists (forever when
-/// `None`), and waits until it is in its deploy command, so it certainly holds the lock.
-fn hold(target: &Target, work: &Path, db_url: &str, release: Option<&Path>) -> Child {
+/// Starts a `run` whose deploy command holds the lock until `release` exists, and waits until it
+/// is in its deploy command, so it certainly holds the lock.
+fn hold(target: &Target, work: &Path, db_url: &str, release: &Path) -> Child {
     let started = work.join("started");
-    let wait = match release {
-        Some(r) => format!("while [ ! -e '{}' ]; do sleep 0.1; done", r.display()),
-        None => "sleep 600".to_owned(),
-    };
-    let deploy = format!("touch '{}'; {wait}", started.display());
+    let deploy = format!(
+        "touch '{}'; while [ ! -e '{}' ]; do sleep 0.1; done",
+        started.display(),
+        release.display()
+    );
     let child = spawn_run(target, work, db_url, &[], &deploy);
     assert!(
         wait_until(Duration::from_secs(120), || started.exists()),
@@ -81,6 +96,104 @@ fn hold(target: &Target, work: &Path, db_url: &str, release: Option<&Path>) -> C
         target.name
     );
     child
+}
+
+/// A process group started by the test, killed (SIGKILL, by its id) when dropped, so that a
+/// failing test leaves none of its processes behind.
+struct Group(u32);
+
+impl Group {
+    /// Sends SIGKILL to every process of the group.
+    fn kill(&self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.0)])
+            .stderr(Stdio::null())
+            .status();
+    }
+
+    /// The live (not zombie) processes of the group, from `/proc`.
+    fn members(&self) -> Vec<u32> {
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                // Fields after the parenthesised command name: state, ppid, pgrp, ...
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|stat| {
+                        let rest = stat.rsplit_once(')')?.1.to_owned();
+                        let fields: Vec<&str> = rest.split_whitespace().collect();
+                        Some(fields.first()? != &"Z" && fields.get(2)? == &self.0.to_string())
+                    })
+                    .unwrap_or(false)
+            })
+            .collect()
+    }
+}
+
+impl Drop for Group {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Starts a `run` in a process group of its own whose deploy command sleeps forever, and waits
+/// until the deploy command runs; returns the run, its group and the deploy shell's pid.
+fn hold_forever(target: &Target, work: &Path, db_url: &str) -> (Child, Group, u32) {
+    let started = work.join("started");
+    let deploy = format!(
+        "echo $$ > '{}.tmp'; mv '{0}.tmp' '{0}'; sleep 600",
+        started.display()
+    );
+    let child = run_command(target, work, db_url, &[], &deploy)
+        .process_group(0)
+        .spawn()
+        .expect("pre-deploy starts");
+    let group = Group(child.id());
+    assert!(
+        wait_until(Duration::from_secs(120), || started.exists()),
+        "{}: the first run reached its deploy command",
+        target.name
+    );
+    let shell = std::fs::read_to_string(&started)
+        .expect("the deploy shell's pid")
+        .trim()
+        .parse()
+        .expect("a pid");
+    (child, group, shell)
+}
+
+/// Reads a child's stderr on a thread: each line is sent on the returned channel, and the
+/// thread returns everything read when the stream ends.
+fn stderr_lines(child: &mut Child) -> (mpsc::Receiver<String>, std::thread::JoinHandle<String>) {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            let _ = tx.send(line);
+        }
+        all
+    });
+    (rx, reader)
+}
+
+/// The number of backups in the target's store.
+fn backup_count(target: &Target, work: &Path) -> usize {
+    let list = predeploy_tests::run(
+        pre_deploy()
+            .args(["--store", &target.store, "--json", "list"])
+            .envs(target.env.iter().map(|(k, v)| (*k, v.as_str())))
+            .current_dir(work),
+    );
+    list.assert_success();
+    let v: serde_json::Value = serde_json::from_str(&list.stdout).expect("json");
+    v["backups"].as_array().map_or(0, Vec::len)
 }
 
 fn finish(child: Child) -> Output {
@@ -143,14 +256,13 @@ fn concurrent_runs_take_turns_on_every_store() {
                 target.name
             );
         }
-        // Every lease was released.
-        let out = predeploy_tests::run(
-            pre_deploy()
-                .args(["--store", &target.store, "list", "--json"])
-                .envs(target.env.iter().map(|(k, v)| (*k, v.as_str())))
-                .current_dir(work.path()),
+        // Each run made its own backup.
+        assert_eq!(
+            backup_count(&target, work.path()),
+            4,
+            "{}: one backup per run",
+            target.name
         );
-        out.assert_success();
     }
 }
 
@@ -164,48 +276,63 @@ fn a_held_lock_refuses_with_exit_6_naming_the_holder() {
     for target in targets("held") {
         let work = tempfile::tempdir().expect("workdir");
         let release = work.path().join("release");
-        let holder = hold(&target, work.path(), &server.url(&db), Some(&release));
+        let holder = hold(&target, work.path(), &server.url(&db), &release);
         let holder_pid = holder.id();
 
+        let refused_marker = work.path().join("refused-deploy-ran");
         let second = finish(spawn_run(
             &target,
             work.path(),
             &server.url(&db),
             &[],
-            "true",
+            &format!("touch '{}'", refused_marker.display()),
         ));
         second.assert_code(6);
         second.assert_stderr_contains(&format!("pid {holder_pid} (run"));
         second.assert_stderr_contains("--wait-lock");
-        second.assert_stderr_contains("REFUSED (exit 6)");
+        second.assert_stderr_contains("REFUSED (exit 6): the deploy command did not run");
+        assert!(
+            !refused_marker.exists(),
+            "{}: the refused run's deploy command did not run",
+            target.name
+        );
 
-        let waiter = spawn_run(
+        let waited_marker = work.path().join("waiting-deploy-ran");
+        let mut waiter = spawn_run(
             &target,
             work.path(),
             &server.url(&db),
             &["--wait-lock", "300s"],
-            "true",
+            &format!("touch '{}'", waited_marker.display()),
         );
-        std::thread::sleep(Duration::from_millis(1500));
+        let (lines, waiter_stderr) = stderr_lines(&mut waiter);
+        // Release the holder only once the waiter has found the lock held and is waiting.
+        let waiting = lines
+            .iter()
+            .any(|line| line.contains("the lock is held; waiting"));
+        assert!(waiting, "{}: the waiter waits for the lock", target.name);
+        assert!(
+            !waited_marker.exists(),
+            "{}: nothing is deployed while the lock is held",
+            target.name
+        );
         std::fs::write(&release, "").expect("release the holder");
         let first = finish(holder);
         assert_eq!(first.code, 0, "{}: {}", target.name, first.stderr);
-        let waited = finish(waiter);
-        assert_eq!(waited.code, 0, "{}: {}", target.name, waited.stderr);
-
-        let list = predeploy_tests::run(
-            pre_deploy()
-                .args(["--store", &target.store, "--json", "list"])
-                .envs(target.env.iter().map(|(k, v)| (*k, v.as_str())))
-                .current_dir(work.path()),
+        let status = waiter.wait().expect("the waiter exits");
+        let waiter_stderr = waiter_stderr.join().expect("stderr reader");
+        assert_eq!(status.code(), Some(0), "{}: {waiter_stderr}", target.name);
+        assert!(
+            waited_marker.exists(),
+            "{}: the waiter deployed",
+            target.name
         );
-        list.assert_success();
-        let v: serde_json::Value = serde_json::from_str(&list.stdout).expect("json");
-        let n = v["backups"].as_array().map_or(0, Vec::len);
+
         assert_eq!(
-            n, 2,
-            "{}: the refused run stored nothing: {}",
-            target.name, list.stdout
+            backup_count(&target, work.path()),
+            2,
+            "{}: the refused run stored nothing",
+            target.name
         );
     }
 }
@@ -221,10 +348,25 @@ fn the_lease_of_a_killed_run_is_taken_over_after_it_expires() {
         let work = tempfile::tempdir().expect("workdir");
         std::fs::write(work.path().join("predeploy.toml"), "[lock]\nttl = \"4s\"\n")
             .expect("config");
-        let mut victim = hold(&target, work.path(), &server.url(&db), None);
+        let (mut victim, group, shell) = hold_forever(&target, work.path(), &server.url(&db));
+        assert!(
+            group.members().contains(&shell),
+            "{}: the deploy shell {shell} is in the run's process group {}",
+            target.name,
+            group.0
+        );
         victim.kill().expect("SIGKILL");
         let _ = victim.wait();
-        let _ = Command::new("pkill").args(["-f", "sleep 600"]).status();
+        // SIGKILL cannot be passed on: the deploy command of the killed run lives on, in the
+        // process group the test started. End that group (by its id, nothing else).
+        group.kill();
+        let left = || group.members();
+        assert!(
+            wait_until(Duration::from_secs(10), || left().is_empty()),
+            "{}: the deploy command (shell {shell}) and its children are gone: {:?}",
+            target.name,
+            left()
+        );
 
         let next = finish(spawn_run(
             &target,
@@ -250,7 +392,7 @@ fn a_long_run_keeps_its_lease_by_renewing_it() {
         std::fs::write(work.path().join("predeploy.toml"), "[lock]\nttl = \"3s\"\n")
             .expect("config");
         let release = work.path().join("release");
-        let holder = hold(&target, work.path(), &server.url(&db), Some(&release));
+        let holder = hold(&target, work.path(), &server.url(&db), &release);
         // Three ttls later the lease would long have expired without renewal.
         std::thread::sleep(Duration::from_secs(9));
         let second = finish(spawn_run(
