@@ -19,7 +19,8 @@ pub enum FakePgDump {
     EmptyOutput,
     /// Claims to be pg_dump 9.6 (older than any server here).
     TooOld,
-    /// Runs the real pg_dump, passes on its first 64 KiB, then hangs (to interrupt a backup).
+    /// Runs the real pg_dump, passes on its first 64 KiB, then creates [`STALLED_MARKER`] in the
+    /// tool dir and hangs (to interrupt a backup mid-stream).
     Stalls,
     /// Runs the real pg_dump, but first appends its argv and `PGPASSWORD` presence to `args.log`.
     LogsArguments,
@@ -30,6 +31,9 @@ pub enum FakePgDump {
     /// whose table of contents lacks the data of a table the backup counted.
     WithoutDataOf(&'static str),
 }
+
+/// The file [`FakePgDump::Stalls`] creates in its tool dir once it has passed on its 64 KiB.
+pub const STALLED_MARKER: &str = "stalled";
 
 /// How much of the real archive [`FakePgDump::CutShort`] passes on (past the table of contents
 /// of any test database, inside its data).
@@ -58,7 +62,10 @@ pub fn tool_dir(fake: FakePgDump) -> TempDir {
         FakePgDump::KilledMidStream => {
             format!("{version}\n{real} \"$@\" | head -c 65536\nkill -9 $$\n")
         }
-        FakePgDump::Stalls => format!("{version}\n{real} \"$@\" | head -c 65536\nexec sleep 60\n"),
+        FakePgDump::Stalls => format!(
+            "{version}\n{real} \"$@\" | head -c 65536\ntouch {stalled}\nexec sleep 60\n",
+            stalled = dir.path().join(STALLED_MARKER).display()
+        ),
         FakePgDump::EmptyOutput => format!("{version}\nexit 0\n"),
         FakePgDump::TooOld => "echo 'pg_dump (PostgreSQL) 9.6.24'\nexit 0\n".to_owned(),
         FakePgDump::CutShort => {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use predeploy_tests::fakes::{FakePgDump, tool_dir};
+use predeploy_tests::fakes::{FakePgDump, STALLED_MARKER, tool_dir};
 use predeploy_tests::pg::wait_until;
 use predeploy_tests::{PgServer, dump_path, pre_deploy, restore_artifact, run};
 
@@ -49,14 +49,13 @@ fn row_counts_match_the_dump_while_writes_continue() {
         .arg("--source")
         .arg(format!("db={}", server.url(&db))));
     let during = batches.load(Ordering::SeqCst);
-    std::thread::sleep(Duration::from_millis(300));
+    let went_on = wait_until(Duration::from_secs(10), || {
+        batches.load(Ordering::SeqCst) > during
+    });
     stop.store(true, Ordering::SeqCst);
     writer.join().expect("writer thread");
     out.assert_success();
-    assert!(
-        batches.load(Ordering::SeqCst) > during,
-        "writes went on while and after the backup ran"
-    );
+    assert!(went_on, "writes went on while and after the backup ran");
 
     let result: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
     let id = result["id"].as_str().expect("id");
@@ -120,7 +119,8 @@ fn an_interrupted_backup_is_cleaned_up_and_refused_with_exit_3() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("starts");
-    // Wait until the backup's data directory exists: the dump is streaming.
+    // Wait until the backup's data directory exists and pg_dump has passed on its first bytes
+    // and hangs: the dump is mid-stream.
     let backups = store.path().join("backups");
     assert!(
         wait_until(Duration::from_secs(20), || std::fs::read_dir(&backups)
@@ -128,7 +128,13 @@ fn an_interrupted_backup_is_cleaned_up_and_refused_with_exit_3() {
             .unwrap_or(false)),
         "the backup started"
     );
-    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        wait_until(Duration::from_secs(20), || tools
+            .path()
+            .join(STALLED_MARKER)
+            .exists()),
+        "pg_dump is stalled mid-stream"
+    );
     let ok = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()

@@ -150,7 +150,7 @@ fn a_manifest_whose_row_counts_disagree_with_the_dump_fails_naming_the_table() {
 }
 
 /// A backup big enough that its test restore takes seconds, and `verify --level restore` of it
-/// running against a fresh scratch server, returned once the scratch database exists.
+/// running against a fresh scratch server, returned once pg_restore is writing its data.
 fn test_restore_in_progress(prefix: &str) -> (tempfile::TempDir, PgServer, std::process::Child) {
     let source = PgServer::shared();
     let db = source.create_database(prefix);
@@ -174,19 +174,28 @@ fn test_restore_in_progress(prefix: &str) -> (tempfile::TempDir, PgServer, std::
         .spawn()
         .expect("starts");
     assert!(
-        wait_until(Duration::from_secs(60), || !scratch_databases(
-            &scratch_server
-        )
-        .is_empty()),
-        "the test restore started on the scratch server"
+        wait_until(Duration::from_secs(60), || restoring_data(&scratch_server)),
+        "the test restore is writing into its scratch database"
     );
     (store, scratch_server, child)
+}
+
+/// Whether pg_restore is writing into a scratch database of `server` (a `COPY` or a `CREATE
+/// INDEX` of it is running).
+fn restoring_data(server: &PgServer) -> bool {
+    server
+        .psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname LIKE 'predeploy_scratch_%'
+             AND state = 'active' AND (query LIKE 'COPY %' OR query LIKE 'CREATE INDEX %')",
+        )
+        .trim()
+        != "0"
 }
 
 #[test]
 fn a_scratch_server_that_goes_away_mid_restore_fails_verification() {
     let (_store, mut scratch_server, child) = test_restore_in_progress("l4gone");
-    std::thread::sleep(Duration::from_millis(200));
     scratch_server.stop();
     let out = child.wait_with_output().expect("exits");
     let stderr = String::from_utf8_lossy(&out.stderr);
