@@ -200,10 +200,12 @@ fn queries(major: u32) -> Vec<String> {
                         WHERE co.oid = d.objoid AND co.contype = 'f' AND co.conparentid <> 0))"
         ),
         // Everything else a user can create, by identity: operators, operator classes and
-        // families, casts, conversions, text search objects, foreign-data wrappers, servers and
-        // user mappings, statistics objects, transforms, access methods, collations, event
+        // families, casts, conversions, text search objects, foreign-data wrappers and servers, statistics objects, transforms, access methods, collations, event
         // triggers, publications and their members, languages, extensions, large objects.
         other_objects(major),
+        // pg_user_mapping itself is readable by superusers only; its view by anyone.
+        "SELECT 'object', 'user mapping for ' || quote_ident(usename::text) || ' on server ' || quote_ident(srvname::text), ''
+         FROM pg_user_mappings".to_owned(),
     ]
 }
 
@@ -220,7 +222,6 @@ fn other_objects(major: u32) -> String {
         "pg_ts_template",
         "pg_foreign_data_wrapper",
         "pg_foreign_server",
-        "pg_user_mapping",
         "pg_statistic_ext",
         "pg_transform",
         "pg_am",

@@ -94,26 +94,18 @@ fn a_directory_restore_puts_files_back_after_a_safety_snapshot() {
     let changed = tree(&files);
 
     // Without consent and without a terminal: refused, nothing changed.
-    let out = cli(&store, &source, &["restore", &id, "--source", "files"]);
+    let out = cli(&store, &source, &["restore", &id]);
     out.assert_code(2);
     out.assert_stderr_contains("--yes");
     assert_eq!(tree(&files), changed);
 
     // A dry run prints the plan and changes nothing.
-    let out = cli(
-        &store,
-        &source,
-        &["restore", &id, "--source", "files", "--dry-run"],
-    );
+    let out = cli(&store, &source, &["restore", &id, "--dry-run"]);
     out.assert_success();
     out.assert_stderr_contains("safety snapshot of the 4 object(s)");
     assert_eq!(tree(&files), changed);
 
-    let out = cli(
-        &store,
-        &source,
-        &["restore", &id, "--source", "files", "--yes"],
-    );
+    let out = cli(&store, &source, &["restore", &id, "--yes"]);
     out.assert_success();
     let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
     assert_eq!(v["restore"]["report"]["extra_in_target"], 1, "{v}");
@@ -133,12 +125,7 @@ fn a_directory_restore_puts_files_back_after_a_safety_snapshot() {
         .to_owned();
     assert!(kinds(&store).contains(&"safety".to_owned()));
     // The safety snapshot holds the changed state: restoring it brings the change back.
-    cli(
-        &store,
-        &source,
-        &["restore", &safety, "--source", "files", "--yes"],
-    )
-    .assert_success();
+    cli(&store, &source, &["restore", &safety, "--yes"]).assert_success();
     assert_eq!(
         tree(&files).get("a.txt").map(Vec::as_slice),
         Some(&b"ALPHA changed"[..])
@@ -171,11 +158,7 @@ fn a_damaged_bucket_backup_is_refused_before_the_target_is_touched() {
     let blob = store_dir.join(backup_core::layout::blob_key(&digest));
     std::fs::write(&blob, b"the second filE").expect("damage");
 
-    let out = cli(
-        &store,
-        &source,
-        &["restore", &id, "--source", "files", "--yes"],
-    );
+    let out = cli(&store, &source, &["restore", &id, "--yes"]);
     out.assert_code(4);
     out.assert_stderr_contains(&digest.hex());
     out.assert_stderr_contains("untouched");
@@ -362,7 +345,7 @@ fn a_bucket_restores_in_place_after_a_safety_snapshot_in_an_s3_store() {
         .expect("delete");
     put("media/new.jpg", b"added later");
 
-    let out = with_env(&["restore", &id, "--source", "uploads", "--yes"]);
+    let out = with_env(&["restore", &id, "--yes"]);
     out.assert_success();
     assert_eq!(
         get("media/a.jpg").as_deref(),
@@ -382,6 +365,6 @@ fn a_bucket_restores_in_place_after_a_safety_snapshot_in_an_s3_store() {
         .to_owned();
 
     // The safety snapshot holds the broken state.
-    with_env(&["restore", &safety, "--source", "uploads", "--yes"]).assert_success();
+    with_env(&["restore", &safety, "--yes"]).assert_success();
     assert_eq!(get("media/a.jpg").as_deref(), Some(&b"BROKEN"[..]));
 }

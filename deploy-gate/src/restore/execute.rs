@@ -425,7 +425,7 @@ impl Gate {
             &pending.config(),
             source,
             artifact,
-            &Privileges::Restored,
+            &privileges_compared(source, &plan.server_version),
         )
         .await;
         let failed: Vec<String> = findings
@@ -576,5 +576,22 @@ impl Signals {
             () = recv(&mut self.int) => Err("SIGINT"),
             () = recv(&mut self.term) => Err("SIGTERM"),
         }
+    }
+}
+
+/// A real restore keeps owners and grants; they are compared with the record when the target
+/// runs the source's major version (newer ones render default privileges differently: 17 added
+/// MAINTAIN).
+fn privileges_compared(source: &backup_core::SourceManifest, target_version: &str) -> Privileges {
+    let source_major = source.server_version.as_deref().and_then(parse_major);
+    let target_major = parse_major(target_version);
+    if source_major.is_some() && source_major == target_major {
+        Privileges::Restored
+    } else {
+        Privileges::NotRestored(format!(
+            "the target runs PostgreSQL {}, the backup is of {}; default privileges differ between major versions",
+            target_major.unwrap_or(0),
+            source_major.unwrap_or(0)
+        ))
     }
 }
