@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use predeploy_tests::fakes::{FakePgDump, tool_dir};
 use predeploy_tests::pg::wait_until;
+use predeploy_tests::procs::ProcessGroup;
 use predeploy_tests::restoring::{backup_id, backups, content, small_database};
 use predeploy_tests::{Output, PgServer, fixtures, pre_deploy, run, unused_port};
 
@@ -119,32 +120,33 @@ fn missing_client_tools_exit_5_for_backup_and_restore() {
     );
 }
 
-/// A `run` whose deploy command touches `started`, then waits for `release`.
-fn holding_run(store: &Path, url: &str, work: &Path) -> Child {
+/// A `run` whose deploy command touches `started`, then waits for `release`; in a process group
+/// of its own, killed when the group is dropped (a failing test leaves nothing behind).
+fn holding_run(store: &Path, url: &str, work: &Path) -> (Child, ProcessGroup) {
     let started = work.join("started");
     let release = work.join("release");
-    let child = pre_deploy()
-        .args(["run", "--verify-level", "checksum", "--store"])
-        .arg(store)
-        .arg("--source")
-        .arg(format!("db={url}"))
-        .args(["--", "sh", "-c"])
-        .arg(format!(
-            "touch '{}'; while [ ! -e '{}' ]; do sleep 0.1; done",
-            started.display(),
-            release.display()
-        ))
-        .current_dir(work)
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("pre-deploy starts");
+    let (child, group) = ProcessGroup::spawn(
+        pre_deploy()
+            .args(["run", "--verify-level", "checksum", "--store"])
+            .arg(store)
+            .arg("--source")
+            .arg(format!("db={url}"))
+            .args(["--", "sh", "-c"])
+            .arg(format!(
+                "touch '{}'; while [ ! -e '{}' ]; do sleep 0.1; done",
+                started.display(),
+                release.display()
+            ))
+            .current_dir(work)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     assert!(
         wait_until(Duration::from_secs(120), || started.exists()),
         "the holding run reached its deploy command"
     );
-    child
+    (child, group)
 }
 
 #[test]
@@ -153,7 +155,7 @@ fn restore_exits_6_while_another_run_holds_the_lock() {
     let db = small_database(server, "x6");
     let store = tempfile::tempdir().expect("store");
     let work = tempfile::tempdir().expect("work dir");
-    let holder = holding_run(store.path(), &server.url(&db), work.path());
+    let (holder, _group) = holding_run(store.path(), &server.url(&db), work.path());
     server.psql(&db, "DELETE FROM notes WHERE id > 10");
     let changed = content(server, &db);
 

@@ -4,13 +4,13 @@
 //! the lease of a killed run is taken over once it expired, with a report.
 
 use std::io::{BufRead as _, BufReader};
-use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::Duration;
 
 use predeploy_tests::pg::wait_until;
+use predeploy_tests::procs::ProcessGroup;
 use predeploy_tests::s3::all_servers;
 use predeploy_tests::{Output, PgServer, pre_deploy};
 
@@ -80,79 +80,26 @@ fn run_command(
     cmd
 }
 
-/// Starts a `run` whose deploy command holds the lock until `release` exists, and waits until it
-/// is in its deploy command, so it certainly holds the lock.
-fn hold(target: &Target, work: &Path, db_url: &str, release: &Path) -> Child {
+/// Starts a `run` whose deploy command holds the lock until `release` exists (forever when
+/// `None`), in a process group of its own (killed when the returned group is dropped, so a failing
+/// test leaves nothing behind), and waits until it is in its deploy command, so it certainly
+/// holds the lock. Returns the run, its group and the pid of the deploy command's shell.
+fn hold(
+    target: &Target,
+    work: &Path,
+    db_url: &str,
+    release: Option<&Path>,
+) -> (Child, ProcessGroup, u32) {
     let started = work.join("started");
+    let wait = match release {
+        Some(r) => format!("while [ ! -e '{}' ]; do sleep 0.1; done", r.display()),
+        None => "sleep 600".to_owned(),
+    };
     let deploy = format!(
-        "touch '{}'; while [ ! -e '{}' ]; do sleep 0.1; done",
-        started.display(),
-        release.display()
-    );
-    let child = spawn_run(target, work, db_url, &[], &deploy);
-    assert!(
-        wait_until(Duration::from_secs(120), || started.exists()),
-        "{}: the first run reached its deploy command",
-        target.name
-    );
-    child
-}
-
-/// A process group started by the test, killed (SIGKILL, by its id) when dropped, so that a
-/// failing test leaves none of its processes behind.
-struct Group(u32);
-
-impl Group {
-    /// Sends SIGKILL to every process of the group.
-    fn kill(&self) {
-        let _ = Command::new("kill")
-            .args(["-KILL", "--", &format!("-{}", self.0)])
-            .stderr(Stdio::null())
-            .status();
-    }
-
-    /// The live (not zombie) processes of the group, from `/proc`.
-    fn members(&self) -> Vec<u32> {
-        let Ok(entries) = std::fs::read_dir("/proc") else {
-            return Vec::new();
-        };
-        entries
-            .flatten()
-            .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-            .filter(|pid| {
-                // Fields after the parenthesised command name: state, ppid, pgrp, ...
-                std::fs::read_to_string(format!("/proc/{pid}/stat"))
-                    .ok()
-                    .and_then(|stat| {
-                        let rest = stat.rsplit_once(')')?.1.to_owned();
-                        let fields: Vec<&str> = rest.split_whitespace().collect();
-                        Some(fields.first()? != &"Z" && fields.get(2)? == &self.0.to_string())
-                    })
-                    .unwrap_or(false)
-            })
-            .collect()
-    }
-}
-
-impl Drop for Group {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Starts a `run` in a process group of its own whose deploy command sleeps forever, and waits
-/// until the deploy command runs; returns the run, its group and the deploy shell's pid.
-fn hold_forever(target: &Target, work: &Path, db_url: &str) -> (Child, Group, u32) {
-    let started = work.join("started");
-    let deploy = format!(
-        "echo $$ > '{}.tmp'; mv '{0}.tmp' '{0}'; sleep 600",
+        "echo $$ > '{0}.tmp'; mv '{0}.tmp' '{0}'; {wait}",
         started.display()
     );
-    let child = run_command(target, work, db_url, &[], &deploy)
-        .process_group(0)
-        .spawn()
-        .expect("pre-deploy starts");
-    let group = Group(child.id());
+    let (child, group) = ProcessGroup::spawn(&mut run_command(target, work, db_url, &[], &deploy));
     assert!(
         wait_until(Duration::from_secs(120), || started.exists()),
         "{}: the first run reached its deploy command",
@@ -276,7 +223,7 @@ fn a_held_lock_refuses_with_exit_6_naming_the_holder() {
     for target in targets("held") {
         let work = tempfile::tempdir().expect("workdir");
         let release = work.path().join("release");
-        let holder = hold(&target, work.path(), &server.url(&db), &release);
+        let (holder, _group, _) = hold(&target, work.path(), &server.url(&db), Some(&release));
         let holder_pid = holder.id();
 
         let refused_marker = work.path().join("refused-deploy-ran");
@@ -348,12 +295,12 @@ fn the_lease_of_a_killed_run_is_taken_over_after_it_expires() {
         let work = tempfile::tempdir().expect("workdir");
         std::fs::write(work.path().join("predeploy.toml"), "[lock]\nttl = \"4s\"\n")
             .expect("config");
-        let (mut victim, group, shell) = hold_forever(&target, work.path(), &server.url(&db));
+        let (mut victim, group, shell) = hold(&target, work.path(), &server.url(&db), None);
         assert!(
             group.members().contains(&shell),
             "{}: the deploy shell {shell} is in the run's process group {}",
             target.name,
-            group.0
+            group.id()
         );
         victim.kill().expect("SIGKILL");
         let _ = victim.wait();
@@ -392,7 +339,7 @@ fn a_long_run_keeps_its_lease_by_renewing_it() {
         std::fs::write(work.path().join("predeploy.toml"), "[lock]\nttl = \"3s\"\n")
             .expect("config");
         let release = work.path().join("release");
-        let holder = hold(&target, work.path(), &server.url(&db), &release);
+        let (holder, _group, _) = hold(&target, work.path(), &server.url(&db), Some(&release));
         // Three ttls later the lease would long have expired without renewal.
         std::thread::sleep(Duration::from_secs(9));
         let second = finish(spawn_run(
