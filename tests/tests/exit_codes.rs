@@ -1,5 +1,6 @@
 //! The documented exit codes that no other test provokes for real: 3 from `run` (the deploy
-//! command does not run), 5 from `restore` to an unreachable server and without client tools, 6
+//! command does not run), 5 from `restore` to an unreachable server, without client tools and
+//! into a server that cannot install an extension the backup needs, 6
 //! from `restore` while another run holds the lock, and 8 from a directory restore that cannot
 //! write. Each one leaves what it refused to touch as it was. (4 from `run` and `backup`: the
 //! tests of the verification ladder in `ladder.rs`.)
@@ -9,7 +10,7 @@ use std::process::{Child, Stdio};
 use std::time::Duration;
 
 use predeploy_tests::fakes::{FakePgDump, tool_dir};
-use predeploy_tests::pg::wait_until;
+use predeploy_tests::pg::{pg18_bin_dir, wait_until};
 use predeploy_tests::procs::ProcessGroup;
 use predeploy_tests::restoring::{backup_id, backups, content, small_database};
 use predeploy_tests::{Output, PgServer, fixtures, pre_deploy, run, unused_port};
@@ -117,6 +118,47 @@ fn missing_client_tools_exit_5_for_backup_and_restore() {
         backups(store.path(), "default").len(),
         1,
         "neither command stored a backup"
+    );
+}
+
+/// A backup that needs pgcrypto, restored into PostgreSQL 18 from PyPI (built without OpenSSL,
+/// it has no pgcrypto) with PostgreSQL 18's own tools: refused with exit 5 in preflight, naming
+/// the extension, the target untouched.
+#[test]
+fn restore_into_a_server_that_cannot_install_an_extension_exits_5() {
+    let server = PgServer::shared();
+    let db = server.create_database("x5ext");
+    server.psql(
+        &db,
+        "CREATE EXTENSION pgcrypto; CREATE TABLE digests AS SELECT g AS id, digest(g::text, 'sha256') AS d FROM generate_series(1, 10) g;",
+    );
+    let store = tempfile::tempdir().expect("store");
+    let _ = backup_id(store.path(), &server.url(&db), "default");
+
+    let bin18 = pg18_bin_dir();
+    let target = PgServer::start_in(&bin18);
+    let target_db = target.create_database("x5ext_target");
+    target.psql(&target_db, "CREATE TABLE kept AS SELECT 1 AS x");
+    let before = content(&target, &target_db);
+    let out = run(restore(
+        store.path(),
+        &server.url(&db),
+        &["--to", &target.url(&target_db)],
+    )
+    .env("PREDEPLOY_PG_BINDIR", &bin18));
+    out.assert_code(5);
+    out.assert_stderr_contains(
+        "the backup needs extension(s) pgcrypto that the target server cannot install",
+    );
+    assert_eq!(
+        content(&target, &target_db),
+        before,
+        "the target is untouched"
+    );
+    assert_eq!(
+        backups(store.path(), "default").len(),
+        1,
+        "no safety backup"
     );
 }
 
