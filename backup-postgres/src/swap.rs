@@ -319,13 +319,99 @@ impl PgAdmin {
             quote_ident(&names.restoring),
             quote_ident(&names.target)
         ));
-        let terminated = if terminate {
-            self.terminate(&[&names.target, &names.restoring]).await?
-        } else {
-            0
+        if !terminate {
+            self.run_swap(&sql, "swap").await?;
+            return Ok(0);
+        }
+        // A connection pool reconnects as soon as its sessions are terminated, and a session on
+        // either database makes the rename fail: new connections are refused from before the
+        // sessions end until the names are swapped, then allowed again as they were.
+        let mut blocked = vec![(names.restoring.clone(), names.target.clone())];
+        if target_exists {
+            blocked.push((names.target.clone(), names.before.clone()));
+        }
+        let before: Vec<(String, bool)> = self.block_connections(&blocked).await?;
+        let swapped = match self.terminate(&[&names.target, &names.restoring]).await {
+            Ok(n) => self.run_swap(&sql, "swap").await.map(|()| n),
+            Err(e) => Err(e),
         };
-        self.run_swap(&sql, "swap").await?;
-        Ok(terminated)
+        // Allow connections again under the names the databases have now.
+        let now: Vec<(String, bool)> = before
+            .into_iter()
+            .zip(&blocked)
+            .map(|((name, allowed), (_, renamed))| {
+                (
+                    if swapped.is_ok() {
+                        renamed.clone()
+                    } else {
+                        name
+                    },
+                    allowed,
+                )
+            })
+            .collect();
+        self.allow_connections(&now).await;
+        swapped
+    }
+
+    /// Refuses new connections to each `(name, _)` of `databases`; returns each name with
+    /// whether it allowed connections before.
+    async fn block_connections(
+        &self,
+        databases: &[(String, String)],
+    ) -> Result<Vec<(String, bool)>> {
+        let mut before = Vec::new();
+        for (name, _) in databases {
+            let allowed = match self.database(name).await? {
+                Some(_) => self.allows_connections(name).await?,
+                None => continue,
+            };
+            if let Err(message) = self
+                .inspector
+                .execute(&format!(
+                    "ALTER DATABASE {} WITH ALLOW_CONNECTIONS false",
+                    quote_ident(name)
+                ))
+                .await
+            {
+                self.allow_connections(&before).await;
+                return Err(Error::SourceUnavailable {
+                    source_name: self.inspector.source_name.clone(),
+                    message: format!("cannot refuse new connections to {name}: {message}"),
+                });
+            }
+            before.push((name.clone(), allowed));
+        }
+        Ok(before)
+    }
+
+    async fn allows_connections(&self, name: &str) -> Result<bool> {
+        let i = &self.inspector;
+        let row = i
+            .client
+            .query_one(
+                "SELECT datallowconn FROM pg_database WHERE datname = $1",
+                &[&name],
+            )
+            .await
+            .map_err(|e| i.query_error("reading datallowconn", &e))?;
+        Ok(row.get(0))
+    }
+
+    /// Sets each database's `ALLOW_CONNECTIONS` back; failures are logged with the statement
+    /// that fixes them by hand.
+    async fn allow_connections(&self, databases: &[(String, bool)]) {
+        for (name, allowed) in databases {
+            let sql = format!(
+                "ALTER DATABASE {} WITH ALLOW_CONNECTIONS {allowed}",
+                quote_ident(name)
+            );
+            if let Err(message) = self.inspector.execute(&sql).await {
+                tracing::error!(
+                    "could not allow connections to {name} again ({message}); run: {sql}"
+                );
+            }
+        }
     }
 
     /// Undoes [`swap`](Self::swap) in one transaction: `target` → `restoring`, `before` →
@@ -335,7 +421,12 @@ impl PgAdmin {
     ///
     /// The server's message; nothing changed.
     pub async fn swap_back(&self, names: &SwapNames, target_existed: bool) -> Result<()> {
-        self.terminate(&[&names.target]).await?;
+        let blocked = vec![(names.target.clone(), names.restoring.clone())];
+        let before = self.block_connections(&blocked).await?;
+        if let Err(e) = self.terminate(&[&names.target]).await {
+            self.allow_connections(&before).await;
+            return Err(e);
+        }
         let mut sql = format!(
             "BEGIN;\nALTER DATABASE {} RENAME TO {};\n",
             quote_ident(&names.target),
@@ -349,7 +440,24 @@ impl PgAdmin {
             ));
         }
         sql.push_str("COMMIT;");
-        self.run_swap(&sql, "swap back").await
+        let swapped = self.run_swap(&sql, "swap back").await;
+        // The restored database, now under its work name, stays closed only if it was; the
+        // previous database, back under the target's name, was never blocked.
+        let now: Vec<(String, bool)> = before
+            .into_iter()
+            .map(|(name, allowed)| {
+                (
+                    if swapped.is_ok() {
+                        names.restoring.clone()
+                    } else {
+                        name
+                    },
+                    allowed,
+                )
+            })
+            .collect();
+        self.allow_connections(&now).await;
+        swapped
     }
 
     /// Drops `name` (`WITH (FORCE)`).
