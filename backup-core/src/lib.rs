@@ -24,6 +24,7 @@
 
 mod clock;
 mod digest;
+pub mod disk;
 mod error;
 mod id;
 pub mod layout;

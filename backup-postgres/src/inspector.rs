@@ -190,6 +190,17 @@ impl PgInspector {
         rendered
     }
 
+    /// The server's data directory, when the user may read it and it is on this machine.
+    pub async fn local_data_directory(&self) -> Option<std::path::PathBuf> {
+        let row = self
+            .client
+            .query_one("SELECT current_setting('data_directory')", &[])
+            .await
+            .ok()?;
+        let dir = std::path::PathBuf::from(row.get::<_, String>(0));
+        dir.is_dir().then_some(dir)
+    }
+
     /// User tables the connected role cannot read (pg_dump would fail on them).
     ///
     /// # Errors

@@ -205,14 +205,7 @@ impl PgAdmin {
 
     /// The server's data directory, when the user may read it and it is on this machine.
     pub async fn local_data_directory(&self) -> Option<PathBuf> {
-        let row = self
-            .inspector
-            .client
-            .query_one("SELECT current_setting('data_directory')", &[])
-            .await
-            .ok()?;
-        let dir = PathBuf::from(row.get::<_, String>(0));
-        dir.is_dir().then_some(dir)
+        self.inspector.local_data_directory().await
     }
 
     /// Drops restore databases of this target left by runs that died (see

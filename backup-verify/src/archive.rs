@@ -16,7 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::process::Command;
 
 use crate::artifact::{Consumer, PassResult, read_pass, stream_prefix};
-use crate::restore::{RestoreTargets, verify_dump_by_restore};
+use crate::restore::{RestoreTargets, staging_space_problem, verify_dump_by_restore};
 
 /// The last line pg_dumpall writes; its absence means the globals dump was cut short.
 const GLOBALS_TRAILER: &str = "PostgreSQL database cluster dump complete";
@@ -187,10 +187,15 @@ impl Verifier for ArchiveVerifier {
             }
             if up_to >= VerificationLevel::Restore && artifact.format == DUMP_FORMAT {
                 match self.restore.as_ref().and_then(|r| r.target_for(source.name.as_str()).map(|t| (r, t))) {
-                    Some((targets, target)) => {
-                        verify_dump_by_restore(store, source, artifact, target, targets, self.pg_bin_dir.as_deref(), &mut report).await?;
-                        continue;
-                    }
+                    Some((targets, target)) => match staging_space_problem(artifact, targets.temp_dir.as_deref()) {
+                        // Not level 4, and still levels 1–3 below.
+                        Some(why) => report.findings.push(finding(VerificationLevel::Restore, "pg-restore", source, artifact, FindingStatus::Skipped,
+                            format!("{}/{}: {why}", source.name, artifact.name))),
+                        None => {
+                            verify_dump_by_restore(store, source, artifact, target, targets, self.pg_bin_dir.as_deref(), &mut report).await?;
+                            continue;
+                        }
+                    },
                     None => report.findings.push(finding(VerificationLevel::Restore, "pg-restore", source, artifact, FindingStatus::Skipped,
                         format!("{}/{}: no scratch server to restore into: configure the source's URL or give --verify-restore-url", source.name, artifact.name))),
                 }

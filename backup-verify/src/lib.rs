@@ -35,4 +35,7 @@ pub use artifact::{Consumer, PassResult, read_pass, stream_prefix};
 pub use bucket::{BucketVerifier, DEFAULT_VERIFY_CONCURRENCY};
 pub use compare::{Privileges, count_differences, recorded_listing, restored_findings};
 pub use record::verify_backup;
-pub use restore::{RestoreTargets, StagedArchive, stage_archive, toc_extensions, toc_finding};
+pub use restore::{
+    MAX_JOBS_ON_SOURCE, RestoreTargets, StagedArchive, stage_archive, staging_space_problem,
+    toc_extensions, toc_finding,
+};

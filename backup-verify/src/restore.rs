@@ -18,6 +18,9 @@ use crate::archive::{finding, pass_findings, toc_check};
 use crate::artifact::{Consumer, read_pass};
 use crate::compare::{Privileges, recorded_listing, restored_findings};
 
+/// `pg_restore -j` of a test restore into the source's own server.
+pub const MAX_JOBS_ON_SOURCE: u32 = 2;
+
 /// Where test restores go.
 #[derive(Debug, Clone, Default)]
 pub struct RestoreTargets {
@@ -107,6 +110,22 @@ pub(crate) async fn verify_dump_by_restore(
     if let Err(e) = cleanup_leftovers(target).await {
         tracing::debug!("could not look for leftover scratch databases: {e}");
     }
+    // A test restore must not fill the server's disk: when its data directory is on this
+    // machine, the scratch database (about twice the raw dump, with indexes) must fit.
+    if let Ok(admin) = &admin
+        && let Some(dir) = admin.local_data_directory().await
+        && let Some(free) = backup_core::disk::free_bytes(&dir)
+    {
+        let needed = a.raw_size.saturating_mul(2);
+        if free < needed {
+            report.findings.push(skip4(format!(
+                "{label}: not restored: about {needed} bytes needed for the scratch database, {free} free under {} on {}",
+                dir.display(),
+                target.location()
+            )));
+            return Ok(());
+        }
+    }
     let scratch = match ScratchDatabase::create(target, source.name.as_str()).await {
         Ok(s) => s,
         Err(e) => {
@@ -118,8 +137,15 @@ pub(crate) async fn verify_dump_by_restore(
         Ok(admin) => privileges_plan(store, admin, source, server_major).await,
         Err(_) => Privileges::NotRestored("no scratch server".to_owned()),
     };
+    // On the source's own server (production, by default) a test restore takes at most two
+    // backends; a dedicated scratch server (`--verify-restore-url`) gets `[verify] jobs`.
+    let jobs = if targets.override_target.is_some() {
+        targets.jobs.max(1)
+    } else {
+        targets.jobs.clamp(1, MAX_JOBS_ON_SOURCE)
+    };
     let options = RestoreOptions {
-        jobs: targets.jobs.max(1),
+        jobs,
         without_owners_and_privileges: privileges != Privileges::Restored,
         continue_past_errors: true,
     };
@@ -214,6 +240,24 @@ async fn privileges_plan(
         )),
         Err(e) => not(e.to_string()),
     }
+}
+
+/// Why `a` cannot be staged for a test restore under `temp_dir` (default: the system temp
+/// dir), if it cannot: the decompressed archive must fit with room to spare.
+pub fn staging_space_problem(
+    a: &ArtifactMeta,
+    temp_dir: Option<&std::path::Path>,
+) -> Option<String> {
+    let dir = temp_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    let free = backup_core::disk::free_bytes(&dir)?;
+    // 64 MiB to spare: staging must not leave the temp file system (often tmpfs) full.
+    let needed = a.raw_size.saturating_add(64 * 1024 * 1024);
+    (free < needed).then(|| {
+        format!(
+            "not enough space to stage the archive for a test restore: {needed} bytes needed, {free} free under {} (set [verify] temp_dir)",
+            dir.display()
+        )
+    })
 }
 
 /// A stored archive decompressed into a seekable temp file (as `pg_restore -j` needs), from the

@@ -147,3 +147,72 @@ fn an_artifact_that_decompresses_past_its_recorded_size_is_not_staged_whole() {
     out.assert_code(4);
     out.assert_stderr_contains("decompresses to more than the");
 }
+
+/// A 16 MiB tmpfs, unmounted when dropped (the tests run as root, as CI does).
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn mount() -> SmallDisk {
+        let dir = tempfile::tempdir().expect("dir");
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", "size=16m", "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .expect("mount");
+        assert!(
+            ok.success(),
+            "mounting a tmpfs needs root (tests run as root here)"
+        );
+        SmallDisk { dir }
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+#[test]
+fn a_test_restore_that_cannot_be_staged_says_so_instead_of_filling_the_disk() {
+    let server = predeploy_tests::PgServer::shared();
+    let db = predeploy_tests::restoring::small_database(server, "space");
+    let small = SmallDisk::mount();
+    let store = tempfile::tempdir().expect("store");
+    let backup = |extra: &[&str]| {
+        run(pre_deploy()
+            .args(["backup", "--json", "--store"])
+            .arg(store.path())
+            .arg("--source")
+            .arg(format!("db={}", server.url(&db)))
+            .args(extra)
+            .env("TMPDIR", small.dir.path()))
+    };
+    // The default stops at level 3 and says why; levels 1-3 still ran.
+    let out = backup(&[]);
+    out.assert_success();
+    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    assert_eq!(v["verification"]["level_reached"], "archive", "{v:#}");
+    let text = v["verification"].to_string();
+    assert!(
+        text.contains("not enough space to stage the archive"),
+        "{text}"
+    );
+    // Asked for level 4 explicitly: refused.
+    let out = backup(&["--verify-level", "restore"]);
+    out.assert_code(4);
+    out.assert_stderr_contains("not enough space to stage the archive");
+    // A restore checks the same before it asks for consent or touches anything.
+    let out = run(&mut predeploy_tests::restoring::restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes"],
+    )
+    .env("TMPDIR", small.dir.path()));
+    out.assert_code(5);
+    out.assert_stderr_contains("not enough space to stage the archive");
+}

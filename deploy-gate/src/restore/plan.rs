@@ -147,7 +147,7 @@ impl Gate {
             .sum();
         let needed = info.as_ref().map_or(raw, |i| i.size.max(raw));
         match admin.local_data_directory().await {
-            Some(dir) => match free_bytes(&dir) {
+            Some(dir) => match backup_core::disk::free_bytes(&dir) {
                 Some(free) if free < needed => {
                     return Err(preflight(format!(
                         "not enough free space for the new database: {} needed (the size of the target), {} free under {}",
@@ -167,6 +167,15 @@ impl Gate {
                 "free space not checked (the server's data directory is not readable from here); about {} needed",
                 crate::human_bytes(needed)
             )),
+        }
+        // The archive is staged on this machine first: it must fit there too.
+        if let Some(why) = source
+            .artifacts
+            .iter()
+            .find(|a| a.format == DUMP_FORMAT)
+            .and_then(|a| backup_verify::staging_space_problem(a, request.temp_dir.as_deref()))
+        {
+            return Err(preflight(why));
         }
         let target = target_config.location();
         let mut steps = vec![
@@ -240,17 +249,4 @@ impl Gate {
             target_config,
         })
     }
-}
-
-/// Free bytes of the filesystem holding `dir` (`df -Pk`), if it can be read.
-fn free_bytes(dir: &std::path::Path) -> Option<u64> {
-    let out = std::process::Command::new("df")
-        .arg("-Pk")
-        .arg(dir)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().nth(1)?;
-    let kib: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
-    Some(kib * 1024)
 }

@@ -1,0 +1,30 @@
+//! Free space of local file systems, read before writing something large (a staged archive, a
+//! scratch database) so a full disk is a clear refusal instead of a failure half-way.
+
+use std::path::Path;
+
+/// Free bytes (for an unprivileged user) of the file system holding `dir`, from `df -Pk`;
+/// `None` when it cannot be read.
+pub fn free_bytes(dir: &Path) -> Option<u64> {
+    let out = std::process::Command::new("df")
+        .arg("-Pk")
+        .arg(dir)
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().nth(1)?;
+    let kib: u64 = line.split_whitespace().nth(3)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_temp_dir_has_a_size_and_a_missing_dir_has_none() {
+        assert!(super::free_bytes(&std::env::temp_dir()).is_some_and(|b| b > 0));
+        assert!(super::free_bytes(std::path::Path::new("/no/such/dir")).is_none());
+    }
+}
