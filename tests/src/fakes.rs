@@ -22,6 +22,10 @@ pub enum FakePgDump {
     /// Runs the real pg_dump, passes on its first 64 KiB, then creates [`STALLED_MARKER`] in the
     /// tool dir and hangs (to interrupt a backup mid-stream).
     Stalls,
+    /// Runs the real pg_dump into a file, creates [`PAUSED_MARKER`] in the tool dir, waits until
+    /// [`RESUME_MARKER`] exists there, then writes the whole archive: a backup held at a known
+    /// point before anything is stored, for as long as the test needs.
+    PausesUntilResumed,
     /// Runs the real pg_dump, but first appends its argv and `PGPASSWORD` presence to `args.log`.
     LogsArguments,
     /// Runs the real pg_dump, passes on its first [`CUT_SHORT_BYTES`], then exits 0 as if the
@@ -34,6 +38,12 @@ pub enum FakePgDump {
 
 /// The file [`FakePgDump::Stalls`] creates in its tool dir once it has passed on its 64 KiB.
 pub const STALLED_MARKER: &str = "stalled";
+
+/// The file [`FakePgDump::PausesUntilResumed`] creates in its tool dir once it has dumped.
+pub const PAUSED_MARKER: &str = "paused";
+
+/// The file that lets [`FakePgDump::PausesUntilResumed`] go on.
+pub const RESUME_MARKER: &str = "resume";
 
 /// How much of the real archive [`FakePgDump::CutShort`] passes on (past the table of contents
 /// of any test database, inside its data).
@@ -74,6 +84,12 @@ pub fn tool_dir(fake: FakePgDump) -> TempDir {
         FakePgDump::WithoutDataOf(table) => {
             format!("{version}\nexec {real} --exclude-table-data={table} \"$@\"\n")
         }
+        FakePgDump::PausesUntilResumed => format!(
+            "{version}\n{real} \"$@\" > {dump} || exit $?\ntouch {paused}\nwhile [ ! -e {resume} ]; do sleep 0.1; done\nexec cat {dump}\n",
+            dump = dir.path().join("dump.partial").display(),
+            paused = dir.path().join(PAUSED_MARKER).display(),
+            resume = dir.path().join(RESUME_MARKER).display(),
+        ),
         FakePgDump::LogsArguments => format!(
             "{version}\necho \"argv: $*\" >> {log}\nif [ -n \"$PGPASSWORD\" ]; then echo 'PGPASSWORD set' >> {log}; fi\nexec {real} \"$@\"\n"
         ),

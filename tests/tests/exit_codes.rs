@@ -1,7 +1,8 @@
 //! The documented exit codes that no other test provokes for real: 3 from `run` (the deploy
 //! command does not run), 5 from `restore` to an unreachable server, without client tools and
 //! into a server that cannot install an extension the backup needs, 6
-//! from `restore` while another run holds the lock, and 8 from a directory restore that cannot
+//! from `restore` while another run holds the lock and from a `run` whose lease is lost before it
+//! commits, and 8 from a directory restore that cannot
 //! write. Each one leaves what it refused to touch as it was. (4 from `run` and `backup`: the
 //! tests of the verification ladder in `ladder.rs`.)
 
@@ -9,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Stdio};
 use std::time::Duration;
 
-use predeploy_tests::fakes::{FakePgDump, tool_dir};
+use predeploy_tests::fakes::{FakePgDump, PAUSED_MARKER, RESUME_MARKER, tool_dir};
 use predeploy_tests::pg::{pg18_bin_dir, wait_until};
 use predeploy_tests::procs::ProcessGroup;
 use predeploy_tests::restoring::{backup_id, backups, content, small_database};
@@ -223,6 +224,68 @@ fn restore_exits_6_while_another_run_holds_the_lock() {
     // With the lock free, the same restore goes through.
     run(&mut restore(store.path(), &server.url(&db), &[])).assert_success();
     assert_ne!(content(server, &db), changed, "restored");
+}
+
+/// A run whose lease is removed while its dump is in progress (what another run taking over an
+/// expired lease does) exits 6 before committing: no backup, and the deploy command does not run.
+#[test]
+fn run_exits_6_when_its_lease_is_lost_before_commit() {
+    let server = PgServer::shared();
+    let db = small_database(server, "x6lost");
+    let store = tempfile::tempdir().expect("store");
+    let work = tempfile::tempdir().expect("work dir");
+    let marker = work.path().join("deployed");
+    let tools = tool_dir(FakePgDump::PausesUntilResumed);
+    let (child, _group) = ProcessGroup::spawn(
+        pre_deploy()
+            .args(["run", "--verify-level", "checksum", "--store"])
+            .arg(store.path())
+            .arg("--source")
+            .arg(format!("db={}", server.url(&db)))
+            .arg("--")
+            .arg("touch")
+            .arg(&marker)
+            .env("PREDEPLOY_PG_BINDIR", tools.path())
+            .current_dir(work.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
+    assert!(
+        wait_until(Duration::from_secs(60), || tools
+            .path()
+            .join(PAUSED_MARKER)
+            .exists()),
+        "pg_dump has dumped and waits"
+    );
+    let leases = store.path().join("locks/default");
+    let removed: Vec<_> = std::fs::read_dir(&leases)
+        .expect("the lease folder")
+        .flatten()
+        .map(|e| {
+            std::fs::remove_file(e.path()).expect("remove the lease");
+            e.file_name()
+        })
+        .collect();
+    assert_eq!(removed.len(), 1, "one lease was held: {removed:?}");
+    std::fs::write(tools.path().join(RESUME_MARKER), "").expect("resume pg_dump");
+
+    let out = child.wait_with_output().expect("exits");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(6), "{stderr}");
+    assert!(
+        stderr.contains("the lock for environment default was lost"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("REFUSED (exit 6): the deploy command did not run"),
+        "{stderr}"
+    );
+    assert!(!marker.exists(), "the deploy command never ran");
+    assert!(
+        committed_backups(store.path()).is_empty(),
+        "nothing was committed"
+    );
 }
 
 /// A directory restore that fails part-way (a file of the target is in the way of a directory
