@@ -26,6 +26,7 @@ mod catalog;
 pub mod command;
 mod config;
 mod inspector;
+mod local_cluster;
 pub mod process;
 mod restorer;
 mod schema;
@@ -36,6 +37,7 @@ mod tools;
 
 pub use config::{Env, PgSourceConfig, ProcessEnv, Secret, redact_url};
 pub use inspector::{PgInspector, quote_ident};
+pub use local_cluster::LocalCluster;
 pub use restorer::{FailedStatement, PgRestorer, RestoreOptions, failed_statements};
 pub use schema::{FINGERPRINT_V2, SEQUENCE_VALUE, SchemaEntry, SchemaListing, Section};
 pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, cleanup_leftovers};

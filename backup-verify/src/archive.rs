@@ -16,6 +16,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::process::Command;
 
 use crate::artifact::{Consumer, PassResult, read_pass, stream_prefix};
+use crate::local::start_scratch_cluster;
 use crate::restore::{RestoreTargets, staging_space_problem, verify_dump_by_restore};
 
 /// The last line pg_dumpall writes; its absence means the globals dump was cut short.
@@ -186,18 +187,41 @@ impl Verifier for ArchiveVerifier {
                 continue; // BucketVerifier checks the index together with its blobs
             }
             if up_to >= VerificationLevel::Restore && artifact.format == DUMP_FORMAT {
-                match self.restore.as_ref().and_then(|r| r.target_for(source.name.as_str()).map(|t| (r, t))) {
-                    Some((targets, target)) => match staging_space_problem(artifact, targets.temp_dir.as_deref()) {
-                        // Not level 4, and still levels 1–3 below.
-                        Some(why) => report.findings.push(finding(VerificationLevel::Restore, "pg-restore", source, artifact, FindingStatus::Skipped,
-                            format!("{}/{}: {why}", source.name, artifact.name))),
-                        None => {
-                            verify_dump_by_restore(store, source, artifact, target, targets, self.pg_bin_dir.as_deref(), &mut report).await?;
-                            continue;
-                        }
+                let skipped = |why: String| {
+                    finding(
+                        VerificationLevel::Restore,
+                        "pg-restore",
+                        source,
+                        artifact,
+                        FindingStatus::Skipped,
+                        format!("{}/{}: {why}", source.name, artifact.name),
+                    )
+                };
+                match self.restore.as_ref() {
+                    Some(targets) if targets.local_cluster => match staging_space_problem(artifact, targets.temp_dir.as_deref()) {
+                        Some(why) => report.findings.push(skipped(why)),
+                        None => match start_scratch_cluster(store, source, self.pg_bin_dir.as_deref(), targets.temp_dir.as_deref()).await {
+                            Ok(cluster) => {
+                                let target = cluster.config();
+                                verify_dump_by_restore(store, source, artifact, &target, targets, self.pg_bin_dir.as_deref(), &mut report).await?;
+                                drop(cluster);
+                                continue;
+                            }
+                            Err(why) => report.findings.push(skipped(format!("no local scratch server: {why}"))),
+                        },
                     },
-                    None => report.findings.push(finding(VerificationLevel::Restore, "pg-restore", source, artifact, FindingStatus::Skipped,
-                        format!("{}/{}: no scratch server to restore into: configure the source's URL or give --verify-restore-url", source.name, artifact.name))),
+                    Some(targets) => match targets.target_for(source.name.as_str()) {
+                        // Not level 4, and still levels 1–3 below.
+                        Some(target) => match staging_space_problem(artifact, targets.temp_dir.as_deref()) {
+                            Some(why) => report.findings.push(skipped(why)),
+                            None => {
+                                verify_dump_by_restore(store, source, artifact, target, targets, self.pg_bin_dir.as_deref(), &mut report).await?;
+                                continue;
+                            }
+                        },
+                        None => report.findings.push(skipped("no scratch server to restore into: configure the source's URL or give --verify-restore-url".into())),
+                    },
+                    None => report.findings.push(skipped("no scratch server to restore into: configure the source's URL or give --verify-restore-url".into())),
                 }
             }
             let started = Instant::now();

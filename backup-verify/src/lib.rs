@@ -27,6 +27,7 @@ mod archive;
 mod artifact;
 mod bucket;
 mod compare;
+mod local;
 mod record;
 mod restore;
 

@@ -32,6 +32,9 @@ pub struct RestoreTargets {
     pub jobs: u32,
     /// Where the decompressed archive is staged (it must be a seekable file for `-j`).
     pub temp_dir: Option<PathBuf>,
+    /// Restore into a throwaway cluster started on this machine for each archive
+    /// ([`LocalCluster`](backup_postgres::LocalCluster)) instead of a server named above.
+    pub local_cluster: bool,
 }
 
 impl RestoreTargets {
@@ -139,7 +142,7 @@ pub(crate) async fn verify_dump_by_restore(
     };
     // On the source's own server (production, by default) a test restore takes at most two
     // backends; a dedicated scratch server (`--verify-restore-url`) gets `[verify] jobs`.
-    let jobs = if targets.override_target.is_some() {
+    let jobs = if targets.override_target.is_some() || targets.local_cluster {
         targets.jobs.max(1)
     } else {
         targets.jobs.clamp(1, MAX_JOBS_ON_SOURCE)

@@ -485,8 +485,12 @@ impl Gate {
     }
 }
 
-/// Where level-4 test restores go: each PostgreSQL source's own server, or the configured
-/// restore server for all of them.
+/// The value of `--verify-restore-url` / `[verify] restore_url` that asks for a throwaway local
+/// cluster as the scratch server.
+pub const LOCAL_SCRATCH: &str = "local";
+
+/// Where level-4 test restores go: each PostgreSQL source's own server, the configured restore
+/// server for all of them, or a throwaway local cluster ([`LOCAL_SCRATCH`]).
 fn restore_targets(settings: &Settings) -> Result<RestoreTargets> {
     let pg_config = |url: &str| {
         PgSourceConfig::from_url(url, &ProcessEnv).map_err(|e| GateError::usage(e.to_string()))
@@ -497,9 +501,12 @@ fn restore_targets(settings: &Settings) -> Result<RestoreTargets> {
             by_source.insert(s.name.to_string(), pg_config(&s.url)?);
         }
     }
+    // `local`: a throwaway cluster on this machine, so no production server hosts the test.
+    let local_cluster = settings.verify_restore_url.as_deref() == Some(LOCAL_SCRATCH);
     let override_target = settings
         .verify_restore_url
         .as_deref()
+        .filter(|u| *u != LOCAL_SCRATCH)
         .map(pg_config)
         .transpose()?;
     Ok(RestoreTargets {
@@ -507,6 +514,7 @@ fn restore_targets(settings: &Settings) -> Result<RestoreTargets> {
         override_target,
         jobs: settings.verify_jobs,
         temp_dir: settings.verify_temp_dir.clone(),
+        local_cluster,
     })
 }
 

@@ -207,7 +207,7 @@ fn a_test_restore_that_cannot_be_staged_says_so_instead_of_filling_the_disk() {
     out.assert_code(4);
     out.assert_stderr_contains("not enough space to stage the archive");
     // A restore checks the same before it asks for consent or touches anything.
-    let out = run(&mut predeploy_tests::restoring::restore_command(
+    let out = run(predeploy_tests::restoring::restore_command(
         store.path(),
         &server.url(&db),
         &["last", "--yes"],

@@ -1,0 +1,84 @@
+//! Test restores into a throwaway local cluster ([`LocalCluster`]) instead of a production
+//! server: started for one archive, given the backup's roles, stopped and removed afterwards.
+
+use std::process::Stdio;
+
+use backup_core::{SourceManifest, Store};
+use backup_postgres::command::{CLEARED_ENV, connection_env};
+use backup_postgres::{GLOBALS_FORMAT, LocalCluster, parse_major};
+
+use crate::artifact::{Consumer, read_pass};
+
+/// Starts a local cluster of the backup's server major (or the nearest newer one installed) and
+/// creates the backup's roles in it from its globals dump, so owners and grants can be proven.
+///
+/// # Errors
+///
+/// Why there is none: no server binaries installed, or the server did not start.
+pub(crate) async fn start_scratch_cluster(
+    store: &dyn Store,
+    source: &SourceManifest,
+    pg_bin_dir: Option<&std::path::Path>,
+    temp_dir: Option<&std::path::Path>,
+) -> Result<LocalCluster, String> {
+    let major = source
+        .server_version
+        .as_deref()
+        .and_then(parse_major)
+        .unwrap_or(0);
+    let server = LocalCluster::find_server(major, pg_bin_dir).await.ok_or_else(|| {
+        format!(
+            "no PostgreSQL server binaries (initdb, pg_ctl, postgres) of version {major} or newer are installed here for a local scratch server: install the server package (e.g. postgresql-{major}) or give --verify-restore-url"
+        )
+    })?;
+    let cluster = LocalCluster::start(&server, temp_dir)
+        .await
+        .map_err(|e| e.to_string())?;
+    if let Some(globals) = source.artifacts.iter().find(|a| a.format == GLOBALS_FORMAT) {
+        create_roles(store, globals, &cluster).await;
+    }
+    Ok(cluster)
+}
+
+/// Replays the globals dump (roles, tablespaces) into the cluster. Statements that fail (the
+/// `postgres` role exists already, a tablespace directory is missing) are skipped: what is
+/// missing then shows up as "owners and grants not proven".
+async fn create_roles(
+    store: &dyn Store,
+    globals: &backup_core::ArtifactMeta,
+    cluster: &LocalCluster,
+) {
+    let config = cluster.config();
+    let Some(bin_dir) = config.bin_dir.clone() else {
+        return;
+    };
+    let mut cmd = tokio::process::Command::new(bin_dir.join("psql"));
+    for var in CLEARED_ENV {
+        cmd.env_remove(var);
+    }
+    let child = cmd
+        .envs(connection_env(&config))
+        .args(["-X", "-q", "-d", "postgres", "-f", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn();
+    let Ok(mut child) = child else {
+        return;
+    };
+    let Some(mut stdin) = child.stdin.take() else {
+        return;
+    };
+    let (pass, _) = tokio::join!(
+        async {
+            let r = read_pass(store, globals, true, Consumer::Writer(&mut stdin)).await;
+            drop(stdin);
+            r
+        },
+        child.wait()
+    );
+    if let Err(e) = pass {
+        tracing::debug!("could not replay the roles into the local scratch server: {e}");
+    }
+}
