@@ -94,6 +94,32 @@ impl Output {
         );
         self
     }
+
+    /// Stdout parsed as JSON (the `--json` result).
+    ///
+    /// # Panics
+    /// When stdout is not JSON.
+    #[track_caller]
+    #[must_use]
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.stdout))
+    }
+}
+
+/// The finding of `check` (`row-counts`, `schema-fingerprint`, …) in a verification record.
+///
+/// # Panics
+/// When the record has no such finding.
+#[track_caller]
+#[must_use]
+pub fn finding<'a>(record: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
+    record["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .find(|f| f["check"] == check)
+        .unwrap_or_else(|| panic!("no {check} finding in {record:#}"))
 }
 
 /// Runs `cmd` to completion (stdin from `/dev/null` unless set), capturing stdout and stderr.

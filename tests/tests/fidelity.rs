@@ -4,6 +4,7 @@
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
+use predeploy_tests::cli::finding;
 use predeploy_tests::pg::PG15_BIN_DIR;
 use predeploy_tests::restoring::restore_command;
 use predeploy_tests::{
@@ -19,20 +20,6 @@ fn backup(store: &Path, url: &str, extra: &[&str]) -> Output {
         .args(extra))
 }
 
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
-}
-
-/// The finding of `check` in a verification record.
-fn finding<'a>(record: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
-    record["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|f| f["check"] == check)
-        .unwrap_or_else(|| panic!("no {check} finding in {record:#}"))
-}
-
 #[test]
 fn the_fidelity_database_passes_level_4_with_owners_and_grants_proven() {
     let server = PgServer::shared();
@@ -41,7 +28,7 @@ fn the_fidelity_database_passes_level_4_with_owners_and_grants_proven() {
     let store = tempfile::tempdir().expect("store");
     let out = backup(store.path(), &server.url(&db), &[]);
     out.assert_success();
-    let v = json(&out);
+    let v = out.json();
     let record = &v["verification"];
     assert_eq!(record["level_reached"], "restore", "{record:#}");
     for check in [
@@ -91,7 +78,7 @@ fn restore_brings_the_fidelity_database_back_identical() {
     let store = tempfile::tempdir().expect("store");
     let out = backup(store.path(), &server.url(&db), &[]);
     out.assert_success();
-    let id = json(&out)["id"].as_str().expect("id").to_owned();
+    let id = out.json()["id"].as_str().expect("id").to_owned();
     // A copy of the original, to compare with after the restore replaced `db`.
     let reference = restore_artifact(&server, &dump_path(store.path(), &id), "fid_ref");
     assert_same_database(&server, &db, &server, &reference);
@@ -161,7 +148,7 @@ fn a_restore_that_differs_is_refused_and_the_objects_are_named() {
         .args(["show", "last", "--json", "--store"])
         .arg(store.path()));
     shown.assert_success();
-    let v = json(&shown);
+    let v = shown.json();
     let record = v["verifications"]
         .as_array()
         .expect("verifications")
@@ -228,7 +215,7 @@ fn restore_brings_the_varied_database_back_identical() {
     let store = tempfile::tempdir().expect("store");
     let out = backup(store.path(), &server.url(&db), &[]);
     out.assert_success();
-    let id = json(&out)["id"].as_str().expect("id").to_owned();
+    let id = out.json()["id"].as_str().expect("id").to_owned();
     let reference = restore_artifact(&server, &dump_path(store.path(), &id), "varr_ref");
     server.psql(
         &db,

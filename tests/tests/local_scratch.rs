@@ -2,6 +2,7 @@
 //! production server never hosts the test restore; the backup's roles are replayed there, so
 //! owners and grants are still proven.
 
+use predeploy_tests::cli::finding;
 use predeploy_tests::{PgServer, fixtures, pre_deploy, run};
 
 fn scratch_databases(server: &PgServer) -> String {
@@ -32,16 +33,9 @@ fn level_4_in_a_throwaway_local_cluster_proves_data_schema_and_grants() {
         .arg(format!("db={}", server.url(&db)))
         .env("TMPDIR", temp.path()));
     out.assert_success();
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
+    let v = out.json();
     let record = &v["verification"];
     assert_eq!(record["level_reached"], "restore", "{record:#}");
-    let findings = record["findings"].as_array().expect("findings");
-    let status = |check: &str| {
-        findings
-            .iter()
-            .find(|f| f["check"] == check)
-            .map(|f| f["status"].as_str().unwrap_or_default().to_owned())
-    };
     for check in [
         "row-counts",
         "schema-fingerprint",
@@ -49,15 +43,13 @@ fn level_4_in_a_throwaway_local_cluster_proves_data_schema_and_grants() {
         "privileges",
     ] {
         assert_eq!(
-            status(check).as_deref(),
-            Some("passed"),
+            finding(record, check)["status"],
+            "passed",
             "{check}: {record:#}"
         );
     }
-    let restored_on = findings
-        .iter()
-        .find(|f| f["check"] == "pg-restore")
-        .and_then(|f| f["message"].as_str())
+    let restored_on = finding(record, "pg-restore")["message"]
+        .as_str()
         .unwrap_or_default();
     assert!(
         !restored_on.contains(&format!(":{}/", server.port())),

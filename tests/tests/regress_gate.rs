@@ -5,25 +5,13 @@
 
 use std::time::Instant;
 
+use predeploy_tests::cli::finding;
 use predeploy_tests::pg::pg18_bin_dir;
 use predeploy_tests::regress::load_regression;
 use predeploy_tests::restoring::restore_command;
 use predeploy_tests::{
-    Output, PgServer, assert_same_database, dump_path, pre_deploy, restore_artifact, run,
+    PgServer, assert_same_database, dump_path, pre_deploy, restore_artifact, run,
 };
-
-fn json(out: &Output) -> serde_json::Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("not JSON ({e}): {}", out.stdout))
-}
-
-fn finding<'a>(record: &'a serde_json::Value, check: &str) -> &'a serde_json::Value {
-    record["findings"]
-        .as_array()
-        .expect("findings")
-        .iter()
-        .find(|f| f["check"] == check)
-        .unwrap_or_else(|| panic!("no {check} finding in {record:#}"))
-}
 
 /// Whether the v1 and the v2 fingerprints of `a` and `b` on `server` are equal.
 fn fingerprints(server: &PgServer, a: &str, b: &str) -> (bool, bool) {
@@ -69,7 +57,7 @@ fn the_regression_database_passes_level_4_and_restores_identical() {
         .arg(format!("db={}", server.url(db))));
     eprintln!("backup with level 4 took {:?}", started.elapsed());
     out.assert_success();
-    let v = json(&out);
+    let v = out.json();
     let record = &v["verification"];
     assert_eq!(record["level_reached"], "restore", "{record:#}");
     for check in [
