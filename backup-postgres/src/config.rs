@@ -88,6 +88,11 @@ impl PgSourceConfig {
             reason,
         };
         let parsed = url::Url::parse(url).map_err(|e| invalid(e.to_string()))?;
+        if parsed.host_str().is_none_or(str::is_empty) && parsed.path().contains('@') {
+            return Err(invalid(
+                "the URL has no host but its path holds '@' (one slash too many?): write postgres://USER:PASSWORD@HOST/DB".into(),
+            ));
+        }
         if !matches!(parsed.scheme(), "postgres" | "postgresql") {
             return Err(invalid(
                 "the scheme must be postgres:// or postgresql://".into(),
@@ -246,6 +251,12 @@ pub fn redact_url(url: &str) -> String {
         "postgres" | "postgresql" | "mysql" | "mariadb" | "s3" | "file" | "ssh" | "docker"
     );
     if !known || u.cannot_be_a_base() {
+        return scheme_only();
+    }
+    // No host, and credentials-looking text in the path (`postgres:///app:pw@db/app`, one slash
+    // too many): the path may hold the secret.
+    let hostless = u.host_str().is_none_or(str::is_empty);
+    if hostless && u.scheme() != "file" && u.path().contains('@') {
         return scheme_only();
     }
     if u.password().is_some() {

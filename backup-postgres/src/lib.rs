@@ -25,6 +25,8 @@
 mod catalog;
 pub mod command;
 mod config;
+#[cfg(test)]
+mod fuzz_tests;
 mod inspector;
 mod local_cluster;
 pub mod process;
