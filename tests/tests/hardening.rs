@@ -216,3 +216,50 @@ fn a_test_restore_that_cannot_be_staged_says_so_instead_of_filling_the_disk() {
     out.assert_code(5);
     out.assert_stderr_contains("not enough space to stage the archive");
 }
+
+#[test]
+fn a_full_store_disk_refuses_the_deploy_and_keeps_the_earlier_backup() {
+    let server = predeploy_tests::PgServer::shared();
+    let db = predeploy_tests::restoring::small_database(server, "full");
+    let disk = SmallDisk::mount();
+    let store = disk.dir.path().join("store");
+    let work = tempfile::tempdir().expect("work");
+    let marker = work.path().join("deployed");
+    let gate = |extra: &[&str]| {
+        run(pre_deploy()
+            .current_dir(work.path())
+            .args(["--store"])
+            .arg(&store)
+            .arg("--source")
+            .arg(format!("db={}", server.url(&db)))
+            .args(["run", "--verify-level", "archive"])
+            .args(extra)
+            .arg("--")
+            .arg("touch")
+            .arg(&marker))
+    };
+    gate(&[]).assert_success();
+    std::fs::remove_file(&marker).expect("the first deploy ran");
+    // 24 MiB that do not compress: more than the 16 MiB file system holds.
+    server.psql(
+        &db,
+        "CREATE TABLE noise AS SELECT g, decode(string_agg(md5(g::text || x::text), ''), 'hex') AS b
+         FROM generate_series(1, 3000) g, generate_series(1, 512) x GROUP BY g",
+    );
+    let out = gate(&[]);
+    out.assert_code(3);
+    out.assert_stderr_contains("did not run");
+    assert!(!marker.exists(), "the deploy command did not run");
+    let listed = run(pre_deploy().args(["list", "--json", "--store"]).arg(&store));
+    listed.assert_success();
+    assert_eq!(
+        listed.json()["backups"].as_array().map(Vec::len),
+        Some(1),
+        "no manifest for the broken backup: {}",
+        listed.stdout
+    );
+    run(pre_deploy()
+        .args(["verify", "last", "--level", "decompress", "--store"])
+        .arg(&store))
+    .assert_success();
+}
