@@ -3,6 +3,7 @@
 //! echo their secrets.
 
 use std::path::Path;
+use std::time::Duration;
 
 use predeploy_tests::{pre_deploy, run};
 
@@ -262,4 +263,61 @@ fn a_full_store_disk_refuses_the_deploy_and_keeps_the_earlier_backup() {
         .args(["verify", "last", "--level", "decompress", "--store"])
         .arg(&store))
     .assert_success();
+}
+
+#[test]
+fn a_source_server_that_stops_mid_dump_refuses_the_deploy_and_records_nothing() {
+    let mut server = predeploy_tests::PgServer::start();
+    let db = server.create_database("gone");
+    server.psql(
+        &db,
+        "CREATE TABLE big AS SELECT g, repeat(md5(g::text), 40) AS t FROM generate_series(1, 150000) g",
+    );
+    let store = tempfile::tempdir().expect("store");
+    let work = tempfile::tempdir().expect("work");
+    let marker = work.path().join("deployed");
+    let mut cmd = pre_deploy();
+    cmd.current_dir(work.path())
+        .args(["--store"])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("db={}", server.url(&db)))
+        .args(["run", "--verify-level", "archive", "--", "touch"])
+        .arg(&marker)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let child = cmd.spawn().expect("run");
+    // Stop the server (immediate: connections cut) once pg_dump is copying table data.
+    let copying = predeploy_tests::pg::wait_until(Duration::from_secs(60), || {
+        server
+            .try_psql(
+                "postgres",
+                "SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND query LIKE 'COPY public.big %'",
+            )
+            .is_ok_and(|n| n.trim() != "0")
+    });
+    assert!(copying, "pg_dump started copying");
+    server.stop();
+    let out = child.wait_with_output().expect("wait");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("did not run"), "{stderr}");
+    assert!(!marker.exists(), "the deploy command did not run");
+    assert!(
+        !store.path().join("backups").exists()
+            || std::fs::read_dir(store.path().join("backups"))
+                .expect("backups")
+                .flatten()
+                .all(|e| !e.path().join("manifest.json").exists()),
+        "no manifest for the broken backup"
+    );
+    server.restart();
+    let again = run(pre_deploy()
+        .current_dir(work.path())
+        .args(["--store"])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("db={}", server.url(&db)))
+        .args(["backup", "--verify-level", "archive"]));
+    again.assert_success();
 }
