@@ -734,5 +734,42 @@ mod tests {
         fn source_flags_never_panic(s in "\\PC{0,80}") {
             let _ = parse_source_flag(&s);
         }
+
+        /// What a config file says is what the settings hold: sources (names and URLs),
+        /// environment, verification level, jobs and restore server.
+        #[test]
+        fn a_config_file_round_trips_into_the_settings(
+            sources in proptest::collection::btree_map("[a-z][a-z0-9_]{0,10}", ("[a-z]{1,8}", "[a-z]{1,8}", 1u16..65535), 1..4),
+            environment in "[a-z][a-z0-9-]{0,10}",
+            level in prop::sample::select(vec!["checksum", "decompress", "archive", "restore"]),
+            jobs in 1u32..16,
+            local in any::<bool>(),
+        ) {
+            let mut text = format!(
+                "environment = \"{environment}\"\n[verify]\nlevel = \"{level}\"\njobs = {jobs}\n"
+            );
+            if local {
+                text.push_str("restore_url = \"local\"\n");
+            }
+            text.push_str("[sources]\n");
+            for (name, (user, db, port)) in &sources {
+                text.push_str(&format!("{name} = \"postgres://{user}@127.0.0.1:{port}/{db}\"\n"));
+            }
+            let settings = resolve(CliOverrides::default(), &[], Some(&text)).expect("resolves");
+            prop_assert_eq!(&settings.environment, &environment);
+            prop_assert_eq!(Some(settings.verify_level), level.parse().ok());
+            prop_assert_eq!(settings.verify_jobs, jobs);
+            prop_assert_eq!(settings.verify_restore_url.as_deref() == Some("local"), local);
+            let got: Vec<(String, String)> = settings
+                .sources
+                .iter()
+                .map(|s| (s.name.to_string(), s.url.clone()))
+                .collect();
+            let want: Vec<(String, String)> = sources
+                .iter()
+                .map(|(n, (u, d, p))| (n.clone(), format!("postgres://{u}@127.0.0.1:{p}/{d}")))
+                .collect();
+            prop_assert_eq!(got, want);
+        }
     }
 }
