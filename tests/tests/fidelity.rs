@@ -63,9 +63,31 @@ fn the_fidelity_database_passes_level_4_with_owners_and_grants_proven() {
         "{stats}"
     );
 
+    // The roles dump holds the fixture's roles, quoting included, as SQL that recreates them.
+    let id = v["id"].as_str().expect("id");
+    let globals = std::process::Command::new("zstd")
+        .args(["-dc"])
+        .arg(
+            store
+                .path()
+                .join(format!("backups/{id}/data/db/globals.sql.zst")),
+        )
+        .output()
+        .expect("zstd");
+    let globals = String::from_utf8_lossy(&globals.stdout);
+    for role in [
+        "CREATE ROLE predeploy_fx_owner;",
+        "CREATE ROLE predeploy_fx_reader;",
+        "CREATE ROLE \"predeploy fx \"\"odd\"\" role\";",
+    ] {
+        assert!(
+            globals.contains(role),
+            "{role} in the roles dump:\n{globals}"
+        );
+    }
+
     // Independently of the tool: a plain pg_restore of the stored dump has the same schema and
     // content.
-    let id = v["id"].as_str().expect("id");
     let copy = restore_artifact(server, &dump_path(store.path(), id), "fid_copy");
     assert_same_database(server, &db, server, &copy);
 }
