@@ -18,6 +18,43 @@ use object_store::{BackoffConfig, ClientOptions, ObjectStore, RetryConfig};
 /// Region used when none is configured (what AWS assumes; Garage needs its own, e.g. `garage`).
 pub const DEFAULT_REGION: &str = "us-east-1";
 
+const MIB: u64 = 1024 * 1024;
+
+/// S3's smallest part of a multipart upload (all but the last part).
+pub(crate) const MIN_PART_SIZE: u64 = 5 * MIB;
+/// S3's largest part.
+pub(crate) const MAX_PART_SIZE: u64 = 5 * 1024 * MIB;
+/// S3's most parts in one upload.
+pub(crate) const MAX_PARTS: u64 = 10_000;
+/// S3's largest object.
+pub(crate) const MAX_OBJECT_SIZE: u64 = 5 * 1024 * 1024 * MIB;
+/// The first parts of an upload: small enough for memory to stay low for common sizes.
+pub(crate) const FIRST_PART_SIZE: u64 = 10 * MIB;
+/// An upload of unknown size doubles its part size after this many parts.
+pub(crate) const PARTS_PER_DOUBLING: u64 = 1_000;
+const _: () = assert!(FIRST_PART_SIZE >= MIN_PART_SIZE && FIRST_PART_SIZE << 9 == MAX_PART_SIZE);
+
+/// The size of part `number` (1-based) of an upload whose size is not known in advance (a
+/// dump streaming from `pg_dump`): 10 MiB for the first 1,000 parts, then doubling every 1,000
+/// parts up to S3's 5 GiB. 10,000 parts then hold 9.99 TiB, more than S3's largest object
+/// (5 TiB), while an upload under 9.8 GiB keeps 10 MiB parts. Memory follows the part size
+/// (a part being filled plus the parts in flight): 30 MiB up to 9.8 GiB, 60 MiB up to 29 GiB,
+/// 120 MiB up to 68 GiB, …, about 1.5 GiB per part in flight for the largest S3 object.
+pub(crate) fn growing_part_size(number: u64) -> u64 {
+    let doublings = (number.max(1) - 1) / PARTS_PER_DOUBLING;
+    // 10 MiB << 9 is 5 GiB: never more.
+    (FIRST_PART_SIZE << doublings.min(9)).min(MAX_PART_SIZE)
+}
+
+/// The part size of an upload of `size` bytes known in advance (an object restored from a
+/// bucket backup): 10 MiB, or the smallest whole number of MiB that fits `size` in 10,000
+/// parts; at most 5 GiB (which holds S3's largest object, 5 TiB).
+pub(crate) fn part_size_for(size: u64) -> u64 {
+    size.div_ceil(MAX_PARTS)
+        .next_multiple_of(MIB)
+        .clamp(FIRST_PART_SIZE, MAX_PART_SIZE)
+}
+
 /// How to reach an S3-compatible server. Every field is optional; unset fields fall back to
 /// the next source (URL query → `AWS_*` environment → config file → defaults). It is also the
 /// config file's `[s3]` section.
@@ -331,6 +368,57 @@ mod tests {
         assert_eq!(merged.secret_access_key.as_deref(), Some("s3cr3t"));
         let shown = format!("{merged:?} {}", merged.describe());
         assert!(!shown.contains("s3cr3t"), "{shown}");
+    }
+
+    /// Parts an upload of `size` bytes takes with [`growing_part_size`], and whether every part
+    /// but the last is within S3's limits.
+    fn growing_parts(size: u64) -> (u64, bool) {
+        let (mut parts, mut sent, mut within) = (0u64, 0u64, true);
+        while sent < size || parts == 0 {
+            parts += 1;
+            let part = growing_part_size(parts);
+            within &= (MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part);
+            sent = sent.saturating_add(part);
+        }
+        (parts, within)
+    }
+
+    #[test]
+    fn part_sizes_at_the_edges() {
+        assert_eq!(growing_part_size(1), FIRST_PART_SIZE);
+        assert_eq!(growing_part_size(1_000), FIRST_PART_SIZE);
+        assert_eq!(growing_part_size(1_001), 2 * FIRST_PART_SIZE);
+        assert_eq!(growing_part_size(9_001), MAX_PART_SIZE);
+        assert_eq!(growing_part_size(u64::MAX), MAX_PART_SIZE);
+        // What a fixed 10 MiB could not store (10,000 parts of 10 MiB: 97.7 GiB).
+        let over = MAX_PARTS * FIRST_PART_SIZE + 1;
+        assert!(growing_parts(over).0 <= MAX_PARTS);
+        assert_eq!(growing_parts(MAX_OBJECT_SIZE).0, 9_026);
+        assert_eq!(part_size_for(0), FIRST_PART_SIZE);
+        assert_eq!(part_size_for(over), 11 * MIB);
+        assert_eq!(part_size_for(MAX_OBJECT_SIZE), 525 * MIB);
+        assert_eq!(part_size_for(u64::MAX), MAX_PART_SIZE);
+    }
+
+    proptest::proptest! {
+        /// Any object S3 can hold fits in 10,000 parts, each within S3's limits, whether its
+        /// size is known in advance or not.
+        #[test]
+        fn any_size_up_to_5_tib_fits_in_10000_parts(size in 0..=MAX_OBJECT_SIZE) {
+            let (parts, within) = growing_parts(size);
+            proptest::prop_assert!(parts <= MAX_PARTS, "{size}: {parts} parts");
+            proptest::prop_assert!(within, "{size}");
+            let part = part_size_for(size);
+            proptest::prop_assert!((MIN_PART_SIZE..=MAX_PART_SIZE).contains(&part));
+            proptest::prop_assert!(size.div_ceil(part) <= MAX_PARTS, "{size}: parts of {part}");
+        }
+
+        /// Common sizes keep 10 MiB parts (memory stays low).
+        #[test]
+        fn small_uploads_keep_10_mib_parts(size in 0..=PARTS_PER_DOUBLING * FIRST_PART_SIZE) {
+            proptest::prop_assert_eq!(part_size_for(size), FIRST_PART_SIZE);
+            proptest::prop_assert!(growing_parts(size).0 <= PARTS_PER_DOUBLING);
+        }
     }
 
     #[test]

@@ -13,12 +13,13 @@ use futures::{StreamExt, TryStreamExt};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{
-    Attribute, Attributes, ObjectStore, ObjectStoreExt, PutMode, PutMultipartOptions, PutOptions,
-    PutPayload, WriteMultipart,
+    Attribute, Attributes, MultipartUpload, ObjectStore, ObjectStoreExt, PutMode,
+    PutMultipartOptions, PutOptions, PutPayload, PutPayloadMut, PutResult,
 };
+use tokio::task::JoinSet;
 
 use crate::error::map_error;
-use crate::s3::S3Settings;
+use crate::s3::{S3Settings, growing_part_size};
 use crate::url::StoreUrl;
 
 /// Object metadata key holding our own SHA-256 of an object (`x-amz-meta-sha256` on S3). The
@@ -30,8 +31,6 @@ const CREATE_ONLY_UNKNOWN: u8 = 0;
 const CREATE_ONLY_NO: u8 = 1;
 const CREATE_ONLY_YES: u8 = 2;
 
-/// Part size of multipart uploads: large enough for 10,000 parts to hold ~100 GiB.
-const PART_SIZE: usize = 10 * 1024 * 1024;
 /// Parts uploaded concurrently.
 const PART_CONCURRENCY: usize = 2;
 /// Read size when streaming a local file.
@@ -211,8 +210,7 @@ impl ObjectStoreStore {
             .map_err(|e| map_error("put", key, e))?;
         // Owned by a guard: if this future is cancelled mid-upload (the backup was interrupted),
         // the guard's drop aborts the multipart upload instead of leaking it on S3.
-        let mut upload =
-            AbortOnDrop::new(WriteMultipart::new_with_chunk_size(upload, PART_SIZE), key);
+        let mut upload = AbortOnDrop::new(PartWriter::new(upload), key);
         let writer = upload.writer();
         let mut written = 0u64;
         while let Some(item) = data.next().await {
@@ -357,16 +355,107 @@ impl ObjectStoreStore {
     }
 }
 
+/// The parts of a multipart upload of unknown size, cut from the bytes written to it: part `n`
+/// is [`growing_part_size`]`(n)` long (10 MiB, doubling every 1,000 parts up to 5 GiB), so any
+/// object S3 can hold fits in its 10,000 parts. (object_store's `WriteMultipart` cuts parts of
+/// one fixed size: 10 MiB parts stop at 97.7 GiB.) Parts upload as tasks; callers bound them
+/// with [`wait_for_capacity`](Self::wait_for_capacity).
+#[derive(Debug)]
+pub(crate) struct PartWriter {
+    upload: Box<dyn MultipartUpload>,
+    buffer: PutPayloadMut,
+    /// Parts started so far.
+    parts: u64,
+    tasks: JoinSet<object_store::Result<()>>,
+}
+
+impl PartWriter {
+    pub(crate) fn new(upload: Box<dyn MultipartUpload>) -> PartWriter {
+        PartWriter {
+            upload,
+            buffer: PutPayloadMut::new(),
+            parts: 0,
+            tasks: JoinSet::new(),
+        }
+    }
+
+    /// The size of the part being filled.
+    fn part_size(&self) -> usize {
+        usize::try_from(growing_part_size(self.parts + 1)).unwrap_or(usize::MAX)
+    }
+
+    /// Waits until fewer than `max` parts are on their way (all of them for 0).
+    pub(crate) async fn wait_for_capacity(&mut self, max: usize) -> object_store::Result<()> {
+        while !self.tasks.is_empty() && self.tasks.len() >= max {
+            match self.tasks.join_next().await {
+                Some(Ok(result)) => result?,
+                Some(Err(e)) => {
+                    return Err(object_store::Error::Generic {
+                        store: "multipart",
+                        source: Box::new(e),
+                    });
+                }
+                None => break,
+            }
+        }
+        Ok(())
+    }
+
+    /// Adds `bytes` (without copying), starting the upload of each part that fills.
+    pub(crate) fn put(&mut self, mut bytes: Bytes) {
+        while !bytes.is_empty() {
+            let remaining = self.part_size() - self.buffer.content_length();
+            if bytes.len() < remaining {
+                self.buffer.push(bytes);
+                return;
+            }
+            self.buffer.push(bytes.split_to(remaining));
+            self.start_part();
+        }
+    }
+
+    fn start_part(&mut self) {
+        let part = std::mem::take(&mut self.buffer);
+        self.parts += 1;
+        self.tasks.spawn(self.upload.put_part(part.into()));
+    }
+
+    /// Sends the last part, waits for every part and completes the upload; aborts it when a
+    /// part failed.
+    pub(crate) async fn finish(mut self) -> object_store::Result<PutResult> {
+        if !self.buffer.is_empty() {
+            self.start_part();
+        }
+        if let Err(e) = self.wait_for_capacity(0).await {
+            self.abort().await?;
+            return Err(e);
+        }
+        match self.upload.complete().await {
+            Ok(result) => Ok(result),
+            Err(e) => {
+                self.abort().await?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Stops the parts on their way and aborts the upload.
+    pub(crate) async fn abort(mut self) -> object_store::Result<()> {
+        self.tasks.shutdown().await;
+        self.upload.abort().await
+    }
+}
+
 /// A multipart upload in progress, aborted when dropped before it finished (a dropped
-/// `WriteMultipart` would leave the parts on S3, billed and invisible, until a lifecycle rule
-/// removes them).
+/// upload would leave the parts on S3, billed and invisible, until a lifecycle rule removes
+/// them).
 pub(crate) struct AbortOnDrop {
-    writer: Option<WriteMultipart>,
+    writer: Option<PartWriter>,
     key: String,
 }
 
 impl AbortOnDrop {
-    pub(crate) fn new(writer: WriteMultipart, key: &str) -> AbortOnDrop {
+    pub(crate) fn new(writer: PartWriter, key: &str) -> AbortOnDrop {
         AbortOnDrop {
             writer: Some(writer),
             key: key.to_owned(),
@@ -374,14 +463,14 @@ impl AbortOnDrop {
     }
 
     /// The upload, until it is finished or aborted.
-    pub(crate) fn writer(&mut self) -> &mut WriteMultipart {
+    pub(crate) fn writer(&mut self) -> &mut PartWriter {
         self.writer
             .as_mut()
             .expect("the upload is neither finished nor aborted")
     }
 
     /// Completes the upload. Every full part is settled first, while the upload can still be
-    /// aborted on failure; `WriteMultipart::finish` consumes the writer, so only its last part
+    /// aborted on failure; `PartWriter::finish` consumes the writer, so only its last part
     /// or the completion itself can fail past that point (object_store then drops the upload
     /// without aborting it; a bucket lifecycle rule for incomplete uploads is the backstop).
     pub(crate) async fn finish(&mut self) -> object_store::Result<()> {

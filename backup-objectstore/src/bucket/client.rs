@@ -31,7 +31,7 @@ use jiff::Timestamp;
 use object_store::aws::AwsCredentialProvider;
 
 use crate::bucket::source::{FetchedObject, ListedObject};
-use crate::s3::{DEFAULT_REGION, S3Settings};
+use crate::s3::{DEFAULT_REGION, MAX_PARTS, S3Settings};
 
 /// Multipart parts uploaded at once per object.
 const PARTS_IN_FLIGHT: usize = 2;
@@ -364,14 +364,22 @@ pub(crate) struct Upload {
 }
 
 impl Upload {
-    /// Uploads the next part (at least 5 MiB, except the last), waiting while
-    /// [`PARTS_IN_FLIGHT`] are on their way.
+    /// Uploads the next part (at least 5 MiB, except the last; at most 5 GiB; at most 10,000
+    /// parts: size them with `part_size_for`), waiting while [`PARTS_IN_FLIGHT`] are on their
+    /// way.
     pub(crate) async fn put_part(&mut self, data: Bytes) -> Result<()> {
         while self.in_flight.len() >= PARTS_IN_FLIGHT {
             self.settle_one().await?;
         }
-        let number = i32::try_from(self.parts.len() + self.in_flight.len() + 1)
-            .map_err(|e| Error::store("put", &self.key, e))?;
+        let number = self.parts.len() + self.in_flight.len() + 1;
+        if number as u64 > MAX_PARTS {
+            return Err(Error::store(
+                "put",
+                &self.key,
+                format!("an upload takes at most {MAX_PARTS} parts; the parts are too small"),
+            ));
+        }
+        let number = i32::try_from(number).map_err(|e| Error::store("put", &self.key, e))?;
         let bucket = self.bucket.clone();
         let key = self.key.clone();
         let upload_id = self.upload_id.clone().unwrap_or_default();

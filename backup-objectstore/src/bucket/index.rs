@@ -10,7 +10,7 @@ use backup_core::{ArtifactMeta, Digest, Error, Result, SourceManifest, Store};
 use futures::{Stream, StreamExt};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
 use tokio_util::io::StreamReader;
 
 /// The artifact format of a bucket index.
@@ -84,53 +84,83 @@ pub fn is_bucket_source(source: &SourceManifest) -> bool {
     matches!(source.kind.as_str(), "bucket" | "directory")
 }
 
+/// The longest index line read (bytes, newline included). A real entry is at most a few tens
+/// of KiB (an S3 key is at most 1 KiB, user metadata 2 KiB, a directory path 4 KiB, each at
+/// most six times longer escaped); a longer line means a damaged or hostile store, and is
+/// refused before it is held whole in memory.
+pub const MAX_INDEX_LINE: usize = 1024 * 1024;
+
 /// Reads a stored index as a stream of entries: decompressed and parsed line by line, never
-/// held whole in memory.
+/// held whole in memory; a line longer than [`MAX_INDEX_LINE`] is an error, not an allocation.
 ///
 /// # Errors
 ///
 /// The store's error when the artifact cannot be opened; later items are `Err` with
-/// [`Error::Io`] (decompression) or [`Error::Format`] (a line that does not parse).
+/// [`Error::Io`] (decompression, a line too long) or [`Error::Format`] (a line that does not
+/// parse), naming the backup by the artifact's key.
 pub async fn read_index(store: &dyn Store, artifact: &ArtifactMeta) -> Result<IndexStream> {
     let key = artifact.key.clone();
     let stream = store.get(&artifact.key).await?;
     let reader = BufReader::with_capacity(256 * 1024, StreamReader::new(stream));
     let mut decoder = ZstdDecoder::new(reader);
     decoder.multiple_members(true);
-    let lines = BufReader::with_capacity(256 * 1024, decoder).lines();
+    let lines = BufReader::with_capacity(256 * 1024, decoder);
     let entries = futures::stream::unfold(
-        (lines, key, 0u64, false),
-        |(mut lines, key, n, done)| async move {
+        (lines, key, 0u64, false, Vec::new()),
+        |(mut lines, key, n, done, mut line)| async move {
             if done {
                 return None;
             }
-            match lines.next_line().await {
-                Ok(None) => None,
-                Ok(Some(line)) if line.trim().is_empty() => Some((
-                    Err(Error::io(
-                        format!("{key}: empty line {} in the index", n + 1),
-                        std::io::Error::other("empty line"),
-                    )),
-                    (lines, key, n + 1, true),
+            let line_no = n + 1;
+            line.clear();
+            // At most one byte past the limit: enough to know the line is too long.
+            let read = (&mut lines)
+                .take(MAX_INDEX_LINE as u64 + 1)
+                .read_until(b'\n', &mut line)
+                .await;
+            let item = match read {
+                Ok(0) => return None,
+                Err(e) => Err(Error::io(format!("{key}: cannot read the index"), e)),
+                Ok(_) if line.len() > MAX_INDEX_LINE => Err(Error::io(
+                    format!(
+                        "{key}: line {line_no} of the bucket index is longer than {MAX_INDEX_LINE} \
+                         bytes; the store is damaged or was tampered with ({})",
+                        backup_of(&key)
+                    ),
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "index line too long"),
                 )),
-                Ok(Some(line)) => {
-                    let item =
-                        serde_json::from_str::<IndexEntry>(&line).map_err(|source| Error::Format {
-                            key: format!("{key} (line {})", n + 1),
+                Ok(_) => {
+                    let text = line.strip_suffix(b"\n").unwrap_or(&line);
+                    if text.trim_ascii().is_empty() {
+                        Err(Error::io(
+                            format!("{key}: empty line {line_no} in the index"),
+                            std::io::Error::other("empty line"),
+                        ))
+                    } else {
+                        serde_json::from_slice::<IndexEntry>(text).map_err(|source| Error::Format {
+                            key: format!("{key} (line {line_no})"),
                             what: "bucket index entry",
                             source,
-                        });
-                    let failed = item.is_err();
-                    Some((item, (lines, key, n + 1, failed)))
+                        })
+                    }
                 }
-                Err(e) => Some((
-                    Err(Error::io(format!("{key}: cannot read the index"), e)),
-                    (lines, key, n + 1, true),
-                )),
-            }
+            };
+            let failed = item.is_err();
+            Some((item, (lines, key, line_no, failed, line)))
         },
     );
     Ok(Box::pin(entries.fuse()))
+}
+
+/// "backup ID" for an artifact key `backups/ID/…`, else the key itself.
+fn backup_of(key: &str) -> String {
+    match key
+        .strip_prefix(backup_core::layout::BACKUPS_DIR)
+        .and_then(|rest| rest.split_once('/'))
+    {
+        Some((id, _)) => format!("backup {id}"),
+        None => key.to_owned(),
+    }
 }
 
 #[cfg(test)]
@@ -208,5 +238,75 @@ mod tests {
             .expect_err("damaged");
         assert!(err.to_string().contains("line 4"), "{err}");
         assert!(store.get_all("d.zst").await.is_ok());
+    }
+
+    /// Stores `bytes` as a zstd index artifact under `key`.
+    async fn stored_index(store: &MemoryStore, key: &str, bytes: &[u8]) -> ArtifactMeta {
+        let stats = pipeline::write_artifact(store, key, "s", bytes, &PipelineConfig::default())
+            .await
+            .expect("stored");
+        ArtifactMeta {
+            name: INDEX_FILE.into(),
+            key: key.into(),
+            format: INDEX_FORMAT.into(),
+            compression: "zstd".into(),
+            stored_size: stats.stored_size,
+            raw_size: stats.raw_size,
+            sha256: stats.sha256,
+            extra: Default::default(),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn index_lines_have_a_length_limit() {
+        let store = MemoryStore::new();
+        let key = "backups/20260101T000000Z-abcd/data/files/index.jsonl.zst";
+        // A valid entry whose key fills a line of more than the limit: refused, naming the
+        // backup and the line, instead of being taken.
+        let mut long = entry(&"k".repeat(MAX_INDEX_LINE)).to_line().expect("line");
+        let mut bytes = entry("a").to_line().expect("line");
+        bytes.append(&mut long);
+        let meta = stored_index(&store, key, &bytes).await;
+        let mut entries = read_index(&store, &meta).await.expect("opens");
+        assert_eq!(entries.next().await.expect("first").expect("ok").key, "a");
+        let err = entries.next().await.expect("second").expect_err("too long");
+        let text = err.to_string();
+        assert!(text.contains("backup 20260101T000000Z-abcd"), "{text}");
+        assert!(text.contains("line 2"), "{text}");
+        assert!(text.contains("longer than 1048576 bytes"), "{text}");
+        assert!(
+            entries.next().await.is_none(),
+            "the stream ends at the error"
+        );
+
+        // 256 MiB without a newline (a few KiB compressed): refused after the limit, not
+        // read into memory.
+        let bomb = vec![b'x'; 256 * 1024 * 1024];
+        let meta = stored_index(&store, "bomb.zst", &bomb).await;
+        drop(bomb);
+        let err = read_index(&store, &meta)
+            .await
+            .expect("opens")
+            .try_collect::<Vec<_>>()
+            .await
+            .expect_err("too long");
+        assert!(err.to_string().contains("line 1"), "{err}");
+
+        // The longest line allowed is read; a last line without a newline too.
+        let mut fits = entry("f").to_line().expect("line");
+        let pad = MAX_INDEX_LINE - fits.len();
+        let k = "f".repeat(pad + 1);
+        fits = entry(&k).to_line().expect("line");
+        assert_eq!(fits.len(), MAX_INDEX_LINE);
+        fits.extend_from_slice(&entry("g").to_line().expect("line")[..]);
+        fits.pop();
+        let meta = stored_index(&store, "fits.zst", &fits).await;
+        let back: Vec<IndexEntry> = read_index(&store, &meta)
+            .await
+            .expect("opens")
+            .try_collect()
+            .await
+            .expect("parses");
+        assert_eq!(back.len(), 2);
     }
 }

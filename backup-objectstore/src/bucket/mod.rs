@@ -11,6 +11,7 @@ mod client;
 mod gc;
 mod index;
 mod location;
+mod nofollow;
 mod restore;
 mod snapshot;
 mod source;
@@ -18,7 +19,8 @@ mod source;
 pub use blob::MEMORY_SPOOL_LIMIT;
 pub use gc::{BlobGcPlan, DEFAULT_BLOB_GRACE_HOURS, apply_blob_gc, plan_blob_gc};
 pub use index::{
-    INDEX_FILE, INDEX_FORMAT, IndexEntry, IndexStream, index_artifact, is_bucket_source, read_index,
+    INDEX_FILE, INDEX_FORMAT, IndexEntry, IndexStream, MAX_INDEX_LINE, index_artifact,
+    is_bucket_source, read_index,
 };
 pub use location::BucketLocation;
 pub use restore::{BucketRestorer, RestoreReport};

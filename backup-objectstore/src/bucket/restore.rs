@@ -1,9 +1,10 @@
 //! [`BucketRestorer`]: puts a bucket or directory snapshot back into a bucket prefix or a
 //! directory, verifying every object's digest while it streams.
 
+use std::os::fd::OwnedFd;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use backup_core::{Digest, Error, Result, Sha256, SourceManifest, Store, layout};
 use bytes::{Bytes, BytesMut};
@@ -15,18 +16,18 @@ use crate::bucket::blob::MEMORY_SPOOL_LIMIT;
 use crate::bucket::client::{ObjectHeaders, S3Bucket};
 use crate::bucket::index::{IndexEntry, index_artifact, read_index};
 use crate::bucket::location::BucketLocation;
+use crate::bucket::nofollow::{self, Found};
 use crate::bucket::snapshot::DEFAULT_CONCURRENCY;
 use crate::bucket::source::BucketSource;
-use crate::s3::S3Settings;
+use crate::s3::{MAX_OBJECT_SIZE, S3Settings, part_size_for};
 use crate::store::SHA256_METADATA;
 
-/// Multipart part size for large restored objects (at most 10,000 parts: objects up to
-/// about 97 GiB).
-const PART_SIZE: usize = 10 * 1024 * 1024;
-
-/// Keys that cannot be files, named one by one in the error of a directory restore (the rest
-/// are counted; every one is logged).
+/// Objects a directory restore refused, named one by one in its error (the rest are counted;
+/// every one is logged).
 const NAMED_KEYS: usize = 50;
+
+/// The end of a directory restore's temp file names: `.<name>.<pid>-<start>.<random>.pd-restore`.
+const TEMP_SUFFIX: &str = ".pd-restore";
 
 /// What a bucket restore did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -56,16 +57,26 @@ pub struct BucketRestorer {
 
 enum Target {
     S3(S3Bucket),
-    Directory(PathBuf),
+    Directory(DirTarget),
+}
+
+/// A target directory: its path (for messages) and a descriptor every write below it starts
+/// from, one segment at a time, never through a link (see [`nofollow`]).
+struct DirTarget {
+    path: PathBuf,
+    fd: Arc<OwnedFd>,
 }
 
 /// What became of one object of the snapshot.
 enum Placed {
     Written,
+    /// Written in place of a symbolic link, which was replaced (never followed).
+    ReplacedLink,
     /// Already there with the same bytes.
     Unchanged,
-    /// A directory cannot hold its key (the reason); nothing was written for it.
-    NotAFile(String),
+    /// Not written, and why: a directory cannot hold its key, or a link or a file is in the
+    /// way of its directory.
+    Refused(String),
 }
 
 impl BucketRestorer {
@@ -97,10 +108,21 @@ impl BucketRestorer {
     /// directory of the same name): such objects are skipped, each logged with its key, every
     /// other object is restored, and then the restore fails naming them.
     ///
+    /// A directory restore never writes through a symbolic link already in the target: a link
+    /// where a file goes is replaced by the file (the link's own target is untouched), and an
+    /// object whose directory is a link (or a file) is refused like a key the directory cannot
+    /// hold. Every path below the target is opened from the target's descriptor one segment at
+    /// a time with `O_NOFOLLOW`, so a link swapped in while the restore runs is refused too (the
+    /// guarantee and its limits are in the `nofollow` module). Files are written to temp
+    /// files named `.<name>.<pid>-<start>.<random>.pd-restore` next to them, then renamed; temp
+    /// files that a killed restore left (their process is gone) are removed before writing,
+    /// and snapshots never take them.
+    ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] for a source without an index; [`Error::Io`] naming every key a
-    /// directory could not hold, once the other objects are restored; [`Error::Store`] (op
+    /// [`Error::Invalid`] for a source without an index; [`Error::Io`] naming every object a
+    /// directory restore refused (a key it cannot hold, a link or a file in the way of its
+    /// directory), once the other objects are restored; [`Error::Store`] (op
     /// `restore`) naming the key for a digest mismatch; the store's or the target's errors.
     pub async fn restore(
         &self,
@@ -127,12 +149,31 @@ impl BucketRestorer {
                 tokio::fs::create_dir_all(dir)
                     .await
                     .map_err(|e| Error::io(format!("cannot create {}", dir.display()), e))?;
-                Target::Directory(dir.clone())
+                let root = dir.clone();
+                let fd = blocking(move || nofollow::open_root(&root))
+                    .await
+                    .map_err(|e| Error::io(format!("cannot open {}", dir.display()), e))?;
+                Target::Directory(DirTarget {
+                    path: dir.clone(),
+                    fd: Arc::new(fd),
+                })
             }
         };
+        let mut notes = Vec::new();
+        if let Target::Directory(d) = &target_backend {
+            let fd = d.fd.clone();
+            match blocking(move || Ok(remove_stale_temps(&fd))).await {
+                Ok(0) | Err(_) => {}
+                Ok(n) => notes.push(format!(
+                    "removed {n} temp file(s) (`.*.pd-restore`) left in the target by an \
+                     interrupted restore"
+                )),
+            }
+        }
         let objects = AtomicU64::new(0);
         let bytes = AtomicU64::new(0);
         let written = AtomicU64::new(0);
+        let links_replaced = AtomicU64::new(0);
         let unchanged = AtomicU64::new(0);
         let with_metadata = AtomicU64::new(0);
         let not_files: Mutex<Vec<(String, String)>> = Mutex::new(Vec::new());
@@ -148,6 +189,7 @@ impl BucketRestorer {
                     &with_metadata,
                     &not_files,
                 );
+                let links_replaced = &links_replaced;
                 async move {
                     objects.fetch_add(1, Ordering::Relaxed);
                     bytes.fetch_add(entry.size, Ordering::Relaxed);
@@ -165,8 +207,12 @@ impl BucketRestorer {
                     };
                     match placed {
                         Placed::Written => written.fetch_add(1, Ordering::Relaxed),
+                        Placed::ReplacedLink => {
+                            links_replaced.fetch_add(1, Ordering::Relaxed);
+                            written.fetch_add(1, Ordering::Relaxed)
+                        }
                         Placed::Unchanged => unchanged.fetch_add(1, Ordering::Relaxed),
-                        Placed::NotAFile(reason) => {
+                        Placed::Refused(reason) => {
                             tracing::warn!("object {:?} was not restored: {reason}", entry.key);
                             if let Ok(mut v) = not_files.lock() {
                                 v.push((entry.key, reason));
@@ -189,7 +235,13 @@ impl BucketRestorer {
             ));
         }
 
-        let mut notes = Vec::new();
+        let links_replaced = links_replaced.into_inner();
+        if links_replaced > 0 {
+            notes.push(format!(
+                "{links_replaced} symbolic link(s) in the target were replaced by the backed-up \
+                 files (a restore never writes through a link; what they pointed to is untouched)"
+            ));
+        }
         let with_metadata = with_metadata.into_inner();
         if with_metadata > 0 {
             notes.push(format!(
@@ -270,7 +322,7 @@ fn mismatch(entry: &IndexEntry, got: Digest, size: u64) -> Error {
     )
 }
 
-/// The error of a directory restore that skipped `not_files` (key, reason) and restored
+/// The error of a directory restore that refused `not_files` (key, reason) and restored
 /// `restored` other objects.
 fn not_files_error(
     target: &BucketLocation,
@@ -289,8 +341,8 @@ fn not_files_error(
     }
     Error::io(
         format!(
-            "{n} object(s) were not restored into {target}: a directory cannot hold their keys: \
-             {}; the other {restored} object(s) were restored",
+            "{n} object(s) were not restored into {target}: {}; the other {restored} object(s) \
+             were restored",
             named.join(", ")
         ),
         std::io::Error::new(std::io::ErrorKind::InvalidFilename, "not restored"),
@@ -331,17 +383,29 @@ async fn restore_s3(store: &dyn Store, target: &S3Bucket, entry: &IndexEntry) ->
         target.put(&entry.key, data.freeze(), &headers).await?;
         return Ok(Placed::Written);
     }
+    if entry.size > MAX_OBJECT_SIZE {
+        return Err(Error::store(
+            "put",
+            &entry.key,
+            format!(
+                "{} bytes is more than an S3 object can hold (5 TiB); restore it into a directory",
+                entry.size
+            ),
+        ));
+    }
+    // The size is known: parts as small as 10,000 of them allow (10 MiB up to 97.7 GiB).
+    let part_size = usize::try_from(part_size_for(entry.size)).unwrap_or(usize::MAX);
     // Aborted when it fails, and on drop: a cancelled restore leaves no upload behind.
     let mut upload = target.start_upload(&entry.key, &headers).await?;
-    let mut part = BytesMut::with_capacity(PART_SIZE);
+    let mut part = BytesMut::with_capacity(part_size);
     let outcome: Result<()> = async {
         while let Some(chunk) = stream.next().await {
             let mut chunk: Bytes = chunk.map_err(|e| Error::store("get", &blob, e))?;
             hasher.update(&chunk);
             while !chunk.is_empty() {
-                let take = chunk.len().min(PART_SIZE - part.len());
+                let take = chunk.len().min(part_size - part.len());
                 part.extend_from_slice(&chunk.split_to(take));
-                if part.len() == PART_SIZE {
+                if part.len() == part_size {
                     upload.put_part(part.split().freeze()).await?;
                 }
             }
@@ -420,75 +484,275 @@ fn is_not_a_file(e: &std::io::Error) -> bool {
     )
 }
 
-/// Hashes an existing file; `None` when it is missing or not a regular file.
-async fn file_digest(path: &FsPath) -> Option<(u64, Digest)> {
-    let file = tokio::fs::File::open(path).await.ok()?;
-    if !file.metadata().await.ok()?.is_file() {
-        return None;
-    }
+/// Runs blocking file system work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> std::io::Result<T> + Send + 'static,
+) -> std::io::Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(std::io::Error::other)?
+}
+
+/// Hashes an open file.
+async fn file_digest(file: std::fs::File) -> std::io::Result<(u64, Digest)> {
+    let file = tokio::fs::File::from_std(file);
     let mut stream = tokio_util::io::ReaderStream::with_capacity(file, 1024 * 1024);
     let mut hasher = Sha256::new();
     while let Some(chunk) = stream.next().await {
-        hasher.update(&chunk.ok()?);
+        hasher.update(&chunk?);
     }
-    Some((hasher.len(), hasher.finish()))
+    Ok((hasher.len(), hasher.finish()))
 }
 
-/// Writes one object into a directory (temp file, then rename), or leaves it when the file is
-/// already there with the same bytes, or says why the directory cannot hold its key.
-async fn restore_file(store: &dyn Store, dir: &FsPath, entry: &IndexEntry) -> Result<Placed> {
-    let path = match file_for(dir, &entry.key) {
-        Ok(path) => path,
-        Err(reason) => return Ok(Placed::NotAFile(reason)),
+/// Whether `name` is a temp file of a directory restore (see [`TEMP_SUFFIX`]): snapshots skip
+/// them, and the next restore removes those whose process is gone.
+pub(crate) fn is_restore_temp(name: &str) -> bool {
+    name.len() > TEMP_SUFFIX.len() + 1 && name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
+}
+
+/// When the process `pid` started (clock ticks after boot, field 22 of `/proc/PID/stat`), or
+/// `None` when there is no such process (or no `/proc`).
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) is in parentheses and may hold anything: count after it.
+    let after = &stat[stat.rfind(')')? + 1..];
+    after.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// This process as temp file names carry it: `<pid>-<start>` (a reused pid has another start).
+fn process_tag() -> &'static str {
+    static TAG: OnceLock<String> = OnceLock::new();
+    TAG.get_or_init(|| {
+        let pid = std::process::id();
+        format!("{pid}-{}", process_start(pid).unwrap_or(0))
+    })
+}
+
+/// Whether the process that made the temp file `name` is gone (so the file is a leftover).
+/// `false` whenever that cannot be told: a name without a tag, or no `/proc`.
+fn temp_owner_gone(name: &str) -> bool {
+    let Some(tag) = name
+        .strip_suffix(TEMP_SUFFIX)
+        .and_then(|n| n.rsplit_once('.'))
+        .and_then(|(n, _random)| n.rsplit_once('.'))
+        .map(|(_, tag)| tag)
+    else {
+        return false;
     };
-    let io = |what: &str, e: std::io::Error| Error::io(format!("{what} {}", path.display()), e);
-    let conflict = |e: &std::io::Error| {
-        Placed::NotAFile(format!(
-            "{} cannot be a file there: {e} (a file and a directory cannot share a name; S3 \
-             holds `a` and `a/b` side by side)",
-            path.display()
-        ))
+    let Some((pid, start)) = tag
+        .split_once('-')
+        .and_then(|(p, s)| Some((p.parse::<u32>().ok()?, s.parse::<u64>().ok()?)))
+    else {
+        return false;
     };
-    if let Ok(meta) = tokio::fs::metadata(&path).await
-        && meta.len() == entry.size
-        && file_digest(&path)
-            .await
-            .is_some_and(|(_, d)| d == entry.sha256)
-    {
-        return Ok(Placed::Unchanged);
+    if process_start(std::process::id()).is_none() {
+        return false; // no /proc: cannot tell
     }
-    let parent = path.parent().unwrap_or(dir).to_path_buf();
-    match tokio::fs::create_dir_all(&parent).await {
-        Ok(()) => {}
-        Err(e) if is_not_a_file(&e) => return Ok(conflict(&e)),
-        Err(e) => return Err(io("cannot create the directory of", e)),
+    match process_start(pid) {
+        None => true,
+        Some(started) => start != 0 && started != start,
     }
-    // The temp file's name must fit too: `.<name>.<random>.pd-restore` with a shortened name.
-    let name: String = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
+}
+
+/// A temp file name for `name`: `.<name, shortened>.<pid>-<start>.<random>.pd-restore`.
+fn temp_name(name: &str) -> String {
+    // The temp file's name must fit too (255 bytes): shorten the object's name.
+    let short: String = name
         .chars()
         .scan(0, |len, c| {
             *len += c.len_utf8();
             (*len <= 100).then_some(c)
         })
         .collect();
-    // Removed when dropped: a failed or interrupted restore leaves no partial file.
-    let (std_file, temp) = {
-        let parent = parent.clone();
-        tokio::task::spawn_blocking(move || {
-            tempfile::Builder::new()
-                .prefix(&format!(".{name}."))
-                .suffix(".pd-restore")
-                .tempfile_in(parent)
-        })
-        .await
-        .map_err(|e| io("cannot create a temp file for", std::io::Error::other(e)))?
-        .map_err(|e| io("cannot create a temp file for", e))?
-        .into_parts()
+    let mut random = [0u8; 8];
+    if getrandom::fill(&mut random).is_err() {
+        random = jiff::Timestamp::now().as_nanosecond().to_le_bytes()[..8]
+            .try_into()
+            .unwrap_or_default();
+    }
+    format!(
+        ".{short}.{}.{:016x}{TEMP_SUFFIX}",
+        process_tag(),
+        u64::from_le_bytes(random)
+    )
+}
+
+/// Removes the temp files that killed restores left below `root` (their process is gone),
+/// walking without following links; returns how many. Errors are logged, never fatal: a
+/// leftover is harmless, snapshots skip it.
+fn remove_stale_temps(root: &OwnedFd) -> u64 {
+    let mut removed = 0;
+    let mut pending = vec![String::new()];
+    while let Some(rel) = pending.pop() {
+        let segments: Vec<&str> = rel.split('/').filter(|s| !s.is_empty()).collect();
+        let dir = match nofollow::open_dir(root, &segments, false) {
+            Ok(Found::Yes(dir)) => dir,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!("cannot look for leftover temp files in {rel:?}: {e}");
+                continue;
+            }
+        };
+        let entries = match nofollow::entries(&dir) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::warn!("cannot look for leftover temp files in {rel:?}: {e}");
+                continue;
+            }
+        };
+        for entry in entries {
+            // Restores only write UTF-8 names: others are neither ours nor on our way.
+            let Some(name) = entry.name.to_str() else {
+                continue;
+            };
+            let kind = match entry.kind {
+                Some(kind) => kind,
+                None => match nofollow::lstat(&dir, name) {
+                    Ok(Some(st)) => nofollow::file_type(&st),
+                    _ => continue,
+                },
+            };
+            match kind {
+                rustix::fs::FileType::Directory => pending.push(format!("{rel}{name}/")),
+                rustix::fs::FileType::RegularFile
+                    if is_restore_temp(name) && temp_owner_gone(name) =>
+                {
+                    match nofollow::remove_file(&dir, name) {
+                        Ok(()) => removed += 1,
+                        Err(e) => tracing::warn!("cannot remove {rel}{name}: {e}"),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    removed
+}
+
+/// A temp file being written, removed when dropped unless it was renamed into place (a failed
+/// or interrupted restore leaves no partial file).
+struct TempFile {
+    dir: Arc<OwnedFd>,
+    name: String,
+    armed: bool,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if self.armed {
+            let _ = nofollow::remove_file(&self.dir, &self.name);
+        }
+    }
+}
+
+/// What is where a restored file goes.
+enum Existing {
+    Nothing,
+    /// A regular file, open for reading.
+    File(std::fs::File),
+    /// A symbolic link: replaced, never followed.
+    Link,
+    /// A directory, FIFO or other: the rename says whether it can be replaced.
+    Other,
+}
+
+/// Writes one object into a directory (temp file, then rename), or leaves it when the file is
+/// already there with the same bytes, or says why it was refused. Nothing below the target is
+/// reached through a symbolic link (see [`nofollow`]).
+async fn restore_file(store: &dyn Store, target: &DirTarget, entry: &IndexEntry) -> Result<Placed> {
+    let path = match file_for(&target.path, &entry.key) {
+        Ok(path) => path,
+        Err(reason) => {
+            return Ok(Placed::Refused(format!(
+                "a directory cannot hold this key: {reason}"
+            )));
+        }
     };
-    let mut file = tokio::fs::File::from_std(std_file);
+    let io = |what: &str, e: std::io::Error| Error::io(format!("{what} {}", path.display()), e);
+    let conflict = |what: String| {
+        Placed::Refused(format!(
+            "{what} (a file and a directory cannot share a name; S3 holds `a` and `a/b` side by \
+             side)"
+        ))
+    };
+    let segments: Vec<String> = entry.key.split('/').map(str::to_owned).collect();
+    let Some((name, parents)) = segments.split_last() else {
+        return Ok(Placed::Refused("an empty key".into()));
+    };
+    let name = name.clone();
+
+    // The file's directory (created when missing), and what is already where the file goes.
+    let (root, parents, key, looked_at) = (
+        target.fd.clone(),
+        parents.to_vec(),
+        entry.key.clone(),
+        name.clone(),
+    );
+    let opened = blocking(move || {
+        let dir = match nofollow::open_dir(&root, &parents, true)? {
+            Found::Yes(dir) => dir,
+            Found::Link(p) => {
+                return Ok(Err(format!(
+                    "{p:?} in the target is a symbolic link, and a restore never writes through one"
+                )));
+            }
+            Found::Other(p) => {
+                return Ok(Err(format!(
+                    "{p:?} in the target is a file, so {key:?} cannot be written below it"
+                )));
+            }
+            Found::Missing => {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "a directory vanished while it was being created",
+                ));
+            }
+        };
+        let existing = match nofollow::open_file(&dir, &looked_at, &key)? {
+            Found::Yes(file) => Existing::File(file),
+            Found::Missing => Existing::Nothing,
+            Found::Link(_) => Existing::Link,
+            Found::Other(_) => Existing::Other,
+        };
+        Ok(Ok((Arc::new(dir), existing)))
+    })
+    .await;
+    let (dir, existing) = match opened {
+        Ok(Ok(found)) => found,
+        Ok(Err(why)) if why.contains("symbolic link") => return Ok(Placed::Refused(why)),
+        Ok(Err(why)) => return Ok(conflict(why)),
+        Err(e) if is_not_a_file(&e) => {
+            return Ok(conflict(format!(
+                "{} cannot be a file there: {e}",
+                path.display()
+            )));
+        }
+        Err(e) => return Err(io("cannot create the directory of", e)),
+    };
+    let replaces_link = matches!(existing, Existing::Link);
+    if let Existing::File(file) = existing
+        && file.metadata().is_ok_and(|m| m.len() == entry.size)
+        && file_digest(file)
+            .await
+            .is_ok_and(|(_, d)| d == entry.sha256)
+    {
+        return Ok(Placed::Unchanged);
+    }
+
+    let temp = temp_name(&name);
+    let file = {
+        let (dir, temp) = (dir.clone(), temp.clone());
+        blocking(move || nofollow::create_new(&dir, &temp))
+            .await
+            .map_err(|e| io("cannot create a temp file for", e))?
+    };
+    // Removed when dropped: a failed or interrupted restore leaves no partial file.
+    let mut guard = TempFile {
+        dir: dir.clone(),
+        name: temp.clone(),
+        armed: true,
+    };
+    let mut file = tokio::fs::File::from_std(file);
     let blob = layout::blob_key(&entry.sha256);
     let mut stream = store.get(&blob).await?;
     let mut hasher = Sha256::new();
@@ -506,25 +770,29 @@ async fn restore_file(store: &dyn Store, dir: &FsPath, entry: &IndexEntry) -> Re
     }
     file.flush().await.map_err(|e| io("cannot write", e))?;
     let std_file = file.into_std().await;
-    let modified = Some(std::time::SystemTime::from(entry.last_modified));
-    let target = path.clone();
-    let persisted = tokio::task::spawn_blocking(move || {
-        if let Some(t) = modified {
-            let _ = std_file.set_modified(t);
+    let modified = std::time::SystemTime::from(entry.last_modified);
+    let renamed = {
+        let (dir, temp, name) = (dir.clone(), temp.clone(), name.clone());
+        blocking(move || {
+            let _ = std_file.set_modified(modified);
+            drop(std_file);
+            nofollow::rename(&dir, &temp, &name)
+        })
+        .await
+    };
+    match renamed {
+        Ok(()) => {
+            guard.armed = false;
+            Ok(if replaces_link {
+                Placed::ReplacedLink
+            } else {
+                Placed::Written
+            })
         }
-        drop(std_file);
-        temp.persist(&target).map_err(|e| e.error)
-    })
-    .await
-    .map_err(|e| {
-        io(
-            "cannot move the restored file into place at",
-            std::io::Error::other(e),
-        )
-    })?;
-    match persisted {
-        Ok(_) => Ok(Placed::Written),
-        Err(e) if is_not_a_file(&e) => Ok(conflict(&e)),
+        Err(e) if is_not_a_file(&e) => Ok(conflict(format!(
+            "{} cannot be a file there: {e}",
+            path.display()
+        ))),
         Err(e) => Err(io("cannot move the restored file into place at", e)),
     }
 }
@@ -557,5 +825,178 @@ mod tests {
             let reason = file_for(d, bad).expect_err(bad);
             assert!(reason.contains(why), "{bad}: {reason}");
         }
+    }
+
+    #[test]
+    fn temp_files_name_their_process() {
+        let name = temp_name(&"é".repeat(200));
+        assert!(name.len() <= NAME_MAX, "{}", name.len());
+        assert!(is_restore_temp(&name), "{name}");
+        assert!(
+            name.contains(&format!(".{}-", std::process::id())),
+            "{name}"
+        );
+        assert!(!temp_owner_gone(&name), "this process is running");
+        let tag = process_tag();
+        for (name, gone) in [
+            (format!(".a.{tag}.0011.pd-restore"), false),
+            (".a.4294967000-5.0011.pd-restore".to_owned(), true),
+            // This process's pid with another start time: the pid was reused.
+            (format!(".a.{}-1.0011.pd-restore", std::process::id()), true),
+            // Without a start time: the pid alone decides.
+            (
+                format!(".a.{}-0.0011.pd-restore", std::process::id()),
+                false,
+            ),
+            // Not made by this version: never removed.
+            (".a.Xy12Zq.pd-restore".to_owned(), false),
+            (".pd-restore".to_owned(), false),
+        ] {
+            assert_eq!(temp_owner_gone(&name), gone, "{name}");
+        }
+        assert!(!is_restore_temp(".pd-restore"));
+        assert!(!is_restore_temp("a.pd-restore"));
+    }
+
+    /// Restores `files` (written to a source directory and backed up into a memory store) into
+    /// `target`.
+    async fn backup_and_restore(files: &[(&str, &[u8])], target: &FsPath) -> Result<RestoreReport> {
+        use backup_core::testkit::MemoryStore;
+        use backup_core::{BackupId, PipelineConfig, SnapshotContext, Snapshotter};
+        let src = tempfile::tempdir().expect("tempdir");
+        for (rel, data) in files {
+            let p = src.path().join(rel);
+            std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+            std::fs::write(p, data).expect("write");
+        }
+        let store = MemoryStore::new();
+        let location = BucketLocation::Directory(src.path().to_path_buf());
+        let snap = crate::bucket::BucketSnapshotter::new(
+            "files".parse().expect("name"),
+            BucketSource::open(location, &S3Settings::default()).expect("opens"),
+        );
+        let id = BackupId::new(jiff::Timestamp::now());
+        let source = snap
+            .snapshot(SnapshotContext {
+                store: &store,
+                backup_id: &id,
+                environment: "default",
+                pipeline: &PipelineConfig::default(),
+            })
+            .await
+            .expect("snapshot");
+        BucketRestorer::new(S3Settings::default())
+            .restore(
+                &store,
+                &source,
+                &BucketLocation::Directory(target.to_path_buf()),
+            )
+            .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restore_replaces_file_links_and_refuses_directory_links() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let target = base.path().join("target");
+        let outside = base.path().join("outside");
+        std::fs::create_dir_all(&target).expect("mkdir");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::write(outside.join("victim"), b"untouched").expect("write");
+        std::os::unix::fs::symlink(outside.join("victim"), target.join("top")).expect("link");
+        std::os::unix::fs::symlink(&outside, target.join("sub")).expect("link");
+        std::fs::write(target.join("plain"), b"in the way").expect("write");
+        let err = backup_and_restore(
+            &[
+                ("top", b"restored top"),
+                ("sub/inner", b"restored inner"),
+                ("plain/x", b"under a file"),
+                ("ok/fine", b"fine"),
+            ],
+            &target,
+        )
+        .await
+        .expect_err("two objects refused");
+        let text = err.to_string();
+        assert!(text.contains("2 object(s) were not restored"), "{text}");
+        assert!(
+            text.contains("\"sub/inner\" (\"sub\" in the target is a symbolic link"),
+            "{text}"
+        );
+        assert!(
+            text.contains("\"plain/x\" (\"plain\" in the target is a file"),
+            "{text}"
+        );
+        assert!(
+            text.contains("the other 2 object(s) were restored"),
+            "{text}"
+        );
+        assert_eq!(
+            std::fs::read(outside.join("victim")).expect("victim"),
+            b"untouched"
+        );
+        assert_eq!(std::fs::read_dir(&outside).expect("outside").count(), 1);
+        let top = std::fs::symlink_metadata(target.join("top")).expect("top");
+        assert!(top.is_file(), "the link was replaced");
+        assert_eq!(
+            std::fs::read(target.join("top")).expect("top"),
+            b"restored top"
+        );
+        assert_eq!(
+            std::fs::read(target.join("ok/fine")).expect("fine"),
+            b"fine"
+        );
+
+        // Without the directory link in the way: restored, and the report names the link.
+        std::fs::remove_file(target.join("sub")).expect("rm");
+        std::fs::remove_file(target.join("plain")).expect("rm");
+        std::fs::remove_file(target.join("top")).expect("rm");
+        std::os::unix::fs::symlink(outside.join("victim"), target.join("top")).expect("link");
+        let report = backup_and_restore(&[("top", b"restored top"), ("sub/inner", b"x")], &target)
+            .await
+            .expect("restored");
+        assert_eq!(report.written, 2);
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("1 symbolic link(s) in the target were replaced")),
+            "{:?}",
+            report.notes
+        );
+        assert_eq!(
+            std::fs::read(outside.join("victim")).expect("victim"),
+            b"untouched"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn stale_temp_files_are_removed_and_live_ones_kept() {
+        let target = tempfile::tempdir().expect("tempdir");
+        let live = temp_name("live");
+        let dead = ".dead.4294967000-7.00ff.pd-restore";
+        let foreign = ".x.Ab12Cd.pd-restore";
+        std::fs::create_dir_all(target.path().join("d")).expect("mkdir");
+        for name in [live.as_str(), dead, foreign] {
+            std::fs::write(target.path().join("d").join(name), b"partial").expect("write");
+        }
+        let report = backup_and_restore(&[("d/f", b"f")], target.path())
+            .await
+            .expect("restored");
+        assert!(
+            report
+                .notes
+                .iter()
+                .any(|n| n.contains("removed 1 temp file(s)")),
+            "{:?}",
+            report.notes
+        );
+        let mut left: Vec<String> = std::fs::read_dir(target.path().join("d"))
+            .expect("read")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = vec!["f".to_owned(), live, foreign.to_owned()];
+        want.sort();
+        assert_eq!(left, want);
     }
 }

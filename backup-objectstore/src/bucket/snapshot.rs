@@ -28,7 +28,7 @@ use crate::bucket::blob::{BlobWrite, spool, store_blob};
 use crate::bucket::index::{
     INDEX_FILE, INDEX_FORMAT, IndexEntry, IndexStream, index_artifact, read_index,
 };
-use crate::bucket::source::{BucketSource, ListedObject};
+use crate::bucket::source::{BucketSource, ListedObject, SkipLog};
 
 /// Objects read and stored at once, by default.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -355,7 +355,11 @@ impl Snapshotter for BucketSnapshotter {
     async fn snapshot(&self, ctx: SnapshotContext<'_>) -> Result<SourceManifest> {
         let (previous, dedup) = self.previous_index(&ctx).await;
         let reused_from = previous.as_ref().map(|(id, _)| id.to_string());
-        let tasks = plan_tasks(self.source.list(), previous.map(|(_, s)| s));
+        let skipped = SkipLog::default();
+        let tasks = plan_tasks(
+            self.source.list_noting(skipped.clone()),
+            previous.map(|(_, s)| s),
+        );
         let counters = Counters::default();
         let large_uploads = Semaphore::new(LARGE_UPLOADS);
         let store = ctx.store;
@@ -446,6 +450,9 @@ impl Snapshotter for BucketSnapshotter {
             stats.extra.insert(k.into(), Value::from(get(c)));
         }
         let mut notes = vec![NOT_ATOMIC_NOTE.to_owned()];
+        if let Ok(skipped) = skipped.lock() {
+            notes.extend(skipped.notes());
+        }
         let vanished = get(&counters.vanished);
         if vanished > 0 {
             notes.push(format!(

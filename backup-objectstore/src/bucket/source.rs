@@ -1,8 +1,9 @@
 //! [`BucketSource`]: lists and reads the objects of a bucket prefix or a local directory.
 
 use std::collections::BTreeMap;
+use std::os::fd::OwnedFd;
 use std::path::{Path as FsPath, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use backup_core::{ByteStream, Error, Result};
 use futures::stream::BoxStream;
@@ -10,10 +11,13 @@ use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 use object_store::path::Path;
 use object_store::{Attribute, Attributes, GetOptions, ObjectStore};
+use rustix::fs::FileType;
 use tokio::sync::mpsc;
 
 use crate::bucket::client::S3Bucket;
 use crate::bucket::location::BucketLocation;
+use crate::bucket::nofollow::{self, Found};
+use crate::bucket::restore::is_restore_temp;
 use crate::error::map_error;
 use crate::s3::S3Settings;
 
@@ -63,7 +67,7 @@ impl std::fmt::Debug for FetchedObject {
 
 /// Where a bucket snapshot reads from: an S3-compatible bucket (with a client that keeps every
 /// key S3 can hold exactly as it is) or a local directory (read directly, so every regular
-/// file is seen, whatever its name).
+/// file is seen, whatever its name; never through a symbolic link, see [`BucketSource::list`]).
 #[derive(Debug, Clone)]
 pub struct BucketSource {
     location: BucketLocation,
@@ -143,9 +147,16 @@ impl BucketSource {
         }
     }
 
-    /// Every object, sorted by key (byte order). A directory is walked without following
-    /// symbolic links to directories; files that are not regular are skipped.
+    /// Every object, sorted by key (byte order). A directory is walked without following any
+    /// symbolic link (links are skipped, to files and directories alike: a link cannot make a
+    /// snapshot read outside the directory); files that are not regular, and temp files of
+    /// pre-deploy restores (`.*.pd-restore`), are skipped.
     pub fn list(&self) -> BoxStream<'static, Result<ListedObject>> {
+        self.list_noting(Arc::default())
+    }
+
+    /// [`list`](Self::list), counting what a directory walk leaves out in `skipped`.
+    pub(crate) fn list_noting(&self, skipped: SkipLog) -> BoxStream<'static, Result<ListedObject>> {
         match &self.backend {
             Backend::S3(bucket) => bucket.list(),
             Backend::ObjectStore(store) => store
@@ -163,7 +174,7 @@ impl BucketSource {
             Backend::Directory(dir) => {
                 let (tx, rx) = mpsc::channel(256);
                 let dir = dir.clone();
-                tokio::task::spawn_blocking(move || walk(&dir, &tx));
+                tokio::task::spawn_blocking(move || walk(&dir, &tx, &skipped));
                 futures::stream::unfold(rx, |mut rx| async move {
                     rx.recv().await.map(|item| (item, rx))
                 })
@@ -208,11 +219,30 @@ impl BucketSource {
             }
             Backend::Directory(dir) => {
                 let file_path = dir.join(key);
-                let file = match tokio::fs::File::open(&file_path).await {
-                    Ok(f) => f,
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-                    Err(e) => {
-                        return Err(Error::io(format!("cannot open {}", file_path.display()), e));
+                let (root, rel) = (dir.clone(), key.to_owned());
+                let opened =
+                    tokio::task::spawn_blocking(move || nofollow::open_file_below(&root, &rel))
+                        .await
+                        .map_err(|e| {
+                            Error::io(
+                                format!("cannot open {}", file_path.display()),
+                                std::io::Error::other(e),
+                            )
+                        })?
+                        .map_err(|e| {
+                            Error::io(format!("cannot open {}", file_path.display()), e)
+                        })?;
+                let file = match opened {
+                    Found::Yes(f) => tokio::fs::File::from_std(f),
+                    Found::Missing => return Ok(None),
+                    // Replaced since the listing: a link is never followed, nor anything but
+                    // a regular file read.
+                    Found::Link(p) | Found::Other(p) => {
+                        tracing::warn!(
+                            "{key:?} is no longer a regular file ({p:?} is a link or another kind \
+                             of file); it is left out"
+                        );
+                        return Ok(None);
                     }
                 };
                 let meta = file
@@ -282,75 +312,148 @@ fn meta_time(meta: &object_store::ObjectMeta) -> Timestamp {
 pub(crate) fn file_stamp(meta: &std::fs::Metadata) -> (Timestamp, String) {
     use std::os::unix::fs::MetadataExt;
     let nanos = i128::from(meta.mtime()) * 1_000_000_000 + i128::from(meta.mtime_nsec());
-    let modified = Timestamp::from_nanosecond(nanos).unwrap_or(Timestamp::UNIX_EPOCH);
-    let etag = format!("{:x}-{:x}-{:x}", meta.ino(), nanos, meta.len());
+    stamp(meta.ino(), nanos, meta.len())
+}
+
+fn stamp(ino: u64, mtime_nanos: i128, size: u64) -> (Timestamp, String) {
+    let modified = Timestamp::from_nanosecond(mtime_nanos).unwrap_or(Timestamp::UNIX_EPOCH);
+    let etag = format!("{ino:x}-{mtime_nanos:x}-{size:x}");
     (modified, etag)
+}
+
+/// What a directory listing left out, for the snapshot's notes.
+#[derive(Debug, Default)]
+pub(crate) struct Skipped {
+    /// Symbolic links (never followed), how many.
+    pub(crate) links: u64,
+    /// The first few of them (keys).
+    pub(crate) link_examples: Vec<String>,
+    /// Temp files of pre-deploy restores (partial files), how many.
+    pub(crate) restore_temps: u64,
+}
+
+/// Links named in a snapshot's note.
+const LINK_EXAMPLES: usize = 5;
+
+/// Shared between the walk (a blocking task) and whoever reads the notes afterwards.
+pub(crate) type SkipLog = Arc<Mutex<Skipped>>;
+
+impl Skipped {
+    /// The manifest notes of what was left out.
+    pub(crate) fn notes(&self) -> Vec<String> {
+        let mut notes = Vec::new();
+        if self.links > 0 {
+            let mut named: Vec<String> = self
+                .link_examples
+                .iter()
+                .map(|k| format!("{k:?}"))
+                .collect();
+            if self.links > self.link_examples.len() as u64 {
+                named.push("…".into());
+            }
+            notes.push(format!(
+                "{} symbolic link(s) were skipped and are not in this backup ({}): a directory \
+                 snapshot never follows a link, so a link cannot make it read outside the directory",
+                self.links,
+                named.join(", ")
+            ));
+        }
+        if self.restore_temps > 0 {
+            notes.push(format!(
+                "{} temp file(s) of a pre-deploy restore (`.*.pd-restore`, partial files) were skipped",
+                self.restore_temps
+            ));
+        }
+        notes
+    }
+}
+
+fn note_link(skipped: &SkipLog, key: String) {
+    tracing::warn!("skipping {key:?}: a symbolic link (links are never followed)");
+    if let Ok(mut s) = skipped.lock() {
+        s.links += 1;
+        if s.link_examples.len() < LINK_EXAMPLES {
+            s.link_examples.push(key);
+        }
+    }
 }
 
 /// One directory entry of the walk, sorted by `sort_key` (the relative path, with a trailing `/`
 /// for directories, so the walk yields keys in byte order).
 struct WalkEntry {
     sort_key: String,
-    path: PathBuf,
     dir: bool,
-    meta: std::fs::Metadata,
+    size: u64,
+    stamp: (Timestamp, String),
 }
 
-fn read_sorted(dir: &FsPath, rel: &str) -> std::io::Result<Vec<WalkEntry>> {
+/// The entries of the directory `dir` (at `rel`, empty or ending in `/`): regular files and
+/// directories; links are noted in `skipped`, never followed; other kinds are left out.
+fn read_sorted(dir: &OwnedFd, rel: &str, skipped: &SkipLog) -> std::io::Result<Vec<WalkEntry>> {
     let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir)? {
-        let entry = entry?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
+    for entry in nofollow::entries(dir)? {
+        let Some(name) = entry.name.to_str() else {
             return Err(std::io::Error::other(format!(
-                "{} has a file name that is not UTF-8: {:?}",
-                dir.display(),
-                entry.file_name()
+                "{rel:?} has a file name that is not UTF-8: {:?}",
+                entry.name
             )));
         };
-        let file_type = entry.file_type()?;
-        let path = entry.path();
-        let meta = match std::fs::metadata(&path) {
-            Ok(m) => m,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue, // gone, or a dangling link
-            Err(e) => return Err(e),
+        let Some(st) = nofollow::lstat(dir, name)? else {
+            continue; // gone since readdir
         };
         let rel_name = format!("{rel}{name}");
-        if meta.is_dir() {
-            if file_type.is_symlink() {
-                tracing::warn!(
-                    "skipping {}: a symbolic link to a directory",
-                    path.display()
-                );
-                continue;
-            }
-            out.push(WalkEntry {
+        match nofollow::file_type(&st) {
+            FileType::Symlink => note_link(skipped, rel_name),
+            FileType::Directory => out.push(WalkEntry {
                 sort_key: format!("{rel_name}/"),
-                path,
                 dir: true,
-                meta,
-            });
-        } else if meta.is_file() {
-            out.push(WalkEntry {
+                size: 0,
+                stamp: (Timestamp::UNIX_EPOCH, String::new()),
+            }),
+            FileType::RegularFile if is_restore_temp(name) => {
+                if let Ok(mut s) = skipped.lock() {
+                    s.restore_temps += 1;
+                }
+            }
+            FileType::RegularFile => out.push(WalkEntry {
                 sort_key: rel_name,
-                path,
                 dir: false,
-                meta,
-            });
+                size: st.st_size as u64,
+                stamp: stat_stamp(&st),
+            }),
+            _ => {}
         }
     }
     out.sort_by(|a, b| a.sort_key.cmp(&b.sort_key));
     Ok(out)
 }
 
-/// Walks `root` depth-first in key order, sending each regular file.
-fn walk(root: &FsPath, tx: &mpsc::Sender<Result<ListedObject>>) {
-    let fail = |path: &FsPath, e: std::io::Error| {
-        let _ = tx.blocking_send(Err(Error::io(format!("cannot list {}", path.display()), e)));
+/// [`file_stamp`] of a `stat` (the same values, so listings and reads agree).
+// The field types differ between architectures (`c_ulong`, `u64`, `u32`).
+#[allow(clippy::useless_conversion)]
+fn stat_stamp(st: &rustix::fs::Stat) -> (Timestamp, String) {
+    let nanos = i128::from(st.st_mtime) * 1_000_000_000 + i128::from(st.st_mtime_nsec);
+    stamp(u64::from(st.st_ino), nanos, st.st_size as u64)
+}
+
+/// Walks `root` depth-first in key order, sending each regular file. Every directory below the
+/// root is opened from the root one segment at a time without following links (see
+/// [`nofollow`]), so at most two descriptors are open at once however deep the tree.
+fn walk(root: &FsPath, tx: &mpsc::Sender<Result<ListedObject>>, skipped: &SkipLog) {
+    let fail = |path: &str, e: std::io::Error| {
+        let shown = root.join(path);
+        let _ = tx.blocking_send(Err(Error::io(
+            format!("cannot list {}", shown.display()),
+            e,
+        )));
     };
-    let first = match read_sorted(root, "") {
+    let root_fd = match nofollow::open_root(root) {
+        Ok(fd) => fd,
+        Err(e) => return fail("", e),
+    };
+    let first = match read_sorted(&root_fd, "", skipped) {
         Ok(v) => v,
-        Err(e) => return fail(root, e),
+        Err(e) => return fail("", e),
     };
     let mut stack = vec![first.into_iter()];
     while let Some(top) = stack.last_mut() {
@@ -359,18 +462,25 @@ fn walk(root: &FsPath, tx: &mpsc::Sender<Result<ListedObject>>) {
             continue;
         };
         if entry.dir {
-            match read_sorted(&entry.path, &entry.sort_key) {
-                Ok(v) => stack.push(v.into_iter()),
-                Err(e) => return fail(&entry.path, e),
+            let rel = entry.sort_key.trim_end_matches('/');
+            let segments: Vec<&str> = rel.split('/').collect();
+            match nofollow::open_dir(&root_fd, &segments, false) {
+                Ok(Found::Yes(fd)) => match read_sorted(&fd, &entry.sort_key, skipped) {
+                    Ok(v) => stack.push(v.into_iter()),
+                    Err(e) => return fail(rel, e),
+                },
+                // Replaced by a link since it was listed: still never followed.
+                Ok(Found::Link(key)) => note_link(skipped, key),
+                Ok(Found::Missing | Found::Other(_)) => {} // gone, or no longer a directory
+                Err(e) => return fail(rel, e),
             }
             continue;
         }
-        let (last_modified, etag) = file_stamp(&entry.meta);
         let item = ListedObject {
             key: entry.sort_key,
-            size: entry.meta.len(),
-            last_modified,
-            etag: Some(etag),
+            size: entry.size,
+            last_modified: entry.stamp.0,
+            etag: Some(entry.stamp.1),
         };
         if tx.blocking_send(Ok(item)).is_err() {
             return; // the reader stopped
@@ -410,5 +520,51 @@ mod tests {
         let bytes: Vec<bytes::Bytes> = got.body.try_collect().await.expect("read");
         assert_eq!(bytes.concat(), b"a/c d/\xc3\xa9");
         assert!(source.get("missing").await.expect("get").is_none());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn directories_never_list_or_read_through_links() {
+        let base = tempfile::tempdir().expect("tempdir");
+        let dir = base.path().join("src");
+        let outside = base.path().join("outside");
+        std::fs::create_dir_all(dir.join("sub")).expect("mkdir");
+        std::fs::create_dir_all(&outside).expect("mkdir");
+        std::fs::write(outside.join("secret"), b"secret").expect("write");
+        std::fs::write(dir.join("sub/real"), b"real").expect("write");
+        std::fs::write(dir.join("sub/.real.1-2.00ff.pd-restore"), b"partial").expect("write");
+        std::os::unix::fs::symlink(outside.join("secret"), dir.join("file-link")).expect("ln");
+        std::os::unix::fs::symlink(&outside, dir.join("sub/dir-link")).expect("ln");
+        let source = BucketSource::open(
+            BucketLocation::Directory(dir.clone()),
+            &S3Settings::default(),
+        )
+        .expect("opens");
+        let skipped = SkipLog::default();
+        let keys: Vec<String> = source
+            .list_noting(skipped.clone())
+            .map_ok(|o| o.key)
+            .try_collect()
+            .await
+            .expect("lists");
+        assert_eq!(keys, vec!["sub/real".to_owned()]);
+        let notes = skipped.lock().expect("lock").notes();
+        assert_eq!(notes.len(), 2, "{notes:?}");
+        assert!(
+            notes[0].starts_with("2 symbolic link(s) were skipped"),
+            "{notes:?}"
+        );
+        assert!(notes[0].contains("\"file-link\""), "{notes:?}");
+        assert!(notes[0].contains("\"sub/dir-link\""), "{notes:?}");
+        assert!(notes[1].starts_with("1 temp file(s)"), "{notes:?}");
+        // Read by key (a link swapped in after the listing): never through the link.
+        assert!(source.get("file-link").await.expect("get").is_none());
+        assert!(
+            source
+                .get("sub/dir-link/secret")
+                .await
+                .expect("get")
+                .is_none()
+        );
+        assert!(source.get("sub/real").await.expect("get").is_some());
     }
 }
