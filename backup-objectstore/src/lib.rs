@@ -26,8 +26,8 @@ mod url;
 
 pub use bucket::{BucketLocation, BucketRestorer, BucketSnapshotter, BucketSource};
 pub use lock::{
-    DEFAULT_TTL as DEFAULT_LOCK_TTL, Holder, LOCKS_DIR, Lease, LockAttempt, LockError, LockGuard,
-    StoreLock,
+    BLOB_COLLECTOR_DIR, BLOB_USERS_DIR, DEFAULT_TTL as DEFAULT_LOCK_TTL, Holder, LOCKS_DIR, Lease,
+    LockAttempt, LockError, LockGuard, RETENTION_LOCKS_DIR, StoreLock, renewal_margin,
 };
 pub use s3::{DEFAULT_REGION, S3Settings};
 pub use selftest::{error_chain, probe_store};

@@ -12,10 +12,14 @@ EXIT CODES:
   3  refused: a backup could not be taken or stored
   4  refused: verification failed
   5  refused: a source or the store is unreachable or misconfigured (preflight)
-  6  refused: the lock of this store and environment is held by another run (or was lost)
+  6  refused: the lock of this store and environment is held by another run (or was lost
+     before the deploy command started); prune --yes, pin, unpin, verify: the environment's
+     retention lock is held
   7  check: no verified backup matches
   8  restore: the restore failed; the message says whether the target is untouched or was
      swapped back (a damaged backup is 4, a refused confirmation 2, connected sessions 5)
+  9  run: the deploy command succeeded, but the lock was lost while it ran (another run may
+     have deployed at the same time); the deployment was not recorded
   other  with `run -- CMD`: CMD ran and this is its own exit code (also after a rollback by
          --rollback-on-failure, whether the rollback worked or not)
 

@@ -12,7 +12,7 @@ use clap::Parser;
 use deploy_gate::{
     BackupRequest, CheckQuery, CliOverrides, ExitCode as Code, Gate, GateError, LockGuard,
     Settings, detect_deploy_info, last_deployment_lines, parse_duration, parse_level,
-    run_deploy_command, write_last_deployment,
+    run_deploy_command_watched, write_last_deployment,
 };
 
 use crate::cli::{BackupArgs, Cli, Command};
@@ -155,8 +155,18 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
         Command::Verify { backup, all, level } => {
             let level = level.as_deref().map(parse_level).transpose()?;
             let gate = Gate::from_settings(&settings(&cli, None)?, false)?;
-            let records = gate.verify_stored(Some(backup), *all, level).await?;
-            out.verified(&records);
+            // Verification records must not land in a backup that retention is removing: hold
+            // the retention lock of the backups' environment while verifying.
+            let environment = match all {
+                true => gate.environment().to_owned(),
+                false => gate.resolve(backup).await?.environment,
+            };
+            let guard = gate
+                .lock_retention(&environment, "verify", gate.wait_lock())
+                .await?;
+            let records = gate.verify_stored(Some(backup), *all, level).await;
+            gate.unlock(guard).await;
+            out.verified(&records?);
             Ok(0)
         }
         Command::Check {
@@ -220,21 +230,87 @@ async fn run_locked(
         ("PREDEPLOY_STORE".to_owned(), gate.store_name().to_owned()),
         ("PREDEPLOY_ENV".to_owned(), gate.environment().to_owned()),
     ];
+    // Verification and retention can take long: never start the deploy command without the
+    // lock (exit 6: the deploy command did not run; the backup stands).
+    if let Err(e) = gate.check_lock(guard).await {
+        restore::print_runbook(gate, &outcome.manifest, out);
+        return Err(e);
+    }
     tracing::info!("running the deploy command: {}", command.join(" "));
-    let code = match run_deploy_command(command, &env, &settings.workdir).await {
-        Ok(code) => code,
-        Err(e) => {
-            // The backup stands; the operator still gets the way back.
-            restore::print_runbook(gate, &outcome.manifest, out);
-            return Err(e);
-        }
+    let exit =
+        match run_deploy_command_watched(command, &env, &settings.workdir, guard.lost()).await {
+            Ok(exit) => exit,
+            Err(e) => {
+                // The backup stands; the operator still gets the way back.
+                restore::print_runbook(gate, &outcome.manifest, out);
+                return Err(e);
+            }
+        };
+    let code = exit.code;
+    // Lost while the command ran, or found lost now: another run may have deployed at the same
+    // time, so this deployment is not recorded as if the lock had been held throughout.
+    let lock_lost = match exit.lock_lost {
+        Some(why) => Some(why),
+        None => match gate.check_lock(guard).await {
+            Ok(()) => None,
+            Err(e @ GateError::LockHeld { .. }) => Some(e.to_string()),
+            Err(e) => {
+                tracing::warn!("could not check the lock after the deploy command: {e}");
+                guard.lost_reason()
+            }
+        },
     };
-    if code == 0 {
+    let id = outcome.manifest.id.to_string();
+    if code == 0 && lock_lost.is_none() {
         prune::record_deployment(gate, &outcome).await;
     }
-    out.deploy_done(&outcome.manifest.id.to_string(), code);
-    restore::after_deploy(gate, settings, &outcome.manifest, code, rollback, out).await;
-    Ok(u8::try_from(code).unwrap_or(1))
+    out.deploy_done(&id, code);
+    let Some(why) = lock_lost else {
+        restore::after_deploy(gate, settings, &outcome.manifest, code, rollback, out).await;
+        return Ok(u8::try_from(code).unwrap_or(1));
+    };
+    // The lease was lost: say so loudly; no deployment record, no rollback (another run may
+    // hold the lock and be backing up or deploying now); exit 9 when the command succeeded,
+    // else its own code.
+    let final_code = if code == 0 {
+        Code::LockLostDuringDeploy.code()
+    } else {
+        u8::try_from(code).unwrap_or(1)
+    };
+    restore::print_runbook(gate, &outcome.manifest, out);
+    eprintln!(
+        "pre-deploy: LOCK LOST: the lock of environment {} was lost while the deploy command ran \
+         ({why}); another run may have deployed at the same time. The deployment on backup {id} \
+         was NOT recorded; check what ran (deploy logs, `pre-deploy list`).",
+        gate.environment()
+    );
+    if code != 0 && rollback.rollback_on_failure {
+        eprintln!(
+            "pre-deploy: ROLLBACK SKIPPED: the deploy command failed (exit {code}), but without \
+             the lock a rollback could overwrite what another run is doing; roll back by hand \
+             with the commands above once no other run is deploying"
+        );
+    }
+    if out.json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "ok": false,
+                "exit_code": final_code,
+                "refused": false,
+                "deploy_ran": true,
+                "deploy_exit_code": code,
+                "lock_lost": true,
+                "lock_lost_reason": why,
+                "deployment_recorded": false,
+                "rollback_skipped": code != 0 && rollback.rollback_on_failure,
+                "backup_id": id,
+            }))
+            .unwrap_or_else(|_| "{}".into())
+        );
+    }
+    eprintln!("pre-deploy: exiting {final_code}: the lock was lost while the deploy command ran");
+    Ok(final_code)
 }
 
 fn backup_core_kind(kind: &str) -> deploy_gate::BackupKind {

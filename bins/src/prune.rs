@@ -82,10 +82,26 @@ pub async fn prune(cli: &Cli, args: &PruneArgs, out: &Output) -> Result<u8, Gate
     let options = args.options()?;
     let settings = crate::settings(cli, None)?;
     let gate = Gate::from_settings(&settings, false)?;
-    // Only a prune that deletes takes the lock; a dry run reads.
+    // Only a prune that deletes takes the locks (the run lock, then the retention lock that
+    // keeps pin, unpin and verify out); a dry run reads.
     let guard = match options.apply {
         true => Some(gate.lock("prune", None).await?),
         false => None,
+    };
+    let retention_guard = match &guard {
+        Some(_) => match gate
+            .lock_retention(gate.environment(), "prune", gate.wait_lock())
+            .await
+        {
+            Ok(g) => Some(g),
+            Err(e) => {
+                if let Some(g) = guard {
+                    gate.unlock(g).await;
+                }
+                return Err(e);
+            }
+        },
+        None => None,
     };
     let result = async {
         let mut report = gate.prune(settings.retention.as_ref(), &options).await?;
@@ -98,7 +114,7 @@ pub async fn prune(cli: &Cli, args: &PruneArgs, out: &Output) -> Result<u8, Gate
         Ok::<_, GateError>(report)
     }
     .await;
-    if let Some(g) = guard {
+    for g in [retention_guard, guard].into_iter().flatten() {
         gate.unlock(g).await;
     }
     finish_prune(&result?, out)
@@ -127,7 +143,15 @@ pub async fn pin(
     out: &Output,
 ) -> Result<u8, GateError> {
     let gate = Gate::from_settings(&crate::settings(cli, None)?, false)?;
-    let outcome = gate.pin(backup, note).await?;
+    // Under the retention lock of the backup's environment: a prune deciding meanwhile could
+    // otherwise remove the backup right after its pin was written.
+    let manifest = gate.resolve(backup).await?;
+    let guard = gate
+        .lock_retention(&manifest.environment, "pin", gate.wait_lock())
+        .await?;
+    let outcome = gate.pin(manifest.id.as_str(), note).await;
+    gate.unlock(guard).await;
+    let outcome = outcome?;
     if out.json {
         print_json(
             &json!({ "ok": true, "already_pinned": outcome.already_pinned, "pin": outcome.pin }),
@@ -149,7 +173,20 @@ pub async fn pin(
 /// `pre-deploy unpin ID`.
 pub async fn unpin(cli: &Cli, backup: &str, out: &Output) -> Result<u8, GateError> {
     let gate = Gate::from_settings(&crate::settings(cli, None)?, false)?;
-    let outcome = gate.unpin(backup).await?;
+    // Under the retention lock of the backup's environment, like `pin`; a pin whose backup is
+    // gone races with nothing and needs none.
+    let guard = match gate.resolve(backup).await {
+        Ok(m) => Some(
+            gate.lock_retention(&m.environment, "unpin", gate.wait_lock())
+                .await?,
+        ),
+        Err(_) => None,
+    };
+    let outcome = gate.unpin(backup).await;
+    if let Some(g) = guard {
+        gate.unlock(g).await;
+    }
+    let outcome = outcome?;
     if out.json {
         print_json(
             &json!({ "ok": true, "backup_id": outcome.backup_id, "was_pinned": outcome.was_pinned }),

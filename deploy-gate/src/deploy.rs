@@ -1,7 +1,13 @@
 //! Running the deploy command after a verified backup, and the `.last-deployment-backup` file
 //! that scripts written for the old shell approach read.
 
+use std::future::Future;
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use nix::sys::signal::{SigSet, SigmaskHow, Signal, killpg, pthread_sigmask};
+use nix::unistd::{Pid, getpgrp, tcgetpgrp, tcsetpgrp};
 
 use backup_core::Manifest;
 use backup_objectstore::StoreUrl;
@@ -111,11 +117,24 @@ pub fn write_last_deployment(dir: &Path, lines: &[(String, String)]) -> Result<P
     Ok(path)
 }
 
+/// How a deploy command ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeployExit {
+    /// Its exit code (128 + N when killed by signal N).
+    pub code: i32,
+    /// Why the run's lock counts as lost, when that happened while the command ran.
+    pub lock_lost: Option<String>,
+    /// The signal pre-deploy received and passed on to the command's process group, if any.
+    pub forwarded: Option<&'static str>,
+}
+
+/// After a signal was passed on and the deploy command itself exited, how long the rest of its
+/// process group (children it started) gets to exit before it is killed (SIGKILL).
+pub const GROUP_GRACE: Duration = Duration::from_secs(10);
+
 /// Runs the deploy command with the backup's id and store in its environment, inheriting
-/// stdin/stdout/stderr. Returns its exit code (128 + N when killed by signal N).
-///
-/// SIGINT and SIGTERM are not acted on while it runs: the command gets them from the terminal
-/// or its process group and decides; we report its exit.
+/// stdin/stdout/stderr. Returns its exit code (128 + N when killed by signal N). See
+/// [`run_deploy_command_watched`].
 ///
 /// # Errors
 ///
@@ -125,33 +144,176 @@ pub async fn run_deploy_command(
     env: &[(String, String)],
     dir: &Path,
 ) -> Result<i32> {
+    run_deploy_command_watched(command, env, dir, std::future::pending())
+        .await
+        .map(|e| e.code)
+}
+
+/// Runs the deploy command as [`run_deploy_command`] does, watching `lock_lost` (e.g.
+/// `LockGuard::lost`) meanwhile.
+///
+/// The command runs in a **process group of its own**. SIGTERM and SIGINT that pre-deploy
+/// receives are passed on to that whole group (the command and everything it started), and
+/// pre-deploy waits for the command to exit, then up to [`GROUP_GRACE`] for the rest of the
+/// group (killing what is left after that), so a caller holding a lock releases it only once
+/// the deploy has stopped. When stdin is a terminal and pre-deploy is in its foreground, the
+/// command's group gets the terminal (it can prompt, and Ctrl-C reaches it as before) until it
+/// exits.
+///
+/// When `lock_lost` resolves while the command runs, it says so at once on stderr and lets the
+/// command finish (stopping a deploy half-way could do more harm than the overlap); the result
+/// carries the reason.
+///
+/// # Errors
+///
+/// [`GateError::Usage`] when the command cannot be started (not found, not executable).
+pub async fn run_deploy_command_watched(
+    command: &[String],
+    env: &[(String, String)],
+    dir: &Path,
+    lock_lost: impl Future<Output = String>,
+) -> Result<DeployExit> {
     use std::os::unix::process::ExitStatusExt;
+    use tokio::signal::unix::{SignalKind, signal};
     let (program, args) = command
         .split_first()
         .ok_or_else(|| GateError::usage("no deploy command was given after --"))?;
+    let terminal = Terminal::foreground();
     let mut child = tokio::process::Command::new(program)
         .args(args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(dir)
+        .process_group(0)
         .spawn()
         .map_err(|e| {
             GateError::usage(format!("cannot start the deploy command {program:?}: {e}"))
         })?;
-    let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt()).ok();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).ok();
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(Pid::from_raw);
+    if let (Some(t), Some(g)) = (&terminal, group) {
+        t.give_to(g);
+    }
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut lock_lost = std::pin::pin!(lock_lost);
+    let mut lost: Option<String> = None;
+    let mut forwarded: Option<&'static str> = None;
     let status = loop {
         tokio::select! {
             status = child.wait() => break status,
-            Some(()) = async { match int.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {}
-            Some(()) = async { match term.as_mut() { Some(s) => s.recv().await, None => std::future::pending().await } } => {
-                let _ = child.start_kill();
+            Some(()) = recv(&mut int) => {
+                forward(group, Signal::SIGINT);
+                forwarded = Some("SIGINT");
+            }
+            Some(()) = recv(&mut term) => {
+                forward(group, Signal::SIGTERM);
+                forwarded = Some("SIGTERM");
+            }
+            why = &mut lock_lost, if lost.is_none() => {
+                eprintln!(
+                    "pre-deploy: LOCK LOST while the deploy command runs: {why}. Another run may \
+                     now hold the lock and deploy at the same time. The deploy command is left to \
+                     finish (stopping it half-way could do more harm); its deployment will not be \
+                     recorded, and pre-deploy exits {} if it succeeds.",
+                    crate::ExitCode::LockLostDuringDeploy.code()
+                );
+                lost = Some(why);
             }
         }
+    };
+    if let Some(t) = &terminal {
+        t.take_back();
     }
-    .map_err(|e| GateError::Internal { message: format!("waiting for the deploy command: {e}") })?;
-    Ok(status
-        .code()
-        .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)))
+    let status = status.map_err(|e| GateError::Internal {
+        message: format!("waiting for the deploy command: {e}"),
+    })?;
+    if let (Some(signal), Some(g)) = (forwarded, group) {
+        wait_for_group(g, signal).await;
+    }
+    Ok(DeployExit {
+        code: status
+            .code()
+            .unwrap_or_else(|| 128 + status.signal().unwrap_or(0)),
+        lock_lost: lost,
+        forwarded,
+    })
+}
+
+async fn recv(s: &mut Option<tokio::signal::unix::Signal>) -> Option<()> {
+    match s.as_mut() {
+        Some(s) => s.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Passes `signal` on to the deploy command's process group.
+fn forward(group: Option<Pid>, signal: Signal) {
+    if let Some(g) = group {
+        tracing::warn!("passing {signal} on to the deploy command (process group {g})");
+        if let Err(e) = killpg(g, signal) {
+            tracing::warn!("could not pass {signal} on to process group {g}: {e}");
+        }
+    }
+}
+
+/// After a forwarded signal: waits until the deploy command's process group is empty, killing
+/// what is left after [`GROUP_GRACE`].
+async fn wait_for_group(group: Pid, signal: &str) {
+    let alive = || killpg(group, None).is_ok();
+    let deadline = tokio::time::Instant::now() + GROUP_GRACE;
+    while alive() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if alive() {
+        tracing::warn!(
+            "processes the deploy command started are still running {}s after {signal}: killing \
+             process group {group}",
+            GROUP_GRACE.as_secs()
+        );
+        let _ = killpg(group, Signal::SIGKILL);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while alive() && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The controlling terminal on stdin, when pre-deploy is in its foreground process group.
+struct Terminal;
+
+impl Terminal {
+    fn foreground() -> Option<Terminal> {
+        let stdin = std::io::stdin();
+        if !stdin.is_terminal() {
+            return None;
+        }
+        (tcgetpgrp(&stdin).ok()? == getpgrp()).then_some(Terminal)
+    }
+
+    /// Makes `group` the terminal's foreground group, and wakes it in case it already tried to
+    /// read the terminal (stopped by SIGTTIN) before it had it.
+    fn give_to(&self, group: Pid) {
+        if let Err(e) = tcsetpgrp(std::io::stdin(), group) {
+            tracing::debug!("could not give the terminal to the deploy command: {e}");
+        }
+        let _ = killpg(group, Signal::SIGCONT);
+    }
+
+    /// Takes the terminal back for pre-deploy's own group. We are a background group by now, so
+    /// this thread blocks SIGTTOU around the call (else the kernel would stop us).
+    fn take_back(&self) {
+        let mut ttou = SigSet::empty();
+        ttou.add(Signal::SIGTTOU);
+        let mut old = SigSet::empty();
+        if pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&ttou), Some(&mut old)).is_ok() {
+            if let Err(e) = tcsetpgrp(std::io::stdin(), getpgrp()) {
+                tracing::debug!("could not take the terminal back: {e}");
+            }
+            let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        }
+    }
 }
 
 #[cfg(test)]

@@ -25,6 +25,9 @@ pub enum ExitCode {
     /// `restore`: the restore failed; the message says whether the target is untouched or was
     /// swapped back.
     RestoreFailed = 8,
+    /// `run`: the deploy command ran and exited 0, but the run's lock was lost while it ran
+    /// (another run may have deployed at the same time); the deployment was not recorded.
+    LockLostDuringDeploy = 9,
 }
 
 impl ExitCode {

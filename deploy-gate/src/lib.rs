@@ -40,8 +40,8 @@ pub use config::{
     PRODUCTION_ENVIRONMENT, Settings, SourceSpec, parse_config, parse_duration, parse_level,
 };
 pub use deploy::{
-    LAST_DEPLOYMENT_FILE, artifact_location, last_deployment_lines, run_deploy_command,
-    write_last_deployment,
+    DeployExit, GROUP_GRACE, LAST_DEPLOYMENT_FILE, artifact_location, last_deployment_lines,
+    run_deploy_command, run_deploy_command_watched, write_last_deployment,
 };
 pub use deployments::{DEPLOYMENT_FORMAT_VERSION, DeploymentRecord, protected_releases};
 pub use error::{ExitCode, GateError, Result, TargetState};

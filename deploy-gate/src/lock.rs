@@ -1,5 +1,13 @@
-//! The run lock, as the gate takes it: one `run`/`backup`/`prune --yes` at a time per store and
-//! environment (see `backup_objectstore::StoreLock` for the protocol).
+//! The leases the gate takes (see `backup_objectstore::StoreLock` for the protocol):
+//!
+//! - the **run lock**: one `run`/`backup`/`restore`/`prune --yes` at a time per store and
+//!   environment ([`Gate::lock`]);
+//! - the **retention lock** of an environment: removals of its backups (`prune --yes`, the
+//!   retention after a backup) against `pin`, `unpin` and `verify`, which must not see a backup
+//!   disappear half-way ([`Gate::lock_retention`]). It is held for the length of one such
+//!   command, never through a deploy command, so a deploy script may pin or verify.
+
+use std::time::Duration;
 
 use backup_objectstore::{Lease, LockError, LockGuard, StoreLock};
 
@@ -18,15 +26,56 @@ impl Gate {
     /// [`GateError::LockHeld`] (exit 6) naming the holder; [`GateError::Preflight`] (exit 5)
     /// when the store cannot hold a lock.
     pub async fn lock(&self, command: &str, commit: Option<String>) -> Result<LockGuard> {
-        let lease = Lease::new(&self.environment, command, commit, self.lock_ttl);
         let lock = StoreLock::new(self.store.clone(), &self.environment, self.lock_ttl);
-        if !self.wait_lock.is_zero() {
-            tracing::debug!("waiting up to {}s for the lock", self.wait_lock.as_secs());
-        }
-        let guard = lock
-            .acquire(lease, self.wait_lock)
+        self.take(lock, &self.environment, command, commit, self.wait_lock)
             .await
-            .map_err(lock_error)?;
+    }
+
+    /// Takes the retention lock of `environment` (the environment of the backups concerned,
+    /// which for `pin ID` or `verify ID` need not be this gate's), waiting up to `wait`.
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::lock`].
+    pub async fn lock_retention(
+        &self,
+        environment: &str,
+        command: &str,
+        wait: Duration,
+    ) -> Result<LockGuard> {
+        let lock = StoreLock::retention(self.store.clone(), environment, self.lock_ttl);
+        self.take(lock, environment, command, None, wait).await
+    }
+
+    /// Checks that `guard` (a lock of this gate's) is still held: before starting a deploy
+    /// command, before recording a deployment.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::LockHeld`] (exit 6) when it was lost; [`GateError::Preflight`] when the
+    /// store cannot tell.
+    pub async fn check_lock(&self, guard: &LockGuard) -> Result<()> {
+        guard.ensure_held().await.map_err(lock_error)
+    }
+
+    /// How long [`Gate::lock`] waits for another run (`--wait-lock`).
+    pub fn wait_lock(&self) -> Duration {
+        self.wait_lock
+    }
+
+    async fn take(
+        &self,
+        lock: StoreLock,
+        environment: &str,
+        command: &str,
+        commit: Option<String>,
+        wait: Duration,
+    ) -> Result<LockGuard> {
+        let lease = Lease::new(environment, command, commit, self.lock_ttl);
+        if !wait.is_zero() {
+            tracing::debug!("waiting up to {}s for the lock", wait.as_secs());
+        }
+        let guard = lock.acquire(lease, wait).await.map_err(lock_error)?;
         for dead in guard.took_over() {
             tracing::warn!(
                 "took over the expired lock of {} (it stopped renewing its lease: the run was \
@@ -37,8 +86,8 @@ impl Gate {
         Ok(guard)
     }
 
-    /// Releases the lock taken by [`Gate::lock`]; a failure is only a warning (the lease then
-    /// expires after its ttl).
+    /// Releases a lock taken by [`Gate::lock`] (or another of the gate's leases); a failure is
+    /// only a warning (the lease then expires after its ttl).
     pub async fn unlock(&self, guard: LockGuard) {
         if let Err(e) = guard.release().await {
             tracing::warn!(

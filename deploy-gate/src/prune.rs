@@ -395,7 +395,23 @@ impl Gate {
             apply: true,
             force: false,
         };
-        match self.prune(Some(settings), &options).await {
+        // Removals exclude pin, unpin and verify of this environment's backups; those are short,
+        // and retention after a backup never waits: it runs again after the next one.
+        let retention_lock = match self
+            .lock_retention(&self.environment, "retention", std::time::Duration::ZERO)
+            .await
+        {
+            Ok(g) => g,
+            Err(e) => {
+                return AutoRetention {
+                    report: None,
+                    warnings: vec![format!("retention did not run this time: {e}")],
+                };
+            }
+        };
+        let pruned = self.prune(Some(settings), &options).await;
+        self.unlock(retention_lock).await;
+        match pruned {
             Ok(report) => {
                 let mut warnings = report.warnings.clone();
                 if report.refused {

@@ -296,18 +296,41 @@ fn the_lease_of_a_killed_run_is_taken_over_after_it_expires() {
         std::fs::write(work.path().join("predeploy.toml"), "[lock]\nttl = \"4s\"\n")
             .expect("config");
         let (mut victim, group, shell) = hold(&target, work.path(), &server.url(&db), None);
-        assert!(
-            group.members().contains(&shell),
-            "{}: the deploy shell {shell} is in the run's process group {}",
-            target.name,
-            group.id()
+        // The deploy command runs in a process group of its own, led by its shell (pre-deploy
+        // passes SIGTERM and SIGINT on to that group).
+        let deploy_group = format!("-{shell}");
+        let pgrp = std::fs::read_to_string(format!("/proc/{shell}/stat"))
+            .ok()
+            .and_then(|s| Some(s.rsplit_once(')')?.1.split_whitespace().nth(2)?.to_owned()));
+        assert_eq!(
+            pgrp.as_deref(),
+            Some(shell.to_string().as_str()),
+            "{}: the deploy shell {shell} leads its own process group",
+            target.name
         );
         victim.kill().expect("SIGKILL");
         let _ = victim.wait();
-        // SIGKILL cannot be passed on: the deploy command of the killed run lives on, in the
-        // process group the test started. End that group (by its id, nothing else).
+        // SIGKILL cannot be passed on: the deploy command of the killed run lives on, in its
+        // own process group. End that group and the run's (by their ids, nothing else).
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &deploy_group])
+            .stderr(Stdio::null())
+            .status();
         group.kill();
-        let left = || group.members();
+        // Live (not zombie) processes of the run's group and of the deploy command's.
+        let left = || {
+            let mut pids = group.members();
+            for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+                let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+                let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| {
+                    rest.split_whitespace().take(3).collect()
+                });
+                if fields.len() == 3 && fields[0] != "Z" && fields[2] == &deploy_group[1..] {
+                    pids.push(entry.file_name().to_string_lossy().parse().unwrap_or(0));
+                }
+            }
+            pids
+        };
         assert!(
             wait_until(Duration::from_secs(10), || left().is_empty()),
             "{}: the deploy command (shell {shell}) and its children are gone: {:?}",
