@@ -263,6 +263,46 @@ impl Gate {
             ));
         }
         let preflight = self.preflight().await?;
+        // A backup that stores or reuses blobs holds the store-wide blob lease until its
+        // manifest is committed, so no blob collection (`prune --yes` of any environment) can
+        // delete a blob it references between the collection's listing and its delete (see
+        // `backup_objectstore::bucket::apply_blob_gc`). `bucket` and `directory` are the kinds
+        // of `is_bucket_source`.
+        let uses_blobs = self
+            .snapshotters
+            .iter()
+            .any(|s| matches!(s.kind(), "bucket" | "directory"));
+        let blob_lease = match uses_blobs {
+            true => Some(self.lock_blob_user().await?),
+            false => None,
+        };
+        let committed = self
+            .snapshot_and_commit(request, lock, blob_lease.as_ref())
+            .await;
+        if let Some(g) = blob_lease {
+            self.unlock(g).await;
+        }
+        let (manifest, snapshot_seconds) = committed?;
+
+        let verification = self
+            .verify_manifest(&manifest, self.verify_level, self.verify_required)
+            .await?;
+        Ok(BackupOutcome {
+            manifest,
+            verification,
+            preflight,
+            snapshot_seconds,
+        })
+    }
+
+    /// Snapshots every source and commits the manifest, if the leases given are still held
+    /// (else nothing is committed, exit 6). Returns the manifest and the seconds spent.
+    async fn snapshot_and_commit(
+        &self,
+        request: &BackupRequest,
+        lock: Option<&LockGuard>,
+        blob_lease: Option<&LockGuard>,
+    ) -> Result<(Manifest, f64)> {
         let created_at = self.clock.now();
         let id = BackupId::new(created_at);
         tracing::info!(
@@ -318,27 +358,18 @@ impl Gate {
             expires_at: crate::retention::expiry(created_at, self.expire_in),
             extra: serde_json::Map::new(),
         };
-        if let Some(guard) = lock
-            && let Err(e) = guard.ensure_held().await
-        {
-            self.discard(&id).await;
-            return Err(crate::lock::lock_error(e));
+        for guard in [lock, blob_lease].into_iter().flatten() {
+            if let Err(e) = guard.ensure_held().await {
+                self.discard(&id).await;
+                return Err(crate::lock::lock_error(e));
+            }
         }
         if let Err(source) = self.store.write_manifest(&manifest).await {
             self.discard(&id).await;
             return Err(GateError::Backup { source });
         }
         tracing::info!("committed backup {id}");
-
-        let verification = self
-            .verify_manifest(&manifest, self.verify_level, self.verify_required)
-            .await?;
-        Ok(BackupOutcome {
-            manifest,
-            verification,
-            preflight,
-            snapshot_seconds,
-        })
+        Ok((manifest, snapshot_seconds))
     }
 
     /// Verifies a committed backup up to `requested` and appends the record to the store; it

@@ -29,6 +29,7 @@ mod lock;
 
 pub use backup_objectstore::{Lease, LockGuard};
 pub use doctor::{DoctorReport, Probe, ProbeStatus};
+pub use lock::BLOB_COLLECTION_WAIT;
 mod pins;
 mod prune;
 mod restore;

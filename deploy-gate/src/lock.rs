@@ -5,7 +5,9 @@
 //! - the **retention lock** of an environment: removals of its backups (`prune --yes`, the
 //!   retention after a backup) against `pin`, `unpin` and `verify`, which must not see a backup
 //!   disappear half-way ([`Gate::lock_retention`]). It is held for the length of one such
-//!   command, never through a deploy command, so a deploy script may pin or verify.
+//!   command, never through a deploy command, so a deploy script may pin or verify;
+//! - the store-wide **blob leases**: a backup that stores or reuses blobs, in any environment,
+//!   against a blob collection (see `backup_objectstore::bucket::apply_blob_gc`).
 
 use std::time::Duration;
 
@@ -13,6 +15,10 @@ use backup_objectstore::{Lease, LockError, LockGuard, StoreLock};
 
 use crate::error::{GateError, Result};
 use crate::gate::Gate;
+
+/// How long a backup waits for a running blob collection (started by `prune --yes` in any
+/// environment) before it is refused with exit 6, when `--wait-lock` is shorter.
+pub const BLOB_COLLECTION_WAIT: Duration = Duration::from_secs(10 * 60);
 
 impl Gate {
     /// Takes the lock of this gate's environment for `command`, waiting as configured
@@ -45,6 +51,27 @@ impl Gate {
     ) -> Result<LockGuard> {
         let lock = StoreLock::retention(self.store.clone(), environment, self.lock_ttl);
         self.take(lock, environment, command, None, wait).await
+    }
+
+    /// The blob lease of a backup in this environment: waits for a running blob collection
+    /// (up to `--wait-lock`, at least [`BLOB_COLLECTION_WAIT`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Gate::lock`].
+    pub(crate) async fn lock_blob_user(&self) -> Result<LockGuard> {
+        let lock = StoreLock::blob_user(self.store.clone(), &self.environment, self.lock_ttl);
+        let wait = self.wait_lock.max(BLOB_COLLECTION_WAIT);
+        self.take(lock, &self.environment, "backup", None, wait)
+            .await
+    }
+
+    /// The store-wide lease of a blob collection: one attempt, never waiting (a backup using
+    /// blobs is running: collect another time).
+    pub(crate) async fn lock_blob_collector(&self) -> std::result::Result<LockGuard, LockError> {
+        let lock = StoreLock::blob_collector(self.store.clone(), &self.environment, self.lock_ttl);
+        let lease = Lease::new(&self.environment, "prune", None, self.lock_ttl);
+        lock.acquire(lease, Duration::ZERO).await
     }
 
     /// Checks that `guard` (a lock of this gate's) is still held: before starting a deploy

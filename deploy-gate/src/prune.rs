@@ -333,8 +333,48 @@ impl Gate {
     /// blobs go; without it (a dry run), the report says how many blobs and bytes would go once
     /// the planned removals are made. When any manifest or index cannot be read, nothing is
     /// collected and a warning says why. Best effort: problems become warnings in `report`.
+    ///
+    /// Blobs are shared by every environment, so a collection that deletes holds the
+    /// store-wide blob collection lease from before its plan until its last delete, and backups
+    /// that store or reuse blobs (any environment) hold a blob lease until their manifest is
+    /// committed: the two exclude each other (see `backup_objectstore::bucket::apply_blob_gc`).
+    /// When a backup holds one, nothing is collected this time and a warning says which.
     pub async fn collect_blobs(&self, report: &mut PruneReport, apply: bool) {
-        let excluded: BTreeSet<BackupId> = if apply {
+        let lease = if apply {
+            match self.lock_blob_collector().await {
+                Ok(lease) => Some(lease),
+                Err(backup_objectstore::LockError::Held { holder, .. }) => {
+                    report.warnings.push(format!(
+                        "unreferenced blobs were not collected this time: a backup in \
+                         environment {:?} is using blobs ({}); run prune again later",
+                        holder.lease.environment,
+                        holder.lease.describe()
+                    ));
+                    return;
+                }
+                Err(e) => {
+                    report
+                        .warnings
+                        .push(format!("unreferenced blobs were not collected: {e}"));
+                    return;
+                }
+            }
+        } else {
+            None
+        };
+        self.collect_blobs_leased(report, lease.as_ref()).await;
+        if let Some(lease) = lease {
+            self.unlock(lease).await;
+        }
+    }
+
+    /// [`Gate::collect_blobs`] under the collection lease (`None`: a dry run).
+    async fn collect_blobs_leased(
+        &self,
+        report: &mut PruneReport,
+        lease: Option<&backup_objectstore::LockGuard>,
+    ) {
+        let excluded: BTreeSet<BackupId> = if lease.is_some() {
             BTreeSet::new()
         } else {
             report.plan.removals().map(|d| d.id.clone()).collect()
@@ -354,12 +394,16 @@ impl Gate {
             report.warnings.push(format!(
                 "unreferenced blobs were not collected, because {why}"
             ));
-        } else if apply && !plan.keys.is_empty() {
-            match apply_blob_gc(self.store.as_ref(), &plan).await {
+        } else if let Some(lease) = lease
+            && !plan.keys.is_empty()
+        {
+            crate::restore::pause_at("blob-gc-planned").await;
+            match apply_blob_gc(self.store.as_ref(), &plan, lease).await {
                 Ok(n) => report.blobs_removed = n,
-                Err(e) => report
-                    .warnings
-                    .push(format!("removing unreferenced blobs failed part-way: {e}")),
+                Err(e) => report.warnings.push(format!(
+                    "removing unreferenced blobs failed part-way: {}",
+                    backup_objectstore::error_chain(&e)
+                )),
             }
         }
         if plan.blobs > 0 {

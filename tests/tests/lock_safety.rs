@@ -5,19 +5,24 @@
 //!   records no deployment and exits 9;
 //! - SIGTERM to a run reaches the deploy command's whole process group, and the lock is released
 //!   only once the deploy command has finished its cleanup;
+//! - `pin`, `unpin` and `verify` wait for (or are refused by) a `prune --yes` of the same
+//!   environment, not of another;
+//! - a `prune --yes` in one environment never deletes a blob that a backup in another
+//!   environment reuses while the collection is between its listing and its delete.
 //!
-//! The in-process interleaving (a renewal landing after the lease expired) is a unit test of
-//! `backup-objectstore` (`lock.rs`).
+//! The in-process interleavings (a renewal landing after the lease expired, a collection paused
+//! before its delete) are unit tests of `backup-objectstore` (`lock.rs`, `bucket/gc.rs`) and
+//! `deploy-gate` (`prune/tests.rs`).
 
 use std::io::{BufRead as _, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use predeploy_tests::pg::wait_until;
-use predeploy_tests::pre_deploy;
 use predeploy_tests::procs::ProcessGroup;
+use predeploy_tests::{Output, pre_deploy};
 
 /// A local store and directories to back up, in one temp dir.
 struct Rig {
@@ -60,6 +65,10 @@ impl Rig {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         cmd
+    }
+
+    fn run(&self, env: &str, source: Option<&str>, args: &[&str]) -> Output {
+        predeploy_tests::run(&mut self.command(env, source, args))
     }
 
     /// The lease files of `env`'s run lock.
@@ -272,4 +281,180 @@ fn sigterm_reaches_the_whole_deploy_command_and_the_lock_outlives_its_cleanup() 
     );
     assert_eq!(exit.code(), Some(143), "{stderr}");
     assert!(rig.leases("default").is_empty(), "the lock was released");
+}
+
+/// Environment `a` with two manual backups, the first holding `shared` in a blob that is two
+/// days old (past the 24-hour grace period), and a `prune --yes --keep-last 1` of `a` started
+/// with the test hook that holds it between the blob collection's listing and its delete: it
+/// removes the first backup, so the blob is planned for collection. Returns the prune (paused)
+/// and the file that releases it.
+fn paused_prune(
+    rig: &Rig,
+    shared: &[u8],
+) -> (
+    Child,
+    ProcessGroup,
+    mpsc::Receiver<String>,
+    std::thread::JoinHandle<String>,
+    PathBuf,
+) {
+    // a1 stores the blob; a2 (other bytes) makes a1 removable with --keep-last 1.
+    let a1 = rig.source("a1", shared);
+    rig.run(
+        "a",
+        Some(&a1),
+        &["backup", "--kind", "manual", "--verify-level", "checksum"],
+    )
+    .assert_success();
+    let a2 = rig.source("a2", b"other bytes");
+    rig.run(
+        "a",
+        Some(&a2),
+        &["backup", "--kind", "manual", "--verify-level", "checksum"],
+    )
+    .assert_success();
+    let old = SystemTime::now() - Duration::from_secs(48 * 3600);
+    for blob in files_under(&rig.store().join("blobs")) {
+        std::fs::File::options()
+            .write(true)
+            .open(&blob)
+            .and_then(|f| f.set_modified(old))
+            .expect("age the blob");
+    }
+    let release = rig.path("release-gc");
+    let mut prune = rig.command(
+        "a",
+        None,
+        &["prune", "--yes", "--kind", "manual", "--keep-last", "1"],
+    );
+    prune.env(
+        "PREDEPLOY_TEST_PAUSE_AT",
+        format!("blob-gc-planned:{}", release.display()),
+    );
+    let (mut prune, group) = ProcessGroup::spawn(&mut prune);
+    let (lines, stderr) = stderr_lines(&mut prune);
+    assert!(
+        wait_for_line(
+            &lines,
+            "test hook: paused at blob-gc-planned",
+            Duration::from_secs(120)
+        ),
+        "the collection reached its delete"
+    );
+    (prune, group, lines, stderr, release)
+}
+
+/// Item 4, with the binary: a blob no backup references any more, older than the grace period,
+/// is planned for collection by `prune --yes` in environment `a`, which is held between its
+/// listing and its delete (test hook). A backup in environment `b` of a directory with the same
+/// bytes runs meanwhile. Afterwards, `b`'s backup must still pass a full `verify` (every blob
+/// read and hashed): the backup waited for the collection and stored the blob again.
+#[test]
+fn prune_in_one_environment_never_deletes_a_blob_a_backup_in_another_reuses() {
+    let rig = Rig::new();
+    let shared = b"bytes both environments back up".as_slice();
+    let (mut prune, _prune_group, _prune_lines, prune_stderr, release) = paused_prune(&rig, shared);
+
+    // Environment b backs up the same bytes while the collection is held.
+    let b = rig.source("b", shared);
+    let (mut backup, _backup_group) = ProcessGroup::spawn(&mut rig.command(
+        "b",
+        Some(&b),
+        &["backup", "--kind", "manual", "--verify-level", "checksum"],
+    ));
+    let (backup_lines, backup_stderr) = stderr_lines(&mut backup);
+    // It either waits for the collection (now) or finishes (before the fix); give it time.
+    let waited = wait_for_line(
+        &backup_lines,
+        "the lock is held; waiting",
+        Duration::from_secs(20),
+    );
+    std::fs::write(&release, "").expect("release the collection");
+    let prune_exit = prune.wait().expect("prune exits");
+    let prune_stderr = prune_stderr.join().expect("stderr");
+    assert_eq!(prune_exit.code(), Some(0), "{prune_stderr}");
+    let backup_exit = backup.wait().expect("backup exits");
+    let backup_stderr = backup_stderr.join().expect("stderr");
+    assert_eq!(backup_exit.code(), Some(0), "{backup_stderr}");
+
+    let verify = rig.run("b", None, &["verify", "last"]);
+    assert_eq!(
+        verify.code, 0,
+        "b's backup lost a blob to the collection of a (it waited: {waited})\n--- prune\n\
+         {prune_stderr}\n--- backup\n{backup_stderr}\n--- verify\n{}",
+        verify.stderr
+    );
+    assert!(
+        waited,
+        "b's backup waited for the collection\n{backup_stderr}"
+    );
+    assert!(
+        files_under(&rig.store().join("locks")).is_empty(),
+        "every lease was released"
+    );
+}
+
+/// Item 3: `pin`, `unpin` and `verify` hold the retention lock of the backup's environment,
+/// which `prune --yes` holds while it removes backups: while a prune of `a` runs, they are
+/// refused for `a`'s backups (exit 6, naming the prune; `--wait-lock` waits), and work for
+/// another environment's.
+#[test]
+fn pin_unpin_and_verify_wait_for_a_prune_of_the_same_environment() {
+    let rig = Rig::new();
+    let b = rig.source("b", b"bytes of b");
+    rig.run(
+        "b",
+        Some(&b),
+        &["backup", "--kind", "manual", "--verify-level", "checksum"],
+    )
+    .assert_success();
+    let (mut prune, _group, _lines, prune_stderr, release) = paused_prune(&rig, b"bytes of a");
+
+    for args in [
+        &["pin", "last"][..],
+        &["unpin", "last"],
+        &["verify", "last"],
+    ] {
+        let out = rig.run("a", None, args);
+        out.assert_code(6);
+        out.assert_stderr_contains("the retention lock of environment a");
+        out.assert_stderr_contains("(prune");
+    }
+    assert!(
+        files_under(&rig.store().join("pins")).is_empty(),
+        "nothing was pinned while the prune ran"
+    );
+    // Another environment is not held up.
+    rig.run("b", None, &["pin", "last"]).assert_success();
+    rig.run("b", None, &["verify", "last"]).assert_success();
+    rig.run("b", None, &["unpin", "last"]).assert_success();
+
+    // Waiting, a pin of a's last backup succeeds once the prune is done.
+    let (mut pin, _pin_group) =
+        ProcessGroup::spawn(&mut rig.command("a", None, &["--wait-lock", "120s", "pin", "last"]));
+    let (pin_lines, pin_stderr) = stderr_lines(&mut pin);
+    assert!(
+        wait_for_line(
+            &pin_lines,
+            "the lock is held; waiting",
+            Duration::from_secs(30)
+        ),
+        "the pin waits for the prune"
+    );
+    std::fs::write(&release, "").expect("release the prune");
+    let prune_exit = prune.wait().expect("prune exits");
+    assert_eq!(
+        prune_exit.code(),
+        Some(0),
+        "{}",
+        prune_stderr.join().expect("stderr")
+    );
+    let pin_exit = pin.wait().expect("pin exits");
+    assert_eq!(
+        pin_exit.code(),
+        Some(0),
+        "{}",
+        pin_stderr.join().expect("stderr")
+    );
+    assert_eq!(files_under(&rig.store().join("pins")).len(), 1);
 }

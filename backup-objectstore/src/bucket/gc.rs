@@ -3,9 +3,32 @@
 //!
 //! Blobs are shared by every backup of the store (all environments), so the plan reads every
 //! manifest and every bucket index. If any of them cannot be read, nothing is collected: deleting
-//! on partial knowledge would lose data. The grace period protects blobs a running backup has
-//! uploaded but not yet referenced (its manifest is written last).
-
+//! on partial knowledge would lose data.
+//!
+//! # Collection against backups of every environment
+//!
+//! A backup references blobs it did not write: objects unchanged since the previous backup reuse
+//! its digests, and objects whose blob is already stored are deduplicated against it. A
+//! collector that listed the references before such a backup committed, and deletes after, would
+//! leave a committed (and possibly verified) backup with a missing blob. The environment's run
+//! lock does not help: the backup may belong to any environment. So:
+//!
+//! - a collection holds the store-wide lease [`StoreLock::blob_collector`] from before its plan
+//!   (the listing of blobs and references) until its last delete;
+//! - every backup that stores or reuses blobs holds a [`StoreLock::blob_user`] lease, in whatever
+//!   environment, from before it reads the previous index or checks a blob until its manifest
+//!   is committed (a later plan sees the manifest);
+//! - the two exclude each other with the write-then-list protocol of the lock (see
+//!   `crate::lock`), which needs no create-only writes, so it holds on moto and AWS (which honour
+//!   them) and on Garage (which silently overwrites) alike. Backups wait for a running
+//!   collection; a collection that finds a backup running does not wait: it collects nothing
+//!   this time;
+//! - [`apply_blob_gc`] checks before every delete that its lease is still held (renewed in time,
+//!   see [`LockGuard::is_held`]), and stops when it is not.
+//!
+//! Two older safeguards stay, for backups written by versions that took no blob lease: the
+//! grace period (a running backup uploads blobs before its manifest exists), and backups
+//! committed since the plan are read again before anything is deleted.
 use std::collections::{BTreeSet, HashSet};
 
 use backup_core::{BackupId, Digest, ObjectInfo, Result, Store, StoreExt, layout};
@@ -14,6 +37,9 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::bucket::index::{index_artifact, is_bucket_source, read_index};
+use crate::lock::LockGuard;
+#[cfg(doc)]
+use crate::lock::StoreLock;
 
 /// Default grace period: an unreferenced blob younger than this is kept.
 pub const DEFAULT_BLOB_GRACE_HOURS: i64 = 24;
@@ -118,16 +144,20 @@ async fn referenced_by(
     Ok(())
 }
 
-/// Removes the blobs `plan` names (nothing when it is blocked); returns how many went.
+/// Removes the blobs `plan` names (nothing when it is blocked) while `lease` (the store-wide
+/// [`StoreLock::blob_collector`] lease, taken before the plan was made) is held; returns how
+/// many went.
 ///
-/// Backups committed since the plan was made are read first and their blobs spared: a backup
-/// running meanwhile may have found an old blob already stored and referenced it.
+/// Backups committed since the plan was made are read first and their blobs spared (a backup of
+/// a version that takes no blob lease may have referenced an old blob meanwhile).
 ///
 /// # Errors
 ///
 /// The store's error on the first failed removal, or when the backups cannot be listed; an
-/// unreadable new backup removes nothing (`Ok(0)`, with a warning in the log).
-pub async fn apply_blob_gc(store: &dyn Store, plan: &BlobGcPlan) -> Result<u64> {
+/// error naming the count removed when the lease is lost part-way (the rest is left: a backup
+/// may be reusing blobs now). An unreadable new backup removes nothing (`Ok(0)`, with a warning
+/// in the log).
+pub async fn apply_blob_gc(store: &dyn Store, plan: &BlobGcPlan, lease: &LockGuard) -> Result<u64> {
     if plan.blocked.is_some() {
         return Ok(0);
     }
@@ -146,6 +176,16 @@ pub async fn apply_blob_gc(store: &dyn Store, plan: &BlobGcPlan) -> Result<u64> 
         if layout::blob_digest(key).is_some_and(|d| spared.contains(&d)) {
             continue;
         }
+        if let Some(why) = lease.lost_reason() {
+            return Err(backup_core::Error::store(
+                "delete",
+                key,
+                format!(
+                    "the blob collection lease was lost ({why}) after {removed} blob(s) were \
+                     removed; the rest stays, as a backup may be reusing them now"
+                ),
+            ));
+        }
         store.delete(key).await?;
         removed += 1;
     }
@@ -162,6 +202,19 @@ mod tests {
         pipeline,
     };
     use bytes::Bytes;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    async fn collector(store: &Arc<MemoryStore>) -> LockGuard {
+        let ttl = crate::lock::DEFAULT_TTL;
+        crate::StoreLock::blob_collector(store.clone(), "default", ttl)
+            .acquire(
+                crate::Lease::new("default", "prune", None, ttl),
+                Duration::ZERO,
+            )
+            .await
+            .expect("collector lease")
+    }
 
     async fn blob(store: &MemoryStore, data: &[u8]) -> Digest {
         let d = Digest::of(data);
@@ -245,7 +298,7 @@ mod tests {
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn only_old_unreferenced_blobs_go_and_never_on_partial_knowledge() {
-        let store = MemoryStore::new();
+        let store = Arc::new(MemoryStore::new());
         let shared = blob(&store, b"shared").await;
         let only_old = blob(&store, b"only in the old backup").await;
         let orphan = blob(&store, b"orphan").await;
@@ -274,7 +327,11 @@ mod tests {
         let mut keys = plan.keys.clone();
         keys.sort();
         assert_eq!(keys, expected);
-        assert_eq!(apply_blob_gc(&store, &plan).await.expect("applied"), 2);
+        let lease = collector(&store).await;
+        assert_eq!(
+            apply_blob_gc(&store, &plan, &lease).await.expect("applied"),
+            2
+        );
         assert!(
             store
                 .head(&layout::blob_key(&shared))
@@ -300,7 +357,42 @@ mod tests {
             plan.blocked.as_deref().unwrap_or("").contains("20261103"),
             "{plan:?}"
         );
-        assert_eq!(apply_blob_gc(&store, &plan).await.expect("applied"), 0);
+        assert_eq!(
+            apply_blob_gc(&store, &plan, &lease).await.expect("applied"),
+            0
+        );
         assert_eq!(store.list(layout::BLOBS_DIR).await.expect("list").len(), 2);
+    }
+
+    /// A collection whose lease was lost (taken over after it stopped renewing) deletes nothing
+    /// more: a backup may be reusing the blobs by now.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_collection_that_lost_its_lease_stops_deleting() {
+        let store = Arc::new(MemoryStore::new());
+        blob(&store, b"orphan").await;
+        let later = Timestamp::now() + SignedDuration::from_hours(25);
+        let grace = SignedDuration::from_hours(DEFAULT_BLOB_GRACE_HOURS);
+        let ttl = Duration::from_secs(3);
+        let lease = crate::StoreLock::blob_collector(store.clone(), "default", ttl)
+            .acquire(
+                crate::Lease::new("default", "prune", None, ttl),
+                Duration::ZERO,
+            )
+            .await
+            .expect("collector lease");
+        let plan = plan_blob_gc(store.as_ref(), &BTreeSet::new(), grace, later)
+            .await
+            .expect("plan");
+        assert_eq!(plan.removable, 1);
+        store.delete(lease.key()).await.expect("taken over");
+        tokio::time::timeout(Duration::from_secs(3), lease.lost())
+            .await
+            .expect("the collector notices");
+        let err = apply_blob_gc(store.as_ref(), &plan, &lease)
+            .await
+            .expect_err("stops");
+        let msg = crate::error_chain(&err);
+        assert!(msg.contains("lease was lost"), "{msg}");
+        assert_eq!(store.list(layout::BLOBS_DIR).await.expect("list").len(), 1);
     }
 }

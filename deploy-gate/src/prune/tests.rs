@@ -599,3 +599,164 @@ proptest! {
         })?;
     }
 }
+
+/// A store that holds the first delete of a blob until released: the moment between a blob
+/// collection's listing of references and its delete, frozen.
+#[derive(Debug, Default)]
+struct PausingStore {
+    inner: MemoryStore,
+    paused: tokio::sync::Notify,
+    resume: tokio::sync::Notify,
+    armed: std::sync::atomic::AtomicBool,
+}
+
+#[async_trait]
+impl Store for PausingStore {
+    fn name(&self) -> &str {
+        "pausing://"
+    }
+    fn capabilities(&self) -> StoreCapabilities {
+        self.inner.capabilities()
+    }
+    async fn put_stream(&self, key: &str, data: ByteStream) -> backup_core::Result<u64> {
+        self.inner.put_stream(key, data).await
+    }
+    async fn put_bytes(
+        &self,
+        key: &str,
+        data: bytes::Bytes,
+        mode: WriteMode,
+    ) -> backup_core::Result<()> {
+        self.inner.put_bytes(key, data, mode).await
+    }
+    async fn get(&self, key: &str) -> backup_core::Result<ByteStream> {
+        self.inner.get(key).await
+    }
+    async fn head(&self, key: &str) -> backup_core::Result<Option<ObjectInfo>> {
+        self.inner.head(key).await
+    }
+    async fn list(&self, prefix: &str) -> backup_core::Result<Vec<ObjectInfo>> {
+        self.inner.list(prefix).await
+    }
+    async fn list_dirs(&self, prefix: &str) -> backup_core::Result<Vec<String>> {
+        self.inner.list_dirs(prefix).await
+    }
+    async fn delete(&self, key: &str) -> backup_core::Result<()> {
+        if key.starts_with(layout::BLOBS_DIR)
+            && self.armed.swap(false, std::sync::atomic::Ordering::SeqCst)
+        {
+            self.paused.notify_one();
+            self.resume.notified().await;
+        }
+        self.inner.delete(key).await
+    }
+}
+
+/// Issue 14, item 4: a backup in *another* environment that deduplicates against an old,
+/// unreferenced blob while a blob collection (`prune --yes` of environment `a`) is between its
+/// listing and its delete. Before the store-wide blob lease, the backup committed and verified
+/// referencing the blob, and the collection then deleted it: a "verified" backup with a missing
+/// blob. Now the backup waits for the collection and stores the blob again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_blob_collection_never_deletes_a_blob_a_backup_of_another_environment_reuses() {
+    use backup_objectstore::{BucketLocation, BucketSnapshotter, BucketSource, S3Settings};
+    use backup_verify::BucketVerifier;
+
+    let store = Arc::new(PausingStore::default());
+    // A blob left by a backup removed long ago: unreferenced, older than the grace period (the
+    // collector's clock is a day ahead).
+    let content = b"the same bytes in both environments".to_vec();
+    let digest = backup_core::Digest::of(&content);
+    let blob_key = layout::blob_key(&digest);
+    store
+        .put_bytes(&blob_key, content.clone().into(), WriteMode::Overwrite)
+        .await
+        .expect("old blob");
+    let later = (Timestamp::now() + SignedDuration::from_hours(25)).to_string();
+    let collector = gate(store.clone(), &later);
+
+    // Environment b backs up a directory holding the same bytes.
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("shared.txt"), &content).expect("file");
+    let location = BucketLocation::parse(dir.path().to_str().expect("utf-8")).expect("location");
+    let source = BucketSource::open(location, &S3Settings::default()).expect("source");
+    let backup_b = Gate::new(
+        store.clone(),
+        "b",
+        vec![Arc::new(BucketSnapshotter::new(
+            "files".parse().expect("name"),
+            source,
+        ))],
+        vec![Arc::new(BucketVerifier::default())],
+    )
+    .with_verify_level(VerificationLevel::Checksum);
+
+    // The collection plans (the blob is unreferenced and old) and stops before its delete.
+    store.armed.store(true, std::sync::atomic::Ordering::SeqCst);
+    let paused = store.paused.notified();
+    let collection = {
+        let collector = collector;
+        tokio::spawn(async move {
+            let mut report = collector
+                .prune(Some(&keep_last(5)), &apply())
+                .await
+                .expect("prune");
+            collector.collect_blobs(&mut report, true).await;
+            report
+        })
+    };
+    tokio::time::timeout(std::time::Duration::from_secs(30), paused)
+        .await
+        .expect("the collection reached its delete");
+
+    // Meanwhile the backup of environment b runs: it must not commit a reference to the blob
+    // about to be deleted (it waits for the collection, or would store the blob again).
+    let request = crate::BackupRequest {
+        kind: BackupKind::Manual,
+        deploy: DeployInfo::default(),
+    };
+    let mut backup = tokio::spawn(async move {
+        let outcome = backup_b.backup(&request).await;
+        (backup_b, outcome)
+    });
+    let finished_early = tokio::time::timeout(std::time::Duration::from_secs(3), &mut backup)
+        .await
+        .ok();
+    store.resume.notify_one();
+    let report = collection.await.expect("collection joins");
+    let (backup_b, outcome) = match finished_early {
+        Some(joined) => joined.expect("backup joins"),
+        None => backup.await.expect("backup joins"),
+    };
+    let outcome = outcome.expect("the backup of b succeeds");
+    assert!(
+        report.warnings.is_empty(),
+        "warnings: {:?}",
+        report.warnings
+    );
+
+    // Every blob b's backup references is there, and a full re-verification passes.
+    assert!(
+        store.head(&blob_key).await.expect("head").is_some(),
+        "the blob backup {} references was deleted under it (blobs removed: {})",
+        outcome.manifest.id,
+        report.blobs_removed
+    );
+    let record = backup_b
+        .reverify_manifest(
+            &outcome.manifest,
+            VerificationLevel::Checksum,
+            VerificationLevel::Checksum,
+        )
+        .await
+        .expect("the backup still verifies");
+    assert!(record.passed);
+    assert!(
+        store
+            .list(backup_objectstore::LOCKS_DIR)
+            .await
+            .expect("list")
+            .is_empty(),
+        "every lease was released"
+    );
+}
