@@ -260,6 +260,18 @@ impl BucketVerifier {
                 ),
             ));
         }
+        // An index that cannot be read to the end leaves blobs unchecked: level 1 has not
+        // proven the backup, and a restore must not start on it.
+        if let Some(e) = &parse_error {
+            report.findings.push(blob_finding(
+                source,
+                Checksum,
+                "blobs",
+                Some(artifact.key.clone()),
+                Failed,
+                format!("{name}: the index could not be read to the end ({e}), so not every blob was checked"),
+            ));
+        }
         if failed == 0 && parse_error.is_none() {
             report.findings.push(blob_finding(
                 source,

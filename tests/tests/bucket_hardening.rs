@@ -415,10 +415,11 @@ fn an_index_line_over_the_limit_is_refused_naming_the_backup() {
             "--yes",
         ],
     );
-    // Refused naming the line. (Not yet before the target is touched: the restore's own
-    // verification, at level 1, passes an index that stops parsing, so the objects before the
-    // bad line are written and the restore ends with exit 8; that check is backup-verify's.)
-    assert_ne!(out.code, 0, "{}", out.stdout);
+    // Refused naming the line, before the target is touched: level 1 fails an index that
+    // cannot be read to the end.
+    assert_eq!(out.code, 4, "{}\n{}", out.stdout, out.stderr);
+    let written = std::fs::read_dir(&target).map_or(0, |d| d.count());
+    assert_eq!(written, 0, "nothing was written to the target");
     assert!(
         out.stdout.contains("longer than 1048576 bytes")
             || out.stderr.contains("longer than 1048576 bytes"),
