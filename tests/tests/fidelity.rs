@@ -251,3 +251,44 @@ fn restore_brings_the_varied_database_back_identical() {
     .assert_success();
     assert_same_database(&server, &db, &server, &reference);
 }
+
+/// `run --rollback-on-failure` on the fidelity database (owners, grants, policies, partitions,
+/// large objects): the failed deploy's damage is rolled back to a database identical to the
+/// run's backup by schema and content.
+#[test]
+fn a_failed_deploy_of_the_fidelity_database_is_rolled_back_identical() {
+    let server = PgServer::start();
+    let db = server.create_database("fidrb");
+    fixtures::load_fidelity(&server, &db);
+    let store = tempfile::tempdir().expect("store");
+    let work = tempfile::tempdir().expect("work");
+    let migration = format!(
+        "{} -X -q -v ON_ERROR_STOP=1 -h {} -p {} -U postgres -d {db} -c \"DROP TABLE public.event_notes; UPDATE app.accounts SET secret = NULL; SELECT lo_unlink(515151)\" && exit 7",
+        server.bin_dir().join("psql").display(),
+        server.socket_dir().display(),
+        server.port()
+    );
+    let out = run(pre_deploy()
+        .args([
+            "--json",
+            "run",
+            "--verify-level",
+            "archive",
+            "--rollback-on-failure",
+            "--store",
+        ])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("db={}", server.url(&db)))
+        .args(["--", "sh", "-c", &migration])
+        .current_dir(work.path()));
+    out.assert_code(7);
+    out.assert_stderr_contains("rollback done");
+    let list = predeploy_tests::restoring::backups(store.path(), "default");
+    let (id, _, _) = list
+        .iter()
+        .find(|(_, kind, _)| kind == "pre-deploy")
+        .expect("the run's backup");
+    let reference = restore_artifact(&server, &dump_path(store.path(), id), "fidrb_ref");
+    assert_same_database(&server, &db, &server, &reference);
+}

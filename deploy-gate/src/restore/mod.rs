@@ -205,6 +205,7 @@ pub const PAUSE_POINTS: &[&str] = &[
     "restored",
     "before-swap",
     "after-swap",
+    "blob-gc-planned",
 ];
 
 impl Gate {
