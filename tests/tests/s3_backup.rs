@@ -2,16 +2,23 @@
 //! binary: run → level-4 verification from the bucket → list/show → restore from the bucket
 //! brings the data back. The secret never shows up in output, manifests or stored objects.
 
-use predeploy_tests::restoring::{content, damage, small_database};
+use predeploy_tests::restoring::content;
 use predeploy_tests::s3::all_servers;
-use predeploy_tests::{PgServer, pre_deploy, run};
+use predeploy_tests::{PgServer, assert_same_database, fixtures, pre_deploy, run};
 
 #[test]
 fn a_database_backed_up_into_s3_verifies_and_restores_from_there() {
     // Its own server: the restore renames databases.
     let server = PgServer::start();
     for s3 in all_servers() {
-        let db = small_database(&server, &format!("s3{}", s3.kind()));
+        // The varied database, and a copy of it as it was backed up to compare the restore with.
+        let db = server.create_database(&format!("s3{}", s3.kind()));
+        fixtures::load_varied(&server, &db);
+        let reference = format!("{db}_ref");
+        server.psql(
+            "postgres",
+            &format!("CREATE DATABASE {reference} TEMPLATE {db}"),
+        );
         let original = content(&server, &db);
         let bucket = s3.create_bucket("pgbackup");
         let store = s3.url(&bucket, "team/app");
@@ -45,7 +52,10 @@ fn a_database_backed_up_into_s3_verifies_and_restores_from_there() {
         with_env(&mut verify);
         run(&mut verify).assert_success();
 
-        damage(&server, &db);
+        server.psql(
+            &db,
+            "UPDATE public.orders SET note = 'damaged'; SELECT lo_unlink(424242)",
+        );
         assert_ne!(content(&server, &db), original);
         let mut restore = pre_deploy();
         restore.args([
@@ -60,6 +70,7 @@ fn a_database_backed_up_into_s3_verifies_and_restores_from_there() {
             "{}: the data restored from the bucket equals the backed-up data",
             s3.kind()
         );
+        assert_same_database(&server, &db, &server, &reference);
 
         // Nothing stored in the bucket carries the secret.
         let store_obj =
