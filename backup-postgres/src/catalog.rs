@@ -184,11 +184,7 @@ fn queries(major: u32) -> Vec<String> {
              FROM pg_sequence s JOIN pg_class c ON c.oid = s.seqrelid JOIN pg_namespace n ON n.oid = c.relnamespace
              WHERE {USER_NS} AND {rel_ok}"
         ),
-        format!(
-            "SELECT '{SEQUENCE_VALUE}', {qualified}, coalesce(pg_sequence_last_value(c.oid)::text, 'unset')
-             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE {USER_NS} AND c.relkind = 'S' AND c.relpersistence <> 'u' AND {rel_ok}"
-        ),
+        sequence_values_query(),
         // Comments, on every user object (pg_identify_object names them without OIDs).
         format!(
             "SELECT 'comment', o.type || ' ' || o.identity, d.description
@@ -207,6 +203,18 @@ fn queries(major: u32) -> Vec<String> {
         "SELECT 'object', 'user mapping for ' || quote_ident(usename::text) || ' on server ' || quote_ident(srvname::text), ''
          FROM pg_user_mappings".to_owned(),
     ]
+}
+
+/// Every sequence's value (`last_value`, or `unset`), read when it runs: sequences are not
+/// transactional.
+fn sequence_values_query() -> String {
+    let rel_ok = not_extension_member("pg_class", "c.oid");
+    let qualified = "format('%I.%I', n.nspname, c.relname)";
+    format!(
+            "SELECT '{SEQUENCE_VALUE}', {qualified}, coalesce(pg_sequence_last_value(c.oid)::text, 'unset')
+             FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE {USER_NS} AND c.relkind = 'S' AND c.relpersistence <> 'u' AND {rel_ok}"
+        )
 }
 
 fn other_objects(major: u32) -> String {
@@ -328,6 +336,29 @@ fn privilege_queries() -> Vec<String> {
 }
 
 impl PgInspector {
+    /// Every sequence's value now, as listing entries of kind
+    /// [`SEQUENCE_VALUE`](crate::SEQUENCE_VALUE). Read before pg_dump starts, they are a lower
+    /// bound of what it dumps (sequences only move forward unless someone calls `setval`).
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn sequence_values(&self) -> Result<Vec<SchemaEntry>> {
+        let rows = self
+            .client
+            .query(sequence_values_query().as_str(), &[])
+            .await
+            .map_err(|e| self.query_error("reading sequences", &e))?;
+        Ok(rows
+            .iter()
+            .map(|r| SchemaEntry {
+                kind: r.get::<_, Option<String>>(0).unwrap_or_default(),
+                object: r.get::<_, Option<String>>(1).unwrap_or_default(),
+                definition: r.get::<_, Option<String>>(2).unwrap_or_default(),
+            })
+            .collect())
+    }
+
     /// Lists what a restore of this database must reproduce (see [`SchemaListing`]), in the
     /// current transaction (the exported snapshot, when called after
     /// [`export_snapshot`](Self::export_snapshot)).

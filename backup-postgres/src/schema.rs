@@ -80,6 +80,18 @@ impl SchemaListing {
         SchemaListing { entries }
     }
 
+    /// This listing with its sequence values replaced by `values` (read at another moment).
+    #[must_use]
+    pub fn with_sequence_values(self, values: Vec<SchemaEntry>) -> Self {
+        let mut entries: Vec<SchemaEntry> = self
+            .entries
+            .into_iter()
+            .filter(|e| e.section() != Section::SequenceValue)
+            .collect();
+        entries.extend(values);
+        SchemaListing::new(entries)
+    }
+
     /// Every entry, sorted by kind, object and definition.
     pub fn entries(&self) -> &[SchemaEntry] {
         &self.entries

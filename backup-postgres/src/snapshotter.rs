@@ -162,6 +162,9 @@ impl Snapshotter for PgSnapshotter {
         // Our transaction exports the snapshot pg_dump will use, and stays open until pg_dump
         // is done, so the counts below and the dump see exactly the same data.
         let snapshot_id = inspector.export_snapshot().await?;
+        // Sequences are not in the snapshot: read them before pg_dump starts, so the values
+        // recorded are a lower bound of the ones it dumps (level 4 checks "at or past").
+        let sequences = inspector.sequence_values().await?;
         let mut cmd = self.tool_command(tools.pg_dump());
         cmd.args(dump_args(tools.major, Some(&snapshot_id)));
         let reader = spawn_checked("pg_dump", cmd).map_err(|e| self.spawn_error("pg_dump", &e))?;
@@ -174,6 +177,7 @@ impl Snapshotter for PgSnapshotter {
         let ended = inspector.end_snapshot().await;
         let dump = dump?;
         let (stats, listing) = stats?;
+        let listing = listing.with_sequence_values(sequences);
         ended?;
 
         // The listing behind the fingerprint, so a failed comparison can name what differs.
