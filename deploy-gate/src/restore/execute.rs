@@ -384,12 +384,9 @@ impl Gate {
             )));
         }
         step(&format!("creating database {}", plan.names.restoring));
-        let pending = admin
-            .create_database(
-                &plan.names.restoring,
-                like.as_ref(),
-                &format!("restore of {} into {}", manifest.id, plan.names.target),
-            )
+        let comment = format!("restore of {} into {}", manifest.id, plan.names.target);
+        let mut pending = admin
+            .create_database(&plan.names.restoring, like.as_ref(), &comment)
             .await
             .map_err(|e| untouched(e.to_string()))?;
         pause_at("created").await;
@@ -397,23 +394,47 @@ impl Gate {
             "restoring {} into {} with {}",
             manifest.id, plan.names.restoring, tools.version
         ));
-        PgRestorer::new(tools.clone())
-            .restore_file(
-                staged.path(),
-                &pending.config(),
-                &RestoreOptions {
-                    jobs: request.jobs.max(1),
-                    without_owners_and_privileges: false,
-                    continue_past_errors: false,
-                },
-            )
-            .await
-            .map_err(|message| {
-                untouched(format!(
-                    "restoring into {}: {message}; the unfinished database is dropped",
-                    plan.names.restoring
-                ))
-            })?;
+        let mut jobs = request.jobs.max(1);
+        loop {
+            let restored = PgRestorer::new(tools.clone())
+                .restore_file(
+                    staged.path(),
+                    &pending.config(),
+                    &RestoreOptions {
+                        jobs,
+                        without_owners_and_privileges: false,
+                        continue_past_errors: false,
+                    },
+                )
+                .await;
+            match restored {
+                // Parallel pg_restore jobs can deadlock each other (attaching the indexes of
+                // nested partitions): start over in a fresh database with one job.
+                Err(message) if jobs > 1 && message.contains("deadlock detected") => {
+                    step(
+                        "parallel pg_restore jobs deadlocked each other; restoring again with one job",
+                    );
+                    pending
+                        .drop_now()
+                        .await
+                        .map_err(|e| untouched(e.to_string()))?;
+                    pending = admin
+                        .create_database(&plan.names.restoring, like.as_ref(), &comment)
+                        .await
+                        .map_err(|e| untouched(e.to_string()))?;
+                    jobs = 1;
+                }
+                other => {
+                    other.map_err(|message| {
+                        untouched(format!(
+                            "restoring into {}: {message}; the unfinished database is dropped",
+                            plan.names.restoring
+                        ))
+                    })?;
+                    break;
+                }
+            }
+        }
         drop(staged);
         pause_at("restored").await;
         step(&format!(
