@@ -156,7 +156,7 @@ pub async fn cleanup_leftovers(admin: &PgSourceConfig) -> Result<Vec<String>> {
 }
 
 /// [`cleanup_leftovers`] for databases whose name starts with `prefix` and whose comment is a
-/// pre-deploy label (host, pid, creation time).
+/// pre-deploy label (host, pid, creation time) or missing (killed before it was labelled).
 pub(crate) async fn cleanup_leftovers_with_prefix(
     admin: &PgSourceConfig,
     prefix: &str,
@@ -176,6 +176,10 @@ pub(crate) async fn cleanup_leftovers_with_prefix(
         let created: Option<jiff::Timestamp> =
             info["created_at"].as_str().and_then(|t| t.parse().ok());
         let stale = match (same_host, pid) {
+            // No label at all under our reserved prefix: its creator died between CREATE
+            // DATABASE and the COMMENT that labels it (two statements: CREATE DATABASE cannot
+            // run in a transaction). Nobody else names databases this way.
+            _ if comment.is_none() => true,
             (true, Some(pid)) => !std::path::Path::new(&format!("/proc/{pid}")).exists(),
             _ if info["owner"].as_str() != Some("pre-deploy") && prefix != SCRATCH_PREFIX => false,
             _ => created.is_none_or(|c| {

@@ -463,6 +463,25 @@ fn sigkill_at_each_step_before_the_swap_leaves_the_target_untouched() {
 }
 
 #[test]
+fn a_restore_database_killed_before_its_label_is_dropped_by_the_next_restore() {
+    // CREATE DATABASE and the COMMENT that labels it are two statements: a kill between them
+    // (seen in the crash campaign) leaves an unlabelled database under the reserved name.
+    let server = PgServer::shared();
+    let (store, db, id, backed_up, _) = setup(server, "rstunl", "default");
+    let leftover = format!("{db}__predeploy_restore_{}", id.to_lowercase());
+    server.psql("postgres", &format!("CREATE DATABASE \"{leftover}\""));
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes"],
+    ));
+    out.assert_success();
+    out.assert_stderr_contains(&format!("dropped {leftover}, left by a restore that died"));
+    assert_eq!(content(server, &db), backed_up);
+    assert!(databases_containing(server, &format!("{db}__predeploy_restore_")).is_empty());
+}
+
+#[test]
 fn sigkill_after_the_swap_leaves_the_verified_restored_data_in_place() {
     let server = PgServer::shared();
     let (store, db, _, backed_up, changed) = setup(server, "rstkill2", "default");
