@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 
 use crate::error::{Error, Result};
 use crate::id::BackupId;
-use crate::manifest::{Manifest, ToolInfo};
+use crate::manifest::{Manifest, SourceManifest, ToolInfo};
 use crate::store::Store;
 
 /// The rungs of the verification ladder; each proves more than the one below.
@@ -222,6 +222,14 @@ pub trait Verifier: Send + Sync + Debug + 'static {
 
     /// The highest level this verifier can check.
     fn max_level(&self) -> VerificationLevel;
+
+    /// Whether this verifier checks the artifacts of `source` (levels 1–2 included). Artifacts
+    /// of sources no verifier claims still get the generic levels 1–2 (see
+    /// `backup_verify::verify_backup`), so a new kind of source is checked from its first backup.
+    fn claims(&self, source: &SourceManifest) -> bool {
+        let _ = source;
+        false
+    }
 
     /// Checks every artifact of `manifest` this verifier understands, at each level up to `up_to`.
     ///

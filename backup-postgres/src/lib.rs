@@ -36,6 +36,7 @@ mod scratch;
 mod snapshotter;
 mod swap;
 mod tools;
+pub mod verify;
 
 pub use config::{Env, PgSourceConfig, ProcessEnv, Secret, redact_url};
 pub use inspector::{PgInspector, quote_ident};
@@ -44,7 +45,8 @@ pub use restorer::{FailedStatement, PgRestorer, RestoreOptions, failed_statement
 pub use schema::{FINGERPRINT_V2, SEQUENCE_VALUE, SchemaEntry, SchemaListing, Section};
 pub use scratch::{SCRATCH_PREFIX, ScratchDatabase, cleanup_leftovers};
 pub use snapshotter::{
-    DUMP_FILE, DUMP_FORMAT, GLOBALS_FILE, GLOBALS_FORMAT, PgSnapshotter, SCHEMA_FILE, SCHEMA_FORMAT,
+    DUMP_FILE, DUMP_FORMAT, GLOBALS_FILE, GLOBALS_FORMAT, PgSnapshotter, SCHEMA_FILE,
+    SCHEMA_FORMAT, SOURCE_KIND,
 };
 pub use swap::{
     BEFORE_MARK, DatabaseInfo, MAX_IDENTIFIER_BYTES, PendingDatabase, PgAdmin, RESTORE_MARK,

@@ -15,6 +15,8 @@ use crate::tools::{PgTools, find_tools};
 
 /// File name of the database dump within the source's directory.
 pub const DUMP_FILE: &str = "dump.pgc.zst";
+/// The kind recorded in the manifest for PostgreSQL sources.
+pub const SOURCE_KIND: &str = "postgres";
 /// File name of the cluster globals (roles, tablespaces).
 pub const GLOBALS_FILE: &str = "globals.sql.zst";
 /// Format name of a pg_dump custom-format archive.
@@ -120,7 +122,7 @@ impl Snapshotter for PgSnapshotter {
     }
 
     fn kind(&self) -> &'static str {
-        "postgres"
+        SOURCE_KIND
     }
 
     fn location(&self) -> String {

@@ -5,6 +5,8 @@ use backup_core::{
     VerificationRecord, VerificationReport,
 };
 
+use crate::findings::generic_findings;
+
 /// Runs every verifier up to `requested` and builds the record (not yet stored).
 ///
 /// The record passes when no check failed and at least `required` was reached; `required` may
@@ -27,11 +29,34 @@ pub async fn verify_backup(
     for v in verifiers {
         report.merge(v.verify(store, manifest, requested).await?);
     }
+    // Levels 1–2 need no knowledge of the format: every artifact of a source that no verifier
+    // claims gets them here.
+    let started = std::time::Instant::now();
+    let mut generic = false;
+    for (source, artifact) in manifest.artifacts() {
+        if !verifiers.iter().any(|v| v.claims(source)) {
+            generic = true;
+            report
+                .findings
+                .extend(generic_findings(store, source, artifact, requested).await?);
+        }
+    }
+    if generic {
+        report.add_time(
+            requested.min(VerificationLevel::Decompress),
+            started.elapsed(),
+        );
+    }
     let max_available = verifiers
         .iter()
         .map(|v| v.max_level())
         .max()
-        .unwrap_or(VerificationLevel::Checksum);
+        .unwrap_or(VerificationLevel::Decompress)
+        .max(if generic {
+            VerificationLevel::Decompress
+        } else {
+            VerificationLevel::Checksum
+        });
     let level_reached = report.level_reached();
     let limited_by = if level_reached >= Some(requested) {
         None

@@ -13,8 +13,9 @@ use backup_objectstore::{
     BucketLocation, BucketSnapshotter, BucketSource, LockGuard, ObjectStoreStore, StoreUrl,
     probe_store,
 };
+use backup_postgres::verify::{ArchiveVerifier, RestoreTargets};
 use backup_postgres::{PgSnapshotter, PgSourceConfig, ProcessEnv};
-use backup_verify::{ArchiveVerifier, BucketVerifier, RestoreTargets, verify_backup};
+use backup_verify::{BucketVerifier, verify_backup};
 use futures::future::try_join_all;
 
 use crate::config::{Settings, SourceSpec};

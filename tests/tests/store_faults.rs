@@ -8,7 +8,7 @@ use backup_core::testkit::{FaultPlan, FaultyStore};
 use backup_core::{BackupKind, DeployInfo, DynStore, Store, StoreExt, VerificationLevel};
 use backup_objectstore::ObjectStoreStore;
 use backup_postgres::PgSnapshotter;
-use backup_verify::ArchiveVerifier;
+use backup_postgres::verify::ArchiveVerifier;
 use deploy_gate::{BackupRequest, ExitCode, Gate, GateError};
 use predeploy_tests::{PgServer, fixtures};
 

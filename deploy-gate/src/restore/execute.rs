@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use backup_core::{BackupKind, DeployInfo, FindingStatus, SourceManifest, VerificationLevel};
+use backup_postgres::verify::{
+    Privileges, count_differences, restored_findings, toc_extensions, toc_finding,
+};
 use backup_postgres::{
     DUMP_FORMAT, PgAdmin, PgInspector, PgRestorer, PgSnapshotter, RestoreOptions, find_tools,
     parse_major,
 };
-use backup_verify::{
-    Privileges, count_differences, restored_findings, stage_archive, toc_extensions, toc_finding,
-};
+use backup_verify::stage_archive;
 
 use super::{RestoreOutcome, RestorePlan, RestoreRequest, pause_at, pick_source, step};
 use crate::error::{GateError, Result, TargetState};

@@ -3,11 +3,11 @@
 
 use std::process::Stdio;
 
+use crate::command::{CLEARED_ENV, connection_env};
+use crate::{GLOBALS_FORMAT, LocalCluster, parse_major};
 use backup_core::{SourceManifest, Store};
-use backup_postgres::command::{CLEARED_ENV, connection_env};
-use backup_postgres::{GLOBALS_FORMAT, LocalCluster, parse_major};
 
-use crate::artifact::{Consumer, read_pass};
+use backup_verify::{Consumer, read_pass};
 
 /// Starts a local cluster of the backup's server major (or the nearest newer one installed) and
 /// creates the backup's roles in it from its globals dump, so owners and grants can be proven.

@@ -6,16 +6,14 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::{FINGERPRINT_V2, PgInspector, PgSourceConfig, SCHEMA_FORMAT, SchemaListing, Section};
 use backup_core::{
     ArtifactMeta, Finding, FindingStatus, SourceManifest, Store, TableStat, VerificationLevel,
 };
-use backup_postgres::{
-    FINGERPRINT_V2, PgInspector, PgSourceConfig, SCHEMA_FORMAT, SchemaListing, Section,
-};
 use tokio::io::AsyncWrite;
 
-use crate::archive::finding;
-use crate::artifact::{Consumer, read_pass};
+use backup_verify::finding;
+use backup_verify::{Consumer, read_pass};
 
 /// Whether a restore brought back owners and privileges, and so whether they can be compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -438,7 +436,7 @@ impl AsyncWrite for CappedBuffer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backup_postgres::SchemaEntry;
+    use crate::SchemaEntry;
 
     fn t(name: &str, rows: u64) -> TableStat {
         TableStat {

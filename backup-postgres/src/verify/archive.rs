@@ -1,4 +1,5 @@
-//! [`ArchiveVerifier`]: levels 1–3 of the ladder for every artifact of a backup.
+//! [`ArchiveVerifier`]: the ladder for the artifacts of PostgreSQL sources (levels 1–3 in one
+//! read of each, and level 4 with [`RestoreTargets`]).
 
 use std::path::PathBuf;
 use std::pin::Pin;
@@ -6,18 +7,22 @@ use std::process::Stdio;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use crate::{DUMP_FORMAT, GLOBALS_FORMAT, SOURCE_KIND, find_tools, parse_major};
 use async_trait::async_trait;
 use backup_core::{
     ArtifactMeta, Finding, FindingStatus, Manifest, Result, SourceManifest, Store,
     VerificationLevel, VerificationReport, Verifier,
 };
-use backup_postgres::{DUMP_FORMAT, GLOBALS_FORMAT, find_tools, parse_major};
 use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::process::Command;
 
-use crate::artifact::{Consumer, PassResult, read_pass, stream_prefix};
-use crate::local::start_scratch_cluster;
-use crate::restore::{RestoreTargets, staging_space_problem, verify_dump_by_restore};
+use backup_verify::{
+    Consumer, finding, generic_findings, pass_findings, read_pass, staging_space_problem,
+    stream_prefix,
+};
+
+use super::local::start_scratch_cluster;
+use super::restore::{RestoreTargets, verify_dump_by_restore};
 
 /// The last line pg_dumpall writes; its absence means the globals dump was cut short.
 const GLOBALS_TRAILER: &str = "PostgreSQL database cluster dump complete";
@@ -50,120 +55,14 @@ impl ArchiveVerifier {
     }
 }
 
-pub(crate) fn finding(
-    level: VerificationLevel,
-    check: &str,
-    source: &SourceManifest,
-    artifact: &ArtifactMeta,
-    status: FindingStatus,
-    message: String,
-) -> Finding {
-    Finding {
-        level,
-        check: check.to_owned(),
-        source: Some(source.name.to_string()),
-        artifact: Some(artifact.key.clone()),
-        status,
-        message,
-    }
-}
-
-/// Levels 1 and 2 from one pass.
-pub(crate) fn pass_findings(
-    pass: &PassResult,
-    source: &SourceManifest,
-    a: &ArtifactMeta,
-    up_to: VerificationLevel,
-) -> Vec<Finding> {
-    use FindingStatus::*;
-    use VerificationLevel::*;
-    let label = format!("{}/{}", source.name, a.name);
-    let mut out = Vec::new();
-    if pass.missing {
-        out.push(finding(
-            Checksum,
-            "present",
-            source,
-            a,
-            Failed,
-            format!(
-                "{label}: the artifact is missing from the store ({})",
-                a.key
-            ),
-        ));
-        return out;
-    }
-    let sha_ok = pass.sha256 == Some(a.sha256);
-    let size_ok = pass.stored_size == a.stored_size;
-    let (status, message) = match (size_ok, sha_ok) {
-        (true, true) => (
-            Passed,
-            format!("{label}: {} bytes, {} as recorded", a.stored_size, a.sha256),
-        ),
-        (false, _) if pass.stored_size < a.stored_size => (
-            Failed,
-            format!(
-                "{label}: the stored artifact is truncated: {} bytes instead of {}",
-                pass.stored_size, a.stored_size
-            ),
-        ),
-        (false, _) => (
-            Failed,
-            format!(
-                "{label}: the stored artifact is {} bytes instead of {}",
-                pass.stored_size, a.stored_size
-            ),
-        ),
-        (true, false) => (
-            Failed,
-            format!(
-                "{label}: the stored bytes are corrupted: sha256 is {} but the manifest records {}",
-                pass.sha256.map(|d| d.to_string()).unwrap_or_default(),
-                a.sha256
-            ),
-        ),
-    };
-    out.push(finding(Checksum, "sha256", source, a, status, message));
-    if up_to >= Decompress && a.compression == "zstd" {
-        let (status, message) = match &pass.decompress_error {
-            Some(e) => (
-                Failed,
-                format!(
-                    "{label}: zstd decompression failed after {} bytes: {e}",
-                    pass.raw_size
-                ),
-            ),
-            None if pass.raw_size != a.raw_size => (
-                Failed,
-                format!(
-                    "{label}: decompresses to {} bytes but {} were dumped",
-                    pass.raw_size, a.raw_size
-                ),
-            ),
-            None => (
-                Passed,
-                format!(
-                    "{label}: decompresses to {} bytes, frame checksums valid",
-                    pass.raw_size
-                ),
-            ),
-        };
-        out.push(finding(
-            Decompress,
-            "zstd-frames",
-            source,
-            a,
-            status,
-            message,
-        ));
-    }
-    out
-}
-
 #[async_trait]
 impl Verifier for ArchiveVerifier {
     fn name(&self) -> &str {
         "archive"
+    }
+
+    fn claims(&self, source: &SourceManifest) -> bool {
+        source.kind == SOURCE_KIND
     }
 
     fn max_level(&self) -> VerificationLevel {
@@ -183,8 +82,8 @@ impl Verifier for ArchiveVerifier {
         let mut report = VerificationReport::default();
         let top = up_to.min(VerificationLevel::Archive);
         for (source, artifact) in manifest.artifacts() {
-            if backup_objectstore::bucket::is_bucket_source(source) {
-                continue; // BucketVerifier checks the index together with its blobs
+            if !self.claims(source) {
+                continue;
             }
             if up_to >= VerificationLevel::Restore && artifact.format == DUMP_FORMAT {
                 let skipped = |why: String| {
@@ -232,11 +131,7 @@ impl Verifier for ArchiveVerifier {
                 GLOBALS_FORMAT if top >= VerificationLevel::Archive => {
                     verify_globals(store, source, artifact).await?
                 }
-                _ => {
-                    let decompress = top >= VerificationLevel::Decompress;
-                    let pass = read_pass(store, artifact, decompress, Consumer::Discard).await?;
-                    pass_findings(&pass, source, artifact, top)
-                }
+                _ => generic_findings(store, source, artifact, top).await?,
             };
             report.findings.extend(findings);
             report.add_time(top, started.elapsed());

@@ -1,0 +1,187 @@
+//! Staging: an artifact decompressed into a seekable temp file (as a parallel restore needs),
+//! from the one read that also checks levels 1–2, capped at the recorded raw size.
+
+use backup_core::{
+    ArtifactMeta, Finding, FindingStatus, Result, SourceManifest, Store, VerificationLevel,
+};
+
+use crate::artifact::{Consumer, read_pass};
+use crate::findings::{finding, pass_findings};
+
+/// Why `a` cannot be staged for a test restore under `temp_dir` (default: the system temp
+/// dir), if it cannot: the decompressed archive must fit with room to spare.
+pub fn staging_space_problem(
+    a: &ArtifactMeta,
+    temp_dir: Option<&std::path::Path>,
+) -> Option<String> {
+    let dir = temp_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    let free = backup_core::disk::free_bytes(&dir)?;
+    // 64 MiB to spare: staging must not leave the temp file system (often tmpfs) full.
+    let needed = a.raw_size.saturating_add(64 * 1024 * 1024);
+    (free < needed).then(|| {
+        format!(
+            "not enough space to stage the archive for a test restore: {needed} bytes needed, {free} free under {} (set [verify] temp_dir)",
+            dir.display()
+        )
+    })
+}
+
+/// A stored archive decompressed into a seekable temp file (as a parallel restore needs), from the
+/// single read that also checks levels 1–2. The file is removed when this value is dropped.
+#[derive(Debug)]
+pub struct StagedArchive {
+    file: tempfile::NamedTempFile,
+    /// The level 1–2 findings of the read (checksum, size, decompression, staging).
+    pub findings: Vec<Finding>,
+    /// Whether the artifact is missing or damaged, or could not be staged: do not restore it.
+    pub damaged: bool,
+}
+
+impl StagedArchive {
+    /// The decompressed archive.
+    pub fn path(&self) -> &std::path::Path {
+        self.file.path()
+    }
+}
+
+/// Reads `a` from the store once, checking its sha256, size and zstd frames, into a temp file
+/// under `temp_dir` (default: the system temp dir). Staged files of dead runs are removed first.
+///
+/// # Errors
+///
+/// When the temp file cannot be created or the store fails to deliver the bytes; corruption is
+/// reported in [`StagedArchive::findings`] / [`StagedArchive::damaged`].
+pub async fn stage_archive(
+    store: &dyn Store,
+    source: &SourceManifest,
+    a: &ArtifactMeta,
+    temp_dir: Option<&std::path::Path>,
+) -> Result<StagedArchive> {
+    use FindingStatus::*;
+    let label = format!("{}/{}", source.name, a.name);
+    let temp_dir = temp_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    remove_stale_staging(&temp_dir);
+    let staged = tempfile::Builder::new()
+        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
+        .tempfile_in(&temp_dir)
+        .map_err(|e| backup_core::Error::io("cannot create a temp file for the restore", e))?;
+    let std_file = staged
+        .reopen()
+        .map_err(|e| backup_core::Error::io("temp file", e))?;
+    // Buffered: each write to a tokio File is a blocking-pool round trip. Capped at the raw
+    // size the manifest records: a damaged or hostile artifact that decompresses to more (a
+    // zstd bomb) must not fill the disk.
+    let file =
+        tokio::io::BufWriter::with_capacity(1024 * 1024, tokio::fs::File::from_std(std_file));
+    let mut file = CappedWriter {
+        inner: file,
+        left: a.raw_size,
+        exceeded: false,
+    };
+    let pass = read_pass(store, a, true, Consumer::Writer(&mut file)).await?;
+    let exceeded = file.exceeded;
+    drop(file);
+    let mut findings = pass_findings(&pass, source, a, VerificationLevel::Decompress);
+    let damaged =
+        pass.missing || findings.iter().any(|f| f.status == Failed) || pass.consumer_stopped;
+    if exceeded {
+        findings.push(finding(
+            VerificationLevel::Decompress,
+            "raw-size",
+            source,
+            a,
+            Failed,
+            format!(
+                "{label}: decompresses to more than the {} bytes recorded; staging stopped there (a damaged or altered artifact)",
+                a.raw_size
+            ),
+        ));
+    } else if pass.consumer_stopped {
+        findings.push(finding(
+            VerificationLevel::Decompress,
+            "staging",
+            source,
+            a,
+            Failed,
+            format!(
+                "{label}: could not write the decompressed archive to a temp file (disk full?)"
+            ),
+        ));
+    }
+    Ok(StagedArchive {
+        file: staged,
+        findings,
+        damaged,
+    })
+}
+
+/// A writer that refuses bytes past `left`.
+struct CappedWriter<W> {
+    inner: W,
+    left: u64,
+    exceeded: bool,
+}
+
+impl<W: tokio::io::AsyncWrite + Unpin> tokio::io::AsyncWrite for CappedWriter<W> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        if buf.len() as u64 > self.left {
+            self.exceeded = true;
+            return std::task::Poll::Ready(Err(std::io::Error::other(
+                "more bytes than the recorded raw size",
+            )));
+        }
+        let this = &mut *self;
+        let written = std::pin::Pin::new(&mut this.inner).poll_write(cx, buf);
+        if let std::task::Poll::Ready(Ok(n)) = &written {
+            this.left -= *n as u64;
+        }
+        written
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// Staged archives are named `predeploy-verify-<pid>-…`, so a run killed before it could
+/// remove its own (SIGKILL) is recognised and cleaned up by the next one.
+const STAGING_PREFIX: &str = "predeploy-verify-";
+
+/// Removes staged archives of processes that no longer exist.
+fn remove_stale_staging(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(STAGING_PREFIX)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            match std::fs::remove_file(entry.path()) {
+                Ok(()) => {
+                    tracing::info!("removed {} left by an earlier run", entry.path().display())
+                }
+                Err(e) => tracing::debug!("could not remove {}: {e}", entry.path().display()),
+            }
+        }
+    }
+}
