@@ -2,7 +2,8 @@
 //!
 //! The vocabulary of pre-deploy: what a backup is ([`Manifest`], [`BackupId`], [`ArtifactMeta`],
 //! [`Digest`], [`DeployInfo`]), the traits backends implement ([`Snapshotter`], [`Store`],
-//! [`Verifier`], [`RetentionPolicy`]), and the streaming artifact pipeline that moves a dump
+//! [`Verifier`], [`RetentionPolicy`], and [`Backend`] with its [`Registry`] that maps a source URL
+//! to them), and the streaming artifact pipeline that moves a dump
 //! through zstd and SHA-256 into a store with bounded memory.
 //!
 //! This crate names no backend: no database driver, no object store. Backends depend on it.
@@ -22,6 +23,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod clock;
 mod digest;
 pub mod disk;
@@ -38,6 +40,7 @@ mod store;
 pub mod testkit;
 mod verify;
 
+pub use backend::{Backend, BackendVerifiers, DynBackend, Registry, SourceSpec};
 pub use clock::{Clock, SystemClock};
 pub use digest::{Digest, Sha256};
 pub use error::{BoxError, Error, Result};

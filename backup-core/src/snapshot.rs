@@ -109,6 +109,13 @@ pub trait Snapshotter: Send + Sync + Debug + 'static {
     /// The location, without credentials, for messages and the manifest.
     fn location(&self) -> String;
 
+    /// Whether its snapshots store or reuse content-addressed blobs shared between backups
+    /// (`blobs/…`): the gate then holds the store-wide blob lease until the manifest is
+    /// committed, so blob collection cannot delete a blob it references.
+    fn shares_blobs(&self) -> bool {
+        false
+    }
+
     /// Checks that a snapshot can be taken, without writing anything.
     async fn preflight(&self) -> Result<PreflightReport>;
 

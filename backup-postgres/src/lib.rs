@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+mod backend;
 mod catalog;
 pub mod command;
 mod config;
@@ -38,6 +39,7 @@ mod swap;
 mod tools;
 pub mod verify;
 
+pub use backend::{LOCAL_SCRATCH, PostgresBackend};
 pub use config::{Env, PgSourceConfig, ProcessEnv, Secret, redact_url};
 pub use inspector::{PgInspector, quote_ident};
 pub use local_cluster::LocalCluster;

@@ -5,8 +5,7 @@
 //! (stored bytes' sha256 and size, zstd decompression to the end with frame checksums) of every
 //! artifact no verifier claims. Format verifiers (PostgreSQL's archives live in
 //! `backup-postgres`) build on [`read_pass`], [`pass_findings`] and [`stage_archive`] so that
-//! levels 1–3 still take one read of the store. [`BucketVerifier`] checks bucket and directory
-//! sources: the index, and every blob it references. Findings are data; an `Err` only means
+//! levels 1–3 still take one read of the store. Findings are data; an `Err` only means
 //! verification could not run.
 //!
 //! ```
@@ -40,13 +39,11 @@
 //! ```
 
 mod artifact;
-mod bucket;
 mod findings;
 mod record;
 mod staging;
 
 pub use artifact::{Consumer, PassResult, read_pass, stream_prefix};
-pub use bucket::{BucketVerifier, DEFAULT_VERIFY_CONCURRENCY};
 pub use findings::{finding, generic_findings, pass_findings};
 pub use record::verify_backup;
 pub use staging::{StagedArchive, stage_archive, staging_space_problem};

@@ -149,15 +149,7 @@ pub struct CliOverrides {
     pub wait_lock: Option<String>,
 }
 
-/// One source to back up.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceSpec {
-    /// Its name in the backup.
-    pub name: SourceName,
-    /// Its URL (may hold a password: never print it; use `redact_url`): `postgres://…`,
-    /// `s3://bucket/prefix`, `file:///dir` or an absolute directory path.
-    pub url: String,
-}
+pub use backup_core::SourceSpec;
 
 /// Everything resolved, ready to build a [`crate::Gate`].
 #[derive(Debug, Clone)]

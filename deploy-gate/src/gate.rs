@@ -6,16 +6,11 @@ use std::time::Instant;
 
 use backup_core::{
     BackupId, BackupKind, Clock, DeployInfo, DynSnapshotter, DynStore, DynVerifier,
-    MANIFEST_FORMAT_VERSION, Manifest, PipelineConfig, PreflightReport, SnapshotContext,
+    MANIFEST_FORMAT_VERSION, Manifest, PipelineConfig, PreflightReport, Registry, SnapshotContext,
     SourceName, StoreExt, SystemClock, ToolInfo, VerificationLevel, VerificationRecord, layout,
 };
-use backup_objectstore::{
-    BucketLocation, BucketSnapshotter, BucketSource, LockGuard, ObjectStoreStore, StoreUrl,
-    probe_store,
-};
-use backup_postgres::verify::{ArchiveVerifier, RestoreTargets};
-use backup_postgres::{PgSnapshotter, PgSourceConfig, ProcessEnv};
-use backup_verify::{BucketVerifier, verify_backup};
+use backup_objectstore::{LockGuard, ObjectStoreStore, StoreUrl, probe_store};
+use backup_verify::verify_backup;
 use futures::future::try_join_all;
 
 use crate::config::{Settings, SourceSpec};
@@ -74,6 +69,8 @@ pub struct Gate {
     pub(crate) s3_base: backup_objectstore::S3Settings,
     /// Objects copied at once by bucket restores.
     pub(crate) bucket_concurrency: usize,
+    /// The kinds of source this gate knows (see `backends.rs`).
+    pub(crate) backends: Registry,
 }
 
 impl Gate {
@@ -103,6 +100,7 @@ impl Gate {
             object_store: None,
             s3_base: backup_objectstore::S3Settings::from_env(),
             bucket_concurrency: backup_objectstore::bucket::DEFAULT_CONCURRENCY,
+            backends: Registry::new(),
         }
     }
 
@@ -146,26 +144,17 @@ impl Gate {
                 backup_core::Error::Invalid { .. } => GateError::usage(e.to_string()),
                 other => GateError::Preflight { source: other },
             })?;
+        let backends = crate::backends::registry(settings);
         let snapshotters = settings
             .sources
             .iter()
-            .map(|s| snapshotter_for(s, settings))
+            .map(|s| {
+                backends
+                    .snapshotter(s)
+                    .map_err(|e| GateError::usage(e.to_string()))
+            })
             .collect::<Result<Vec<_>>>()?;
-        let archive: DynVerifier = Arc::new(
-            ArchiveVerifier::new(settings.pg_bin_dir.clone())
-                .with_restore(restore_targets(settings)?),
-        );
-        // Right after a backup, blobs of bucket objects taken unchanged from the previous
-        // verified backup are checked for presence and size unless `[buckets] verify_reused`
-        // (the second backup of an unchanged bucket then reads nothing back); `verify` reads
-        // and hashes every blob.
-        let after_backup = if settings.bucket_verify_reused {
-            BucketVerifier::default()
-        } else {
-            BucketVerifier::after_backup()
-        };
-        let verifiers: Vec<DynVerifier> = vec![archive.clone(), Arc::new(after_backup)];
-        let reverifiers: Vec<DynVerifier> = vec![archive, Arc::new(BucketVerifier::default())];
+        let (verifiers, reverifiers) = verifiers_of(&backends, &settings.sources)?;
         let mut gate = Gate::new(
             Arc::new(store.clone()),
             settings.environment.clone(),
@@ -177,6 +166,7 @@ impl Gate {
         .with_pipeline(settings.pipeline.clone());
         gate.store_url = Some(settings.store.clone());
         gate.reverifiers = Some(reverifiers);
+        gate.backends = backends;
         gate.handle_signals = true;
         gate.object_store = Some(store);
         gate.s3_base = settings.s3.clone();
@@ -267,12 +257,8 @@ impl Gate {
         // A backup that stores or reuses blobs holds the store-wide blob lease until its
         // manifest is committed, so no blob collection (`prune --yes` of any environment) can
         // delete a blob it references between the collection's listing and its delete (see
-        // `backup_objectstore::bucket::apply_blob_gc`). `bucket` and `directory` are the kinds
-        // of `is_bucket_source`.
-        let uses_blobs = self
-            .snapshotters
-            .iter()
-            .any(|s| matches!(s.kind(), "bucket" | "directory"));
+        // `backup_objectstore::bucket::apply_blob_gc`).
+        let uses_blobs = self.snapshotters.iter().any(|s| s.shares_blobs());
         let blob_lease = match uses_blobs {
             true => Some(self.lock_blob_user().await?),
             false => None,
@@ -517,72 +503,25 @@ impl Gate {
     }
 }
 
-/// The value of `--verify-restore-url` / `[verify] restore_url` that asks for a throwaway local
-/// cluster as the scratch server.
-pub const LOCAL_SCRATCH: &str = "local";
-
-/// Where level-4 test restores go: each PostgreSQL source's own server, the configured restore
-/// server for all of them, or a throwaway local cluster ([`LOCAL_SCRATCH`]).
-fn restore_targets(settings: &Settings) -> Result<RestoreTargets> {
-    let pg_config = |url: &str| {
-        PgSourceConfig::from_url(url, &ProcessEnv).map_err(|e| GateError::usage(e.to_string()))
-    };
-    let mut by_source = std::collections::BTreeMap::new();
-    for s in &settings.sources {
-        if s.url.starts_with("postgres://") || s.url.starts_with("postgresql://") {
-            by_source.insert(s.name.to_string(), pg_config(&s.url)?);
+/// The verifiers of every backend of `backends` (each given its configured sources), right
+/// after a backup and for `verify`.
+fn verifiers_of(
+    backends: &Registry,
+    sources: &[SourceSpec],
+) -> Result<(Vec<DynVerifier>, Vec<DynVerifier>)> {
+    let (mut after_backup, mut reverify) = (Vec::new(), Vec::new());
+    for backend in backends.backends() {
+        let v = backend
+            .verifiers(sources)
+            .map_err(|e| GateError::usage(e.to_string()))?;
+        if v.reverify.is_empty() {
+            reverify.extend(v.after_backup.iter().cloned());
+        } else {
+            reverify.extend(v.reverify);
         }
+        after_backup.extend(v.after_backup);
     }
-    // `local`: a throwaway cluster on this machine, so no production server hosts the test.
-    let local_cluster = settings.verify_restore_url.as_deref() == Some(LOCAL_SCRATCH);
-    let override_target = settings
-        .verify_restore_url
-        .as_deref()
-        .filter(|u| *u != LOCAL_SCRATCH)
-        .map(pg_config)
-        .transpose()?;
-    Ok(RestoreTargets {
-        by_source,
-        override_target,
-        jobs: settings.verify_jobs,
-        temp_dir: settings.verify_temp_dir.clone(),
-        local_cluster,
-    })
-}
-
-fn snapshotter_for(spec: &SourceSpec, settings: &Settings) -> Result<DynSnapshotter> {
-    if BucketLocation::is_bucket_url(&spec.url) {
-        let location = BucketLocation::parse(&spec.url)
-            .map_err(|e| GateError::usage(format!("source {}: {e}", spec.name)))?;
-        // The base S3 settings of bucket sources: `[s3]` overridden by the `AWS_*` environment,
-        // as for the store; the URL's query overrides them.
-        let source = BucketSource::open(location, &settings.s3)
-            .map_err(|e| GateError::usage(format!("source {}: {e}", spec.name)))?;
-        return Ok(Arc::new(
-            BucketSnapshotter::new(spec.name.clone(), source)
-                .with_concurrency(settings.bucket_concurrency),
-        ));
-    }
-    let scheme = spec.url.split("://").next().unwrap_or("");
-    match scheme {
-        "postgres" | "postgresql" => {
-            let mut cfg = PgSourceConfig::from_url(&spec.url, &ProcessEnv)
-                .map_err(|e| GateError::usage(format!("source {}: {e}", spec.name)))?;
-            if cfg.bin_dir.is_none() {
-                cfg.bin_dir.clone_from(&settings.pg_bin_dir);
-            }
-            Ok(Arc::new(PgSnapshotter::new(spec.name.clone(), cfg)))
-        }
-        "mysql" | "mariadb" => Err(GateError::usage(format!(
-            "source {}: {scheme}:// sources are not supported by this version yet; PostgreSQL (postgres://), s3:// and file:// are",
-            spec.name
-        ))),
-        _ => Err(GateError::usage(format!(
-            "source {}: unknown kind of URL {:?}; use postgres://, postgresql://, s3://, file:// or an absolute directory path",
-            spec.name,
-            backup_postgres::redact_url(&spec.url)
-        ))),
-    }
+    Ok((after_backup, reverify))
 }
 
 /// This machine's host name.

@@ -17,6 +17,7 @@
 //! # }
 //! ```
 
+mod backends;
 mod config;
 mod deploy;
 mod deployments;
@@ -36,6 +37,7 @@ mod restore;
 mod retention;
 mod runbook;
 
+pub use backends::registry;
 pub use config::{
     CliOverrides, ConfigFile, DEFAULT_CONFIG_FILE, DEFAULT_ENVIRONMENT, DEFAULT_STORE,
     PRODUCTION_ENVIRONMENT, Settings, SourceSpec, parse_config, parse_duration, parse_level,

@@ -328,6 +328,10 @@ impl Snapshotter for BucketSnapshotter {
         self.source.location().kind()
     }
 
+    fn shares_blobs(&self) -> bool {
+        true
+    }
+
     fn location(&self) -> String {
         self.source.location().to_string()
     }

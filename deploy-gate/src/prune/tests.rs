@@ -659,8 +659,8 @@ impl Store for PausingStore {
 /// blob. Now the backup waits for the collection and stores the blob again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_blob_collection_never_deletes_a_blob_a_backup_of_another_environment_reuses() {
+    use backup_objectstore::bucket::BucketVerifier;
     use backup_objectstore::{BucketLocation, BucketSnapshotter, BucketSource, S3Settings};
-    use backup_verify::BucketVerifier;
 
     let store = Arc::new(PausingStore::default());
     // A blob left by a backup removed long ago: unreferenced, older than the grace period (the

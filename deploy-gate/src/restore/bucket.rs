@@ -17,9 +17,9 @@
 use std::sync::Arc;
 
 use backup_core::{BackupKind, DeployInfo, Manifest, SourceManifest, VerificationLevel, Verifier};
+use backup_objectstore::bucket::BucketVerifier;
 use backup_objectstore::bucket::{RestoreReport, bucket_stat};
 use backup_objectstore::{BucketLocation, BucketRestorer, BucketSnapshotter, BucketSource};
-use backup_verify::BucketVerifier;
 use futures::TryStreamExt;
 use serde::Serialize;
 

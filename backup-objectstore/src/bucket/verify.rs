@@ -9,18 +9,15 @@ use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Instant;
 
+use crate::bucket::{IndexEntry, bucket_stat, index_artifact, is_bucket_source, read_index};
 use async_trait::async_trait;
 use backup_core::{
     Digest, Error, Finding, FindingStatus, Manifest, Result, Sha256, SourceManifest, Store,
     VerificationLevel, VerificationReport, Verifier, layout,
 };
-use backup_objectstore::bucket::{
-    IndexEntry, bucket_stat, index_artifact, is_bucket_source, read_index,
-};
 use futures::StreamExt;
 
-use crate::artifact::{Consumer, read_pass};
-use crate::findings::{finding, pass_findings};
+use backup_verify::{Consumer, finding, pass_findings, read_pass};
 
 /// Blobs checked at once, by default.
 pub const DEFAULT_VERIFY_CONCURRENCY: usize = 8;
@@ -362,11 +359,11 @@ impl Verifier for BucketVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{BucketLocation, BucketSnapshotter, BucketSource, S3Settings};
     use backup_core::testkit::MemoryStore;
     use backup_core::{
         BackupId, BackupKind, PipelineConfig, SnapshotContext, Snapshotter, Store, ToolInfo,
     };
-    use backup_objectstore::{BucketLocation, BucketSnapshotter, BucketSource, S3Settings};
 
     async fn snapshot(store: &MemoryStore) -> Manifest {
         let dir = tempfile::tempdir().expect("tempdir");

@@ -1,0 +1,103 @@
+//! [`PostgresBackend`]: PostgreSQL as a [`Backend`] of the gate — `postgres://` and
+//! `postgresql://` sources, their snapshotter, and the verifier that reaches level 4.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use backup_core::{Backend, BackendVerifiers, DynSnapshotter, Error, Result, SourceSpec};
+
+use crate::config::{PgSourceConfig, ProcessEnv};
+use crate::snapshotter::{PgSnapshotter, SOURCE_KIND};
+use crate::verify::{ArchiveVerifier, RestoreTargets};
+
+/// The value of `--verify-restore-url` / `[verify] restore_url` that asks for a throwaway local
+/// cluster as the scratch server.
+pub const LOCAL_SCRATCH: &str = "local";
+
+/// PostgreSQL sources, with the settings their tools and test restores use.
+#[derive(Debug, Clone, Default)]
+pub struct PostgresBackend {
+    /// Where the client tools are (overrides discovery), for sources whose URL names none.
+    pub bin_dir: Option<PathBuf>,
+    /// Where level-4 test restores go: `None`, each source's own server; [`LOCAL_SCRATCH`], a
+    /// throwaway cluster on this machine; a URL, that server for every source.
+    pub verify_restore_url: Option<String>,
+    /// `pg_restore -j` of test restores.
+    pub verify_jobs: u32,
+    /// Where archives are staged for test restores (default: the system temp dir).
+    pub verify_temp_dir: Option<PathBuf>,
+    /// Verify to level 3 only (no test restore), e.g. for an embedder that has no scratch
+    /// server.
+    pub archive_only: bool,
+}
+
+impl PostgresBackend {
+    /// The connection settings of a URL (`PG*` variables and `.pgpass` fill the gaps).
+    fn config(url: &str) -> Result<PgSourceConfig> {
+        PgSourceConfig::from_url(url, &ProcessEnv)
+    }
+
+    /// Where level-4 test restores of `sources` go.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a malformed URL.
+    pub fn restore_targets(&self, sources: &[SourceSpec]) -> Result<RestoreTargets> {
+        let mut by_source = BTreeMap::new();
+        for s in sources.iter().filter(|s| self.accepts(&s.url)) {
+            by_source.insert(s.name.to_string(), Self::config(&s.url)?);
+        }
+        let local_cluster = self.verify_restore_url.as_deref() == Some(LOCAL_SCRATCH);
+        let override_target = self
+            .verify_restore_url
+            .as_deref()
+            .filter(|u| *u != LOCAL_SCRATCH)
+            .map(Self::config)
+            .transpose()?;
+        Ok(RestoreTargets {
+            by_source,
+            override_target,
+            jobs: self.verify_jobs.max(1),
+            temp_dir: self.verify_temp_dir.clone(),
+            local_cluster,
+        })
+    }
+}
+
+impl Backend for PostgresBackend {
+    fn name(&self) -> &'static str {
+        "PostgreSQL"
+    }
+
+    fn schemes(&self) -> &'static [&'static str] {
+        &["postgres://", "postgresql://"]
+    }
+
+    fn kinds(&self) -> &'static [&'static str] {
+        &[SOURCE_KIND]
+    }
+
+    fn snapshotter(&self, spec: &SourceSpec) -> Result<DynSnapshotter> {
+        let mut cfg = Self::config(&spec.url).map_err(|e| Error::Invalid {
+            what: "source",
+            value: spec.name.to_string(),
+            reason: e.to_string(),
+        })?;
+        if cfg.bin_dir.is_none() {
+            cfg.bin_dir.clone_from(&self.bin_dir);
+        }
+        Ok(Arc::new(PgSnapshotter::new(spec.name.clone(), cfg)))
+    }
+
+    fn verifiers(&self, sources: &[SourceSpec]) -> Result<BackendVerifiers> {
+        let mut verifier = ArchiveVerifier::new(self.bin_dir.clone());
+        if !self.archive_only {
+            verifier = verifier.with_restore(self.restore_targets(sources)?);
+        }
+        Ok(BackendVerifiers {
+            after_backup: vec![Arc::new(verifier)],
+            reverify: vec![],
+        })
+    }
+}
