@@ -10,9 +10,10 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use deploy_gate::{
-    BackupRequest, CheckQuery, CliOverrides, ExitCode as Code, Gate, GateError, LockGuard,
-    Settings, detect_deploy_info, last_deployment_lines, parse_duration, parse_level,
-    run_deploy_command_watched, write_last_deployment,
+    AutoRetention, BackupOutcome, BackupRequest, CheckQuery, CliOverrides, Deployed,
+    ExitCode as Code, Gate, GateError, Manifest, Rollback, RunEnd, RunEvents, RunReport,
+    RunRequest, Settings, detect_deploy_info, parse_duration, parse_level,
+    run_deploy_command_watched,
 };
 
 use crate::cli::{BackupArgs, Cli, Command};
@@ -115,12 +116,32 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
                 kind: backup_core_kind("pre-deploy"),
                 deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
             };
+            let run = RunRequest {
+                backup: &request,
+                retention: settings.retention.as_ref(),
+                workdir: Some(&settings.workdir),
+                rollback: rollback.rollback_on_failure.then_some(Rollback {
+                    settings: &settings,
+                    terminate_connections: rollback.terminate_connections,
+                }),
+            };
+            let events = CliRun {
+                out,
+                rollback_on_failure: rollback.rollback_on_failure,
+            };
+            let workdir = &settings.workdir;
             // The lock covers the deploy command too: one deploy per environment at a time.
-            let guard = gate.lock("run", request.deploy.commit.clone()).await?;
-            let result =
-                run_locked(&gate, &guard, &settings, &request, command, rollback, out).await;
-            gate.unlock(guard).await;
-            result
+            let report = gate
+                .run(
+                    &run,
+                    |ctx| async move {
+                        tracing::info!("running the deploy command: {}", command.join(" "));
+                        run_deploy_command_watched(command, &ctx.env, workdir, ctx.lock_lost).await
+                    },
+                    &events,
+                )
+                .await?;
+            render_run(&gate, report, rollback, out)
         }
         Command::Backup { backup, kind } => {
             let settings = settings(&cli, Some(backup))?;
@@ -207,77 +228,73 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
     }
 }
 
-/// `run` under the lock: back up, record, retention, then the deploy command.
-async fn run_locked(
+/// What `run` prints as it goes: the verified backup before the deploy starts, then the deploy's
+/// end and the way back.
+struct CliRun<'a> {
+    out: &'a Output,
+    rollback_on_failure: bool,
+}
+
+impl RunEvents for CliRun<'_> {
+    fn backed_up(
+        &self,
+        gate: &Gate,
+        outcome: &BackupOutcome,
+        last_deployment: Option<&std::path::Path>,
+        retention: &AutoRetention,
+    ) {
+        self.out.backup_done(gate, outcome, last_deployment);
+        prune::report_retention(outcome, retention);
+    }
+
+    fn deploy_finished(&self, gate: &Gate, manifest: &Manifest, deployed: &Deployed) {
+        if let Some(w) = &deployed.record_warning {
+            eprintln!(
+                "pre-deploy: warning: the deploy succeeded, but it could not be recorded for retention: {w}"
+            );
+        }
+        self.out.deploy_done(manifest.id.as_str(), deployed.code);
+        if deployed.lock_lost.is_none() {
+            restore::print_runbook(gate, manifest, self.out);
+            if deployed.code != 0 && self.rollback_on_failure {
+                eprintln!(
+                    "pre-deploy: the deploy command failed (exit {}): rolling back to backup {} (--rollback-on-failure)",
+                    deployed.code, manifest.id
+                );
+            }
+        }
+    }
+}
+
+/// The end of `run`: the rollback's outcome, or the lock lost while the deploy ran.
+fn render_run(
     gate: &Gate,
-    guard: &LockGuard,
-    settings: &Settings,
-    request: &BackupRequest,
-    command: &[String],
+    report: RunReport,
     rollback: &restore::RollbackArgs,
     out: &Output,
 ) -> Result<u8, GateError> {
-    let outcome = gate.backup_locked(request, Some(guard)).await?;
-    let lines = last_deployment_lines(&outcome.manifest, gate.store_name(), Some(&settings.store));
-    let file = write_last_deployment(&settings.workdir, &lines)?;
-    out.backup_done(gate, &outcome, Some(&file));
-    prune::after_backup(gate, settings, &outcome).await;
-    let env = vec![
-        (
-            "PREDEPLOY_BACKUP_ID".to_owned(),
-            outcome.manifest.id.to_string(),
-        ),
-        ("PREDEPLOY_STORE".to_owned(), gate.store_name().to_owned()),
-        ("PREDEPLOY_ENV".to_owned(), gate.environment().to_owned()),
-    ];
-    // Verification and retention can take long: never start the deploy command without the
-    // lock (exit 6: the deploy command did not run; the backup stands).
-    if let Err(e) = gate.check_lock(guard).await {
-        restore::print_runbook(gate, &outcome.manifest, out);
-        return Err(e);
-    }
-    tracing::info!("running the deploy command: {}", command.join(" "));
-    let exit =
-        match run_deploy_command_watched(command, &env, &settings.workdir, guard.lost()).await {
-            Ok(exit) => exit,
-            Err(e) => {
-                // The backup stands; the operator still gets the way back.
-                restore::print_runbook(gate, &outcome.manifest, out);
-                return Err(e);
-            }
-        };
-    let code = exit.code;
-    // Lost while the command ran, or found lost now: another run may have deployed at the same
-    // time, so this deployment is not recorded as if the lock had been held throughout.
-    let lock_lost = match exit.lock_lost {
-        Some(why) => Some(why),
-        None => match gate.check_lock(guard).await {
-            Ok(()) => None,
-            Err(e @ GateError::LockHeld { .. }) => Some(e.to_string()),
-            Err(e) => {
-                tracing::warn!("could not check the lock after the deploy command: {e}");
-                guard.lost_reason()
-            }
-        },
+    let final_code = report.exit_code();
+    let manifest = &report.backup.manifest;
+    let d = match report.end {
+        RunEnd::NotStarted(e) => {
+            // The backup stands; the operator still gets the way back.
+            restore::print_runbook(gate, manifest, out);
+            return Err(e);
+        }
+        RunEnd::Deployed(d) => d,
     };
-    let id = outcome.manifest.id.to_string();
-    if code == 0 && lock_lost.is_none() {
-        prune::record_deployment(gate, &outcome).await;
-    }
-    out.deploy_done(&id, code);
-    let Some(why) = lock_lost else {
-        restore::after_deploy(gate, settings, &outcome.manifest, code, rollback, out).await;
-        return Ok(u8::try_from(code).unwrap_or(1));
+    let code = d.code;
+    let Some(why) = &d.lock_lost else {
+        if let Some(r) = &d.rollback {
+            restore::print_rollback(r, code);
+        }
+        return Ok(final_code);
     };
     // The lease was lost: say so loudly; no deployment record, no rollback (another run may
     // hold the lock and be backing up or deploying now); exit 9 when the command succeeded,
     // else its own code.
-    let final_code = if code == 0 {
-        Code::LockLostDuringDeploy.code()
-    } else {
-        u8::try_from(code).unwrap_or(1)
-    };
-    restore::print_runbook(gate, &outcome.manifest, out);
+    let id = manifest.id.to_string();
+    restore::print_runbook(gate, manifest, out);
     eprintln!(
         "pre-deploy: LOCK LOST: the lock of environment {} was lost while the deploy command ran \
          ({why}); another run may have deployed at the same time. The deployment on backup {id} \

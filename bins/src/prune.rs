@@ -3,8 +3,8 @@
 
 use clap::Args;
 use deploy_gate::{
-    BackupOutcome, Gate, GateError, KeepSection, PruneOptions, PruneReport, RetentionDecision,
-    Settings, parse_expire_in, parse_kind,
+    AutoRetention, BackupOutcome, Gate, GateError, KeepSection, PruneOptions, PruneReport,
+    RetentionDecision, Settings, parse_expire_in, parse_kind,
 };
 use serde_json::json;
 
@@ -210,6 +210,11 @@ pub async fn after_backup(gate: &Gate, settings: &Settings, outcome: &BackupOutc
     let auto = gate
         .retain_after_backup(settings.retention.as_ref(), outcome)
         .await;
+    report_retention(outcome, &auto);
+}
+
+/// What the automatic retention after `outcome` removed (log) and its warnings (stderr).
+pub fn report_retention(outcome: &BackupOutcome, auto: &AutoRetention) {
     if let Some(report) = &auto.report
         && !report.removed.is_empty()
     {
@@ -223,15 +228,6 @@ pub async fn after_backup(gate: &Gate, settings: &Settings, outcome: &BackupOutc
     }
     for w in &auto.warnings {
         eprintln!("pre-deploy: warning: {w}");
-    }
-}
-
-/// Records a successful deploy; a failure is a warning (the deploy already happened).
-pub async fn record_deployment(gate: &Gate, outcome: &BackupOutcome) {
-    if let Err(e) = gate.record_deployment(&outcome.manifest).await {
-        eprintln!(
-            "pre-deploy: warning: the deploy succeeded, but it could not be recorded for retention: {e}"
-        );
     }
 }
 

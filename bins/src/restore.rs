@@ -263,30 +263,6 @@ fn print_outcome(out: &Output, o: &RestoreOutcome) {
     }
 }
 
-/// The end of `run`: the rollback commands (always), then, for a failed deploy with
-/// `--rollback-on-failure`, the rollback itself. Never changes the exit code.
-pub async fn after_deploy(
-    gate: &Gate,
-    settings: &Settings,
-    manifest: &Manifest,
-    code: i32,
-    args: &RollbackArgs,
-    out: &Output,
-) {
-    print_runbook(gate, manifest, out);
-    if code == 0 || !args.rollback_on_failure {
-        return;
-    }
-    eprintln!(
-        "pre-deploy: the deploy command failed (exit {code}): rolling back to backup {} (--rollback-on-failure)",
-        manifest.id
-    );
-    let report = gate
-        .rollback(manifest, settings, args.terminate_connections)
-        .await;
-    print_rollback(&report, code);
-}
-
 /// The rollback commands on stderr (the `--json` result of `run` carries them as `runbook`).
 pub fn print_runbook(gate: &Gate, manifest: &Manifest, out: &Output) {
     if !out.quiet && !out.json {
@@ -297,7 +273,8 @@ pub fn print_runbook(gate: &Gate, manifest: &Manifest, out: &Output) {
     }
 }
 
-fn print_rollback(report: &RollbackReport, code: i32) {
+/// What `run --rollback-on-failure` restored, and whether all of it worked.
+pub fn print_rollback(report: &RollbackReport, code: i32) {
     for r in &report.restores {
         match r {
             Ok(o) => eprintln!(

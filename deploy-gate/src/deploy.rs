@@ -128,6 +128,17 @@ pub struct DeployExit {
     pub forwarded: Option<&'static str>,
 }
 
+impl DeployExit {
+    /// A deploy that ended with `code` on its own (0: success).
+    pub fn with_code(code: i32) -> Self {
+        DeployExit {
+            code,
+            lock_lost: None,
+            forwarded: None,
+        }
+    }
+}
+
 /// After a signal was passed on and the deploy command itself exited, how long the rest of its
 /// process group (children it started) gets to exit before it is killed (SIGKILL).
 pub const GROUP_GRACE: Duration = Duration::from_secs(10);

@@ -35,6 +35,7 @@ mod pins;
 mod prune;
 mod restore;
 mod retention;
+mod run;
 mod runbook;
 
 pub use backends::registry;
@@ -61,6 +62,7 @@ pub use retention::{
     KeepSection, RetentionSection, RetentionSettings, Share, parse_expire_in, parse_kind,
     parse_span, parse_time_zone,
 };
+pub use run::{DeployContext, Deployed, Rollback, RunEnd, RunEvents, RunReport, RunRequest};
 pub use runbook::{Runbook, RunbookStep, runbook};
 
 /// The core types callers of this crate see in its results.
