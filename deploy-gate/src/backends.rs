@@ -26,3 +26,15 @@ pub fn registry(settings: &Settings) -> Registry {
             verify_reused: settings.bucket_verify_reused,
         }))
 }
+
+/// The backends with their defaults (tools discovered on `PATH`, test restores into each
+/// source's own server with two jobs, S3 settings from `AWS_*`): what [`crate::Gate::builder`]
+/// starts from.
+pub fn default_registry() -> Registry {
+    Registry::new()
+        .with(Arc::new(PostgresBackend {
+            verify_jobs: 2,
+            ..PostgresBackend::default()
+        }))
+        .with(Arc::new(BucketBackend::default()))
+}

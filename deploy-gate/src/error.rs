@@ -128,6 +128,24 @@ pub enum GateError {
     },
 }
 
+/// A setup error of the crates below the gate (opening a store, parsing a URL or an id), with
+/// the exit code it would have on the command line: 2 for an invalid value, 5 for an
+/// unreachable source or store, 1 otherwise.
+impl From<CoreError> for GateError {
+    fn from(e: CoreError) -> Self {
+        match e {
+            CoreError::Invalid { .. } => GateError::usage(e.to_string()),
+            CoreError::SourceUnavailable { .. } | CoreError::StoreUnavailable { .. } => {
+                GateError::Preflight { source: e }
+            }
+            other => GateError::Store {
+                context: "setting up the gate".into(),
+                source: other,
+            },
+        }
+    }
+}
+
 impl GateError {
     /// The documented exit code for this error.
     pub fn exit_code(&self) -> ExitCode {

@@ -505,7 +505,7 @@ impl Gate {
 
 /// The verifiers of every backend of `backends` (each given its configured sources), right
 /// after a backup and for `verify`.
-fn verifiers_of(
+pub(crate) fn verifiers_of(
     backends: &Registry,
     sources: &[SourceSpec],
 ) -> Result<(Vec<DynVerifier>, Vec<DynVerifier>)> {

@@ -18,6 +18,7 @@
 //! ```
 
 mod backends;
+mod builder;
 mod config;
 mod deploy;
 mod deployments;
@@ -38,7 +39,8 @@ mod retention;
 mod run;
 mod runbook;
 
-pub use backends::registry;
+pub use backends::{default_registry, registry};
+pub use builder::GateBuilder;
 pub use config::{
     CliOverrides, ConfigFile, DEFAULT_CONFIG_FILE, DEFAULT_ENVIRONMENT, DEFAULT_STORE,
     PRODUCTION_ENVIRONMENT, Settings, SourceSpec, parse_config, parse_duration, parse_level,
@@ -67,6 +69,6 @@ pub use runbook::{Runbook, RunbookStep, runbook};
 
 /// The core types callers of this crate see in its results.
 pub use backup_core::{
-    BackupId, BackupKind, Finding, FindingStatus, KeepRules, Manifest, RetentionAction,
+    BackupId, BackupKind, DeployInfo, Finding, FindingStatus, KeepRules, Manifest, RetentionAction,
     RetentionDecision, RetentionPlan, VerificationLevel, VerificationRecord,
 };

@@ -1,0 +1,165 @@
+//! [`GateBuilder`]: a gate built from code (no config file), verifying to level 4 by default.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backup_core::{DynBackend, Registry, SourceName, SourceSpec, VerificationLevel};
+use backup_objectstore::ObjectStoreStore;
+
+use crate::error::{GateError, Result};
+use crate::gate::Gate;
+
+/// Builds a [`Gate`] the way another Rust tool would: a store, sources by URL, and the kinds of
+/// source it knows ([`crate::default_registry`] unless [`GateBuilder::backend`] adds more).
+///
+/// New backups are verified to level 4 (a test restore, into each PostgreSQL source's own
+/// server unless a backend says otherwise) and must reach it: "verified" means restored.
+///
+/// ```no_run
+/// # async fn demo() -> deploy_gate::Result<()> {
+/// use deploy_gate::{BackupKind, BackupRequest, DeployExit, Gate, RunRequest};
+/// use backup_objectstore::ObjectStoreStore;
+///
+/// let store = ObjectStoreStore::local("/var/backups/app".as_ref())?;
+/// let gate = Gate::builder(store)
+///     .environment("production")
+///     .source("db", "postgres://app@localhost/app")?
+///     .build()?;
+/// let backup = BackupRequest { kind: BackupKind::PreDeploy, deploy: Default::default() };
+/// let run = RunRequest { backup: &backup, retention: None, workdir: None, rollback: None };
+/// let report = gate
+///     .run(&run, |ctx| async move {
+///         println!("migrating; backup {} protects it", ctx.manifest.id);
+///         Ok(DeployExit::with_code(0))
+///     }, &())
+///     .await?;
+/// assert_eq!(report.exit_code(), 0);
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+pub struct GateBuilder {
+    store: ObjectStoreStore,
+    environment: String,
+    backends: Registry,
+    sources: Vec<SourceSpec>,
+    verify_level: VerificationLevel,
+    required_level: VerificationLevel,
+    lock_ttl: Option<Duration>,
+    wait_lock: Duration,
+}
+
+impl Gate {
+    /// A builder over `store` with this build's backends, environment `default`, no sources.
+    pub fn builder(store: ObjectStoreStore) -> GateBuilder {
+        GateBuilder {
+            store,
+            environment: crate::DEFAULT_ENVIRONMENT.to_owned(),
+            backends: crate::backends::default_registry(),
+            sources: Vec::new(),
+            verify_level: VerificationLevel::Restore,
+            required_level: VerificationLevel::Restore,
+            lock_ttl: None,
+            wait_lock: Duration::ZERO,
+        }
+    }
+}
+
+impl GateBuilder {
+    /// The environment backups, locks and retention belong to.
+    pub fn environment(mut self, environment: impl Into<String>) -> Self {
+        self.environment = environment.into();
+        self
+    }
+
+    /// Registers a kind of source ahead of the built-in ones (it wins for the URLs it accepts).
+    pub fn backend(mut self, backend: DynBackend) -> Self {
+        let mut backends = Registry::new().with(backend);
+        for b in self.backends.backends() {
+            backends.register(b.clone());
+        }
+        self.backends = backends;
+        self
+    }
+
+    /// Replaces the kinds of source known (e.g. a PostgreSQL backend with other settings).
+    pub fn backends(mut self, backends: Registry) -> Self {
+        self.backends = backends;
+        self
+    }
+
+    /// Adds a source to back up.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::Usage`] for an invalid source name.
+    pub fn source(mut self, name: &str, url: impl Into<String>) -> Result<Self> {
+        let name: SourceName = name
+            .parse()
+            .map_err(|e: backup_core::Error| GateError::usage(e.to_string()))?;
+        self.sources.push(SourceSpec {
+            name,
+            url: url.into(),
+        });
+        Ok(self)
+    }
+
+    /// The level new backups are verified to, and must reach (default: 4, restore).
+    pub fn verify_level(mut self, level: VerificationLevel) -> Self {
+        self.verify_level = level;
+        self.required_level = level;
+        self
+    }
+
+    /// Accepts a lower level than attempted (e.g. attempt restore, accept archive).
+    pub fn required_level(mut self, level: VerificationLevel) -> Self {
+        self.required_level = level;
+        self
+    }
+
+    /// How long the run lock's lease lasts without renewal (default: 60 s).
+    pub fn lock_ttl(mut self, ttl: Duration) -> Self {
+        self.lock_ttl = Some(ttl);
+        self
+    }
+
+    /// How long to wait for another run's lock before refusing (default: not at all), the
+    /// `--wait-lock` of the command line.
+    pub fn wait_lock(mut self, wait: Duration) -> Self {
+        self.wait_lock = wait;
+        self
+    }
+
+    /// The gate.
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::Usage`] for a source URL no backend accepts or a malformed one.
+    pub fn build(self) -> Result<Gate> {
+        let snapshotters = self
+            .sources
+            .iter()
+            .map(|s| {
+                self.backends
+                    .snapshotter(s)
+                    .map_err(|e| GateError::usage(e.to_string()))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (verifiers, reverifiers) = crate::gate::verifiers_of(&self.backends, &self.sources)?;
+        let mut gate = Gate::new(
+            Arc::new(self.store.clone()),
+            self.environment,
+            snapshotters,
+            verifiers,
+        )
+        .with_verify_level(self.verify_level)
+        .with_required_level(self.required_level);
+        gate.reverifiers = Some(reverifiers);
+        gate.object_store = Some(self.store);
+        gate.backends = self.backends;
+        if let Some(ttl) = self.lock_ttl {
+            gate.lock_ttl = ttl;
+        }
+        gate.wait_lock = self.wait_lock;
+        Ok(gate)
+    }
+}
