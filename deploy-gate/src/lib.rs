@@ -72,3 +72,8 @@ pub use backup_core::{
     BackupId, BackupKind, DeployInfo, Finding, FindingStatus, KeepRules, Manifest, RetentionAction,
     RetentionDecision, RetentionPlan, VerificationLevel, VerificationRecord,
 };
+
+/// The README's code blocks, compiled as doctests so its embedding example stays true.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
