@@ -152,16 +152,13 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
                 kind: backup_core_kind(kind),
                 deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
             };
-            let guard = gate.lock("backup", request.deploy.commit.clone()).await?;
-            let result = async {
-                let outcome = gate.backup_locked(&request, Some(&guard)).await?;
-                out.backup_done(&gate, &outcome, None);
-                prune::after_backup(&gate, &settings, &outcome).await;
-                Ok(0)
-            }
-            .await;
-            gate.unlock(guard).await;
-            result
+            let report = gate
+                .commands()
+                .backup(&request, settings.retention.as_ref())
+                .await?;
+            out.backup_done(&gate, &report.outcome, None);
+            prune::report_retention(&report.outcome, &report.retention);
+            Ok(0)
         }
         Command::List => {
             let gate = Gate::from_settings(&settings(&cli, None)?, false)?;
@@ -176,18 +173,9 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
         Command::Verify { backup, all, level } => {
             let level = level.as_deref().map(parse_level).transpose()?;
             let gate = Gate::from_settings(&settings(&cli, None)?, false)?;
-            // Verification records must not land in a backup that retention is removing: hold
-            // the retention lock of the backups' environment while verifying.
-            let environment = match all {
-                true => gate.environment().to_owned(),
-                false => gate.resolve(backup).await?.environment,
-            };
-            let guard = gate
-                .lock_retention(&environment, "verify", gate.wait_lock())
-                .await?;
-            let records = gate.verify_stored(Some(backup), *all, level).await;
-            gate.unlock(guard).await;
-            out.verified(&records?);
+            // Under the retention lock: records must not land in a backup being removed.
+            let records = gate.commands().verify(backup, *all, level).await?;
+            out.verified(&records);
             Ok(0)
         }
         Command::Check {

@@ -4,7 +4,7 @@
 use clap::Args;
 use deploy_gate::{
     AutoRetention, BackupOutcome, Gate, GateError, KeepSection, PruneOptions, PruneReport,
-    RetentionDecision, Settings, parse_expire_in, parse_kind,
+    RetentionDecision, parse_expire_in, parse_kind,
 };
 use serde_json::json;
 
@@ -84,40 +84,11 @@ pub async fn prune(cli: &Cli, args: &PruneArgs, out: &Output) -> Result<u8, Gate
     let gate = Gate::from_settings(&settings, false)?;
     // Only a prune that deletes takes the locks (the run lock, then the retention lock that
     // keeps pin, unpin and verify out); a dry run reads.
-    let guard = match options.apply {
-        true => Some(gate.lock("prune", None).await?),
-        false => None,
-    };
-    let retention_guard = match &guard {
-        Some(_) => match gate
-            .lock_retention(gate.environment(), "prune", gate.wait_lock())
-            .await
-        {
-            Ok(g) => Some(g),
-            Err(e) => {
-                if let Some(g) = guard {
-                    gate.unlock(g).await;
-                }
-                return Err(e);
-            }
-        },
-        None => None,
-    };
-    let result = async {
-        let mut report = gate.prune(settings.retention.as_ref(), &options).await?;
-        if options.apply && !report.refused {
-            gate.collect_leftovers(&mut report).await;
-        }
-        if !report.refused {
-            gate.collect_blobs(&mut report, options.apply).await;
-        }
-        Ok::<_, GateError>(report)
-    }
-    .await;
-    for g in [retention_guard, guard].into_iter().flatten() {
-        gate.unlock(g).await;
-    }
-    finish_prune(&result?, out)
+    let report = gate
+        .commands()
+        .prune(settings.retention.as_ref(), &options)
+        .await?;
+    finish_prune(&report, out)
 }
 
 /// Prints the plan and maps a refusal onto its exit code.
@@ -143,15 +114,8 @@ pub async fn pin(
     out: &Output,
 ) -> Result<u8, GateError> {
     let gate = Gate::from_settings(&crate::settings(cli, None)?, false)?;
-    // Under the retention lock of the backup's environment: a prune deciding meanwhile could
-    // otherwise remove the backup right after its pin was written.
-    let manifest = gate.resolve(backup).await?;
-    let guard = gate
-        .lock_retention(&manifest.environment, "pin", gate.wait_lock())
-        .await?;
-    let outcome = gate.pin(manifest.id.as_str(), note).await;
-    gate.unlock(guard).await;
-    let outcome = outcome?;
+    // Under the retention lock of the backup's environment.
+    let outcome = gate.commands().pin(backup, note).await?;
     if out.json {
         print_json(
             &json!({ "ok": true, "already_pinned": outcome.already_pinned, "pin": outcome.pin }),
@@ -173,20 +137,7 @@ pub async fn pin(
 /// `pre-deploy unpin ID`.
 pub async fn unpin(cli: &Cli, backup: &str, out: &Output) -> Result<u8, GateError> {
     let gate = Gate::from_settings(&crate::settings(cli, None)?, false)?;
-    // Under the retention lock of the backup's environment, like `pin`; a pin whose backup is
-    // gone races with nothing and needs none.
-    let guard = match gate.resolve(backup).await {
-        Ok(m) => Some(
-            gate.lock_retention(&m.environment, "unpin", gate.wait_lock())
-                .await?,
-        ),
-        Err(_) => None,
-    };
-    let outcome = gate.unpin(backup).await;
-    if let Some(g) = guard {
-        gate.unlock(g).await;
-    }
-    let outcome = outcome?;
+    let outcome = gate.commands().unpin(backup).await?;
     if out.json {
         print_json(
             &json!({ "ok": true, "backup_id": outcome.backup_id, "was_pinned": outcome.was_pinned }),
@@ -202,15 +153,6 @@ pub async fn unpin(cli: &Cli, backup: &str, out: &Output) -> Result<u8, GateErro
 /// `--expire-in` of `run`/`backup`, parsed (before the store is opened or anything is written).
 pub fn expire_in(backup: &BackupArgs) -> Result<Option<jiff::Span>, GateError> {
     backup.expire_in.as_deref().map(parse_expire_in).transpose()
-}
-
-/// The automatic retention after a verified backup: reports what it removed, and its problems as
-/// warnings. Never fails the backup or the deploy.
-pub async fn after_backup(gate: &Gate, settings: &Settings, outcome: &BackupOutcome) {
-    let auto = gate
-        .retain_after_backup(settings.retention.as_ref(), outcome)
-        .await;
-    report_retention(outcome, &auto);
 }
 
 /// What the automatic retention after `outcome` removed (log) and its warnings (stderr).

@@ -87,11 +87,8 @@ pub async fn restore(cli: &Cli, args: &RestoreArgs, out: &Output) -> Result<u8, 
     request.check_production(&plan)?;
     request.confirmed =
         args.yes || std::env::var(CONFIRM_RESTORE_ENV).is_ok_and(|v| v == "yes") || prompt(&plan)?;
-    // One restore, backup or run per store and environment at a time.
-    let guard = gate.lock("restore", None).await?;
-    let outcome = gate.restore(plan, &request).await;
-    gate.unlock(guard).await;
-    let outcome = outcome?;
+    // Under the run lock: one restore, backup or run per store and environment at a time.
+    let outcome = gate.commands().restore(plan, &request).await?;
     print_outcome(out, &outcome);
     Ok(0)
 }
@@ -133,10 +130,7 @@ async fn restore_bucket(
             &format!("Restore backup {} into {}?", plan.backup_id, plan.target),
             &plan.confirm_name,
         )?;
-    let guard = gate.lock("restore", None).await?;
-    let outcome = gate.restore_bucket(plan, &request).await;
-    gate.unlock(guard).await;
-    let o = outcome?;
+    let o = gate.commands().restore_bucket(plan, &request).await?;
     if out.json {
         print_json(&json!({ "ok": true, "restore": o }));
     } else if !out.quiet {

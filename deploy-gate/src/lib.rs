@@ -19,6 +19,7 @@
 
 mod backends;
 mod builder;
+mod commands;
 mod config;
 mod deploy;
 mod deployments;
@@ -41,6 +42,7 @@ mod runbook;
 
 pub use backends::{default_registry, registry};
 pub use builder::GateBuilder;
+pub use commands::{BackupReport, Commands};
 pub use config::{
     CliOverrides, ConfigFile, DEFAULT_CONFIG_FILE, DEFAULT_ENVIRONMENT, DEFAULT_STORE,
     PRODUCTION_ENVIRONMENT, Settings, SourceSpec, parse_config, parse_duration, parse_level,
