@@ -28,6 +28,7 @@ mod clock;
 mod digest;
 pub mod disk;
 mod error;
+pub mod hooks;
 mod id;
 pub mod layout;
 mod manifest;

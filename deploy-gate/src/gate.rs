@@ -464,26 +464,15 @@ impl Gate {
         Ok(record)
     }
 
-    /// Runs `fut`, or returns the name of the signal that interrupted it.
+    /// Runs `fut`, or returns the name of the signal that interrupted it (when this gate
+    /// handles signals).
     async fn interruptible<T>(
         &self,
         fut: impl Future<Output = T>,
     ) -> std::result::Result<T, &'static str> {
-        if !self.handle_signals {
-            return Ok(fut.await);
-        }
-        use tokio::signal::unix::{SignalKind, signal};
-        let (Ok(mut int), Ok(mut term)) = (
-            signal(SignalKind::interrupt()),
-            signal(SignalKind::terminate()),
-        ) else {
-            return Ok(fut.await);
-        };
-        tokio::select! {
-            out = fut => Ok(out),
-            _ = int.recv() => Err("SIGINT"),
-            _ = term.recv() => Err("SIGTERM"),
-        }
+        backup_core::hooks::Signals::new(self.handle_signals)
+            .run(fut)
+            .await
     }
 
     /// Removes whatever an uncommitted backup left in the store (best effort: leftovers without

@@ -50,7 +50,7 @@ impl Gate {
         plan: RestorePlan,
         request: &RestoreRequest,
     ) -> Result<RestoreOutcome> {
-        let mut signals = Signals::new(self.handle_signals);
+        let mut signals = backup_core::hooks::Signals::new(self.handle_signals);
         let untouched = |message: String| GateError::Restore {
             message,
             target: TargetState::Untouched,
@@ -554,50 +554,6 @@ impl Gate {
                 .level_reached
                 .unwrap_or(VerificationLevel::Archive),
         ))
-    }
-}
-
-/// SIGINT/SIGTERM, listened to for the whole restore (registered once, so no signal falls
-/// between two steps).
-struct Signals {
-    int: Option<tokio::signal::unix::Signal>,
-    term: Option<tokio::signal::unix::Signal>,
-}
-
-impl Signals {
-    fn new(enabled: bool) -> Self {
-        use tokio::signal::unix::{SignalKind, signal};
-        if !enabled {
-            return Signals {
-                int: None,
-                term: None,
-            };
-        }
-        Signals {
-            int: signal(SignalKind::interrupt()).ok(),
-            term: signal(SignalKind::terminate()).ok(),
-        }
-    }
-
-    /// Runs `fut`, or returns the name of the signal that interrupted it (dropping `fut`, whose
-    /// guards then clean up).
-    async fn run<T>(
-        &mut self,
-        fut: impl std::future::Future<Output = T>,
-    ) -> std::result::Result<T, &'static str> {
-        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
-            match s {
-                Some(s) => {
-                    s.recv().await;
-                }
-                None => std::future::pending().await,
-            }
-        }
-        tokio::select! {
-            out = fut => Ok(out),
-            () = recv(&mut self.int) => Err("SIGINT"),
-            () = recv(&mut self.term) => Err("SIGTERM"),
-        }
     }
 }
 

@@ -196,17 +196,7 @@ pub struct RestoreOutcome {
     pub rows: u64,
 }
 
-/// Named points where a test build pauses (see [`pause_at`]).
-pub const PAUSE_POINTS: &[&str] = &[
-    "bucket-safety",
-    "verified",
-    "safety-backup",
-    "created",
-    "restored",
-    "before-swap",
-    "after-swap",
-    "blob-gc-planned",
-];
+pub use backup_core::hooks::{PAUSE_POINTS, pause_at};
 
 impl Gate {
     /// Resolves `last` for a restore: the newest backup of the environment that is not a safety
@@ -281,30 +271,6 @@ fn source_names(m: &Manifest) -> String {
 fn step(message: &str) {
     tracing::info!("restore: {message}");
 }
-
-/// Test builds only (`test-hooks` feature): with `PREDEPLOY_TEST_PAUSE_AT=<point>:<file>`, print
-/// `test hook: paused at <point>` and wait until `<file>` exists, so a test can kill the process
-/// or break the server at an exact step. A no-op in normal builds.
-#[cfg(feature = "test-hooks")]
-pub async fn pause_at(point: &str) {
-    let Ok(spec) = std::env::var("PREDEPLOY_TEST_PAUSE_AT") else {
-        return;
-    };
-    let Some((at, file)) = spec.split_once(':') else {
-        return;
-    };
-    if at != point {
-        return;
-    }
-    eprintln!("test hook: paused at {point}");
-    while !std::path::Path::new(file).exists() {
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-}
-
-/// Test builds only (`test-hooks` feature): see the feature's documentation. A no-op here.
-#[cfg(not(feature = "test-hooks"))]
-pub async fn pause_at(_point: &str) {}
 
 #[cfg(test)]
 mod tests {
