@@ -32,6 +32,7 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::id::SourceName;
+use crate::restore::Restorer;
 use crate::snapshot::DynSnapshotter;
 use crate::verify::DynVerifier;
 
@@ -92,6 +93,12 @@ pub trait Backend: Send + Sync + Debug + 'static {
     fn verifiers(&self, sources: &[SourceSpec]) -> Result<BackendVerifiers> {
         let _ = sources;
         Ok(BackendVerifiers::default())
+    }
+
+    /// What puts its stored sources back (default: none; a restore of its kind is refused
+    /// with a message saying so).
+    fn restorer(&self) -> Option<Arc<dyn Restorer>> {
+        None
     }
 }
 

@@ -34,6 +34,7 @@ pub mod layout;
 mod manifest;
 pub mod pipeline;
 pub mod reader;
+mod restore;
 pub mod retention;
 mod snapshot;
 mod store;
@@ -51,6 +52,10 @@ pub use manifest::{
     SourceStats, TableStat, ToolInfo,
 };
 pub use pipeline::{ArtifactStats, PipelineConfig};
+pub use restore::{
+    PlannedRestore, RestoreContext, RestoreDone, RestoreError, RestoreSetup, RestoreSummary,
+    Restorer, SafetyNet, TargetState,
+};
 pub use retention::{
     BackupSummary, BudgetViolation, DeletionBudget, DeployedRelease, DeploymentRole, KeepAll,
     KeepPolicy, KeepRules, Period, RetentionAction, RetentionDecision, RetentionPlan,

@@ -5,9 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backup_core::{Backend, BackendVerifiers, DynSnapshotter, Error, Result, SourceSpec};
+use backup_core::{Backend, BackendVerifiers, DynSnapshotter, Error, Restorer, Result, SourceSpec};
 
 use crate::config::{PgSourceConfig, ProcessEnv};
+use crate::restore::DatabaseRestorer;
 use crate::snapshotter::{PgSnapshotter, SOURCE_KIND};
 use crate::verify::{ArchiveVerifier, RestoreTargets};
 
@@ -99,5 +100,11 @@ impl Backend for PostgresBackend {
             after_backup: vec![Arc::new(verifier)],
             reverify: vec![],
         })
+    }
+
+    fn restorer(&self) -> Option<Arc<dyn Restorer>> {
+        Some(Arc::new(DatabaseRestorer {
+            bin_dir: self.bin_dir.clone(),
+        }))
     }
 }

@@ -188,8 +188,11 @@ fn resolve(overrides: &deploy_gate::CliOverrides) -> Result<Settings, GateError>
 /// Asks for the database name on the terminal; false without a terminal or on a mismatch.
 fn prompt(plan: &RestorePlan) -> Result<bool, GateError> {
     confirm_by_typing(
-        &format!("Restore backup {} into {}?", plan.backup_id, plan.target),
-        &plan.names.target,
+        &format!(
+            "Restore backup {} into {}?",
+            plan.backup_id, plan.summary.target
+        ),
+        &plan.summary.confirm_name,
     )
 }
 
@@ -205,23 +208,24 @@ fn print_plan(out: &Output, plan: &RestorePlan, dry_run: bool) {
         return;
     }
     eprintln!(
-        "{}restore backup {} ({}) source {} into {} (PostgreSQL {}){}:",
+        "{}restore backup {} ({}) source {} into {} ({} {}){}:",
         if dry_run { "dry run: " } else { "" },
         plan.backup_id,
         plan.backup_kind,
         plan.source,
-        plan.target,
-        plan.server_version,
+        plan.summary.target,
+        plan.summary.product,
+        plan.summary.server_version,
         if plan.production {
             ", a PRODUCTION environment"
         } else {
             ""
         }
     );
-    for (i, s) in plan.steps.iter().enumerate() {
+    for (i, s) in plan.summary.steps.iter().enumerate() {
         eprintln!("  {}. {s}", i + 1);
     }
-    for n in &plan.notes {
+    for n in &plan.summary.notes {
         eprintln!("  note: {n}");
     }
     if dry_run {
@@ -239,7 +243,7 @@ fn print_outcome(out: &Output, o: &RestoreOutcome) {
     }
     eprintln!(
         "restored backup {} into {}: {} tables, {} rows, checked against the backup",
-        o.plan.backup_id, o.plan.target, o.tables, o.rows
+        o.plan.backup_id, o.plan.summary.target, o.tables, o.rows
     );
     match &o.safety_backup {
         Some(id) => eprintln!(

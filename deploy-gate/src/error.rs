@@ -225,35 +225,7 @@ impl GateError {
     }
 }
 
-/// What a failed restore left the target database as.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum TargetState {
-    /// The failure came before the swap: the target was never changed.
-    Untouched,
-    /// The failure came after the swap, which was undone: the target is as it was before.
-    SwappedBack,
-    /// Undoing the swap failed too: the message names the databases to check by hand.
-    Unknown,
-    /// A bucket or directory restore failed part-way: the target holds part of the backup's
-    /// objects; the message names the safety snapshot holding its previous state.
-    PartlyRestored,
-}
-
-impl std::fmt::Display for TargetState {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            TargetState::Untouched => "the target database is untouched",
-            TargetState::SwappedBack => {
-                "the target database was swapped back and is as it was before the restore"
-            }
-            TargetState::Unknown => "the target database could NOT be swapped back",
-            TargetState::PartlyRestored => {
-                "the target holds part of the backup's objects (its previous state is in the safety snapshot)"
-            }
-        })
-    }
-}
+pub use backup_core::TargetState;
 
 /// `Result` with [`GateError`].
 pub type Result<T, E = GateError> = std::result::Result<T, E>;

@@ -1,19 +1,13 @@
-//! [`Gate::restore`]: carrying out a plan, with the swap and the swap back.
+//! [`Gate::restore`]: carrying out a plan through its backend, with the gate's safety net.
 
-use std::sync::Arc;
-
-use backup_core::{BackupKind, DeployInfo, FindingStatus, SourceManifest, VerificationLevel};
-use backup_postgres::verify::{
-    Privileges, count_differences, restored_findings, toc_extensions, toc_finding,
+use async_trait::async_trait;
+use backup_core::{
+    BackupKind, DeployInfo, DynSnapshotter, RestoreContext, SafetyNet, VerificationLevel,
 };
-use backup_postgres::{
-    DUMP_FORMAT, PgAdmin, PgInspector, PgRestorer, PgSnapshotter, RestoreOptions, find_tools,
-    parse_major,
-};
-use backup_verify::stage_archive;
 
-use super::{RestoreOutcome, RestorePlan, RestoreRequest, pause_at, pick_source, step};
-use crate::error::{GateError, Result, TargetState};
+use super::plan::restore_error;
+use super::{RestoreOutcome, RestorePlan, RestoreRequest, step};
+use crate::error::Result;
 use crate::gate::{BackupRequest, Gate};
 
 impl Gate {
@@ -21,11 +15,12 @@ impl Gate {
     ///
     /// # Errors
     ///
-    /// - [`GateError::Usage`] (2): no consent (see [`RestoreRequest::check_consent`]);
-    /// - [`GateError::Preflight`] (5): other sessions without `terminate_connections`, an
-    ///   extension the target cannot install;
-    /// - [`GateError::Verification`] (4): the backup is damaged; the target is untouched;
-    /// - [`GateError::Restore`] (8): anything else, with the target's state.
+    /// - [`crate::GateError::Usage`] (2): no consent (see [`RestoreRequest::check_consent`]);
+    /// - [`crate::GateError::Preflight`] (5): other sessions without `terminate_connections`,
+    ///   an extension the target cannot install;
+    /// - [`crate::GateError::Verification`] (4): the backup is damaged; the target is
+    ///   untouched;
+    /// - [`crate::GateError::Restore`] (8): anything else, with the target's state.
     pub async fn restore(
         &self,
         plan: RestorePlan,
@@ -35,541 +30,76 @@ impl Gate {
         request.check_consent(&plan)?;
         // The caller holds the store lock ([`Gate::lock`]): `pre-deploy restore` takes it, and
         // `run --rollback-on-failure` restores under the lock its run already holds.
-        match plan.kind.as_str() {
-            "postgres" => self.restore_postgres(plan, request).await,
-            // Buckets and directories plug in here.
-            other => Err(GateError::usage(format!(
-                "restoring a source of kind {other:?} is not supported yet"
-            ))),
-        }
+        let net = GateSafetyNet {
+            gate: self,
+            restoring: plan.backup_id.clone(),
+        };
+        let ctx = RestoreContext {
+            store: self.store.as_ref(),
+            safety: &net,
+            terminate_connections: request.terminate_connections,
+            temp_dir: request.temp_dir.as_deref(),
+            jobs: request.jobs.max(1),
+            handle_signals: self.handle_signals,
+        };
+        let (done, safety_backup) = plan.planned.execute(ctx).await.map_err(restore_error)?;
+        Ok(RestoreOutcome {
+            plan,
+            safety_backup,
+            kept_as: done.kept_as,
+            drop_command: done.drop_command,
+            terminated: done.terminated,
+            tables: done.tables,
+            rows: done.rows,
+        })
     }
+}
 
-    /// [`restore`](Self::restore) for a PostgreSQL source.
-    async fn restore_postgres(
-        &self,
-        plan: RestorePlan,
-        request: &RestoreRequest,
-    ) -> Result<RestoreOutcome> {
-        let mut signals = backup_core::hooks::Signals::new(self.handle_signals);
-        let untouched = |message: String| GateError::Restore {
-            message,
-            target: TargetState::Untouched,
-        };
-        let before_swap = signals.run(self.restore_until_swap(&plan, request)).await;
-        let (pending, safety_backup, admin, connected) = match before_swap {
-            Ok(Ok(done)) => done,
-            Ok(Err(e)) => return Err(e),
-            Err(signal) => {
-                return Err(untouched(format!(
-                    "interrupted by {signal} before the swap; the unfinished database {} was dropped",
-                    plan.names.restoring
-                )));
-            }
-        };
-        // 6. The swap: one transaction, not cancelled half-way (a signal arriving now is seen by
-        // the next step, which swaps back).
-        step(&format!(
-            "swapping names{}",
-            if connected > 0 {
-                format!(" (terminating {connected} session(s))")
-            } else {
-                String::new()
-            }
-        ));
-        let terminated = match admin
-            .swap(
-                &plan.names,
-                plan.target_exists,
-                request.terminate_connections,
-            )
-            .await
-        {
-            Ok(n) => n,
-            Err(e) => {
-                // The error may have come after the server committed (a connection lost at
-                // COMMIT): look again before saying anything about the target.
-                let committed = match PgAdmin::connect(
-                    &plan.target_config,
-                    &plan.source,
-                    &[
-                        &plan.names.target,
-                        &plan.names.restoring,
-                        &plan.names.before,
-                    ],
-                )
-                .await
-                {
-                    Ok(again) => again
-                        .database(&plan.names.restoring)
-                        .await
-                        .map(|found| found.is_none())
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                match committed {
-                    Ok(false) => {
-                        let dropped = pending.drop_now().await;
-                        return Err(untouched(format!(
-                            "{e}{}",
-                            match dropped {
-                                Ok(()) => format!(
-                                    "; the new database {} was dropped",
-                                    plan.names.restoring
-                                ),
-                                Err(d) => format!(
-                                    "; the new database {} could not be dropped ({d})",
-                                    plan.names.restoring
-                                ),
-                            }
-                        )));
-                    }
-                    Ok(true) => {
-                        step(&format!("the swap was committed despite the error ({e})"));
-                        0
-                    }
-                    Err(unknown) => {
-                        pending.keep();
-                        return Err(GateError::Restore {
-                            message: format!(
-                                "the swap failed ({e}) and the server cannot tell whether it was committed ({unknown}): if {} exists, the target is untouched (drop it); otherwise {} holds the restored backup and {} the previous data",
-                                plan.names.restoring, plan.names.target, plan.names.before
-                            ),
-                            target: TargetState::Unknown,
-                        });
-                    }
-                }
-            }
-        };
-        pending.keep();
-        drop(admin);
-        step(&format!(
-            "swapped: {} is now the restored backup {}",
-            plan.names.target, plan.backup_id
-        ));
-        let after_swap = signals.run(self.check_swapped(&plan)).await;
-        let failure = match after_swap {
-            Ok(Ok(counted)) => {
-                let (tables, rows) = counted;
-                let kept_as = plan.target_exists.then(|| plan.names.before.clone());
-                let drop_command = kept_as.as_ref().map(|k| {
-                    format!(
-                        "psql -d postgres -c 'DROP DATABASE {}'",
-                        backup_postgres::quote_ident(k).replace('\'', "'\\''")
-                    )
-                });
-                return Ok(RestoreOutcome {
-                    plan,
-                    safety_backup,
-                    kept_as,
-                    drop_command,
-                    terminated,
-                    tables,
-                    rows,
-                });
-            }
-            Ok(Err(message)) => message,
-            Err(signal) => format!("interrupted by {signal} after the swap"),
-        };
-        step(&format!("{failure}: swapping back"));
-        let admin = PgAdmin::connect(
-            &plan.target_config,
-            &plan.source,
-            &[
-                &plan.names.target,
-                &plan.names.restoring,
-                &plan.names.before,
-            ],
-        )
-        .await;
-        let back = match &admin {
-            Ok(admin) => admin
-                .swap_back(&plan.names, plan.target_exists)
-                .await
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(e.to_string()),
-        };
-        match back {
-            Ok(()) => {
-                step(&format!(
-                    "swapped back: {} is as it was before",
-                    plan.names.target
-                ));
-                if let Ok(admin) = &admin {
-                    match admin.drop_database(&plan.names.restoring).await {
-                        Ok(()) => step(&format!(
-                            "dropped the restored copy {}",
-                            plan.names.restoring
-                        )),
-                        Err(e) => tracing::warn!(
-                            "could not drop the restored copy {}: {e}; drop it by hand",
-                            plan.names.restoring
-                        ),
-                    }
-                }
-                Err(GateError::Restore {
-                    message: failure,
-                    target: TargetState::SwappedBack,
-                })
-            }
-            Err(e) => Err(GateError::Restore {
-                message: format!(
-                    "{failure}; swapping back failed too ({e}): {} holds the restored backup, {} the previous data",
-                    plan.names.target, plan.names.before
-                ),
-                target: TargetState::Unknown,
-            }),
-        }
-    }
+/// The safety backup of a restore target: a backup of kind `safety` in this gate's store and
+/// environment, verified to level 3.
+struct GateSafetyNet<'g> {
+    gate: &'g Gate,
+    /// The backup being restored (recorded in the safety backup).
+    restoring: String,
+}
 
-    /// Steps 3–5: everything before the swap. Returns the restored database's guard, the safety
-    /// backup, the admin connection and the sessions connected to the target now.
-    async fn restore_until_swap(
-        &self,
-        plan: &RestorePlan,
-        request: &RestoreRequest,
-    ) -> Result<(
-        backup_postgres::PendingDatabase,
-        Option<String>,
-        PgAdmin,
-        u64,
-    )> {
-        let untouched = |message: String| GateError::Restore {
-            message,
-            target: TargetState::Untouched,
-        };
-        let manifest = &plan.manifest;
-        let source = pick_source(manifest, Some(&plan.source))?;
-        let artifact = source
-            .artifacts
-            .iter()
-            .find(|a| a.format == DUMP_FORMAT)
-            .ok_or_else(|| {
-                GateError::usage(format!(
-                    "source {} of backup {} has no pg_dump archive",
-                    source.name, manifest.id
-                ))
-            })?;
-
-        // 3. Verify the backup (levels 1–3) into a staged file, and the extensions it needs.
-        step(&format!(
-            "verifying backup {} ({})",
-            manifest.id, artifact.key
-        ));
-        let damaged = |summary: String| GateError::Verification {
-            id: manifest.id.to_string(),
-            summary: format!("{summary}; nothing was restored and the target is untouched"),
-        };
-        let staged = stage_archive(
-            self.store.as_ref(),
-            source,
-            artifact,
-            request.temp_dir.as_deref(),
-        )
-        .await
-        .map_err(|e| damaged(format!("cannot read the backup: {e}")))?;
-        if staged.damaged {
-            let failures: Vec<String> = staged
-                .findings
-                .iter()
-                .filter(|f| f.status == FindingStatus::Failed)
-                .map(|f| f.message.clone())
-                .collect();
-            return Err(damaged(if failures.is_empty() {
-                format!("{} is missing from the store", artifact.key)
-            } else {
-                failures.join("; ")
-            }));
-        }
-        let admin = PgAdmin::connect(
-            &plan.target_config,
-            &plan.source,
-            &[
-                &plan.names.target,
-                &plan.names.restoring,
-                &plan.names.before,
-            ],
-        )
-        .await
-        .map_err(|e| untouched(e.to_string()))?;
-        let (_, server_major) = admin
-            .inspector()
-            .server_version()
-            .await
-            .map_err(|e| untouched(e.to_string()))?;
-        let archive_major = source
-            .tool_version
-            .as_deref()
-            .and_then(parse_major)
-            .unwrap_or(0);
-        let tools = find_tools(
-            archive_major.max(server_major),
-            plan.target_config.bin_dir.as_deref(),
-            &plan.source,
-        )
-        .await
-        .map_err(|source| GateError::Preflight { source })?;
-        let (toc, listing) = toc_finding(&tools, staged.path(), source, artifact)
-            .await
-            .map_err(|e| untouched(e.to_string()))?;
-        if toc.status == FindingStatus::Failed {
-            return Err(damaged(toc.message));
-        }
-        let available = admin
-            .available_extensions()
-            .await
-            .map_err(|e| untouched(e.to_string()))?;
-        let missing: Vec<String> = toc_extensions(&listing)
-            .into_iter()
-            .filter(|e| !available.contains(e))
-            .collect();
-        if !missing.is_empty() {
-            return Err(GateError::Preflight {
-                source: backup_core::Error::SourceUnavailable {
-                    source_name: plan.source.clone(),
-                    message: format!(
-                        "the backup needs extension(s) {} that the target server cannot install; install them there first (nothing was changed)",
-                        missing.join(", ")
-                    ),
-                },
-            });
-        }
-        step(&format!(
-            "backup {} verified to level 3 (archive)",
-            manifest.id
-        ));
-        pause_at("verified").await;
-
-        // 4. Safety backup of the target.
-        let safety_backup = if plan.target_exists {
-            step(&format!("taking a safety backup of {}", plan.target));
-            let outcome = self
-                .safety_backup(plan, source)
-                .await
-                .map_err(|e| untouched(format!("the safety backup failed: {e}")))?;
-            step(&format!(
-                "safety backup {} verified to level {}",
-                outcome.0, outcome.1
-            ));
-            Some(outcome.0)
-        } else {
-            step(&format!(
-                "no safety backup needed: database {} does not exist yet",
-                plan.names.target
-            ));
-            None
-        };
-        pause_at("safety-backup").await;
-
-        // 5. Restore into a new database and compare.
-        match admin.cleanup_restore_leftovers(&plan.names).await {
-            Ok(dropped) => {
-                for d in dropped {
-                    step(&format!("dropped {d}, left by a restore that died"));
-                }
-            }
-            Err(e) => tracing::debug!("could not look for leftover restore databases: {e}"),
-        }
-        let like = admin
-            .database(&plan.names.target)
-            .await
-            .map_err(|e| untouched(e.to_string()))?;
-        if admin
-            .database(&plan.names.restoring)
-            .await
-            .map_err(|e| untouched(e.to_string()))?
-            .is_some()
-        {
-            return Err(untouched(format!(
-                "database {} already exists: another restore of this backup is running (or drop it by hand)",
-                plan.names.restoring
-            )));
-        }
-        step(&format!("creating database {}", plan.names.restoring));
-        let comment = format!("restore of {} into {}", manifest.id, plan.names.target);
-        let mut pending = admin
-            .create_database(&plan.names.restoring, like.as_ref(), &comment)
-            .await
-            .map_err(|e| untouched(e.to_string()))?;
-        pause_at("created").await;
-        step(&format!(
-            "restoring {} into {} with {}",
-            manifest.id, plan.names.restoring, tools.version
-        ));
-        let mut jobs = request.jobs.max(1);
-        loop {
-            let restored = PgRestorer::new(tools.clone())
-                .restore_file(
-                    staged.path(),
-                    &pending.config(),
-                    &RestoreOptions {
-                        jobs,
-                        without_owners_and_privileges: false,
-                        continue_past_errors: false,
-                    },
-                )
-                .await;
-            match restored {
-                // Parallel pg_restore jobs can deadlock each other (attaching the indexes of
-                // nested partitions): start over in a fresh database with one job.
-                Err(message) if jobs > 1 && message.contains("deadlock detected") => {
-                    step(
-                        "parallel pg_restore jobs deadlocked each other; restoring again with one job",
-                    );
-                    pending
-                        .drop_now()
-                        .await
-                        .map_err(|e| untouched(e.to_string()))?;
-                    pending = admin
-                        .create_database(&plan.names.restoring, like.as_ref(), &comment)
-                        .await
-                        .map_err(|e| untouched(e.to_string()))?;
-                    jobs = 1;
-                }
-                other => {
-                    other.map_err(|message| {
-                        untouched(format!(
-                            "restoring into {}: {message}; the unfinished database is dropped",
-                            plan.names.restoring
-                        ))
-                    })?;
-                    break;
-                }
-            }
-        }
-        drop(staged);
-        pause_at("restored").await;
-        step(&format!(
-            "comparing {} with the backup's record",
-            plan.names.restoring
-        ));
-        let findings = restored_findings(
-            self.store.as_ref(),
-            &pending.config(),
-            source,
-            artifact,
-            &privileges_compared(source, &plan.server_version),
-        )
-        .await;
-        let failed: Vec<String> = findings
-            .iter()
-            .filter(|f| f.status == FindingStatus::Failed)
-            .map(|f| f.message.clone())
-            .collect();
-        if !failed.is_empty() {
-            return Err(untouched(format!(
-                "the restored database does not match the backup: {}",
-                failed.join("; ")
-            )));
-        }
-        for f in &findings {
-            step(&f.message);
-        }
-        pause_at("before-swap").await;
-
-        // 6. Swap.
-        let connected = if plan.target_exists {
-            admin
-                .other_connections(&plan.names.target)
-                .await
-                .map_err(|e| untouched(e.to_string()))?
-        } else {
-            0
-        };
-        if connected > 0 && !request.terminate_connections {
-            return Err(untouched(format!(
-                "{connected} session(s) connected to {} meanwhile: pass --terminate-connections to end them for the swap",
-                plan.names.target
-            )));
-        }
-        Ok((pending, safety_backup, admin, connected))
-    }
-
-    /// Step 7: the swapped-in database, reached by its name, has the backup's row counts.
-    async fn check_swapped(&self, plan: &RestorePlan) -> std::result::Result<(usize, u64), String> {
-        pause_at("after-swap").await;
-        let source = plan
-            .manifest
-            .source(&plan.source)
-            .ok_or_else(|| "the source vanished from the manifest".to_owned())?;
-        let config = plan.target_config.with_dbname(&plan.names.target);
-        let inspector = PgInspector::connect(&config, &plan.source)
-            .await
-            .map_err(|e| format!("cannot reach {} after the swap: {e}", plan.names.target))?;
-        let counts = inspector.row_counts().await.map_err(|e| {
-            format!(
-                "cannot count the rows of {} after the swap: {e}",
-                plan.names.target
-            )
-        })?;
-        let differences = count_differences(&source.stats.tables, &counts);
-        if !differences.is_empty() {
-            return Err(format!(
-                "{} differs from the backup after the swap: {}",
-                plan.names.target,
-                differences.join("; ")
-            ));
-        }
-        step(&format!(
-            "checked {}: {} tables, {} rows, as recorded in the backup",
-            plan.names.target,
-            counts.len(),
-            source.stats.total_rows()
-        ));
-        Ok((counts.len(), source.stats.total_rows()))
-    }
-
-    /// A backup of kind `safety` of the restore target, verified to level 3. Returns its id and
-    /// the level reached.
+#[async_trait]
+impl SafetyNet for GateSafetyNet<'_> {
     async fn safety_backup(
         &self,
-        plan: &RestorePlan,
-        source: &SourceManifest,
-    ) -> Result<(String, VerificationLevel)> {
-        let snapshotter = PgSnapshotter::new(source.name.clone(), plan.target_config.clone());
+        snapshotter: DynSnapshotter,
+    ) -> std::result::Result<String, String> {
+        let this = self.gate;
         let mut gate = Gate::new(
-            self.store.clone(),
-            self.environment.clone(),
-            vec![Arc::new(snapshotter)],
-            self.verifiers.clone(),
+            this.store.clone(),
+            this.environment.clone(),
+            vec![snapshotter],
+            this.verifiers.clone(),
         )
         .with_verify_level(VerificationLevel::Archive)
-        .with_pipeline(self.pipeline.clone())
-        .with_clock(self.clock.clone());
-        gate.store_url.clone_from(&self.store_url);
+        .with_pipeline(this.pipeline.clone())
+        .with_clock(this.clock.clone());
+        gate.store_url.clone_from(&this.store_url);
         let mut deploy = DeployInfo::default();
         deploy.extra.insert(
             "safety_before_restore_of".into(),
-            serde_json::Value::String(plan.backup_id.clone()),
+            serde_json::Value::String(self.restoring.clone()),
         );
         let outcome = gate
             .backup(&BackupRequest {
                 kind: BackupKind::Safety,
                 deploy,
             })
-            .await?;
-        Ok((
-            outcome.manifest.id.to_string(),
+            .await
+            .map_err(|e| e.to_string())?;
+        step(&format!(
+            "safety backup {} verified to level {}",
+            outcome.manifest.id,
             outcome
                 .verification
                 .level_reached
-                .unwrap_or(VerificationLevel::Archive),
-        ))
-    }
-}
-
-/// A real restore keeps owners and grants; they are compared with the record when the target
-/// runs the source's major version (newer ones render default privileges differently: 17 added
-/// MAINTAIN).
-fn privileges_compared(source: &backup_core::SourceManifest, target_version: &str) -> Privileges {
-    let source_major = source.server_version.as_deref().and_then(parse_major);
-    let target_major = parse_major(target_version);
-    if source_major.is_some() && source_major == target_major {
-        Privileges::Restored
-    } else {
-        Privileges::NotRestored(format!(
-            "the target runs PostgreSQL {}, the backup is of {}; default privileges differ between major versions",
-            target_major.unwrap_or(0),
-            source_major.unwrap_or(0)
-        ))
+                .unwrap_or(VerificationLevel::Archive)
+        ));
+        Ok(outcome.manifest.id.to_string())
     }
 }

@@ -3,26 +3,22 @@
 //!
 //! # Contract
 //!
-//! 1. **Plan and preflight** ([`Gate::plan_restore`]): resolve the backup and the source, reach the
-//!    target server, check versions and client tools, count the sessions on the target (refused
-//!    without `--terminate-connections` when there are any), check free space when the data
-//!    directory is local. Nothing is written.
-//! 2. **Consent**: `confirmed` (typed database name, `--yes`, `PREDEPLOY_CONFIRM_RESTORE=yes`) and,
-//!    for a production environment, `allow_production`; otherwise exit 2.
-//! 3. **Verify the backup** (levels 1–3, into a staged temp file) and the extensions it needs: a
-//!    damaged backup is refused with exit 4 before anything is touched.
-//! 4. **Safety backup** of the target (kind `safety`, verified to level 3) when the target exists.
-//! 5. **Restore into a new database** `<db>__predeploy_restore_<backup>`, then compare its exact
-//!    row counts and schema fingerprint with the manifest.
-//! 6. **Swap** in one transaction: `<db>` → `<db>__predeploy_before_<time>`, the new database →
-//!    `<db>`. The old database stays until the operator drops it.
-//! 7. **Check** the swapped-in database by its name.
+//! 1. **Plan and preflight** ([`Gate::plan_restore`]): resolve the backup and the source, find
+//!    the backend of the source's kind ([`backup_core::Backend::restorer`]) and let it reach
+//!    the target and check what it needs (tools, versions, sessions, space). Nothing is written.
+//! 2. **Consent**: `confirmed` (typed name, `--yes`, `PREDEPLOY_CONFIRM_RESTORE=yes`) and, for a
+//!    production environment, `allow_production`; otherwise exit 2. Sessions on the target
+//!    refuse without `terminate_connections` (exit 5).
+//! 3. **Carry out** ([`Gate::restore`]) through the backend's plan, with the gate's safety net:
+//!    the backup is verified first (a damaged one is refused with exit 4 before anything is
+//!    touched), the target is backed up (kind `safety`, verified to level 3) when it exists,
+//!    and a new copy is restored and compared before it replaces the target. PostgreSQL's
+//!    steps (the new database, the name swap, the check by name, the swap back) are described
+//!    in `backup_postgres::DatabaseRestorer`.
 //!
-//! A failure or SIGINT/SIGTERM before the swap leaves the target untouched and drops the new
-//! database; after it, the swap is undone. Both are exit 8 ([`GateError::Restore`], whose
-//! [`TargetState`] says which). A `kill -9` cannot run any cleanup: before the swap commits the
-//! target is untouched (the labelled new database is dropped by the next restore of the target);
-//! after, the verified restored data is in place.
+//! A failure or SIGINT/SIGTERM before the target is replaced leaves it untouched; after, the
+//! change is undone. Both are exit 8 ([`GateError::Restore`], whose [`TargetState`] says
+//! which). Buckets and directories are restored by [`Gate::restore_bucket`].
 
 mod bucket;
 mod execute;
@@ -31,8 +27,9 @@ mod rollback;
 
 use std::path::PathBuf;
 
-use backup_core::{BackupKind, Manifest, SourceManifest, StoreExt};
-use backup_postgres::{PgSourceConfig, SwapNames};
+use std::sync::Arc;
+
+use backup_core::{BackupKind, Manifest, PlannedRestore, RestoreSummary, SourceManifest, StoreExt};
 use serde::Serialize;
 
 use crate::config::{Settings, SourceSpec};
@@ -64,11 +61,9 @@ pub struct RestoreRequest {
     pub production: bool,
     /// The configured sources (their URLs are the default targets).
     pub configured: Vec<SourceSpec>,
-    /// PostgreSQL client tools directory, when configured.
-    pub pg_bin_dir: Option<PathBuf>,
     /// Where the decompressed archive is staged.
     pub temp_dir: Option<PathBuf>,
-    /// `pg_restore -j`.
+    /// Parallel jobs of the restore tool.
     pub jobs: u32,
 }
 
@@ -80,7 +75,6 @@ impl RestoreRequest {
             backup: backup.into(),
             production: settings.production,
             configured: settings.sources.clone(),
-            pg_bin_dir: settings.pg_bin_dir.clone(),
             temp_dir: settings.verify_temp_dir.clone(),
             jobs: settings.verify_jobs,
             ..Default::default()
@@ -109,13 +103,14 @@ impl RestoreRequest {
     ///
     /// [`GateError::Preflight`] (exit 5) naming how many sessions and `--terminate-connections`.
     pub fn check_connections(&self, plan: &RestorePlan) -> Result<()> {
-        if plan.target_exists && plan.connections > 0 && !self.terminate_connections {
+        let s = &plan.summary;
+        if s.target_exists && s.connections > 0 && !self.terminate_connections {
             return Err(GateError::Preflight {
                 source: backup_core::Error::SourceUnavailable {
                     source_name: plan.source.clone(),
                     message: format!(
                         "{} other session(s) are connected to database {}: a database in use cannot be renamed; stop them, or pass --terminate-connections to end them for the swap (nothing was changed)",
-                        plan.connections, plan.names.target
+                        s.connections, s.confirm_name
                     ),
                 },
             });
@@ -134,14 +129,14 @@ impl RestoreRequest {
         if !self.confirmed {
             return Err(GateError::usage(format!(
                 "the restore of {} into {} was not confirmed: type the database name at the prompt, or pass --yes, or set {CONFIRM_RESTORE_ENV}=yes (nothing was changed)",
-                plan.backup_id, plan.target
+                plan.backup_id, plan.summary.target
             )));
         }
         Ok(())
     }
 }
 
-/// What a restore will do, found by its preflight.
+/// What a restore will do, found by its preflight (by the backend of the source's kind).
 #[derive(Debug, Clone, Serialize)]
 pub struct RestorePlan {
     /// The backup.
@@ -152,29 +147,15 @@ pub struct RestorePlan {
     pub environment: String,
     /// The source of the backup being restored.
     pub source: String,
-    /// The source's kind (`postgres`).
+    /// The source's kind, as the manifest records it.
     pub kind: String,
-    /// The target, without credentials.
-    pub target: String,
-    /// The target server's version.
-    pub server_version: String,
-    /// The names used: new database, kept old database.
-    pub names: SwapNames,
-    /// Whether the target database exists now (if not, no safety backup is taken and nothing is
-    /// kept).
-    pub target_exists: bool,
-    /// Other sessions connected to the target now.
-    pub connections: u64,
     /// Whether the environment is production.
     pub production: bool,
-    /// The steps, in order, as printed.
-    pub steps: Vec<String>,
-    /// Things the operator should know (truncated names, unchecked free space, …).
-    pub notes: Vec<String>,
+    /// The target, its state, the steps and notes, as the backend planned them.
+    #[serde(flatten)]
+    pub summary: RestoreSummary,
     #[serde(skip)]
-    manifest: Manifest,
-    #[serde(skip)]
-    target_config: PgSourceConfig,
+    planned: Arc<dyn PlannedRestore>,
 }
 
 /// What a finished restore did.
@@ -276,30 +257,43 @@ fn step(message: &str) {
 mod tests {
     use super::*;
 
+    /// A plan that cannot be carried out (these tests only check consent and sessions).
+    #[derive(Debug)]
+    struct NotCarriedOut(RestoreSummary);
+
+    #[async_trait::async_trait]
+    impl PlannedRestore for NotCarriedOut {
+        fn summary(&self) -> &RestoreSummary {
+            &self.0
+        }
+        async fn execute(
+            &self,
+            _: backup_core::RestoreContext<'_>,
+        ) -> std::result::Result<
+            (backup_core::RestoreDone, Option<String>),
+            backup_core::RestoreError,
+        > {
+            unreachable!("not carried out in these tests")
+        }
+    }
+
     fn plan(target_exists: bool, connections: u64) -> RestorePlan {
-        let manifest: Manifest = serde_json::from_value(serde_json::json!({
-            "format_version": 1, "id": "20261122T031500Z-7f3a9c", "kind": "pre-deploy",
-            "environment": "production", "created_at": "2026-11-22T03:15:00Z",
-            "finished_at": "2026-11-22T03:15:00Z",
-            "tool": {"name": "pre-deploy", "version": "0"}, "host": "h", "sources": []}))
-        .expect("manifest");
+        let summary = RestoreSummary {
+            target: "postgres://app@db:5432/app".into(),
+            target_exists,
+            connections,
+            confirm_name: "app".into(),
+            ..Default::default()
+        };
         RestorePlan {
-            backup_id: manifest.id.to_string(),
-            backup_kind: manifest.kind,
+            backup_id: "20261122T031500Z-7f3a9c".into(),
+            backup_kind: BackupKind::PreDeploy,
             environment: "production".into(),
             source: "db".into(),
             kind: "postgres".into(),
-            target: "postgres://app@db:5432/app".into(),
-            server_version: "15".into(),
-            names: SwapNames::new("app", manifest.id.as_str(), "20261122T101500Z"),
-            target_exists,
-            connections,
             production: true,
-            steps: vec![],
-            notes: vec![],
-            manifest,
-            target_config: PgSourceConfig::from_url("postgres://app@db/app", &|_: &str| None)
-                .expect("config"),
+            planned: Arc::new(NotCarriedOut(summary.clone())),
+            summary,
         }
     }
 
@@ -345,7 +339,7 @@ mod tests {
     #[test]
     fn restore_errors_say_what_state_the_target_is_in() {
         let e = GateError::Restore {
-            message: "pg_restore failed".into(),
+            message: "the restore tool failed".into(),
             target: crate::TargetState::SwappedBack,
         };
         assert_eq!(e.exit_code().code(), 8);

@@ -70,13 +70,13 @@ impl Gate {
                     }
                     _ => {
                         let plan = self.plan_restore(&request).await?;
-                        for line in &plan.steps {
+                        for line in &plan.summary.steps {
                             step(&format!("plan: {line}"));
                         }
                         let o = self.restore(plan, &request).await?;
                         Ok::<_, crate::GateError>(RolledBack {
                             source: o.plan.source,
-                            target: o.plan.target,
+                            target: o.plan.summary.target,
                             backup_id: o.plan.backup_id,
                             safety_backup: o.safety_backup,
                         })
