@@ -32,7 +32,9 @@ use std::sync::Arc;
 
 use crate::error::Result;
 use crate::id::SourceName;
+use crate::manifest::SourceManifest;
 use crate::restore::Restorer;
+use crate::runbook::{RunbookContext, RunbookStep};
 use crate::snapshot::DynSnapshotter;
 use crate::verify::DynVerifier;
 
@@ -99,6 +101,19 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// with a message saying so).
     fn restorer(&self) -> Option<Arc<dyn Restorer>> {
         None
+    }
+
+    /// The rollback steps for one stored source of this backend: `pre-deploy restore` and,
+    /// where one exists, the raw equivalent. Default: the restore command when the backend
+    /// has a restorer.
+    fn runbook_steps(&self, source: &SourceManifest, ctx: &RunbookContext<'_>) -> Vec<RunbookStep> {
+        match self.restorer() {
+            Some(_) => vec![RunbookStep {
+                title: format!("Restore {} {} with pre-deploy", source.kind, source.name),
+                commands: vec![ctx.restore_command(source)],
+            }],
+            None => Vec::new(),
+        }
     }
 }
 

@@ -36,6 +36,7 @@ pub mod pipeline;
 pub mod reader;
 mod restore;
 pub mod retention;
+pub mod runbook;
 mod snapshot;
 mod store;
 #[cfg(feature = "testkit")]

@@ -102,6 +102,14 @@ impl Backend for PostgresBackend {
         })
     }
 
+    fn runbook_steps(
+        &self,
+        source: &backup_core::SourceManifest,
+        ctx: &backup_core::runbook::RunbookContext<'_>,
+    ) -> Vec<backup_core::runbook::RunbookStep> {
+        crate::runbook::runbook_steps(source, ctx)
+    }
+
     fn restorer(&self) -> Option<Arc<dyn Restorer>> {
         Some(Arc::new(DatabaseRestorer {
             bin_dir: self.bin_dir.clone(),

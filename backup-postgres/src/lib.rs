@@ -33,6 +33,7 @@ mod local_cluster;
 pub mod process;
 mod restore;
 mod restorer;
+mod runbook;
 mod schema;
 mod scratch;
 mod snapshotter;

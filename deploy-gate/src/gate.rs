@@ -69,7 +69,8 @@ pub struct Gate {
     pub(crate) s3_base: backup_objectstore::S3Settings,
     /// Objects copied at once by bucket restores.
     pub(crate) bucket_concurrency: usize,
-    /// The kinds of source this gate knows (see `backends.rs`).
+    /// The kinds of source this gate knows (see `backends.rs`): restores and the runbook
+    /// find a stored source's backend here by its kind.
     pub(crate) backends: Registry,
 }
 
@@ -100,7 +101,7 @@ impl Gate {
             object_store: None,
             s3_base: backup_objectstore::S3Settings::from_env(),
             bucket_concurrency: backup_objectstore::bucket::DEFAULT_CONCURRENCY,
-            backends: Registry::new(),
+            backends: crate::backends::default_registry(),
         }
     }
 

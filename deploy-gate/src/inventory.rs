@@ -112,7 +112,12 @@ impl Gate {
 
     /// The commands to roll back to `manifest` (what `show` and the end of `run` print).
     pub fn runbook(&self, manifest: &Manifest) -> Runbook {
-        runbook(manifest, self.store_url.as_ref(), &self.environment)
+        runbook(
+            manifest,
+            self.store_url.as_ref(),
+            &self.environment,
+            &self.backends,
+        )
     }
 
     /// One backup in full, with the commands to roll back to it. `last` is the backup that

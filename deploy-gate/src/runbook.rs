@@ -1,21 +1,14 @@
 //! The runbook: the exact commands to roll back to a backup, including raw equivalents for an
 //! operator who cannot run this tool.
 
-use backup_core::Manifest;
+use backup_core::runbook::{RunbookContext, shell_quote};
+use backup_core::{Manifest, Registry};
 use backup_objectstore::StoreUrl;
-use backup_postgres::{DUMP_FORMAT, GLOBALS_FORMAT, SwapNames, quote_ident};
 use serde::Serialize;
 
 use crate::deploy::artifact_location;
 
-/// One step of a rollback.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct RunbookStep {
-    /// What the step does.
-    pub title: String,
-    /// Shell commands, in order.
-    pub commands: Vec<String>,
-}
+pub use backup_core::runbook::RunbookStep;
 
 /// The rollback procedure for one backup.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -24,13 +17,15 @@ pub struct Runbook {
     pub steps: Vec<RunbookStep>,
 }
 
-/// Builds the runbook for `manifest`: the code checkout, `pre-deploy restore` per PostgreSQL
-/// source, and the raw equivalent (`sha256sum`, `zstd`, `createdb`, `pg_restore`, `psql`) for an
-/// operator who cannot run this tool. The raw commands are runnable as they are with `sh -e`,
-/// connecting through the standard `PGHOST`/`PGPORT`/`PGUSER`/`PGPASSWORD` variables; like the
-/// tool, they restore into a new database and swap names in one transaction, keeping the previous
-/// database as `<db>__predeploy_before_<backup>`.
-pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str) -> Runbook {
+/// Builds the runbook for `manifest`: the code checkout, then for each source the steps its
+/// backend writes (`pre-deploy restore`, and a raw equivalent for an operator who cannot run
+/// this tool, runnable as it is with `sh -e`).
+pub fn runbook(
+    manifest: &Manifest,
+    store: Option<&StoreUrl>,
+    environment: &str,
+    backends: &Registry,
+) -> Runbook {
     let mut steps = Vec::new();
     // Everything below is printed for `sh -e` and comes from a manifest, which a tampered store
     // controls: every value is validated or quoted.
@@ -64,217 +59,26 @@ pub fn runbook(manifest: &Manifest, store: Option<&StoreUrl>, environment: &str)
         },
         _ => "aws s3".to_owned(),
     };
+    let locate = |key: &str| artifact_location(store, key);
+    let ctx = RunbookContext {
+        manifest,
+        environment,
+        store_arg,
+        aws,
+        local_store: matches!(store, Some(StoreUrl::Local(_))),
+        locate: &locate,
+    };
     for source in &manifest.sources {
-        if matches!(source.kind.as_str(), "bucket" | "directory") {
-            steps.extend(bucket_steps(
-                manifest,
-                source,
-                store,
-                &store_arg,
-                environment,
-            ));
-            continue;
-        }
-        let Some(dump) = source.artifacts.iter().find(|a| a.format == DUMP_FORMAT) else {
-            continue;
-        };
-        steps.push(RunbookStep {
-            title: format!(
-                "Restore database {} with pre-deploy (safety backup first, restore into a new database, verify, swap names; the old database is kept)",
-                source.name
-            ),
-            commands: vec![format!(
-                "pre-deploy restore {} --source {}{store_arg} --env {}",
-                manifest.id,
-                shell_quote(source.name.as_str()),
-                shell_quote(environment)
-            )],
-        });
-        let location = artifact_location(store, &dump.key);
-        let staged = format!("/tmp/predeploy-{}-{}.pgc", manifest.id, source.name);
-        let mut commands = Vec::new();
-        let compressed = if location.starts_with("s3://") {
-            let local = format!("{staged}.zst");
-            commands.push(format!(
-                "{aws} cp {} {}",
-                shell_quote(&location),
-                shell_quote(&local)
-            ));
-            local
-        } else {
-            location
-        };
-        commands.push(format!(
-            "echo {} | sha256sum -c -",
-            shell_quote(&format!("{}  {compressed}", dump.sha256.hex()))
-        ));
-        commands.push(format!(
-            "zstd -q -d -f {} -o {}",
-            shell_quote(&compressed),
-            shell_quote(&staged)
-        ));
-        let db = database_of(&source.location);
-        let names = SwapNames::new(&db, manifest.id.as_str(), manifest.id.as_str());
-        commands.push(format!(
-            "createdb -T template0 {}",
-            shell_quote(&names.restoring)
-        ));
-        // `-d` takes a connection string when the name holds `=`: give one then.
-        let restoring = if names.restoring.contains('=') {
-            conninfo_dbname(&names.restoring)
-        } else {
-            names.restoring.clone()
-        };
-        commands.push(format!(
-            "pg_restore --exit-on-error -j 2 -d {} {}",
-            shell_quote(&restoring),
-            shell_quote(&staged)
-        ));
-        commands.push(format!(
-            "psql -X -v ON_ERROR_STOP=1 -d postgres -c {}",
-            shell_quote(&format!(
-                "ALTER DATABASE {} RENAME TO {}; ALTER DATABASE {} RENAME TO {}",
-                quote_ident(&names.target),
-                quote_ident(&names.before),
-                quote_ident(&names.restoring),
-                quote_ident(&names.target)
-            ))
-        ));
-        commands.push(format!("rm -f {}", shell_quote(&staged)));
-        steps.push(RunbookStep {
-            title: format!(
-                "Or without pre-deploy: restore database {} ({}) into a new database, then swap names in one transaction (set PGHOST, PGPORT, PGUSER, PGPASSWORD for the server; end the sessions on {db} first; the old database stays as {})",
-                source.name, source.location, names.before
-            ),
-            commands,
-        });
-        if let Some(globals) = source.artifacts.iter().find(|a| a.format == GLOBALS_FORMAT) {
-            let location = artifact_location(store, &globals.key);
-            let fetch = if location.starts_with("s3://") {
-                format!("{aws} cp {} - | zstd -dc", shell_quote(&location))
-            } else {
-                format!("zstd -dc {}", shell_quote(&location))
-            };
-            steps.push(RunbookStep {
-                title: format!(
-                    "Only if roles are missing on the target server: recreate them first ({})",
-                    source.name
-                ),
-                commands: vec![format!("{fetch} | psql -X -d postgres")],
-            });
+        if let Some(backend) = backends.for_kind(&source.kind) {
+            steps.extend(backend.runbook_steps(source, &ctx));
         }
     }
     Runbook { steps }
 }
 
-/// The steps for a bucket or directory source: `pre-deploy restore`, and for a local store the
-/// raw equivalent (python3 reads the index, copies each blob to its key, checking its sha256).
-fn bucket_steps(
-    manifest: &Manifest,
-    source: &backup_core::SourceManifest,
-    store: Option<&StoreUrl>,
-    store_arg: &str,
-    environment: &str,
-) -> Vec<RunbookStep> {
-    let mut steps = vec![RunbookStep {
-        title: format!(
-            "Restore {} {} with pre-deploy (safety snapshot of what is there first; objects the backup lacks are left alone; add --to URL to restore elsewhere)",
-            source.kind, source.name
-        ),
-        commands: vec![format!(
-            "pre-deploy restore {} --source {}{store_arg} --env {}",
-            manifest.id,
-            source.name,
-            shell_quote(environment)
-        )],
-    }];
-    let index = source
-        .artifacts
-        .iter()
-        .find(|a| a.format == "bucket-index-v1");
-    if let (Some(StoreUrl::Local(_)), Some(index), "directory") =
-        (store, index, source.kind.as_str())
-    {
-        let index_path = artifact_location(store, &index.key);
-        let blobs = artifact_location(store, "blobs/sha256");
-        let target = source
-            .location
-            .strip_prefix("file://")
-            .unwrap_or(&source.location);
-        // JSON string literals are Python string literals; keys that would leave the target
-        // (absolute, `..`) stop the script.
-        let (blobs, target) = (json_literal(&blobs), json_literal(target));
-        let script = format!(
-            "import json,sys,os,hashlib,shutil\n\
-             for line in sys.stdin:\n\
-             \x20e=json.loads(line); h=e['sha256'].split(':')[-1]; k=e['key']\n\
-             \x20assert not os.path.isabs(k) and '..' not in k.split('/') and len(h)==64, k\n\
-             \x20src=os.path.join({blobs},h[:2],h); dst=os.path.join({target},k)\n\
-             \x20assert hashlib.sha256(open(src,'rb').read()).hexdigest()==h, src\n\
-             \x20os.makedirs(os.path.dirname(dst) or '.',exist_ok=True); shutil.copyfile(src,dst)\n"
-        );
-        steps.push(RunbookStep {
-            title: format!(
-                "Or without pre-deploy: copy every file of directory {} back from its blob (checks each sha256; copy the directory aside first if you need its current state)",
-                source.name
-            ),
-            commands: vec![
-                format!(
-                    "echo {} | sha256sum -c -",
-                    shell_quote(&format!("{}  {index_path}", index.sha256.hex()))
-                ),
-                format!(
-                    "zstd -dc {} | python3 -c {}",
-                    shell_quote(&index_path),
-                    shell_quote(&script)
-                ),
-            ],
-        });
-    }
-    steps
-}
-
-/// The database name of a `postgres://…/db?…` location.
-fn database_of(location: &str) -> String {
-    location
-        .split('?')
-        .next()
-        .unwrap_or(location)
-        .rsplit('/')
-        .next()
-        .filter(|d| !d.is_empty())
-        .unwrap_or("postgres")
-        .to_owned()
-}
-
 /// Whether `c` looks like a git object name (4 to 64 hex digits), safe to print.
 fn is_git_object_name(c: &str) -> bool {
     (4..=64).contains(&c.len()) && c.chars().all(|ch| ch.is_ascii_hexdigit())
-}
-
-/// A libpq connection string naming database `name`, quoted and escaped.
-fn conninfo_dbname(name: &str) -> String {
-    format!(
-        "dbname='{}'",
-        name.replace('\\', "\\\\").replace('\'', "\\'")
-    )
-}
-
-/// `s` as a JSON (and so Python) string literal.
-fn json_literal(s: &str) -> String {
-    serde_json::Value::String(s.to_owned()).to_string()
-}
-
-/// Quotes `s` for `sh` when it needs it.
-fn shell_quote(s: &str) -> String {
-    let safe = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./:@+=,%".contains(c));
-    if safe {
-        s.to_owned()
-    } else {
-        format!("'{}'", s.replace('\'', "'\\''"))
-    }
 }
 
 impl Runbook {
@@ -310,7 +114,7 @@ mod tests {
                     "raw_size": 2, "sha256": "sha256:".to_owned() + &"ab".repeat(32)}]}]}))
         .expect("manifest");
         let store = StoreUrl::Local("/var/backups/app".into());
-        let text = runbook(&m, Some(&store), "staging").to_text();
+        let text = runbook(&m, Some(&store), "staging", &crate::default_registry()).to_text();
         for expected in [
             "git checkout 0123456789abcdef0123456789abcdef01234567",
             "pre-deploy restore 20261122T031500Z-7f3a9c --source db --store /var/backups/app --env staging",
@@ -343,7 +147,7 @@ mod tests {
                     "raw_size": 2, "sha256": "sha256:".to_owned() + &"ab".repeat(32)}]}]}))
         .expect("manifest");
         let store = StoreUrl::Local("/var/backups/app".into());
-        let text = runbook(&m, Some(&store), "staging").to_text();
+        let text = runbook(&m, Some(&store), "staging", &crate::default_registry()).to_text();
         assert!(!text.contains("git checkout"), "{text}");
         assert!(!text.contains("rm -rf ~"), "{text}");
         assert!(
@@ -360,13 +164,5 @@ mod tests {
             text.contains("\"/srv/files\\u0001"),
             "the target is a JSON string literal in the script: {text}"
         );
-    }
-
-    #[test]
-    fn shell_quoting() {
-        assert_eq!(shell_quote("app__x"), "app__x");
-        assert_eq!(shell_quote("it's"), "'it'\\''s'");
-        assert_eq!(shell_quote(""), "''");
-        assert_eq!(database_of("postgres://a@h:5432/shop?host=/tmp"), "shop");
     }
 }

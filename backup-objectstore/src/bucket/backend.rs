@@ -73,4 +73,12 @@ impl Backend for BucketBackend {
             reverify: vec![Arc::new(BucketVerifier::default())],
         })
     }
+
+    fn runbook_steps(
+        &self,
+        source: &backup_core::SourceManifest,
+        ctx: &backup_core::runbook::RunbookContext<'_>,
+    ) -> Vec<backup_core::runbook::RunbookStep> {
+        crate::bucket::runbook::runbook_steps(source, ctx)
+    }
 }

@@ -15,6 +15,7 @@ mod index;
 mod location;
 mod nofollow;
 mod restore;
+mod runbook;
 mod snapshot;
 mod source;
 mod verify;

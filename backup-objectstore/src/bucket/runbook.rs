@@ -1,0 +1,57 @@
+//! The rollback steps of a bucket or directory source.
+
+use backup_core::SourceManifest;
+use backup_core::runbook::{RunbookContext, RunbookStep, json_literal, shell_quote};
+
+use crate::bucket::INDEX_FORMAT;
+
+/// The steps for a bucket or directory source: `pre-deploy restore`, and for a local store the
+/// raw equivalent (python3 reads the index, copies each blob to its key, checking its sha256).
+pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -> Vec<RunbookStep> {
+    let mut steps = vec![RunbookStep {
+        title: format!(
+            "Restore {} {} with pre-deploy (safety snapshot of what is there first; objects the backup lacks are left alone; add --to URL to restore elsewhere)",
+            source.kind, source.name
+        ),
+        commands: vec![ctx.restore_command(source)],
+    }];
+    let index = source.artifacts.iter().find(|a| a.format == INDEX_FORMAT);
+    if let (true, Some(index), "directory") = (ctx.local_store, index, source.kind.as_str()) {
+        let index_path = (ctx.locate)(&index.key);
+        let blobs = (ctx.locate)("blobs/sha256");
+        let target = source
+            .location
+            .strip_prefix("file://")
+            .unwrap_or(&source.location);
+        // JSON string literals are Python string literals; keys that would leave the target
+        // (absolute, `..`) stop the script.
+        let (blobs, target) = (json_literal(&blobs), json_literal(target));
+        let script = format!(
+            "import json,sys,os,hashlib,shutil\n\
+             for line in sys.stdin:\n\
+             \x20e=json.loads(line); h=e['sha256'].split(':')[-1]; k=e['key']\n\
+             \x20assert not os.path.isabs(k) and '..' not in k.split('/') and len(h)==64, k\n\
+             \x20src=os.path.join({blobs},h[:2],h); dst=os.path.join({target},k)\n\
+             \x20assert hashlib.sha256(open(src,'rb').read()).hexdigest()==h, src\n\
+             \x20os.makedirs(os.path.dirname(dst) or '.',exist_ok=True); shutil.copyfile(src,dst)\n"
+        );
+        steps.push(RunbookStep {
+            title: format!(
+                "Or without pre-deploy: copy every file of directory {} back from its blob (checks each sha256; copy the directory aside first if you need its current state)",
+                source.name
+            ),
+            commands: vec![
+                format!(
+                    "echo {} | sha256sum -c -",
+                    shell_quote(&format!("{}  {index_path}", index.sha256.hex()))
+                ),
+                format!(
+                    "zstd -dc {} | python3 -c {}",
+                    shell_quote(&index_path),
+                    shell_quote(&script)
+                ),
+            ],
+        });
+    }
+    steps
+}

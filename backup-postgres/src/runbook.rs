@@ -1,0 +1,135 @@
+//! The rollback steps of a PostgreSQL source: `pre-deploy restore`, and the raw equivalent
+//! (`sha256sum`, `zstd`, `createdb`, `pg_restore`, `psql`) for an operator who cannot run the
+//! tool. The raw commands run as they are with `sh -e`, connecting through the standard
+//! `PGHOST`/`PGPORT`/`PGUSER`/`PGPASSWORD` variables; like the tool, they restore into a new
+//! database and swap names in one transaction, keeping the previous database as
+//! `<db>__predeploy_before_<backup>`.
+
+use backup_core::SourceManifest;
+use backup_core::runbook::{RunbookContext, RunbookStep, shell_quote};
+
+use crate::inspector::quote_ident;
+use crate::snapshotter::{DUMP_FORMAT, GLOBALS_FORMAT};
+use crate::swap::SwapNames;
+
+/// The steps for one PostgreSQL source of `ctx.manifest`.
+pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -> Vec<RunbookStep> {
+    let mut steps = Vec::new();
+    let Some(dump) = source.artifacts.iter().find(|a| a.format == DUMP_FORMAT) else {
+        return steps;
+    };
+    steps.push(RunbookStep {
+        title: format!(
+            "Restore database {} with pre-deploy (safety backup first, restore into a new database, verify, swap names; the old database is kept)",
+            source.name
+        ),
+        commands: vec![ctx.restore_command(source)],
+    });
+    let location = (ctx.locate)(&dump.key);
+    let staged = format!("/tmp/predeploy-{}-{}.pgc", ctx.manifest.id, source.name);
+    let mut commands = Vec::new();
+    let compressed = if location.starts_with("s3://") {
+        let local = format!("{staged}.zst");
+        commands.push(format!(
+            "{} cp {} {}",
+            ctx.aws,
+            shell_quote(&location),
+            shell_quote(&local)
+        ));
+        local
+    } else {
+        location
+    };
+    commands.push(format!(
+        "echo {} | sha256sum -c -",
+        shell_quote(&format!("{}  {compressed}", dump.sha256.hex()))
+    ));
+    commands.push(format!(
+        "zstd -q -d -f {} -o {}",
+        shell_quote(&compressed),
+        shell_quote(&staged)
+    ));
+    let db = database_of(&source.location);
+    let names = SwapNames::new(&db, ctx.manifest.id.as_str(), ctx.manifest.id.as_str());
+    commands.push(format!(
+        "createdb -T template0 {}",
+        shell_quote(&names.restoring)
+    ));
+    // `-d` takes a connection string when the name holds `=`: give one then.
+    let restoring = if names.restoring.contains('=') {
+        conninfo_dbname(&names.restoring)
+    } else {
+        names.restoring.clone()
+    };
+    commands.push(format!(
+        "pg_restore --exit-on-error -j 2 -d {} {}",
+        shell_quote(&restoring),
+        shell_quote(&staged)
+    ));
+    commands.push(format!(
+        "psql -X -v ON_ERROR_STOP=1 -d postgres -c {}",
+        shell_quote(&format!(
+            "ALTER DATABASE {} RENAME TO {}; ALTER DATABASE {} RENAME TO {}",
+            quote_ident(&names.target),
+            quote_ident(&names.before),
+            quote_ident(&names.restoring),
+            quote_ident(&names.target)
+        ))
+    ));
+    commands.push(format!("rm -f {}", shell_quote(&staged)));
+    steps.push(RunbookStep {
+        title: format!(
+            "Or without pre-deploy: restore database {} ({}) into a new database, then swap names in one transaction (set PGHOST, PGPORT, PGUSER, PGPASSWORD for the server; end the sessions on {db} first; the old database stays as {})",
+            source.name, source.location, names.before
+        ),
+        commands,
+    });
+    if let Some(globals) = source.artifacts.iter().find(|a| a.format == GLOBALS_FORMAT) {
+        let location = (ctx.locate)(&globals.key);
+        let fetch = if location.starts_with("s3://") {
+            format!("{} cp {} - | zstd -dc", ctx.aws, shell_quote(&location))
+        } else {
+            format!("zstd -dc {}", shell_quote(&location))
+        };
+        steps.push(RunbookStep {
+            title: format!(
+                "Only if roles are missing on the target server: recreate them first ({})",
+                source.name
+            ),
+            commands: vec![format!("{fetch} | psql -X -d postgres")],
+        });
+    }
+    steps
+}
+
+/// The database name of a `postgres://…/db?…` location.
+fn database_of(location: &str) -> String {
+    location
+        .split('?')
+        .next()
+        .unwrap_or(location)
+        .rsplit('/')
+        .next()
+        .filter(|d| !d.is_empty())
+        .unwrap_or("postgres")
+        .to_owned()
+}
+
+/// A libpq connection string naming database `name`, quoted and escaped.
+fn conninfo_dbname(name: &str) -> String {
+    format!(
+        "dbname='{}'",
+        name.replace('\\', "\\\\").replace('\'', "\\'")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_database_is_read_from_the_location() {
+        assert_eq!(database_of("postgres://a@h:5432/shop?host=/tmp"), "shop");
+        assert_eq!(database_of("postgres://a@h:5432/"), "postgres");
+    }
+}
