@@ -34,6 +34,7 @@ pub mod layout;
 mod manifest;
 pub mod pipeline;
 pub mod reader;
+mod redact;
 mod restore;
 pub mod retention;
 pub mod runbook;
@@ -53,6 +54,7 @@ pub use manifest::{
     SourceStats, TableStat, ToolInfo,
 };
 pub use pipeline::{ArtifactStats, PipelineConfig};
+pub use redact::redact_url;
 pub use restore::{
     PlannedRestore, RestoreContext, RestoreDone, RestoreError, RestoreSetup, RestoreSummary,
     Restorer, SafetyNet, TargetState,

@@ -16,6 +16,18 @@ use crate::verify::{ArchiveVerifier, RestoreTargets};
 /// cluster as the scratch server.
 pub const LOCAL_SCRATCH: &str = "local";
 
+/// `[postgres]` of the config file.
+#[derive(Debug, Clone, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PostgresSection {
+    /// Directory with pg_dump/pg_restore, overriding discovery.
+    pub bin_dir: Option<PathBuf>,
+}
+
+/// The environment variable that names the directory of the client tools (over
+/// `[postgres] bin_dir`).
+pub const BIN_DIR_ENV: &str = "PREDEPLOY_PG_BINDIR";
+
 /// PostgreSQL sources, with the settings their tools and test restores use.
 #[derive(Debug, Clone, Default)]
 pub struct PostgresBackend {

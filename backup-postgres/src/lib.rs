@@ -41,7 +41,7 @@ mod swap;
 mod tools;
 pub mod verify;
 
-pub use backend::{LOCAL_SCRATCH, PostgresBackend};
+pub use backend::{BIN_DIR_ENV, LOCAL_SCRATCH, PostgresBackend, PostgresSection};
 pub use config::{Env, PgSourceConfig, ProcessEnv, Secret, redact_url};
 pub use inspector::{PgInspector, quote_ident};
 pub use local_cluster::LocalCluster;

@@ -1,20 +1,56 @@
-//! The kinds of source this build knows: the one place where the gate names its backends.
-//! Everything else reaches them through [`Registry`].
+//! The kinds of source this build knows: the one place where the gate names its backends —
+//! their config sections, their environment variables, and their construction. Everything
+//! else reaches them through [`Registry`].
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use backup_core::Registry;
 use backup_objectstore::bucket::BucketBackend;
-use backup_postgres::PostgresBackend;
+use backup_postgres::{BIN_DIR_ENV, PostgresBackend, PostgresSection};
 
 use crate::config::Settings;
+
+/// A source flag shown in hints.
+pub const EXAMPLE_SOURCE: &str = "db=postgres://app@localhost/app";
+
+/// The environment variables the registered backends read.
+pub const ENV_VARS: &[&str] = &[BIN_DIR_ENV];
+
+/// Why the config file's top-level `key` is not acceptable, if it is not: an unknown key, or a
+/// backend section its backend refuses.
+pub(crate) fn section_problem(key: &str, value: &toml::Value) -> Option<String> {
+    match key {
+        "postgres" => postgres_section(value).err(),
+        _ => Some(format!(
+            "unknown field `{key}`: not a setting or a section this version knows"
+        )),
+    }
+}
+
+fn postgres_section(value: &toml::Value) -> Result<PostgresSection, String> {
+    value
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("[postgres]: {}", e.message()))
+}
 
 /// The backends of the command line, configured from `settings`: PostgreSQL, then buckets and
 /// directories.
 pub fn registry(settings: &Settings) -> Registry {
+    let section = settings
+        .backend_sections
+        .get("postgres")
+        .and_then(|v| postgres_section(v).ok())
+        .unwrap_or_default();
+    let bin_dir = settings
+        .backend_env
+        .get(BIN_DIR_ENV)
+        .map(PathBuf::from)
+        .or(section.bin_dir);
     Registry::new()
         .with(Arc::new(PostgresBackend {
-            bin_dir: settings.pg_bin_dir.clone(),
+            bin_dir,
             verify_restore_url: settings.verify_restore_url.clone(),
             verify_jobs: settings.verify_jobs,
             verify_temp_dir: settings.verify_temp_dir.clone(),

@@ -22,7 +22,6 @@ pub const PRODUCTION_ENVIRONMENT: &str = "production";
 /// The config file as written (`predeploy.toml`). Unknown keys are errors, so a typo never
 /// silently changes what gets backed up.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct ConfigFile {
     /// Where backups live.
     pub store: Option<String>,
@@ -37,9 +36,6 @@ pub struct ConfigFile {
     /// Verification settings.
     #[serde(default)]
     pub verify: VerifySection,
-    /// PostgreSQL settings.
-    #[serde(default)]
-    pub postgres: PostgresSection,
     /// Bucket and directory source settings.
     #[serde(default)]
     pub buckets: BucketsSection,
@@ -55,6 +51,10 @@ pub struct ConfigFile {
     /// The run lock.
     #[serde(default)]
     pub lock: LockSection,
+    /// The sections of the registered backends, each read by its backend (see
+    /// `backends.rs`); [`parse_config`] refuses any other key.
+    #[serde(flatten)]
+    pub backend_sections: BTreeMap<String, toml::Value>,
 }
 
 /// `[lock]`: one run at a time per store and environment.
@@ -91,14 +91,6 @@ pub struct VerifySection {
     pub jobs: Option<u32>,
     /// Directory for the decompressed archive of a test restore (default: the system temp dir).
     pub temp_dir: Option<PathBuf>,
-}
-
-/// `[postgres]`.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct PostgresSection {
-    /// Directory with pg_dump/pg_restore, overriding discovery.
-    pub bin_dir: Option<PathBuf>,
 }
 
 /// `[buckets]`.
@@ -173,8 +165,10 @@ pub struct Settings {
     pub verify_temp_dir: Option<PathBuf>,
     /// Compression settings.
     pub pipeline: PipelineConfig,
-    /// PostgreSQL client tools directory, when configured.
-    pub pg_bin_dir: Option<PathBuf>,
+    /// The config file's sections of the registered backends, as written.
+    pub backend_sections: BTreeMap<String, toml::Value>,
+    /// The environment variables the registered backends read, those that are set.
+    pub backend_env: BTreeMap<String, String>,
     /// Objects read and stored at once per bucket or directory source (`[buckets]`).
     pub bucket_concurrency: usize,
     /// `[buckets] verify_reused`: read every blob after each backup, not only the new ones.
@@ -346,9 +340,11 @@ impl Settings {
             pipeline,
             bucket_concurrency,
             bucket_verify_reused: file.buckets.verify_reused.unwrap_or(false),
-            pg_bin_dir: env("PREDEPLOY_PG_BINDIR")
-                .map(PathBuf::from)
-                .or(file.postgres.bin_dir),
+            backend_env: crate::backends::ENV_VARS
+                .iter()
+                .filter_map(|k| env(k).map(|v| ((*k).to_owned(), v)))
+                .collect(),
+            backend_sections: file.backend_sections.clone(),
             verify_required,
             verify_restore_url,
             verify_jobs: file.verify.jobs.unwrap_or_else(|| {
@@ -374,10 +370,11 @@ impl Settings {
     /// [`GateError::Usage`] when there is no source.
     pub fn require_sources(&self) -> Result<()> {
         if self.sources.is_empty() {
-            return Err(GateError::usage(
-                "nothing to back up: give --source NAME=URL (e.g. --source db=postgres://app@localhost/app), \
+            return Err(GateError::usage(format!(
+                "nothing to back up: give --source NAME=URL (e.g. --source {}), \
                  set DATABASE_URL, or add a [sources] table to predeploy.toml",
-            ));
+                crate::backends::EXAMPLE_SOURCE
+            )));
         }
         Ok(())
     }
@@ -450,14 +447,21 @@ fn load_config(cli: &CliOverrides, env: EnvLookup<'_>, workdir: &Path) -> Result
 ///
 /// The TOML error, which names the line and the offending key.
 pub fn parse_config(text: &str) -> std::result::Result<ConfigFile, toml::de::Error> {
-    toml::from_str(text)
+    let file: ConfigFile = toml::from_str(text)?;
+    for (key, value) in &file.backend_sections {
+        if let Some(problem) = crate::backends::section_problem(key, value) {
+            return Err(<toml::de::Error as serde::de::Error>::custom(problem));
+        }
+    }
+    Ok(file)
 }
 
 fn parse_source_flag(s: &str) -> Result<SourceSpec> {
     let (name, url) = s.split_once('=').ok_or_else(|| {
         GateError::usage(format!(
-            "--source needs NAME=URL, e.g. --source db=postgres://app@localhost/app (got {:?})",
-            backup_postgres::redact_url(s)
+            "--source needs NAME=URL, e.g. --source {} (got {:?})",
+            crate::backends::EXAMPLE_SOURCE,
+            backup_core::redact_url(s)
         ))
     })?;
     source_spec(name, url)
