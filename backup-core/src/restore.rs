@@ -130,6 +130,14 @@ pub struct RestoreSummary {
 /// What a finished restore did.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct RestoreDone {
+    /// One line for the operator: what was restored and how it was checked.
+    pub summary: String,
+    /// Things the operator should know afterwards.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notes: Vec<String>,
+    /// Backend details shown in JSON (e.g. the objects written by a bucket restore).
+    #[serde(flatten)]
+    pub details: Map<String, Value>,
     /// The name the previous state is kept under (none when the target did not exist).
     pub kept_as: Option<String>,
     /// The command that removes the kept state once the operator is satisfied.

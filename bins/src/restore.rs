@@ -71,10 +71,6 @@ pub async fn restore(cli: &Cli, args: &RestoreArgs, out: &Output) -> Result<u8, 
     request.to.clone_from(&args.to);
     request.terminate_connections = args.terminate_connections;
     request.allow_production = args.allow_production;
-    let manifest = gate.resolve_restorable(&request.backup).await?;
-    if deploy_gate::is_bucket_restore(&manifest, request.source.as_deref())? {
-        return restore_bucket(&gate, request, args, out).await;
-    }
     let plan = gate.plan_restore(&request).await?;
     print_plan(out, &plan, args.dry_run);
     if args.dry_run {
@@ -90,67 +86,6 @@ pub async fn restore(cli: &Cli, args: &RestoreArgs, out: &Output) -> Result<u8, 
     // Under the run lock: one restore, backup or run per store and environment at a time.
     let outcome = gate.commands().restore(plan, &request).await?;
     print_outcome(out, &outcome);
-    Ok(0)
-}
-
-/// `restore` of a bucket or directory source: plan, consent, lock, restore, report.
-async fn restore_bucket(
-    gate: &Gate,
-    mut request: RestoreRequest,
-    args: &RestoreArgs,
-    out: &Output,
-) -> Result<u8, GateError> {
-    let plan = gate.plan_bucket_restore(&request).await?;
-    if !out.quiet || args.dry_run {
-        eprintln!(
-            "restore plan: backup {} source {} ({}) into {}{}",
-            plan.backup_id,
-            plan.source,
-            plan.kind,
-            plan.target,
-            if args.dry_run {
-                " (dry run: nothing is changed)"
-            } else {
-                ""
-            }
-        );
-        for (i, s) in plan.steps.iter().enumerate() {
-            eprintln!("  {}. {s}", i + 1);
-        }
-    }
-    if args.dry_run {
-        if out.json {
-            print_json(&json!({ "ok": true, "dry_run": true, "plan": plan }));
-        }
-        return Ok(0);
-    }
-    request.confirmed = args.yes
-        || std::env::var(CONFIRM_RESTORE_ENV).is_ok_and(|v| v == "yes")
-        || confirm_by_typing(
-            &format!("Restore backup {} into {}?", plan.backup_id, plan.target),
-            &plan.confirm_name,
-        )?;
-    let o = gate.commands().restore_bucket(plan, &request).await?;
-    if out.json {
-        print_json(&json!({ "ok": true, "restore": o }));
-    } else if !out.quiet {
-        let r = &o.report;
-        eprintln!(
-            "restored backup {} source {} into {}: {} object(s) written, {} already equal, {} in the target not in the backup (left alone)",
-            o.plan.backup_id,
-            o.plan.source,
-            o.plan.target,
-            r.written,
-            r.unchanged,
-            r.extra_in_target
-        );
-        if let Some(id) = &o.safety_backup {
-            eprintln!("  the previous state is in safety backup {id}");
-        }
-        for n in &r.notes {
-            eprintln!("  note: {n}");
-        }
-    }
     Ok(0)
 }
 
@@ -185,7 +120,8 @@ fn resolve(overrides: &deploy_gate::CliOverrides) -> Result<Settings, GateError>
     Settings::resolve(overrides, &env, &workdir)
 }
 
-/// Asks for the database name on the terminal; false without a terminal or on a mismatch.
+/// Asks for the target's name (the database, bucket or directory) on the terminal; false
+/// without a terminal or on a mismatch.
 fn prompt(plan: &RestorePlan) -> Result<bool, GateError> {
     confirm_by_typing(
         &format!(
@@ -208,14 +144,13 @@ fn print_plan(out: &Output, plan: &RestorePlan, dry_run: bool) {
         return;
     }
     eprintln!(
-        "{}restore backup {} ({}) source {} into {} ({} {}){}:",
+        "{}restore backup {} ({}) source {} into {} ({}){}:",
         if dry_run { "dry run: " } else { "" },
         plan.backup_id,
         plan.backup_kind,
         plan.source,
         plan.summary.target,
-        plan.summary.product,
-        plan.summary.server_version,
+        format!("{} {}", plan.summary.product, plan.summary.server_version).trim_end(),
         if plan.production {
             ", a PRODUCTION environment"
         } else {
@@ -241,23 +176,26 @@ fn print_outcome(out: &Output, o: &RestoreOutcome) {
     if out.quiet {
         return;
     }
+    let d = &o.done;
     eprintln!(
-        "restored backup {} into {}: {} tables, {} rows, checked against the backup",
-        o.plan.backup_id, o.plan.summary.target, o.tables, o.rows
+        "restored backup {} into {}: {}",
+        o.plan.backup_id, o.plan.summary.target, d.summary
     );
-    match &o.safety_backup {
-        Some(id) => eprintln!(
+    if let Some(id) = &o.safety_backup {
+        eprintln!(
             "  safety backup of the previous state: {id} (undo with `pre-deploy restore {id} --source {}`)",
             o.plan.source
-        ),
-        None => eprintln!("  no safety backup: the database did not exist before"),
+        );
     }
-    if let (Some(kept), Some(cmd)) = (&o.kept_as, &o.drop_command) {
-        eprintln!("  the previous database is kept as {kept}; drop it when you no longer need it:");
+    if let (Some(kept), Some(cmd)) = (&d.kept_as, &d.drop_command) {
+        eprintln!("  the previous state is kept as {kept}; drop it when you no longer need it:");
         eprintln!("    {cmd}");
     }
-    if o.terminated > 0 {
-        eprintln!("  terminated {} session(s) for the swap", o.terminated);
+    if d.terminated > 0 {
+        eprintln!("  terminated {} session(s) for the swap", d.terminated);
+    }
+    for n in &d.notes {
+        eprintln!("  note: {n}");
     }
 }
 

@@ -11,9 +11,7 @@ use crate::error::Result;
 use crate::gate::{BackupOutcome, BackupRequest, Gate};
 use crate::pins::{PinOutcome, UnpinOutcome};
 use crate::prune::{AutoRetention, PruneOptions, PruneReport};
-use crate::restore::{
-    BucketRestoreOutcome, BucketRestorePlan, RestoreOutcome, RestorePlan, RestoreRequest,
-};
+use crate::restore::{RestoreOutcome, RestorePlan, RestoreRequest};
 use crate::retention::RetentionSettings;
 
 /// The commands of a [`Gate`]: see [`Gate::commands`].
@@ -169,7 +167,7 @@ impl Commands<'_> {
         }
     }
 
-    /// `restore` of a database, once planned and consented: under the run lock (one restore,
+    /// `restore` of any source, once planned and consented: under the run lock (one restore,
     /// backup or run per store and environment at a time).
     ///
     /// # Errors
@@ -183,20 +181,5 @@ impl Commands<'_> {
         let g = self.gate;
         let guard = g.lock("restore", None).await?;
         g.holding(guard, g.restore(plan, request)).await
-    }
-
-    /// `restore` of a bucket or directory, once planned and consented: under the run lock.
-    ///
-    /// # Errors
-    ///
-    /// As [`Gate::restore_bucket`] and [`Gate::lock`].
-    pub async fn restore_bucket(
-        &self,
-        plan: BucketRestorePlan,
-        request: &RestoreRequest,
-    ) -> Result<BucketRestoreOutcome> {
-        let g = self.gate;
-        let guard = g.lock("restore", None).await?;
-        g.holding(guard, g.restore_bucket(plan, request)).await
     }
 }

@@ -65,10 +65,6 @@ pub struct Gate {
     pub(crate) wait_lock: std::time::Duration,
     /// The store as built from settings, for probes the `Store` trait does not have.
     pub(crate) object_store: Option<ObjectStoreStore>,
-    /// S3 settings bucket sources and restore targets start from (`[s3]` + `AWS_*`).
-    pub(crate) s3_base: backup_objectstore::S3Settings,
-    /// Objects copied at once by bucket restores.
-    pub(crate) bucket_concurrency: usize,
     /// The kinds of source this gate knows (see `backends.rs`): restores and the runbook
     /// find a stored source's backend here by its kind.
     pub(crate) backends: Registry,
@@ -99,8 +95,6 @@ impl Gate {
             lock_ttl: backup_objectstore::DEFAULT_LOCK_TTL,
             wait_lock: std::time::Duration::ZERO,
             object_store: None,
-            s3_base: backup_objectstore::S3Settings::from_env(),
-            bucket_concurrency: backup_objectstore::bucket::DEFAULT_CONCURRENCY,
             backends: crate::backends::default_registry(),
         }
     }
@@ -170,8 +164,6 @@ impl Gate {
         gate.backends = backends;
         gate.handle_signals = true;
         gate.object_store = Some(store);
-        gate.s3_base = settings.s3.clone();
-        gate.bucket_concurrency = settings.bucket_concurrency;
         gate.lock_ttl = settings.lock_ttl;
         gate.wait_lock = settings.wait_lock;
         Ok(gate)

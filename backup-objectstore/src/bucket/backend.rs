@@ -6,7 +6,9 @@ use std::sync::Arc;
 use backup_core::{Backend, BackendVerifiers, DynSnapshotter, Error, Result, SourceSpec};
 
 use crate::S3Settings;
-use crate::bucket::{BucketLocation, BucketSnapshotter, BucketSource, BucketVerifier};
+use crate::bucket::{
+    BucketLocation, BucketSnapshotter, BucketSource, BucketVerifier, ObjectRestorer,
+};
 
 /// Bucket and directory sources, with the S3 settings and concurrency they start from.
 #[derive(Debug, Clone)]
@@ -72,6 +74,13 @@ impl Backend for BucketBackend {
             after_backup: vec![Arc::new(after_backup)],
             reverify: vec![Arc::new(BucketVerifier::default())],
         })
+    }
+
+    fn restorer(&self) -> Option<Arc<dyn backup_core::Restorer>> {
+        Some(Arc::new(ObjectRestorer {
+            s3: self.s3.clone(),
+            concurrency: self.concurrency,
+        }))
     }
 
     fn runbook_steps(

@@ -15,6 +15,7 @@ mod index;
 mod location;
 mod nofollow;
 mod restore;
+mod restore_plan;
 mod runbook;
 mod snapshot;
 mod source;
@@ -29,6 +30,7 @@ pub use index::{
 };
 pub use location::BucketLocation;
 pub use restore::{BucketRestorer, RestoreReport};
+pub use restore_plan::{ObjectRestorer, PlannedObjectRestore};
 pub use snapshot::{BucketSnapshotter, DEFAULT_CONCURRENCY, NOT_ATOMIC_NOTE, bucket_stat};
 pub use source::{BucketSource, FetchedObject, ListedObject};
 pub use verify::{BucketVerifier, DEFAULT_VERIFY_CONCURRENCY};

@@ -46,11 +46,7 @@ impl Gate {
         Ok(RestoreOutcome {
             plan,
             safety_backup,
-            kept_as: done.kept_as,
-            drop_command: done.drop_command,
-            terminated: done.terminated,
-            tables: done.tables,
-            rows: done.rows,
+            done,
         })
     }
 }

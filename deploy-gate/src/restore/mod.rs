@@ -18,9 +18,9 @@
 //!
 //! A failure or SIGINT/SIGTERM before the target is replaced leaves it untouched; after, the
 //! change is undone. Both are exit 8 ([`GateError::Restore`], whose [`TargetState`] says
-//! which). Buckets and directories are restored by [`Gate::restore_bucket`].
+//! which); a bucket or directory restore that fails part-way is
+//! [`TargetState::PartlyRestored`], naming the safety snapshot.
 
-mod bucket;
 mod execute;
 mod plan;
 mod rollback;
@@ -36,7 +36,6 @@ use crate::config::{Settings, SourceSpec};
 use crate::error::{GateError, Result};
 use crate::gate::Gate;
 
-pub use bucket::{BucketRestoreOutcome, BucketRestorePlan, is_bucket_restore};
 pub use rollback::{RollbackReport, RolledBack};
 
 /// Environment variable that confirms a restore like `--yes`.
@@ -128,8 +127,8 @@ impl RestoreRequest {
         self.check_production(plan)?;
         if !self.confirmed {
             return Err(GateError::usage(format!(
-                "the restore of {} into {} was not confirmed: type the database name at the prompt, or pass --yes, or set {CONFIRM_RESTORE_ENV}=yes (nothing was changed)",
-                plan.backup_id, plan.summary.target
+                "the restore of {} into {} was not confirmed: type {:?} at the prompt, or pass --yes, or set {CONFIRM_RESTORE_ENV}=yes (nothing was changed)",
+                plan.backup_id, plan.summary.target, plan.summary.confirm_name
             )));
         }
         Ok(())
@@ -163,18 +162,13 @@ pub struct RestorePlan {
 pub struct RestoreOutcome {
     /// The plan it followed.
     pub plan: RestorePlan,
-    /// The safety backup of the target taken first (none when the target did not exist).
+    /// The safety backup of the target taken first (none when the target did not exist or was
+    /// empty).
     pub safety_backup: Option<String>,
-    /// The name the previous database is kept under (none when the target did not exist).
-    pub kept_as: Option<String>,
-    /// The statement that drops the kept database once the operator is satisfied.
-    pub drop_command: Option<String>,
-    /// Sessions terminated for the swap.
-    pub terminated: u64,
-    /// Tables and rows restored.
-    pub tables: usize,
-    /// Rows restored.
-    pub rows: u64,
+    /// What the backend did: one line, notes, the name the previous state is kept under and
+    /// the command that drops it, sessions terminated, what was restored.
+    #[serde(flatten)]
+    pub done: backup_core::RestoreDone,
 }
 
 pub use backup_core::hooks::{PAUSE_POINTS, pause_at};

@@ -36,9 +36,9 @@ impl RollbackReport {
 
 impl Gate {
     /// `run --rollback-on-failure`: restores every source of `manifest` (the backup taken for
-    /// this run) where it came from, each after a safety backup of the failed state: databases
-    /// by the name swap (terminating sessions when `terminate_connections`), buckets and
-    /// directories by writing their objects back. Consent is implied by the flag. Never fails:
+    /// this run) where it came from, each through its backend after a safety backup of the
+    /// failed state (databases by the name swap, terminating sessions when
+    /// `terminate_connections`; buckets and directories by writing their objects back). Consent is implied by the flag. Never fails:
     /// what went wrong is in the report.
     pub async fn rollback(
         &self,
@@ -54,34 +54,17 @@ impl Gate {
             request.allow_production = true;
             request.terminate_connections = terminate_connections;
             let result = async {
-                match source.kind.as_str() {
-                    "bucket" | "directory" => {
-                        let plan = self.plan_bucket_restore(&request).await?;
-                        for line in &plan.steps {
-                            step(&format!("plan: {line}"));
-                        }
-                        let o = self.restore_bucket(plan, &request).await?;
-                        Ok(RolledBack {
-                            source: o.plan.source,
-                            target: o.plan.target,
-                            backup_id: o.plan.backup_id,
-                            safety_backup: o.safety_backup,
-                        })
-                    }
-                    _ => {
-                        let plan = self.plan_restore(&request).await?;
-                        for line in &plan.summary.steps {
-                            step(&format!("plan: {line}"));
-                        }
-                        let o = self.restore(plan, &request).await?;
-                        Ok::<_, crate::GateError>(RolledBack {
-                            source: o.plan.source,
-                            target: o.plan.summary.target,
-                            backup_id: o.plan.backup_id,
-                            safety_backup: o.safety_backup,
-                        })
-                    }
+                let plan = self.plan_restore(&request).await?;
+                for line in &plan.summary.steps {
+                    step(&format!("plan: {line}"));
                 }
+                let o = self.restore(plan, &request).await?;
+                Ok::<_, crate::GateError>(RolledBack {
+                    source: o.plan.source,
+                    target: o.plan.summary.target,
+                    backup_id: o.plan.backup_id,
+                    safety_backup: o.safety_backup,
+                })
             }
             .await;
             restores.push(result.map_err(|e| format!("source {}: {e}", source.name)));
