@@ -59,8 +59,8 @@ pub use inventory::{BackupDetails, BackupListing, CheckOutcome, CheckQuery};
 pub use pins::{PIN_FORMAT_VERSION, PinOutcome, PinRecord, UnpinOutcome};
 pub use prune::{AutoRetention, LEFTOVER_GRACE_DAYS, PruneOptions, PruneReport, SkippedRemoval};
 pub use restore::{
-    CONFIRM_RESTORE_ENV, PAUSE_POINTS, RestoreOutcome, RestorePlan, RestoreRequest,
-    RollbackReport, RolledBack, pause_at,
+    CONFIRM_RESTORE_ENV, PAUSE_POINTS, RestoreOutcome, RestorePlan, RestoreRequest, RollbackReport,
+    RolledBack, pause_at,
 };
 pub use retention::{
     KeepSection, RetentionSection, RetentionSettings, Share, parse_expire_in, parse_kind,

@@ -54,10 +54,7 @@ pub struct PlannedObjectRestore {
 
 #[async_trait]
 impl Restorer for ObjectRestorer {
-    async fn plan(
-        &self,
-        setup: RestoreSetup<'_>,
-    ) -> Result<Arc<dyn PlannedRestore>, RestoreError> {
+    async fn plan(&self, setup: RestoreSetup<'_>) -> Result<Arc<dyn PlannedRestore>, RestoreError> {
         let (manifest, source) = (setup.manifest, setup.source);
         let location = BucketLocation::parse(setup.target_url)
             .map_err(|e| RestoreError::Usage(e.to_string()))?;

@@ -132,10 +132,14 @@ impl PlannedDatabaseRestore {
                 });
                 return Ok((
                     RestoreDone {
-                        summary: format!("{tables} tables, {rows} rows, checked against the backup"),
+                        summary: format!(
+                            "{tables} tables, {rows} rows, checked against the backup"
+                        ),
                         notes: match safety_backup {
                             Some(_) => Vec::new(),
-                            None => vec!["no safety backup: the database did not exist before".into()],
+                            None => {
+                                vec!["no safety backup: the database did not exist before".into()]
+                            }
                         },
                         details: serde_json::Map::new(),
                         kept_as,
