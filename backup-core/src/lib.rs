@@ -31,8 +31,10 @@ mod error;
 pub mod hooks;
 mod id;
 pub mod layout;
+pub mod lock;
 mod manifest;
 pub mod pipeline;
+mod probe;
 pub mod reader;
 mod redact;
 mod restore;
@@ -54,6 +56,7 @@ pub use manifest::{
     SourceStats, TableStat, ToolInfo,
 };
 pub use pipeline::{ArtifactStats, PipelineConfig};
+pub use probe::{error_chain, probe_store};
 pub use redact::redact_url;
 pub use restore::{
     PlannedRestore, RestoreContext, RestoreDone, RestoreError, RestoreSetup, RestoreSummary,

@@ -76,6 +76,17 @@ pub trait Store: Send + Sync + Debug + 'static {
     /// What this store promises.
     fn capabilities(&self) -> StoreCapabilities;
 
+    /// Settles whether create-only writes are honoured (some S3 servers silently overwrite:
+    /// Garage does), probing the server if it must, and remembers the answer. Default: what
+    /// [`Store::capabilities`] says.
+    ///
+    /// # Errors
+    ///
+    /// The store's error when a probe cannot be written or removed.
+    async fn detect_create_only(&self) -> Result<bool> {
+        Ok(self.capabilities().create_only_writes)
+    }
+
     /// Streams `data` into `key`; returns the number of bytes stored.
     async fn put_stream(&self, key: &str, data: ByteStream) -> Result<u64>;
 

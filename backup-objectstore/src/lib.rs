@@ -18,18 +18,16 @@
 
 pub mod bucket;
 mod error;
-mod lock;
 mod s3;
-mod selftest;
 mod store;
 mod url;
 
-pub use bucket::{BucketLocation, BucketRestorer, BucketSnapshotter, BucketSource};
-pub use lock::{
+pub use backup_core::lock::{
     BLOB_COLLECTOR_DIR, BLOB_USERS_DIR, DEFAULT_TTL as DEFAULT_LOCK_TTL, Holder, LOCKS_DIR, Lease,
     LockAttempt, LockError, LockGuard, RETENTION_LOCKS_DIR, StoreLock, renewal_margin,
 };
+pub use backup_core::{error_chain, probe_store};
+pub use bucket::{BucketLocation, BucketRestorer, BucketSnapshotter, BucketSource};
 pub use s3::{DEFAULT_REGION, S3Settings};
-pub use selftest::{error_chain, probe_store};
 pub use store::{ObjectStoreStore, SHA256_METADATA};
 pub use url::StoreUrl;

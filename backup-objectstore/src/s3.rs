@@ -77,7 +77,7 @@ pub struct S3Settings {
     /// Session token for temporary credentials (never printed).
     pub session_token: Option<String>,
     /// Whether the server honours create-only writes; unset means "probe it" (see
-    /// [`crate::ObjectStoreStore::detect_create_only`]).
+    /// [`backup_core::Store::detect_create_only`]).
     pub create_only: Option<bool>,
 }
 

@@ -48,7 +48,7 @@ pub struct ObjectStoreStore {
     capabilities: StoreCapabilities,
     /// Whether the server honours `PutMode::Create` (S3 servers differ: Garage silently
     /// overwrites). Shared by clones; settled by configuration or by
-    /// [`ObjectStoreStore::detect_create_only`].
+    /// [`Store::detect_create_only`].
     create_only: Arc<AtomicU8>,
     /// The backend stores user metadata (S3); the local backend refuses attributes.
     metadata: bool,
@@ -81,7 +81,7 @@ impl ObjectStoreStore {
     /// A store in an S3-compatible bucket under `prefix`, with `settings` (see [`S3Settings`]).
     ///
     /// Whether the server honours create-only writes is taken from `settings.create_only`, or
-    /// else assumed not until [`detect_create_only`](Self::detect_create_only) proves it (the
+    /// else assumed not until [`Store::detect_create_only`] proves it (the
     /// preflight probe does). Until then create-only writes check for the key first, which
     /// catches everything but a race.
     ///
@@ -125,7 +125,7 @@ impl ObjectStoreStore {
     /// # Errors
     ///
     /// The store's error when the probe cannot be written or removed.
-    pub async fn detect_create_only(&self) -> Result<bool> {
+    async fn probe_create_only(&self) -> Result<bool> {
         match self.create_only.load(Ordering::Relaxed) {
             CREATE_ONLY_YES => return Ok(true),
             CREATE_ONLY_NO if self.local_root.is_some() || !self.metadata => return Ok(false),
@@ -584,6 +584,12 @@ impl Store for ObjectStoreStore {
             create_only_writes: self.create_only.load(Ordering::Relaxed) == CREATE_ONLY_YES,
             ..self.capabilities
         }
+    }
+
+    /// Writes a probe key twice with `PutMode::Create` (then deletes it) unless the answer is
+    /// known; see [`ObjectStoreStore::probe_create_only`].
+    async fn detect_create_only(&self) -> Result<bool> {
+        self.probe_create_only().await
     }
 
     async fn put_stream(&self, key: &str, data: ByteStream) -> Result<u64> {

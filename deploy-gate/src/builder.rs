@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{DynBackend, Registry, SourceName, SourceSpec, VerificationLevel};
-use backup_objectstore::ObjectStoreStore;
+use backup_core::{
+    DynBackend, DynStore, Registry, SourceName, SourceSpec, Store, VerificationLevel,
+};
 
 use crate::error::{GateError, Result};
 use crate::gate::Gate;
@@ -38,7 +39,7 @@ use crate::gate::Gate;
 /// ```
 #[derive(Debug)]
 pub struct GateBuilder {
-    store: ObjectStoreStore,
+    store: DynStore,
     environment: String,
     backends: Registry,
     sources: Vec<SourceSpec>,
@@ -49,10 +50,11 @@ pub struct GateBuilder {
 }
 
 impl Gate {
-    /// A builder over `store` with this build's backends, environment `default`, no sources.
-    pub fn builder(store: ObjectStoreStore) -> GateBuilder {
+    /// A builder over `store` (an `ObjectStoreStore`, or any [`Store`]) with this build's
+    /// backends, environment `default`, no sources.
+    pub fn builder(store: impl Store) -> GateBuilder {
         GateBuilder {
-            store,
+            store: Arc::new(store),
             environment: crate::DEFAULT_ENVIRONMENT.to_owned(),
             backends: crate::backends::default_registry(),
             sources: Vec::new(),
@@ -145,16 +147,10 @@ impl GateBuilder {
             })
             .collect::<Result<Vec<_>>>()?;
         let (verifiers, reverifiers) = crate::gate::verifiers_of(&self.backends, &self.sources)?;
-        let mut gate = Gate::new(
-            Arc::new(self.store.clone()),
-            self.environment,
-            snapshotters,
-            verifiers,
-        )
-        .with_verify_level(self.verify_level)
-        .with_required_level(self.required_level);
+        let mut gate = Gate::new(self.store, self.environment, snapshotters, verifiers)
+            .with_verify_level(self.verify_level)
+            .with_required_level(self.required_level);
         gate.reverifiers = Some(reverifiers);
-        gate.object_store = Some(self.store);
         gate.backends = self.backends;
         if let Some(ttl) = self.lock_ttl {
             gate.lock_ttl = ttl;

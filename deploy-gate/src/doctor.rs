@@ -222,10 +222,7 @@ impl Gate {
         );
 
         let t = Instant::now();
-        let create_only = match &self.object_store {
-            Some(s) => s.detect_create_only().await,
-            None => Ok(store.capabilities().create_only_writes),
-        };
+        let create_only = store.detect_create_only().await;
         rec.add(
             "store",
             "create-only writes",

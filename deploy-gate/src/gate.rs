@@ -63,8 +63,6 @@ pub struct Gate {
     pub(crate) lock_ttl: std::time::Duration,
     /// How long [`Gate::lock`] waits for another run.
     pub(crate) wait_lock: std::time::Duration,
-    /// The store as built from settings, for probes the `Store` trait does not have.
-    pub(crate) object_store: Option<ObjectStoreStore>,
     /// The kinds of source this gate knows (see `backends.rs`): restores and the runbook
     /// find a stored source's backend here by its kind.
     pub(crate) backends: Registry,
@@ -94,7 +92,6 @@ impl Gate {
             expire_in: None,
             lock_ttl: backup_objectstore::DEFAULT_LOCK_TTL,
             wait_lock: std::time::Duration::ZERO,
-            object_store: None,
             backends: crate::backends::default_registry(),
         }
     }
@@ -163,7 +160,6 @@ impl Gate {
         gate.reverifiers = Some(reverifiers);
         gate.backends = backends;
         gate.handle_signals = true;
-        gate.object_store = Some(store);
         gate.lock_ttl = settings.lock_ttl;
         gate.wait_lock = settings.wait_lock;
         Ok(gate)
@@ -193,13 +189,8 @@ impl Gate {
         // The store's probes and the sources' checks are independent round trips: run them at
         // once (on S3 each probe is a request; together they are most of a run's fixed cost).
         let store_probe = probe_store(self.store.as_ref());
-        let create_only = async {
-            if let Some(store) = &self.object_store {
-                // Settles whether create-only writes are honoured (S3 servers differ).
-                store.detect_create_only().await?;
-            }
-            Ok::<_, backup_core::Error>(())
-        };
+        // Settles whether create-only writes are honoured (S3 servers differ).
+        let create_only = async { self.store.detect_create_only().await.map(|_| ()) };
         let sources = try_join_all(self.snapshotters.iter().map(|s| async move {
             let report = s.preflight().await?;
             tracing::info!(

@@ -19,7 +19,7 @@
 //!   environment, from before it reads the previous index or checks a blob until its manifest
 //!   is committed (a later plan sees the manifest);
 //! - the two exclude each other with the write-then-list protocol of the lock (see
-//!   `crate::lock`), which needs no create-only writes, so it holds on moto and AWS (which honour
+//!   `backup_core::lock`), which needs no create-only writes, so it holds on moto and AWS (which honour
 //!   them) and on Garage (which silently overwrites) alike. Backups wait for a running
 //!   collection; a collection that finds a backup running does not wait: it collects nothing
 //!   this time;
@@ -37,9 +37,9 @@ use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
 use crate::bucket::index::{index_artifact, is_bucket_source, read_index};
-use crate::lock::LockGuard;
+use backup_core::lock::LockGuard;
 #[cfg(doc)]
-use crate::lock::StoreLock;
+use backup_core::lock::StoreLock;
 
 /// Default grace period: an unreferenced blob younger than this is kept.
 pub const DEFAULT_BLOB_GRACE_HOURS: i64 = 24;
@@ -206,7 +206,7 @@ mod tests {
     use std::time::Duration;
 
     async fn collector(store: &Arc<MemoryStore>) -> LockGuard {
-        let ttl = crate::lock::DEFAULT_TTL;
+        let ttl = backup_core::lock::DEFAULT_TTL;
         crate::StoreLock::blob_collector(store.clone(), "default", ttl)
             .acquire(
                 crate::Lease::new("default", "prune", None, ttl),

@@ -1,7 +1,7 @@
 //! The store self-test run in preflight: can we write, read back, list, delete, and stream
 //! an upload?
 
-use backup_core::{Error, Result, Store, StoreExt, WriteMode};
+use crate::{Error, Result, Store, StoreExt, WriteMode};
 use bytes::Bytes;
 
 /// Writes, reads back, lists and deletes a small probe object under `.probe/`, then streams
@@ -50,7 +50,7 @@ pub async fn probe_store(store: &dyn Store) -> Result<()> {
     // Artifacts stream up as multipart uploads: a store that allows small writes but refuses
     // multipart ones (a policy without the multipart actions) must fail here, not mid-backup.
     let streamed = format!("{key}-stream");
-    let data: backup_core::ByteStream = Box::pin(futures::stream::iter([Ok::<_, std::io::Error>(
+    let data: crate::ByteStream = Box::pin(futures::stream::iter([Ok::<_, std::io::Error>(
         payload.clone(),
     )]));
     let written = store

@@ -54,12 +54,12 @@
 //!   `locks/.blob-gc/backups/`, store-wide (blobs are shared by every environment). A blob
 //!   collection excludes every backup that stores or reuses blobs, in any environment, and other
 //!   collections; such backups do not exclude each other. A segment starting with `.` is never
-//!   an environment's ([`backup_core::layout::env_segment`]), so these never meet a run lock.
+//!   an environment's ([`crate::layout::env_segment`]), so these never meet a run lock.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use backup_core::{Error, ObjectInfo, Result, Store, StoreExt, WriteMode};
+use crate::{Error, ObjectInfo, Result, Store, StoreExt, WriteMode};
 use bytes::Bytes;
 use jiff::{SignedDuration, Timestamp};
 use serde::{Deserialize, Serialize};
@@ -208,10 +208,7 @@ impl StoreLock {
     /// environment (`staging/eu` must not nest under `staging`, and `.` must not reach outside
     /// the locks directory).
     pub fn new(store: Arc<dyn Store>, environment: &str, ttl: Duration) -> Self {
-        let own = format!(
-            "{LOCKS_DIR}{}/",
-            backup_core::layout::env_segment(environment)
-        );
+        let own = format!("{LOCKS_DIR}{}/", crate::layout::env_segment(environment));
         StoreLock {
             store,
             environment: environment.to_owned(),
@@ -228,7 +225,7 @@ impl StoreLock {
     pub fn retention(store: Arc<dyn Store>, environment: &str, ttl: Duration) -> Self {
         let own = format!(
             "{RETENTION_LOCKS_DIR}{}/",
-            backup_core::layout::env_segment(environment)
+            crate::layout::env_segment(environment)
         );
         StoreLock {
             store,
@@ -821,7 +818,7 @@ fn random_hex(n: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use backup_core::testkit::MemoryStore;
+    use crate::testkit::MemoryStore;
 
     fn lock(store: &Arc<MemoryStore>, ttl: u64) -> StoreLock {
         StoreLock::new(store.clone(), "production", Duration::from_secs(ttl))
@@ -1036,10 +1033,10 @@ mod tests {
         fn name(&self) -> &str {
             "scripted://"
         }
-        fn capabilities(&self) -> backup_core::StoreCapabilities {
+        fn capabilities(&self) -> crate::StoreCapabilities {
             self.inner.capabilities()
         }
-        async fn put_stream(&self, key: &str, data: backup_core::ByteStream) -> Result<u64> {
+        async fn put_stream(&self, key: &str, data: crate::ByteStream) -> Result<u64> {
             self.inner.put_stream(key, data).await
         }
         async fn put_bytes(&self, key: &str, data: Bytes, mode: WriteMode) -> Result<()> {
@@ -1067,7 +1064,7 @@ mod tests {
             }
             self.inner.put_bytes(key, data, mode).await
         }
-        async fn get(&self, key: &str) -> Result<backup_core::ByteStream> {
+        async fn get(&self, key: &str) -> Result<crate::ByteStream> {
             self.inner.get(key).await
         }
         async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
