@@ -28,6 +28,18 @@ pub struct PgRestorer {
     tools: PgTools,
 }
 
+/// Whether a `pg_restore` run with `jobs` parallel jobs that failed with `error` should run
+/// again with one job, in a fresh database: parallel jobs can deadlock each other on their own
+/// (attaching the indexes of nested partitions, seen with PostgreSQL 15), which says nothing
+/// about the archive. Callers log [`DEADLOCK_RETRY`].
+pub fn retry_with_one_job(jobs: u32, error: &str) -> bool {
+    jobs > 1 && error.contains("deadlock detected")
+}
+
+/// What a restore that retries after [`retry_with_one_job`] says.
+pub const DEADLOCK_RETRY: &str =
+    "parallel pg_restore jobs deadlocked each other; restoring again with one job";
+
 impl PgRestorer {
     /// A restorer using these client tools.
     pub fn new(tools: PgTools) -> Self {

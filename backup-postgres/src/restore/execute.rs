@@ -8,7 +8,7 @@ use backup_verify::stage_archive;
 
 use super::{PlannedDatabaseRestore, step};
 use crate::inspector::PgInspector;
-use crate::restorer::{PgRestorer, RestoreOptions};
+use crate::restorer::{DEADLOCK_RETRY, PgRestorer, RestoreOptions, retry_with_one_job};
 use crate::snapshotter::{DUMP_FORMAT, PgSnapshotter};
 use crate::swap::PgAdmin;
 use crate::tools::{find_tools, parse_major};
@@ -386,12 +386,9 @@ impl PlannedDatabaseRestore {
                 )
                 .await;
             match restored {
-                // Parallel pg_restore jobs can deadlock each other (attaching the indexes of
-                // nested partitions): start over in a fresh database with one job.
-                Err(message) if jobs > 1 && message.contains("deadlock detected") => {
-                    step(
-                        "parallel pg_restore jobs deadlocked each other; restoring again with one job",
-                    );
+                // Start over in a fresh database with one job.
+                Err(message) if retry_with_one_job(jobs, &message) => {
+                    step(DEADLOCK_RETRY);
                     pending
                         .drop_now()
                         .await

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
+use crate::restorer::{DEADLOCK_RETRY, retry_with_one_job};
 use crate::{
     PgInspector, PgRestorer, PgSourceConfig, PgTools, RestoreOptions, ScratchDatabase,
     cleanup_leftovers, find_tools, parse_major,
@@ -155,13 +156,9 @@ pub(crate) async fn verify_dump_by_restore(
     let mut restored = PgRestorer::new(tools.clone())
         .restore_file(staged.path(), &scratch.config(), &options)
         .await;
-    // Parallel jobs of pg_restore can deadlock on their own (attaching the indexes of nested
-    // partitions, seen with PostgreSQL 15): that says nothing about the backup, so start over
-    // in a fresh scratch database with one job rather than refuse a good backup.
-    if options.jobs > 1 && matches!(&restored, Err(m) if m.contains("deadlock detected")) {
-        tracing::warn!(
-            "{label}: parallel pg_restore jobs deadlocked each other; restoring again with one job"
-        );
+    // Start over in a fresh scratch database with one job rather than refuse a good backup.
+    if matches!(&restored, Err(m) if retry_with_one_job(options.jobs, m)) {
+        tracing::warn!("{label}: {DEADLOCK_RETRY}");
         if let Err(e) = scratch.drop_now().await {
             tracing::warn!("{e}");
         }
