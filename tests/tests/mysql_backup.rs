@@ -371,3 +371,78 @@ fn a_dump_cut_short_but_well_compressed_is_caught_at_level_3() {
         out.stdout
     );
 }
+
+#[test]
+fn counts_describe_the_dumped_data_while_the_database_is_written() {
+    let server = MariaDbServer::shared();
+    let db = server.create_database("busy");
+    server.sql_script(
+        &db,
+        b"CREATE TABLE filler (id INT PRIMARY KEY, v CHAR(64));
+          INSERT INTO filler SELECT seq, SHA2(seq, 256) FROM seq_1_to_60000;
+          CREATE TABLE events (id INT AUTO_INCREMENT PRIMARY KEY, v INT) ENGINE=InnoDB;
+          DELIMITER //
+          CREATE PROCEDURE churn() BEGIN DECLARE i INT DEFAULT 0;
+            WHILE i < 200000 DO INSERT INTO events (v) VALUES (i); SET i = i + 1; END WHILE; END//
+          DELIMITER ;
+",
+    );
+    // One autocommitted insert after another, all through the backup.
+    let mut writer = server
+        .client(&db)
+        .args(["-e", "CALL churn()"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the writer");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while server.sql(&db, "SELECT COUNT(*) FROM events").trim() == "0" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the writer never wrote"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let store = tempfile::tempdir().expect("store");
+    let out = backup(store.path(), &server.url(&db), &[]);
+    let still_writing = writer.try_wait().expect("writer status").is_none();
+    let _ = writer.kill();
+    let _ = writer.wait();
+    out.assert_success();
+    assert!(still_writing, "the writer ran through the whole backup");
+    let manifest = only_manifest(store.path());
+    assert_eq!(manifest["sources"][0]["counts"], "dump-snapshot");
+    // Level 3 compared the dump's rows with the counts exactly (the backup verified); the dump
+    // restored elsewhere has the counted rows too.
+    let counted = manifest_counts(&manifest);
+    let copy = server.create_database("busycopy");
+    server.sql_script(&copy, &decompressed_dump(store.path(), &manifest));
+    assert_eq!(counts(server, &copy), counted);
+    let now = server.sql(&db, "SELECT COUNT(*) FROM events");
+    let events = counted
+        .iter()
+        .find(|(t, _)| t == "events")
+        .expect("events")
+        .1;
+    assert!(
+        events > 0 && events < now.trim().parse::<u64>().expect("count"),
+        "{events} {now}"
+    );
+}
+
+#[test]
+fn a_missing_dump_tool_is_refused_with_exit_5_naming_the_package() {
+    let server = MariaDbServer::shared();
+    let db = server.create_database("notool");
+    let store = tempfile::tempdir().expect("store");
+    let empty = tempfile::tempdir().expect("empty tool dir");
+    let out = backup(
+        store.path(),
+        &server.url(&db),
+        &[("PREDEPLOY_MYSQL_BINDIR", empty.path())],
+    );
+    out.assert_code(5);
+    out.assert_stderr_contains("mariadb-dump");
+    out.assert_stderr_contains("mariadb-client");
+    assert!(manifests(store.path()).is_empty());
+}
