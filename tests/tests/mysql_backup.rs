@@ -446,3 +446,14 @@ fn a_missing_dump_tool_is_refused_with_exit_5_naming_the_package() {
     out.assert_stderr_contains("mariadb-client");
     assert!(manifests(store.path()).is_empty());
 }
+
+#[test]
+fn a_database_that_does_not_exist_is_refused_with_exit_5_before_anything_is_written() {
+    let server = MariaDbServer::shared();
+    let store = tempfile::tempdir().expect("store");
+    let out = backup(store.path(), &server.url("no_such_db"), &[]);
+    out.assert_code(5);
+    out.assert_stderr_contains("no_such_db");
+    assert!(!out.stderr.contains(server.password()));
+    assert!(manifests(store.path()).is_empty());
+}
