@@ -15,6 +15,7 @@ pub const DEFAULT_PORT: u16 = 3306;
 /// `mysql://user:password@host:port/database?socket=/run/mysqld/mysqld.sock`. Without a
 /// password in the URL, the client tools read it from `~/.my.cnf` (as they always do), and so
 /// does our own connection ([`MysqlSourceConfig::from_url`] reads the `[client]` group).
+/// Without `?socket=`, every connection goes over TCP, `localhost` included.
 /// `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MysqlSourceConfig {
@@ -175,9 +176,9 @@ impl MysqlSourceConfig {
             None => {
                 text.push_str(&format!("host={}\n", quote_option(&self.host)));
                 text.push_str(&format!("port={}\n", self.port));
-                if self.host != "localhost" {
-                    text.push_str("protocol=TCP\n");
-                }
+                // As our own connection does: `localhost` means TCP here too (the client tools
+                // would otherwise pick their default socket); `?socket=` asks for a socket.
+                text.push_str("protocol=TCP\n");
             }
         }
         text

@@ -130,6 +130,21 @@ impl MysqlInspector {
             .collect())
     }
 
+    /// Whether the user holds the global RELOAD and PROCESS privileges (from `SHOW GRANTS`),
+    /// which exact row counts in the dump's snapshot need.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SourceUnavailable`] when the query fails.
+    pub async fn global_privileges(&mut self) -> Result<(bool, bool)> {
+        let grants: Vec<String> = self
+            .conn
+            .query("SHOW GRANTS")
+            .await
+            .map_err(|e| self.failed("reading the user's privileges", &e))?;
+        Ok(global_privileges(&grants))
+    }
+
     /// `FLUSH TABLES WITH READ LOCK`: `Ok(false)` when the user lacks the RELOAD privilege.
     ///
     /// # Errors
@@ -300,6 +315,24 @@ impl MysqlInspector {
     }
 }
 
+/// RELOAD and PROCESS among `SHOW GRANTS` lines on `*.*`.
+fn global_privileges(grants: &[String]) -> (bool, bool) {
+    let mut reload = false;
+    let mut process = false;
+    for g in grants {
+        let Some((privileges, rest)) = g.split_once(" ON ") else {
+            continue;
+        };
+        if !rest.trim_start().starts_with("*.*") {
+            continue;
+        }
+        let all = privileges.contains("ALL PRIVILEGES");
+        reload |= all || privileges.contains("RELOAD");
+        process |= all || privileges.contains("PROCESS");
+    }
+    (reload, process)
+}
+
 /// How the wait for the dump tool's transaction ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DumpStart {
@@ -320,5 +353,30 @@ impl DumpStart {
             self,
             DumpStart::TransactionSeen | DumpStart::FinishedUnderLock
         )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn global_privileges_are_read_from_the_grants() {
+        let g = |lines: &[&str]| {
+            global_privileges(&lines.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>())
+        };
+        assert_eq!(g(&["GRANT ALL PRIVILEGES ON *.* TO `a`@`%`"]), (true, true));
+        assert_eq!(
+            g(&[
+                "GRANT RELOAD, PROCESS ON *.* TO `a`@`%`",
+                "GRANT SELECT ON `db`.* TO `a`@`%`"
+            ]),
+            (true, true)
+        );
+        assert_eq!(
+            g(&["GRANT ALL PRIVILEGES ON `db`.* TO `a`@`%`"]),
+            (false, false)
+        );
+        assert_eq!(g(&["GRANT USAGE ON *.* TO `a`@`%`"]), (false, false));
     }
 }

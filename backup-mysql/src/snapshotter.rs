@@ -119,12 +119,24 @@ impl Snapshotter for MysqlSnapshotter {
     async fn preflight(&self) -> Result<PreflightReport> {
         let (mut inspector, version, flavour, tools) = self.connect().await?;
         let size = inspector.estimated_size().await?;
+        let (reload, process) = inspector.global_privileges().await?;
         inspector.close().await;
+        let mut notes = Vec::new();
+        if !(reload && process) {
+            notes.push(format!(
+                "the backup user lacks the {} privilege: row counts will be taken right after the dump and may differ from it if the database is written meanwhile (GRANT RELOAD, PROCESS ON *.* for exact counts)",
+                match (reload, process) {
+                    (false, false) => "RELOAD and PROCESS",
+                    (false, true) => "RELOAD",
+                    _ => "PROCESS",
+                }
+            ));
+        }
         Ok(PreflightReport {
             server_version: Some(format!("{} {version}", flavour.name())),
             tool: Some(format!("{} ({})", tools.version, tools.dump.display())),
             estimated_bytes: Some(size),
-            notes: Vec::new(),
+            notes,
         })
     }
 

@@ -258,6 +258,14 @@ fn without_the_reload_privilege_the_counts_are_taken_after_and_the_manifest_says
         &[],
     );
     out.assert_success();
+    let doctor = run(pre_deploy()
+        .args(["doctor", "--store"])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("db={}", server.url_with(&user, "limited-pw", &db))));
+    doctor.assert_success();
+    let said = format!("{}{}", doctor.stdout, doctor.stderr);
+    assert!(said.contains("GRANT RELOAD, PROCESS ON *.*"), "{said}");
     let manifest = only_manifest(store.path());
     let source = &manifest["sources"][0];
     assert_eq!(source["counts"], "after-dump", "{source:#}");
