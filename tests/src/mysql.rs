@@ -263,6 +263,12 @@ rm -rf "$3""#;
         self.port
     }
 
+    /// The server's Unix socket.
+    #[must_use]
+    pub fn socket(&self) -> &Path {
+        &self.socket
+    }
+
     /// The password of [`USER`].
     #[must_use]
     pub fn password(&self) -> &str {

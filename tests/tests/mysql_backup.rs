@@ -465,3 +465,37 @@ fn a_database_that_does_not_exist_is_refused_with_exit_5_before_anything_is_writ
     assert!(!out.stderr.contains(server.password()));
     assert!(manifests(store.path()).is_empty());
 }
+
+#[test]
+fn a_socket_url_and_a_password_from_my_cnf_work() {
+    let server = MariaDbServer::shared();
+    let db = server.create_database("sock");
+    server.sql(
+        &db,
+        "CREATE TABLE t (id INT PRIMARY KEY); INSERT INTO t VALUES (1),(2);",
+    );
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(
+        home.path().join(".my.cnf"),
+        format!(
+            "[client]\nuser=predeploy\npassword=\"{}\"\n",
+            server.password()
+        ),
+    )
+    .expect("write .my.cnf");
+    let store = tempfile::tempdir().expect("store");
+    let url = format!(
+        "mysql://predeploy@localhost/{db}?socket={}",
+        server.socket().display()
+    );
+    let out = run(pre_deploy()
+        .env("HOME", home.path())
+        .args(["backup", "--store"])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("db={url}")));
+    out.assert_success();
+    let manifest = only_manifest(store.path());
+    assert_eq!(manifest_counts(&manifest), vec![("t".to_owned(), 2)]);
+    assert!(!manifest.to_string().contains(server.password()));
+}
