@@ -31,12 +31,18 @@
 //! 5. `UNLOCK TABLES` (writes resume; the lock is held for milliseconds), then counts every
 //!    table with `COUNT(*)` inside its snapshot while the dump streams.
 //!
-//! The manifest then says `extra.counts = "dump-snapshot"` and level 3 requires the dump's
-//! `INSERT` rows to equal the counts exactly. Without RELOAD (or without PROCESS, which
+//! The manifest then says `extra.counts = "dump-snapshot"`, records the binary log file,
+//! position and GTID state read under the lock (`extra.binlog_file`, `extra.binlog_position`,
+//! `extra.gtid`), and level 3 requires the dump's `INSERT` rows to equal the counts exactly.
+//! Step 4 recognises the dump's connection by its user and by being newer than the lock; an
+//! application connection of the same user that opens a transaction in those milliseconds could
+//! release the lock early — the exact comparison of level 3 then refuses the backup, so a wrong
+//! count can never pass unnoticed. Without RELOAD (or without PROCESS, which
 //! `INNODB_TRX` needs, or when the dump's transaction is not seen within 20 s), the counts are
 //! taken in a snapshot of our own right after the dump starts: `extra.counts = "after-dump"`,
 //! a note says they may differ if the database was written meanwhile, and level 3 only checks
-//! that every counted table is in the dump, with data where rows were counted. Tables of
+//! that every counted table is in the dump, with data where rows were counted; no binary log
+//! position is recorded, as none is tied to the dump's snapshot. Tables of
 //! non-transactional engines (MyISAM, Aria) are named in a note: no snapshot covers them.
 //!
 //! ## Failures

@@ -259,6 +259,11 @@ fn describe(
     let mut extra = Map::new();
     extra.insert("flavour".into(), json!(flavour.name()));
     extra.insert("counts".into(), json!(counts));
+    if !same {
+        // Read in our snapshot, which is not the dump's: it would mislead a point-in-time
+        // recovery.
+        return (notes, extra);
+    }
     if let Some(file) = &position.file {
         extra.insert("binlog_file".into(), json!(file));
     }

@@ -269,6 +269,10 @@ fn without_the_reload_privilege_the_counts_are_taken_after_and_the_manifest_says
     let manifest = only_manifest(store.path());
     let source = &manifest["sources"][0];
     assert_eq!(source["counts"], "after-dump", "{source:#}");
+    assert!(
+        source.get("gtid").is_none() && source.get("binlog_file").is_none(),
+        "{source:#}"
+    );
     let notes = source["notes"].to_string();
     assert!(
         notes.contains("RELOAD") && notes.contains("may differ"),
