@@ -286,6 +286,24 @@ CREATE TABLE `empty` (`x` int);\n\
     }
 
     #[test]
+    fn memory_stays_bounded_on_huge_statements_and_lines() {
+        let mut s = DumpScanner::new();
+        s.feed(b"INSERT INTO `big` VALUES ");
+        let tuple = format!("(1,'{}'),", "y".repeat(1000));
+        for _ in 0..5000 {
+            s.feed(tuple.as_bytes());
+            assert!(s.line.len() <= LINE_PREFIX_MAX && s.ident.len() <= IDENT_MAX);
+        }
+        s.feed(b"(2,'z');\n-- ");
+        s.feed("x".repeat(1 << 20).as_bytes());
+        assert!(s.line.len() <= LINE_PREFIX_MAX);
+        s.feed(b"\n-- Dump completed on 2026-01-01\n");
+        let summary = s.finish();
+        assert_eq!(summary.rows.get("big"), Some(&5001));
+        assert!(summary.trailer);
+    }
+
+    #[test]
     fn a_cut_dump_has_no_trailer() {
         let cut = &DUMP.as_bytes()[..DUMP.find("(3,").expect("in dump")];
         let s = scan_in_chunks(cut, 5);

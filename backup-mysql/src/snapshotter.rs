@@ -275,3 +275,68 @@ fn describe(
     }
     (notes, extra)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn table(name: &str, engine: &str) -> TableInfo {
+        TableInfo {
+            name: name.to_owned(),
+            engine: engine.to_owned(),
+        }
+    }
+
+    #[test]
+    fn the_manifest_says_which_guarantee_was_reached() {
+        let position = BinlogPosition {
+            file: Some("binlog.000001".into()),
+            position: Some(42),
+            gtid: Some("0-1-5".into()),
+        };
+        let tables = [table("a", "InnoDB"), table("m", "MyISAM")];
+        let (notes, extra) = describe(
+            Flavour::MariaDb,
+            Some(DumpStart::TransactionSeen),
+            &tables,
+            &position,
+        );
+        assert_eq!(extra["counts"], COUNTS_DUMP_SNAPSHOT);
+        assert_eq!(extra["gtid"], "0-1-5");
+        assert_eq!(extra["binlog_position"], 42);
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains("m") && n.contains("InnoDB only"))
+        );
+        for (start, why) in [
+            (None, "RELOAD"),
+            (Some(DumpStart::CannotWatch), "PROCESS"),
+            (Some(DumpStart::TimedOut), "in time"),
+        ] {
+            let (notes, extra) = describe(Flavour::MySql, start, &tables[..1], &position);
+            assert_eq!(extra["counts"], COUNTS_AFTER_DUMP);
+            assert_eq!(extra["flavour"], "MySQL");
+            assert!(extra.get("gtid").is_none());
+            assert!(
+                notes[0].contains("may differ") && notes[0].contains(why),
+                "{notes:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_dump_arguments_make_a_restorable_consistent_dump() {
+        let args = dump_args("shop");
+        for a in [
+            "--single-transaction",
+            "--routines",
+            "--triggers",
+            "--events",
+            "--hex-blob",
+        ] {
+            assert!(args.iter().any(|x| x == a), "{a}");
+        }
+        assert_eq!(args.last().map(String::as_str), Some("shop"));
+    }
+}
