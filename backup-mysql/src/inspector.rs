@@ -15,7 +15,7 @@ const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
 /// The binary log position of a snapshot, when the server keeps a binary log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct BinlogPosition {
-    /// `SHOW MASTER STATUS` file.
+    /// `SHOW MASTER STATUS` (`SHOW BINARY LOG STATUS` on MySQL 8.4+) file.
     pub file: Option<String>,
     /// `SHOW MASTER STATUS` position.
     pub position: Option<u64>,
@@ -206,11 +206,19 @@ impl MysqlInspector {
     /// user may not read it.
     pub async fn binlog_position(&mut self, mariadb: bool) -> BinlogPosition {
         let mut pos = BinlogPosition::default();
-        if let Ok(Some(row)) = self.conn.query_first::<Row, _>("SHOW MASTER STATUS").await {
-            pos.file = row
-                .get_opt::<String, _>(0)
-                .and_then(std::result::Result::ok);
-            pos.position = row.get_opt::<u64, _>(1).and_then(std::result::Result::ok);
+        // MySQL 8.4 renamed the statement; MariaDB and older MySQL know the first.
+        for sql in ["SHOW MASTER STATUS", "SHOW BINARY LOG STATUS"] {
+            match self.conn.query_first::<Row, _>(sql).await {
+                Ok(Some(row)) => {
+                    pos.file = row
+                        .get_opt::<String, _>(0)
+                        .and_then(std::result::Result::ok);
+                    pos.position = row.get_opt::<u64, _>(1).and_then(std::result::Result::ok);
+                    break;
+                }
+                Ok(None) => break,
+                Err(_) => {}
+            }
         }
         let gtid = if mariadb {
             "SELECT @@GLOBAL.gtid_binlog_pos"

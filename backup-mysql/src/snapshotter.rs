@@ -49,7 +49,15 @@ pub struct MysqlSnapshotter {
 }
 
 /// The dump tool's arguments after `--defaults-extra-file` (pure, for tests and the docs).
-pub fn dump_args(database: &str) -> Vec<String> {
+///
+/// For MySQL servers `--set-gtid-purged=OFF` keeps the dump restorable into any server (with
+/// GTIDs on, mysqldump would otherwise write `SET @@GLOBAL.GTID_PURGED`, which a server with
+/// GTIDs of its own refuses); the position is in the manifest instead.
+pub fn dump_args(flavour: Flavour, database: &str) -> Vec<String> {
+    let mysql_only: &[&str] = match flavour {
+        Flavour::MySql => &["--set-gtid-purged=OFF"],
+        Flavour::MariaDb => &[],
+    };
     [
         "--single-transaction",
         "--routines",
@@ -61,6 +69,7 @@ pub fn dump_args(database: &str) -> Vec<String> {
         "--quick",
     ]
     .iter()
+    .chain(mysql_only)
     .map(|s| (*s).to_owned())
     .chain([database.to_owned()])
     .collect()
@@ -164,7 +173,7 @@ impl Snapshotter for MysqlSnapshotter {
             "--defaults-extra-file={}",
             option_file.path().display()
         ));
-        cmd.args(dump_args(&self.config.database));
+        cmd.args(dump_args(flavour, &self.config.database));
         let tool = flavour.dump_tool();
         let reader = spawn_dump(tool, cmd)
             .map_err(|e| self.failed(format!("cannot start {}: {e}", tools.dump.display())))?;
@@ -327,16 +336,20 @@ mod tests {
 
     #[test]
     fn the_dump_arguments_make_a_restorable_consistent_dump() {
-        let args = dump_args("shop");
-        for a in [
-            "--single-transaction",
-            "--routines",
-            "--triggers",
-            "--events",
-            "--hex-blob",
-        ] {
-            assert!(args.iter().any(|x| x == a), "{a}");
+        for flavour in [Flavour::MariaDb, Flavour::MySql] {
+            let args = dump_args(flavour, "shop");
+            for a in [
+                "--single-transaction",
+                "--routines",
+                "--triggers",
+                "--events",
+                "--hex-blob",
+            ] {
+                assert!(args.iter().any(|x| x == a), "{a}");
+            }
+            assert_eq!(args.last().map(String::as_str), Some("shop"));
+            let gtid = args.iter().any(|a| a == "--set-gtid-purged=OFF");
+            assert_eq!(gtid, flavour == Flavour::MySql);
         }
-        assert_eq!(args.last().map(String::as_str), Some("shop"));
     }
 }
