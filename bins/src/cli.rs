@@ -56,7 +56,7 @@ pub struct Global {
     /// (default ./backups)
     #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
-    /// A thing to back up, NAME=URL, repeatable (postgres://…)
+    /// A thing to back up, NAME=URL, repeatable (postgres://…, mysql://…, mariadb://…, s3://…, file://…)
     #[arg(long = "source", global = true, value_name = "NAME=URL")]
     pub sources: Vec<String>,
     /// Environment name (config section, manifest field)

@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use backup_core::Registry;
+use backup_mysql::{MysqlBackend, MysqlSection};
 use backup_objectstore::bucket::BucketBackend;
 use backup_postgres::{BIN_DIR_ENV, PostgresBackend, PostgresSection};
 
@@ -15,13 +16,14 @@ use crate::config::Settings;
 pub const EXAMPLE_SOURCE: &str = "db=postgres://app@localhost/app";
 
 /// The environment variables the registered backends read.
-pub const ENV_VARS: &[&str] = &[BIN_DIR_ENV];
+pub const ENV_VARS: &[&str] = &[BIN_DIR_ENV, backup_mysql::BIN_DIR_ENV];
 
 /// Why the config file's top-level `key` is not acceptable, if it is not: an unknown key, or a
 /// backend section its backend refuses.
 pub(crate) fn section_problem(key: &str, value: &toml::Value) -> Option<String> {
     match key {
         "postgres" => postgres_section(value).err(),
+        "mysql" => mysql_section(value).err(),
         _ => Some(format!(
             "unknown field `{key}`: not a setting or a section this version knows"
         )),
@@ -35,8 +37,15 @@ fn postgres_section(value: &toml::Value) -> Result<PostgresSection, String> {
         .map_err(|e: toml::de::Error| format!("[postgres]: {}", e.message()))
 }
 
-/// The backends of the command line, configured from `settings`: PostgreSQL, then buckets and
-/// directories.
+fn mysql_section(value: &toml::Value) -> Result<MysqlSection, String> {
+    value
+        .clone()
+        .try_into()
+        .map_err(|e: toml::de::Error| format!("[mysql]: {}", e.message()))
+}
+
+/// The backends of the command line, configured from `settings`: PostgreSQL, MySQL/MariaDB,
+/// then buckets and directories.
 pub fn registry(settings: &Settings) -> Registry {
     let section = settings
         .backend_sections
@@ -48,6 +57,17 @@ pub fn registry(settings: &Settings) -> Registry {
         .get(BIN_DIR_ENV)
         .map(PathBuf::from)
         .or(section.bin_dir);
+    let mysql_bin_dir = settings
+        .backend_env
+        .get(backup_mysql::BIN_DIR_ENV)
+        .map(PathBuf::from)
+        .or_else(|| {
+            settings
+                .backend_sections
+                .get("mysql")
+                .and_then(|v| mysql_section(v).ok())
+                .and_then(|s| s.bin_dir)
+        });
     Registry::new()
         .with(Arc::new(PostgresBackend {
             bin_dir,
@@ -55,6 +75,9 @@ pub fn registry(settings: &Settings) -> Registry {
             verify_jobs: settings.verify_jobs,
             verify_temp_dir: settings.verify_temp_dir.clone(),
             archive_only: false,
+        }))
+        .with(Arc::new(MysqlBackend {
+            bin_dir: mysql_bin_dir,
         }))
         .with(Arc::new(BucketBackend {
             s3: settings.s3.clone(),
@@ -72,5 +95,6 @@ pub fn default_registry() -> Registry {
             verify_jobs: 2,
             ..PostgresBackend::default()
         }))
+        .with(Arc::new(MysqlBackend::default()))
         .with(Arc::new(BucketBackend::default()))
 }

@@ -12,6 +12,7 @@
 //! - [`cli`]: the `pre-deploy` binary of this workspace, built once per test process.
 //! - [`fixtures`]: the "varied" round-trip database and the benchmark dataset scripts.
 //! - [`regress`]: PostgreSQL's own regression database, cached by `scripts/regress-db.sh`.
+//! - [`mysql`]: a MariaDB server with password authentication, its client, content hashes.
 //! - [`procs`]: process groups started by a test, ended by their id.
 //! - [`restoring`]: helpers for `restore` and rollback tests, and [`restoring::Paused`], a
 //!   restore stopped at a named step.
@@ -30,6 +31,7 @@ pub mod cli;
 pub mod compare;
 pub mod fakes;
 pub mod fixtures;
+pub mod mysql;
 pub mod pg;
 pub mod procs;
 pub mod regress;

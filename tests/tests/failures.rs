@@ -282,7 +282,7 @@ fn usage_and_configuration_errors_exit_2() {
             "--store",
             "/tmp/x",
             "--source",
-            "db=mysql://a@b/c",
+            "db=redis://a@b/c",
         ])
         .env("PREDEPLOY_CONFIG", "/dev/null"));
     out.assert_code(2);

@@ -1,0 +1,337 @@
+//! [`MysqlSourceConfig`]: the connection settings of a `mysql://` or `mariadb://` URL, and the
+//! option file that hands them to the client tools without putting the password on argv.
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use backup_core::{Error, Result, redact_url};
+
+/// The default MySQL/MariaDB TCP port.
+pub const DEFAULT_PORT: u16 = 3306;
+
+/// Connection settings of one MySQL or MariaDB database.
+///
+/// `mysql://user:password@host:port/database?socket=/run/mysqld/mysqld.sock`. Without a
+/// password in the URL, the client tools read it from `~/.my.cnf` (as they always do), and so
+/// does our own connection ([`MysqlSourceConfig::from_url`] reads the `[client]` group).
+/// Without `?socket=`, every connection goes over TCP, `localhost` included.
+/// `Debug` never shows the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MysqlSourceConfig {
+    /// Host name or address (default `localhost`).
+    pub host: String,
+    /// TCP port (default 3306).
+    pub port: u16,
+    /// User name; `None`: the tools' default (from `~/.my.cnf` or the OS user).
+    pub user: Option<String>,
+    /// Password; `None`: from `~/.my.cnf`, or none.
+    pub password: Option<String>,
+    /// The database to back up.
+    pub database: String,
+    /// A Unix socket to connect through instead of TCP.
+    pub socket: Option<PathBuf>,
+    /// The URL scheme the user wrote (`mysql` or `mariadb`), for messages.
+    pub scheme: String,
+    /// Directory of the dump tools, overriding discovery on `PATH`.
+    pub bin_dir: Option<PathBuf>,
+}
+
+impl fmt::Debug for MysqlSourceConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MysqlSourceConfig")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("database", &self.database)
+            .field("socket", &self.socket)
+            .field("bin_dir", &self.bin_dir)
+            .finish()
+    }
+}
+
+impl MysqlSourceConfig {
+    /// Settings from a `mysql://` or `mariadb://` URL; a password missing from the URL is
+    /// taken from the `[client]` group of `~/.my.cnf` when there is one.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a malformed URL, another scheme, no database, an unknown query
+    /// key. The message shows the URL redacted.
+    pub fn from_url(url: &str) -> Result<Self> {
+        let mut cfg = Self::parse_url(url)?;
+        if cfg.password.is_none() {
+            let home = std::env::var_os("HOME").map(PathBuf::from);
+            if let Some(file) = home.map(|h| h.join(".my.cnf")) {
+                let (user, password) = client_group(&file);
+                if cfg.user.is_none() || cfg.user == user {
+                    cfg.user = cfg.user.or(user);
+                    cfg.password = password;
+                }
+            }
+        }
+        Ok(cfg)
+    }
+
+    /// Settings from the URL alone (no `~/.my.cnf`).
+    ///
+    /// # Errors
+    ///
+    /// As [`MysqlSourceConfig::from_url`].
+    pub fn parse_url(url: &str) -> Result<Self> {
+        let invalid = |reason: &str| Error::Invalid {
+            what: "MySQL URL",
+            value: redact_url(url),
+            reason: reason.to_owned(),
+        };
+        let u = url::Url::parse(url).map_err(|e| invalid(&e.to_string()))?;
+        let scheme = u.scheme().to_owned();
+        if scheme != "mysql" && scheme != "mariadb" {
+            return Err(invalid("the scheme must be mysql:// or mariadb://"));
+        }
+        let user = match u.username() {
+            "" => None,
+            name => Some(percent_decode(name).map_err(|()| invalid("bad percent-encoding"))?),
+        };
+        let password = u
+            .password()
+            .map(|p| percent_decode(p).map_err(|()| invalid("bad percent-encoding")))
+            .transpose()?;
+        let database = u.path().trim_start_matches('/');
+        if database.is_empty() || database.contains('/') {
+            return Err(invalid(
+                "name one database in the path: mysql://user@host/database",
+            ));
+        }
+        let database = percent_decode(database).map_err(|()| invalid("bad percent-encoding"))?;
+        let mut socket = None;
+        for (key, value) in u.query_pairs() {
+            match key.as_ref() {
+                "socket" => socket = Some(PathBuf::from(value.into_owned())),
+                other => {
+                    return Err(invalid(&format!(
+                        "unknown setting {other:?} (known: socket)"
+                    )));
+                }
+            }
+        }
+        Ok(MysqlSourceConfig {
+            host: u
+                .host_str()
+                .filter(|h| !h.is_empty())
+                .unwrap_or("localhost")
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .to_owned(),
+            port: u.port().unwrap_or(DEFAULT_PORT),
+            user,
+            password,
+            database,
+            socket,
+            scheme,
+            bin_dir: None,
+        })
+    }
+
+    /// Where the database is, without credentials: `mysql://user@host:port/database`.
+    pub fn location(&self) -> String {
+        let user = self
+            .user
+            .as_deref()
+            .map(|u| format!("{u}@"))
+            .unwrap_or_default();
+        match &self.socket {
+            Some(s) => format!(
+                "{}://{user}{}/{}?socket={}",
+                self.scheme,
+                self.host,
+                self.database,
+                s.display()
+            ),
+            None => format!(
+                "{}://{user}{}:{}/{}",
+                self.scheme, self.host, self.port, self.database
+            ),
+        }
+    }
+
+    /// The `[client]` option-file text for the tools: user, password, host, port, socket.
+    fn option_file_text(&self) -> String {
+        let mut text = String::from("[client]\n");
+        if let Some(user) = &self.user {
+            text.push_str(&format!("user={}\n", quote_option(user)));
+        }
+        if let Some(password) = &self.password {
+            text.push_str(&format!("password={}\n", quote_option(password)));
+        }
+        match &self.socket {
+            Some(socket) => {
+                text.push_str(&format!(
+                    "socket={}\n",
+                    quote_option(&socket.to_string_lossy())
+                ));
+                text.push_str("protocol=SOCKET\n");
+            }
+            None => {
+                text.push_str(&format!("host={}\n", quote_option(&self.host)));
+                text.push_str(&format!("port={}\n", self.port));
+                // As our own connection does: `localhost` means TCP here too (the client tools
+                // would otherwise pick their default socket); `?socket=` asks for a socket.
+                text.push_str("protocol=TCP\n");
+            }
+        }
+        text
+    }
+
+    /// Writes the option file a tool reads with `--defaults-extra-file`: created by
+    /// `tempfile` with mode 0600, removed when the returned handle is dropped.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Io`] when the temp file cannot be written.
+    pub fn write_option_file(&self) -> Result<tempfile::NamedTempFile> {
+        let mut file = tempfile::Builder::new()
+            .prefix("predeploy-mysql-")
+            .suffix(".cnf")
+            .tempfile()
+            .map_err(|e| Error::io("cannot create the MySQL option file", e))?;
+        file.write_all(self.option_file_text().as_bytes())
+            .and_then(|()| file.flush())
+            .map_err(|e| Error::io("cannot write the MySQL option file", e))?;
+        Ok(file)
+    }
+
+    /// Options of our own connection.
+    pub(crate) fn connect_opts(&self) -> mysql_async::Opts {
+        let mut b = mysql_async::OptsBuilder::default()
+            .user(self.user.clone())
+            .pass(self.password.clone())
+            .db_name(Some(self.database.clone()))
+            .prefer_socket(false);
+        b = match &self.socket {
+            Some(s) => b.socket(Some(s.to_string_lossy().into_owned())),
+            None => b.ip_or_hostname(self.host.clone()).tcp_port(self.port),
+        };
+        b.into()
+    }
+}
+
+/// A value quoted for an option file (backslash escapes, as the client library reads them).
+fn quote_option(value: &str) -> String {
+    let mut out = String::from("\"");
+    for c in value.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn percent_decode(s: &str) -> std::result::Result<String, ()> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = s.get(i + 1..i + 3).ok_or(())?;
+            out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).map_err(|_| ())
+}
+
+/// `user` and `password` of the `[client]` group of an option file (unreadable: none).
+fn client_group(file: &Path) -> (Option<String>, Option<String>) {
+    let Ok(text) = std::fs::read_to_string(file) else {
+        return (None, None);
+    };
+    let (mut user, mut password) = (None, None);
+    let mut in_client = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            in_client = line == "[client]";
+            continue;
+        }
+        if !in_client || line.starts_with('#') || line.starts_with(';') {
+            continue;
+        }
+        if let Some((k, v)) = line.split_once('=') {
+            let v = v.trim();
+            let v = v
+                .strip_prefix('"')
+                .and_then(|v| v.strip_suffix('"'))
+                .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+                .unwrap_or(v)
+                .to_owned();
+            match k.trim() {
+                "user" => user = Some(v),
+                "password" => password = Some(v),
+                _ => {}
+            }
+        }
+    }
+    (user, password)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_url_gives_every_setting() {
+        let c =
+            MysqlSourceConfig::parse_url("mysql://app:p%40ss@db.example:3307/shop").expect("valid");
+        assert_eq!(c.host, "db.example");
+        assert_eq!(c.port, 3307);
+        assert_eq!(c.user.as_deref(), Some("app"));
+        assert_eq!(c.password.as_deref(), Some("p@ss"));
+        assert_eq!(c.database, "shop");
+        assert_eq!(c.location(), "mysql://app@db.example:3307/shop");
+        assert!(!format!("{c:?}").contains("p@ss"));
+        let c = MysqlSourceConfig::parse_url("mariadb://root@localhost/app?socket=/run/m.sock")
+            .expect("valid");
+        assert_eq!(c.socket, Some(PathBuf::from("/run/m.sock")));
+        assert_eq!(c.port, DEFAULT_PORT);
+    }
+
+    #[test]
+    fn bad_urls_are_refused_without_their_password() {
+        for url in [
+            "mysql://app:secret@host/",
+            "mysql://app:secret@host/db?sslmode=require",
+            "postgres://app:secret@host/db",
+        ] {
+            let e = MysqlSourceConfig::parse_url(url)
+                .expect_err(url)
+                .to_string();
+            assert!(!e.contains("secret"), "{e}");
+        }
+    }
+
+    #[test]
+    fn the_option_file_quotes_the_password_and_is_private() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let c = MysqlSourceConfig::parse_url("mysql://app:a%22b%5Cc@h/db").expect("valid");
+        assert!(c.option_file_text().contains("password=\"a\\\"b\\\\c\"\n"));
+        let f = c.write_option_file().expect("written");
+        let mode = std::fs::metadata(f.path())
+            .expect("meta")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let path = f.path().to_owned();
+        drop(f);
+        assert!(!path.exists());
+    }
+}
