@@ -30,18 +30,20 @@ pub(crate) fn section_problem(key: &str, value: &toml::Value) -> Option<String> 
     }
 }
 
-fn postgres_section(value: &toml::Value) -> Result<PostgresSection, String> {
+/// `[name]` of the config file as the backend's section type.
+fn section<T: serde::de::DeserializeOwned>(name: &str, value: &toml::Value) -> Result<T, String> {
     value
         .clone()
         .try_into()
-        .map_err(|e: toml::de::Error| format!("[postgres]: {}", e.message()))
+        .map_err(|e: toml::de::Error| format!("[{name}]: {}", e.message()))
+}
+
+fn postgres_section(value: &toml::Value) -> Result<PostgresSection, String> {
+    section("postgres", value)
 }
 
 fn mysql_section(value: &toml::Value) -> Result<MysqlSection, String> {
-    value
-        .clone()
-        .try_into()
-        .map_err(|e: toml::de::Error| format!("[mysql]: {}", e.message()))
+    section("mysql", value)
 }
 
 /// The backends of the command line, configured from `settings`: PostgreSQL, MySQL/MariaDB,
