@@ -587,7 +587,7 @@ impl Store for ObjectStoreStore {
     }
 
     /// Writes a probe key twice with `PutMode::Create` (then deletes it) unless the answer is
-    /// known; see [`ObjectStoreStore::probe_create_only`].
+    /// known (the probe of `probe_create_only`).
     async fn detect_create_only(&self) -> Result<bool> {
         self.probe_create_only().await
     }
