@@ -1,4 +1,4 @@
-//! Argument definitions.
+//! Argument definitions: every clap structure of the binary.
 
 use std::path::PathBuf;
 
@@ -29,6 +29,7 @@ ENVIRONMENT:
   PREDEPLOY_CONFIG     the config file (like --config)
   PREDEPLOY_ENV        the environment (like --env)
   PREDEPLOY_PG_BINDIR  directory holding pg_dump/pg_restore, overriding discovery
+  PREDEPLOY_MYSQL_BINDIR  directory holding mariadb-dump/mysqldump, overriding PATH
   PREDEPLOY_WAIT_LOCK  like --wait-lock
   PREDEPLOY_LOCK_TTL   lease length of the lock (like [lock] ttl; default 60s)
   AWS_*                S3 settings and credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
@@ -106,7 +107,7 @@ pub enum Command {
         #[command(flatten)]
         backup: BackupArgs,
         #[command(flatten)]
-        rollback: crate::restore::RollbackArgs,
+        rollback: RollbackArgs,
         /// The deploy command and its arguments (after --)
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,
@@ -154,7 +155,7 @@ pub enum Command {
         level: Option<String>,
     },
     /// Apply retention: print the plan with the reason for every backup; remove only with --yes
-    Prune(crate::prune::PruneArgs),
+    Prune(PruneArgs),
     /// Pin a backup: retention never removes it
     Pin {
         /// A backup id, or `last`
@@ -174,5 +175,78 @@ pub enum Command {
     Doctor,
     /// Restore a backup: safety backup of the target, restore into a new database, verify, swap
     /// names (the old database is kept); `--source NAME` picks the backup's source
-    Restore(crate::restore::RestoreArgs),
+    Restore(RestoreArgs),
+}
+
+/// Options of `prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Remove what the plan says (without it, prune only prints the plan)
+    #[arg(long)]
+    pub yes: bool,
+    /// With --yes: apply even a plan that removes more than max-delete-share of a group or more
+    /// than max-delete-count backups
+    #[arg(long, requires = "yes")]
+    pub force: bool,
+    /// Only this kind of backup, repeatable (default: every kind); the --keep-* flags apply to
+    /// these kinds
+    #[arg(long = "kind", value_name = "KIND",
+          value_parser = ["pre-deploy", "scheduled", "manual", "safety"])]
+    pub kinds: Vec<String>,
+    /// Keep the N newest verified backups (replaces the configured rules of the kinds)
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep every verified backup within DURATION of the newest one, e.g. 30d, 12h, 6mo
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep the newest backup of each of the last N hours that have one
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest backup of each of the last N days that have one
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest backup of each of the last N ISO weeks that have one
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest backup of each of the last N months that have one
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest backup of each of the last N years that have one
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+}
+
+/// Options of `restore`.
+#[derive(Debug, Args)]
+pub struct RestoreArgs {
+    /// A backup id, or `last` (the newest backup that is not a safety backup)
+    #[arg(default_value = "last")]
+    pub backup: String,
+    /// The target database, postgres://… (default: the configured source of the same name)
+    #[arg(long, value_name = "URL")]
+    pub to: Option<String>,
+    /// Do not ask: the restore is confirmed (like PREDEPLOY_CONFIRM_RESTORE=yes)
+    #[arg(long)]
+    pub yes: bool,
+    /// Needed to restore into a production environment
+    #[arg(long)]
+    pub allow_production: bool,
+    /// End other sessions on the target for the swap (without it, connected sessions refuse)
+    #[arg(long)]
+    pub terminate_connections: bool,
+    /// Print the plan (after its preflight) and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// Options of `run` for a failed deploy.
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// When the deploy command fails, restore the backup taken for this run (after a safety
+    /// backup of the failed state); the exit code stays the deploy command's
+    #[arg(long)]
+    pub rollback_on_failure: bool,
+    /// With --rollback-on-failure: end other sessions on the databases for the swap
+    #[arg(long, requires = "rollback_on_failure")]
+    pub terminate_connections: bool,
 }

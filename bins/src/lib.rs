@@ -258,7 +258,7 @@ impl RunEvents for CliRun<'_> {
 fn render_run(
     gate: &Gate,
     report: RunReport,
-    rollback: &restore::RollbackArgs,
+    rollback: &cli::RollbackArgs,
     out: &Output,
 ) -> Result<u8, GateError> {
     let final_code = report.exit_code();

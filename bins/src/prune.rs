@@ -1,53 +1,14 @@
 //! `prune`, `pin` and `unpin`, and the retention steps of `run`/`backup`: arguments, the call
 //! into `deploy-gate`, and rendering.
 
-use clap::Args;
 use deploy_gate::{
     AutoRetention, BackupOutcome, Gate, GateError, KeepSection, PruneOptions, PruneReport,
     RetentionDecision, parse_expire_in, parse_kind,
 };
 use serde_json::json;
 
-use crate::cli::{BackupArgs, Cli};
+use crate::cli::{BackupArgs, Cli, PruneArgs};
 use crate::render::Output;
-
-/// Options of `prune`.
-#[derive(Debug, Args)]
-pub struct PruneArgs {
-    /// Remove what the plan says (without it, prune only prints the plan)
-    #[arg(long)]
-    pub yes: bool,
-    /// With --yes: apply even a plan that removes more than max-delete-share of a group or more
-    /// than max-delete-count backups
-    #[arg(long, requires = "yes")]
-    pub force: bool,
-    /// Only this kind of backup, repeatable (default: every kind); the --keep-* flags apply to
-    /// these kinds
-    #[arg(long = "kind", value_name = "KIND",
-          value_parser = ["pre-deploy", "scheduled", "manual", "safety"])]
-    pub kinds: Vec<String>,
-    /// Keep the N newest verified backups (replaces the configured rules of the kinds)
-    #[arg(long, value_name = "N")]
-    pub keep_last: Option<u32>,
-    /// Keep every verified backup within DURATION of the newest one, e.g. 30d, 12h, 6mo
-    #[arg(long, value_name = "DURATION")]
-    pub keep_within: Option<String>,
-    /// Keep the newest backup of each of the last N hours that have one
-    #[arg(long, value_name = "N")]
-    pub keep_hourly: Option<u32>,
-    /// Keep the newest backup of each of the last N days that have one
-    #[arg(long, value_name = "N")]
-    pub keep_daily: Option<u32>,
-    /// Keep the newest backup of each of the last N ISO weeks that have one
-    #[arg(long, value_name = "N")]
-    pub keep_weekly: Option<u32>,
-    /// Keep the newest backup of each of the last N months that have one
-    #[arg(long, value_name = "N")]
-    pub keep_monthly: Option<u32>,
-    /// Keep the newest backup of each of the last N years that have one
-    #[arg(long, value_name = "N")]
-    pub keep_yearly: Option<u32>,
-}
 
 impl PruneArgs {
     /// The options these flags ask for.

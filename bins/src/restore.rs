@@ -3,50 +3,14 @@
 
 use std::io::{BufRead, IsTerminal, Write};
 
-use clap::Args;
 use deploy_gate::{
     CONFIRM_RESTORE_ENV, Gate, GateError, Manifest, RestoreOutcome, RestorePlan, RestoreRequest,
     RollbackReport, Settings,
 };
 use serde_json::json;
 
-use crate::cli::Cli;
+use crate::cli::{Cli, RestoreArgs, RollbackArgs};
 use crate::render::Output;
-
-/// Options of `restore`.
-#[derive(Debug, Args)]
-pub struct RestoreArgs {
-    /// A backup id, or `last` (the newest backup that is not a safety backup)
-    #[arg(default_value = "last")]
-    pub backup: String,
-    /// The target database, postgres://… (default: the configured source of the same name)
-    #[arg(long, value_name = "URL")]
-    pub to: Option<String>,
-    /// Do not ask: the restore is confirmed (like PREDEPLOY_CONFIRM_RESTORE=yes)
-    #[arg(long)]
-    pub yes: bool,
-    /// Needed to restore into a production environment
-    #[arg(long)]
-    pub allow_production: bool,
-    /// End other sessions on the target for the swap (without it, connected sessions refuse)
-    #[arg(long)]
-    pub terminate_connections: bool,
-    /// Print the plan (after its preflight) and change nothing
-    #[arg(long)]
-    pub dry_run: bool,
-}
-
-/// Options of `run` for a failed deploy.
-#[derive(Debug, Args)]
-pub struct RollbackArgs {
-    /// When the deploy command fails, restore the backup taken for this run (after a safety
-    /// backup of the failed state); the exit code stays the deploy command's
-    #[arg(long)]
-    pub rollback_on_failure: bool,
-    /// With --rollback-on-failure: end other sessions on the databases for the swap
-    #[arg(long, requires = "rollback_on_failure")]
-    pub terminate_connections: bool,
-}
 
 /// `pre-deploy restore`.
 pub async fn restore(cli: &Cli, args: &RestoreArgs, out: &Output) -> Result<u8, GateError> {
