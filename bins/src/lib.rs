@@ -12,7 +12,7 @@ use clap::Parser;
 use deploy_gate::{
     AutoRetention, BackupOutcome, BackupRequest, CheckQuery, CliOverrides, Deployed,
     ExitCode as Code, Gate, GateError, Manifest, Rollback, RunEnd, RunEvents, RunReport,
-    RunRequest, Settings, detect_deploy_info, parse_duration, parse_level,
+    RestoreRequest, RunRequest, Settings, detect_deploy_info, parse_duration, parse_level,
     run_deploy_command_watched,
 };
 
@@ -116,12 +116,13 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
                 kind: backup_core_kind("pre-deploy"),
                 deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
             };
+            let restores = RestoreRequest::from_settings(&settings, "");
             let run = RunRequest {
                 backup: &request,
                 retention: settings.retention.as_ref(),
                 workdir: Some(&settings.workdir),
                 rollback: rollback.rollback_on_failure.then_some(Rollback {
-                    settings: &settings,
+                    restores: &restores,
                     terminate_connections: rollback.terminate_connections,
                 }),
             };

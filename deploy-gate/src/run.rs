@@ -8,12 +8,11 @@ use std::pin::Pin;
 
 use backup_core::Manifest;
 
-use crate::config::Settings;
 use crate::deploy::{DeployExit, last_deployment_lines, write_last_deployment};
 use crate::error::{ExitCode, GateError, Result};
 use crate::gate::{BackupOutcome, BackupRequest, Gate};
 use crate::prune::AutoRetention;
-use crate::restore::RollbackReport;
+use crate::restore::{RestoreRequest, RollbackReport};
 use crate::retention::RetentionSettings;
 
 /// What [`Gate::run`] is asked to do besides the deploy itself.
@@ -33,8 +32,10 @@ pub struct RunRequest<'a> {
 /// `--rollback-on-failure`.
 #[derive(Debug, Clone, Copy)]
 pub struct Rollback<'a> {
-    /// The settings restores start from (sources, tools, temp dir, production).
-    pub settings: &'a Settings,
+    /// What every restore of the rollback starts from: the configured sources (the targets),
+    /// the temp dir and jobs, production ([`RestoreRequest::from_settings`] on the command
+    /// line); the backup, source and consent are set by the rollback.
+    pub restores: &'a RestoreRequest,
     /// End other sessions on the databases for the swap.
     pub terminate_connections: bool,
 }
@@ -263,7 +264,7 @@ impl Gate {
                 manifest.id
             );
             deployed.rollback = Some(
-                self.rollback(&manifest, rollback.settings, rollback.terminate_connections)
+                self.rollback(&manifest, rollback.restores, rollback.terminate_connections)
                     .await,
             );
         }

@@ -4,7 +4,6 @@ use backup_core::Manifest;
 use serde::Serialize;
 
 use super::{RestoreRequest, step};
-use crate::config::Settings;
 use crate::gate::Gate;
 
 /// One source put back by a rollback.
@@ -36,19 +35,21 @@ impl RollbackReport {
 
 impl Gate {
     /// `run --rollback-on-failure`: restores every source of `manifest` (the backup taken for
-    /// this run) where it came from, each through its backend after a safety backup of the
+    /// this run) where it came from (targets, tools and temp dir from `restores`, e.g.
+    /// [`RestoreRequest::from_settings`]), each through its backend after a safety backup of the
     /// failed state (databases by the name swap, terminating sessions when
     /// `terminate_connections`; buckets and directories by writing their objects back). Consent is implied by the flag. Never fails:
     /// what went wrong is in the report.
     pub async fn rollback(
         &self,
         manifest: &Manifest,
-        settings: &Settings,
+        restores: &RestoreRequest,
         terminate_connections: bool,
     ) -> RollbackReport {
         let mut restores = Vec::new();
         for source in &manifest.sources {
-            let mut request = RestoreRequest::from_settings(settings, manifest.id.to_string());
+            let mut request = restores.clone();
+            request.backup = manifest.id.to_string();
             request.source = Some(source.name.to_string());
             request.confirmed = true;
             request.allow_production = true;
