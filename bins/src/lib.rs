@@ -11,8 +11,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use deploy_gate::{
     AutoRetention, BackupOutcome, BackupRequest, CheckQuery, CliOverrides, Deployed,
-    ExitCode as Code, Gate, GateError, Manifest, Rollback, RunEnd, RunEvents, RunReport,
-    RestoreRequest, RunRequest, Settings, detect_deploy_info, parse_duration, parse_level,
+    ExitCode as Code, Gate, GateError, Manifest, RestoreRequest, Rollback, RunEnd, RunEvents,
+    RunReport, RunRequest, Settings, detect_deploy_info, parse_duration, parse_level,
     run_deploy_command_watched,
 };
 

@@ -9,7 +9,7 @@ use deploy_gate::{
 };
 use serde_json::json;
 
-use crate::cli::{Cli, RestoreArgs, RollbackArgs};
+use crate::cli::{Cli, RestoreArgs};
 use crate::render::Output;
 
 /// `pre-deploy restore`.

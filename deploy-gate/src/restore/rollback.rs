@@ -35,7 +35,7 @@ impl RollbackReport {
 
 impl Gate {
     /// `run --rollback-on-failure`: restores every source of `manifest` (the backup taken for
-    /// this run) where it came from (targets, tools and temp dir from `restores`, e.g.
+    /// this run) where it came from (targets, tools and temp dir from `template`, e.g.
     /// [`RestoreRequest::from_settings`]), each through its backend after a safety backup of the
     /// failed state (databases by the name swap, terminating sessions when
     /// `terminate_connections`; buckets and directories by writing their objects back). Consent is implied by the flag. Never fails:
@@ -43,12 +43,12 @@ impl Gate {
     pub async fn rollback(
         &self,
         manifest: &Manifest,
-        restores: &RestoreRequest,
+        template: &RestoreRequest,
         terminate_connections: bool,
     ) -> RollbackReport {
         let mut restores = Vec::new();
         for source in &manifest.sources {
-            let mut request = restores.clone();
+            let mut request = template.clone();
             request.backup = manifest.id.to_string();
             request.source = Some(source.name.to_string());
             request.confirmed = true;
