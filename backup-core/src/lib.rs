@@ -35,6 +35,7 @@ pub mod lock;
 mod manifest;
 pub mod pipeline;
 mod probe;
+pub mod process;
 pub mod reader;
 mod redact;
 mod restore;

@@ -30,7 +30,8 @@ mod config;
 mod fuzz_tests;
 mod inspector;
 mod local_cluster;
-pub mod process;
+/// Running dump tools (shared with other backends).
+pub use backup_core::process;
 mod restore;
 mod restorer;
 mod runbook;

@@ -10,8 +10,8 @@ use tokio::process::Command;
 use crate::command::{CLEARED_ENV, connection_env, dump_args, globals_args};
 use crate::config::{PgSourceConfig, ProcessEnv};
 use crate::inspector::PgInspector;
-use crate::process::spawn_checked;
 use crate::tools::{PgTools, find_tools};
+use backup_core::process::spawn_checked;
 
 /// File name of the database dump within the source's directory.
 pub const DUMP_FILE: &str = "dump.pgc.zst";

@@ -68,7 +68,7 @@ fn init_logging(verbose: u8, quiet: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("PREDEPLOY_LOG").unwrap_or_else(|_| {
         let deps = if verbose > 1 { level } else { "warn" };
         tracing_subscriber::EnvFilter::new(format!(
-            "{deps},pre_deploy={level},bins={level},deploy_gate={level},backup_core={level},backup_postgres={level},backup_objectstore={level},backup_verify={level},pg_tool={level}"
+            "{deps},pre_deploy={level},bins={level},deploy_gate={level},backup_core={level},backup_postgres={level},backup_objectstore={level},backup_verify={level},backup_mysql={level}"
         ))
     });
     tracing_subscriber::fmt()

@@ -1,22 +1,40 @@
-//! Running a client tool whose stdout is the artifact: stderr drained concurrently (a full pipe
-//! would block the tool) with its tail kept for the error message, and the exit status checked
-//! before the artifact may be committed.
+//! Running a dump tool whose stdout is the artifact: stderr is drained concurrently (a full
+//! pipe would block the tool) with its tail kept for the error message, and at the end of
+//! stdout the exit status, a signal, an empty output and (when asked) a missing closing line
+//! fail the read — so the pipeline never commits a broken dump. Shared by every backend that
+//! runs a dump tool.
 
 use std::collections::VecDeque;
 use std::io;
 use std::os::unix::process::ExitStatusExt;
+use std::pin::Pin;
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader, ReadBuf};
 use tokio::process::{ChildStderr, ChildStdout, Command};
 use tokio::task::JoinHandle;
 
-use backup_core::reader::CheckedReader;
+use crate::reader::CheckedReader;
 
 /// Lines of stderr kept for the error message.
 const STDERR_TAIL_LINES: usize = 12;
 /// Longest stderr line kept.
 const STDERR_LINE_MAX: usize = 400;
+
+/// How a complete output ends, for tools that close their output with a known line
+/// (`-- Dump completed` of mysqldump).
+#[derive(Debug, Clone, Copy)]
+pub struct Ending {
+    /// Whether these last bytes of the output (up to [`ENDING_TAIL_BYTES`]) close it.
+    pub complete: fn(&[u8]) -> bool,
+    /// What is missing otherwise, e.g. `the closing "-- Dump completed" line`.
+    pub missing: &'static str,
+}
+
+/// Bytes of stdout kept to check an [`Ending`].
+pub const ENDING_TAIL_BYTES: usize = 512;
 
 /// Spawns `cmd` with piped stdout/stderr and returns its stdout as a reader that fails, at its
 /// end, when the tool exited unsuccessfully, was killed, or wrote nothing.
@@ -28,7 +46,21 @@ const STDERR_LINE_MAX: usize = 400;
 /// When the process cannot be started.
 pub fn spawn_checked(
     tool: &'static str,
+    cmd: Command,
+) -> io::Result<impl AsyncRead + Unpin + Send + 'static> {
+    spawn_checked_ending(tool, cmd, None)
+}
+
+/// [`spawn_checked`], and at the end the output must close as `ending` says (else the dump
+/// was cut short: an error naming what is missing).
+///
+/// # Errors
+///
+/// When the process cannot be started.
+pub fn spawn_checked_ending(
+    tool: &'static str,
     mut cmd: Command,
+    ending: Option<Ending>,
 ) -> io::Result<impl AsyncRead + Unpin + Send + 'static> {
     cmd.stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -43,16 +75,75 @@ pub fn spawn_checked(
         .stderr
         .take()
         .ok_or_else(|| io::Error::other("no stderr pipe"))?;
-    let tail = drain_stderr(stderr);
+    let said = drain_stderr(tool, stderr);
+    let last = Arc::new(Mutex::new(Vec::new()));
+    let stdout = TailKeeper {
+        inner: stdout,
+        tail: last.clone(),
+        keep: if ending.is_some() {
+            ENDING_TAIL_BYTES
+        } else {
+            0
+        },
+    };
     Ok(CheckedReader::new(stdout, move |bytes| async move {
         let status = child.wait().await?;
-        let tail = tail.await.unwrap_or_default();
-        check_exit(tool, status, bytes, &tail)
+        let said = said.await.unwrap_or_default();
+        check_exit(tool, status, bytes, &said)?;
+        match ending {
+            Some(e) if !(e.complete)(&last.lock().map(|t| t.clone()).unwrap_or_default()) => {
+                Err(io::Error::other(format!(
+                    "{tool} exited successfully but its output lacks {}: the dump is incomplete{}",
+                    e.missing,
+                    said_suffix(&said)
+                )))
+            }
+            _ => Ok(()),
+        }
     }))
 }
 
+/// Passes reads through, keeping the last `keep` bytes.
+struct TailKeeper<R> {
+    inner: R,
+    tail: Arc<Mutex<Vec<u8>>>,
+    keep: usize,
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for TailKeeper<R> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let before = buf.filled().len();
+        let r = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if this.keep > 0
+            && let Poll::Ready(Ok(())) = r
+            && let Ok(mut tail) = this.tail.lock()
+        {
+            tail.extend_from_slice(&buf.filled()[before..]);
+            if tail.len() > this.keep {
+                let cut = tail.len() - this.keep;
+                tail.drain(..cut);
+            }
+        }
+        r
+    }
+}
+
+/// `; it said:\n<stderr tail>`, or nothing.
+fn said_suffix(stderr_tail: &str) -> String {
+    if stderr_tail.is_empty() {
+        String::new()
+    } else {
+        format!("; it said:\n{stderr_tail}")
+    }
+}
+
 /// Reads stderr to its end, logging each line at debug level and keeping the last lines.
-fn drain_stderr(stderr: ChildStderr) -> JoinHandle<String> {
+fn drain_stderr(tool: &'static str, stderr: ChildStderr) -> JoinHandle<String> {
     tokio::spawn(async move {
         let mut reader = BufReader::new(stderr);
         let mut tail: VecDeque<String> = VecDeque::with_capacity(STDERR_TAIL_LINES);
@@ -66,7 +157,7 @@ fn drain_stderr(stderr: ChildStderr) -> JoinHandle<String> {
                     if text.is_empty() {
                         continue;
                     }
-                    tracing::debug!(target: "pg_tool", "{text}");
+                    tracing::debug!("{tool}: {text}");
                     if text.len() > STDERR_LINE_MAX {
                         let mut cut = STDERR_LINE_MAX;
                         while !text.is_char_boundary(cut) {
@@ -88,11 +179,7 @@ fn drain_stderr(stderr: ChildStderr) -> JoinHandle<String> {
 
 /// Turns an exit status into an error message that names what happened.
 pub fn check_exit(tool: &str, status: ExitStatus, bytes: u64, stderr_tail: &str) -> io::Result<()> {
-    let said = if stderr_tail.is_empty() {
-        String::new()
-    } else {
-        format!("; it said:\n{stderr_tail}")
-    };
+    let said = said_suffix(stderr_tail);
     if let Some(sig) = status.signal() {
         return Err(io::Error::other(format!(
             "{tool} was killed by signal {sig}{} after writing {bytes} bytes{said}",
