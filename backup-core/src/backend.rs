@@ -196,3 +196,70 @@ impl Registry {
         format!("{what}; use {}", known.join(", "))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug)]
+    struct Fake(
+        &'static str,
+        &'static [&'static str],
+        &'static [&'static str],
+    );
+
+    impl Backend for Fake {
+        fn name(&self) -> &'static str {
+            self.0
+        }
+        fn schemes(&self) -> &'static [&'static str] {
+            self.1
+        }
+        fn kinds(&self) -> &'static [&'static str] {
+            self.2
+        }
+        fn snapshotter(&self, spec: &SourceSpec) -> Result<DynSnapshotter> {
+            Err(crate::Error::Invalid {
+                what: "source",
+                value: spec.name.to_string(),
+                reason: format!("built by {}", self.0),
+            })
+        }
+    }
+
+    fn registry() -> Registry {
+        Registry::new()
+            .with(Arc::new(Fake("first", &["db://"], &["db"])))
+            .with(Arc::new(Fake("second", &["db://", "files://"], &["files"])))
+    }
+
+    #[test]
+    fn urls_and_kinds_find_their_backend_and_the_first_registered_wins() {
+        let r = registry();
+        assert_eq!(r.for_url("db://x").map(|b| b.name()), Some("first"));
+        assert_eq!(r.for_url("files://x").map(|b| b.name()), Some("second"));
+        assert_eq!(r.for_kind("files").map(|b| b.name()), Some("second"));
+        assert!(r.for_kind("postgres").is_none());
+        let spec = SourceSpec {
+            name: "db".parse().expect("name"),
+            url: "db://x".into(),
+        };
+        let e = r.snapshotter(&spec).expect_err("fake").to_string();
+        assert!(e.contains("built by first"), "{e}");
+    }
+
+    #[test]
+    fn an_unknown_url_is_named_by_its_scheme_only() {
+        let r = registry();
+        let spec = SourceSpec {
+            name: "cache".parse().expect("name"),
+            url: "redis://user:hunter2@h/0".into(),
+        };
+        let e = r.snapshotter(&spec).expect_err("unknown").to_string();
+        assert!(e.contains("redis:// sources are not supported"), "{e}");
+        assert!(e.contains("db://, db://, files://"), "{e}");
+        assert!(!e.contains("hunter2"), "{e}");
+        let e = r.unknown_url_message("db:postgres://a:hunter2@h/d");
+        assert!(!e.contains("hunter2"), "{e}");
+    }
+}

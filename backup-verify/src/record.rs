@@ -90,3 +90,114 @@ pub async fn verify_backup(
         extra: serde_json::Map::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use async_trait::async_trait;
+    use backup_core::testkit::MemoryStore;
+    use backup_core::{
+        ArtifactSpec, BackupId, PipelineConfig, SnapshotContext, SourceManifest, SystemClock,
+        Verifier,
+    };
+
+    use super::*;
+
+    /// Claims source `a` and checks nothing: what the generic rungs skip is visible.
+    #[derive(Debug)]
+    struct ClaimsA;
+
+    #[async_trait]
+    impl Verifier for ClaimsA {
+        fn name(&self) -> &str {
+            "claims-a"
+        }
+        fn max_level(&self) -> VerificationLevel {
+            VerificationLevel::Archive
+        }
+        fn claims(&self, source: &SourceManifest) -> bool {
+            source.name.as_str() == "a"
+        }
+        async fn verify(
+            &self,
+            _: &dyn Store,
+            _: &Manifest,
+            _: VerificationLevel,
+        ) -> Result<VerificationReport> {
+            Ok(VerificationReport::default())
+        }
+    }
+
+    async fn manifest(store: &MemoryStore) -> Manifest {
+        let id: BackupId = "20261122T031500Z-7f3a9c".parse().expect("id");
+        let mut m: Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "id": id, "kind": "manual", "environment": "default",
+            "created_at": "2026-11-22T03:15:00Z", "finished_at": "2026-11-22T03:15:00Z",
+            "tool": {"name": "pre-deploy", "version": "0"}, "host": "h", "sources": []}))
+        .expect("manifest");
+        for name in ["a", "b"] {
+            let name = name.parse().expect("name");
+            let ctx = SnapshotContext {
+                store,
+                backup_id: &id,
+                environment: "default",
+                pipeline: &PipelineConfig::default(),
+            };
+            let spec = ArtifactSpec {
+                source: &name,
+                file: "x.zst",
+                format: "raw",
+            };
+            let artifact = ctx
+                .write_artifact(spec, &b"bytes"[..])
+                .await
+                .expect("write");
+            m.sources.push(SourceManifest {
+                name,
+                kind: "k".into(),
+                location: "-".into(),
+                server_version: None,
+                tool_version: None,
+                artifacts: vec![artifact],
+                stats: Default::default(),
+                notes: vec![],
+                extra: Default::default(),
+            });
+        }
+        m
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unclaimed_artifacts_get_the_generic_rungs_and_claimed_ones_are_left_to_their_verifier()
+    {
+        let store = MemoryStore::new();
+        let m = manifest(&store).await;
+        let verifiers: Vec<DynVerifier> = vec![Arc::new(ClaimsA)];
+        let record = verify_backup(
+            &store,
+            &m,
+            &verifiers,
+            VerificationLevel::Decompress,
+            VerificationLevel::Decompress,
+            &SystemClock,
+            "h",
+        )
+        .await
+        .expect("runs");
+        let sources: Vec<_> = record
+            .report
+            .findings
+            .iter()
+            .map(|f| (f.source.clone().unwrap_or_default(), f.check.clone()))
+            .collect();
+        assert_eq!(
+            sources,
+            vec![
+                ("b".to_owned(), "sha256".to_owned()),
+                ("b".to_owned(), "zstd-frames".to_owned())
+            ]
+        );
+        assert!(record.passed, "{:?}", record.limited_by);
+    }
+}
