@@ -46,30 +46,35 @@ fn mysql_section(value: &toml::Value) -> Result<MysqlSection, String> {
     section("mysql", value)
 }
 
+/// A backend's tool directory: its environment variable `env`, else `bin_dir` of its section.
+fn tool_dir(settings: &Settings, env: &str, from_section: Option<PathBuf>) -> Option<PathBuf> {
+    settings
+        .backend_env
+        .get(env)
+        .map(PathBuf::from)
+        .or(from_section)
+}
+
 /// The backends of the command line, configured from `settings`: PostgreSQL, MySQL/MariaDB,
 /// then buckets and directories.
 pub fn registry(settings: &Settings) -> Registry {
-    let section = settings
-        .backend_sections
-        .get("postgres")
-        .and_then(|v| postgres_section(v).ok())
-        .unwrap_or_default();
-    let bin_dir = settings
-        .backend_env
-        .get(BIN_DIR_ENV)
-        .map(PathBuf::from)
-        .or(section.bin_dir);
-    let mysql_bin_dir = settings
-        .backend_env
-        .get(backup_mysql::BIN_DIR_ENV)
-        .map(PathBuf::from)
-        .or_else(|| {
-            settings
-                .backend_sections
-                .get("mysql")
-                .and_then(|v| mysql_section(v).ok())
-                .and_then(|s| s.bin_dir)
-        });
+    let sections = &settings.backend_sections;
+    let bin_dir = tool_dir(
+        settings,
+        BIN_DIR_ENV,
+        sections
+            .get("postgres")
+            .and_then(|v| postgres_section(v).ok())
+            .and_then(|s| s.bin_dir),
+    );
+    let mysql_bin_dir = tool_dir(
+        settings,
+        backup_mysql::BIN_DIR_ENV,
+        sections
+            .get("mysql")
+            .and_then(|v| mysql_section(v).ok())
+            .and_then(|s| s.bin_dir),
+    );
     Registry::new()
         .with(Arc::new(PostgresBackend {
             bin_dir,

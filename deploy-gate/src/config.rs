@@ -27,7 +27,7 @@ pub struct ConfigFile {
     pub store: Option<String>,
     /// The environment name used when `--env` is not given.
     pub environment: Option<String>,
-    /// Sources by name: `db = "postgres://app@localhost/app"`. `${VAR}` is expanded.
+    /// Sources by name to URL (any scheme a registered backend takes). `${VAR}` is expanded.
     #[serde(default)]
     pub sources: BTreeMap<String, String>,
     /// Backup settings.
@@ -85,9 +85,9 @@ pub struct VerifySection {
     /// `checksum`, `decompress`, `archive` or `restore`. Unset: restore when a scratch server
     /// is usable, else archive.
     pub level: Option<String>,
-    /// Server for test restores (`postgres://…`); default: each source's own server.
+    /// Server for test restores (or `local`); default: each source's own server.
     pub restore_url: Option<String>,
-    /// `pg_restore -j` for test restores (default: number of CPUs).
+    /// Parallel jobs of the restore tool in test restores (default: number of CPUs).
     pub jobs: Option<u32>,
     /// Directory for the decompressed archive of a test restore (default: the system temp dir).
     pub temp_dir: Option<PathBuf>,
@@ -159,7 +159,7 @@ pub struct Settings {
     pub verify_required: VerificationLevel,
     /// Server for test restores (may hold a password: never print it).
     pub verify_restore_url: Option<String>,
-    /// `pg_restore -j` for test restores.
+    /// Parallel jobs of the restore tool in test restores.
     pub verify_jobs: u32,
     /// Where test restores stage the decompressed archive.
     pub verify_temp_dir: Option<PathBuf>,

@@ -194,21 +194,36 @@ impl Gate {
         };
         let retention = self.retain_after_backup(request.retention, &outcome).await;
         events.backed_up(self, &outcome, last_deployment_file.as_deref(), &retention);
-        let mut report = RunReport {
+        let end = self
+            .deploy_under_lock(request, guard, &outcome.manifest, deploy, events)
+            .await;
+        Ok(RunReport {
             backup: outcome,
             last_deployment_file,
             retention,
-            end: RunEnd::NotStarted(GateError::Internal {
-                message: "the deploy did not start".into(),
-            }),
-        };
+            end,
+        })
+    }
+
+    /// The part of a run after the backup stands: the deploy (only with the lock), its record,
+    /// and the rollback of a failed one.
+    async fn deploy_under_lock<F, Fut>(
+        &self,
+        request: &RunRequest<'_>,
+        guard: &crate::LockGuard,
+        manifest: &Manifest,
+        deploy: F,
+        events: &dyn RunEvents,
+    ) -> RunEnd
+    where
+        F: FnOnce(DeployContext) -> Fut,
+        Fut: Future<Output = Result<DeployExit>>,
+    {
         // Verification and retention can take long: never start the deploy without the lock
         // (exit 6: the deploy did not run; the backup stands).
         if let Err(e) = self.check_lock(guard).await {
-            report.end = RunEnd::NotStarted(e);
-            return Ok(report);
+            return RunEnd::NotStarted(e);
         }
-        let manifest = report.backup.manifest.clone();
         let context = DeployContext {
             env: vec![
                 ("PREDEPLOY_BACKUP_ID".to_owned(), manifest.id.to_string()),
@@ -220,10 +235,7 @@ impl Gate {
         };
         let exit = match deploy(context).await {
             Ok(exit) => exit,
-            Err(e) => {
-                report.end = RunEnd::NotStarted(e);
-                return Ok(report);
-            }
+            Err(e) => return RunEnd::NotStarted(e),
         };
         // Lost while the deploy ran, or found lost now: another run may have deployed at the
         // same time, so this deployment is not recorded as if the lock had been held throughout.
@@ -246,12 +258,12 @@ impl Gate {
             rollback: None,
         };
         if deployed.code == 0 && deployed.lock_lost.is_none() {
-            match self.record_deployment(&manifest).await {
+            match self.record_deployment(manifest).await {
                 Ok(_) => deployed.recorded = true,
                 Err(e) => deployed.record_warning = Some(e.to_string()),
             }
         }
-        events.deploy_finished(self, &manifest, &deployed);
+        events.deploy_finished(self, manifest, &deployed);
         // Without the lock a rollback could overwrite what another run is doing.
         if let (Some(rollback), true, None) = (
             request.rollback,
@@ -264,11 +276,10 @@ impl Gate {
                 manifest.id
             );
             deployed.rollback = Some(
-                self.rollback(&manifest, rollback.restores, rollback.terminate_connections)
+                self.rollback(manifest, rollback.restores, rollback.terminate_connections)
                     .await,
             );
         }
-        report.end = RunEnd::Deployed(deployed);
-        Ok(report)
+        RunEnd::Deployed(deployed)
     }
 }

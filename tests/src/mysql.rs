@@ -13,11 +13,11 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tempfile::TempDir;
 
-use crate::pg::unused_port;
+use crate::pg::{unused_port, wait_until};
 
 /// The user the tests back up as (all privileges, including RELOAD and PROCESS).
 pub const USER: &str = "predeploy";
@@ -176,36 +176,37 @@ impl MariaDbServer {
         let mut child = cmd
             .spawn()
             .map_err(|e| format!("cannot run {SERVER_BIN}: {e}"))?;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
+        let mut exited = None;
+        let answered = wait_until(Duration::from_secs(60), || {
             if let Ok(Some(status)) = child.try_wait() {
-                return Err(format!(
-                    "mariadbd exited ({status}):\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ));
+                exited = Some(status);
+                return true;
             }
-            let ok = Command::new(client_tool("mariadb"))
+            Command::new(client_tool("mariadb"))
                 .arg("--no-defaults")
                 .arg(format!("--socket={}", self.socket.display()))
                 .args(["-uroot", "-e", "SELECT 1"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .status()
-                .is_ok_and(|s| s.success());
-            if ok {
-                self.child = Some(child);
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                return Err(format!(
-                    "mariadbd did not answer within 60 s:\n{}",
-                    std::fs::read_to_string(&log).unwrap_or_default()
-                ));
-            }
-            std::thread::sleep(Duration::from_millis(100));
+                .is_ok_and(|s| s.success())
+        });
+        if let Some(status) = exited {
+            return Err(format!(
+                "mariadbd exited ({status}):\n{}",
+                std::fs::read_to_string(&log).unwrap_or_default()
+            ));
         }
+        if answered {
+            self.child = Some(child);
+            return Ok(());
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        Err(format!(
+            "mariadbd did not answer within 60 s:\n{}",
+            std::fs::read_to_string(&log).unwrap_or_default()
+        ))
     }
 
     fn create_app_user(&self) {
@@ -238,23 +239,8 @@ impl MariaDbServer {
         let Some(child) = self.child.as_ref() else {
             return;
         };
-        let script = r#"while [ -d "/proc/$1" ]; do sleep 1; done
-kill -9 "$2" 2>/dev/null
-sleep 1
-rm -rf "$3""#;
-        self.watchdog = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(script)
-            .arg("predeploy-mariadb-watchdog")
-            .arg(std::process::id().to_string())
-            .arg(child.id().to_string())
-            .arg(self.root())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .ok();
+        self.watchdog =
+            crate::procs::watchdog("predeploy-mariadb-watchdog", child.id(), self.root());
     }
 
     /// The TCP port on 127.0.0.1.

@@ -75,3 +75,27 @@ impl Drop for ProcessGroup {
         self.kill();
     }
 }
+
+/// A process that outlives nothing: once this test process is gone (killed, or exited without
+/// dropping a server), it kills `server` (SIGKILL) and removes `dir`. In its own process group,
+/// so a Ctrl-C on the test run does not end it first; kill it when the server is stopped.
+#[must_use]
+pub fn watchdog(name: &str, server: u32, dir: &std::path::Path) -> Option<Child> {
+    let script = r#"while [ -d "/proc/$1" ]; do sleep 1; done
+kill -9 "$2" 2>/dev/null
+sleep 1
+rm -rf "$3""#;
+    Command::new("/bin/sh")
+        .arg("-c")
+        .arg(script)
+        .arg(name)
+        .arg(std::process::id().to_string())
+        .arg(server.to_string())
+        .arg(dir)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .process_group(0)
+        .spawn()
+        .ok()
+}

@@ -107,19 +107,7 @@ impl Process {
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {:?}: {e}", cmd.get_program()));
         // Kills the server when this test process is gone without dropping it.
-        let watchdog = Command::new("/bin/sh")
-            .arg("-c")
-            .arg(r#"while [ -d "/proc/$1" ]; do sleep 1; done; kill -9 "$2" 2>/dev/null; rm -rf "$3""#)
-            .arg("predeploy-s3-watchdog")
-            .arg(std::process::id().to_string())
-            .arg(child.id().to_string())
-            .arg(dir.path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .process_group(0)
-            .spawn()
-            .ok();
+        let watchdog = crate::procs::watchdog("predeploy-s3-watchdog", child.id(), dir.path());
         Process {
             child,
             watchdog,

@@ -407,14 +407,12 @@ fn counts_describe_the_dumped_data_while_the_database_is_written() {
         .stderr(std::process::Stdio::null())
         .spawn()
         .expect("start the writer");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while server.sql(&db, "SELECT COUNT(*) FROM events").trim() == "0" {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the writer never wrote"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
+    assert!(
+        predeploy_tests::pg::wait_until(std::time::Duration::from_secs(30), || {
+            server.sql(&db, "SELECT COUNT(*) FROM events").trim() != "0"
+        }),
+        "the writer never wrote"
+    );
     let store = tempfile::tempdir().expect("store");
     let out = backup(store.path(), &server.url(&db), &[]);
     let still_writing = writer.try_wait().expect("writer status").is_none();

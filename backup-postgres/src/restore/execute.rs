@@ -17,6 +17,17 @@ use crate::verify::{
 };
 
 impl PlannedDatabaseRestore {
+    /// An admin connection to the target server that knows the restore's work names.
+    async fn admin(&self) -> backup_core::Result<PgAdmin> {
+        let names = &self.names;
+        PgAdmin::connect(
+            &self.target_config,
+            &self.source_name,
+            &[&names.target, &names.restoring, &names.before],
+        )
+        .await
+    }
+
     /// See [`PlannedRestore::execute`] and the module docs.
     pub(super) async fn run(
         &self,
@@ -58,17 +69,7 @@ impl PlannedDatabaseRestore {
             Err(e) => {
                 // The error may have come after the server committed (a connection lost at
                 // COMMIT): look again before saying anything about the target.
-                let committed = match PgAdmin::connect(
-                    &plan.target_config,
-                    &plan.source_name,
-                    &[
-                        &plan.names.target,
-                        &plan.names.restoring,
-                        &plan.names.before,
-                    ],
-                )
-                .await
-                {
+                let committed = match plan.admin().await {
                     Ok(again) => again
                         .database(&plan.names.restoring)
                         .await
@@ -155,16 +156,7 @@ impl PlannedDatabaseRestore {
             Err(signal) => format!("interrupted by {signal} after the swap"),
         };
         step(&format!("{failure}: swapping back"));
-        let admin = PgAdmin::connect(
-            &plan.target_config,
-            &plan.source_name,
-            &[
-                &plan.names.target,
-                &plan.names.restoring,
-                &plan.names.before,
-            ],
-        )
-        .await;
+        let admin = plan.admin().await;
         let back = match &admin {
             Ok(admin) => admin
                 .swap_back(&plan.names, plan.summary.target_exists)
@@ -256,17 +248,7 @@ impl PlannedDatabaseRestore {
                 failures.join("; ")
             }));
         }
-        let admin = PgAdmin::connect(
-            &plan.target_config,
-            &plan.source_name,
-            &[
-                &plan.names.target,
-                &plan.names.restoring,
-                &plan.names.before,
-            ],
-        )
-        .await
-        .map_err(|e| untouched(e.to_string()))?;
+        let admin = plan.admin().await.map_err(|e| untouched(e.to_string()))?;
         let (_, server_major) = admin
             .inspector()
             .server_version()

@@ -12,9 +12,8 @@
 //! 3. **Carry out** ([`Gate::restore`]) through the backend's plan, with the gate's safety net:
 //!    the backup is verified first (a damaged one is refused with exit 4 before anything is
 //!    touched), the target is backed up (kind `safety`, verified to level 3) when it exists,
-//!    and a new copy is restored and compared before it replaces the target. PostgreSQL's
-//!    steps (the new database, the name swap, the check by name, the swap back) are described
-//!    in `backup_postgres::DatabaseRestorer`.
+//!    and a new copy is restored and compared before it replaces the target. Each backend's
+//!    restorer documents its own steps.
 //!
 //! A failure or SIGINT/SIGTERM before the target is replaced leaves it untouched; after, the
 //! change is undone. Both are exit 8 ([`GateError::Restore`], whose [`TargetState`] says
