@@ -260,9 +260,19 @@ impl PgInspector {
     ///
     /// When a query fails.
     pub async fn stats(&self) -> Result<(SourceStats, SchemaListing)> {
+        let started = std::time::Instant::now();
         let tables = self.row_counts().await?;
         let object_counts = self.object_counts().await?;
+        let counted = started.elapsed();
         let listing = self.schema_listing().await?;
+        // The listing runs on every backup and every level-4 check: its cost is worth seeing.
+        tracing::debug!(
+            "{}: row counts in {:.2}s, schema listing ({} entries) in {:.2}s",
+            self.source_name,
+            counted.as_secs_f64(),
+            listing.entries().len(),
+            (started.elapsed() - counted).as_secs_f64()
+        );
         let stats = SourceStats {
             tables,
             object_counts,

@@ -163,12 +163,12 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
         }
         Command::List => {
             let gate = Gate::from_settings(&settings(&cli, None)?, false)?;
-            out.list(&gate, &gate.list().await?);
+            out.list(&gate, &gate.commands().list().await?);
             Ok(0)
         }
         Command::Show { backup } => {
             let gate = Gate::from_settings(&settings(&cli, None)?, false)?;
-            out.show(&gate.show(backup).await?);
+            out.show(&gate.commands().show(backup).await?);
             Ok(0)
         }
         Command::Verify { backup, all, level } => {
@@ -197,7 +197,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
                 },
             };
             let gate = Gate::from_settings(&settings, false)?;
-            out.checked(&gate.check(&query).await?);
+            out.checked(&gate.commands().check(&query).await?);
             Ok(0)
         }
         Command::Prune(args) => prune::prune(&cli, args, out).await,
@@ -205,7 +205,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
         Command::Unpin { backup } => prune::unpin(&cli, backup, out).await,
         Command::Doctor => {
             let gate = Gate::from_settings(&settings(&cli, None)?, true)?;
-            let report = gate.doctor().await;
+            let report = gate.commands().doctor().await;
             out.doctor(&report);
             Ok(if report.ok() {
                 0

@@ -76,7 +76,7 @@ impl Output {
                 "manifest": o.manifest,
                 "verification": o.verification,
                 "last_deployment_file": last_file,
-                "runbook": gate.runbook(&o.manifest),
+                "runbook": gate.inventory().runbook(&o.manifest),
             }));
             return;
         }

@@ -35,7 +35,7 @@ pub async fn restore(cli: &Cli, args: &RestoreArgs, out: &Output) -> Result<u8, 
     request.to.clone_from(&args.to);
     request.terminate_connections = args.terminate_connections;
     request.allow_production = args.allow_production;
-    let plan = gate.plan_restore(&request).await?;
+    let plan = gate.commands().plan_restore(&request).await?;
     print_plan(out, &plan, args.dry_run);
     if args.dry_run {
         if out.json {
@@ -167,7 +167,7 @@ fn print_outcome(out: &Output, o: &RestoreOutcome) {
 pub fn print_runbook(gate: &Gate, manifest: &Manifest, out: &Output) {
     if !out.quiet && !out.json {
         eprintln!("to roll back to backup {}:", manifest.id);
-        for line in gate.runbook(manifest).to_text().lines() {
+        for line in gate.inventory().runbook(manifest).to_text().lines() {
             eprintln!("  {line}");
         }
     }

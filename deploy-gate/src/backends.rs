@@ -2,15 +2,37 @@
 //! their config sections, their environment variables, and their construction. Everything
 //! else reaches them through [`Registry`].
 
-use std::path::PathBuf;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use backup_core::Registry;
 use backup_mysql::{MysqlBackend, MysqlSection};
+use backup_objectstore::S3Settings;
 use backup_objectstore::bucket::BucketBackend;
 use backup_postgres::{BIN_DIR_ENV, PostgresBackend, PostgresSection};
 
-use crate::config::Settings;
+/// What the backends of the command line are configured from: the parts of
+/// [`crate::Settings`] they read (see [`crate::Settings::backend_config`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BackendConfig<'a> {
+    /// The config file's backend sections (`[postgres]`, `[mysql]`), by name.
+    pub sections: &'a BTreeMap<String, toml::Value>,
+    /// The values of the backends' environment variables that are set.
+    pub env: &'a BTreeMap<String, String>,
+    /// Where test restores go (`--verify-restore-url`), when not the source's own server.
+    pub verify_restore_url: Option<&'a str>,
+    /// Parallel jobs of a test restore.
+    pub verify_jobs: u32,
+    /// Where test restores stage their dumps.
+    pub verify_temp_dir: Option<&'a Path>,
+    /// S3 settings of bucket sources and targets.
+    pub s3: &'a S3Settings,
+    /// Concurrent object transfers of bucket sources.
+    pub bucket_concurrency: usize,
+    /// Whether a bucket backup re-reads the blobs it reuses.
+    pub bucket_verify_reused: bool,
+}
 
 /// A source flag shown in hints.
 pub const EXAMPLE_SOURCE: &str = "db=postgres://app@localhost/app";
@@ -47,20 +69,20 @@ fn mysql_section(value: &toml::Value) -> Result<MysqlSection, String> {
 }
 
 /// A backend's tool directory: its environment variable `env`, else `bin_dir` of its section.
-fn tool_dir(settings: &Settings, env: &str, from_section: Option<PathBuf>) -> Option<PathBuf> {
-    settings
-        .backend_env
-        .get(env)
-        .map(PathBuf::from)
-        .or(from_section)
+fn tool_dir(
+    config: &BackendConfig<'_>,
+    env: &str,
+    from_section: Option<PathBuf>,
+) -> Option<PathBuf> {
+    config.env.get(env).map(PathBuf::from).or(from_section)
 }
 
-/// The backends of the command line, configured from `settings`: PostgreSQL, MySQL/MariaDB,
+/// The backends of the command line, configured from `config`: PostgreSQL, MySQL/MariaDB,
 /// then buckets and directories.
-pub fn registry(settings: &Settings) -> Registry {
-    let sections = &settings.backend_sections;
+pub fn registry(config: &BackendConfig<'_>) -> Registry {
+    let sections = config.sections;
     let bin_dir = tool_dir(
-        settings,
+        config,
         BIN_DIR_ENV,
         sections
             .get("postgres")
@@ -68,7 +90,7 @@ pub fn registry(settings: &Settings) -> Registry {
             .and_then(|s| s.bin_dir),
     );
     let mysql_bin_dir = tool_dir(
-        settings,
+        config,
         backup_mysql::BIN_DIR_ENV,
         sections
             .get("mysql")
@@ -78,18 +100,18 @@ pub fn registry(settings: &Settings) -> Registry {
     Registry::new()
         .with(Arc::new(PostgresBackend {
             bin_dir,
-            verify_restore_url: settings.verify_restore_url.clone(),
-            verify_jobs: settings.verify_jobs,
-            verify_temp_dir: settings.verify_temp_dir.clone(),
+            verify_restore_url: config.verify_restore_url.map(str::to_owned),
+            verify_jobs: config.verify_jobs,
+            verify_temp_dir: config.verify_temp_dir.map(Path::to_path_buf),
             archive_only: false,
         }))
         .with(Arc::new(MysqlBackend {
             bin_dir: mysql_bin_dir,
         }))
         .with(Arc::new(BucketBackend {
-            s3: settings.s3.clone(),
-            concurrency: settings.bucket_concurrency,
-            verify_reused: settings.bucket_verify_reused,
+            s3: config.s3.clone(),
+            concurrency: config.bucket_concurrency,
+            verify_reused: config.bucket_verify_reused,
         }))
 }
 

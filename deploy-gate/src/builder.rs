@@ -24,7 +24,7 @@ use crate::gate::Gate;
 /// let store = ObjectStoreStore::local("/var/backups/app".as_ref())?;
 /// let gate = Gate::builder(store)
 ///     .environment("production")
-///     .source("db", "postgres://app@localhost/app")?
+///     .source("db", std::env::var("DATABASE_URL").unwrap_or_default())?
 ///     .build()?;
 /// let backup = BackupRequest { kind: BackupKind::PreDeploy, deploy: Default::default() };
 /// let run = RunRequest { backup: &backup, retention: None, workdir: None, rollback: None };
@@ -146,16 +146,16 @@ impl GateBuilder {
                     .map_err(|e| GateError::usage(e.to_string()))
             })
             .collect::<Result<Vec<_>>>()?;
-        let (verifiers, reverifiers) = crate::gate::verifiers_of(&self.backends, &self.sources)?;
+        let (verifiers, reverifiers) = crate::backups::verifiers_of(&self.backends, &self.sources)?;
         let mut gate = Gate::new(self.store, self.environment, snapshotters, verifiers)
             .with_verify_level(self.verify_level)
             .with_required_level(self.required_level);
-        gate.reverifiers = Some(reverifiers);
-        gate.backends = self.backends;
+        gate.setup.reverifiers = Some(reverifiers);
+        gate.scope.backends = self.backends;
         if let Some(ttl) = self.lock_ttl {
-            gate.lock_ttl = ttl;
+            gate.scope.lock_ttl = ttl;
         }
-        gate.wait_lock = self.wait_lock;
+        gate.scope.wait_lock = self.wait_lock;
         Ok(gate)
     }
 }

@@ -2,13 +2,13 @@
 //! needs, releases them on every path, and returns a report value. The binary parses, calls
 //! one of these and renders; an embedder calls the same. `run` is [`Gate::run`].
 
-use std::future::Future;
-
 use backup_core::{VerificationLevel, VerificationRecord};
 
-use crate::LockGuard;
+use crate::backups::{BackupOutcome, BackupRequest};
+use crate::doctor::DoctorReport;
 use crate::error::Result;
-use crate::gate::{BackupOutcome, BackupRequest, Gate};
+use crate::gate::Gate;
+use crate::inventory::{BackupDetails, BackupListing, CheckOutcome, CheckQuery};
 use crate::pins::{PinOutcome, UnpinOutcome};
 use crate::prune::{AutoRetention, PruneOptions, PruneReport};
 use crate::restore::{RestoreOutcome, RestorePlan, RestoreRequest};
@@ -34,13 +34,6 @@ impl Gate {
     pub fn commands(&self) -> Commands<'_> {
         Commands { gate: self }
     }
-
-    /// Runs `body` under `guard`, then releases it (whatever `body` returned).
-    async fn holding<T>(&self, guard: LockGuard, body: impl Future<Output = T>) -> T {
-        let out = body.await;
-        self.unlock(guard).await;
-        out
-    }
 }
 
 impl Commands<'_> {
@@ -49,21 +42,21 @@ impl Commands<'_> {
     ///
     /// # Errors
     ///
-    /// As [`Gate::lock`] and [`Gate::backup`].
+    /// As [`crate::Scope::lock`] and [`crate::Backups::backup`].
     pub async fn backup(
         &self,
         request: &BackupRequest,
         retention: Option<&RetentionSettings>,
     ) -> Result<BackupReport> {
-        let g = self.gate;
-        let guard = g.lock("backup", request.deploy.commit.clone()).await?;
+        let (g, s) = (self.gate, self.gate.scope());
+        let guard = s.lock("backup", request.deploy.commit.clone()).await?;
         let report = async {
-            let outcome = g.backup_locked(request, Some(&guard)).await?;
-            let retention = g.retain_after_backup(retention, &outcome).await;
+            let outcome = g.backups().backup_locked(request, Some(&guard)).await?;
+            let retention = g.pruner().retain_after_backup(retention, &outcome).await;
             Ok(BackupReport { outcome, retention })
         }
         .await;
-        g.unlock(guard).await;
+        s.unlock(guard).await;
         report
     }
 
@@ -73,22 +66,22 @@ impl Commands<'_> {
     ///
     /// # Errors
     ///
-    /// As [`Gate::verify_stored`]; [`crate::GateError::LockHeld`] when a prune holds the lock.
+    /// As [`crate::Backups::verify_stored`]; [`crate::GateError::LockHeld`] when a prune holds the lock.
     pub async fn verify(
         &self,
         selector: &str,
         all: bool,
         level: Option<VerificationLevel>,
     ) -> Result<Vec<VerificationRecord>> {
-        let g = self.gate;
+        let (g, s) = (self.gate, self.gate.scope());
         let environment = match all {
-            true => g.environment().to_owned(),
-            false => g.resolve(selector).await?.environment,
+            true => s.environment().to_owned(),
+            false => g.inventory().resolve(selector).await?.environment,
         };
-        let guard = g
-            .lock_retention(&environment, "verify", g.wait_lock())
+        let guard = s
+            .lock_retention(&environment, "verify", s.wait_lock())
             .await?;
-        g.holding(guard, g.verify_stored(Some(selector), all, level))
+        s.holding(guard, g.backups().verify_stored(Some(selector), all, level))
             .await
     }
 
@@ -97,20 +90,20 @@ impl Commands<'_> {
     ///
     /// # Errors
     ///
-    /// As [`Gate::prune`]; a plan over budget is in the report ([`PruneReport::refusal`]).
+    /// As [`crate::Pruner::prune`]; a plan over budget is in the report ([`PruneReport::refusal`]).
     pub async fn prune(
         &self,
         retention: Option<&RetentionSettings>,
         options: &PruneOptions,
     ) -> Result<PruneReport> {
-        let g = self.gate;
+        let (g, s) = (self.gate, self.gate.scope());
         let body = async {
-            let mut report = g.prune(retention, options).await?;
+            let mut report = g.pruner().prune(retention, options).await?;
             if options.apply && !report.refused {
-                g.collect_leftovers(&mut report).await;
+                g.pruner().collect_leftovers(&mut report).await;
             }
             if !report.refused {
-                g.collect_blobs(&mut report, options.apply).await;
+                g.pruner().collect_blobs(&mut report, options.apply).await;
             }
             Ok(report)
         };
@@ -118,19 +111,19 @@ impl Commands<'_> {
         if !options.apply {
             return body.await;
         }
-        let run_guard = g.lock("prune", None).await?;
-        let retention_guard = match g
-            .lock_retention(g.environment(), "prune", g.wait_lock())
+        let run_guard = s.lock("prune", None).await?;
+        let retention_guard = match s
+            .lock_retention(s.environment(), "prune", s.wait_lock())
             .await
         {
             Ok(guard) => guard,
             Err(e) => {
-                g.unlock(run_guard).await;
+                s.unlock(run_guard).await;
                 return Err(e);
             }
         };
-        let report = g.holding(retention_guard, body).await;
-        g.unlock(run_guard).await;
+        let report = s.holding(retention_guard, body).await;
+        s.unlock(run_guard).await;
         report
     }
 
@@ -139,31 +132,32 @@ impl Commands<'_> {
     ///
     /// # Errors
     ///
-    /// As [`Gate::pin`] and [`Gate::lock_retention`].
+    /// As [`crate::Inventory::pin`] and [`crate::Scope::lock_retention`].
     pub async fn pin(&self, selector: &str, note: Option<String>) -> Result<PinOutcome> {
-        let g = self.gate;
-        let manifest = g.resolve(selector).await?;
-        let guard = g
-            .lock_retention(&manifest.environment, "pin", g.wait_lock())
+        let (g, s) = (self.gate, self.gate.scope());
+        let manifest = g.inventory().resolve(selector).await?;
+        let guard = s
+            .lock_retention(&manifest.environment, "pin", s.wait_lock())
             .await?;
-        g.holding(guard, g.pin(manifest.id.as_str(), note)).await
+        s.holding(guard, g.inventory().pin(manifest.id.as_str(), note))
+            .await
     }
 
     /// `unpin ID`: like `pin`; a pin whose backup is gone races with nothing and needs no lock.
     ///
     /// # Errors
     ///
-    /// As [`Gate::unpin`] and [`Gate::lock_retention`].
+    /// As [`crate::Inventory::unpin`] and [`crate::Scope::lock_retention`].
     pub async fn unpin(&self, selector: &str) -> Result<UnpinOutcome> {
-        let g = self.gate;
-        match g.resolve(selector).await {
+        let (g, s) = (self.gate, self.gate.scope());
+        match g.inventory().resolve(selector).await {
             Ok(m) => {
-                let guard = g
-                    .lock_retention(&m.environment, "unpin", g.wait_lock())
+                let guard = s
+                    .lock_retention(&m.environment, "unpin", s.wait_lock())
                     .await?;
-                g.holding(guard, g.unpin(selector)).await
+                s.holding(guard, g.inventory().unpin(selector)).await
             }
-            Err(_) => g.unpin(selector).await,
+            Err(_) => g.inventory().unpin(selector).await,
         }
     }
 
@@ -172,14 +166,56 @@ impl Commands<'_> {
     ///
     /// # Errors
     ///
-    /// As [`Gate::restore`] and [`Gate::lock`].
+    /// As [`crate::Restores::restore`] and [`crate::Scope::lock`].
     pub async fn restore(
         &self,
         plan: RestorePlan,
         request: &RestoreRequest,
     ) -> Result<RestoreOutcome> {
-        let g = self.gate;
-        let guard = g.lock("restore", None).await?;
-        g.holding(guard, g.restore(plan, request)).await
+        let (g, s) = (self.gate, self.gate.scope());
+        let guard = s.lock("restore", None).await?;
+        s.holding(guard, g.restores().restore(plan, request)).await
+    }
+
+    /// `list`: every readable backup of the environment, newest first (reads only).
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Inventory::list`].
+    pub async fn list(&self) -> Result<Vec<BackupListing>> {
+        self.gate.inventory().list().await
+    }
+
+    /// `show ID|last`: one backup with its verifications and runbook (reads only).
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Inventory::show`].
+    pub async fn show(&self, selector: &str) -> Result<BackupDetails> {
+        self.gate.inventory().show(selector).await
+    }
+
+    /// `check`: the newest backup matching `query` with a passing verification (reads only).
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Inventory::check`] (exit 7 when none matches).
+    pub async fn check(&self, query: &CheckQuery) -> Result<CheckOutcome> {
+        self.gate.inventory().check(query).await
+    }
+
+    /// `restore`'s first half: the plan and its preflight, for the operator to confirm (writes
+    /// nothing, takes no lock).
+    ///
+    /// # Errors
+    ///
+    /// As [`crate::Restores::plan_restore`].
+    pub async fn plan_restore(&self, request: &RestoreRequest) -> Result<RestorePlan> {
+        self.gate.restores().plan_restore(request).await
+    }
+
+    /// `doctor`: every probe of the store and the sources (writes only under `.probe/`).
+    pub async fn doctor(&self) -> DoctorReport {
+        self.gate.doctor().run().await
     }
 }

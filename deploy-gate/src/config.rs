@@ -193,6 +193,20 @@ pub struct Settings {
 pub type EnvLookup<'a> = &'a dyn Fn(&str) -> Option<String>;
 
 impl Settings {
+    /// What the backends are configured from (see [`crate::registry`]).
+    pub fn backend_config(&self) -> crate::backends::BackendConfig<'_> {
+        crate::backends::BackendConfig {
+            sections: &self.backend_sections,
+            env: &self.backend_env,
+            verify_restore_url: self.verify_restore_url.as_deref(),
+            verify_jobs: self.verify_jobs,
+            verify_temp_dir: self.verify_temp_dir.as_deref(),
+            s3: &self.s3,
+            bucket_concurrency: self.bucket_concurrency,
+            bucket_verify_reused: self.bucket_verify_reused,
+        }
+    }
+
     /// Resolves flags, environment and config file.
     ///
     /// # Errors

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{GateError, Result};
-use crate::gate::Gate;
+use crate::inventory::Inventory;
 
 /// The format of deployment records this version writes.
 pub const DEPLOYMENT_FORMAT_VERSION: u32 = 1;
@@ -45,7 +45,7 @@ pub struct DeploymentRecord {
     pub extra: Map<String, Value>,
 }
 
-impl Gate {
+impl Inventory<'_> {
     /// Records that the deploy protected by `manifest` succeeded: appends
     /// `deployments/<env>/<now>.json` (create-only).
     ///
@@ -56,17 +56,17 @@ impl Gate {
     pub async fn record_deployment(&self, manifest: &Manifest) -> Result<DeploymentRecord> {
         let record = DeploymentRecord {
             format_version: DEPLOYMENT_FORMAT_VERSION,
-            environment: self.environment.clone(),
-            deployed_at: self.clock.now(),
+            environment: self.scope.environment.clone(),
+            deployed_at: self.scope.clock.now(),
             backup_id: manifest.id.clone(),
             commit: manifest.deploy.commit.clone(),
             branch: manifest.deploy.branch.clone(),
             tag: manifest.deploy.tag.clone(),
-            host: self.host.clone(),
+            host: self.scope.host.clone(),
             tool: ToolInfo::current(),
             extra: Map::new(),
         };
-        let key = layout::deployment_key(&self.environment, record.deployed_at);
+        let key = layout::deployment_key(&self.scope.environment, record.deployed_at);
         let store_err = |source| GateError::Store {
             context: format!("cannot record the deployment in {key}"),
             source,
@@ -74,7 +74,8 @@ impl Gate {
         let json = serde_json::to_vec_pretty(&record).map_err(|e| GateError::Internal {
             message: format!("cannot serialize the deployment record: {e}"),
         })?;
-        self.store
+        self.scope
+            .store
             .put_bytes(&key, json.into(), WriteMode::CreateOnly)
             .await
             .map_err(store_err)?;
@@ -89,14 +90,15 @@ impl Gate {
     ///
     /// [`GateError::Store`] when the store cannot be listed or read.
     pub async fn deployments(&self) -> Result<Vec<DeploymentRecord>> {
-        let prefix = layout::deployments_prefix(&self.environment);
+        let prefix = layout::deployments_prefix(&self.scope.environment);
         let store_err = |source| GateError::Store {
             context: format!("cannot read the deployment records under {prefix}"),
             source,
         };
         let mut out = Vec::new();
-        for obj in self.store.list(&prefix).await.map_err(store_err)? {
+        for obj in self.scope.store.list(&prefix).await.map_err(store_err)? {
             let bytes = self
+                .scope
                 .store
                 .get_small(&obj.key, MAX_DOCUMENT_SIZE)
                 .await

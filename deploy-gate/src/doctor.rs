@@ -3,13 +3,13 @@
 
 use std::time::Instant;
 
-use backup_core::{ByteStream, Store, StoreExt, WriteMode};
+use backup_core::{ByteStream, DynSnapshotter, Store, StoreExt, WriteMode};
 use backup_objectstore::{StoreLock, error_chain};
 use bytes::Bytes;
 use jiff::Timestamp;
 use serde::Serialize;
 
-use crate::gate::Gate;
+use crate::scope::Scope;
 
 /// Outcome of one probe.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -89,12 +89,19 @@ fn fail(e: &dyn std::error::Error, action: impl Into<String>) -> (ProbeStatus, S
     (ProbeStatus::Fail, error_chain(e), action.into())
 }
 
-impl Gate {
+/// The probes of `doctor` over a [`Scope`] and its sources: see [`crate::Gate::doctor`].
+#[derive(Debug, Clone, Copy)]
+pub struct Doctor<'g> {
+    pub(crate) scope: &'g Scope,
+    pub(crate) snapshotters: &'g [DynSnapshotter],
+}
+
+impl Doctor<'_> {
     /// Runs every probe against the store and the sources. Writes only under `.probe/` and
     /// removes what it wrote.
-    pub async fn doctor(&self) -> DoctorReport {
+    pub async fn run(&self) -> DoctorReport {
         let mut rec = Recorder { probes: Vec::new() };
-        let store = self.store.as_ref();
+        let store = self.scope.store.as_ref();
         let key = format!(
             ".probe/doctor-{}-{}",
             std::process::id(),
@@ -289,7 +296,7 @@ impl Gate {
         );
 
         if store.capabilities().local
-            && let Some(backup_objectstore::StoreUrl::Local(dir)) = &self.store_url
+            && let Some(backup_objectstore::StoreUrl::Local(dir)) = &self.scope.store_url
         {
             let t = Instant::now();
             use std::os::unix::fs::PermissionsExt;
@@ -317,14 +324,18 @@ impl Gate {
 
     async fn finish_doctor(&self, mut rec: Recorder) -> DoctorReport {
         let t = Instant::now();
-        let lock = StoreLock::new(self.store.clone(), &self.environment, self.lock_ttl);
+        let lock = StoreLock::new(
+            self.scope.store.clone(),
+            &self.scope.environment,
+            self.scope.lock_ttl,
+        );
         rec.add(
             "store",
             "lock",
             t,
             match lock.holders().await {
                 Ok(h) if h.is_empty() => ok(
-                    format!("environment {} is not locked", self.environment),
+                    format!("environment {} is not locked", self.scope.environment),
                     "a run can start now",
                 ),
                 Ok(h) => {
@@ -359,7 +370,7 @@ impl Gate {
                 Err(e) => fail(&e, "locks need list and read access under locks/"),
             },
         );
-        for s in &self.snapshotters {
+        for s in self.snapshotters {
             let t = Instant::now();
             let subject = format!("source {}", s.source_name());
             let r = match s.preflight().await {
@@ -384,8 +395,8 @@ impl Gate {
             rec.add(&subject, "preflight", t, r);
         }
         DoctorReport {
-            store: self.store.name().to_owned(),
-            environment: self.environment.clone(),
+            store: self.scope.store.name().to_owned(),
+            environment: self.scope.environment.clone(),
             probes: rec.probes,
         }
     }

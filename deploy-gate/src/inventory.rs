@@ -1,11 +1,20 @@
-//! Backups already in the store: list, resolve `last`, show with a runbook, re-verify.
+//! [`Inventory`]: what the store holds — backups (list, resolve `last`, show with a runbook,
+//! check), pins (`pins.rs`) and deployment records (`deployments.rs`).
 
-use backup_core::{BackupId, Manifest, StoreExt, VerificationLevel, VerificationRecord};
+use backup_core::{
+    BackupId, BackupKind, Manifest, StoreExt, VerificationLevel, VerificationRecord,
+};
 use serde::Serialize;
 
 use crate::error::{GateError, Result};
-use crate::gate::Gate;
 use crate::runbook::{Runbook, runbook};
+use crate::scope::Scope;
+
+/// The backups, pins and deployment records of a [`Scope`]: see [`crate::Gate::inventory`].
+#[derive(Debug, Clone, Copy)]
+pub struct Inventory<'g> {
+    pub(crate) scope: &'g Scope,
+}
 
 /// One backup as listed.
 #[derive(Debug, Clone, Serialize)]
@@ -27,7 +36,7 @@ pub struct BackupDetails {
     pub runbook: Runbook,
 }
 
-impl Gate {
+impl Inventory<'_> {
     /// Every readable backup of this gate's environment, newest first.
     ///
     /// # Errors
@@ -35,23 +44,29 @@ impl Gate {
     /// [`GateError::Store`] when the store cannot be listed.
     pub async fn list(&self) -> Result<Vec<BackupListing>> {
         let store_err = |source| GateError::Store {
-            context: format!("cannot list {}", self.store.name()),
+            context: format!("cannot list {}", self.scope.store.name()),
             source,
         };
-        let ids = self.store.list_backup_ids().await.map_err(store_err)?;
+        let ids = self
+            .scope
+            .store
+            .list_backup_ids()
+            .await
+            .map_err(store_err)?;
         let mut out = Vec::new();
         for id in ids.into_iter().rev() {
-            let manifest = match self.store.read_manifest(&id).await {
+            let manifest = match self.scope.store.read_manifest(&id).await {
                 Ok(m) => m,
                 Err(e) => {
                     tracing::warn!("skipping backup {id}: {e}");
                     continue;
                 }
             };
-            if manifest.environment != self.environment {
+            if manifest.environment != self.scope.environment {
                 continue;
             }
             let last_verification = self
+                .scope
                 .store
                 .read_verifications(&id)
                 .await
@@ -75,48 +90,91 @@ impl Gate {
     /// [`GateError::Usage`] when there is no such backup.
     pub async fn resolve(&self, selector: &str) -> Result<Manifest> {
         if selector == "last" || selector == "latest" {
-            let ids = self
-                .store
-                .list_backup_ids()
-                .await
-                .map_err(|source| GateError::Store {
-                    context: format!("cannot list {}", self.store.name()),
-                    source,
-                })?;
+            let ids =
+                self.scope
+                    .store
+                    .list_backup_ids()
+                    .await
+                    .map_err(|source| GateError::Store {
+                        context: format!("cannot list {}", self.scope.store.name()),
+                        source,
+                    })?;
             for id in ids.into_iter().rev() {
-                match self.store.read_manifest(&id).await {
-                    Ok(m) if m.environment == self.environment => return Ok(m),
+                match self.scope.store.read_manifest(&id).await {
+                    Ok(m) if m.environment == self.scope.environment => return Ok(m),
                     Ok(_) => {}
                     Err(e) => tracing::warn!("skipping backup {id}: {e}"),
                 }
             }
             return Err(GateError::usage(format!(
                 "there is no backup of environment {:?} in {}",
-                self.environment,
-                self.store.name()
+                self.scope.environment,
+                self.scope.store.name()
             )));
         }
         let id: BackupId = selector
             .parse()
             .map_err(|e: backup_core::Error| GateError::usage(e.to_string()))?;
-        self.store.read_manifest(&id).await.map_err(|e| match e {
-            backup_core::Error::NotFound { .. } => {
-                GateError::usage(format!("there is no backup {id} in {}", self.store.name()))
-            }
-            source => GateError::Store {
-                context: format!("cannot read backup {id}"),
+        self.scope
+            .store
+            .read_manifest(&id)
+            .await
+            .map_err(|e| match e {
+                backup_core::Error::NotFound { .. } => GateError::usage(format!(
+                    "there is no backup {id} in {}",
+                    self.scope.store.name()
+                )),
+                source => GateError::Store {
+                    context: format!("cannot read backup {id}"),
+                    source,
+                },
+            })
+    }
+
+    /// Resolves `last` for a restore: the newest backup of the environment that is not a safety
+    /// backup (restoring a safety backup needs its id).
+    ///
+    /// # Errors
+    ///
+    /// As [`Inventory::resolve`].
+    pub async fn resolve_restorable(&self, selector: &str) -> Result<Manifest> {
+        if selector != "last" && selector != "latest" {
+            return self.resolve(selector).await;
+        }
+        let ids = self
+            .scope
+            .store
+            .list_backup_ids()
+            .await
+            .map_err(|source| GateError::Store {
+                context: format!("cannot list {}", self.scope.store.name()),
                 source,
-            },
-        })
+            })?;
+        for id in ids.into_iter().rev() {
+            match self.scope.store.read_manifest(&id).await {
+                Ok(m)
+                    if m.environment == self.scope.environment && m.kind != BackupKind::Safety =>
+                {
+                    return Ok(m);
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!("skipping backup {id}: {e}"),
+            }
+        }
+        Err(GateError::usage(format!(
+            "there is no backup of environment {:?} to restore in {} (safety backups are restored by id)",
+            self.scope.environment,
+            self.scope.store.name()
+        )))
     }
 
     /// The commands to roll back to `manifest` (what `show` and the end of `run` print).
     pub fn runbook(&self, manifest: &Manifest) -> Runbook {
         runbook(
             manifest,
-            self.store_url.as_ref(),
-            &self.environment,
-            &self.backends,
+            self.scope.store_url.as_ref(),
+            &self.scope.environment,
+            &self.scope.backends,
         )
     }
 
@@ -127,66 +185,24 @@ impl Gate {
     ///
     /// # Errors
     ///
-    /// As [`Gate::resolve`].
+    /// As [`Inventory::resolve`].
     pub async fn show(&self, selector: &str) -> Result<BackupDetails> {
         let manifest = self.resolve_restorable(selector).await?;
-        let verifications =
-            self.store
-                .read_verifications(&manifest.id)
-                .await
-                .map_err(|source| GateError::Store {
-                    context: format!("cannot read the verifications of {}", manifest.id),
-                    source,
-                })?;
+        let verifications = self
+            .scope
+            .store
+            .read_verifications(&manifest.id)
+            .await
+            .map_err(|source| GateError::Store {
+                context: format!("cannot read the verifications of {}", manifest.id),
+                source,
+            })?;
         let runbook = self.runbook(&manifest);
         Ok(BackupDetails {
             manifest,
             verifications,
             runbook,
         })
-    }
-
-    /// Re-verifies stored backups (`last`, an id, or every backup with `all`), appending a record
-    /// to each. `level`: attempt and require that level; `None`: the gate's configured levels.
-    /// Returns every record; the error, if any, comes after all were checked.
-    ///
-    /// # Errors
-    ///
-    /// [`GateError::Verification`] (4) when any backup failed; usage errors as [`Gate::resolve`].
-    pub async fn verify_stored(
-        &self,
-        selector: Option<&str>,
-        all: bool,
-        level: Option<VerificationLevel>,
-    ) -> Result<Vec<VerificationRecord>> {
-        let (requested, required) =
-            level.map_or((self.verify_level, self.verify_required), |l| (l, l));
-        let manifests = if all {
-            self.list().await?.into_iter().map(|l| l.manifest).collect()
-        } else {
-            vec![self.resolve(selector.unwrap_or("last")).await?]
-        };
-        if let [single] = manifests.as_slice() {
-            return Ok(vec![
-                self.reverify_manifest(single, requested, required).await?,
-            ]);
-        }
-        let mut records = Vec::new();
-        let mut failures = Vec::new();
-        for m in &manifests {
-            match self.reverify_manifest(m, requested, required).await {
-                Ok(r) => records.push(r),
-                Err(e @ GateError::VerificationInterrupted { .. }) => return Err(e),
-                Err(e) => failures.push(e.to_string()),
-            }
-        }
-        if !failures.is_empty() {
-            return Err(GateError::Verification {
-                id: format!("{} of {} backups", failures.len(), manifests.len()),
-                summary: failures.join("\n"),
-            });
-        }
-        Ok(records)
     }
 }
 
@@ -210,7 +226,7 @@ pub struct CheckOutcome {
     pub verification: VerificationRecord,
 }
 
-impl Gate {
+impl Inventory<'_> {
     /// Finds the newest backup of this environment matching `query` with a passing verification
     /// at `query.level` or higher. Lets CI split "back up" and "deploy" into separate jobs.
     ///
@@ -226,7 +242,7 @@ impl Gate {
                 "--commit {c:?} must be a commit SHA of at least 7 hex digits"
             )));
         }
-        let now = self.clock.now();
+        let now = self.scope.clock.now();
         let backups = self.list().await?;
         let total = backups.len();
         let for_commit: Vec<&BackupListing> = backups
@@ -247,7 +263,7 @@ impl Gate {
             })
             .collect();
         let describe = || {
-            let mut parts = vec![format!("environment {:?}", self.environment)];
+            let mut parts = vec![format!("environment {:?}", self.scope.environment)];
             if let Some(c) = &query.commit {
                 parts.push(format!("commit {c}"));
             }
@@ -260,7 +276,7 @@ impl Gate {
         if total == 0 {
             return fail(format!(
                 "there is no backup at all in {}",
-                self.store.name()
+                self.scope.store.name()
             ));
         }
         if for_commit.is_empty() {
@@ -282,6 +298,7 @@ impl Gate {
         }
         for b in &recent {
             let records = self
+                .scope
                 .store
                 .read_verifications(&b.manifest.id)
                 .await

@@ -13,11 +13,12 @@
 //!
 //! // A gate over the in-memory store with no sources: listing works, backups refuse.
 //! let gate = Gate::new(Arc::new(MemoryStore::new()), "default", vec![], vec![]);
-//! assert!(gate.list().await.unwrap().is_empty());
+//! assert!(gate.commands().list().await.unwrap().is_empty());
 //! # }
 //! ```
 
 mod backends;
+mod backups;
 mod builder;
 mod commands;
 mod config;
@@ -31,7 +32,7 @@ mod inventory;
 mod lock;
 
 pub use backup_objectstore::{Lease, LockGuard};
-pub use doctor::{DoctorReport, Probe, ProbeStatus};
+pub use doctor::{Doctor, DoctorReport, Probe, ProbeStatus};
 pub use lock::BLOB_COLLECTION_WAIT;
 mod pins;
 mod prune;
@@ -39,8 +40,11 @@ mod restore;
 mod retention;
 mod run;
 mod runbook;
+mod scope;
 
-pub use backends::{default_registry, registry};
+pub use backends::{BackendConfig, default_registry, registry};
+pub use backup_core::disk::human_bytes;
+pub use backups::{BackupOutcome, BackupRequest, BackupSetup, Backups};
 pub use builder::GateBuilder;
 pub use commands::{BackupReport, Commands};
 pub use config::{
@@ -53,14 +57,16 @@ pub use deploy::{
 };
 pub use deployments::{DEPLOYMENT_FORMAT_VERSION, DeploymentRecord, protected_releases};
 pub use error::{ExitCode, GateError, Result, TargetState};
-pub use gate::{BackupOutcome, BackupRequest, Gate, host_name, human_bytes};
+pub use gate::Gate;
 pub use git::{ci_run_url, detect_deploy_info};
-pub use inventory::{BackupDetails, BackupListing, CheckOutcome, CheckQuery};
+pub use inventory::{BackupDetails, BackupListing, CheckOutcome, CheckQuery, Inventory};
 pub use pins::{PIN_FORMAT_VERSION, PinOutcome, PinRecord, UnpinOutcome};
-pub use prune::{AutoRetention, LEFTOVER_GRACE_DAYS, PruneOptions, PruneReport, SkippedRemoval};
+pub use prune::{
+    AutoRetention, LEFTOVER_GRACE_DAYS, PruneOptions, PruneReport, Pruner, SkippedRemoval,
+};
 pub use restore::{
-    CONFIRM_RESTORE_ENV, PAUSE_POINTS, RestoreOutcome, RestorePlan, RestoreRequest, RollbackReport,
-    RolledBack, pause_at,
+    CONFIRM_RESTORE_ENV, PAUSE_POINTS, RestoreOutcome, RestorePlan, RestoreRequest, Restores,
+    RollbackReport, RolledBack, pause_at,
 };
 pub use retention::{
     KeepSection, RetentionSection, RetentionSettings, Share, parse_expire_in, parse_kind,
@@ -68,6 +74,7 @@ pub use retention::{
 };
 pub use run::{DeployContext, Deployed, Rollback, RunEnd, RunEvents, RunReport, RunRequest};
 pub use runbook::{Runbook, RunbookStep, runbook};
+pub use scope::{Scope, host_name};
 
 /// The core types callers of this crate see in its results.
 pub use backup_core::{

@@ -1,30 +1,31 @@
 //! The leases the gate takes (see `backup_objectstore::StoreLock` for the protocol):
 //!
 //! - the **run lock**: one `run`/`backup`/`restore`/`prune --yes` at a time per store and
-//!   environment ([`Gate::lock`]);
+//!   environment ([`Scope::lock`]);
 //! - the **retention lock** of an environment: removals of its backups (`prune --yes`, the
 //!   retention after a backup) against `pin`, `unpin` and `verify`, which must not see a backup
-//!   disappear half-way ([`Gate::lock_retention`]). It is held for the length of one such
+//!   disappear half-way ([`Scope::lock_retention`]). It is held for the length of one such
 //!   command, never through a deploy command, so a deploy script may pin or verify;
 //! - the store-wide **blob leases**: a backup that stores or reuses blobs, in any environment,
 //!   against a blob collection (see `backup_objectstore::bucket::apply_blob_gc`).
 
+use std::future::Future;
 use std::time::Duration;
 
 use backup_objectstore::{Lease, LockError, LockGuard, StoreLock};
 
 use crate::error::{GateError, Result};
-use crate::gate::Gate;
+use crate::scope::Scope;
 
 /// How long a backup waits for a running blob collection (started by `prune --yes` in any
 /// environment) before it is refused with exit 6, when `--wait-lock` is shorter.
 pub const BLOB_COLLECTION_WAIT: Duration = Duration::from_secs(10 * 60);
 
-impl Gate {
-    /// Takes the lock of this gate's environment for `command`, waiting as configured
+impl Scope {
+    /// Takes the lock of this scope's environment for `command`, waiting as configured
     /// (`--wait-lock`). Expired leases of dead runs are taken over and reported.
     ///
-    /// Release it with [`Gate::unlock`] on every path: a guard that is only dropped leaves its
+    /// Release it with [`Scope::unlock`] on every path: a guard that is only dropped leaves its
     /// lease until it expires when the process exits right after.
     ///
     /// # Errors
@@ -42,7 +43,7 @@ impl Gate {
     ///
     /// # Errors
     ///
-    /// As [`Gate::lock`].
+    /// As [`Scope::lock`].
     pub async fn lock_retention(
         &self,
         environment: &str,
@@ -58,7 +59,7 @@ impl Gate {
     ///
     /// # Errors
     ///
-    /// As [`Gate::lock`].
+    /// As [`Scope::lock`].
     pub(crate) async fn lock_blob_user(&self) -> Result<LockGuard> {
         let lock = StoreLock::blob_user(self.store.clone(), &self.environment, self.lock_ttl);
         let wait = self.wait_lock.max(BLOB_COLLECTION_WAIT);
@@ -74,7 +75,7 @@ impl Gate {
         lock.acquire(lease, Duration::ZERO).await
     }
 
-    /// Checks that `guard` (a lock of this gate's) is still held: before starting a deploy
+    /// Checks that `guard` (a lock of this scope's) is still held: before starting a deploy
     /// command, before recording a deployment.
     ///
     /// # Errors
@@ -85,7 +86,7 @@ impl Gate {
         guard.ensure_held().await.map_err(lock_error)
     }
 
-    /// How long [`Gate::lock`] waits for another run (`--wait-lock`).
+    /// How long [`Scope::lock`] waits for another run (`--wait-lock`).
     pub fn wait_lock(&self) -> Duration {
         self.wait_lock
     }
@@ -113,7 +114,14 @@ impl Gate {
         Ok(guard)
     }
 
-    /// Releases a lock taken by [`Gate::lock`] (or another of the gate's leases); a failure is
+    /// Runs `body` under `guard`, then releases it (whatever `body` returned).
+    pub(crate) async fn holding<T>(&self, guard: LockGuard, body: impl Future<Output = T>) -> T {
+        let out = body.await;
+        self.unlock(guard).await;
+        out
+    }
+
+    /// Releases a lock taken by [`Scope::lock`] (or another of the scope's leases); a failure is
     /// only a warning (the lease then expires after its ttl).
     pub async fn unlock(&self, guard: LockGuard) {
         if let Err(e) = guard.release().await {

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::error::{GateError, Result};
-use crate::gate::Gate;
+use crate::inventory::Inventory;
 
 /// The format of pin records this version writes.
 pub const PIN_FORMAT_VERSION: u32 = 1;
@@ -55,7 +55,7 @@ pub struct UnpinOutcome {
     pub was_pinned: bool,
 }
 
-impl Gate {
+impl Inventory<'_> {
     /// Pins a backup (`last` or an id), so retention never removes it. Pinning a pinned backup
     /// changes nothing.
     ///
@@ -69,9 +69,9 @@ impl Gate {
         let record = PinRecord {
             format_version: PIN_FORMAT_VERSION,
             backup_id: id.clone(),
-            pinned_at: self.clock.now(),
+            pinned_at: self.scope.clock.now(),
             note,
-            host: self.host.clone(),
+            host: self.scope.host.clone(),
             tool: ToolInfo::current(),
             extra: Map::new(),
         };
@@ -80,6 +80,7 @@ impl Gate {
             message: format!("cannot serialize the pin: {e}"),
         })?;
         match self
+            .scope
             .store
             .put_bytes(&key, json.into(), WriteMode::CreateOnly)
             .await
@@ -118,9 +119,15 @@ impl Gate {
             context: format!("cannot unpin {id}"),
             source,
         };
-        let was_pinned = self.store.head(&key).await.map_err(store_err)?.is_some();
+        let was_pinned = self
+            .scope
+            .store
+            .head(&key)
+            .await
+            .map_err(store_err)?
+            .is_some();
         if was_pinned {
-            self.store.delete(&key).await.map_err(store_err)?;
+            self.scope.store.delete(&key).await.map_err(store_err)?;
         }
         Ok(UnpinOutcome {
             backup_id: id,
@@ -135,7 +142,7 @@ impl Gate {
     /// [`GateError::Store`] when the pin exists but cannot be read.
     pub async fn read_pin(&self, id: &BackupId) -> Result<Option<PinRecord>> {
         let key = layout::pin_key(id);
-        let bytes = match self.store.get_small(&key, MAX_DOCUMENT_SIZE).await {
+        let bytes = match self.scope.store.get_small(&key, MAX_DOCUMENT_SIZE).await {
             Ok(b) => b,
             Err(e) if e.is_not_found() => return Ok(None),
             Err(source) => {
@@ -164,14 +171,15 @@ impl Gate {
     ///
     /// [`GateError::Store`] when the store cannot be listed.
     pub async fn pinned_ids(&self) -> Result<BTreeSet<BackupId>> {
-        let objects =
-            self.store
-                .list(layout::PINS_DIR)
-                .await
-                .map_err(|source| GateError::Store {
-                    context: format!("cannot list the pins in {}", self.store.name()),
-                    source,
-                })?;
+        let objects = self
+            .scope
+            .store
+            .list(layout::PINS_DIR)
+            .await
+            .map_err(|source| GateError::Store {
+                context: format!("cannot list the pins in {}", self.scope.store.name()),
+                source,
+            })?;
         Ok(objects
             .iter()
             .filter_map(|o| layout::pin_id(&o.key))
@@ -190,7 +198,8 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn pin_and_unpin_are_idempotent_and_need_a_backup() {
         let store = Arc::new(MemoryStore::new());
-        let gate = Gate::new(store.clone(), "default", vec![], vec![]);
+        let owner = crate::Gate::new(store.clone(), "default", vec![], vec![]);
+        let gate = owner.inventory();
         let err = gate.pin("last", None).await.expect_err("no backup");
         assert_eq!(err.exit_code(), crate::ExitCode::Usage);
         let id = crate::prune::tests::write_backup(

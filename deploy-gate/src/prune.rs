@@ -8,7 +8,7 @@
 //! backup directories without a manifest untouched for [`LEFTOVER_GRACE_DAYS`] days, and pins of
 //! backups that no longer exist.
 //!
-//! Content-addressed bucket blobs (`blobs/sha256/…`) are collected by [`Gate::collect_blobs`]:
+//! Content-addressed bucket blobs (`blobs/sha256/…`) are collected by [`Pruner::collect_blobs`]:
 //! a blob goes only when no remaining manifest's index references it and it is older than
 //! [`DEFAULT_BLOB_GRACE_HOURS`] hours (a backup still uploading has not written its manifest
 //! yet), and never when some manifest or index could not be read.
@@ -16,8 +16,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use backup_core::{
-    BackupId, BackupKind, BackupSummary, BudgetViolation, DeployedRelease, KeepRules,
-    RetentionPlan, RetentionPolicy, StoreExt, layout,
+    BackupId, BackupKind, BackupSummary, BudgetViolation, DeletionBudget, DeployedRelease,
+    KeepRules, RetentionPlan, RetentionPolicy, StoreExt, layout,
 };
 use backup_objectstore::bucket::{
     BlobGcPlan, DEFAULT_BLOB_GRACE_HOURS, apply_blob_gc, plan_blob_gc,
@@ -25,10 +25,12 @@ use backup_objectstore::bucket::{
 use jiff::SignedDuration;
 use serde::Serialize;
 
+use crate::backups::BackupOutcome;
 use crate::deployments::protected_releases;
 use crate::error::{GateError, Result};
-use crate::gate::{BackupOutcome, Gate};
+use crate::inventory::Inventory;
 use crate::retention::RetentionSettings;
+use crate::scope::Scope;
 
 /// How long an incomplete backup directory (no manifest) must have been untouched before
 /// `prune --yes` removes it: far longer than any upload, so a backup in progress is never hit.
@@ -121,7 +123,17 @@ pub struct AutoRetention {
     pub warnings: Vec<String>,
 }
 
-impl Gate {
+/// Retention and garbage collection in a [`Scope`]: see [`crate::Gate::pruner`].
+#[derive(Debug, Clone, Copy)]
+pub struct Pruner<'g> {
+    pub(crate) scope: &'g Scope,
+}
+
+impl Pruner<'_> {
+    fn inventory(&self) -> Inventory<'_> {
+        Inventory { scope: self.scope }
+    }
+
     /// The retention view of every readable backup of this environment, of `kinds` (every kind
     /// when empty), with warnings for backups that could not be read (those are never removed).
     ///
@@ -134,16 +146,20 @@ impl Gate {
         kinds: &[BackupKind],
     ) -> Result<(Vec<BackupSummary>, Vec<String>)> {
         let store_err = |context: String| move |source| GateError::Store { context, source };
-        let pins = self.pinned_ids().await?;
+        let pins = self.inventory().pinned_ids().await?;
         let ids = self
+            .scope
             .store
             .list_backup_ids()
             .await
-            .map_err(store_err(format!("cannot list {}", self.store.name())))?;
+            .map_err(store_err(format!(
+                "cannot list {}",
+                self.scope.store.name()
+            )))?;
         let mut out = Vec::new();
         let mut warnings = Vec::new();
         for id in ids {
-            let manifest = match self.store.read_manifest(&id).await {
+            let manifest = match self.scope.store.read_manifest(&id).await {
                 Ok(m) => m,
                 Err(e) if e.is_not_found() => continue, // removed meanwhile
                 Err(e) => {
@@ -151,12 +167,13 @@ impl Gate {
                     continue;
                 }
             };
-            if manifest.environment != self.environment
+            if manifest.environment != self.scope.environment
                 || !(kinds.is_empty() || kinds.contains(&manifest.kind))
             {
                 continue;
             }
             let verified = self
+                .scope
                 .store
                 .read_verifications(&id)
                 .await
@@ -169,40 +186,32 @@ impl Gate {
         Ok((out, warnings))
     }
 
-    /// Plans retention for this environment without removing anything.
+    /// Plans retention for this environment with any `policy`, without removing anything: the
+    /// plan is checked against the protections (independently of the policy) and `budget`.
+    /// The report names no rules, time zone or deployments (those are the configured policy's;
+    /// see [`Pruner::plan_retention`]). Apply it with [`Pruner::apply`].
     ///
     /// # Errors
     ///
-    /// As [`Gate::retention_summaries`]; [`GateError::Internal`] when the plan would remove a
-    /// pinned backup or the newest verified backup of a group (checked again here, independently
-    /// of the policy).
-    pub async fn plan_retention(
+    /// As [`Pruner::retention_summaries`]; [`GateError::Internal`] when the plan would remove a
+    /// pinned backup or the newest verified backup of a group.
+    pub async fn plan_with(
         &self,
-        settings: &RetentionSettings,
+        policy: &dyn RetentionPolicy,
+        budget: &DeletionBudget,
         kinds: &[BackupKind],
     ) -> Result<PruneReport> {
         let (summaries, warnings) = self.retention_summaries(kinds).await?;
-        let deployments = protected_releases(&self.deployments().await?);
-        let plan = settings
-            .policy(deployments.clone())
-            .plan(&summaries, self.clock.now());
+        let plan = policy.plan(&summaries, self.scope.clock.now());
         check_protections(&summaries, &plan)?;
-        let budget_violations = settings.budget.check(&plan);
-        let considered: BTreeSet<BackupKind> = summaries.iter().map(|s| s.kind).collect();
-        let rules = settings
-            .rules
-            .iter()
-            .filter(|(k, _)| considered.contains(k) || kinds.contains(k) || kinds.is_empty())
-            .map(|(k, r)| (*k, r.describe()))
-            .collect();
         Ok(PruneReport {
-            environment: self.environment.clone(),
-            store: self.store.name().to_owned(),
-            time_zone: settings.time_zone_name.clone(),
-            rules,
-            deployments,
+            environment: self.scope.environment.clone(),
+            store: self.scope.store.name().to_owned(),
+            time_zone: "UTC".into(),
+            rules: BTreeMap::new(),
+            deployments: Vec::new(),
+            budget_violations: budget.check(&plan),
             plan,
-            budget_violations,
             dry_run: true,
             refused: false,
             removed: Vec::new(),
@@ -214,6 +223,51 @@ impl Gate {
         })
     }
 
+    /// Plans retention for this environment with the configured rules (protecting the
+    /// backups of the current and previous deployment), without removing anything.
+    ///
+    /// # Errors
+    ///
+    /// As [`Pruner::plan_with`].
+    pub async fn plan_retention(
+        &self,
+        settings: &RetentionSettings,
+        kinds: &[BackupKind],
+    ) -> Result<PruneReport> {
+        let deployments = protected_releases(&self.inventory().deployments().await?);
+        let policy = settings.policy(deployments.clone());
+        let mut report = self.plan_with(&policy, &settings.budget, kinds).await?;
+        let considered: BTreeSet<BackupKind> =
+            report.plan.decisions.iter().map(|d| d.kind).collect();
+        report.rules = settings
+            .rules
+            .iter()
+            .filter(|(k, _)| considered.contains(k) || kinds.contains(k) || kinds.is_empty())
+            .map(|(k, r)| (*k, r.describe()))
+            .collect();
+        report.time_zone.clone_from(&settings.time_zone_name);
+        report.deployments = deployments;
+        Ok(report)
+    }
+
+    /// Removes what a plan of [`Pruner::plan_with`] or [`Pruner::plan_retention`] says,
+    /// oldest first, each backup manifest first — unless the plan exceeds its deletion budget
+    /// and `force` is not set (then the report says `refused` and nothing is removed).
+    ///
+    /// # Errors
+    ///
+    /// [`GateError::Store`] when a removal fails (the message names the backups removed before
+    /// it; the one that failed has lost at most its manifest, so it no longer counts as a
+    /// backup).
+    pub async fn apply(&self, report: &mut PruneReport, force: bool) -> Result<()> {
+        report.dry_run = false;
+        if !report.budget_violations.is_empty() && !force {
+            report.refused = true;
+            return Ok(());
+        }
+        self.apply_removals(report).await
+    }
+
     /// Plans retention and, with `options.apply`, removes what the plan says, unless it exceeds
     /// the deletion budget and `options.force` is not set (then the report says `refused` and
     /// nothing is removed). With `options.rules`, those rules replace the configured ones for
@@ -222,7 +276,7 @@ impl Gate {
     /// # Errors
     ///
     /// [`GateError::Usage`] when there are no rules at all (no `[retention]` and no flags);
-    /// as [`Gate::plan_retention`]; [`GateError::Store`] when a removal fails (the message names
+    /// as [`Pruner::plan_retention`]; [`GateError::Store`] when a removal fails (the message names
     /// the backups removed before it; the one that failed has lost at most its manifest, so it
     /// no longer counts as a backup).
     pub async fn prune(
@@ -245,15 +299,9 @@ impl Gate {
             }
         };
         let mut report = self.plan_retention(&settings, &options.kinds).await?;
-        if !options.apply {
-            return Ok(report);
+        if options.apply {
+            self.apply(&mut report, options.force).await?;
         }
-        report.dry_run = false;
-        if !report.budget_violations.is_empty() && !options.force {
-            report.refused = true;
-            return Ok(report);
-        }
-        self.apply_removals(&mut report).await?;
         Ok(report)
     }
 
@@ -262,9 +310,9 @@ impl Gate {
     /// [`LEFTOVER_GRACE_DAYS`] days, and pins of backups that no longer exist. Best effort:
     /// problems become warnings in `report`.
     pub async fn collect_leftovers(&self, report: &mut PruneReport) {
-        let now = self.clock.now();
+        let now = self.scope.clock.now();
         let cutoff = now - SignedDuration::from_hours(24 * LEFTOVER_GRACE_DAYS);
-        let dirs = match self.store.list_dirs(layout::BACKUPS_DIR).await {
+        let dirs = match self.scope.store.list_dirs(layout::BACKUPS_DIR).await {
             Ok(d) => d,
             Err(e) => {
                 report
@@ -279,16 +327,21 @@ impl Gate {
             };
             let prefix = layout::backup_prefix(&id);
             let result = async {
-                if self.store.head(&layout::manifest_key(&id)).await?.is_some()
+                if self
+                    .scope
+                    .store
+                    .head(&layout::manifest_key(&id))
+                    .await?
+                    .is_some()
                     || id.timestamp() > cutoff
                 {
                     return Ok(false);
                 }
-                let objects = self.store.list(&prefix).await?;
+                let objects = self.scope.store.list(&prefix).await?;
                 if objects.iter().any(|o| o.last_modified > cutoff) {
                     return Ok(false);
                 }
-                self.store.delete_prefix(&prefix).await.map(|_| true)
+                self.scope.store.delete_prefix(&prefix).await.map(|_| true)
             }
             .await;
             match result {
@@ -302,7 +355,7 @@ impl Gate {
                     .push(format!("cannot remove the incomplete backup {prefix}: {e}")),
             }
         }
-        let pins = match self.pinned_ids().await {
+        let pins = match self.inventory().pinned_ids().await {
             Ok(p) => p,
             Err(e) => {
                 report.warnings.push(format!("cannot list the pins: {e}"));
@@ -312,10 +365,16 @@ impl Gate {
         for id in pins {
             let key = layout::pin_key(&id);
             let result = async {
-                if self.store.head(&layout::manifest_key(&id)).await?.is_some() {
+                if self
+                    .scope
+                    .store
+                    .head(&layout::manifest_key(&id))
+                    .await?
+                    .is_some()
+                {
                     return Ok(false);
                 }
-                self.store.delete(&key).await.map(|()| true)
+                self.scope.store.delete(&key).await.map(|()| true)
             }
             .await;
             match result {
@@ -341,7 +400,7 @@ impl Gate {
     /// When a backup holds one, nothing is collected this time and a warning says which.
     pub async fn collect_blobs(&self, report: &mut PruneReport, apply: bool) {
         let lease = if apply {
-            match self.lock_blob_collector().await {
+            match self.scope.lock_blob_collector().await {
                 Ok(lease) => Some(lease),
                 Err(backup_objectstore::LockError::Held { holder, .. }) => {
                     report.warnings.push(format!(
@@ -364,11 +423,11 @@ impl Gate {
         };
         self.collect_blobs_leased(report, lease.as_ref()).await;
         if let Some(lease) = lease {
-            self.unlock(lease).await;
+            self.scope.unlock(lease).await;
         }
     }
 
-    /// [`Gate::collect_blobs`] under the collection lease (`None`: a dry run).
+    /// [`Pruner::collect_blobs`] under the collection lease (`None`: a dry run).
     async fn collect_blobs_leased(
         &self,
         report: &mut PruneReport,
@@ -380,7 +439,13 @@ impl Gate {
             report.plan.removals().map(|d| d.id.clone()).collect()
         };
         let grace = SignedDuration::from_hours(DEFAULT_BLOB_GRACE_HOURS);
-        let plan = match plan_blob_gc(self.store.as_ref(), &excluded, grace, self.clock.now()).await
+        let plan = match plan_blob_gc(
+            self.scope.store.as_ref(),
+            &excluded,
+            grace,
+            self.scope.clock.now(),
+        )
+        .await
         {
             Ok(p) => p,
             Err(e) => {
@@ -397,8 +462,8 @@ impl Gate {
         } else if let Some(lease) = lease
             && !plan.keys.is_empty()
         {
-            crate::restore::pause_at("blob-gc-planned").await;
-            match apply_blob_gc(self.store.as_ref(), &plan, lease).await {
+            backup_core::hooks::pause_at("blob-gc-planned").await;
+            match apply_blob_gc(self.scope.store.as_ref(), &plan, lease).await {
                 Ok(n) => report.blobs_removed = n,
                 Err(e) => report.warnings.push(format!(
                     "removing unreferenced blobs failed part-way: {}",
@@ -442,7 +507,12 @@ impl Gate {
         // Removals exclude pin, unpin and verify of this environment's backups; those are short,
         // and retention after a backup never waits: it runs again after the next one.
         let retention_lock = match self
-            .lock_retention(&self.environment, "retention", std::time::Duration::ZERO)
+            .scope
+            .lock_retention(
+                &self.scope.environment,
+                "retention",
+                std::time::Duration::ZERO,
+            )
             .await
         {
             Ok(g) => g,
@@ -454,7 +524,7 @@ impl Gate {
             }
         };
         let pruned = self.prune(Some(settings), &options).await;
-        self.unlock(retention_lock).await;
+        self.scope.unlock(retention_lock).await;
         match pruned {
             Ok(report) => {
                 let mut warnings = report.warnings.clone();
@@ -496,6 +566,7 @@ impl Gate {
         for (_, id) in removals {
             // A pin made since the plan was read wins.
             let pinned = self
+                .scope
                 .store
                 .head(&layout::pin_key(&id))
                 .await
@@ -530,9 +601,12 @@ impl Gate {
     /// Removes one backup: the manifest first (the backup disappears as a unit), then its data
     /// and verification records, then its pin.
     pub(crate) async fn delete_backup(&self, id: &BackupId) -> backup_core::Result<()> {
-        self.store.delete(&layout::manifest_key(id)).await?;
-        self.store.delete_prefix(&layout::backup_prefix(id)).await?;
-        self.store.delete(&layout::pin_key(id)).await
+        self.scope.store.delete(&layout::manifest_key(id)).await?;
+        self.scope
+            .store
+            .delete_prefix(&layout::backup_prefix(id))
+            .await?;
+        self.scope.store.delete(&layout::pin_key(id)).await
     }
 }
 

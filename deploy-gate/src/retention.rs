@@ -317,16 +317,6 @@ pub(crate) fn expiry(created_at: jiff::Timestamp, span: Option<Span>) -> Option<
         .map(|z| z.timestamp())
 }
 
-impl crate::gate::Gate {
-    /// Sets the expiry of new backups (`--expire-in`): their manifests record `expires_at`,
-    /// and retention keeps them at least until then (as one more rule ORed with the others).
-    #[must_use]
-    pub fn with_expire_in(mut self, span: Option<Span>) -> Self {
-        self.expire_in = span;
-        self
-    }
-}
-
 /// Looks up an IANA time zone (`Europe/Berlin`, `UTC`).
 ///
 /// # Errors

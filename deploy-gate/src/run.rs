@@ -8,9 +8,10 @@ use std::pin::Pin;
 
 use backup_core::Manifest;
 
+use crate::backups::{BackupOutcome, BackupRequest};
 use crate::deploy::{DeployExit, last_deployment_lines, write_last_deployment};
 use crate::error::{ExitCode, GateError, Result};
-use crate::gate::{BackupOutcome, BackupRequest, Gate};
+use crate::gate::Gate;
 use crate::prune::AutoRetention;
 use crate::restore::{RestoreRequest, RollbackReport};
 use crate::retention::RetentionSettings;
@@ -148,7 +149,7 @@ impl Gate {
     /// # Errors
     ///
     /// Before the deploy could start: [`GateError::LockHeld`] (6) when another run holds the
-    /// lock, the errors of [`Gate::backup`] (3, 4, 5), and [`GateError::Internal`] when the
+    /// lock, the errors of [`crate::Backups::backup`] (3, 4, 5), and [`GateError::Internal`] when the
     /// last-deployment file cannot be written. Once the backup stands, problems are in the
     /// report ([`RunEnd::NotStarted`]).
     pub async fn run<F, Fut>(
@@ -162,10 +163,11 @@ impl Gate {
         Fut: Future<Output = Result<DeployExit>>,
     {
         let guard = self
+            .scope
             .lock("run", request.backup.deploy.commit.clone())
             .await?;
         let report = self.run_locked(request, &guard, deploy, events).await;
-        self.unlock(guard).await;
+        self.scope.unlock(guard).await;
         report
     }
 
@@ -180,19 +182,25 @@ impl Gate {
         F: FnOnce(DeployContext) -> Fut,
         Fut: Future<Output = Result<DeployExit>>,
     {
-        let outcome = self.backup_locked(request.backup, Some(guard)).await?;
+        let outcome = self
+            .backups()
+            .backup_locked(request.backup, Some(guard))
+            .await?;
         let last_deployment_file = match request.workdir {
             Some(dir) => {
                 let lines = last_deployment_lines(
                     &outcome.manifest,
                     self.store_name(),
-                    self.store_url.as_ref(),
+                    self.scope.store_url.as_ref(),
                 );
                 Some(write_last_deployment(dir, &lines)?)
             }
             None => None,
         };
-        let retention = self.retain_after_backup(request.retention, &outcome).await;
+        let retention = self
+            .pruner()
+            .retain_after_backup(request.retention, &outcome)
+            .await;
         events.backed_up(self, &outcome, last_deployment_file.as_deref(), &retention);
         let end = self
             .deploy_under_lock(request, guard, &outcome.manifest, deploy, events)
@@ -221,7 +229,7 @@ impl Gate {
     {
         // Verification and retention can take long: never start the deploy without the lock
         // (exit 6: the deploy did not run; the backup stands).
-        if let Err(e) = self.check_lock(guard).await {
+        if let Err(e) = self.scope.check_lock(guard).await {
             return RunEnd::NotStarted(e);
         }
         let context = DeployContext {
@@ -241,7 +249,7 @@ impl Gate {
         // same time, so this deployment is not recorded as if the lock had been held throughout.
         let lock_lost = match exit.lock_lost {
             Some(why) => Some(why),
-            None => match self.check_lock(guard).await {
+            None => match self.scope.check_lock(guard).await {
                 Ok(()) => None,
                 Err(e @ GateError::LockHeld { .. }) => Some(e.to_string()),
                 Err(e) => {
@@ -258,7 +266,7 @@ impl Gate {
             rollback: None,
         };
         if deployed.code == 0 && deployed.lock_lost.is_none() {
-            match self.record_deployment(manifest).await {
+            match self.inventory().record_deployment(manifest).await {
                 Ok(_) => deployed.recorded = true,
                 Err(e) => deployed.record_warning = Some(e.to_string()),
             }
@@ -276,7 +284,8 @@ impl Gate {
                 manifest.id
             );
             deployed.rollback = Some(
-                self.rollback(manifest, rollback.restores, rollback.terminate_connections)
+                self.restores()
+                    .rollback(manifest, rollback.restores, rollback.terminate_connections)
                     .await,
             );
         }

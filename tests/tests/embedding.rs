@@ -98,6 +98,7 @@ async fn a_gate_built_from_code_restores_before_the_deploy_closure_runs() {
     };
     assert!(!d.recorded, "a failed deploy is not recorded");
     let listed: Vec<String> = gate
+        .commands()
         .list()
         .await
         .expect("list")
@@ -120,7 +121,7 @@ async fn a_held_lock_refuses_the_run_and_the_deploy_never_starts() {
             .expect("gate")
     };
     let (holder, gate) = (build(), build());
-    let guard = holder.lock("run", None).await.expect("lock");
+    let guard = holder.scope().lock("run", None).await.expect("lock");
     let ran = AtomicBool::new(false);
     let backup = request();
     let refused = gate
@@ -137,9 +138,9 @@ async fn a_held_lock_refuses_the_run_and_the_deploy_never_starts() {
     assert!(matches!(refused, GateError::LockHeld { .. }), "{refused}");
     assert_eq!(refused.exit_code().code(), 6);
     assert!(!ran.load(Ordering::SeqCst), "the deploy did not run");
-    holder.unlock(guard).await;
+    holder.scope().unlock(guard).await;
     assert!(
-        gate.list().await.expect("list").is_empty(),
+        gate.commands().list().await.expect("list").is_empty(),
         "no backup was taken"
     );
 }
@@ -263,6 +264,7 @@ async fn a_backend_from_outside_the_product_is_backed_up_and_checked_with_no_cha
     bytes[last] ^= 0xff;
     std::fs::write(&stored, bytes).expect("damage");
     let e = gate
+        .backups()
         .verify_stored(Some(report.backup.manifest.id.as_str()), false, None)
         .await
         .expect_err("damaged");

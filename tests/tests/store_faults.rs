@@ -51,6 +51,7 @@ async fn a_store_failing_on_any_write_commits_nothing() {
 
     // A good backup first.
     let good = gate(faulty.clone(), &server.url(&db))
+        .backups()
         .backup(&request())
         .await
         .expect("good backup");
@@ -70,6 +71,7 @@ async fn a_store_failing_on_any_write_commits_nothing() {
         faulty.set_plan(FaultPlan::default());
         let counting = Arc::new(FaultyStore::new(faulty.clone(), plan.clone()));
         let err = gate(counting.clone(), &server.url(&db))
+            .backups()
             .backup(&request())
             .await
             .expect_err(what);
@@ -104,6 +106,7 @@ async fn a_store_failing_on_any_write_commits_nothing() {
     // The earlier backup still verifies.
     let g = gate(faulty.clone(), &server.url(&db));
     let record = g
+        .backups()
         .verify_stored(Some(&good_id), false, Some(VerificationLevel::Archive))
         .await
         .expect("still good");
@@ -124,6 +127,7 @@ async fn an_unreachable_store_is_a_preflight_refusal() {
         },
     ));
     let err = gate(faulty.clone(), &server.url(&db))
+        .backups()
         .backup(&request())
         .await
         .expect_err("unreachable");

@@ -14,6 +14,7 @@ use jiff::{Timestamp, ToSpan};
 use proptest::prelude::*;
 
 use super::*;
+use crate::Gate;
 
 /// Writes a synthetic committed backup (manifest, plus a verification record unless
 /// `verified` is `None`) created at `at`, and returns its id.
@@ -136,6 +137,7 @@ async fn a_dry_run_removes_nothing_and_yes_removes_the_plan() {
     let settings = keep_last(3);
 
     let dry = gate
+        .pruner()
         .prune(Some(&settings), &PruneOptions::default())
         .await
         .expect("plans");
@@ -143,7 +145,11 @@ async fn a_dry_run_removes_nothing_and_yes_removes_the_plan() {
     assert_eq!(dry.plan.removals().count(), 3);
     assert_eq!(store.list_backup_ids().await.expect("list").len(), 6);
 
-    let done = gate.prune(Some(&settings), &apply()).await.expect("prunes");
+    let done = gate
+        .pruner()
+        .prune(Some(&settings), &apply())
+        .await
+        .expect("prunes");
     assert_eq!(done.removed, ids[..3].to_vec(), "oldest first");
     assert_eq!(
         store.list_backup_ids().await.expect("list"),
@@ -159,7 +165,11 @@ async fn a_dry_run_removes_nothing_and_yes_removes_the_plan() {
             "nothing of {id} is left"
         );
     }
-    let again = gate.prune(Some(&settings), &apply()).await.expect("prunes");
+    let again = gate
+        .pruner()
+        .prune(Some(&settings), &apply())
+        .await
+        .expect("prunes");
     assert!(again.removed.is_empty(), "idempotent");
 }
 
@@ -169,7 +179,11 @@ async fn a_mass_deletion_is_refused_without_force() {
     nightly(store.as_ref(), BackupKind::PreDeploy, 10).await;
     let gate = gate(store.clone(), "2026-11-01T00:00:00Z");
     let settings = keep_last(2);
-    let refused = gate.prune(Some(&settings), &apply()).await.expect("plans");
+    let refused = gate
+        .pruner()
+        .prune(Some(&settings), &apply())
+        .await
+        .expect("plans");
     assert!(refused.refused && refused.removed.is_empty());
     let err = refused.refusal().expect("an error");
     assert_eq!(err.exit_code(), crate::ExitCode::Usage);
@@ -184,7 +198,11 @@ async fn a_mass_deletion_is_refused_without_force() {
     let mut count = settings.clone();
     count.budget.max_share = 1.0;
     count.budget.max_count = Some(5);
-    let refused = gate.prune(Some(&count), &apply()).await.expect("plans");
+    let refused = gate
+        .pruner()
+        .prune(Some(&count), &apply())
+        .await
+        .expect("plans");
     assert!(refused.refused);
     assert!(
         refused
@@ -195,6 +213,7 @@ async fn a_mass_deletion_is_refused_without_force() {
     );
 
     let forced = gate
+        .pruner()
         .prune(
             Some(&settings),
             &PruneOptions {
@@ -214,6 +233,7 @@ async fn without_rules_prune_is_a_usage_error_and_flags_select_kinds() {
     let manual = nightly(store.as_ref(), BackupKind::Manual, 4).await;
     let gate = gate(store.clone(), "2026-11-01T00:00:00Z");
     let err = gate
+        .pruner()
         .prune(None, &PruneOptions::default())
         .await
         .expect_err("no rules");
@@ -228,7 +248,7 @@ async fn without_rules_prune_is_a_usage_error_and_flags_select_kinds() {
         }),
         ..apply()
     };
-    let report = gate.prune(None, &options).await.expect("prunes");
+    let report = gate.pruner().prune(None, &options).await.expect("prunes");
     assert_eq!(report.removed, manual[..2].to_vec());
     assert!(
         report
@@ -249,12 +269,22 @@ async fn pins_and_deployments_protect() {
     let store = Arc::new(MemoryStore::new());
     let ids = nightly(store.as_ref(), BackupKind::PreDeploy, 4).await;
     let gate = gate(store.clone(), "2026-11-01T00:00:00Z");
-    gate.pin(ids[0].as_str(), None).await.expect("pin");
+    gate.inventory()
+        .pin(ids[0].as_str(), None)
+        .await
+        .expect("pin");
     let m = store.read_manifest(&ids[1]).await.expect("manifest");
-    gate.record_deployment(&m).await.expect("records");
+    gate.inventory()
+        .record_deployment(&m)
+        .await
+        .expect("records");
     let mut settings = keep_last(1);
     settings.budget.max_share = 1.0;
-    let report = gate.prune(Some(&settings), &apply()).await.expect("prunes");
+    let report = gate
+        .pruner()
+        .prune(Some(&settings), &apply())
+        .await
+        .expect("prunes");
     assert_eq!(report.removed, vec![ids[2].clone()]);
     let reasons = |id: &BackupId| report.plan.decision(id).expect("d").reasons.join("; ");
     assert_eq!(reasons(&ids[0]), "pinned");
@@ -334,6 +364,7 @@ async fn removal_is_manifest_first_and_a_crash_leaves_no_half_backup() {
     let mut settings = keep_last(2);
     settings.budget.max_share = 1.0;
     let err = gate
+        .pruner()
         .prune(Some(&settings), &apply())
         .await
         .expect_err("the store crashes after one delete");
@@ -362,14 +393,19 @@ async fn removal_is_manifest_first_and_a_crash_leaves_no_half_backup() {
 
     // Healed, a prune removes nothing more and, past the grace, collects the leftovers.
     *store.fail_after.lock().expect("lock") = None;
-    let again = gate.prune(Some(&settings), &apply()).await.expect("prunes");
-    assert!(again.removed.is_empty());
-    let later = self::gate(store.clone(), "2099-01-01T00:00:00Z");
-    let mut report = later
+    let again = gate
+        .pruner()
         .prune(Some(&settings), &apply())
         .await
         .expect("prunes");
-    later.collect_leftovers(&mut report).await;
+    assert!(again.removed.is_empty());
+    let later = self::gate(store.clone(), "2099-01-01T00:00:00Z");
+    let mut report = later
+        .pruner()
+        .prune(Some(&settings), &apply())
+        .await
+        .expect("prunes");
+    later.pruner().collect_leftovers(&mut report).await;
     assert_eq!(
         report.leftovers_removed,
         vec![layout::backup_prefix(&ids[0])]
@@ -426,10 +462,11 @@ async fn leftovers_are_collected_only_after_the_grace() {
         .expect("pin");
     let gate = gate(store.clone(), "2099-01-01T00:00:00Z");
     let mut report = gate
+        .pruner()
         .plan_retention(&keep_last(1), &[])
         .await
         .expect("plans");
-    gate.collect_leftovers(&mut report).await;
+    gate.pruner().collect_leftovers(&mut report).await;
     assert_eq!(
         report.leftovers_removed,
         vec![layout::backup_prefix(&old), layout::pin_key(&old)]
@@ -477,12 +514,16 @@ async fn automatic_retention_prunes_only_the_new_backups_group_and_never_fails()
         snapshot_seconds: 0.0,
     };
     assert!(
-        gate.retain_after_backup(None, &outcome)
+        gate.pruner()
+            .retain_after_backup(None, &outcome)
             .await
             .report
             .is_none()
     );
-    let auto = gate.retain_after_backup(Some(&settings), &outcome).await;
+    let auto = gate
+        .pruner()
+        .retain_after_backup(Some(&settings), &outcome)
+        .await;
     assert!(auto.warnings.is_empty(), "{:?}", auto.warnings);
     assert_eq!(auto.report.expect("ran").removed, vec![pre[0].clone()]);
     assert_eq!(
@@ -494,7 +535,10 @@ async fn automatic_retention_prunes_only_the_new_backups_group_and_never_fails()
     // Over budget: a warning, nothing removed.
     let mut strict = keep_last(1);
     strict.budget.max_share = 0.4; // 1 of the 2 left is 50%
-    let auto = gate.retain_after_backup(Some(&strict), &outcome).await;
+    let auto = gate
+        .pruner()
+        .retain_after_backup(Some(&strict), &outcome)
+        .await;
     assert!(auto.report.expect("ran").removed.is_empty());
     assert!(
         auto.warnings[0].contains("--yes --force"),
@@ -511,7 +555,11 @@ async fn unreadable_manifests_are_left_alone_with_a_warning() {
     let gate = gate(store.clone(), "2026-11-01T00:00:00Z");
     let mut settings = keep_last(1);
     settings.budget.max_share = 1.0;
-    let report = gate.prune(Some(&settings), &apply()).await.expect("prunes");
+    let report = gate
+        .pruner()
+        .prune(Some(&settings), &apply())
+        .await
+        .expect("prunes");
     assert_eq!(report.removed, vec![ids[1].clone()]);
     assert!(report.warnings[0].contains(&format!("backup {} is left alone", ids[0])));
     assert!(
@@ -557,7 +605,7 @@ proptest! {
             let gate = gate(store.clone(), "2026-06-01T00:00:00Z");
             if let Some(i) = deploy && let Some(id) = ids.get(i) {
                 let m = store.read_manifest(id).await.expect("manifest");
-                gate.record_deployment(&m).await.expect("records");
+                gate.inventory().record_deployment(&m).await.expect("records");
             }
             let mut settings = RetentionSettings::default()
                 .with_rules_for(&[BackupKind::PreDeploy, BackupKind::Scheduled], KeepRules { last: Some(last), daily, ..KeepRules::default() })
@@ -566,14 +614,14 @@ proptest! {
             settings.budget.max_share = f64::from(share) / 10.0;
             settings.budget.max_count = max_count;
 
-            let (before, _) = gate.retention_summaries(&[]).await.expect("summaries");
-            let report = gate.prune(Some(&settings), &PruneOptions { force, ..apply() }).await.expect("prunes");
+            let (before, _) = gate.pruner().retention_summaries(&[]).await.expect("summaries");
+            let report = gate.pruner().prune(Some(&settings), &PruneOptions { force, ..apply() }).await.expect("prunes");
             let after: BTreeSet<BackupId> = store.list_backup_ids().await.expect("list").into_iter().collect();
             let removed: Vec<&BackupSummary> = before.iter().filter(|b| !after.contains(&b.id)).collect();
             prop_assert_eq!(removed.len(), report.removed.len());
 
             // Never a protected backup: pinned, the newest verified of a group, the deployment's.
-            let deployed = gate.deployments().await.expect("deployments");
+            let deployed = gate.inventory().deployments().await.expect("deployments");
             for b in &removed {
                 prop_assert!(!b.pinned);
                 prop_assert!(deployed.iter().all(|d| d.backup_id != b.id));
@@ -592,7 +640,7 @@ proptest! {
             }
             // Idempotent: a second run (forced, so the budget does not hide anything) removes nothing.
             if !report.refused {
-                let again = gate.prune(Some(&settings), &PruneOptions { force: true, ..apply() }).await.expect("prunes");
+                let again = gate.pruner().prune(Some(&settings), &PruneOptions { force: true, ..apply() }).await.expect("prunes");
                 prop_assert!(again.removed.is_empty(), "{:?}", again.removed);
             }
             Ok(())
@@ -698,10 +746,11 @@ async fn a_blob_collection_never_deletes_a_blob_a_backup_of_another_environment_
         let collector = collector;
         tokio::spawn(async move {
             let mut report = collector
+                .pruner()
                 .prune(Some(&keep_last(5)), &apply())
                 .await
                 .expect("prune");
-            collector.collect_blobs(&mut report, true).await;
+            collector.pruner().collect_blobs(&mut report, true).await;
             report
         })
     };
@@ -716,7 +765,7 @@ async fn a_blob_collection_never_deletes_a_blob_a_backup_of_another_environment_
         deploy: DeployInfo::default(),
     };
     let mut backup = tokio::spawn(async move {
-        let outcome = backup_b.backup(&request).await;
+        let outcome = backup_b.backups().backup(&request).await;
         (backup_b, outcome)
     });
     let finished_early = tokio::time::timeout(std::time::Duration::from_secs(3), &mut backup)
@@ -743,6 +792,7 @@ async fn a_blob_collection_never_deletes_a_blob_a_backup_of_another_environment_
         report.blobs_removed
     );
     let record = backup_b
+        .backups()
         .reverify_manifest(
             &outcome.manifest,
             VerificationLevel::Checksum,

@@ -1,4 +1,4 @@
-//! [`Gate::restore`]: carrying out a plan through its backend, with the gate's safety net.
+//! [`Restores::restore`]: carrying out a plan through its backend, with the gate's safety net.
 
 use async_trait::async_trait;
 use backup_core::{
@@ -6,11 +6,12 @@ use backup_core::{
 };
 
 use super::plan::restore_error;
-use super::{RestoreOutcome, RestorePlan, RestoreRequest, step};
+use super::{RestoreOutcome, RestorePlan, RestoreRequest, Restores, step};
+use crate::backups::{BackupRequest, BackupSetup, Backups};
 use crate::error::Result;
-use crate::gate::{BackupRequest, Gate};
+use crate::scope::Scope;
 
-impl Gate {
+impl Restores<'_> {
     /// Carries out a plan (see the module docs for the contract).
     ///
     /// # Errors
@@ -28,19 +29,19 @@ impl Gate {
     ) -> Result<RestoreOutcome> {
         request.check_connections(&plan)?;
         request.check_consent(&plan)?;
-        // The caller holds the store lock ([`Gate::lock`]): `pre-deploy restore` takes it, and
-        // `run --rollback-on-failure` restores under the lock its run already holds.
+        // The caller holds the run lock: `pre-deploy restore` takes it, and `run
+        // --rollback-on-failure` restores under the lock its run already holds.
         let net = GateSafetyNet {
-            gate: self,
+            backups: self.backups,
             restoring: plan.backup_id.clone(),
         };
         let ctx = RestoreContext {
-            store: self.store.as_ref(),
+            store: self.scope().store.as_ref(),
             safety: &net,
             terminate_connections: request.terminate_connections,
             temp_dir: request.temp_dir.as_deref(),
             jobs: request.jobs.max(1),
-            handle_signals: self.handle_signals,
+            handle_signals: self.scope().handle_signals,
         };
         let (done, safety_backup) = plan.planned.execute(ctx).await.map_err(restore_error)?;
         Ok(RestoreOutcome {
@@ -54,7 +55,7 @@ impl Gate {
 /// The safety backup of a restore target: a backup of kind `safety` in this gate's store and
 /// environment, verified to level 3.
 struct GateSafetyNet<'g> {
-    gate: &'g Gate,
+    backups: Backups<'g>,
     /// The backup being restored (recorded in the safety backup).
     restoring: String,
 }
@@ -65,23 +66,25 @@ impl SafetyNet for GateSafetyNet<'_> {
         &self,
         snapshotter: DynSnapshotter,
     ) -> std::result::Result<String, String> {
-        let this = self.gate;
-        let mut gate = Gate::new(
-            this.store.clone(),
-            this.environment.clone(),
-            vec![snapshotter],
-            this.verifiers.clone(),
-        )
-        .with_verify_level(VerificationLevel::Archive)
-        .with_pipeline(this.pipeline.clone())
-        .with_clock(this.clock.clone());
-        gate.store_url.clone_from(&this.store_url);
+        // The restore handles signals around the whole safety backup.
+        let scope = Scope {
+            handle_signals: false,
+            ..self.backups.scope.clone()
+        };
+        let setup = BackupSetup {
+            pipeline: self.backups.setup.pipeline.clone(),
+            ..BackupSetup::new(vec![snapshotter], self.backups.setup.verifiers.clone())
+        };
+        let backups = Backups {
+            scope: &scope,
+            setup: &setup,
+        };
         let mut deploy = DeployInfo::default();
         deploy.extra.insert(
             "safety_before_restore_of".into(),
             serde_json::Value::String(self.restoring.clone()),
         );
-        let outcome = gate
+        let outcome = backups
             .backup(&BackupRequest {
                 kind: BackupKind::Safety,
                 deploy,

@@ -3,13 +3,13 @@
 //!
 //! # Contract
 //!
-//! 1. **Plan and preflight** ([`Gate::plan_restore`]): resolve the backup and the source, find
+//! 1. **Plan and preflight** ([`Restores::plan_restore`]): resolve the backup and the source, find
 //!    the backend of the source's kind ([`backup_core::Backend::restorer`]) and let it reach
 //!    the target and check what it needs (tools, versions, sessions, space). Nothing is written.
 //! 2. **Consent**: `confirmed` (typed name, `--yes`, `PREDEPLOY_CONFIRM_RESTORE=yes`) and, for a
 //!    production environment, `allow_production`; otherwise exit 2. Sessions on the target
 //!    refuse without `terminate_connections` (exit 5).
-//! 3. **Carry out** ([`Gate::restore`]) through the backend's plan, with the gate's safety net:
+//! 3. **Carry out** ([`Restores::restore`]) through the backend's plan, with the gate's safety net:
 //!    the backup is verified first (a damaged one is refused with exit 4 before anything is
 //!    touched), the target is backed up (kind `safety`, verified to level 3) when it exists,
 //!    and a new copy is restored and compared before it replaces the target. Each backend's
@@ -28,14 +28,35 @@ use std::path::PathBuf;
 
 use std::sync::Arc;
 
-use backup_core::{BackupKind, Manifest, PlannedRestore, RestoreSummary, SourceManifest, StoreExt};
+use backup_core::{BackupKind, Manifest, PlannedRestore, RestoreSummary, SourceManifest};
 use serde::Serialize;
 
+use crate::backups::Backups;
 use crate::config::{Settings, SourceSpec};
 use crate::error::{GateError, Result};
-use crate::gate::Gate;
+use crate::inventory::Inventory;
+use crate::scope::Scope;
 
 pub use rollback::{RollbackReport, RolledBack};
+
+/// Restores and rollbacks in a [`Scope`], with the safety backups [`Backups`] takes: see
+/// [`crate::Gate::restores`].
+#[derive(Debug, Clone, Copy)]
+pub struct Restores<'g> {
+    pub(crate) backups: Backups<'g>,
+}
+
+impl<'g> Restores<'g> {
+    fn scope(&self) -> &'g Scope {
+        self.backups.scope
+    }
+
+    fn inventory(&self) -> Inventory<'g> {
+        Inventory {
+            scope: self.backups.scope,
+        }
+    }
+}
 
 /// Environment variable that confirms a restore like `--yes`.
 pub const CONFIRM_RESTORE_ENV: &str = "PREDEPLOY_CONFIRM_RESTORE";
@@ -116,7 +137,7 @@ impl RestoreRequest {
         Ok(())
     }
 
-    /// The refusal for missing consent, if any (checked again by [`Gate::restore`]).
+    /// The refusal for missing consent, if any (checked again by [`Restores::restore`]).
     ///
     /// # Errors
     ///
@@ -171,42 +192,6 @@ pub struct RestoreOutcome {
 }
 
 pub use backup_core::hooks::{PAUSE_POINTS, pause_at};
-
-impl Gate {
-    /// Resolves `last` for a restore: the newest backup of the environment that is not a safety
-    /// backup (restoring a safety backup needs its id).
-    ///
-    /// # Errors
-    ///
-    /// As [`Gate::resolve`].
-    pub async fn resolve_restorable(&self, selector: &str) -> Result<Manifest> {
-        if selector != "last" && selector != "latest" {
-            return self.resolve(selector).await;
-        }
-        let ids = self
-            .store
-            .list_backup_ids()
-            .await
-            .map_err(|source| GateError::Store {
-                context: format!("cannot list {}", self.store.name()),
-                source,
-            })?;
-        for id in ids.into_iter().rev() {
-            match self.store.read_manifest(&id).await {
-                Ok(m) if m.environment == self.environment && m.kind != BackupKind::Safety => {
-                    return Ok(m);
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("skipping backup {id}: {e}"),
-            }
-        }
-        Err(GateError::usage(format!(
-            "there is no backup of environment {:?} to restore in {} (safety backups are restored by id)",
-            self.environment,
-            self.store.name()
-        )))
-    }
-}
 
 /// The source of `manifest` to restore: `name`, or the only one.
 fn pick_source<'m>(manifest: &'m Manifest, name: Option<&str>) -> Result<&'m SourceManifest> {

@@ -1,13 +1,13 @@
-//! [`Gate::plan_restore`]: the plan and its preflight (writes nothing), by the backend of the
+//! [`Restores::plan_restore`]: the plan and its preflight (writes nothing), by the backend of the
 //! source's kind.
 
 use backup_core::{RestoreError, RestoreSetup};
 
+use super::Restores;
 use super::{RestorePlan, RestoreRequest, pick_source};
 use crate::error::{GateError, Result};
-use crate::gate::Gate;
 
-impl Gate {
+impl Restores<'_> {
     /// Plans a restore and runs its preflight; writes nothing.
     ///
     /// # Errors
@@ -17,11 +17,12 @@ impl Gate {
     /// - [`GateError::Preflight`] (5): the target is unreachable, client tools are missing,
     ///   not enough free space.
     pub async fn plan_restore(&self, request: &RestoreRequest) -> Result<RestorePlan> {
-        let manifest = self.resolve_restorable(&request.backup).await?;
+        let manifest = self.inventory().resolve_restorable(&request.backup).await?;
         let source = pick_source(&manifest, request.source.as_deref())?;
-        let backend = self.backends.for_kind(&source.kind);
+        let backend = self.scope().backends.for_kind(&source.kind);
         let Some((backend, restorer)) = backend.and_then(|b| Some((b, b.restorer()?))) else {
             let known: Vec<&str> = self
+                .scope()
                 .backends
                 .backends()
                 .iter()
@@ -62,7 +63,7 @@ impl Gate {
                 manifest: &manifest,
                 source,
                 target_url: &url,
-                now: self.clock.now(),
+                now: self.scope().clock.now(),
                 terminate_connections: request.terminate_connections,
                 temp_dir: request.temp_dir.as_deref(),
             })
@@ -71,7 +72,7 @@ impl Gate {
         Ok(RestorePlan {
             backup_id: manifest.id.to_string(),
             backup_kind: manifest.kind,
-            environment: self.environment.clone(),
+            environment: self.scope().environment.clone(),
             source: source.name.to_string(),
             kind: source.kind.clone(),
             production: request.production,

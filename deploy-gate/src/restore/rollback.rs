@@ -1,10 +1,10 @@
-//! [`Gate::rollback`]: `run --rollback-on-failure`.
+//! [`Restores::rollback`]: `run --rollback-on-failure`.
 
 use backup_core::Manifest;
 use serde::Serialize;
 
+use super::Restores;
 use super::{RestoreRequest, step};
-use crate::gate::Gate;
 
 /// One source put back by a rollback.
 #[derive(Debug, Clone, Serialize)]
@@ -33,7 +33,7 @@ impl RollbackReport {
     }
 }
 
-impl Gate {
+impl Restores<'_> {
     /// `run --rollback-on-failure`: restores every source of `manifest` (the backup taken for
     /// this run) where it came from (targets, tools and temp dir from `template`, e.g.
     /// [`RestoreRequest::from_settings`]), each through its backend after a safety backup of the
