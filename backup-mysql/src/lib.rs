@@ -64,21 +64,34 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod backend;
+mod compare;
 mod config;
 mod inspector;
 pub mod process;
+mod restore;
+mod runbook;
 pub mod scan;
+mod schema;
 mod snapshotter;
+pub mod swap;
 mod tools;
 mod verifier;
 
+pub use admin::{
+    BEFORE_MARK, LABEL_TABLE, MysqlAdmin, RESTORE_MARK, VERIFY_MARK, WorkDatabase, replay_dump,
+    work_name,
+};
 pub use backend::{BIN_DIR_ENV, MysqlBackend, MysqlSection};
+pub use compare::{count_differences, recorded_listing, restored_findings};
 pub use config::{DEFAULT_PORT, MysqlSourceConfig};
 pub use inspector::{BinlogPosition, DumpStart, MysqlInspector, TableInfo, quote_ident};
+pub use restore::{MysqlRestorer, MysqlSwapNames, PlannedMysqlRestore};
+pub use schema::{FINGERPRINT_V1, MARKER_PREFIX, MysqlSchemaListing, SchemaEntry, read_listing};
 pub use snapshotter::{
-    COUNTS_AFTER_DUMP, COUNTS_DUMP_SNAPSHOT, DUMP_FILE, DUMP_FORMAT, MysqlSnapshotter, SOURCE_KIND,
-    dump_args,
+    COUNTS_AFTER_DUMP, COUNTS_DUMP_SNAPSHOT, DUMP_FILE, DUMP_FORMAT, MysqlSnapshotter, SCHEMA_FILE,
+    SCHEMA_FORMAT, SOURCE_KIND, dump_args,
 };
-pub use tools::{Flavour, MysqlTools, find_tools};
-pub use verifier::MysqlArchiveVerifier;
+pub use tools::{Flavour, MysqlTools, find_client, find_tools};
+pub use verifier::{MysqlArchiveVerifier, MysqlRestoreTargets};

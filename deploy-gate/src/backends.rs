@@ -85,6 +85,8 @@ pub fn registry(settings: &Settings) -> Registry {
         }))
         .with(Arc::new(MysqlBackend {
             bin_dir: mysql_bin_dir,
+            verify_restore_url: settings.verify_restore_url.clone(),
+            archive_only: false,
         }))
         .with(Arc::new(BucketBackend {
             s3: settings.s3.clone(),

@@ -1,0 +1,371 @@
+//! Putting a restored database in place of another: the MySQL/MariaDB mechanics of
+//! `pre-deploy restore`.
+//!
+//! MySQL has no `RENAME DATABASE`. The tables move instead, all in **one** `RENAME TABLE`
+//! statement (atomic: another session sees either every old table or every new one, never a
+//! mix): the target's tables to `<db>__predeploy_before_<time>`, the restored ones into the
+//! target. What cannot move between databases is recreated around that statement: triggers (a
+//! table with triggers cannot change database), views (a view cannot be renamed into another
+//! database), stored routines and events (they belong to a database). So:
+//!
+//! 1. the definitions of both sides are read (`SHOW CREATE …`, with their `sql_mode`),
+//! 2. triggers and views are dropped on both sides, routines and events in the target,
+//! 3. the one `RENAME TABLE` moves the tables,
+//! 4. the restored routines, views, triggers and events are created in the target, and the
+//!    previous triggers, views and routines in the kept database (its events are not: they
+//!    would run there; they are in the safety backup).
+//!
+//! Between steps 2 and 4 (milliseconds) a session can see the target without its triggers,
+//! views, routines or events: only the table swap is atomic. A failure at any step undoes the
+//! steps done ([`MysqlSwap::undo`]), putting the previous tables and objects back.
+
+use mysql_async::prelude::Queryable as _;
+use mysql_async::{Conn, Row};
+
+use crate::config::MysqlSourceConfig;
+use crate::inspector::quote_ident;
+use crate::schema::MARKER_PREFIX;
+
+/// The objects of one database that a swap moves or recreates.
+#[derive(Debug, Clone, Default)]
+pub struct DatabaseObjects {
+    /// Base tables (and sequences), without pre-deploy's labels.
+    pub tables: Vec<String>,
+    /// Views: name and `CREATE VIEW` statement (unqualified).
+    pub views: Vec<(String, String)>,
+    /// Triggers in firing order: name, `sql_mode`, `CREATE TRIGGER` statement.
+    pub triggers: Vec<(String, String, String)>,
+    /// Routines: `PROCEDURE name` or `FUNCTION name`, `sql_mode`, `CREATE …` statement.
+    pub routines: Vec<(String, String, String)>,
+    /// Events: name, `sql_mode`, time zone, `CREATE EVENT` statement.
+    pub events: Vec<(String, String, String, String)>,
+}
+
+/// A connection whose default database is `db` (so `SHOW CREATE VIEW` leaves its own tables
+/// unqualified, and created objects land there).
+async fn connect_to(config: &MysqlSourceConfig, db: &str) -> Result<Conn, String> {
+    Conn::new(config.with_database(db).connect_opts())
+        .await
+        .map_err(|e| format!("cannot connect to database {db}: {e}"))
+}
+
+fn cell(row: &Row, i: usize) -> Option<String> {
+    match row.as_ref(i)? {
+        mysql_async::Value::Bytes(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    }
+}
+
+async fn show(conn: &mut Conn, sql: String, column: usize, what: &str) -> Result<Row, String> {
+    let row: Option<Row> = conn
+        .query_first(sql)
+        .await
+        .map_err(|e| format!("reading the definition of {what}: {e}"))?;
+    let row = row.ok_or_else(|| format!("{what} vanished"))?;
+    if cell(&row, column).is_none() {
+        return Err(format!(
+            "the definition of {what} cannot be read (the user needs the privileges to see it)"
+        ));
+    }
+    Ok(row)
+}
+
+/// Reads what [`DatabaseObjects`] holds for database `db`.
+///
+/// # Errors
+///
+/// A message naming what could not be read.
+pub async fn read_objects(config: &MysqlSourceConfig, db: &str) -> Result<DatabaseObjects, String> {
+    let mut conn = connect_to(config, db).await?;
+    let r = read_with(&mut conn, db).await;
+    let _ = conn.disconnect().await;
+    r
+}
+
+async fn read_with(conn: &mut Conn, db: &str) -> Result<DatabaseObjects, String> {
+    // Views are recreated in another database: their own database's qualifier must go (the
+    // server leaves it out for the current database, but not always for every reference).
+    let qualifier = format!("{}.", quote_ident(db));
+    let list = |e: mysql_async::Error| format!("listing the objects: {e}");
+    let mut out = DatabaseObjects::default();
+    let tables: Vec<String> = conn
+        .query(
+            "SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() \
+             AND TABLE_TYPE <> 'VIEW' ORDER BY TABLE_NAME",
+        )
+        .await
+        .map_err(list)?;
+    out.tables = tables
+        .into_iter()
+        .filter(|t| !t.starts_with(MARKER_PREFIX))
+        .collect();
+    let views: Vec<String> = conn
+        .query("SELECT TABLE_NAME FROM information_schema.VIEWS WHERE TABLE_SCHEMA = DATABASE() ORDER BY TABLE_NAME")
+        .await
+        .map_err(list)?;
+    for v in views {
+        let what = format!("view {v}");
+        let row = show(
+            conn,
+            format!("SHOW CREATE VIEW {}", quote_ident(&v)),
+            1,
+            &what,
+        )
+        .await?;
+        out.views
+            .push((v, cell(&row, 1).unwrap_or_default().replace(&qualifier, "")));
+    }
+    let triggers: Vec<String> = conn
+        .query(
+            "SELECT TRIGGER_NAME FROM information_schema.TRIGGERS WHERE TRIGGER_SCHEMA = DATABASE() \
+             ORDER BY EVENT_OBJECT_TABLE, ACTION_TIMING, EVENT_MANIPULATION, ACTION_ORDER",
+        )
+        .await
+        .map_err(list)?;
+    for t in triggers {
+        let what = format!("trigger {t}");
+        let row = show(
+            conn,
+            format!("SHOW CREATE TRIGGER {}", quote_ident(&t)),
+            2,
+            &what,
+        )
+        .await?;
+        out.triggers.push((
+            t,
+            cell(&row, 1).unwrap_or_default(),
+            cell(&row, 2).unwrap_or_default(),
+        ));
+    }
+    let routines: Vec<(String, String)> = conn
+        .query(
+            "SELECT ROUTINE_TYPE, ROUTINE_NAME FROM information_schema.ROUTINES \
+             WHERE ROUTINE_SCHEMA = DATABASE() ORDER BY ROUTINE_TYPE, ROUTINE_NAME",
+        )
+        .await
+        .map_err(list)?;
+    for (kind, name) in routines {
+        let what = format!("{} {name}", kind.to_lowercase());
+        let row = show(
+            conn,
+            format!("SHOW CREATE {kind} {}", quote_ident(&name)),
+            2,
+            &what,
+        )
+        .await?;
+        out.routines.push((
+            format!("{kind} {}", quote_ident(&name)),
+            cell(&row, 1).unwrap_or_default(),
+            cell(&row, 2).unwrap_or_default(),
+        ));
+    }
+    let events: Vec<String> = conn
+        .query("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = DATABASE() ORDER BY EVENT_NAME")
+        .await
+        .map_err(list)?;
+    for e in events {
+        let what = format!("event {e}");
+        let row = show(
+            conn,
+            format!("SHOW CREATE EVENT {}", quote_ident(&e)),
+            3,
+            &what,
+        )
+        .await?;
+        out.events.push((
+            e,
+            cell(&row, 1).unwrap_or_default(),
+            cell(&row, 2).unwrap_or_default(),
+            cell(&row, 3).unwrap_or_default(),
+        ));
+    }
+    Ok(out)
+}
+
+/// Which objects [`drop_objects`] and [`create_objects`] handle.
+#[derive(Debug, Clone, Copy)]
+pub struct Kinds {
+    /// Triggers and views (they block a table move).
+    pub triggers_and_views: bool,
+    /// Routines.
+    pub routines: bool,
+    /// Events.
+    pub events: bool,
+}
+
+/// Every kind.
+pub const ALL: Kinds = Kinds {
+    triggers_and_views: true,
+    routines: true,
+    events: true,
+};
+
+/// Drops `objects`' triggers, views, routines and events (as `kinds` says) from database `db`.
+///
+/// # Errors
+///
+/// The first statement that failed.
+pub async fn drop_objects(
+    config: &MysqlSourceConfig,
+    db: &str,
+    objects: &DatabaseObjects,
+    kinds: Kinds,
+) -> Result<(), String> {
+    let mut conn = connect_to(config, db).await?;
+    let q = quote_ident(db);
+    let mut statements = Vec::new();
+    if kinds.triggers_and_views {
+        for (t, _, _) in &objects.triggers {
+            statements.push(format!("DROP TRIGGER IF EXISTS {q}.{}", quote_ident(t)));
+        }
+        for (v, _) in &objects.views {
+            statements.push(format!("DROP VIEW IF EXISTS {q}.{}", quote_ident(v)));
+        }
+    }
+    if kinds.routines {
+        for (r, _, _) in &objects.routines {
+            // `PROCEDURE `name`` → `DROP PROCEDURE IF EXISTS db.`name``
+            if let Some((kind, name)) = r.split_once(' ') {
+                statements.push(format!("DROP {kind} IF EXISTS {q}.{name}"));
+            }
+        }
+    }
+    if kinds.events {
+        for (e, _, _, _) in &objects.events {
+            statements.push(format!("DROP EVENT IF EXISTS {q}.{}", quote_ident(e)));
+        }
+    }
+    let mut result = Ok(());
+    for sql in statements {
+        if let Err(e) = conn.query_drop(&sql).await {
+            result = Err(format!("{sql}: {e}"));
+            break;
+        }
+    }
+    let _ = conn.disconnect().await;
+    result
+}
+
+/// Creates `objects`' routines, views, triggers and events (as `kinds` says) in database `db`,
+/// each with its `sql_mode` (and time zone for events). Views are created in dependency order
+/// (one that fails waits until no other can be created).
+///
+/// # Errors
+///
+/// The first statement that failed for good.
+pub async fn create_objects(
+    config: &MysqlSourceConfig,
+    db: &str,
+    objects: &DatabaseObjects,
+    kinds: Kinds,
+) -> Result<(), String> {
+    let mut conn = connect_to(config, db).await?;
+    let r = create_with(&mut conn, objects, kinds).await;
+    let _ = conn.disconnect().await;
+    r
+}
+
+async fn with_mode(conn: &mut Conn, mode: &str, sql: &str) -> Result<(), String> {
+    conn.exec_drop("SET SESSION sql_mode = ?", (mode,))
+        .await
+        .map_err(|e| format!("SET sql_mode: {e}"))?;
+    conn.query_drop(sql).await.map_err(|e| e.to_string())
+}
+
+async fn create_with(
+    conn: &mut Conn,
+    objects: &DatabaseObjects,
+    kinds: Kinds,
+) -> Result<(), String> {
+    let original: Option<String> = conn
+        .query_first("SELECT @@SESSION.sql_mode")
+        .await
+        .map_err(|e| e.to_string())?;
+    if kinds.routines {
+        for (name, mode, sql) in &objects.routines {
+            with_mode(conn, mode, sql)
+                .await
+                .map_err(|e| format!("creating {name}: {e}"))?;
+        }
+    }
+    if kinds.triggers_and_views {
+        let mut pending: Vec<&(String, String)> = objects.views.iter().collect();
+        while !pending.is_empty() {
+            let mut failed = Vec::new();
+            let mut last_error = String::new();
+            for view in &pending {
+                if let Err(e) = conn.query_drop(&view.1).await {
+                    last_error = format!("creating view {}: {e}", view.0);
+                    failed.push(*view);
+                }
+            }
+            if failed.len() == pending.len() {
+                return Err(last_error);
+            }
+            pending = failed;
+        }
+        for (name, mode, sql) in &objects.triggers {
+            with_mode(conn, mode, sql)
+                .await
+                .map_err(|e| format!("creating trigger {name}: {e}"))?;
+        }
+    }
+    if kinds.events {
+        for (name, mode, zone, sql) in &objects.events {
+            conn.exec_drop("SET SESSION time_zone = ?", (zone,))
+                .await
+                .map_err(|e| format!("creating event {name}: {e}"))?;
+            with_mode(conn, mode, sql)
+                .await
+                .map_err(|e| format!("creating event {name}: {e}"))?;
+        }
+    }
+    if let Some(mode) = original {
+        let _ = conn.exec_drop("SET SESSION sql_mode = ?", (mode,)).await;
+    }
+    Ok(())
+}
+
+/// The one `RENAME TABLE` statement that moves `out_tables` from `db` to `aside` and
+/// `in_tables` from `from` into `db` (the moves out first, so names never collide).
+pub fn rename_statement(
+    db: &str,
+    aside: &str,
+    out_tables: &[String],
+    from: &str,
+    in_tables: &[String],
+) -> Option<String> {
+    let (d, a, f) = (quote_ident(db), quote_ident(aside), quote_ident(from));
+    let moves: Vec<String> = out_tables
+        .iter()
+        .map(|t| format!("{d}.{q} TO {a}.{q}", q = quote_ident(t)))
+        .chain(
+            in_tables
+                .iter()
+                .map(|t| format!("{f}.{q} TO {d}.{q}", q = quote_ident(t))),
+        )
+        .collect();
+    (!moves.is_empty()).then(|| format!("RENAME TABLE {}", moves.join(", ")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_statement_moves_the_old_tables_out_first() {
+        let sql = rename_statement(
+            "app",
+            "app__predeploy_before_x",
+            &["a".into(), "b`c".into()],
+            "app__predeploy_restore_y",
+            &["a".into()],
+        )
+        .expect("moves");
+        assert_eq!(
+            sql,
+            "RENAME TABLE `app`.`a` TO `app__predeploy_before_x`.`a`, `app`.`b``c` TO `app__predeploy_before_x`.`b``c`, `app__predeploy_restore_y`.`a` TO `app`.`a`"
+        );
+        assert!(rename_statement("a", "b", &[], "c", &[]).is_none());
+    }
+}
