@@ -164,7 +164,7 @@ fn level_4_restores_the_varied_fixture_into_a_scratch_database_and_drops_it() {
     let restored = predeploy_tests::cli::finding(record, "mysql-restore")["message"].to_string();
     assert!(restored.contains("__predeploy_verify_"), "{restored}");
     assert!(
-        databases_containing(server, "__predeploy_verify_").is_empty(),
+        databases_containing(server, &format!("{db}__predeploy_verify_")).is_empty(),
         "the scratch database and the dead run's leftover are dropped"
     );
     assert_eq!(state(server, &db), before, "the source is untouched");
@@ -190,8 +190,8 @@ fn a_test_restore_that_loses_a_row_or_changes_a_column_fails_level_4_naming_it()
             "table orders has 2000 rows in the restored copy, the backup recorded 2001",
         ),
         (
-            "\"$real\" \"$@\" || exit $?\n\"$real\" \"$@\" -e 'ALTER TABLE customers MODIFY name VARCHAR(7)'",
-            "column customers.name differs",
+            "\"$real\" \"$@\" || exit $?\n\"$real\" \"$@\" -e 'ALTER TABLE customers MODIFY name VARCHAR(150) NOT NULL'",
+            "column customers.name differs: the backup has 2 | varchar(100) | NO",
         ),
     ] {
         let tools = tools_with_client(after);
@@ -206,7 +206,7 @@ fn a_test_restore_that_loses_a_row_or_changes_a_column_fails_level_4_naming_it()
         let said = format!("{}{}", out.stdout, out.stderr);
         assert!(said.contains(names), "{names}: {said}");
         assert!(
-            databases_containing(server, "__predeploy_verify_").is_empty(),
+            databases_containing(server, &format!("{db}__predeploy_verify_")).is_empty(),
             "the scratch database is dropped on failure too"
         );
     }
@@ -232,7 +232,7 @@ fn backed_up_then_changed(
         &db,
         b"DELETE FROM audit_log; ALTER TABLE customers ADD COLUMN nickname VARCHAR(20);
           UPDATE customers SET name = 'gone'; DROP VIEW order_totals; DROP TRIGGER orders_audit;
-          INSERT INTO orders (customer_id, total) SELECT id, 1 FROM customers LIMIT 1;
+          INSERT INTO orders (customer_id, total, placed_at) SELECT id, 1, NOW(6) FROM customers LIMIT 1;
           CREATE TABLE added_by_migration (id INT PRIMARY KEY);",
     );
     let changed = state(server, &db);
@@ -261,19 +261,32 @@ fn restore_brings_a_changed_database_back_identical_and_keeps_the_previous_table
     // The previous tables are kept, with their triggers and views as they were.
     let kept = databases_containing(server, &format!("{db}__predeploy_before_"));
     assert_eq!(kept.len(), 1, "{kept:?}");
+    let mut kept_tables = table_hashes(server, &kept[0]);
+    assert!(
+        kept_tables.remove("__predeploy_label").is_some(),
+        "the kept database says what it is"
+    );
     assert_eq!(
-        table_hashes(server, &kept[0]),
-        changed.0,
+        kept_tables, changed.0,
         "the kept database holds the changed data"
     );
-    assert!(databases_containing(server, "__predeploy_restore_").is_empty());
+    assert!(databases_containing(server, &format!("{db}__predeploy_restore_")).is_empty());
     // The changed state is in a verified safety backup.
     let list = backups(store.path(), "default");
     let kinds: Vec<&str> = list.iter().map(|(_, k, _)| k.as_str()).collect();
-    assert_eq!(kinds, vec!["safety", "pre-deploy"], "{list:?}");
-    // Objects the restore recreated work: the trigger fires, the procedure runs.
-    server.sql(&db, "INSERT INTO orders (customer_id, total) VALUES (1, 5)");
-    server.sql(&db, "SELECT * FROM order_totals LIMIT 1");
+    assert_eq!(kinds, vec!["safety", "manual"], "{list:?}");
+    assert_eq!(list[0].2["passed"], true, "{list:?}");
+    // Objects the restore recreated work: the trigger fires, the view and the routines run.
+    let audited = server.sql(&db, "SELECT COUNT(*) FROM audit_log");
+    server.sql(
+        &db,
+        "INSERT INTO orders (customer_id, total, placed_at) VALUES (1, 5, NOW(6))",
+    );
+    assert_ne!(server.sql(&db, "SELECT COUNT(*) FROM audit_log"), audited);
+    server.sql(
+        &db,
+        "SELECT * FROM order_totals LIMIT 1; SELECT customer_total(1)",
+    );
 }
 
 #[test]
@@ -289,7 +302,7 @@ fn a_restore_that_fails_before_the_swap_leaves_the_target_as_it_was() {
     out.assert_code(8);
     out.assert_stderr_contains("the target database is untouched");
     assert_eq!(state(server, &db), changed, "the target is as it was");
-    assert!(databases_containing(server, "__predeploy_restore_").is_empty());
+    assert!(databases_containing(server, &format!("{db}__predeploy_restore_")).is_empty());
     assert!(databases_containing(server, &format!("{db}__predeploy_before_")).is_empty());
 }
 
@@ -310,7 +323,7 @@ fn a_check_that_fails_after_the_swap_swaps_back() {
     out.assert_stderr_contains("empty table ü has 1 rows");
     out.assert_stderr_contains("swapped back");
     assert_eq!(state(server, &db), changed, "the target is as it was");
-    assert!(databases_containing(server, "__predeploy_restore_").is_empty());
+    assert!(databases_containing(server, &format!("{db}__predeploy_restore_")).is_empty());
     assert!(databases_containing(server, &format!("{db}__predeploy_before_")).is_empty());
 }
 
@@ -325,7 +338,7 @@ fn a_failed_deploy_is_rolled_back_through_the_same_restore() {
         client_command(
             server,
             &db,
-            "DELETE FROM audit_log; ALTER TABLE orders ADD COLUMN note TEXT; DROP PROCEDURE mark_paid"
+            "DELETE FROM audit_log; ALTER TABLE orders ADD COLUMN shipped_note TEXT; DROP PROCEDURE mark_paid"
         )
     );
     let work = tempfile::tempdir().expect("workdir");
