@@ -2,10 +2,14 @@
 //!
 //! MySQL and MariaDB for pre-deploy: [`MysqlSnapshotter`] streams a `mariadb-dump` (MariaDB
 //! servers) or `mysqldump` (MySQL servers) SQL dump, taken with `--single-transaction`, through
-//! the core pipeline and records exact per-table row counts; [`MysqlArchiveVerifier`] proves
-//! the stored dump complete (level 3); [`MysqlBackend`] registers both for `mysql://` and
-//! `mariadb://` URLs under the one source kind `mysql` (the flavour is in the manifest's
-//! `server_version` and `extra.flavour`).
+//! the core pipeline and records exact per-table row counts and a schema fingerprint
+//! ([`MysqlSchemaListing`]); [`MysqlArchiveVerifier`] proves the stored dump complete (level 3)
+//! and, with [`MysqlRestoreTargets`], restores it into a scratch database and compares it
+//! (level 4); [`MysqlRestorer`] puts a backup back with a safety net (restore into a new
+//! database, compare, one atomic `RENAME TABLE` swap, swap back on failure; see its module
+//! docs and [`swap`]); [`MysqlBackend`] registers them for `mysql://` and `mariadb://` URLs
+//! under the one source kind `mysql` (the flavour is in the manifest's `server_version` and
+//! `extra.flavour`).
 //!
 //! ## Credentials
 //!
@@ -80,8 +84,8 @@ mod tools;
 mod verifier;
 
 pub use admin::{
-    BEFORE_MARK, LABEL_TABLE, MysqlAdmin, RESTORE_MARK, VERIFY_MARK, WorkDatabase, replay_dump,
-    work_name,
+    BEFORE_MARK, LABEL_TABLE, MAX_NAME_CHARS, MysqlAdmin, RESTORE_MARK, VERIFY_MARK, WorkDatabase,
+    replay_dump, work_name,
 };
 pub use backend::{BIN_DIR_ENV, MysqlBackend, MysqlSection};
 pub use compare::{count_differences, recorded_listing, restored_findings};

@@ -17,7 +17,7 @@
 //!
 //! Between steps 2 and 4 (milliseconds) a session can see the target without its triggers,
 //! views, routines or events: only the table swap is atomic. A failure at any step undoes the
-//! steps done ([`MysqlSwap::undo`]), putting the previous tables and objects back.
+//! steps done (the restorer's undo), putting the previous tables and objects back.
 
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Row};
