@@ -37,7 +37,7 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
     let location = (ctx.locate)(&dump.key);
     let staged = format!("/tmp/predeploy-{}-{}.sql.zst", ctx.manifest.id, source.name);
     let before = format!(
-        "/tmp/predeploy-{}-{}-before.sql.zst",
+        "/tmp/predeploy-{}-{}-before.sql",
         ctx.manifest.id, source.name
     );
     let mut commands = Vec::new();
@@ -60,9 +60,15 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
         .iter()
         .map(|a| shell_quote(a))
         .collect();
+    // No pipe: `sh -e` sees the dump tool's own exit status, and the closing line proves the
+    // file whole before the database is dropped.
     commands.push(format!(
-        "{dumper} {connection} {} | zstd -q -o {}",
-        dump_args.join(" "),
+        "{dumper} {connection} {} {}",
+        shell_quote(&format!("--result-file={before}")),
+        dump_args.join(" ")
+    ));
+    commands.push(format!(
+        "tail -n 1 {} | grep -q '^-- Dump completed'",
         shell_quote(&before)
     ));
     let charset = crate::verifier::charset_of(source)

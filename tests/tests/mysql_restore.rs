@@ -423,3 +423,65 @@ fn a_laravel_style_migration_that_fails_half_way_is_rolled_back_with_the_backup_
         .collect();
     assert_eq!(kinds, vec!["safety", "pre-deploy"], "{}", listed.stdout);
 }
+
+#[test]
+fn the_runbook_raw_commands_restore_the_backup_when_run_by_sh() {
+    let server = MariaDbServer::shared();
+    let (store, db, backed_up, changed) = backed_up_then_changed(server, "book");
+    let out = run(pre_deploy()
+        .args(["show", "last", "--json", "--store"])
+        .arg(store.path()));
+    out.assert_success();
+    let v = out.json();
+    let id = v["manifest"]["id"].as_str().expect("id").to_owned();
+    let steps = v["runbook"]["steps"].as_array().expect("steps");
+    let commands_of = |prefix: &str| -> Vec<String> {
+        steps
+            .iter()
+            .find(|s| s["title"].as_str().unwrap_or("").starts_with(prefix))
+            .unwrap_or_else(|| panic!("a step {prefix:?}: {steps:?}"))["commands"]
+            .as_array()
+            .expect("commands")
+            .iter()
+            .map(|c| c.as_str().expect("text").to_owned())
+            .collect()
+    };
+    let with_tool = commands_of("Restore database db with pre-deploy");
+    assert!(
+        with_tool[0].starts_with(&format!("pre-deploy restore {id} --source db --store ")),
+        "{with_tool:?}"
+    );
+    let raw = commands_of("Or without pre-deploy").join("\n");
+    for part in ["sha256sum -c", "mariadb-dump", "zstd -dc", "| mariadb "] {
+        assert!(raw.contains(part), "{part} in {raw}");
+    }
+    assert!(!raw.contains(server.password()), "{raw}");
+    // Run as they are, with the password where the client looks for it.
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(
+        home.path().join(".my.cnf"),
+        format!("[client]\npassword=\"{}\"\n", server.password()),
+    )
+    .expect("write .my.cnf");
+    let out = run(std::process::Command::new("sh")
+        .args(["-e", "-c", &raw])
+        .env("HOME", home.path()));
+    out.assert_success();
+    assert_eq!(
+        state(server, &db),
+        backed_up,
+        "the raw commands restored it"
+    );
+    let before = format!("/tmp/predeploy-{id}-db-before.sql");
+    let copy = server.create_database("bookcopy");
+    server.sql_script(
+        &copy,
+        &std::fs::read(&before).expect("the dump of the changed state"),
+    );
+    assert_eq!(
+        table_hashes(server, &copy),
+        changed.0,
+        "the changed state was saved first"
+    );
+    let _ = std::fs::remove_file(&before);
+}
