@@ -485,3 +485,68 @@ fn the_runbook_raw_commands_restore_the_backup_when_run_by_sh() {
     );
     let _ = std::fs::remove_file(&before);
 }
+
+#[test]
+fn a_stored_backup_reverifies_to_level_4() {
+    let server = MariaDbServer::shared();
+    let db = varied_database(server, "rever");
+    let store = tempfile::tempdir().expect("store");
+    backup(store.path(), &server.url(&db), "archive", None).assert_success();
+    let out = run(pre_deploy()
+        .args(["verify", "last", "--json", "--level", "restore", "--store"])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("db={}", server.url(&db))));
+    out.assert_success();
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(
+        said.contains("restored with exactly the 5006 rows"),
+        "{said}"
+    );
+    assert!(databases_containing(server, &format!("{db}__predeploy_verify_")).is_empty());
+}
+
+#[test]
+fn restoring_into_a_database_that_does_not_exist_creates_it_without_a_safety_backup() {
+    let server = MariaDbServer::shared();
+    let (store, db, backed_up, _) = backed_up_then_changed(server, "rstnew");
+    let fresh = format!("{db}_fresh");
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes", "--to", &server.url(&fresh)],
+    ));
+    out.assert_success();
+    out.assert_stderr_contains(&format!(
+        "no safety backup needed: database {fresh} does not exist yet"
+    ));
+    assert_eq!(state(server, &fresh), backed_up);
+    assert!(databases_containing(server, &format!("{fresh}__predeploy_")).is_empty());
+}
+
+#[test]
+fn sigkill_before_the_swap_leaves_the_target_untouched_and_the_next_restore_cleans_up() {
+    let server = MariaDbServer::shared();
+    let (store, db, backed_up, changed) = backed_up_then_changed(server, "rstkill");
+    let paused = Paused::start(
+        restore_command(store.path(), &server.url(&db), &["last", "--yes"]),
+        "restored",
+    );
+    paused.signal("KILL");
+    let _ = paused.wait();
+    assert_eq!(state(server, &db), changed, "the target is untouched");
+    assert_eq!(
+        databases_containing(server, &format!("{db}__predeploy_restore_")).len(),
+        1,
+        "the killed run's new database is left behind"
+    );
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes"],
+    ));
+    out.assert_success();
+    out.assert_stderr_contains("left by a restore that died");
+    assert_eq!(state(server, &db), backed_up);
+    assert!(databases_containing(server, &format!("{db}__predeploy_restore_")).is_empty());
+}
