@@ -550,3 +550,31 @@ fn sigkill_before_the_swap_leaves_the_target_untouched_and_the_next_restore_clea
     assert_eq!(state(server, &db), backed_up);
     assert!(databases_containing(server, &format!("{db}__predeploy_restore_")).is_empty());
 }
+
+#[test]
+fn level_4_goes_to_the_configured_restore_server() {
+    let server = MariaDbServer::shared();
+    let db = varied_database(server, "rurl");
+    let store = tempfile::tempdir().expect("store");
+    let out = run(pre_deploy()
+        .args(["backup", "--json", "--verify-level", "restore", "--store"])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("db={}", server.url(&db)))
+        .arg("--verify-restore-url")
+        .arg(server.url("scratchhost")));
+    out.assert_success();
+    let json = out.json();
+    let message = predeploy_tests::cli::finding(&json["verification"], "mysql-restore")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        message.contains("scratchhost__predeploy_verify_"),
+        "{message}"
+    );
+    assert!(!message.contains(server.password()), "{message}");
+    assert!(databases_containing(server, "scratchhost__predeploy_verify_").is_empty());
+    let timings = &json["verification"]["timings"];
+    eprintln!("level timings of the varied fixture: {timings}");
+}
