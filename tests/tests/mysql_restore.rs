@@ -578,3 +578,41 @@ fn level_4_goes_to_the_configured_restore_server() {
     let timings = &json["verification"]["timings"];
     eprintln!("level timings of the varied fixture: {timings}");
 }
+
+#[test]
+fn a_user_who_may_not_create_the_scratch_database_gets_level_3_or_a_refusal_naming_the_privilege() {
+    let server = MariaDbServer::shared();
+    let db = varied_database(server, "nopriv");
+    let user = format!("np_{db}");
+    server.sql(
+        "",
+        &format!(
+            "CREATE USER '{user}'@'%' IDENTIFIED BY 'np-pw'; \
+             GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, LOCK TABLES, RELOAD, PROCESS ON *.* TO '{user}'@'%';"
+        ),
+    );
+    let url = server.url_with(&user, "np-pw", &db);
+    // The default attempts level 4 and requires level 3: the backup passes, saying why.
+    let store = tempfile::tempdir().expect("store");
+    let out = run(pre_deploy()
+        .args(["backup", "--json", "--store"])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("db={url}")));
+    out.assert_success();
+    let json = out.json();
+    let restore = predeploy_tests::cli::finding(&json["verification"], "mysql-restore");
+    assert_eq!(restore["status"], "skipped", "{restore:#}");
+    let message = restore["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("cannot create a scratch database") && message.contains("CREATE and DROP"),
+        "{message}"
+    );
+    // Level 4 required: refused with exit 4, for the same reason.
+    let store = tempfile::tempdir().expect("store");
+    let out = backup(store.path(), &url, "restore", None);
+    out.assert_code(4);
+    let said = format!("{}{}", out.stdout, out.stderr);
+    assert!(said.contains("CREATE and DROP"), "{said}");
+    assert!(!said.contains("np-pw"), "{said}");
+}
