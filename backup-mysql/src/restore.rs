@@ -288,6 +288,8 @@ impl PlannedRestore for PlannedMysqlRestore {
             target_existed: self.summary.target_exists,
             old: DatabaseObjects::default(),
             new: DatabaseObjects::default(),
+            aside_created: false,
+            touched: false,
             renamed: false,
         };
         let terminated = match swap.run(ctx.terminate_connections).await {
@@ -635,6 +637,11 @@ struct MysqlSwap {
     old: DatabaseObjects,
     /// The restored database's objects.
     new: DatabaseObjects,
+    /// Whether the kept database (or, for a target that did not exist, the target) was created
+    /// by this swap.
+    aside_created: bool,
+    /// Whether anything in the target or the new database was dropped or moved.
+    touched: bool,
     /// Whether the `RENAME TABLE` ran.
     renamed: bool,
 }
@@ -711,6 +718,7 @@ impl MysqlSwap {
             .map_err(|e| e.to_string())?;
         // The kept database (or the new target) is the operator's now, not a work leftover.
         kept.keep();
+        self.aside_created = true;
         if !self.target_existed {
             // Created for the restore: the label table goes, the target holds data only.
             let _ = admin
@@ -726,6 +734,7 @@ impl MysqlSwap {
         }
         // 2. What cannot move: triggers and views on both sides, routines and events in the
         // target.
+        self.touched = true;
         drop_objects(&self.config, &n.restoring, &self.new, MOVABLE).await?;
         if self.target_existed {
             drop_objects(&self.config, &n.target, &self.old, ALL).await?;
@@ -765,10 +774,31 @@ impl MysqlSwap {
     /// Puts the target back as it was: the restored objects dropped, the tables moved back, the
     /// previous objects recreated; the kept database dropped when it was made by this swap.
     async fn undo(&self) -> Result<(), String> {
-        let n = &self.names;
         let mut admin = MysqlAdmin::connect(&self.config, "restore")
             .await
             .map_err(|e| e.to_string())?;
+        let result = self.undo_with(&mut admin).await;
+        admin.close().await;
+        result
+    }
+
+    async fn undo_with(&self, admin: &mut MysqlAdmin) -> Result<(), String> {
+        let n = &self.names;
+        let aside = if self.target_existed {
+            &n.before
+        } else {
+            &n.target
+        };
+        if !self.touched {
+            // Nothing was dropped or moved: only the database this swap created goes.
+            if self.aside_created {
+                admin
+                    .drop_database(aside)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            return Ok(());
+        }
         // Whatever is in the target and the kept database now blocks the move back.
         if admin
             .database_exists(&n.target)
@@ -784,8 +814,8 @@ impl MysqlSwap {
                 .await
                 .map_err(|e| e.to_string())?
         {
-            let aside = read_objects(&self.config, &n.before).await?;
-            drop_objects(&self.config, &n.before, &aside, ALL).await?;
+            let kept = read_objects(&self.config, &n.before).await?;
+            drop_objects(&self.config, &n.before, &kept, ALL).await?;
         }
         if self.renamed {
             // The restored tables back to the new database, the previous ones home.
@@ -804,11 +834,13 @@ impl MysqlSwap {
         }
         if self.target_existed {
             create_objects(&self.config, &n.target, &self.old, ALL).await?;
-            let _ = admin.drop_database(&n.before).await;
-        } else {
-            let _ = admin.drop_database(&n.target).await;
         }
-        admin.close().await;
+        if self.aside_created {
+            admin
+                .drop_database(aside)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
         Ok(())
     }
 }
