@@ -74,7 +74,7 @@ mod compare;
 mod config;
 mod inspector;
 pub mod process;
-mod restore;
+pub mod restore;
 mod runbook;
 pub mod scan;
 mod schema;
