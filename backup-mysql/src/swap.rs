@@ -22,8 +22,10 @@
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Row};
 
+use crate::admin::MysqlAdmin;
 use crate::config::MysqlSourceConfig;
 use crate::inspector::quote_ident;
+use crate::restore::MysqlSwapNames;
 use crate::schema::MARKER_PREFIX;
 
 /// The objects of one database that a swap moves or recreates.
@@ -346,6 +348,241 @@ pub fn rename_statement(
         )
         .collect();
     (!moves.is_empty()).then(|| format!("RENAME TABLE {}", moves.join(", ")))
+}
+
+/// One swap of a restored database into the target, and its undo.
+#[derive(Debug)]
+pub(crate) struct MysqlSwap {
+    pub(crate) config: MysqlSourceConfig,
+    pub(crate) names: MysqlSwapNames,
+    pub(crate) target_existed: bool,
+    /// The target's objects before the swap.
+    pub(crate) old: DatabaseObjects,
+    /// The restored database's objects.
+    pub(crate) new: DatabaseObjects,
+    /// Whether the kept database (or, for a target that did not exist, the target) was created
+    /// by this swap.
+    pub(crate) aside_created: bool,
+    /// Whether anything in the target or the new database was dropped or moved.
+    pub(crate) touched: bool,
+    /// Whether the `RENAME TABLE` ran.
+    pub(crate) renamed: bool,
+}
+
+const MOVABLE: Kinds = Kinds {
+    triggers_and_views: true,
+    routines: false,
+    events: false,
+};
+
+impl MysqlSwap {
+    /// Steps 1–4 of the module docs; returns the sessions terminated.
+    pub(crate) async fn run(&mut self, terminate: bool) -> Result<u64, String> {
+        let n = &self.names;
+        tracing::info!("restore: swapping {} into {}", n.restoring, n.target);
+        let mut admin = MysqlAdmin::connect(&self.config, "restore")
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = self.run_with(&mut admin, terminate).await;
+        admin.close().await;
+        result
+    }
+
+    async fn run_with(&mut self, admin: &mut MysqlAdmin, terminate: bool) -> Result<u64, String> {
+        let n = self.names.clone();
+        let _ = admin
+            .execute(
+                "setting the lock wait",
+                "SET SESSION lock_wait_timeout = 30",
+            )
+            .await;
+        let mut terminated = 0;
+        if self.target_existed {
+            let sessions = admin
+                .sessions_on(&n.target)
+                .await
+                .map_err(|e| e.to_string())?;
+            if !sessions.is_empty() {
+                if !terminate {
+                    return Err(format!(
+                        "{} session(s) connected to {} meanwhile: pass --terminate-connections to end them for the swap",
+                        sessions.len(),
+                        n.target
+                    ));
+                }
+                terminated = admin
+                    .terminate_sessions(&n.target)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            self.old = read_objects(&self.config, &n.target).await?;
+        }
+        self.new = read_objects(&self.config, &n.restoring).await?;
+        let charset = charset_of_database(
+            admin,
+            if self.target_existed {
+                &n.target
+            } else {
+                &n.restoring
+            },
+        )
+        .await;
+        let kept = admin
+            .create_work_database(
+                if self.target_existed {
+                    &n.before
+                } else {
+                    &n.target
+                },
+                charset.as_ref(),
+                &format!("tables of {} before a restore", n.target),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+        // The kept database (or the new target) is the operator's now, not a work leftover.
+        kept.keep();
+        self.aside_created = true;
+        if !self.target_existed {
+            // Created for the restore: the label table goes, the target holds data only.
+            let _ = admin
+                .execute(
+                    "removing the label",
+                    &format!(
+                        "DROP TABLE IF EXISTS {}.{}",
+                        quote_ident(&n.target),
+                        quote_ident(crate::admin::LABEL_TABLE)
+                    ),
+                )
+                .await;
+        }
+        // 2. What cannot move: triggers and views on both sides, routines and events in the
+        // target.
+        self.touched = true;
+        drop_objects(&self.config, &n.restoring, &self.new, MOVABLE).await?;
+        if self.target_existed {
+            drop_objects(&self.config, &n.target, &self.old, ALL).await?;
+        }
+        // 3. The one atomic statement.
+        if let Some(sql) = rename_statement(
+            &n.target,
+            &n.before,
+            &self.old.tables,
+            &n.restoring,
+            &self.new.tables,
+        ) {
+            admin
+                .execute("moving the tables", &sql)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        self.renamed = true;
+        // 4. The restored objects in the target; the previous ones (but events) kept aside.
+        create_objects(&self.config, &n.target, &self.new, ALL).await?;
+        if self.target_existed {
+            let aside = Kinds {
+                triggers_and_views: true,
+                routines: true,
+                events: false,
+            };
+            if let Err(e) = create_objects(&self.config, &n.before, &self.old, aside).await {
+                tracing::warn!(
+                    "could not recreate the previous triggers, views or routines in {}: {e}",
+                    n.before
+                );
+            }
+        }
+        Ok(terminated)
+    }
+
+    /// Puts the target back as it was: the restored objects dropped, the tables moved back, the
+    /// previous objects recreated; the kept database dropped when it was made by this swap.
+    pub(crate) async fn undo(&self) -> Result<(), String> {
+        let mut admin = MysqlAdmin::connect(&self.config, "restore")
+            .await
+            .map_err(|e| e.to_string())?;
+        let result = self.undo_with(&mut admin).await;
+        admin.close().await;
+        result
+    }
+
+    async fn undo_with(&self, admin: &mut MysqlAdmin) -> Result<(), String> {
+        let n = &self.names;
+        let aside = if self.target_existed {
+            &n.before
+        } else {
+            &n.target
+        };
+        if !self.touched {
+            // Nothing was dropped or moved: only the database this swap created goes.
+            if self.aside_created {
+                admin
+                    .drop_database(aside)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            return Ok(());
+        }
+        // Whatever is in the target and the kept database now blocks the move back.
+        if admin
+            .database_exists(&n.target)
+            .await
+            .map_err(|e| e.to_string())?
+        {
+            let now = read_objects(&self.config, &n.target).await?;
+            drop_objects(&self.config, &n.target, &now, ALL).await?;
+        }
+        if self.target_existed
+            && admin
+                .database_exists(&n.before)
+                .await
+                .map_err(|e| e.to_string())?
+        {
+            let kept = read_objects(&self.config, &n.before).await?;
+            drop_objects(&self.config, &n.before, &kept, ALL).await?;
+        }
+        if self.renamed {
+            // The restored tables back to the new database, the previous ones home.
+            if let Some(sql) = rename_statement(
+                &n.target,
+                &n.restoring,
+                &self.new.tables,
+                &n.before,
+                &self.old.tables,
+            ) {
+                admin
+                    .execute("moving the tables back", &sql)
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+        }
+        if self.target_existed {
+            create_objects(&self.config, &n.target, &self.old, ALL).await?;
+        }
+        if self.aside_created {
+            admin
+                .drop_database(aside)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
+}
+
+async fn charset_of_database(admin: &mut MysqlAdmin, db: &str) -> Option<(String, String)> {
+    let rows = admin
+        .rows(
+            "reading the character set",
+            "SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+            db,
+        )
+        .await
+        .ok()?;
+    let row = rows.first()?;
+    let get = |i| match row.as_ref(i) {
+        Some(mysql_async::Value::Bytes(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+        _ => None,
+    };
+    Some((get(0)?, get(1)?))
 }
 
 #[cfg(test)]
