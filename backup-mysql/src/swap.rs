@@ -46,9 +46,53 @@ pub struct DatabaseObjects {
 /// A connection whose default database is `db` (so `SHOW CREATE VIEW` leaves its own tables
 /// unqualified, and created objects land there).
 async fn connect_to(config: &MysqlSourceConfig, db: &str) -> Result<Conn, String> {
-    Conn::new(config.with_database(db).connect_opts())
+    let mut conn = Conn::new(config.with_database(db).connect_opts())
         .await
-        .map_err(|e| format!("cannot connect to database {db}: {e}"))
+        .map_err(|e| format!("cannot connect to database {db}: {e}"))?;
+    // A session holding a table (an open transaction) must make a statement of the swap fail
+    // in bounded time, not wait for the server's default of a year.
+    conn.query_drop(format!(
+        "SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"
+    ))
+    .await
+    .map_err(|e| format!("setting lock_wait_timeout: {e}"))?;
+    Ok(conn)
+}
+
+/// How long a statement of the swap waits for a table another session holds.
+pub const LOCK_WAIT_SECONDS: u32 = 30;
+
+impl DatabaseObjects {
+    /// The triggers, views, routines and events of `self` that `other` does not have exactly.
+    fn without(&self, other: &DatabaseObjects) -> DatabaseObjects {
+        DatabaseObjects {
+            tables: Vec::new(),
+            views: self
+                .views
+                .iter()
+                .filter(|v| !other.views.contains(v))
+                .cloned()
+                .collect(),
+            triggers: self
+                .triggers
+                .iter()
+                .filter(|t| !other.triggers.contains(t))
+                .cloned()
+                .collect(),
+            routines: self
+                .routines
+                .iter()
+                .filter(|r| !other.routines.contains(r))
+                .cloned()
+                .collect(),
+            events: self
+                .events
+                .iter()
+                .filter(|e| !other.events.contains(e))
+                .cloned()
+                .collect(),
+        }
+    }
 }
 
 fn cell(row: &Row, i: usize) -> Option<String> {
@@ -393,7 +437,7 @@ impl MysqlSwap {
         let _ = admin
             .execute(
                 "setting the lock wait",
-                "SET SESSION lock_wait_timeout = 30",
+                &format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"),
             )
             .await;
         let mut terminated = 0;
@@ -500,6 +544,12 @@ impl MysqlSwap {
         let mut admin = MysqlAdmin::connect(&self.config, "restore")
             .await
             .map_err(|e| e.to_string())?;
+        let _ = admin
+            .execute(
+                "setting the lock wait",
+                &format!("SET SESSION lock_wait_timeout = {LOCK_WAIT_SECONDS}"),
+            )
+            .await;
         let result = self.undo_with(&mut admin).await;
         admin.close().await;
         result
@@ -522,25 +572,33 @@ impl MysqlSwap {
             }
             return Ok(());
         }
-        // Whatever is in the target and the kept database now blocks the move back.
-        if admin
+        let exists = admin
             .database_exists(&n.target)
             .await
-            .map_err(|e| e.to_string())?
-        {
-            let now = read_objects(&self.config, &n.target).await?;
-            drop_objects(&self.config, &n.target, &now, ALL).await?;
-        }
-        if self.target_existed
-            && admin
-                .database_exists(&n.before)
-                .await
-                .map_err(|e| e.to_string())?
-        {
-            let kept = read_objects(&self.config, &n.before).await?;
-            drop_objects(&self.config, &n.before, &kept, ALL).await?;
-        }
-        if self.renamed {
+            .map_err(|e| e.to_string())?;
+        if !self.renamed {
+            // The tables never moved: drop what is not the target's own, recreate what of its
+            // own is missing (statements that never ran change nothing).
+            if exists && self.target_existed {
+                let now = read_objects(&self.config, &n.target).await?;
+                drop_objects(&self.config, &n.target, &now.without(&self.old), ALL).await?;
+                create_objects(&self.config, &n.target, &self.old.without(&now), ALL).await?;
+            }
+        } else {
+            // Every trigger in the target and the kept database blocks the move back.
+            if exists {
+                let now = read_objects(&self.config, &n.target).await?;
+                drop_objects(&self.config, &n.target, &now, ALL).await?;
+            }
+            if self.target_existed
+                && admin
+                    .database_exists(&n.before)
+                    .await
+                    .map_err(|e| e.to_string())?
+            {
+                let kept = read_objects(&self.config, &n.before).await?;
+                drop_objects(&self.config, &n.before, &kept, ALL).await?;
+            }
             // The restored tables back to the new database, the previous ones home.
             if let Some(sql) = rename_statement(
                 &n.target,
@@ -554,9 +612,9 @@ impl MysqlSwap {
                     .await
                     .map_err(|e| e.to_string())?;
             }
-        }
-        if self.target_existed {
-            create_objects(&self.config, &n.target, &self.old, ALL).await?;
+            if self.target_existed {
+                create_objects(&self.config, &n.target, &self.old, ALL).await?;
+            }
         }
         if self.aside_created {
             admin

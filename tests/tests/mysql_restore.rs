@@ -616,3 +616,39 @@ fn a_user_who_may_not_create_the_scratch_database_gets_level_3_or_a_refusal_nami
     assert!(said.contains("CREATE and DROP"), "{said}");
     assert!(!said.contains("np-pw"), "{said}");
 }
+
+#[test]
+fn a_swap_blocked_by_a_session_holding_a_table_fails_in_bounded_time_and_leaves_the_target_as_it_was()
+ {
+    use std::io::Write as _;
+    let server = MariaDbServer::shared();
+    let (store, db, _, changed) = backed_up_then_changed(server, "rstlock");
+    // A session outside the database (so not counted as connected to it) holds a table in an
+    // open transaction: the swap cannot take it.
+    let mut holder = server
+        .client("")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the holding session");
+    let mut stdin = holder.stdin.take().expect("stdin");
+    writeln!(stdin, "BEGIN; SELECT COUNT(*) FROM `{db}`.orders;").expect("write");
+    stdin.flush().expect("flush");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let started = Instant::now();
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes"],
+    ));
+    drop(stdin);
+    let _ = holder.wait();
+    out.assert_code(8);
+    out.assert_stderr_contains("the swap failed");
+    out.assert_stderr_contains("Lock wait timeout");
+    assert!(started.elapsed() < std::time::Duration::from_secs(150));
+    assert_eq!(state(server, &db), changed, "the target is as it was");
+    assert!(databases_containing(server, &format!("{db}__predeploy_restore_")).is_empty());
+    assert!(databases_containing(server, &format!("{db}__predeploy_before_")).is_empty());
+}
