@@ -1,14 +1,19 @@
 //! [`MysqlBackend`]: MySQL and MariaDB as a [`Backend`] of the gate — `mysql://` and
 //! `mariadb://` sources, their snapshotter, and the level-3 verifier.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backup_core::{Backend, BackendVerifiers, DynSnapshotter, Error, Result, SourceSpec};
+use backup_core::runbook::{RunbookContext, RunbookStep};
+use backup_core::{
+    Backend, BackendVerifiers, DynSnapshotter, Error, Restorer, Result, SourceManifest, SourceSpec,
+};
 
 use crate::config::MysqlSourceConfig;
+use crate::restore::MysqlRestorer;
 use crate::snapshotter::{MysqlSnapshotter, SOURCE_KIND};
-use crate::verifier::MysqlArchiveVerifier;
+use crate::verifier::{MysqlArchiveVerifier, MysqlRestoreTargets};
 
 /// The environment variable that names the directory of the dump tools (overrides `PATH`).
 pub const BIN_DIR_ENV: &str = "PREDEPLOY_MYSQL_BINDIR";
@@ -21,12 +26,43 @@ pub struct MysqlSection {
     pub bin_dir: Option<PathBuf>,
 }
 
-/// MySQL and MariaDB sources (one kind, `mysql`; the manifest records the flavour).
-/// No restorer yet: a restore of this kind is refused with a message saying so.
+/// MySQL and MariaDB sources (one kind, `mysql`; the manifest records the flavour): their
+/// snapshotter, the verifier of levels 3–4, the restorer and the runbook.
 #[derive(Debug, Clone, Default)]
 pub struct MysqlBackend {
-    /// Where the dump tools are, overriding discovery on `PATH`.
+    /// Where the dump tools and the client are, overriding discovery on `PATH`.
     pub bin_dir: Option<PathBuf>,
+    /// Where level-4 test restores go: `None`, each source's own server; a `mysql://` or
+    /// `mariadb://` URL, that server for every source (a URL of another kind, such as a
+    /// PostgreSQL scratch server, is not for this backend and is ignored).
+    pub verify_restore_url: Option<String>,
+    /// Verify to level 3 only (no test restore), e.g. for an embedder that has no scratch
+    /// server.
+    pub archive_only: bool,
+}
+
+impl MysqlBackend {
+    /// Where level-4 test restores of `sources` go.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a malformed URL.
+    pub fn restore_targets(&self, sources: &[SourceSpec]) -> Result<MysqlRestoreTargets> {
+        let mut by_source = BTreeMap::new();
+        for s in sources.iter().filter(|s| self.accepts(&s.url)) {
+            by_source.insert(s.name.to_string(), MysqlSourceConfig::from_url(&s.url)?);
+        }
+        let override_target = self
+            .verify_restore_url
+            .as_deref()
+            .filter(|u| self.accepts(u))
+            .map(MysqlSourceConfig::from_url)
+            .transpose()?;
+        Ok(MysqlRestoreTargets {
+            by_source,
+            override_target,
+        })
+    }
 }
 
 impl Backend for MysqlBackend {
@@ -54,10 +90,28 @@ impl Backend for MysqlBackend {
         Ok(Arc::new(MysqlSnapshotter::new(spec.name.clone(), cfg)))
     }
 
-    fn verifiers(&self, _sources: &[SourceSpec]) -> Result<BackendVerifiers> {
+    fn verifiers(&self, sources: &[SourceSpec]) -> Result<BackendVerifiers> {
+        let restore = if self.archive_only {
+            None
+        } else {
+            Some(self.restore_targets(sources)?)
+        };
         Ok(BackendVerifiers {
-            after_backup: vec![Arc::new(MysqlArchiveVerifier)],
+            after_backup: vec![Arc::new(MysqlArchiveVerifier {
+                bin_dir: self.bin_dir.clone(),
+                restore,
+            })],
             reverify: vec![],
         })
+    }
+
+    fn restorer(&self) -> Option<Arc<dyn Restorer>> {
+        Some(Arc::new(MysqlRestorer {
+            bin_dir: self.bin_dir.clone(),
+        }))
+    }
+
+    fn runbook_steps(&self, source: &SourceManifest, ctx: &RunbookContext<'_>) -> Vec<RunbookStep> {
+        crate::runbook::runbook_steps(source, ctx)
     }
 }

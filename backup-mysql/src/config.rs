@@ -202,12 +202,30 @@ impl MysqlSourceConfig {
         Ok(file)
     }
 
+    /// The same server and credentials, for another database.
+    #[must_use]
+    pub fn with_database(&self, database: &str) -> Self {
+        let mut c = self.clone();
+        database.clone_into(&mut c.database);
+        c
+    }
+
     /// Options of our own connection.
     pub(crate) fn connect_opts(&self) -> mysql_async::Opts {
+        self.opts(Some(self.database.clone()))
+    }
+
+    /// Options of a connection to the server with no default database (for statements that
+    /// create, drop or move between databases).
+    pub(crate) fn server_opts(&self) -> mysql_async::Opts {
+        self.opts(None)
+    }
+
+    fn opts(&self, database: Option<String>) -> mysql_async::Opts {
         let mut b = mysql_async::OptsBuilder::default()
             .user(self.user.clone())
             .pass(self.password.clone())
-            .db_name(Some(self.database.clone()))
+            .db_name(database)
             .prefer_socket(false);
         b = match &self.socket {
             Some(s) => b.socket(Some(s.to_string_lossy().into_owned())),

@@ -123,6 +123,7 @@ impl MysqlInspector {
             .map_err(|e| self.failed("listing the tables", &e))?;
         Ok(rows
             .into_iter()
+            .filter(|(name, _)| !name.starts_with(crate::schema::MARKER_PREFIX))
             .map(|(name, engine)| TableInfo {
                 name,
                 engine: engine.unwrap_or_default(),
@@ -315,6 +316,31 @@ impl MysqlInspector {
             });
         }
         Ok(out)
+    }
+
+    /// The schema listing of the database (see [`crate::MysqlSchemaListing`]).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SourceUnavailable`] when a query fails.
+    pub async fn schema_listing(&mut self) -> Result<crate::MysqlSchemaListing> {
+        let db = self.database.clone();
+        match crate::schema::read_listing(&mut self.conn, &db).await {
+            Ok(l) => Ok(l),
+            Err(e) => Err(self.failed("reading the schema", &e)),
+        }
+    }
+
+    /// Runs one statement.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SourceUnavailable`] when it fails.
+    pub async fn execute(&mut self, sql: &str) -> Result<()> {
+        match self.conn.query_drop(sql).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.failed("a statement", &e)),
+        }
     }
 
     /// Closes the connection.

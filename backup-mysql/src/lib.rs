@@ -2,10 +2,14 @@
 //!
 //! MySQL and MariaDB for pre-deploy: [`MysqlSnapshotter`] streams a `mariadb-dump` (MariaDB
 //! servers) or `mysqldump` (MySQL servers) SQL dump, taken with `--single-transaction`, through
-//! the core pipeline and records exact per-table row counts; [`MysqlArchiveVerifier`] proves
-//! the stored dump complete (level 3); [`MysqlBackend`] registers both for `mysql://` and
-//! `mariadb://` URLs under the one source kind `mysql` (the flavour is in the manifest's
-//! `server_version` and `extra.flavour`).
+//! the core pipeline and records exact per-table row counts and a schema fingerprint
+//! ([`MysqlSchemaListing`]); [`MysqlArchiveVerifier`] proves the stored dump complete (level 3)
+//! and, with [`MysqlRestoreTargets`], restores it into a scratch database and compares it
+//! (level 4); [`MysqlRestorer`] puts a backup back with a safety net (restore into a new
+//! database, compare, one atomic `RENAME TABLE` swap, swap back on failure; see its module
+//! docs and [`swap`]); [`MysqlBackend`] registers them for `mysql://` and `mariadb://` URLs
+//! under the one source kind `mysql` (the flavour is in the manifest's `server_version` and
+//! `extra.flavour`).
 //!
 //! ## Credentials
 //!
@@ -64,21 +68,34 @@
 //! # Ok(()) }
 //! ```
 
+mod admin;
 mod backend;
+mod compare;
 mod config;
 mod inspector;
 pub mod process;
+pub mod restore;
+mod runbook;
 pub mod scan;
+mod schema;
 mod snapshotter;
+pub mod swap;
 mod tools;
 mod verifier;
 
+pub use admin::{
+    BEFORE_MARK, LABEL_TABLE, MAX_NAME_CHARS, MysqlAdmin, RESTORE_MARK, VERIFY_MARK, WorkDatabase,
+    replay_dump, work_name,
+};
 pub use backend::{BIN_DIR_ENV, MysqlBackend, MysqlSection};
+pub use compare::{count_differences, recorded_listing, restored_findings};
 pub use config::{DEFAULT_PORT, MysqlSourceConfig};
 pub use inspector::{BinlogPosition, DumpStart, MysqlInspector, TableInfo, quote_ident};
+pub use restore::{MysqlRestorer, MysqlSwapNames, PlannedMysqlRestore};
+pub use schema::{FINGERPRINT_V1, MARKER_PREFIX, MysqlSchemaListing, SchemaEntry, read_listing};
 pub use snapshotter::{
-    COUNTS_AFTER_DUMP, COUNTS_DUMP_SNAPSHOT, DUMP_FILE, DUMP_FORMAT, MysqlSnapshotter, SOURCE_KIND,
-    dump_args,
+    COUNTS_AFTER_DUMP, COUNTS_DUMP_SNAPSHOT, DUMP_FILE, DUMP_FORMAT, MysqlSnapshotter, SCHEMA_FILE,
+    SCHEMA_FORMAT, SOURCE_KIND, dump_args,
 };
-pub use tools::{Flavour, MysqlTools, find_tools};
-pub use verifier::MysqlArchiveVerifier;
+pub use tools::{Flavour, MysqlTools, find_client, find_tools};
+pub use verifier::{MysqlArchiveVerifier, MysqlRestoreTargets};

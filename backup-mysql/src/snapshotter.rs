@@ -20,6 +20,10 @@ use crate::tools::{Flavour, MysqlTools, find_tools};
 pub const SOURCE_KIND: &str = "mysql";
 /// File name of the dump within the source's directory.
 pub const DUMP_FILE: &str = "dump.sql.zst";
+/// File name of the schema listing within the source's directory.
+pub const SCHEMA_FILE: &str = "schema.txt.zst";
+/// Format name of the schema listing ([`crate::MysqlSchemaListing::to_text`]).
+pub const SCHEMA_FORMAT: &str = "mysql-schema-listing-v1";
 /// Format name of a `mysqldump`/`mariadb-dump` SQL dump.
 pub const DUMP_FORMAT: &str = "mysqldump-sql";
 /// `extra.counts` when the row counts were read in a snapshot taken at the dump's point in
@@ -190,6 +194,9 @@ impl Snapshotter for MysqlSnapshotter {
             r
         };
         let counts = async {
+            // The schema is read while the global read lock still holds DDL back (it was
+            // taken before the dump started), so it describes the dumped schema.
+            let listing = inspector.schema_listing().await?;
             let start = match watch_from {
                 Some(after) => {
                     let start = inspector
@@ -201,25 +208,40 @@ impl Snapshotter for MysqlSnapshotter {
                 None => None,
             };
             let stats = inspector.row_counts(&tables).await?;
-            Ok::<_, Error>((start, stats))
+            Ok::<_, Error>((start, stats, listing))
         };
         let (dump, counts) = tokio::join!(dump, counts);
         drop(option_file);
         let dump = dump?;
-        let (start, stats) = counts?;
+        let (start, stats, listing) = counts?;
         let _ = inspector.end_snapshot().await;
         inspector.close().await;
 
-        let (notes, extra) = describe(flavour, start, &tables, &position);
+        // The listing behind the fingerprint, so a failed comparison can name what differs.
+        let spec = ArtifactSpec {
+            source: &self.name,
+            file: SCHEMA_FILE,
+            format: SCHEMA_FORMAT,
+        };
+        let schema = ctx
+            .write_artifact(spec, std::io::Cursor::new(listing.to_text().into_bytes()))
+            .await?;
+        let (notes, mut extra) = describe(flavour, start, &tables, &position);
+        if let Some((charset, collation)) = listing.charset() {
+            extra.insert("default_charset".into(), json!(charset));
+            extra.insert("default_collation".into(), json!(collation));
+        }
         Ok(SourceManifest {
             name: self.name.clone(),
             kind: SOURCE_KIND.to_owned(),
             location: self.location(),
             server_version: Some(format!("{} {version}", flavour.name())),
             tool_version: Some(tools.version.clone()),
-            artifacts: vec![dump],
+            artifacts: vec![dump, schema],
             stats: SourceStats {
                 tables: stats,
+                object_counts: listing.object_counts(),
+                schema_fingerprint: Some(listing.fingerprint()),
                 ..SourceStats::default()
             },
             notes,

@@ -40,6 +40,14 @@ impl Flavour {
         }
     }
 
+    /// The command-line client that replays a dump.
+    pub fn client_tool(self) -> &'static str {
+        match self {
+            Flavour::MariaDb => "mariadb",
+            Flavour::MySql => "mysql",
+        }
+    }
+
     /// The Debian package that installs the dump tool.
     pub fn package(self) -> &'static str {
         match self {
@@ -103,6 +111,29 @@ pub async fn find_tools(
     }
     let version = String::from_utf8_lossy(&out.stdout).trim().to_owned();
     Ok(MysqlTools { dump, version })
+}
+
+/// The command-line client for `flavour` (`mariadb`, `mysql`): in `bin_dir` when given, else
+/// the first on `PATH`.
+///
+/// # Errors
+///
+/// [`Error::SourceUnavailable`] naming the tool and its Debian package when it is missing.
+pub fn find_client(flavour: Flavour, bin_dir: Option<&Path>, source_name: &str) -> Result<PathBuf> {
+    let tool = flavour.client_tool();
+    let found = match bin_dir {
+        Some(dir) => Some(dir.join(tool)).filter(|p| p.is_file()),
+        None => on_path(tool),
+    };
+    found.ok_or_else(|| Error::SourceUnavailable {
+        source_name: source_name.to_owned(),
+        message: format!(
+            "the {tool} client (to replay the dump into this {} server) is not installed {}: install the Debian package {}",
+            flavour.name(),
+            bin_dir.map_or_else(|| "on PATH".to_owned(), |d| format!("in {}", d.display())),
+            flavour.package()
+        ),
+    })
 }
 
 fn on_path(tool: &str) -> Option<PathBuf> {

@@ -1,6 +1,13 @@
 //! [`MysqlArchiveVerifier`]: levels 1–3 for the dumps of MySQL/MariaDB sources, from one read
-//! of each artifact.
+//! of each artifact, and level 4 with [`MysqlRestoreTargets`]: the dump replayed into a
+//! scratch database `<db>__predeploy_verify_<short id>`, streamed from the store into the
+//! `mariadb`/`mysql` client, then its exact row counts and schema fingerprint compared with the
+//! manifest's. The scratch database is dropped on every path (a guard drops it on errors,
+//! panics and cancellation), and scratch databases left by killed runs (named with the mark and
+//! labelled with a `__predeploy_label` table: host, pid, time) are dropped by the next run.
 
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Instant;
@@ -13,8 +20,30 @@ use backup_core::{
 use backup_verify::{Consumer, finding, generic_findings, pass_findings, read_pass};
 use tokio::io::AsyncWrite;
 
+use crate::admin::{MysqlAdmin, VERIFY_MARK, replay_dump, work_name};
+use crate::compare::restored_findings;
+use crate::config::MysqlSourceConfig;
 use crate::scan::{DumpScanner, DumpSummary};
 use crate::snapshotter::{COUNTS_DUMP_SNAPSHOT, DUMP_FORMAT, SOURCE_KIND};
+use crate::tools::{Flavour, find_client};
+
+/// Where level-4 test restores go.
+#[derive(Debug, Clone, Default)]
+pub struct MysqlRestoreTargets {
+    /// Per source name: the source's own server (credentials included), used by default.
+    pub by_source: BTreeMap<String, MysqlSourceConfig>,
+    /// A dedicated scratch server for every source (`--verify-restore-url`).
+    pub override_target: Option<MysqlSourceConfig>,
+}
+
+impl MysqlRestoreTargets {
+    /// The server a source's dump is restored into, if any.
+    pub fn target_for(&self, source: &str) -> Option<&MysqlSourceConfig> {
+        self.override_target
+            .as_ref()
+            .or_else(|| self.by_source.get(source))
+    }
+}
 
 /// Problems listed in one finding before "and N more".
 const LISTED: usize = 5;
@@ -22,9 +51,16 @@ const LISTED: usize = 5;
 /// Verifies MySQL/MariaDB dumps: sha256 and size (1), zstd frames to the end (2), and a full
 /// streaming scan of the SQL (3): the `-- Dump completed` trailer, no statement cut short,
 /// and every counted table created with its rows — exactly the counted number when the counts
-/// come from the dump's snapshot, at least one row for non-empty tables otherwise.
+/// come from the dump's snapshot, at least one row for non-empty tables otherwise. With
+/// [`MysqlRestoreTargets`], a dump that passed level 3 also gets level 4 (a test restore into
+/// a scratch database, compared with the manifest); see the module docs.
 #[derive(Debug, Clone, Default)]
-pub struct MysqlArchiveVerifier;
+pub struct MysqlArchiveVerifier {
+    /// Where the client tools are, overriding discovery on `PATH`.
+    pub bin_dir: Option<PathBuf>,
+    /// Where level-4 test restores go; `None`: levels 1–3 only.
+    pub restore: Option<MysqlRestoreTargets>,
+}
 
 #[async_trait]
 impl Verifier for MysqlArchiveVerifier {
@@ -37,7 +73,11 @@ impl Verifier for MysqlArchiveVerifier {
     }
 
     fn max_level(&self) -> VerificationLevel {
-        VerificationLevel::Archive
+        if self.restore.is_some() {
+            VerificationLevel::Restore
+        } else {
+            VerificationLevel::Archive
+        }
     }
 
     async fn verify(
@@ -58,14 +98,51 @@ impl Verifier for MysqlArchiveVerifier {
             } else {
                 generic_findings(store, source, artifact, top).await?
             };
+            let sound = findings.iter().all(|f| f.status != FindingStatus::Failed);
             report.findings.extend(findings);
             report.add_time(top, started.elapsed());
+            if up_to >= VerificationLevel::Restore && artifact.format == DUMP_FORMAT {
+                let started = Instant::now();
+                let label = format!("{}/{}", source.name, artifact.name);
+                let skipped = |why: String| {
+                    finding(
+                        VerificationLevel::Restore,
+                        "mysql-restore",
+                        source,
+                        artifact,
+                        FindingStatus::Skipped,
+                        format!("{label}: {why}"),
+                    )
+                };
+                let target = self
+                    .restore
+                    .as_ref()
+                    .and_then(|t| t.target_for(source.name.as_str()));
+                match target {
+                    _ if !sound => report
+                        .findings
+                        .push(skipped("not restored: the dump is damaged".into())),
+                    None => report.findings.push(skipped(
+                        "no scratch server to restore into: configure the source's URL or give --verify-restore-url".into(),
+                    )),
+                    Some(target) => {
+                        let mut target = target.clone();
+                        if target.bin_dir.is_none() {
+                            target.bin_dir.clone_from(&self.bin_dir);
+                        }
+                        report.findings.extend(
+                            verify_by_restore(store, manifest, source, artifact, &target).await,
+                        );
+                        report.add_time(VerificationLevel::Restore, started.elapsed());
+                    }
+                }
+            }
         }
         Ok(report)
     }
 }
 
-async fn verify_dump(
+pub(crate) async fn verify_dump(
     store: &dyn Store,
     source: &SourceManifest,
     a: &ArtifactMeta,
@@ -152,6 +229,113 @@ async fn verify_dump(
         ));
     }
     Ok(findings)
+}
+
+/// Level 4 of one dump: replayed into a scratch database on `target`'s server, compared, and
+/// dropped.
+async fn verify_by_restore(
+    store: &dyn Store,
+    manifest: &Manifest,
+    source: &SourceManifest,
+    a: &ArtifactMeta,
+    target: &MysqlSourceConfig,
+) -> Vec<Finding> {
+    let label = format!("{}/{}", source.name, a.name);
+    let make = |status: FindingStatus, message: String| {
+        finding(
+            VerificationLevel::Restore,
+            "mysql-restore",
+            source,
+            a,
+            status,
+            format!("{label}: {message}"),
+        )
+    };
+    let mut admin = match MysqlAdmin::connect(target, source.name.as_str()).await {
+        Ok(a) => a,
+        Err(e) => {
+            return vec![make(
+                FindingStatus::Skipped,
+                format!("no scratch server: {e}"),
+            )];
+        }
+    };
+    let flavour = match admin.server_version().await {
+        Ok(v) => Flavour::of_version(&v),
+        Err(e) => {
+            return vec![make(
+                FindingStatus::Skipped,
+                format!("no scratch server: {e}"),
+            )];
+        }
+    };
+    let client = match find_client(flavour, target.bin_dir.as_deref(), source.name.as_str()) {
+        Ok(c) => c,
+        Err(e) => return vec![make(FindingStatus::Skipped, e.to_string())],
+    };
+    if let Err(e) = admin.cleanup_leftovers("", VERIFY_MARK).await {
+        tracing::debug!("could not look for leftover scratch databases: {e}");
+    }
+    let mut suffix = [0u8; 3];
+    let _ = getrandom::fill(&mut suffix);
+    let (name, _) = work_name(&target.database, VERIFY_MARK, &hex::encode(suffix));
+    let charset = charset_of(source);
+    let purpose = format!("level-4 test restore of backup {} ({label})", manifest.id);
+    let scratch = match admin
+        .create_work_database(&name, charset.as_ref(), &purpose)
+        .await
+    {
+        Ok(s) => s,
+        Err(e) => {
+            admin.close().await;
+            return vec![make(
+                FindingStatus::Skipped,
+                format!("cannot create a scratch database: {e}"),
+            )];
+        }
+    };
+    admin.close().await;
+    let mut out = Vec::new();
+    match replay_dump(store, a, &client, &scratch.config()).await {
+        Err(message) => out.push(make(
+            FindingStatus::Failed,
+            format!(
+                "the test restore into {name} on {} failed: {message}",
+                target.location()
+            ),
+        )),
+        Ok(()) => {
+            out.push(make(
+                FindingStatus::Passed,
+                format!(
+                    "restored into scratch database {name} on {} with {}",
+                    target.location(),
+                    client.display()
+                ),
+            ));
+            out.extend(restored_findings(store, &scratch.config(), source, a).await);
+        }
+    }
+    if let Err(e) = scratch.drop_now().await {
+        tracing::warn!("{e}");
+    }
+    out
+}
+
+/// The character set and collation the source database had (for the databases restored into).
+pub(crate) fn charset_of(source: &SourceManifest) -> Option<(String, String)> {
+    let get = |k: &str| {
+        source
+            .extra
+            .get(k)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
+    let valid = |s: &str| !s.is_empty() && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    match (get("default_charset"), get("default_collation")) {
+        (Some(cs), Some(coll)) if valid(&cs) && valid(&coll) => Some((cs, coll)),
+        _ => None,
+    }
 }
 
 /// What is wrong with the tables of `summary` against the manifest's counts.

@@ -62,12 +62,13 @@ impl PostgresBackend {
             by_source.insert(s.name.to_string(), Self::config(&s.url)?);
         }
         let local_cluster = self.verify_restore_url.as_deref() == Some(LOCAL_SCRATCH);
-        let override_target = self
-            .verify_restore_url
-            .as_deref()
-            .filter(|u| *u != LOCAL_SCRATCH)
-            .map(Self::config)
-            .transpose()?;
+        let override_target = match self.verify_restore_url.as_deref() {
+            None | Some(LOCAL_SCRATCH) => None,
+            // Another backend's scratch server (e.g. `mysql://…` with only MySQL sources):
+            // nothing of ours to restore there.
+            Some(u) if by_source.is_empty() && !self.accepts(u) => None,
+            Some(u) => Some(Self::config(u)?),
+        };
         Ok(RestoreTargets {
             by_source,
             override_target,

@@ -107,6 +107,8 @@ pub fn registry(config: &BackendConfig<'_>) -> Registry {
         }))
         .with(Arc::new(MysqlBackend {
             bin_dir: mysql_bin_dir,
+            verify_restore_url: settings.verify_restore_url.clone(),
+            archive_only: false,
         }))
         .with(Arc::new(BucketBackend {
             s3: config.s3.clone(),

@@ -1,4 +1,4 @@
-//! MySQL/MariaDB sources against a real MariaDB server: a backup that verifies to level 3 with
+//! MySQL/MariaDB sources against a real MariaDB server: a backup that verifies to level 4 with
 //! exact row counts, an independent restore of the dump that equals the source, and every
 //! failure class with its exit code.
 
@@ -135,14 +135,14 @@ fn schema(server: &MariaDbServer, db: &str) -> Vec<String> {
 }
 
 #[test]
-fn a_mariadb_backup_verifies_to_level_3_with_the_exact_counts_and_restores_to_the_same_data() {
+fn a_mariadb_backup_verifies_to_level_4_with_the_exact_counts_and_restores_to_the_same_data() {
     let server = MariaDbServer::shared();
     let db = varied_database(server);
     let store = tempfile::tempdir().expect("store");
     let out = backup(store.path(), &server.url(&db), &[]);
     out.assert_success();
     assert!(
-        out.stderr.contains("verified") && out.stderr.contains("level 3"),
+        out.stderr.contains("verified") && out.stderr.contains("to level 4 (restore)"),
         "{}",
         out.stderr
     );
@@ -173,7 +173,7 @@ fn a_mariadb_backup_verifies_to_level_3_with_the_exact_counts_and_restores_to_th
     assert_eq!(manifest_counts(&manifest), counts(server, &db));
     assert!(manifest_counts(&manifest).contains(&("orders".to_owned(), 2001)));
 
-    // The level-3 findings are in the verification record.
+    // The level-3 and level-4 findings are in the verification record.
     let id = manifest["id"].as_str().expect("id");
     let verify_dir = store.path().join("backups").join(id).join("verify");
     let record: serde_json::Value = serde_json::from_slice(
@@ -188,7 +188,13 @@ fn a_mariadb_backup_verifies_to_level_3_with_the_exact_counts_and_restores_to_th
         .expect("read the record"),
     )
     .expect("record JSON");
-    for check in ["mysql-dump-complete", "mysql-dump-tables"] {
+    for check in [
+        "mysql-dump-complete",
+        "mysql-dump-tables",
+        "mysql-restore",
+        "row-counts",
+        "schema-fingerprint",
+    ] {
         let f = predeploy_tests::cli::finding(&record, check);
         assert_eq!(f["status"], "passed", "{f:#}");
     }

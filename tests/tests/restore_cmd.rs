@@ -535,7 +535,7 @@ fn sources_of_other_kinds_are_refused_as_not_supported_yet() {
     let manifest = store.path().join(format!("backups/{id}/manifest.json"));
     let mut m: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&manifest).expect("manifest")).expect("json");
-    m["sources"][0]["kind"] = "mysql".into();
+    m["sources"][0]["kind"] = "redis".into();
     std::fs::write(&manifest, m.to_string()).expect("write");
     let out = run(&mut restore_command(
         store.path(),
@@ -543,7 +543,8 @@ fn sources_of_other_kinds_are_refused_as_not_supported_yet() {
         &["last", "--yes"],
     ));
     out.assert_code(2);
-    out.assert_stderr_contains("is of kind \"mysql\": restoring it is not supported yet");
+    out.assert_stderr_contains("is of kind \"redis\": restoring it is not supported yet");
+    out.assert_stderr_contains("this version restores postgres, mysql");
     assert_eq!(content(server, &db), changed);
 }
 
