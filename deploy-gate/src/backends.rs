@@ -107,7 +107,7 @@ pub fn registry(config: &BackendConfig<'_>) -> Registry {
         }))
         .with(Arc::new(MysqlBackend {
             bin_dir: mysql_bin_dir,
-            verify_restore_url: settings.verify_restore_url.clone(),
+            verify_restore_url: config.verify_restore_url.map(str::to_owned),
             archive_only: false,
         }))
         .with(Arc::new(BucketBackend {
