@@ -11,13 +11,13 @@ pub fn connection_env(cfg: &PgSourceConfig) -> Vec<(&'static str, String)> {
         ("PGPORT", cfg.port.to_string()),
         ("PGUSER", cfg.user.clone()),
         ("PGDATABASE", cfg.dbname.clone()),
-        ("PGSSLMODE", cfg.sslmode.clone()),
         ("PGAPPNAME", "pre-deploy".to_owned()),
         (
             "PGCONNECT_TIMEOUT",
             cfg.connect_timeout.as_secs().to_string(),
         ),
     ];
+    env.extend(cfg.tls.tool_env());
     if let Some(p) = &cfg.password {
         env.push(("PGPASSWORD", p.expose().to_owned()));
     }
@@ -25,7 +25,16 @@ pub fn connection_env(cfg: &PgSourceConfig) -> Vec<(&'static str, String)> {
 }
 
 /// Inherited variables removed from a tool's environment so they cannot override `cfg`.
-pub const CLEARED_ENV: &[&str] = &["PGHOSTADDR", "PGSERVICE", "PGOPTIONS", "PGPASSWORD"];
+pub const CLEARED_ENV: &[&str] = &[
+    "PGHOSTADDR",
+    "PGSERVICE",
+    "PGOPTIONS",
+    "PGPASSWORD",
+    "PGSSLROOTCERT",
+    "PGSSLCERT",
+    "PGSSLKEY",
+    "PGSSLCRL",
+];
 
 /// `pg_dump` arguments: custom format, no compression of its own (we compress), the exported
 /// snapshot, and never a password prompt.
@@ -74,7 +83,7 @@ mod tests {
             user: "app".into(),
             password: Some(Secret::new("hunter2")),
             dbname: "shop's".into(),
-            sslmode: "prefer".into(),
+            tls: crate::tls::TlsConfig::default(),
             connect_timeout: Duration::from_secs(10),
             bin_dir: None,
         }

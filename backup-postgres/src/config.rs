@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use backup_core::{Error, Result};
 
+use crate::tls::{TlsConfig, TlsParams};
+
 /// A password that does not print.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -43,8 +45,9 @@ pub struct PgSourceConfig {
     pub password: Option<Secret>,
     /// Database name.
     pub dbname: String,
-    /// `disable`, `allow`, `prefer` (default) or `require` and stricter.
-    pub sslmode: String,
+    /// TLS: `sslmode`, `sslrootcert`, `sslcert`/`sslkey`, `channel_binding` (see
+    /// [`crate::tls`]).
+    pub tls: TlsConfig,
     /// How long to wait for a connection.
     pub connect_timeout: Duration,
     /// Directory holding `pg_dump`, `pg_dumpall` and `pg_restore`, overriding discovery.
@@ -76,7 +79,8 @@ impl<F: Fn(&str) -> Option<String>> Env for F {
 impl PgSourceConfig {
     /// Parses `postgres://user:password@host:port/dbname?sslmode=…&host=/socket/dir`, filling
     /// what the URL leaves out from `PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`,
-    /// `PGSSLMODE`, `PGCONNECT_TIMEOUT`, then `PGPASSFILE`/`~/.pgpass`, then libpq's defaults.
+    /// `PGSSLMODE`, `PGSSLROOTCERT`, `PGSSLCERT`, `PGSSLKEY`, `PGCHANNELBINDING`,
+    /// `PGCONNECT_TIMEOUT`, then `PGPASSFILE`/`~/.pgpass`, then libpq's defaults.
     ///
     /// # Errors
     ///
@@ -104,7 +108,7 @@ impl PgSourceConfig {
             .host_str()
             .map(|h| h.trim_matches(['[', ']']).to_owned());
         let mut port = parsed.port();
-        let mut sslmode = None;
+        let mut tls = TlsParams::default();
         let mut connect_timeout = None;
         let mut user = Some(decode(parsed.username())?).filter(|u| !u.is_empty());
         let mut password = parsed.password().map(decode).transpose()?;
@@ -117,7 +121,12 @@ impl PgSourceConfig {
                 "user" => user = Some(v.into_owned()),
                 "password" => password = Some(v.into_owned()),
                 "dbname" => dbname = Some(v.into_owned()),
-                "sslmode" => sslmode = Some(v.into_owned()),
+                "sslmode" => tls.sslmode = Some(v.into_owned()),
+                "sslrootcert" => tls.sslrootcert = Some(v.into_owned()),
+                "sslcert" => tls.sslcert = Some(v.into_owned()),
+                "sslkey" => tls.sslkey = Some(v.into_owned()),
+                "sslpassword" => tls.sslpassword = true,
+                "channel_binding" => tls.channel_binding = Some(v.into_owned()),
                 "connect_timeout" => connect_timeout = Some(v.into_owned()),
                 "application_name" | "options" | "target_session_attrs" => {}
                 other => return Err(invalid(format!("unsupported parameter {other:?}"))),
@@ -143,9 +152,7 @@ impl PgSourceConfig {
         let dbname = dbname
             .or_else(|| env.var("PGDATABASE"))
             .unwrap_or_else(|| user.clone());
-        let sslmode = sslmode
-            .or_else(|| env.var("PGSSLMODE"))
-            .unwrap_or_else(|| "prefer".into());
+        let tls = TlsConfig::resolve(&tls, env).map_err(invalid)?;
         let timeout_secs: u64 = connect_timeout
             .or_else(|| env.var("PGCONNECT_TIMEOUT"))
             .and_then(|t| t.parse().ok())
@@ -159,7 +166,7 @@ impl PgSourceConfig {
             user,
             password: password.map(Secret),
             dbname,
-            sslmode,
+            tls,
             connect_timeout: Duration::from_secs(timeout_secs.max(1)),
             bin_dir: env.var("PREDEPLOY_PG_BINDIR").map(PathBuf::from),
         })
@@ -193,11 +200,12 @@ impl PgSourceConfig {
         }
     }
 
-    /// The tokio-postgres configuration for these settings.
+    /// The tokio-postgres configuration for these settings (connect with
+    /// [`TlsConfig::connector`]).
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] for an `sslmode` this build cannot honour (TLS is not built in yet).
+    /// None today; kept fallible for settings a future version may refuse.
     pub fn driver_config(&self) -> Result<tokio_postgres::Config> {
         let mut c = tokio_postgres::Config::new();
         if self.host.starts_with('/') {
@@ -213,18 +221,8 @@ impl PgSourceConfig {
         if let Some(p) = &self.password {
             c.password(p.expose());
         }
-        match self.sslmode.as_str() {
-            "disable" | "allow" | "prefer" => {
-                c.ssl_mode(tokio_postgres::config::SslMode::Disable);
-            }
-            other => {
-                return Err(Error::Invalid {
-                    what: "sslmode",
-                    value: other.to_owned(),
-                    reason: "TLS connections are not supported by this version yet; use sslmode=disable or prefer".into(),
-                });
-            }
-        }
+        c.ssl_mode(self.tls.driver_mode(&self.host))
+            .channel_binding(self.tls.driver_channel_binding());
         Ok(c)
     }
 }

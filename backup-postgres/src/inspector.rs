@@ -44,8 +44,9 @@ impl PgInspector {
     /// password, missing database), never containing the password.
     pub async fn connect(cfg: &PgSourceConfig, source_name: &str) -> Result<Self> {
         let driver = cfg.driver_config()?;
+        let tls = cfg.tls.connector()?;
         let (client, connection) = driver
-            .connect(tokio_postgres::NoTls)
+            .connect(tls)
             .await
             .map_err(|e| connect_error(cfg, source_name, &e))?;
         tokio::spawn(async move {
@@ -468,6 +469,11 @@ fn connect_error(cfg: &PgSourceConfig, source_name: &str, e: &tokio_postgres::Er
                 "password authentication failed for user {:?} at {location}; check the password in the source URL, PGPASSWORD or ~/.pgpass",
                 cfg.user
             ),
+            "28000" if db.message().contains("no encryption") => format!(
+                "the server at {location} accepts only TLS connections: {}; set sslmode=require \
+                 (or verify-full with sslrootcert=… to check its certificate) in the source URL or PGSSLMODE",
+                db.message()
+            ),
             "28000" => format!(
                 "the server refused user {:?} at {location}: {}; check pg_hba.conf and the user name",
                 cfg.user,
@@ -486,6 +492,14 @@ fn connect_error(cfg: &PgSourceConfig, source_name: &str, e: &tokio_postgres::Er
         }
         let hint = if chain.contains("password missing") {
             "; the server wants a password: put it in the source URL, PGPASSWORD or ~/.pgpass"
+        } else if chain.contains("invalid peer certificate") {
+            "; the server's certificate was not accepted: check sslrootcert (the CA that signed \
+             it) and, with sslmode=verify-full, that the host name in the URL is one the \
+             certificate names"
+        } else if chain.contains("server does not support TLS") {
+            "; the server does not offer TLS: enable ssl on the server, or lower sslmode"
+        } else if chain.contains("channel binding") {
+            "; channel_binding=require needs TLS and SCRAM authentication on the server"
         } else {
             "; is the server running and reachable from here?"
         };

@@ -39,6 +39,7 @@ mod schema;
 mod scratch;
 mod snapshotter;
 mod swap;
+pub mod tls;
 mod tools;
 pub mod verify;
 

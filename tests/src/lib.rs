@@ -13,6 +13,7 @@
 //! - [`fixtures`]: the "varied" round-trip database and the benchmark dataset scripts.
 //! - [`regress`]: PostgreSQL's own regression database, cached by `scripts/regress-db.sh`.
 //! - [`mysql`]: a MariaDB server with password authentication, its client, content hashes.
+//! - [`tls`]: a PostgreSQL server that accepts only TLS, with certificates made by the test.
 //! - [`procs`]: process groups started by a test, ended by their id.
 //! - [`restoring`]: helpers for `restore` and rollback tests, and [`restoring::Paused`], a
 //!   restore stopped at a named step.
@@ -38,8 +39,9 @@ pub mod regress;
 pub mod restore;
 pub mod restoring;
 pub mod s3;
+pub mod tls;
 
-pub use cli::{Output, pre_deploy, run};
+pub use cli::{Output, finding, pre_deploy, run};
 pub use compare::{
     SeqValue, TableSum, assert_same_database, schema_dump, sequence_values, table_checksums,
 };
