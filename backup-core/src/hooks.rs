@@ -62,6 +62,7 @@ pub const PAUSE_POINTS: &[&str] = &[
     "before-swap",
     "after-swap",
     "blob-gc-planned",
+    "before-manifest",
 ];
 
 /// Test builds only (`test-hooks` feature): with `PREDEPLOY_TEST_PAUSE_AT=<point>:<file>`, print
