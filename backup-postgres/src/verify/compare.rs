@@ -702,7 +702,7 @@ mod tests {
             ]
         );
         assert!(count_differences(&[], &[]).is_empty());
-        assert_eq!(name_differences(&[]).contains("a tool bug"), true);
+        assert!(name_differences(&[]).contains("a tool bug"));
         assert_eq!(name_differences(&["x".into()]), "x");
     }
 
