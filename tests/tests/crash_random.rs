@@ -333,7 +333,7 @@ fn kills_at_random_instants_against_garage_lose_nothing() {
     let command = |op: Op| -> Command {
         match op {
             Op::Backup => cli(&["backup"]),
-            Op::Verify => cli(&["verify", "last", "--level", "restore"]),
+            Op::Verify => cli(&["verify", &reference, "--level", "restore"]),
             Op::Prune => cli(&["prune", "--yes", "--force", "--keep-last", "2"]),
             Op::RestoreDb => cli(&["restore", &reference, "--source", "db", "--yes"]),
             Op::RestoreBucket => cli(&["restore", &reference, "--source", "uploads", "--yes"]),
