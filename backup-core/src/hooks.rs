@@ -62,6 +62,7 @@ pub const PAUSE_POINTS: &[&str] = &[
     "before-swap",
     "after-swap",
     "blob-gc-planned",
+    "before-manifest",
 ];
 
 /// Test builds only (`test-hooks` feature): with `PREDEPLOY_TEST_PAUSE_AT=<point>:<file>`, print
@@ -87,3 +88,26 @@ pub async fn pause_at(point: &str) {
 /// Test builds only (`test-hooks` feature): see the feature's documentation. A no-op here.
 #[cfg(not(feature = "test-hooks"))]
 pub async fn pause_at(_point: &str) {}
+
+/// Test builds only (`test-hooks` feature): with `PREDEPLOY_TEST_SLOW_RENEWAL_MS=<n>`, each write
+/// of a lock renewal is held back by a random 0..=n ms first, as a slow or retried PUT would be,
+/// so a test can race leases that expire while their renewal is in flight. A no-op otherwise.
+#[cfg(feature = "test-hooks")]
+pub async fn slow_renewal() {
+    let Some(max) = std::env::var("PREDEPLOY_TEST_SLOW_RENEWAL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .filter(|m| *m > 0)
+    else {
+        return;
+    };
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let delay = u64::from(nanos) % (max + 1);
+    tokio::time::sleep(std::time::Duration::from_millis(delay)).await;
+}
+
+/// Test builds only (`test-hooks` feature): see the feature's documentation. A no-op here.
+#[cfg(not(feature = "test-hooks"))]
+pub async fn slow_renewal() {}

@@ -698,7 +698,11 @@ async fn renew(
         // Counted from before the write: the store's modification time, which others judge
         // expiry by, is later, so we never think the lease younger than it is.
         let attempt = Instant::now();
-        match tokio::time::timeout_at(deadline, write_lease(store.as_ref(), &key, &lease)).await {
+        let write = async {
+            crate::hooks::slow_renewal().await;
+            write_lease(store.as_ref(), &key, &lease).await
+        };
+        match tokio::time::timeout_at(deadline, write).await {
             Ok(Ok(())) => {}
             Ok(Err(e)) => {
                 tracing::warn!(error = %e, "renewing the lock lease failed; retrying");

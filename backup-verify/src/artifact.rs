@@ -158,3 +158,221 @@ pub async fn stream_prefix(
     let _ = out.shutdown().await;
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use async_trait::async_trait;
+    use backup_core::testkit::MemoryStore;
+    use backup_core::{ByteStream, ObjectInfo, StoreCapabilities, WriteMode};
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::test_support::{put, zstd};
+
+    const KEY: &str = "backups/x/data/db/dump.zst";
+
+    fn raw() -> Vec<u8> {
+        (0..200_000u32)
+            .flat_map(|i| (i % 251).to_le_bytes())
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn one_pass_hashes_every_stored_byte_and_decompresses_to_the_end() {
+        let store = MemoryStore::new();
+        let stored = zstd(&raw());
+        let a = put(&store, KEY, &stored, raw().len() as u64, "zstd").await;
+        let mut out = Vec::new();
+        let pass = read_pass(&store, &a, true, Consumer::Writer(&mut out))
+            .await
+            .expect("reads");
+        assert!(!pass.missing);
+        assert_eq!(pass.stored_size, stored.len() as u64);
+        assert_eq!(pass.sha256, Some(Digest::of(&stored)));
+        assert_eq!(pass.raw_size, raw().len() as u64);
+        assert_eq!(pass.decompress_error, None);
+        assert!(out == raw(), "the consumer gets exactly the dumped bytes");
+    }
+
+    #[tokio::test]
+    async fn without_decompression_only_the_stored_bytes_are_read() {
+        let store = MemoryStore::new();
+        let a = put(&store, KEY, b"not zstd at all", 99, "zstd").await;
+        let pass = read_pass(&store, &a, false, Consumer::Discard)
+            .await
+            .expect("reads");
+        assert_eq!(pass.sha256, Some(a.sha256));
+        assert_eq!(pass.raw_size, 0);
+        assert_eq!(pass.decompress_error, None);
+    }
+
+    #[tokio::test]
+    async fn a_missing_artifact_is_reported_not_an_error() {
+        let store = MemoryStore::new();
+        let mut a = put(&store, KEY, b"x", 1, "none").await;
+        a.key = "backups/x/data/db/gone.zst".into();
+        let pass = read_pass(&store, &a, true, Consumer::Discard)
+            .await
+            .expect("a missing artifact is a finding");
+        assert!(pass.missing);
+        assert_eq!(pass.sha256, None);
+    }
+
+    #[tokio::test]
+    async fn several_frames_are_all_decompressed() {
+        let store = MemoryStore::new();
+        let mut stored = zstd(b"first frame, ");
+        stored.extend(zstd(b"second frame"));
+        let a = put(&store, KEY, &stored, 25, "zstd").await;
+        let mut out = Vec::new();
+        let pass = read_pass(&store, &a, true, Consumer::Writer(&mut out))
+            .await
+            .expect("reads");
+        assert_eq!(pass.decompress_error, None);
+        assert_eq!(out, b"first frame, second frame");
+    }
+
+    #[tokio::test]
+    async fn a_damaged_stream_fails_decompression_yet_every_stored_byte_is_hashed() {
+        let store = MemoryStore::new();
+        let mut stored = zstd(&raw());
+        // Past the frame header, inside the compressed blocks: the record below is of these
+        // very bytes, so only level 2 can notice.
+        let middle = stored.len() / 2;
+        stored[middle] ^= 0xff;
+        let a = put(&store, KEY, &stored, raw().len() as u64, "zstd").await;
+        let pass = read_pass(&store, &a, true, Consumer::Discard)
+            .await
+            .expect("reads");
+        assert!(pass.decompress_error.is_some(), "{pass:?}");
+        assert_eq!(pass.stored_size, stored.len() as u64);
+        assert_eq!(pass.sha256, Some(Digest::of(&stored)));
+    }
+
+    /// Accepts `left` bytes, then refuses, like a pg_restore that exited early.
+    struct Closing {
+        left: usize,
+        got: usize,
+    }
+
+    impl AsyncWrite for Closing {
+        fn poll_write(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &[u8],
+        ) -> std::task::Poll<io::Result<usize>> {
+            if self.left == 0 {
+                return std::task::Poll::Ready(Err(io::ErrorKind::BrokenPipe.into()));
+            }
+            let n = buf.len().min(self.left);
+            self.left -= n;
+            self.got += n;
+            std::task::Poll::Ready(Ok(n))
+        }
+        fn poll_flush(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+        fn poll_shutdown(
+            self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<io::Result<()>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_consumer_that_stops_early_is_recorded_and_levels_one_and_two_still_finish() {
+        let store = MemoryStore::new();
+        let stored = zstd(&raw());
+        let a = put(&store, KEY, &stored, raw().len() as u64, "zstd").await;
+        let mut closing = Closing { left: 1000, got: 0 };
+        let pass = read_pass(&store, &a, true, Consumer::Writer(&mut closing))
+            .await
+            .expect("reads");
+        assert!(pass.consumer_stopped);
+        assert_eq!(closing.got, 1000);
+        assert_eq!(pass.raw_size, raw().len() as u64, "decompression went on");
+        assert_eq!(pass.sha256, Some(a.sha256));
+    }
+
+    /// A store whose reads break after the first chunk (the connection dropped).
+    #[derive(Debug, Default)]
+    struct DroppingReads(MemoryStore);
+
+    #[async_trait]
+    impl Store for DroppingReads {
+        fn name(&self) -> &str {
+            "dropping"
+        }
+        fn capabilities(&self) -> StoreCapabilities {
+            self.0.capabilities()
+        }
+        async fn put_stream(&self, key: &str, data: ByteStream) -> Result<u64> {
+            self.0.put_stream(key, data).await
+        }
+        async fn put_bytes(&self, key: &str, data: Bytes, mode: WriteMode) -> Result<()> {
+            self.0.put_bytes(key, data, mode).await
+        }
+        async fn get(&self, key: &str) -> Result<ByteStream> {
+            let mut whole = self.0.get(key).await?;
+            let first = futures::StreamExt::next(&mut whole).await;
+            let chunks: Vec<io::Result<Bytes>> = vec![
+                first.unwrap_or_else(|| Ok(Bytes::new())),
+                Err(io::Error::new(
+                    io::ErrorKind::ConnectionReset,
+                    "reset by peer",
+                )),
+            ];
+            Ok(Box::pin(futures::stream::iter(chunks)))
+        }
+        async fn head(&self, key: &str) -> Result<Option<ObjectInfo>> {
+            self.0.head(key).await
+        }
+        async fn list(&self, prefix: &str) -> Result<Vec<ObjectInfo>> {
+            self.0.list(prefix).await
+        }
+        async fn list_dirs(&self, prefix: &str) -> Result<Vec<String>> {
+            self.0.list_dirs(prefix).await
+        }
+        async fn delete(&self, key: &str) -> Result<()> {
+            self.0.delete(key).await
+        }
+    }
+
+    #[tokio::test]
+    async fn a_store_that_breaks_mid_read_is_an_error_not_a_damaged_artifact() {
+        let store = DroppingReads::default();
+        let stored = zstd(&raw());
+        let a = put(&store.0, KEY, &stored, raw().len() as u64, "zstd").await;
+        for decompress in [false, true] {
+            let err = read_pass(&store, &a, decompress, Consumer::Discard)
+                .await
+                .expect_err("could not verify, which is not \"damaged\"");
+            assert!(err.to_string().contains(KEY), "{err}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_prefix_is_streamed_until_the_reader_has_enough() {
+        let store = MemoryStore::new();
+        let stored = zstd(&raw());
+        let a = put(&store, KEY, &stored, raw().len() as u64, "zstd").await;
+        let mut closing = Closing { left: 5000, got: 0 };
+        stream_prefix(&store, &a, &mut closing)
+            .await
+            .expect("streams");
+        assert_eq!(closing.got, 5000);
+        let mut all = Vec::new();
+        stream_prefix(&store, &a, &mut all).await.expect("streams");
+        assert!(all == raw());
+        let plain = put(&store, "k/plain", b"uncompressed", 12, "none").await;
+        let mut out = Vec::new();
+        stream_prefix(&store, &plain, &mut out)
+            .await
+            .expect("streams");
+        assert_eq!(out, b"uncompressed");
+    }
+}

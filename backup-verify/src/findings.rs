@@ -139,3 +139,195 @@ pub async fn generic_findings(
     .await?;
     Ok(pass_findings(&pass, source, a, top))
 }
+
+#[cfg(test)]
+mod tests {
+    use backup_core::Digest;
+
+    use super::*;
+    use crate::test_support::source;
+
+    fn artifact() -> ArtifactMeta {
+        ArtifactMeta {
+            name: "dump.zst".into(),
+            key: "backups/x/data/db/dump.zst".into(),
+            format: "raw".into(),
+            compression: "zstd".into(),
+            stored_size: 100,
+            raw_size: 300,
+            sha256: Digest::of(b"the stored bytes"),
+            extra: Default::default(),
+        }
+    }
+
+    /// What a pass over an artifact that matches [`artifact`] in every respect reports.
+    fn intact() -> PassResult {
+        PassResult {
+            missing: false,
+            stored_size: 100,
+            sha256: Some(Digest::of(b"the stored bytes")),
+            raw_size: 300,
+            decompress_error: None,
+            consumer_stopped: false,
+        }
+    }
+
+    fn checks(pass: &PassResult, up_to: VerificationLevel) -> Vec<(String, FindingStatus, String)> {
+        pass_findings(pass, &source(), &artifact(), up_to)
+            .into_iter()
+            .map(|f| (f.check, f.status, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn an_intact_artifact_passes_both_rungs_with_its_figures() {
+        let found = checks(&intact(), VerificationLevel::Archive);
+        assert_eq!(found.len(), 2, "{found:?}");
+        assert_eq!(found[0].0, "sha256");
+        assert_eq!(found[0].1, FindingStatus::Passed);
+        assert!(
+            found[0].2.starts_with("db/dump.zst: 100 bytes"),
+            "{}",
+            found[0].2
+        );
+        assert_eq!(found[1].0, "zstd-frames");
+        assert_eq!(found[1].1, FindingStatus::Passed);
+        assert!(
+            found[1].2.contains("decompresses to 300 bytes"),
+            "{}",
+            found[1].2
+        );
+    }
+
+    #[test]
+    fn a_missing_artifact_is_one_failure_naming_its_key() {
+        let pass = PassResult {
+            missing: true,
+            ..intact()
+        };
+        let found = checks(&pass, VerificationLevel::Decompress);
+        assert_eq!(found.len(), 1, "no rung can pass on nothing: {found:?}");
+        assert_eq!(found[0].0, "present");
+        assert_eq!(found[0].1, FindingStatus::Failed);
+        assert!(
+            found[0].2.contains("backups/x/data/db/dump.zst"),
+            "{}",
+            found[0].2
+        );
+    }
+
+    #[test]
+    fn size_and_digest_failures_say_which() {
+        let truncated = PassResult {
+            stored_size: 40,
+            ..intact()
+        };
+        let found = checks(&truncated, VerificationLevel::Checksum);
+        assert_eq!(found[0].1, FindingStatus::Failed);
+        assert!(
+            found[0].2.contains("truncated: 40 bytes instead of 100"),
+            "{}",
+            found[0].2
+        );
+
+        let longer = PassResult {
+            stored_size: 140,
+            ..intact()
+        };
+        let found = checks(&longer, VerificationLevel::Checksum);
+        assert_eq!(found[0].1, FindingStatus::Failed);
+        assert!(
+            found[0].2.contains("is 140 bytes instead of 100"),
+            "{}",
+            found[0].2
+        );
+
+        let flipped = PassResult {
+            sha256: Some(Digest::of(b"other bytes")),
+            ..intact()
+        };
+        let found = checks(&flipped, VerificationLevel::Checksum);
+        assert_eq!(found[0].1, FindingStatus::Failed);
+        assert!(found[0].2.contains("corrupted"), "{}", found[0].2);
+        assert!(found[0].2.contains(&Digest::of(b"other bytes").to_string()));
+
+        let unread = PassResult {
+            sha256: None,
+            ..intact()
+        };
+        assert_eq!(
+            checks(&unread, VerificationLevel::Checksum)[0].1,
+            FindingStatus::Failed
+        );
+    }
+
+    #[test]
+    fn level_two_fails_on_its_own_when_the_stored_bytes_match() {
+        let broken_stream = PassResult {
+            decompress_error: Some("Unknown frame descriptor".into()),
+            raw_size: 12,
+            ..intact()
+        };
+        let found = checks(&broken_stream, VerificationLevel::Decompress);
+        assert_eq!(
+            found[0].1,
+            FindingStatus::Passed,
+            "level 1 holds: {found:?}"
+        );
+        assert_eq!(found[1].1, FindingStatus::Failed);
+        assert!(
+            found[1]
+                .2
+                .contains("failed after 12 bytes: Unknown frame descriptor"),
+            "{}",
+            found[1].2
+        );
+
+        let short_stream = PassResult {
+            raw_size: 299,
+            ..intact()
+        };
+        let found = checks(&short_stream, VerificationLevel::Decompress);
+        assert_eq!(found[1].1, FindingStatus::Failed);
+        assert!(
+            found[1].2.contains("299 bytes but 300 were dumped"),
+            "{}",
+            found[1].2
+        );
+    }
+
+    #[test]
+    fn level_two_runs_only_when_asked_and_only_on_zstd() {
+        let broken_stream = PassResult {
+            decompress_error: Some("bad".into()),
+            ..intact()
+        };
+        assert_eq!(checks(&broken_stream, VerificationLevel::Checksum).len(), 1);
+        let mut plain = artifact();
+        plain.compression = "none".into();
+        let found = pass_findings(
+            &broken_stream,
+            &source(),
+            &plain,
+            VerificationLevel::Archive,
+        );
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].check, "sha256");
+    }
+
+    #[test]
+    fn findings_name_their_source_artifact_and_level() {
+        let found = pass_findings(
+            &intact(),
+            &source(),
+            &artifact(),
+            VerificationLevel::Decompress,
+        );
+        assert_eq!(found[0].level, VerificationLevel::Checksum);
+        assert_eq!(found[1].level, VerificationLevel::Decompress);
+        for f in &found {
+            assert_eq!(f.source.as_deref(), Some("db"));
+            assert_eq!(f.artifact.as_deref(), Some("backups/x/data/db/dump.zst"));
+        }
+    }
+}

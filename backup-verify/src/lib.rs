@@ -42,6 +42,8 @@ mod artifact;
 mod findings;
 mod record;
 mod staging;
+#[cfg(test)]
+mod test_support;
 
 pub use artifact::{Consumer, PassResult, read_pass, stream_prefix};
 pub use findings::{finding, generic_findings, pass_findings};

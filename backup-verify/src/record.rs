@@ -200,4 +200,230 @@ mod tests {
         );
         assert!(record.passed, "{:?}", record.limited_by);
     }
+
+    /// Claims source `a` and answers with what it is given.
+    #[derive(Debug)]
+    struct Scripted {
+        max: VerificationLevel,
+        findings: Vec<(VerificationLevel, FindingStatus, &'static str)>,
+        broken: bool,
+    }
+
+    #[async_trait]
+    impl Verifier for Scripted {
+        fn name(&self) -> &str {
+            "scripted"
+        }
+        fn max_level(&self) -> VerificationLevel {
+            self.max
+        }
+        fn claims(&self, source: &SourceManifest) -> bool {
+            source.name.as_str() == "a"
+        }
+        async fn verify(
+            &self,
+            _: &dyn Store,
+            _: &Manifest,
+            _: VerificationLevel,
+        ) -> Result<VerificationReport> {
+            if self.broken {
+                return Err(backup_core::Error::io(
+                    "cannot start pg_restore",
+                    std::io::Error::other("no such file"),
+                ));
+            }
+            let findings = self
+                .findings
+                .iter()
+                .map(|(level, status, message)| backup_core::Finding {
+                    level: *level,
+                    check: "scripted".into(),
+                    source: Some("a".into()),
+                    artifact: None,
+                    status: *status,
+                    message: (*message).to_owned(),
+                })
+                .collect();
+            Ok(VerificationReport {
+                findings,
+                ..Default::default()
+            })
+        }
+    }
+
+    fn scripted(
+        max: VerificationLevel,
+        findings: Vec<(VerificationLevel, FindingStatus, &'static str)>,
+    ) -> Vec<DynVerifier> {
+        vec![Arc::new(Scripted {
+            max,
+            findings,
+            broken: false,
+        })]
+    }
+
+    async fn run(
+        store: &MemoryStore,
+        m: &Manifest,
+        verifiers: &[DynVerifier],
+        requested: VerificationLevel,
+        required: VerificationLevel,
+    ) -> VerificationRecord {
+        verify_backup(store, m, verifiers, requested, required, &SystemClock, "h")
+            .await
+            .expect("runs")
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_level_no_verifier_offers_is_named_and_passes_only_if_not_required() {
+        use VerificationLevel::*;
+        let store = MemoryStore::new();
+        let m = manifest(&store).await;
+        let record = run(&store, &m, &[], Restore, Decompress).await;
+        assert_eq!(record.level_reached, Some(Decompress));
+        assert!(record.passed, "the required level was reached");
+        assert_eq!(
+            record.limited_by.as_deref(),
+            Some(
+                "level 4 (restore) is not available: 2 (decompress) is the highest this configuration can check"
+            )
+        );
+        let record = run(&store, &m, &[], Restore, Restore).await;
+        assert!(
+            !record.passed,
+            "level 4 was required and nothing can reach it"
+        );
+        assert_eq!(record.level_requested, Restore);
+        assert_eq!(record.backup_id, m.id);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_corrupted_artifact_fails_the_record_and_explains_why() {
+        use VerificationLevel::*;
+        let store = MemoryStore::new();
+        let m = manifest(&store).await;
+        let key = m.sources[1].artifacts[0].key.clone();
+        store.tamper(&key, |b| b[0] ^= 1);
+        let record = run(&store, &m, &[], Decompress, Checksum).await;
+        assert!(!record.passed);
+        assert_eq!(record.level_reached, None);
+        let why = record.limited_by.expect("a reason");
+        assert!(
+            why.starts_with("b/x.zst: the stored bytes are corrupted"),
+            "{why}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_first_failure_above_the_reached_level_is_the_reason() {
+        use FindingStatus::*;
+        use VerificationLevel::*;
+        let store = MemoryStore::new();
+        let m = manifest(&store).await;
+        let verifiers = scripted(
+            Restore,
+            vec![
+                (Checksum, Passed, "a ok"),
+                (Decompress, Passed, "a ok"),
+                (Archive, Skipped, "no pg_restore"),
+                (
+                    Archive,
+                    Failed,
+                    "the archive's table of contents is incomplete",
+                ),
+                (Restore, Failed, "not restored"),
+            ],
+        );
+        let record = run(&store, &m, &verifiers, Restore, Archive).await;
+        assert!(!record.passed);
+        assert_eq!(record.level_reached, Some(Decompress));
+        assert_eq!(record.limited_by.as_deref(), Some("no pg_restore"));
+
+        let verifiers = scripted(
+            Restore,
+            vec![
+                (Checksum, Passed, "a ok"),
+                (Decompress, Passed, "a ok"),
+                (Archive, Passed, "a read whole"),
+                (Restore, Skipped, "no scratch server"),
+            ],
+        );
+        let record = run(&store, &m, &verifiers, Restore, Archive).await;
+        assert!(record.passed, "level 3 was required and reached");
+        assert_eq!(record.level_reached, Some(Archive));
+        let record = run(&store, &m, &verifiers, Restore, Restore).await;
+        assert!(!record.passed);
+        assert_eq!(record.limited_by.as_deref(), Some("no scratch server"));
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failure_below_the_required_level_fails_even_when_a_level_is_reached() {
+        use FindingStatus::*;
+        use VerificationLevel::*;
+        let store = MemoryStore::new();
+        let m = manifest(&store).await;
+        let verifiers = scripted(
+            Archive,
+            vec![
+                (Checksum, Passed, "a ok"),
+                (Decompress, Passed, "a ok"),
+                (
+                    Archive,
+                    Failed,
+                    "pg_restore could not read the whole archive",
+                ),
+            ],
+        );
+        let record = run(&store, &m, &verifiers, Archive, Checksum).await;
+        assert!(!record.passed, "any failed finding refuses");
+        assert_eq!(record.level_reached, Some(Decompress));
+        assert_eq!(
+            record.limited_by.as_deref(),
+            Some("pg_restore could not read the whole archive")
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_verifier_that_cannot_run_is_an_error_not_a_record() {
+        let store = MemoryStore::new();
+        let m = manifest(&store).await;
+        let verifiers: Vec<DynVerifier> = vec![Arc::new(Scripted {
+            max: VerificationLevel::Archive,
+            findings: vec![],
+            broken: true,
+        })];
+        let err = verify_backup(
+            &store,
+            &m,
+            &verifiers,
+            VerificationLevel::Archive,
+            VerificationLevel::Archive,
+            &SystemClock,
+            "h",
+        )
+        .await
+        .expect_err("could not verify");
+        assert!(err.to_string().contains("pg_restore"), "{err}");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_backup_with_nothing_to_check_is_not_verified() {
+        let store = MemoryStore::new();
+        let mut m = manifest(&store).await;
+        m.sources.clear();
+        let record = run(
+            &store,
+            &m,
+            &[],
+            VerificationLevel::Decompress,
+            VerificationLevel::Checksum,
+        )
+        .await;
+        assert!(!record.passed);
+        assert_eq!(record.level_reached, None);
+        assert_eq!(
+            record.limited_by.as_deref(),
+            Some("no check at level 1 could run")
+        );
+    }
 }

@@ -185,3 +185,147 @@ fn remove_stale_staging(dir: &std::path::Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use backup_core::testkit::MemoryStore;
+
+    use super::*;
+    use crate::test_support::{put, source, zstd};
+    use FindingStatus::*;
+
+    const KEY: &str = "backups/x/data/db/dump.zst";
+
+    fn checks(staged: &StagedArchive) -> Vec<(String, FindingStatus)> {
+        staged
+            .findings
+            .iter()
+            .map(|f| (f.check.clone(), f.status))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn an_intact_archive_is_staged_whole_into_the_given_dir() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = MemoryStore::new();
+        let raw = b"an archive's bytes ".repeat(10_000);
+        let a = put(&store, KEY, &zstd(&raw), raw.len() as u64, "zstd").await;
+        let staged = stage_archive(&store, &source(), &a, Some(dir.path()))
+            .await
+            .expect("stages");
+        assert!(!staged.damaged, "{:?}", staged.findings);
+        assert_eq!(
+            checks(&staged),
+            vec![
+                ("sha256".to_owned(), Passed),
+                ("zstd-frames".to_owned(), Passed)
+            ]
+        );
+        assert!(staged.path().starts_with(dir.path()));
+        assert!(std::fs::read(staged.path()).expect("read") == raw);
+        let path = staged.path().to_owned();
+        drop(staged);
+        assert!(!path.exists(), "the staged file goes with its value");
+    }
+
+    #[tokio::test]
+    async fn an_archive_that_decompresses_past_its_recorded_size_stops_there() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = MemoryStore::new();
+        // A bomb: 16 MiB of zeros in a few kilobytes, recorded as 1 MiB.
+        let raw = vec![0u8; 16 * 1024 * 1024];
+        let a = put(&store, KEY, &zstd(&raw), 1024 * 1024, "zstd").await;
+        let staged = stage_archive(&store, &source(), &a, Some(dir.path()))
+            .await
+            .expect("stages");
+        assert!(staged.damaged);
+        let raw_size = staged
+            .findings
+            .iter()
+            .find(|f| f.check == "raw-size")
+            .expect("a raw-size finding");
+        assert_eq!(raw_size.status, Failed);
+        assert!(
+            raw_size
+                .message
+                .contains("more than the 1048576 bytes recorded")
+        );
+        let on_disk = std::fs::metadata(staged.path()).expect("staged").len();
+        assert!(on_disk <= 1024 * 1024, "{on_disk} bytes staged");
+    }
+
+    #[tokio::test]
+    async fn missing_and_corrupted_artifacts_are_damaged() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = MemoryStore::new();
+        let raw = b"bytes".repeat(100);
+        let a = put(&store, KEY, &zstd(&raw), raw.len() as u64, "zstd").await;
+        store.tamper(KEY, |b| {
+            let last = b.len() - 1;
+            b[last] ^= 1;
+        });
+        let staged = stage_archive(&store, &source(), &a, Some(dir.path()))
+            .await
+            .expect("stages");
+        assert!(staged.damaged);
+        assert_eq!(checks(&staged)[0], ("sha256".to_owned(), Failed));
+
+        let mut gone = a.clone();
+        gone.key = "backups/x/data/db/gone.zst".into();
+        let staged = stage_archive(&store, &source(), &gone, Some(dir.path()))
+            .await
+            .expect("stages");
+        assert!(staged.damaged);
+        assert_eq!(checks(&staged), vec![("present".to_owned(), Failed)]);
+    }
+
+    #[test]
+    fn staging_space_is_refused_when_it_cannot_fit_and_names_the_dir() {
+        let dir = tempfile::tempdir().expect("dir");
+        let mut a = ArtifactMeta {
+            name: "dump.zst".into(),
+            key: KEY.into(),
+            format: "raw".into(),
+            compression: "zstd".into(),
+            stored_size: 1,
+            raw_size: 1024,
+            sha256: backup_core::Digest::of(b""),
+            extra: Default::default(),
+        };
+        assert_eq!(staging_space_problem(&a, Some(dir.path())), None);
+        a.raw_size = u64::MAX - 1;
+        let why = staging_space_problem(&a, Some(dir.path())).expect("cannot fit");
+        assert!(why.contains(&dir.path().display().to_string()), "{why}");
+        assert!(why.contains("[verify] temp_dir"), "{why}");
+    }
+
+    #[test]
+    fn staged_files_of_dead_runs_are_removed_and_no_others() {
+        let dir = tempfile::tempdir().expect("dir");
+        // A pid that no longer runs: a child that has been waited for.
+        let mut child = std::process::Command::new("true").spawn().expect("true");
+        let dead = child.id();
+        child.wait().expect("wait");
+        assert!(!std::path::Path::new(&format!("/proc/{dead}")).exists());
+        let name = |pid: u32| format!("{STAGING_PREFIX}{pid}-abc");
+        let files = [
+            name(dead),
+            name(std::process::id()),
+            name(1),
+            "predeploy-verify-notapid-x".to_owned(),
+            "unrelated".to_owned(),
+        ];
+        for f in &files {
+            std::fs::write(dir.path().join(f), b"x").expect("write");
+        }
+        remove_stale_staging(dir.path());
+        let mut left: Vec<String> = std::fs::read_dir(dir.path())
+            .expect("list")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        let mut want = files[1..].to_vec();
+        want.sort();
+        assert_eq!(left, want);
+    }
+}

@@ -240,6 +240,8 @@ impl Backups<'_> {
             expires_at: crate::retention::expiry(created_at, self.setup.expire_in),
             extra: serde_json::Map::new(),
         };
+        // Every artifact is stored, the manifest is not: a kill here must leave no backup.
+        backup_core::hooks::pause_at("before-manifest").await;
         for guard in [lock, blob_lease].into_iter().flatten() {
             if let Err(e) = guard.ensure_held().await {
                 self.discard(&id).await;

@@ -393,3 +393,223 @@ impl AsyncWrite for TailWriter {
         Poll::Ready(Ok(()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use backup_core::testkit::MemoryStore;
+    use backup_core::{
+        ArtifactSpec, BackupId, PipelineConfig, SnapshotContext, SourceName, TableStat,
+    };
+    use tokio::io::AsyncWriteExt;
+
+    use super::*;
+
+    async fn source_with(
+        store: &MemoryStore,
+        file: &str,
+        format: &str,
+        raw: &[u8],
+    ) -> SourceManifest {
+        let id: BackupId = "20261122T031500Z-7f3a9c".parse().expect("id");
+        let name: SourceName = "db".parse().expect("name");
+        let ctx = SnapshotContext {
+            store,
+            backup_id: &id,
+            environment: "default",
+            pipeline: &PipelineConfig::default(),
+        };
+        let spec = ArtifactSpec {
+            source: &name,
+            file,
+            format,
+        };
+        let artifact = ctx.write_artifact(spec, raw).await.expect("write");
+        SourceManifest {
+            name,
+            kind: SOURCE_KIND.into(),
+            location: "-".into(),
+            server_version: None,
+            tool_version: None,
+            artifacts: vec![artifact],
+            stats: Default::default(),
+            notes: vec![],
+            extra: Default::default(),
+        }
+    }
+
+    fn table(schema: &str, name: &str) -> TableStat {
+        TableStat {
+            schema: schema.into(),
+            name: name.into(),
+            rows: 1,
+        }
+    }
+
+    /// A `pg_restore --list` as PostgreSQL 15 prints it.
+    const LISTING: &str = ";\n; Archive created at 2026-11-22 03:15:00 UTC\n;     dbname: app\n;\n\
+        215; 1259 16400 TABLE public orders app\n\
+        3380; 0 16400 TABLE DATA public orders app\n\
+        3381; 0 16410 TABLE DATA sales items app\n\
+        3382; 0 16420 SEQUENCE SET public orders_id_seq app\n";
+
+    #[tokio::test]
+    async fn the_table_of_contents_must_hold_the_data_of_every_counted_table() {
+        let store = MemoryStore::new();
+        let mut source = source_with(&store, "dump.pgc.zst", DUMP_FORMAT, b"x").await;
+        let a = source.artifacts[0].clone();
+        source.stats.tables = vec![table("public", "orders"), table("sales", "items")];
+        let found = toc_check(LISTING, &source, &a);
+        assert_eq!(found.status, FindingStatus::Passed, "{}", found.message);
+        assert!(found.message.contains("all 2 tables"), "{}", found.message);
+
+        // A table whose definition is listed but whose data is not, and one in another schema.
+        source.stats.tables = vec![
+            table("public", "orders"),
+            table("public", "customers"),
+            table("public", "items"),
+        ];
+        let found = toc_check(LISTING, &source, &a);
+        assert_eq!(found.status, FindingStatus::Failed);
+        assert_eq!(found.level, VerificationLevel::Archive);
+        assert!(
+            found.message.ends_with(
+                "no data for 2 of the tables counted at backup time: public.customers, public.items"
+            ),
+            "{}",
+            found.message
+        );
+
+        // Only the definition (TABLE, not TABLE DATA) is not enough.
+        source.stats.tables = vec![table("public", "orders")];
+        let only_definition = ";\n215; 1259 16400 TABLE public orders app\n";
+        assert_eq!(
+            toc_check(only_definition, &source, &a).status,
+            FindingStatus::Failed
+        );
+    }
+
+    #[tokio::test]
+    async fn a_long_list_of_missing_tables_names_ten() {
+        let store = MemoryStore::new();
+        let mut source = source_with(&store, "dump.pgc.zst", DUMP_FORMAT, b"x").await;
+        let a = source.artifacts[0].clone();
+        source.stats.tables = (0..25)
+            .map(|i| table("public", &format!("t{i:02}")))
+            .collect();
+        let found = toc_check("", &source, &a);
+        assert!(
+            found.message.contains("no data for 25 of the tables"),
+            "{}",
+            found.message
+        );
+        assert!(found.message.contains("public.t09"), "{}", found.message);
+        assert!(!found.message.contains("public.t10"), "{}", found.message);
+    }
+
+    #[tokio::test]
+    async fn the_globals_dump_must_end_with_its_trailer() {
+        let store = MemoryStore::new();
+        let complete = format!("CREATE ROLE app;\n--\n-- {GLOBALS_TRAILER}\n--\n\n");
+        let source = source_with(
+            &store,
+            "globals.sql.zst",
+            GLOBALS_FORMAT,
+            complete.as_bytes(),
+        )
+        .await;
+        let found = verify_globals(&store, &source, &source.artifacts[0])
+            .await
+            .expect("runs");
+        let checks: Vec<_> = found.iter().map(|f| (f.check.as_str(), f.status)).collect();
+        assert_eq!(
+            checks,
+            vec![
+                ("sha256", FindingStatus::Passed),
+                ("zstd-frames", FindingStatus::Passed),
+                ("globals-trailer", FindingStatus::Passed)
+            ]
+        );
+
+        // Cut short, with a consistent record (the dump tool died, the pipeline stored what came).
+        let cut = "CREATE ROLE app;\nALTER ROLE app WITH NOSUPERUSER";
+        let source = source_with(&store, "globals.sql.zst", GLOBALS_FORMAT, cut.as_bytes()).await;
+        let found = verify_globals(&store, &source, &source.artifacts[0])
+            .await
+            .expect("runs");
+        assert_eq!(found[0].status, FindingStatus::Passed);
+        assert_eq!(found[2].check, "globals-trailer");
+        assert_eq!(found[2].status, FindingStatus::Failed);
+        assert!(
+            found[2].message.contains("cut short"),
+            "{}",
+            found[2].message
+        );
+
+        // The trailer early in a long dump does not count.
+        let mut early = complete.clone();
+        early.push_str(&"GRANT x TO y;\n".repeat(100));
+        let source = source_with(&store, "globals.sql.zst", GLOBALS_FORMAT, early.as_bytes()).await;
+        let found = verify_globals(&store, &source, &source.artifacts[0])
+            .await
+            .expect("runs");
+        assert_eq!(found[2].status, FindingStatus::Failed);
+
+        // Missing: one finding, no trailer check.
+        store
+            .delete(&source.artifacts[0].key)
+            .await
+            .expect("delete");
+        let found = verify_globals(&store, &source, &source.artifacts[0])
+            .await
+            .expect("runs");
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].check, "present");
+    }
+
+    #[tokio::test]
+    async fn the_tail_writer_keeps_the_last_512_bytes() {
+        let mut w = TailWriter::default();
+        for i in 0..100u8 {
+            w.write_all(&[i; 10]).await.expect("write");
+        }
+        assert_eq!(w.tail.len(), 512);
+        assert_eq!(w.tail[511], 99);
+        assert_eq!(w.tail[0], 48, "1000 bytes written, the first 488 dropped");
+    }
+
+    #[test]
+    fn a_tools_stderr_is_cut_to_its_last_lines() {
+        let text = (1..=9)
+            .map(|i| format!("line {i}"))
+            .collect::<Vec<_>>()
+            .join("\n");
+        assert_eq!(
+            tail(&text),
+            "line 4 | line 5 | line 6 | line 7 | line 8 | line 9"
+        );
+        assert_eq!(tail("only"), "only");
+        assert_eq!(tail(""), "");
+    }
+
+    #[test]
+    fn the_verifier_claims_postgres_sources_and_offers_level_four_only_with_targets() {
+        let v = ArchiveVerifier::new(None);
+        assert_eq!(v.max_level(), VerificationLevel::Archive);
+        let v = v.with_restore(RestoreTargets::default());
+        assert_eq!(v.max_level(), VerificationLevel::Restore);
+        let mut source = SourceManifest {
+            name: "db".parse().expect("name"),
+            kind: SOURCE_KIND.into(),
+            location: "-".into(),
+            server_version: None,
+            tool_version: None,
+            artifacts: vec![],
+            stats: Default::default(),
+            notes: vec![],
+            extra: Default::default(),
+        };
+        assert!(v.claims(&source));
+        source.kind = "mysql".into();
+        assert!(!v.claims(&source));
+    }
+}

@@ -546,4 +546,255 @@ mod tests {
         let d: Vec<String> = (0..8).map(|i| format!("d{i}")).collect();
         assert_eq!(name_differences(&d), "d0; d1; d2; d3; d4; and 3 more");
     }
+
+    fn record_of(
+        recorded: &SchemaListing,
+        listing: Result<Option<SchemaListing>, String>,
+    ) -> Recorded {
+        Recorded {
+            fingerprint: recorded.fingerprint(),
+            privileges: Some(recorded.privileges_fingerprint()),
+            listing,
+            rerendered: 0,
+        }
+    }
+
+    fn compare(
+        record: &Recorded,
+        restored: &SchemaListing,
+    ) -> Vec<(String, FindingStatus, String)> {
+        let make = |check: &str, status: FindingStatus, message: String| Finding {
+            level: VerificationLevel::Restore,
+            check: check.to_owned(),
+            source: None,
+            artifact: None,
+            status,
+            message,
+        };
+        compare_listings(record, restored, &Privileges::Restored, "db/dump", &make)
+            .into_iter()
+            .map(|f| (f.check, f.status, f.message))
+            .collect()
+    }
+
+    #[test]
+    fn an_equal_restore_passes_every_comparison() {
+        let listing = SchemaListing::new(vec![
+            entry("table", "public.t", "id int"),
+            entry(crate::SEQUENCE_VALUE, "public.t_id_seq", "41"),
+            entry("owner", "table public.t", "owner=app"),
+        ]);
+        let found = compare(&record_of(&listing, Ok(Some(listing.clone()))), &listing);
+        let checks: Vec<_> = found.iter().map(|f| (f.0.as_str(), f.1)).collect();
+        assert_eq!(
+            checks,
+            vec![
+                ("schema-fingerprint", FindingStatus::Passed),
+                ("sequences", FindingStatus::Passed),
+                ("privileges", FindingStatus::Passed),
+            ]
+        );
+        assert!(
+            found[0].2.contains("(1 objects compared)"),
+            "{}",
+            found[0].2
+        );
+    }
+
+    #[test]
+    fn a_sequence_restored_behind_its_recorded_value_fails_and_ahead_passes() {
+        let recorded = SchemaListing::new(vec![entry(crate::SEQUENCE_VALUE, "public.s", "100")]);
+        let behind = SchemaListing::new(vec![entry(crate::SEQUENCE_VALUE, "public.s", "99")]);
+        let ahead = SchemaListing::new(vec![entry(crate::SEQUENCE_VALUE, "public.s", "150")]);
+        let record = record_of(&recorded, Ok(Some(recorded.clone())));
+        let found = compare(&record, &behind);
+        assert_eq!(
+            found[0].1,
+            FindingStatus::Passed,
+            "values are not structure"
+        );
+        assert_eq!(found[1].0, "sequences");
+        assert_eq!(found[1].1, FindingStatus::Failed);
+        assert!(found[1].2.contains("public.s"), "{}", found[1].2);
+        assert!(
+            found[1].2.contains("\"100\"") && found[1].2.contains("\"99\""),
+            "{}",
+            found[1].2
+        );
+        assert_eq!(compare(&record, &ahead)[1].1, FindingStatus::Passed);
+    }
+
+    #[test]
+    fn without_a_readable_listing_the_schema_still_compares_but_names_no_objects() {
+        let recorded = SchemaListing::new(vec![entry("table", "public.t", "id int")]);
+        let restored = SchemaListing::new(vec![entry("table", "public.t", "id bigint")]);
+        let damaged = record_of(&recorded, Err("schema.txt.zst is damaged".into()));
+        let found = compare(&damaged, &restored);
+        assert_eq!(
+            found.len(),
+            2,
+            "no sequence check without a listing: {found:?}"
+        );
+        assert_eq!(found[0].1, FindingStatus::Failed);
+        assert!(
+            found[0]
+                .2
+                .contains("cannot be read to name the objects: schema.txt.zst is damaged"),
+            "{}",
+            found[0].2
+        );
+        let absent = record_of(&recorded, Ok(None));
+        let found = compare(&absent, &restored);
+        assert_eq!(found[0].1, FindingStatus::Failed);
+        assert!(
+            found[0].2.contains("has no schema listing"),
+            "{}",
+            found[0].2
+        );
+        assert!(
+            found[0].2.contains(&restored.fingerprint()),
+            "{}",
+            found[0].2
+        );
+    }
+
+    #[test]
+    fn privileges_without_a_recorded_fingerprint_are_not_proven() {
+        let listing = SchemaListing::new(vec![entry("owner", "table public.t", "owner=app")]);
+        let mut record = record_of(&listing, Ok(Some(listing.clone())));
+        record.privileges = None;
+        let found = compare(&record, &listing);
+        assert_eq!(found[2].1, FindingStatus::Skipped);
+        assert!(
+            found[2].2.contains("records no privileges fingerprint"),
+            "{}",
+            found[2].2
+        );
+    }
+
+    #[test]
+    fn re_rendered_view_bodies_are_said_in_the_passing_finding() {
+        let listing = SchemaListing::new(vec![entry("view-body", "public.v", " SELECT 1;")]);
+        let mut record = record_of(&listing, Ok(Some(listing.clone())));
+        record.rerendered = 3;
+        let found = compare(&record, &listing);
+        assert_eq!(found[0].1, FindingStatus::Passed);
+        assert!(
+            found[0].2.contains("3 view bodies re-rendered"),
+            "{}",
+            found[0].2
+        );
+    }
+
+    #[test]
+    fn differences_are_found_both_ways_and_by_schema() {
+        let s = |schema: &str, name: &str, rows| TableStat {
+            schema: schema.into(),
+            name: name.into(),
+            rows,
+        };
+        let d = count_differences(&[s("a", "t", 1)], &[s("b", "t", 1)]);
+        assert_eq!(
+            d,
+            vec![
+                "table a.t is missing".to_owned(),
+                "table b.t was not in the backup's record".to_owned()
+            ]
+        );
+        assert!(count_differences(&[], &[]).is_empty());
+        assert!(name_differences(&[]).contains("a tool bug"));
+        assert_eq!(name_differences(&["x".into()]), "x");
+    }
+
+    mod stored {
+        use backup_core::testkit::MemoryStore;
+        use backup_core::{
+            ArtifactSpec, BackupId, PipelineConfig, SnapshotContext, SourceManifest, SourceName,
+        };
+
+        use super::*;
+        use crate::SCHEMA_FORMAT;
+
+        async fn with_listing(store: &MemoryStore, text: &[u8]) -> SourceManifest {
+            let id: BackupId = "20261122T031500Z-7f3a9c".parse().expect("id");
+            let name: SourceName = "db".parse().expect("name");
+            let ctx = SnapshotContext {
+                store,
+                backup_id: &id,
+                environment: "default",
+                pipeline: &PipelineConfig::default(),
+            };
+            let spec = ArtifactSpec {
+                source: &name,
+                file: "schema.txt.zst",
+                format: SCHEMA_FORMAT,
+            };
+            let artifact = ctx.write_artifact(spec, text).await.expect("write");
+            SourceManifest {
+                name,
+                kind: crate::SOURCE_KIND.into(),
+                location: "-".into(),
+                server_version: None,
+                tool_version: None,
+                artifacts: vec![artifact],
+                stats: Default::default(),
+                notes: vec![],
+                extra: Default::default(),
+            }
+        }
+
+        #[tokio::test]
+        async fn a_stored_listing_reads_back_as_written() {
+            let store = MemoryStore::new();
+            let listing = SchemaListing::new(vec![
+                entry("table", "public.t", "id int"),
+                entry("comment", "public.t", "tabs\tand\nnewlines"),
+            ]);
+            let source = with_listing(&store, listing.to_text().as_bytes()).await;
+            let read = recorded_listing(&store, &source).await.expect("reads");
+            assert_eq!(read, Some(listing));
+        }
+
+        #[tokio::test]
+        async fn an_unreadable_listing_says_why() {
+            let store = MemoryStore::new();
+            let listing = SchemaListing::new(vec![entry("table", "public.t", "id int")]);
+            let source = with_listing(&store, listing.to_text().as_bytes()).await;
+            let key = source.artifacts[0].key.clone();
+            store.tamper(&key, |b| {
+                let n = b.len();
+                b[n - 2] ^= 0x10;
+            });
+            let err = recorded_listing(&store, &source)
+                .await
+                .expect_err("damaged");
+            assert_eq!(err, "schema.txt.zst is damaged");
+            store.delete(&key).await.expect("delete");
+            let err = recorded_listing(&store, &source)
+                .await
+                .expect_err("missing");
+            assert_eq!(err, "schema.txt.zst is missing from the store");
+
+            let source = with_listing(&store, b"some other file\n").await;
+            let err = recorded_listing(&store, &source)
+                .await
+                .expect_err("not a listing");
+            assert!(
+                err.starts_with("schema.txt.zst: not a pre-deploy schema listing"),
+                "{err}"
+            );
+
+            let source = with_listing(&store, &[0xff, 0xfe, 0x00]).await;
+            let err = recorded_listing(&store, &source).await.expect_err("binary");
+            assert_eq!(err, "schema.txt.zst is not UTF-8");
+        }
+
+        #[tokio::test]
+        async fn a_backup_without_a_listing_has_none() {
+            let store = MemoryStore::new();
+            let mut source = with_listing(&store, b"").await;
+            source.artifacts.clear();
+            assert_eq!(recorded_listing(&store, &source).await, Ok(None));
+        }
+    }
 }

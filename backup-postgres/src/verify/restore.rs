@@ -330,4 +330,43 @@ mod tests {
         let listing = "; Archive created at 2026-11-22\n;     dbname: app\n2; 3079 16385 EXTENSION - pgcrypto \n3; 0 0 COMMENT - EXTENSION pgcrypto \n215; 1259 16400 TABLE public t postgres\n";
         assert_eq!(toc_extensions(listing), vec!["pgcrypto".to_owned()]);
     }
+
+    #[test]
+    fn extensions_are_listed_once_sorted_and_only_from_their_own_entries() {
+        let listing = "; 1; 3079 EXTENSION - commented_out\n\
+            10; 3079 16390 EXTENSION - postgis \n\
+            11; 0 0 COMMENT - EXTENSION postgis \n\
+            12; 3079 16385 EXTENSION - hstore \n\
+            13; 3079 16386 EXTENSION - hstore \n\
+            14; 1259 16400 TABLE public EXTENSION app\n\
+            15; 1259 16401 TABLE - hstore_like app\n";
+        assert_eq!(
+            toc_extensions(listing),
+            vec!["hstore".to_owned(), "postgis".to_owned()]
+        );
+        assert!(toc_extensions("").is_empty());
+    }
+
+    #[test]
+    fn a_dedicated_scratch_server_wins_over_the_source_s_own() {
+        let config =
+            |url: &str| PgSourceConfig::from_url(url, &|_: &str| None::<String>).expect("config");
+        let mut targets = RestoreTargets::default();
+        assert!(targets.target_for("db").is_none());
+        targets
+            .by_source
+            .insert("db".into(), config("postgres://app@prod.example/app"));
+        assert_eq!(
+            targets.target_for("db").map(PgSourceConfig::location),
+            Some(config("postgres://app@prod.example/app").location())
+        );
+        assert!(targets.target_for("other").is_none());
+        targets.override_target = Some(config("postgres://scratch@scratch.example/postgres"));
+        for name in ["db", "other"] {
+            assert_eq!(
+                targets.target_for(name).map(PgSourceConfig::location),
+                Some(config("postgres://scratch@scratch.example/postgres").location())
+            );
+        }
+    }
 }
