@@ -519,6 +519,26 @@ impl Report {
                 let _ = writeln!(w, "- {r}");
             }
         }
+        if let Some(o) = &d.overhead {
+            let _ = writeln!(
+                w,
+                "\nFixed overhead, timed by hyperfine ({} warm-up + {} counted runs per command, \
+                 the floor's runs then the tool's, a fresh store per tool run via `--prepare`): \
+                 **{:.3} s** = median(tool) − median(floor); this is the figure the D0 target \
+                 uses.\n\n| command | median s | min s | max s | mean ± σ s |\n|---|---:|---:|---:|---:|",
+                o.warmup,
+                o.runs,
+                o.seconds()
+            );
+            for r in [&o.floor, &o.tool] {
+                let _ = writeln!(
+                    w,
+                    "| {} | {:.3} | {:.3} | {:.3} | {:.3} ± {:.3} |",
+                    r.name, r.median, r.min, r.max, r.mean, r.stddev
+                );
+            }
+            let _ = writeln!(w, "\n    {}", o.command_line);
+        }
         let _ = writeln!(w);
     }
 }

@@ -10,46 +10,33 @@ mod data;
 mod report;
 mod runs;
 
-use std::ffi::OsString;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, ExitCode};
 use std::time::Instant;
 
-use benches::Res;
+use clap::Parser;
+
 use benches::exec::run_plain;
 use benches::pg::{Load, Pg};
+use benches::{CommonArgs, Res, display};
 use predeploy_tests::s3::{GarageServer, S3Server};
 
 use data::BucketSet;
 use report::Report;
 use runs::{DatasetRun, Series};
 
-const USAGE: &str = "\
-bench-s3: time pre-deploy with an S3 store and bucket sources against local-store and rclone
-baselines, on a throwaway PostgreSQL 15 and Garage (see benches/README.md)
-
-usage: bench-s3 [--quick] [--only store|bucket] [--tool PATH] [--out-dir DIR]
-                [--rounds N] [--warmup N]
-
-  --quick        tiny datasets, 1 warm-up + 2 rounds; writes REPORT.s3-quick.md
-  --only SECTION `store` (D2 into Garage vs a local store) or `bucket` (B1/B2 snapshots vs
-                 rclone); default both
-  --tool PATH    the pre-deploy binary (default: <target dir>/release/pre-deploy)
-  --out-dir DIR  where the report files go (default: the benches/ directory)
-  --rounds N     counted rounds (default 5; quick 2)
-  --warmup N     warm-up rounds, not counted (default 1)
-";
-
-/// Command-line options.
+/// Times pre-deploy with an S3 store and bucket sources against local-store and rclone
+/// baselines, on a throwaway PostgreSQL 15 and Garage (see benches/README.md).
+#[derive(Debug, Parser)]
+#[command(name = "bench-s3")]
 pub struct Opts {
-    quick: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// One section: `store` (D2 into Garage vs a local store) or `bucket` (B1/B2 snapshots vs
+    /// rclone); default both
+    #[arg(long, value_name = "SECTION", value_parser = ["store", "bucket"])]
     only: Option<String>,
-    tool: PathBuf,
-    out_dir: PathBuf,
-    rounds: usize,
-    warmup: usize,
-    args: Vec<String>,
 }
 
 impl Opts {
@@ -58,36 +45,8 @@ impl Opts {
     }
 }
 
-fn parse_args() -> Res<Option<Opts>> {
-    let Some(c) = benches::parse_common(USAGE, |_| false)? else {
-        return Ok(None);
-    };
-    if let Some(v) = c.only.as_deref()
-        && v != "store"
-        && v != "bucket"
-    {
-        return Err(format!("--only takes `store` or `bucket`, not {v:?}").into());
-    }
-    Ok(Some(Opts {
-        quick: c.quick,
-        only: c.only,
-        tool: c.tool,
-        out_dir: c.out_dir,
-        rounds: c.rounds,
-        warmup: c.warmup,
-        args: c.args,
-    }))
-}
-
 fn main() -> ExitCode {
-    let opts = match parse_args() {
-        Ok(Some(o)) => o,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-s3: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let opts = Opts::parse();
     match run(&opts) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
@@ -102,10 +61,10 @@ fn main() -> ExitCode {
 }
 
 fn preflight(opts: &Opts) -> Res<()> {
-    if !opts.tool.is_file() {
+    if !opts.common.tool.is_file() {
         return Err(format!(
             "the pre-deploy binary {} does not exist (cargo build --release -p bins)",
-            opts.tool.display()
+            opts.common.tool.display()
         )
         .into());
     }
@@ -160,7 +119,7 @@ fn versions(opts: &Opts) -> Vec<(String, String)> {
         ("CPU".into(), cpu),
         (
             "pre-deploy".into(),
-            cmd(&opts.tool, "--version") + &format!(" ({})", opts.tool.display()),
+            cmd(&opts.common.tool, "--version") + &format!(" ({})", opts.common.tool.display()),
         ),
         (
             "garage".into(),
@@ -194,7 +153,7 @@ fn run(opts: &Opts) -> Res<bool> {
         let pg = Pg::start()?;
         let mixed_sql = predeploy_tests::fixtures::mixed_dataset_sql()
             .ok_or("shared/data/mixed_dataset.sql not found")?;
-        let (full, half) = if opts.quick {
+        let (full, half) = if opts.common.quick {
             (20_000, 10_000)
         } else {
             (1_500_000, 750_000)
@@ -226,7 +185,7 @@ fn run(opts: &Opts) -> Res<bool> {
     }
 
     if opts.runs("bucket") {
-        let sets = if opts.quick {
+        let sets = if opts.common.quick {
             BucketSet::quick()
         } else {
             BucketSet::full()
@@ -271,18 +230,17 @@ fn run(opts: &Opts) -> Res<bool> {
     targets.push(report::rss_target(&datasets));
 
     let report = Report {
-        mode: if opts.quick { "quick" } else { "full" },
-        invocation: std::env::var("BENCH_INVOCATION")
-            .unwrap_or_else(|_| format!("bench-s3 {}", opts.args.join(" "))),
+        mode: if opts.common.quick { "quick" } else { "full" },
+        invocation: CommonArgs::invocation("bench-s3"),
         date,
         total_s: started.elapsed().as_secs_f64(),
         versions: versions(opts),
-        warmup: opts.warmup,
-        rounds: opts.rounds,
+        warmup: opts.common.warmup,
+        rounds: opts.common.rounds(),
         datasets,
         targets,
     };
-    let suffix = match (opts.quick, opts.only.as_deref()) {
+    let suffix = match (opts.common.quick, opts.only.as_deref()) {
         (false, None) => ".s3".to_owned(),
         (quick, only) => format!(
             ".s3{}{}",
@@ -290,9 +248,9 @@ fn run(opts: &Opts) -> Res<bool> {
             only.map(|o| format!("-{o}")).unwrap_or_default()
         ),
     };
-    fs::create_dir_all(&opts.out_dir)?;
-    let md = opts.out_dir.join(format!("REPORT{suffix}.md"));
-    let json = opts.out_dir.join(format!("report{suffix}.json"));
+    fs::create_dir_all(&opts.common.out_dir)?;
+    let md = opts.common.out_dir.join(format!("REPORT{suffix}.md"));
+    let json = opts.common.out_dir.join(format!("report{suffix}.json"));
     fs::write(&md, report.to_markdown())?;
     fs::write(
         &json,
@@ -303,21 +261,6 @@ fn run(opts: &Opts) -> Res<bool> {
         eprintln!("bench-s3: target {}: {} -> {:?}", t.what, t.measured, t.met);
     }
     Ok(report.correct())
-}
-
-/// `argv` as one shell-like line, passwords redacted (for the report).
-pub fn display(argv: &[OsString]) -> String {
-    argv.iter()
-        .map(|a| {
-            let s = benches::redact(&a.to_string_lossy());
-            if s.contains([' ', '?', '&']) {
-                format!("'{s}'")
-            } else {
-                s
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
 }
 
 /// Median of `xs` (which must not be empty).
@@ -348,6 +291,8 @@ impl DatasetRun {
 
 #[cfg(test)]
 mod tests {
+    use std::ffi::OsString;
+
     use super::*;
 
     #[test]
@@ -364,7 +309,7 @@ mod tests {
             .collect();
         assert_eq!(
             display(&argv),
-            "pre-deploy --source db=postgres://u:***@h/d 'a b'"
+            "pre-deploy --source 'db=postgres://u:***@h/d' 'a b'"
         );
     }
 
