@@ -2,6 +2,7 @@
 //! timing commands under GNU time or hyperfine, the throwaway PostgreSQL with its dataset
 //! loaders, shell quoting and password redaction.
 
+pub mod about;
 pub mod exec;
 pub mod hyperfine;
 pub mod pg;
@@ -86,6 +87,39 @@ pub fn redact(s: &str) -> String {
     out
 }
 
+/// Median, min and max of a sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// Median (mean of the two middle values for an even count).
+    pub median: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Stats {
+    /// Stats of `values`; None when empty.
+    pub fn of(values: &[f64]) -> Option<Stats> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Stats {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+}
+
 /// Quote `s` for bash (single quotes; embedded single quotes escaped).
 pub fn sh_quote(s: &str) -> String {
     if !s.is_empty()
@@ -109,6 +143,15 @@ pub fn display(argv: &[std::ffi::OsString]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats() {
+        let s = Stats::of(&[3.0, 1.0, 2.0]).expect("non-empty");
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        let s = Stats::of(&[4.0, 1.0]).expect("non-empty");
+        assert_eq!(s.median, 2.5);
+        assert!(Stats::of(&[]).is_none());
+    }
 
     #[test]
     fn quoting() {

@@ -12,14 +12,14 @@ mod results;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::Instant;
 
 use clap::Parser;
 
 use benches::exec::{self, run_plain, run_timed};
-use benches::hyperfine;
 use benches::pg::{self, Load, Pg};
+use benches::{about, hyperfine};
 use commands::{
     COUNTED_TABLES, Kind, ROUND_ORDER, SHELL_SCRATCH_DB, Section, Target, VERIFY_ROUND_ORDER,
     VerifyInputs,
@@ -44,11 +44,6 @@ struct Opts {
     /// check the shell reference's archive instead)
     #[arg(long)]
     baselines_only: bool,
-}
-
-fn workspace_root() -> PathBuf {
-    let benches = Path::new(env!("CARGO_MANIFEST_DIR"));
-    benches.parent().unwrap_or(benches).to_path_buf()
 }
 
 impl Opts {
@@ -178,68 +173,7 @@ fn check_tool_output(stdout: &Path, store: &Path) -> Res<(serde_json::Value, Pat
     Ok((json, dir))
 }
 
-fn first_line(cmd: Command, what: &str) -> String {
-    match run_plain(cmd, what) {
-        Ok(s) => s.lines().next().unwrap_or("").trim().to_string(),
-        Err(_) => "unknown".into(),
-    }
-}
-
-fn machine_info() -> Vec<(String, String)> {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown".into(), |(_, v)| v.trim().to_string());
-    let flags = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .unwrap_or("");
-    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
-    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_kib: u64 = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let os = fs::read_to_string("/etc/os-release")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-        .map_or("unknown".into(), |v| v.trim_matches('"').to_string());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut nproc = Command::new("nproc");
-    nproc.stderr(Stdio::null());
-    vec![
-        ("nproc".into(), first_line(nproc, "nproc")),
-        (
-            "CPU".into(),
-            format!(
-                "{model} (avx512f: {}, sha_ni: {})",
-                if has("avx512f") { "yes" } else { "no" },
-                if has("sha_ni") { "yes" } else { "no" }
-            ),
-        ),
-        (
-            "memory".into(),
-            format!("{:.1} GiB", mem_kib as f64 / 1024.0 / 1024.0),
-        ),
-        ("OS".into(), format!("{os}, kernel {}", kernel.trim())),
-    ]
-}
-
 fn versions(pg: &Pg, opts: &Opts) -> Vec<(String, String)> {
-    let mut v = Vec::new();
-    let mut c = Command::new(pg.bin("pg_dump"));
-    c.arg("--version");
-    v.push(("pg_dump".into(), first_line(c, "pg_dump --version")));
-    v.push((
-        "server".into(),
-        pg.psql("postgres", "show server_version")
-            .unwrap_or_else(|_| "unknown".into()),
-    ));
     let settings: Vec<String> = [
         "shared_buffers",
         "fsync",
@@ -255,74 +189,48 @@ fn versions(pg: &Pg, opts: &Opts) -> Vec<(String, String)> {
         format!("{n}={value}")
     })
     .collect();
-    v.push(("server settings (test harness)".into(), settings.join(", ")));
-    let mut c = Command::new("zstd");
-    c.arg("-V");
-    v.push(("zstd CLI".into(), first_line(c, "zstd -V")));
-    let mut c = Command::new("gzip");
-    c.arg("-V");
-    v.push(("gzip".into(), first_line(c, "gzip -V")));
+    let mut v = vec![
+        (
+            "pg_dump".into(),
+            about::version(pg.bin("pg_dump"), &["--version"]),
+        ),
+        (
+            "server".into(),
+            pg.psql("postgres", "show server_version")
+                .unwrap_or_else(|_| "unknown".into()),
+        ),
+        ("server settings (test harness)".into(), settings.join(", ")),
+        ("zstd CLI".into(), about::version("zstd", &["-V"])),
+        ("gzip".into(), about::version("gzip", &["-V"])),
+        (
+            "hyperfine".into(),
+            about::version("hyperfine", &["--version"]),
+        ),
+    ];
     if !opts.baselines_only {
-        let mut c = Command::new(&opts.common.tool);
-        c.arg("--version");
         v.push((
             "pre-deploy".into(),
             format!(
                 "{} ({})",
-                first_line(c, "pre-deploy --version"),
+                about::version(&opts.common.tool, &["--version"]),
                 opts.common.tool.display()
             ),
         ));
     }
-    let mut c = Command::new("git");
-    c.arg("-C")
-        .arg(workspace_root())
-        .args(["rev-parse", "--short", "HEAD"])
-        .stderr(Stdio::null());
-    let rev = first_line(c, "git rev-parse");
-    let mut c = Command::new("git");
-    c.arg("-C")
-        .arg(workspace_root())
-        .args(["status", "--porcelain"])
-        .stderr(Stdio::null());
-    let dirty = run_plain(c, "git status").map(|s| !s.trim().is_empty());
-    v.push((
-        "workspace".into(),
-        format!(
-            "git {}{}",
-            if rev.is_empty() { "unknown" } else { &rev },
-            if dirty.unwrap_or(false) {
-                " (with uncommitted changes)"
-            } else {
-                ""
-            }
-        ),
-    ));
+    v.push(("workspace".into(), about::workspace()));
     v
-}
-
-fn on_path(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()))
 }
 
 /// The programs the baselines need, besides PostgreSQL's (which the harness checks).
 fn preflight_programs() -> Res<()> {
-    if !Path::new(exec::GNU_TIME).is_file() {
-        return Err(format!("{} is missing (Debian package `time`)", exec::GNU_TIME).into());
-    }
-    for (program, package) in [
+    about::require(&[
+        (exec::GNU_TIME, "time"),
         ("zstd", "zstd"),
         ("gzip", "gzip"),
         ("bash", "bash"),
         ("tee", "coreutils"),
         ("sha256sum", "coreutils"),
-    ] {
-        if !on_path(program) {
-            return Err(format!("`{program}` is not on PATH (Debian package `{package}`)").into());
-        }
-    }
-    Ok(())
+    ])
 }
 
 fn preflight_tool(opts: &Opts) -> Res<()> {
@@ -337,11 +245,8 @@ fn preflight_tool(opts: &Opts) -> Res<()> {
         )
         .into());
     }
-    if opts.sections().contains(&Section::Backup) && !on_path("hyperfine") {
-        return Err(
-            "`hyperfine` is not on PATH (Debian package `hyperfine`; benches/run.sh installs it)"
-                .into(),
-        );
+    if opts.sections().contains(&Section::Backup) {
+        about::require(&[("hyperfine", "hyperfine")])?;
     }
     // Both sections take backups (the verification section verifies one it took).
     let mut checks = vec![(
@@ -423,11 +328,7 @@ fn run(opts: &Opts) -> Res<bool> {
     preflight_tool(opts)?;
     let mixed_sql = predeploy_tests::fixtures::mixed_dataset_sql()
         .ok_or("shared/data/mixed_dataset.sql not found (predeploy_tests::fixtures)")?;
-    let date = {
-        let mut c = Command::new("date");
-        c.args(["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
-        first_line(c, "date")
-    };
+    let date = about::version("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
     let work = tempfile::Builder::new().prefix("bench-backup.").tempdir()?;
     eprintln!(
         "bench-backup: starting PostgreSQL 15 (work dir {})",
@@ -543,7 +444,7 @@ fn run(opts: &Opts) -> Res<bool> {
         invocation,
         date,
         total_s: started.elapsed().as_secs_f64(),
-        machine: machine_info(),
+        machine: about::machine(),
         versions,
         warmup: opts.common.warmup,
         rounds: opts.common.rounds(),
@@ -595,13 +496,13 @@ fn report_suffix(quick: bool, baselines_only: bool, only: Option<Section>) -> St
     }
 }
 
-/// One progress line on stderr.
-fn progress(
+/// Records one run of `c` and prints its progress line.
+fn record(
+    c: &mut CmdResult,
     dataset: &str,
     (round, total_rounds, warmup): (usize, usize, bool),
-    kind: Kind,
     timed: &exec::Timed,
-    size_bytes: Option<u64>,
+    (size_bytes, tool_timings): (Option<u64>, Vec<(String, f64)>),
 ) {
     eprintln!(
         "bench-backup: {:<7} round {}/{}{} {:<19} {:>8.2} s  {:>7.1} MiB{}{}",
@@ -609,7 +510,7 @@ fn progress(
         round + 1,
         total_rounds,
         if warmup { " (warm-up)" } else { "          " },
-        kind.key(),
+        c.kind.key(),
         timed.wall_s,
         timed.max_rss_kib as f64 / 1024.0,
         timed.own_hwm_kib.map_or(String::new(), |k| format!(
@@ -618,6 +519,16 @@ fn progress(
         )),
         size_bytes.map_or(String::new(), |b| format!("  {b} bytes")),
     );
+    c.runs.push(Run {
+        round,
+        warmup,
+        wall_s: timed.wall_s,
+        runner_wall_s: timed.runner_wall_s,
+        max_rss_kib: timed.max_rss_kib,
+        own_hwm_kib: timed.own_hwm_kib,
+        size_bytes,
+        tool_timings,
+    });
 }
 
 /// The backup section: every dataset's commands, round after round. Returns the store of the
@@ -683,23 +594,8 @@ fn backup_section(
                     }
                 }
                 remove_run_files(work, &tag);
-                progress(
-                    &d.id,
-                    (round, total_rounds, warmup),
-                    kind,
-                    &timed,
-                    size_bytes,
-                );
-                c.runs.push(Run {
-                    round,
-                    warmup,
-                    wall_s: timed.wall_s,
-                    runner_wall_s: timed.runner_wall_s,
-                    max_rss_kib: timed.max_rss_kib,
-                    own_hwm_kib: timed.own_hwm_kib,
-                    size_bytes,
-                    tool_timings: Vec::new(),
-                });
+                let round = (round, total_rounds, warmup);
+                record(c, &d.id, round, &timed, (size_bytes, Vec::new()));
             }
         }
     }
@@ -929,24 +825,16 @@ fn verify_section(
                         .map_err(|e| format!("{what}: psql printed {counted:?}: {e}"))?;
                     if counted != source_counts {
                         return Err(format!(
-                            "{what}: the shell restore counted {counted:?} rows in {:?}, the                              source has {source_counts:?}",
+                            "{what}: the shell restore counted {counted:?} rows in {:?}, the \
+                             source has {source_counts:?}",
                             COUNTED_TABLES
                         )
                         .into());
                     }
                 }
                 remove_run_files(work, &tag);
-                progress(&d.id, (round, total_rounds, warmup), kind, &timed, None);
-                c.runs.push(Run {
-                    round,
-                    warmup,
-                    wall_s: timed.wall_s,
-                    runner_wall_s: timed.runner_wall_s,
-                    max_rss_kib: timed.max_rss_kib,
-                    own_hwm_kib: timed.own_hwm_kib,
-                    size_bytes: None,
-                    tool_timings,
-                });
+                let round = (round, total_rounds, warmup);
+                record(c, &d.id, round, &timed, (None, tool_timings));
             }
         }
         d.verify = Some(section);

@@ -416,25 +416,7 @@ impl Report {
                     parts.join(", ")
                 );
             }
-            let ratios: Vec<String> = v
-                .ratios()
-                .into_iter()
-                .filter_map(|(k, r)| {
-                    r.map(|r| {
-                        if k.contains("seconds") {
-                            format!("{k}: {r:.3} s")
-                        } else {
-                            format!("{k}: {r:.3}")
-                        }
-                    })
-                })
-                .collect();
-            if !ratios.is_empty() {
-                let _ = writeln!(w, "\nRatios (medians):\n");
-                for r in ratios {
-                    let _ = writeln!(w, "- {r}");
-                }
-            }
+            ratio_list(w, v.ratios());
             let _ = writeln!(w);
         }
     }
@@ -469,15 +451,7 @@ impl Report {
                 continue;
             }
             let wall = c.wall();
-            let rss = if c.kind.is_pipeline() {
-                "—".to_string()
-            } else {
-                let mut r = c.peak_rss_kib().map_or("—".into(), mib);
-                if let Some(own) = c.own_hwm_kib() {
-                    let _ = write!(r, " (own {})", mib(own));
-                }
-                r
-            };
+            let rss = rss_cell(c);
             let _ = writeln!(
                 w,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -500,25 +474,7 @@ impl Report {
                 rss
             );
         }
-        let ratios: Vec<String> = d
-            .ratios()
-            .into_iter()
-            .filter_map(|(k, v)| {
-                v.map(|v| {
-                    if k.contains("seconds") {
-                        format!("{k}: {v:.3} s")
-                    } else {
-                        format!("{k}: {v:.3}")
-                    }
-                })
-            })
-            .collect();
-        if !ratios.is_empty() {
-            let _ = writeln!(w, "\nRatios (medians):\n");
-            for r in ratios {
-                let _ = writeln!(w, "- {r}");
-            }
-        }
+        ratio_list(w, d.ratios());
         if let Some(o) = &d.overhead {
             let _ = writeln!(
                 w,
@@ -549,15 +505,7 @@ fn verify_row(w: &mut String, v: &VerifySection, c: &CmdResult) {
         return;
     }
     let wall = c.wall();
-    let rss = if c.kind.is_pipeline() {
-        "—".to_string()
-    } else {
-        let mut r = c.peak_rss_kib().map_or("—".into(), mib);
-        if let Some(own) = c.own_hwm_kib() {
-            let _ = write!(r, " (own {})", mib(own));
-        }
-        r
-    };
+    let rss = rss_cell(c);
     let vs_shell = if c.kind.is_tool() {
         times(
             c.kind
@@ -597,6 +545,36 @@ fn verify_checks_line(v: &VerifyChecks) -> String {
         );
     }
     s
+}
+
+/// The "Ratios (medians)" list (figures with "seconds" in their name are differences).
+fn ratio_list(w: &mut String, ratios: Vec<(String, Option<f64>)>) {
+    let mut lines = ratios.into_iter().filter_map(|(k, v)| {
+        let v = v?;
+        Some(if k.contains("seconds") {
+            format!("- {k}: {v:.3} s")
+        } else {
+            format!("- {k}: {v:.3}")
+        })
+    });
+    if let Some(first) = lines.next() {
+        let _ = writeln!(w, "\nRatios (medians):\n\n{first}");
+        for l in lines {
+            let _ = writeln!(w, "{l}");
+        }
+    }
+}
+
+/// Peak RSS of a command (`%M`, and the tool's own `VmHWM`); "—" for shell pipelines.
+fn rss_cell(c: &CmdResult) -> String {
+    if c.kind.is_pipeline() {
+        return "—".into();
+    }
+    let mut r = c.peak_rss_kib().map_or("—".into(), mib);
+    if let Some(own) = c.own_hwm_kib() {
+        let _ = write!(r, " (own {})", mib(own));
+    }
+    r
 }
 
 /// Text for a markdown table cell (`|` escaped).

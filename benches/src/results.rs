@@ -1,5 +1,6 @@
 //! Measured runs, their summaries, the derived ratios and the targets.
 
+use benches::Stats;
 use benches::hyperfine::Summary;
 use serde_json::{Value, json};
 
@@ -40,39 +41,6 @@ pub struct CmdResult {
     pub skipped: Option<String>,
     /// The tool's `--json` output from its first run.
     pub tool_json: Option<Value>,
-}
-
-/// Median, min and max of a sample.
-#[derive(Debug, Clone, Copy)]
-pub struct Stats {
-    /// Median (mean of the two middle values for an even count).
-    pub median: f64,
-    /// Minimum.
-    pub min: f64,
-    /// Maximum.
-    pub max: f64,
-}
-
-impl Stats {
-    /// Stats of `values`; None when empty.
-    pub fn of(values: &[f64]) -> Option<Stats> {
-        if values.is_empty() {
-            return None;
-        }
-        let mut v = values.to_vec();
-        v.sort_by(f64::total_cmp);
-        let n = v.len();
-        let median = if n % 2 == 1 {
-            v[n / 2]
-        } else {
-            (v[n / 2 - 1] + v[n / 2]) / 2.0
-        };
-        Some(Stats {
-            median,
-            min: v[0],
-            max: v[n - 1],
-        })
-    }
 }
 
 impl CmdResult {
@@ -622,15 +590,6 @@ pub fn mib(kib: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn stats() {
-        let s = Stats::of(&[3.0, 1.0, 2.0]).expect("non-empty");
-        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
-        let s = Stats::of(&[4.0, 1.0]).expect("non-empty");
-        assert_eq!(s.median, 2.5);
-        assert!(Stats::of(&[]).is_none());
-    }
 
     #[test]
     fn rss_sameness() {

@@ -11,15 +11,13 @@ mod report;
 mod runs;
 
 use std::fs;
-use std::path::Path;
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Instant;
 
 use clap::Parser;
 
-use benches::exec::run_plain;
 use benches::pg::{Load, Pg};
-use benches::{CommonArgs, Res, display};
+use benches::{CommonArgs, Res, about, display};
 use predeploy_tests::s3::{GarageServer, S3Server};
 
 use data::BucketSet;
@@ -68,76 +66,37 @@ fn preflight(opts: &Opts) -> Res<()> {
         )
         .into());
     }
-    for (program, package) in [("rclone", "rclone"), ("zstd", "zstd")] {
-        let mut c = Command::new(program);
-        c.arg("--version");
-        run_plain(c, program).map_err(|e| {
-            format!("{e} (Debian package `{package}`; scripts/setup.sh installs it)")
-        })?;
-    }
-    if !Path::new(benches::exec::GNU_TIME).is_file() {
-        return Err("/usr/bin/time is missing (Debian package `time`)".into());
-    }
-    Ok(())
-}
-
-fn first_line(mut cmd: Command) -> String {
-    cmd.output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "unknown".into())
+    // scripts/setup.sh installs them.
+    about::require(&[
+        ("rclone", "rclone"),
+        ("zstd", "zstd"),
+        (benches::exec::GNU_TIME, "time"),
+    ])
 }
 
 fn versions(opts: &Opts) -> Vec<(String, String)> {
-    let cmd = |program: &Path, arg: &str| {
-        let mut c = Command::new(program);
-        c.arg(arg);
-        first_line(c)
-    };
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map_or("unknown".into(), |l| {
-            l.trim_start_matches([' ', '\t', ':']).to_owned()
-        });
-    let mut rev = Command::new("git");
-    rev.args([
-        "-C",
-        env!("CARGO_MANIFEST_DIR"),
-        "rev-parse",
-        "--short",
-        "HEAD",
-    ]);
-    vec![
-        ("nproc".into(), first_line(Command::new("nproc"))),
-        ("CPU".into(), cpu),
+    let mut v = about::machine();
+    v.extend([
         (
             "pre-deploy".into(),
-            cmd(&opts.common.tool, "--version") + &format!(" ({})", opts.common.tool.display()),
+            about::version(&opts.common.tool, &["--version"])
+                + &format!(" ({})", opts.common.tool.display()),
         ),
         (
             "garage".into(),
-            cmd(&GarageServer::binary(), "--version") + " (single node, sqlite, no fsync)",
+            about::version(GarageServer::binary(), &["--version"])
+                + " (single node, sqlite, no fsync)",
         ),
-        ("rclone".into(), cmd(Path::new("rclone"), "--version")),
-        ("workspace".into(), format!("git {}", first_line(rev))),
-    ]
+        ("rclone".into(), about::version("rclone", &["--version"])),
+        ("workspace".into(), about::workspace()),
+    ]);
+    v
 }
 
 fn run(opts: &Opts) -> Res<bool> {
     let started = Instant::now();
     preflight(opts)?;
-    let date = first_line({
-        let mut c = Command::new("date");
-        c.args(["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
-        c
-    });
+    let date = about::version("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
     let work = tempfile::Builder::new().prefix("bench-s3.").tempdir()?;
     eprintln!(
         "bench-s3: starting Garage (work dir {})",
@@ -263,16 +222,9 @@ fn run(opts: &Opts) -> Res<bool> {
     Ok(report.correct())
 }
 
-/// Median of `xs` (which must not be empty).
+/// Median of `xs` (NaN when empty).
 pub fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    benches::Stats::of(xs).map_or(f64::NAN, |s| s.median)
 }
 
 impl Series {
@@ -292,14 +244,9 @@ impl DatasetRun {
 #[cfg(test)]
 mod tests {
     use std::ffi::OsString;
+    use std::path::Path;
 
     use super::*;
-
-    #[test]
-    fn medians() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
 
     #[test]
     fn displays_commands_without_passwords() {
