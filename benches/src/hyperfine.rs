@@ -41,15 +41,6 @@ pub struct Summary {
     pub times: Vec<f64>,
 }
 
-/// What one hyperfine invocation measured.
-#[derive(Debug, Clone)]
-pub struct Measured {
-    /// The hyperfine command line, passwords redacted (for the report).
-    pub command_line: String,
-    /// One summary per command, in the order given.
-    pub results: Vec<Summary>,
-}
-
 /// Runs `benches` with `hyperfine -N --warmup W --runs R --export-json` in `scratch`, with only
 /// the connection settings of `env` (like [`crate::exec::run_timed`]). Commands run one after
 /// the other, each `warmup + runs` times; hyperfine fails when any run exits non-zero.
@@ -63,71 +54,57 @@ pub fn run(
     env: &[(OsString, OsString)],
     scratch: &Path,
     tag: &str,
-) -> Res<Measured> {
+) -> Res<(String, Vec<Summary>)> {
     let json = scratch.join(format!("{tag}.hyperfine.json"));
-    let mut args: Vec<String> = vec![
-        "-N".into(),
-        "--style".into(),
-        "basic".into(),
-        "--warmup".into(),
-        warmup.to_string(),
-        "--runs".into(),
-        runs.to_string(),
-        "--export-json".into(),
-        json.to_string_lossy().into_owned(),
-    ];
-    if benches.iter().any(|b| b.prepare.is_some()) {
+    let mut args: Vec<String> = ["-N", "--style", "basic", "--warmup", &warmup.to_string()]
+        .into_iter()
+        .chain([
+            "--runs",
+            &runs.to_string(),
+            "--export-json",
+            &json.to_string_lossy(),
+        ])
+        .map(String::from)
+        .collect();
+    for b in benches {
         // Given once per command, or not at all.
-        for b in benches {
+        if benches.iter().any(|b| b.prepare.is_some()) {
             args.extend([
                 "--prepare".into(),
                 b.prepare.clone().unwrap_or("true".into()),
             ]);
         }
-    }
-    for b in benches {
         args.extend(["--command-name".into(), b.name.clone()]);
     }
-    for b in benches {
+    args.extend(benches.iter().map(|b| {
         let words: Vec<String> = b
             .argv
             .iter()
             .map(|a| sh_quote(&a.to_string_lossy()))
             .collect();
-        args.push(words.join(" "));
-    }
-    let command_line = std::iter::once("hyperfine".to_owned())
-        .chain(args.iter().map(|a| sh_quote(&redact(a))))
-        .collect::<Vec<_>>()
-        .join(" ");
+        words.join(" ")
+    }));
+    let shown: Vec<String> = args.iter().map(|a| sh_quote(&redact(a))).collect();
+    let command_line = format!("hyperfine {}", shown.join(" "));
     let mut cmd = Command::new("hyperfine");
-    cmd.args(&args);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("PG") {
-            cmd.env_remove(k);
-        }
+    for (k, _) in std::env::vars_os().filter(|(k, _)| k.to_string_lossy().starts_with("PG")) {
+        cmd.env_remove(k);
     }
     let out = cmd
+        .args(&args)
         .envs(env.iter().map(|(k, v)| (k, v)))
         .current_dir(scratch)
         .stdin(Stdio::null())
         .output()
         .map_err(|e| format!("cannot start hyperfine (Debian package `hyperfine`): {e}"))?;
     if !out.status.success() {
-        let text = String::from_utf8_lossy(&out.stderr);
-        return Err(format!(
-            "hyperfine failed ({}): {command_line}\n{}",
-            out.status,
-            redact(text.trim())
-        )
-        .into());
+        let err = String::from_utf8_lossy(&out.stderr);
+        let err = redact(err.trim());
+        return Err(format!("hyperfine failed ({}): {command_line}\n{err}", out.status).into());
     }
     let results = parse_export(&fs::read_to_string(&json)?)?;
     fs::remove_file(&json)?;
-    Ok(Measured {
-        command_line,
-        results,
-    })
+    Ok((command_line, results))
 }
 
 /// The summaries of a `--export-json` file.

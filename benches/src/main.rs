@@ -632,7 +632,7 @@ fn d0_overhead(
     let (warmup, runs) = (3, if opts.common.quick { 10 } else { 20 });
     eprintln!("bench-backup: D0      hyperfine: floor and tool_checksum, {runs} runs each");
     let rm = format!("rm -rf {}", commands::sh_quote(&store.to_string_lossy()));
-    let measured = hyperfine::run(
+    let (command_line, results) = hyperfine::run(
         &[
             bench(Kind::Floor, None)?,
             bench(Kind::ToolChecksum, Some(rm))?,
@@ -642,7 +642,7 @@ fn d0_overhead(
         work,
         "D0-overhead",
     )?;
-    let [floor, tool] = <[hyperfine::Summary; 2]>::try_from(measured.results)
+    let [floor, tool] = <[hyperfine::Summary; 2]>::try_from(results)
         .map_err(|r| format!("hyperfine reported {} commands, not 2", r.len()))?;
     // The store holds the last run's backup: check it is complete.
     let backups: Vec<_> = fs::read_dir(store.join("backups"))?.collect::<Result<_, _>>()?;
@@ -660,7 +660,7 @@ fn d0_overhead(
         floor.median, tool.median
     );
     Ok(Overhead {
-        command_line: measured.command_line,
+        command_line,
         warmup,
         runs,
         floor,
