@@ -173,4 +173,34 @@ mod tests {
         assert!(parse_export(r#"{"results": [{"command": "x"}]}"#).is_err());
         assert!(parse_export("nope").is_err());
     }
+
+    #[test]
+    fn runs_hyperfine() {
+        if !crate::about::on_path("hyperfine") {
+            eprintln!("skipped: hyperfine is not installed");
+            return;
+        }
+        let dir = tempfile::tempdir().expect("temp dir for the test");
+        let store = dir.path().join("store");
+        let bench = |name: &str, argv: &[&str], prepare: Option<String>| Bench {
+            name: name.into(),
+            argv: argv.iter().map(OsString::from).collect(),
+            prepare,
+        };
+        // `mkdir` fails when its directory exists: the prepare step must remove it each run.
+        let mkdir = ["mkdir", &store.to_string_lossy()].map(str::to_owned);
+        let rm = format!("rm -rf {}", sh_quote(&store.to_string_lossy()));
+        let benches = [
+            bench("sleep", &["sleep", "0.01"], None),
+            bench("mkdir", &[&mkdir[0], &mkdir[1]], Some(rm)),
+        ];
+        let (line, results) = run(&benches, (1, 3), &[], dir.path(), "t").expect("hyperfine runs");
+        assert!(line.starts_with("hyperfine -N "), "{line}");
+        let names: Vec<&str> = results.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["sleep", "mkdir"]);
+        assert!(results.iter().all(|r| r.times.len() == 3));
+        assert!(results[0].median >= 0.009, "{results:?}");
+        let failing = [bench("false", &["false"], None)];
+        assert!(run(&failing, (0, 1), &[], dir.path(), "f").is_err());
+    }
 }
