@@ -254,9 +254,15 @@ impl Report {
         let _ = writeln!(w, "## Commands\n");
         let _ = writeln!(
             w,
-            "Every command runs as `/usr/bin/time -f '%e %M' -o TIMEFILE -- COMMAND` with \
-             environment `{}`, in a scratch directory.\n",
-            self.env_display
+            "Every command of the rounds runs as `/usr/bin/time -f '%e %M' -o TIMEFILE -- \
+             COMMAND` with environment `{}`, in a scratch directory{}.\n",
+            self.env_display,
+            if self.datasets.iter().any(|d| d.overhead.is_some()) {
+                " (the D0 overhead pair also runs under hyperfine, with the same environment: \
+                 its command line is under D0)"
+            } else {
+                ""
+            }
         );
         let d2 = self
             .datasets
