@@ -19,7 +19,8 @@ pub struct CommonArgs {
     /// Tiny datasets, 1 warm-up + 2 counted rounds; the report files get `quick` in their name
     #[arg(long)]
     pub quick: bool,
-    /// The pre-deploy binary [default: <target dir>/release/pre-deploy]
+    /// The pre-deploy binary [default: $CARGO_TARGET_DIR/release/pre-deploy, else
+    /// target/release/pre-deploy]
     #[arg(long, value_name = "PATH", default_value_os_t = default_tool(), hide_default_value = true)]
     pub tool: PathBuf,
     /// Where the report files go [default: the benches/ directory]
