@@ -13,6 +13,17 @@ for arg in "$@"; do
     [[ "$arg" == "--baselines-only" ]] && baselines_only=true
 done
 
+# hyperfine times the D0 fixed overhead (Debian package; installed here, not by
+# scripts/setup.sh, because only this benchmark uses it).
+if ! $baselines_only && ! command -v hyperfine >/dev/null; then
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+        apt-get install -y -qq hyperfine >/dev/null || { apt-get update -qq && apt-get install -y -qq hyperfine >/dev/null; }
+    else
+        echo "benches/run.sh: hyperfine is missing: apt-get install hyperfine" >&2
+        exit 1
+    fi
+fi
+
 if $baselines_only; then
     # Debug mode: the tool is not run, so it need not build.
     cargo build --release -p benches

@@ -4,6 +4,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
+pub use benches::{display, sh_quote};
+
 use crate::Res;
 
 /// One measured command.
@@ -36,7 +38,7 @@ pub enum Kind {
 }
 
 /// The two sections of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Section {
     /// `pre-deploy backup` against the backup baselines.
     Backup,
@@ -50,15 +52,6 @@ impl Section {
         match self {
             Section::Backup => "backup",
             Section::Verify => "verify",
-        }
-    }
-
-    /// Parse an `--only` value.
-    pub fn parse(s: &str) -> Option<Section> {
-        match s {
-            "backup" => Some(Section::Backup),
-            "verify" => Some(Section::Verify),
-            _ => None,
         }
     }
 }
@@ -401,37 +394,9 @@ impl Target<'_> {
     }
 }
 
-/// Quote `s` for bash (single quotes; embedded single quotes escaped).
-pub fn sh_quote(s: &str) -> String {
-    if !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "/._-=:@,+".contains(c))
-    {
-        return s.to_string();
-    }
-    format!("'{}'", s.replace('\'', r"'\''"))
-}
-
-/// A command line for the report: quoted, password redacted.
-pub fn display(argv: &[OsString]) -> String {
-    let words: Vec<String> = argv
-        .iter()
-        .map(|a| sh_quote(&crate::redact(&a.to_string_lossy())))
-        .collect();
-    words.join(" ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn quoting() {
-        assert_eq!(sh_quote("/usr/bin/pg_dump"), "/usr/bin/pg_dump");
-        assert_eq!(sh_quote("a b"), "'a b'");
-        assert_eq!(sh_quote("it's"), r"'it'\''s'");
-        assert_eq!(sh_quote(""), "''");
-    }
 
     #[test]
     fn builds_commands() {
@@ -538,8 +503,5 @@ mod tests {
             assert_eq!(k.section(), Section::Backup);
             assert!(k.verify_counterpart().is_none());
         }
-        assert_eq!(Section::parse("verify"), Some(Section::Verify));
-        assert_eq!(Section::parse("backup"), Some(Section::Backup));
-        assert_eq!(Section::parse("all"), None);
     }
 }

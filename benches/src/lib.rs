@@ -1,79 +1,68 @@
-//! Shared parts of the benchmark runners (`bench-backup`, `bench-s3`): timing commands under
-//! GNU time, the throwaway PostgreSQL with its dataset loaders, and password redaction.
+//! Shared parts of the benchmark runners (`bench-backup`, `bench-s3`): their common arguments,
+//! timing commands under GNU time or hyperfine, the throwaway PostgreSQL with its dataset
+//! loaders, shell quoting and password redaction.
 
+pub mod about;
 pub mod exec;
+pub mod hyperfine;
 pub mod pg;
 
-use std::path::{Path, PathBuf};
+use std::num::NonZeroUsize;
+use std::path::PathBuf;
 
 /// Errors are reported, not handled: any failure aborts the benchmark.
 pub type Res<T> = Result<T, Box<dyn std::error::Error>>;
 
-/// The options both runners take.
-#[derive(Debug, Clone)]
+/// The options both runners take (`#[command(flatten)]` into each runner's arguments).
+#[derive(Debug, Clone, clap::Args)]
 pub struct CommonArgs {
-    /// `--quick`: tiny datasets, fewer rounds.
+    /// Tiny datasets, 1 warm-up + 2 counted rounds; the report files get `quick` in their name
+    #[arg(long)]
     pub quick: bool,
-    /// `--only SECTION`, unchecked (each runner knows its sections).
-    pub only: Option<String>,
-    /// `--tool PATH` (default: `<target dir>/release/pre-deploy`).
+    /// The pre-deploy binary [default: $CARGO_TARGET_DIR/release/pre-deploy, else
+    /// target/release/pre-deploy]
+    #[arg(long, value_name = "PATH", default_value_os_t = default_tool(), hide_default_value = true)]
     pub tool: PathBuf,
-    /// `--out-dir DIR` (default: the `benches/` directory).
+    /// Where the report files go [default: the benches/ directory]
+    #[arg(long, value_name = "DIR", default_value_os_t = benches_dir(), hide_default_value = true)]
     pub out_dir: PathBuf,
-    /// `--rounds N` (default 5; quick 2), at least 1.
-    pub rounds: usize,
-    /// `--warmup N` (default 1).
+    /// Counted rounds [default: 5; with --quick 2]
+    #[arg(long, value_name = "N")]
+    rounds: Option<NonZeroUsize>,
+    /// Warm-up rounds, not counted
+    #[arg(long, value_name = "N", default_value_t = 1)]
     pub warmup: usize,
-    /// The arguments as given, for the report.
-    pub args: Vec<String>,
 }
 
-/// Parses `--quick`, `--only`, `--tool`, `--out-dir`, `--rounds`, `--warmup` and `-h`/`--help`
-/// (which prints `usage`: then `None`); any other flag goes to `extra`, which says whether it
-/// knew it.
-///
-/// # Errors
-///
-/// An unknown argument, a missing or malformed value, or `--rounds 0`.
-pub fn parse_common(usage: &str, mut extra: impl FnMut(&str) -> bool) -> Res<Option<CommonArgs>> {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let benches = Path::new(env!("CARGO_MANIFEST_DIR"));
+impl CommonArgs {
+    /// Counted rounds: `--rounds`, or 5 (quick: 2).
+    pub fn rounds(&self) -> usize {
+        self.rounds
+            .map_or(if self.quick { 2 } else { 5 }, NonZeroUsize::get)
+    }
+
+    /// The command line as given, for the report: `BENCH_INVOCATION` (set by `run.sh`), or
+    /// `runner ARGS…`.
+    pub fn invocation(runner: &str) -> String {
+        std::env::var("BENCH_INVOCATION").unwrap_or_else(|_| {
+            std::iter::once(runner.to_owned())
+                .chain(std::env::args().skip(1))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+    }
+}
+
+fn benches_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn default_tool() -> PathBuf {
+    let benches = benches_dir();
     let target_dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| benches.parent().unwrap_or(benches).join("target"));
-    let mut o = CommonArgs {
-        quick: false,
-        only: None,
-        tool: target_dir.join("release").join("pre-deploy"),
-        out_dir: benches.to_path_buf(),
-        rounds: 0,
-        warmup: 1,
-        args: args.clone(),
-    };
-    let mut rounds = None;
-    let mut it = args.into_iter();
-    while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or(format!("{name} needs a value"));
-        match a.as_str() {
-            "--quick" => o.quick = true,
-            "--only" => o.only = Some(value("--only")?),
-            "--tool" => o.tool = value("--tool")?.into(),
-            "--out-dir" => o.out_dir = value("--out-dir")?.into(),
-            "--rounds" => rounds = Some(value("--rounds")?.parse::<usize>()?),
-            "--warmup" => o.warmup = value("--warmup")?.parse()?,
-            "-h" | "--help" => {
-                print!("{usage}");
-                return Ok(None);
-            }
-            other if extra(other) => {}
-            other => return Err(format!("unknown argument {other:?}\n\n{usage}").into()),
-        }
-    }
-    o.rounds = rounds.unwrap_or(if o.quick { 2 } else { 5 });
-    if o.rounds == 0 {
-        return Err("--rounds must be at least 1".into());
-    }
-    Ok(Some(o))
+        .unwrap_or_else(|| benches.parent().unwrap_or(&benches).join("target"));
+    target_dir.join("release").join("pre-deploy")
 }
 
 /// Replace the password of every `scheme://user:password@` in `s` by `***`.
@@ -99,9 +88,79 @@ pub fn redact(s: &str) -> String {
     out
 }
 
+/// Median, min and max of a sample.
+#[derive(Debug, Clone, Copy)]
+pub struct Stats {
+    /// Median (mean of the two middle values for an even count).
+    pub median: f64,
+    /// Minimum.
+    pub min: f64,
+    /// Maximum.
+    pub max: f64,
+}
+
+impl Stats {
+    /// Stats of `values`; None when empty.
+    pub fn of(values: &[f64]) -> Option<Stats> {
+        if values.is_empty() {
+            return None;
+        }
+        let mut v = values.to_vec();
+        v.sort_by(f64::total_cmp);
+        let n = v.len();
+        let median = if n % 2 == 1 {
+            v[n / 2]
+        } else {
+            (v[n / 2 - 1] + v[n / 2]) / 2.0
+        };
+        Some(Stats {
+            median,
+            min: v[0],
+            max: v[n - 1],
+        })
+    }
+}
+
+/// Quote `s` for bash (single quotes; embedded single quotes escaped).
+pub fn sh_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "/._-=:@,+".contains(c))
+    {
+        return s.to_string();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+/// A command line for the report: quoted for bash, passwords redacted.
+pub fn display(argv: &[std::ffi::OsString]) -> String {
+    let words: Vec<String> = argv
+        .iter()
+        .map(|a| sh_quote(&redact(&a.to_string_lossy())))
+        .collect();
+    words.join(" ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stats() {
+        let s = Stats::of(&[3.0, 1.0, 2.0]).expect("non-empty");
+        assert_eq!((s.median, s.min, s.max), (2.0, 1.0, 3.0));
+        let s = Stats::of(&[4.0, 1.0]).expect("non-empty");
+        assert_eq!(s.median, 2.5);
+        assert!(Stats::of(&[]).is_none());
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(sh_quote("/usr/bin/pg_dump"), "/usr/bin/pg_dump");
+        assert_eq!(sh_quote("a b"), "'a b'");
+        assert_eq!(sh_quote("it's"), r"'it'\''s'");
+        assert_eq!(sh_quote(""), "''");
+    }
 
     #[test]
     fn redacts_passwords() {

@@ -12,84 +12,38 @@ mod results;
 use std::ffi::OsString;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode, Stdio};
+use std::process::{Command, ExitCode};
 use std::time::Instant;
+
+use clap::Parser;
 
 use benches::exec::{self, run_plain, run_timed};
 use benches::pg::{self, Load, Pg};
+use benches::{about, hyperfine};
 use commands::{
     COUNTED_TABLES, Kind, ROUND_ORDER, SHELL_SCRATCH_DB, Section, Target, VERIFY_ROUND_ORDER,
     VerifyInputs,
 };
 use report::Report;
-use results::{CmdResult, Correctness, DatasetResult, Run, VerifyChecks, VerifySection};
+use results::{CmdResult, Correctness, DatasetResult, Overhead, Run, VerifyChecks, VerifySection};
 
-pub use benches::{Res, redact};
+pub use benches::{CommonArgs, Res, redact};
 
-const USAGE: &str = "\
-bench-backup: time `pre-deploy backup` and `pre-deploy verify` against their baselines
-(see benches/README.md)
-
-usage: bench-backup [--quick] [--only backup|verify] [--baselines-only] [--tool PATH]
-                    [--out-dir DIR] [--rounds N] [--warmup N]
-
-  --quick           tiny datasets (D2 rows=20000, D2-half rows=10000), 1 warm-up + 2 rounds;
-                    writes REPORT.quick.md / report.quick.json
-  --only SECTION    run one section: `backup` (pre-deploy backup against pg_dump & co.) or
-                    `verify` (pre-deploy verify against its shell equivalents); default both.
-                    The report files get the section in their name (REPORT.verify.md,
-                    REPORT.quick-verify.md, ...)
-  --baselines-only  debug: do not run the tool at all (no targets, no restore check; the
-                    verify baselines check the shell reference's archive instead)
-  --tool PATH       the pre-deploy binary (default: <target dir>/release/pre-deploy)
-  --out-dir DIR     where the report files go (default: the benches/ directory)
-  --rounds N        counted rounds (default 5; quick 2)
-  --warmup N        warm-up rounds, not counted (default 1)
-";
-
-/// Command-line options.
+/// Times `pre-deploy backup` and `pre-deploy verify` against their baselines on a throwaway
+/// PostgreSQL 15 (see benches/README.md).
+#[derive(Debug, Parser)]
+#[command(name = "bench-backup")]
 struct Opts {
-    quick: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Run one section (default both); the report files get the section in their name
+    /// (REPORT.verify.md, REPORT.quick-verify.md, ...)
+    #[arg(long, value_name = "SECTION", value_enum)]
     only: Option<Section>,
+    /// Debug: do not run the tool at all (no targets, no restore check; the verify baselines
+    /// check the shell reference's archive instead)
+    #[arg(long)]
     baselines_only: bool,
-    tool: PathBuf,
-    out_dir: PathBuf,
-    rounds: usize,
-    warmup: usize,
-    args: Vec<String>,
-}
-
-fn workspace_root() -> PathBuf {
-    let benches = Path::new(env!("CARGO_MANIFEST_DIR"));
-    benches.parent().unwrap_or(benches).to_path_buf()
-}
-
-fn parse_args() -> Res<Option<Opts>> {
-    let mut baselines_only = false;
-    let Some(c) = benches::parse_common(USAGE, |flag| {
-        baselines_only |= flag == "--baselines-only";
-        flag == "--baselines-only"
-    })?
-    else {
-        return Ok(None);
-    };
-    let only =
-        match c.only.as_deref() {
-            None => None,
-            Some(v) => Some(Section::parse(v).ok_or_else(|| {
-                format!("--only takes `backup` or `verify`, not {v:?}\n\n{USAGE}")
-            })?),
-        };
-    Ok(Some(Opts {
-        quick: c.quick,
-        only,
-        baselines_only,
-        tool: c.tool,
-        out_dir: c.out_dir,
-        rounds: c.rounds,
-        warmup: c.warmup,
-        args: c.args,
-    }))
 }
 
 impl Opts {
@@ -152,14 +106,7 @@ fn plans(quick: bool) -> Vec<Plan> {
 }
 
 fn main() -> ExitCode {
-    let opts = match parse_args() {
-        Ok(Some(o)) => o,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-backup: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let opts = Opts::parse();
     match run(&opts) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
@@ -226,68 +173,7 @@ fn check_tool_output(stdout: &Path, store: &Path) -> Res<(serde_json::Value, Pat
     Ok((json, dir))
 }
 
-fn first_line(cmd: Command, what: &str) -> String {
-    match run_plain(cmd, what) {
-        Ok(s) => s.lines().next().unwrap_or("").trim().to_string(),
-        Err(_) => "unknown".into(),
-    }
-}
-
-fn machine_info() -> Vec<(String, String)> {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
-    let model = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("model name"))
-        .and_then(|l| l.split_once(':'))
-        .map_or("unknown".into(), |(_, v)| v.trim().to_string());
-    let flags = cpuinfo
-        .lines()
-        .find(|l| l.starts_with("flags"))
-        .unwrap_or("");
-    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
-    let meminfo = fs::read_to_string("/proc/meminfo").unwrap_or_default();
-    let mem_kib: u64 = meminfo
-        .lines()
-        .find(|l| l.starts_with("MemTotal:"))
-        .and_then(|l| l.split_whitespace().nth(1))
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let os = fs::read_to_string("/etc/os-release")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("PRETTY_NAME="))
-        .map_or("unknown".into(), |v| v.trim_matches('"').to_string());
-    let kernel = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
-    let mut nproc = Command::new("nproc");
-    nproc.stderr(Stdio::null());
-    vec![
-        ("nproc".into(), first_line(nproc, "nproc")),
-        (
-            "CPU".into(),
-            format!(
-                "{model} (avx512f: {}, sha_ni: {})",
-                if has("avx512f") { "yes" } else { "no" },
-                if has("sha_ni") { "yes" } else { "no" }
-            ),
-        ),
-        (
-            "memory".into(),
-            format!("{:.1} GiB", mem_kib as f64 / 1024.0 / 1024.0),
-        ),
-        ("OS".into(), format!("{os}, kernel {}", kernel.trim())),
-    ]
-}
-
 fn versions(pg: &Pg, opts: &Opts) -> Vec<(String, String)> {
-    let mut v = Vec::new();
-    let mut c = Command::new(pg.bin("pg_dump"));
-    c.arg("--version");
-    v.push(("pg_dump".into(), first_line(c, "pg_dump --version")));
-    v.push((
-        "server".into(),
-        pg.psql("postgres", "show server_version")
-            .unwrap_or_else(|_| "unknown".into()),
-    ));
     let settings: Vec<String> = [
         "shared_buffers",
         "fsync",
@@ -303,84 +189,64 @@ fn versions(pg: &Pg, opts: &Opts) -> Vec<(String, String)> {
         format!("{n}={value}")
     })
     .collect();
-    v.push(("server settings (test harness)".into(), settings.join(", ")));
-    let mut c = Command::new("zstd");
-    c.arg("-V");
-    v.push(("zstd CLI".into(), first_line(c, "zstd -V")));
-    let mut c = Command::new("gzip");
-    c.arg("-V");
-    v.push(("gzip".into(), first_line(c, "gzip -V")));
+    let mut v = vec![
+        (
+            "pg_dump".into(),
+            about::version(pg.bin("pg_dump"), &["--version"]),
+        ),
+        (
+            "server".into(),
+            pg.psql("postgres", "show server_version")
+                .unwrap_or_else(|_| "unknown".into()),
+        ),
+        ("server settings (test harness)".into(), settings.join(", ")),
+        ("zstd CLI".into(), about::version("zstd", &["-V"])),
+        ("gzip".into(), about::version("gzip", &["-V"])),
+        (
+            "hyperfine".into(),
+            about::version("hyperfine", &["--version"]),
+        ),
+    ];
     if !opts.baselines_only {
-        let mut c = Command::new(&opts.tool);
-        c.arg("--version");
         v.push((
             "pre-deploy".into(),
             format!(
                 "{} ({})",
-                first_line(c, "pre-deploy --version"),
-                opts.tool.display()
+                about::version(&opts.common.tool, &["--version"]),
+                opts.common.tool.display()
             ),
         ));
     }
-    let mut c = Command::new("git");
-    c.arg("-C")
-        .arg(workspace_root())
-        .args(["rev-parse", "--short", "HEAD"])
-        .stderr(Stdio::null());
-    let rev = first_line(c, "git rev-parse");
-    let mut c = Command::new("git");
-    c.arg("-C")
-        .arg(workspace_root())
-        .args(["status", "--porcelain"])
-        .stderr(Stdio::null());
-    let dirty = run_plain(c, "git status").map(|s| !s.trim().is_empty());
-    v.push((
-        "workspace".into(),
-        format!(
-            "git {}{}",
-            if rev.is_empty() { "unknown" } else { &rev },
-            if dirty.unwrap_or(false) {
-                " (with uncommitted changes)"
-            } else {
-                ""
-            }
-        ),
-    ));
+    v.push(("workspace".into(), about::workspace()));
     v
 }
 
 /// The programs the baselines need, besides PostgreSQL's (which the harness checks).
 fn preflight_programs() -> Res<()> {
-    if !Path::new(exec::GNU_TIME).is_file() {
-        return Err(format!("{} is missing (Debian package `time`)", exec::GNU_TIME).into());
-    }
-    for (program, package) in [
+    about::require(&[
+        (exec::GNU_TIME, "time"),
         ("zstd", "zstd"),
         ("gzip", "gzip"),
         ("bash", "bash"),
         ("tee", "coreutils"),
         ("sha256sum", "coreutils"),
-    ] {
-        let found = std::env::var_os("PATH")
-            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(program).is_file()));
-        if !found {
-            return Err(format!("`{program}` is not on PATH (Debian package `{package}`)").into());
-        }
-    }
-    Ok(())
+    ])
 }
 
 fn preflight_tool(opts: &Opts) -> Res<()> {
     if opts.baselines_only {
         return Ok(());
     }
-    if !opts.tool.is_file() {
+    if !opts.common.tool.is_file() {
         return Err(format!(
             "the pre-deploy binary {} does not exist (build it: cargo build --release -p bins; \
              --baselines-only skips the tool)",
-            opts.tool.display()
+            opts.common.tool.display()
         )
         .into());
+    }
+    if opts.sections().contains(&Section::Backup) {
+        about::require(&[("hyperfine", "hyperfine")])?;
     }
     // Both sections take backups (the verification section verifies one it took).
     let mut checks = vec![(
@@ -391,14 +257,14 @@ fn preflight_tool(opts: &Opts) -> Res<()> {
         checks.push(("verify", vec!["--level", "--source", "--store", "--json"]));
     }
     for (command, flags) in checks {
-        let mut c = Command::new(&opts.tool);
+        let mut c = Command::new(&opts.common.tool);
         c.args([command, "--help"]);
         let help = run_plain(c, &format!("pre-deploy {command} --help"))?;
         for flag in flags {
             if !help.contains(flag) {
                 return Err(format!(
                     "`{} {command} --help` does not mention {flag}: not the expected CLI",
-                    opts.tool.display()
+                    opts.common.tool.display()
                 )
                 .into());
             }
@@ -462,11 +328,7 @@ fn run(opts: &Opts) -> Res<bool> {
     preflight_tool(opts)?;
     let mixed_sql = predeploy_tests::fixtures::mixed_dataset_sql()
         .ok_or("shared/data/mixed_dataset.sql not found (predeploy_tests::fixtures)")?;
-    let date = {
-        let mut c = Command::new("date");
-        c.args(["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
-        first_line(c, "date")
-    };
+    let date = about::version("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
     let work = tempfile::Builder::new().prefix("bench-backup.").tempdir()?;
     eprintln!(
         "bench-backup: starting PostgreSQL 15 (work dir {})",
@@ -478,7 +340,7 @@ fn run(opts: &Opts) -> Res<bool> {
     let env_display = format!("PGPASSWORD=*** PATH={}:$PATH", pg.bin_dir.display());
 
     // Load every dataset a section needs first, so that loading never overlaps a measurement.
-    let plans: Vec<Plan> = plans(opts.quick)
+    let plans: Vec<Plan> = plans(opts.common.quick)
         .into_iter()
         .filter(|p| run_backup || (run_verify && p.verify))
         .collect();
@@ -511,11 +373,17 @@ fn run(opts: &Opts) -> Res<bool> {
             row_counts,
             commands,
             verify: None,
+            overhead: None,
         });
     }
 
     let correctness = if run_backup {
         let kept_store = backup_section(opts, &pg, &env, work.path(), &mut datasets)?;
+        if !opts.baselines_only
+            && let Some(d0) = datasets.iter_mut().find(|d| d.id == "D0")
+        {
+            d0.overhead = Some(d0_overhead(opts, &pg, &env, work.path(), d0)?);
+        }
         let correctness = match &kept_store {
             Some((store, backup_dir)) => {
                 let d2 = datasets
@@ -568,35 +436,28 @@ fn run(opts: &Opts) -> Res<bool> {
         results::evaluate(&datasets, &sections)
     };
     let versions = versions(&pg, opts);
-    let invocation = std::env::var("BENCH_INVOCATION").unwrap_or_else(|_| {
-        let mut s = String::from("bench-backup");
-        for a in &opts.args {
-            s.push(' ');
-            s.push_str(a);
-        }
-        s
-    });
+    let invocation = CommonArgs::invocation("bench-backup");
     let report = Report {
-        mode: if opts.quick { "quick" } else { "full" },
+        mode: if opts.common.quick { "quick" } else { "full" },
         sections,
         baselines_only: opts.baselines_only,
         invocation,
         date,
         total_s: started.elapsed().as_secs_f64(),
-        machine: machine_info(),
+        machine: about::machine(),
         versions,
-        warmup: opts.warmup,
-        rounds: opts.rounds,
+        warmup: opts.common.warmup,
+        rounds: opts.common.rounds(),
         env_display,
         datasets,
         correctness,
         verify_checks,
         targets,
     };
-    let suffix = report_suffix(opts.quick, opts.baselines_only, opts.only);
-    fs::create_dir_all(&opts.out_dir)?;
-    let md_path = opts.out_dir.join(format!("REPORT{suffix}.md"));
-    let json_path = opts.out_dir.join(format!("report{suffix}.json"));
+    let suffix = report_suffix(opts.common.quick, opts.baselines_only, opts.only);
+    fs::create_dir_all(&opts.common.out_dir)?;
+    let md_path = opts.common.out_dir.join(format!("REPORT{suffix}.md"));
+    let json_path = opts.common.out_dir.join(format!("report{suffix}.json"));
     fs::write(&md_path, report.to_markdown())?;
     fs::write(
         &json_path,
@@ -635,13 +496,13 @@ fn report_suffix(quick: bool, baselines_only: bool, only: Option<Section>) -> St
     }
 }
 
-/// One progress line on stderr.
-fn progress(
+/// Records one run of `c` and prints its progress line.
+fn record(
+    c: &mut CmdResult,
     dataset: &str,
     (round, total_rounds, warmup): (usize, usize, bool),
-    kind: Kind,
     timed: &exec::Timed,
-    size_bytes: Option<u64>,
+    (size_bytes, tool_timings): (Option<u64>, Vec<(String, f64)>),
 ) {
     eprintln!(
         "bench-backup: {:<7} round {}/{}{} {:<19} {:>8.2} s  {:>7.1} MiB{}{}",
@@ -649,7 +510,7 @@ fn progress(
         round + 1,
         total_rounds,
         if warmup { " (warm-up)" } else { "          " },
-        kind.key(),
+        c.kind.key(),
         timed.wall_s,
         timed.max_rss_kib as f64 / 1024.0,
         timed.own_hwm_kib.map_or(String::new(), |k| format!(
@@ -658,6 +519,16 @@ fn progress(
         )),
         size_bytes.map_or(String::new(), |b| format!("  {b} bytes")),
     );
+    c.runs.push(Run {
+        round,
+        warmup,
+        wall_s: timed.wall_s,
+        runner_wall_s: timed.runner_wall_s,
+        max_rss_kib: timed.max_rss_kib,
+        own_hwm_kib: timed.own_hwm_kib,
+        size_bytes,
+        tool_timings,
+    });
 }
 
 /// The backup section: every dataset's commands, round after round. Returns the store of the
@@ -669,7 +540,7 @@ fn backup_section(
     work: &Path,
     datasets: &mut [DatasetResult],
 ) -> Res<Option<(PathBuf, PathBuf)>> {
-    let total_rounds = opts.warmup + opts.rounds;
+    let total_rounds = opts.common.warmup + opts.common.rounds();
     let mut kept_store: Option<(PathBuf, PathBuf)> = None;
     for d in datasets.iter_mut() {
         let url = pg.url(&d.db);
@@ -678,11 +549,11 @@ fn backup_section(
             port: pg.port,
             db: &d.db,
             url: &url,
-            tool: &opts.tool,
+            tool: &opts.common.tool,
             verify: None,
         };
         for round in 0..total_rounds {
-            let warmup = round < opts.warmup;
+            let warmup = round < opts.common.warmup;
             for c in &mut d.commands {
                 let kind = c.kind;
                 let out = work.join(format!("{}-r{round}-{}", d.id, output_name(kind)));
@@ -723,27 +594,78 @@ fn backup_section(
                     }
                 }
                 remove_run_files(work, &tag);
-                progress(
-                    &d.id,
-                    (round, total_rounds, warmup),
-                    kind,
-                    &timed,
-                    size_bytes,
-                );
-                c.runs.push(Run {
-                    round,
-                    warmup,
-                    wall_s: timed.wall_s,
-                    runner_wall_s: timed.runner_wall_s,
-                    max_rss_kib: timed.max_rss_kib,
-                    own_hwm_kib: timed.own_hwm_kib,
-                    size_bytes,
-                    tool_timings: Vec::new(),
-                });
+                let round = (round, total_rounds, warmup);
+                record(c, &d.id, round, &timed, (size_bytes, Vec::new()));
             }
         }
     }
     Ok(kept_store)
+}
+
+/// The D0 fixed overhead with hyperfine: `floor` and `tool_checksum`, 3 warm-up and 20 counted
+/// runs each (quick: 10), a fresh store per tool run (`--prepare 'rm -rf STORE'`). hyperfine
+/// checks every exit status; the last run's backup is then checked like every other.
+fn d0_overhead(
+    opts: &Opts,
+    pg: &Pg,
+    env: &[(OsString, OsString)],
+    work: &Path,
+    d0: &DatasetResult,
+) -> Res<Overhead> {
+    let url = pg.url(&d0.db);
+    let target = Target {
+        bin_dir: &pg.bin_dir,
+        port: pg.port,
+        db: &d0.db,
+        url: &url,
+        tool: &opts.common.tool,
+        verify: None,
+    };
+    let store = work.join("D0-hyperfine-store");
+    let bench = |kind: Kind, prepare: Option<String>| -> Res<hyperfine::Bench> {
+        Ok(hyperfine::Bench {
+            name: kind.key().into(),
+            argv: target.build(kind, &store)?.argv,
+            prepare,
+        })
+    };
+    let (warmup, runs) = (3, if opts.common.quick { 10 } else { 20 });
+    eprintln!("bench-backup: D0      hyperfine: floor and tool_checksum, {runs} runs each");
+    let rm = format!("rm -rf {}", commands::sh_quote(&store.to_string_lossy()));
+    let (command_line, results) = hyperfine::run(
+        &[
+            bench(Kind::Floor, None)?,
+            bench(Kind::ToolChecksum, Some(rm))?,
+        ],
+        (warmup, runs),
+        env,
+        work,
+        "D0-overhead",
+    )?;
+    let [floor, tool] = <[hyperfine::Summary; 2]>::try_from(results)
+        .map_err(|r| format!("hyperfine reported {} commands, not 2", r.len()))?;
+    // The store holds the last run's backup: check it is complete.
+    let backups: Vec<_> = fs::read_dir(store.join("backups"))?.collect::<Result<_, _>>()?;
+    let [backup] = backups.as_slice() else {
+        return Err(format!("hyperfine's last tool run left {} backups", backups.len()).into());
+    };
+    for rel in ["manifest.json", "data/db/dump.pgc.zst"] {
+        if !backup.path().join(rel).is_file() {
+            return Err(format!("hyperfine's last tool run: {rel} is missing").into());
+        }
+    }
+    remove(&store);
+    eprintln!(
+        "bench-backup: D0      hyperfine: floor {:.3} s, tool_checksum {:.3} s (medians)",
+        floor.median, tool.median
+    );
+    Ok(Overhead {
+        command_line,
+        warmup,
+        runs,
+        floor,
+        tool,
+    })
 }
 
 fn remove_run_files(work: &Path, tag: &str) {
@@ -782,7 +704,7 @@ fn verify_section(
     datasets: &mut [DatasetResult],
     ids: &[&str],
 ) -> Res<VerifyChecks> {
-    let total_rounds = opts.warmup + opts.rounds;
+    let total_rounds = opts.common.warmup + opts.common.rounds();
     let mut checks = VerifyChecks {
         ran: true,
         ..VerifyChecks::default()
@@ -799,7 +721,7 @@ fn verify_section(
             port: pg.port,
             db: &d.db,
             url: &url,
-            tool: &opts.tool,
+            tool: &opts.common.tool,
             verify: None,
         };
         let (setup_kind, setup_out) = if opts.baselines_only {
@@ -855,7 +777,7 @@ fn verify_section(
             commands: VERIFY_ROUND_ORDER.map(CmdResult::new).to_vec(),
         };
         for round in 0..total_rounds {
-            let warmup = round < opts.warmup;
+            let warmup = round < opts.common.warmup;
             for c in &mut section.commands {
                 let kind = c.kind;
                 let built = target.build(kind, work)?;
@@ -903,24 +825,16 @@ fn verify_section(
                         .map_err(|e| format!("{what}: psql printed {counted:?}: {e}"))?;
                     if counted != source_counts {
                         return Err(format!(
-                            "{what}: the shell restore counted {counted:?} rows in {:?}, the                              source has {source_counts:?}",
+                            "{what}: the shell restore counted {counted:?} rows in {:?}, the \
+                             source has {source_counts:?}",
                             COUNTED_TABLES
                         )
                         .into());
                     }
                 }
                 remove_run_files(work, &tag);
-                progress(&d.id, (round, total_rounds, warmup), kind, &timed, None);
-                c.runs.push(Run {
-                    round,
-                    warmup,
-                    wall_s: timed.wall_s,
-                    runner_wall_s: timed.runner_wall_s,
-                    max_rss_kib: timed.max_rss_kib,
-                    own_hwm_kib: timed.own_hwm_kib,
-                    size_bytes: None,
-                    tool_timings,
-                });
+                let round = (round, total_rounds, warmup);
+                record(c, &d.id, round, &timed, (None, tool_timings));
             }
         }
         d.verify = Some(section);

@@ -254,9 +254,15 @@ impl Report {
         let _ = writeln!(w, "## Commands\n");
         let _ = writeln!(
             w,
-            "Every command runs as `/usr/bin/time -f '%e %M' -o TIMEFILE -- COMMAND` with \
-             environment `{}`, in a scratch directory.\n",
-            self.env_display
+            "Every command of the rounds runs as `/usr/bin/time -f '%e %M' -o TIMEFILE -- \
+             COMMAND` with environment `{}`, in a scratch directory{}.\n",
+            self.env_display,
+            if self.datasets.iter().any(|d| d.overhead.is_some()) {
+                " (the D0 overhead pair also runs under hyperfine, with the same environment: \
+                 its command line is under D0)"
+            } else {
+                ""
+            }
         );
         let d2 = self
             .datasets
@@ -416,25 +422,7 @@ impl Report {
                     parts.join(", ")
                 );
             }
-            let ratios: Vec<String> = v
-                .ratios()
-                .into_iter()
-                .filter_map(|(k, r)| {
-                    r.map(|r| {
-                        if k.contains("seconds") {
-                            format!("{k}: {r:.3} s")
-                        } else {
-                            format!("{k}: {r:.3}")
-                        }
-                    })
-                })
-                .collect();
-            if !ratios.is_empty() {
-                let _ = writeln!(w, "\nRatios (medians):\n");
-                for r in ratios {
-                    let _ = writeln!(w, "- {r}");
-                }
-            }
+            ratio_list(w, v.ratios());
             let _ = writeln!(w);
         }
     }
@@ -469,15 +457,7 @@ impl Report {
                 continue;
             }
             let wall = c.wall();
-            let rss = if c.kind.is_pipeline() {
-                "—".to_string()
-            } else {
-                let mut r = c.peak_rss_kib().map_or("—".into(), mib);
-                if let Some(own) = c.own_hwm_kib() {
-                    let _ = write!(r, " (own {})", mib(own));
-                }
-                r
-            };
+            let rss = rss_cell(c);
             let _ = writeln!(
                 w,
                 "| {} | {} | {} | {} | {} | {} | {} | {} | {} |",
@@ -500,24 +480,26 @@ impl Report {
                 rss
             );
         }
-        let ratios: Vec<String> = d
-            .ratios()
-            .into_iter()
-            .filter_map(|(k, v)| {
-                v.map(|v| {
-                    if k.contains("seconds") {
-                        format!("{k}: {v:.3} s")
-                    } else {
-                        format!("{k}: {v:.3}")
-                    }
-                })
-            })
-            .collect();
-        if !ratios.is_empty() {
-            let _ = writeln!(w, "\nRatios (medians):\n");
-            for r in ratios {
-                let _ = writeln!(w, "- {r}");
+        ratio_list(w, d.ratios());
+        if let Some(o) = &d.overhead {
+            let _ = writeln!(
+                w,
+                "\nFixed overhead, timed by hyperfine ({} warm-up + {} counted runs per command, \
+                 the floor's runs then the tool's, a fresh store per tool run via `--prepare`): \
+                 **{:.3} s** = median(tool) − median(floor); this is the figure the D0 target \
+                 uses.\n\n| command | median s | min s | max s | mean ± σ s |\n|---|---:|---:|---:|---:|",
+                o.warmup,
+                o.runs,
+                o.seconds()
+            );
+            for r in [&o.floor, &o.tool] {
+                let _ = writeln!(
+                    w,
+                    "| {} | {:.3} | {:.3} | {:.3} | {:.3} ± {:.3} |",
+                    r.name, r.median, r.min, r.max, r.mean, r.stddev
+                );
             }
+            let _ = writeln!(w, "\n    {}", o.command_line);
         }
         let _ = writeln!(w);
     }
@@ -529,15 +511,7 @@ fn verify_row(w: &mut String, v: &VerifySection, c: &CmdResult) {
         return;
     }
     let wall = c.wall();
-    let rss = if c.kind.is_pipeline() {
-        "—".to_string()
-    } else {
-        let mut r = c.peak_rss_kib().map_or("—".into(), mib);
-        if let Some(own) = c.own_hwm_kib() {
-            let _ = write!(r, " (own {})", mib(own));
-        }
-        r
-    };
+    let rss = rss_cell(c);
     let vs_shell = if c.kind.is_tool() {
         times(
             c.kind
@@ -577,6 +551,36 @@ fn verify_checks_line(v: &VerifyChecks) -> String {
         );
     }
     s
+}
+
+/// The "Ratios (medians)" list (figures with "seconds" in their name are differences).
+fn ratio_list(w: &mut String, ratios: Vec<(String, Option<f64>)>) {
+    let mut lines = ratios.into_iter().filter_map(|(k, v)| {
+        let v = v?;
+        Some(if k.contains("seconds") {
+            format!("- {k}: {v:.3} s")
+        } else {
+            format!("- {k}: {v:.3}")
+        })
+    });
+    if let Some(first) = lines.next() {
+        let _ = writeln!(w, "\nRatios (medians):\n\n{first}");
+        for l in lines {
+            let _ = writeln!(w, "{l}");
+        }
+    }
+}
+
+/// Peak RSS of a command (`%M`, and the tool's own `VmHWM`); "—" for shell pipelines.
+fn rss_cell(c: &CmdResult) -> String {
+    if c.kind.is_pipeline() {
+        return "—".into();
+    }
+    let mut r = c.peak_rss_kib().map_or("—".into(), mib);
+    if let Some(own) = c.own_hwm_kib() {
+        let _ = write!(r, " (own {})", mib(own));
+    }
+    r
 }
 
 /// Text for a markdown table cell (`|` escaped).

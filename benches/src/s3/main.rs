@@ -10,46 +10,31 @@ mod data;
 mod report;
 mod runs;
 
-use std::ffi::OsString;
 use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Command, ExitCode};
+use std::process::ExitCode;
 use std::time::Instant;
 
-use benches::Res;
-use benches::exec::run_plain;
+use clap::Parser;
+
 use benches::pg::{Load, Pg};
+use benches::{CommonArgs, Res, about, display};
 use predeploy_tests::s3::{GarageServer, S3Server};
 
 use data::BucketSet;
 use report::Report;
 use runs::{DatasetRun, Series};
 
-const USAGE: &str = "\
-bench-s3: time pre-deploy with an S3 store and bucket sources against local-store and rclone
-baselines, on a throwaway PostgreSQL 15 and Garage (see benches/README.md)
-
-usage: bench-s3 [--quick] [--only store|bucket] [--tool PATH] [--out-dir DIR]
-                [--rounds N] [--warmup N]
-
-  --quick        tiny datasets, 1 warm-up + 2 rounds; writes REPORT.s3-quick.md
-  --only SECTION `store` (D2 into Garage vs a local store) or `bucket` (B1/B2 snapshots vs
-                 rclone); default both
-  --tool PATH    the pre-deploy binary (default: <target dir>/release/pre-deploy)
-  --out-dir DIR  where the report files go (default: the benches/ directory)
-  --rounds N     counted rounds (default 5; quick 2)
-  --warmup N     warm-up rounds, not counted (default 1)
-";
-
-/// Command-line options.
+/// Times pre-deploy with an S3 store and bucket sources against local-store and rclone
+/// baselines, on a throwaway PostgreSQL 15 and Garage (see benches/README.md).
+#[derive(Debug, Parser)]
+#[command(name = "bench-s3")]
 pub struct Opts {
-    quick: bool,
+    #[command(flatten)]
+    common: CommonArgs,
+    /// One section: `store` (D2 into Garage vs a local store) or `bucket` (B1/B2 snapshots vs
+    /// rclone); default both
+    #[arg(long, value_name = "SECTION", value_parser = ["store", "bucket"])]
     only: Option<String>,
-    tool: PathBuf,
-    out_dir: PathBuf,
-    rounds: usize,
-    warmup: usize,
-    args: Vec<String>,
 }
 
 impl Opts {
@@ -58,36 +43,8 @@ impl Opts {
     }
 }
 
-fn parse_args() -> Res<Option<Opts>> {
-    let Some(c) = benches::parse_common(USAGE, |_| false)? else {
-        return Ok(None);
-    };
-    if let Some(v) = c.only.as_deref()
-        && v != "store"
-        && v != "bucket"
-    {
-        return Err(format!("--only takes `store` or `bucket`, not {v:?}").into());
-    }
-    Ok(Some(Opts {
-        quick: c.quick,
-        only: c.only,
-        tool: c.tool,
-        out_dir: c.out_dir,
-        rounds: c.rounds,
-        warmup: c.warmup,
-        args: c.args,
-    }))
-}
-
 fn main() -> ExitCode {
-    let opts = match parse_args() {
-        Ok(Some(o)) => o,
-        Ok(None) => return ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("bench-s3: {e}");
-            return ExitCode::from(2);
-        }
-    };
+    let opts = Opts::parse();
     match run(&opts) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => {
@@ -102,83 +59,44 @@ fn main() -> ExitCode {
 }
 
 fn preflight(opts: &Opts) -> Res<()> {
-    if !opts.tool.is_file() {
+    if !opts.common.tool.is_file() {
         return Err(format!(
             "the pre-deploy binary {} does not exist (cargo build --release -p bins)",
-            opts.tool.display()
+            opts.common.tool.display()
         )
         .into());
     }
-    for (program, package) in [("rclone", "rclone"), ("zstd", "zstd")] {
-        let mut c = Command::new(program);
-        c.arg("--version");
-        run_plain(c, program).map_err(|e| {
-            format!("{e} (Debian package `{package}`; scripts/setup.sh installs it)")
-        })?;
-    }
-    if !Path::new(benches::exec::GNU_TIME).is_file() {
-        return Err("/usr/bin/time is missing (Debian package `time`)".into());
-    }
-    Ok(())
-}
-
-fn first_line(mut cmd: Command) -> String {
-    cmd.output()
-        .ok()
-        .and_then(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .map(str::to_owned)
-        })
-        .unwrap_or_else(|| "unknown".into())
+    // scripts/setup.sh installs them.
+    about::require(&[
+        ("rclone", "rclone"),
+        ("zstd", "zstd"),
+        (benches::exec::GNU_TIME, "time"),
+    ])
 }
 
 fn versions(opts: &Opts) -> Vec<(String, String)> {
-    let cmd = |program: &Path, arg: &str| {
-        let mut c = Command::new(program);
-        c.arg(arg);
-        first_line(c)
-    };
-    let cpu = fs::read_to_string("/proc/cpuinfo")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("model name"))
-        .map_or("unknown".into(), |l| {
-            l.trim_start_matches([' ', '\t', ':']).to_owned()
-        });
-    let mut rev = Command::new("git");
-    rev.args([
-        "-C",
-        env!("CARGO_MANIFEST_DIR"),
-        "rev-parse",
-        "--short",
-        "HEAD",
-    ]);
-    vec![
-        ("nproc".into(), first_line(Command::new("nproc"))),
-        ("CPU".into(), cpu),
+    let mut v = about::machine();
+    v.extend([
         (
             "pre-deploy".into(),
-            cmd(&opts.tool, "--version") + &format!(" ({})", opts.tool.display()),
+            about::version(&opts.common.tool, &["--version"])
+                + &format!(" ({})", opts.common.tool.display()),
         ),
         (
             "garage".into(),
-            cmd(&GarageServer::binary(), "--version") + " (single node, sqlite, no fsync)",
+            about::version(GarageServer::binary(), &["--version"])
+                + " (single node, sqlite, no fsync)",
         ),
-        ("rclone".into(), cmd(Path::new("rclone"), "--version")),
-        ("workspace".into(), format!("git {}", first_line(rev))),
-    ]
+        ("rclone".into(), about::version("rclone", &["--version"])),
+        ("workspace".into(), about::workspace()),
+    ]);
+    v
 }
 
 fn run(opts: &Opts) -> Res<bool> {
     let started = Instant::now();
     preflight(opts)?;
-    let date = first_line({
-        let mut c = Command::new("date");
-        c.args(["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
-        c
-    });
+    let date = about::version("date", &["-u", "+%Y-%m-%d %H:%M:%S UTC"]);
     let work = tempfile::Builder::new().prefix("bench-s3.").tempdir()?;
     eprintln!(
         "bench-s3: starting Garage (work dir {})",
@@ -194,7 +112,7 @@ fn run(opts: &Opts) -> Res<bool> {
         let pg = Pg::start()?;
         let mixed_sql = predeploy_tests::fixtures::mixed_dataset_sql()
             .ok_or("shared/data/mixed_dataset.sql not found")?;
-        let (full, half) = if opts.quick {
+        let (full, half) = if opts.common.quick {
             (20_000, 10_000)
         } else {
             (1_500_000, 750_000)
@@ -226,7 +144,7 @@ fn run(opts: &Opts) -> Res<bool> {
     }
 
     if opts.runs("bucket") {
-        let sets = if opts.quick {
+        let sets = if opts.common.quick {
             BucketSet::quick()
         } else {
             BucketSet::full()
@@ -271,18 +189,17 @@ fn run(opts: &Opts) -> Res<bool> {
     targets.push(report::rss_target(&datasets));
 
     let report = Report {
-        mode: if opts.quick { "quick" } else { "full" },
-        invocation: std::env::var("BENCH_INVOCATION")
-            .unwrap_or_else(|_| format!("bench-s3 {}", opts.args.join(" "))),
+        mode: if opts.common.quick { "quick" } else { "full" },
+        invocation: CommonArgs::invocation("bench-s3"),
         date,
         total_s: started.elapsed().as_secs_f64(),
         versions: versions(opts),
-        warmup: opts.warmup,
-        rounds: opts.rounds,
+        warmup: opts.common.warmup,
+        rounds: opts.common.rounds(),
         datasets,
         targets,
     };
-    let suffix = match (opts.quick, opts.only.as_deref()) {
+    let suffix = match (opts.common.quick, opts.only.as_deref()) {
         (false, None) => ".s3".to_owned(),
         (quick, only) => format!(
             ".s3{}{}",
@@ -290,9 +207,9 @@ fn run(opts: &Opts) -> Res<bool> {
             only.map(|o| format!("-{o}")).unwrap_or_default()
         ),
     };
-    fs::create_dir_all(&opts.out_dir)?;
-    let md = opts.out_dir.join(format!("REPORT{suffix}.md"));
-    let json = opts.out_dir.join(format!("report{suffix}.json"));
+    fs::create_dir_all(&opts.common.out_dir)?;
+    let md = opts.common.out_dir.join(format!("REPORT{suffix}.md"));
+    let json = opts.common.out_dir.join(format!("report{suffix}.json"));
     fs::write(&md, report.to_markdown())?;
     fs::write(
         &json,
@@ -305,31 +222,9 @@ fn run(opts: &Opts) -> Res<bool> {
     Ok(report.correct())
 }
 
-/// `argv` as one shell-like line, passwords redacted (for the report).
-pub fn display(argv: &[OsString]) -> String {
-    argv.iter()
-        .map(|a| {
-            let s = benches::redact(&a.to_string_lossy());
-            if s.contains([' ', '?', '&']) {
-                format!("'{s}'")
-            } else {
-                s
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
-/// Median of `xs` (which must not be empty).
+/// Median of `xs` (NaN when empty).
 pub fn median(xs: &[f64]) -> f64 {
-    let mut v = xs.to_vec();
-    v.sort_by(f64::total_cmp);
-    let n = v.len();
-    if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    }
+    benches::Stats::of(xs).map_or(f64::NAN, |s| s.median)
 }
 
 impl Series {
@@ -348,13 +243,10 @@ impl DatasetRun {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
+    use std::ffi::OsString;
+    use std::path::Path;
 
-    #[test]
-    fn medians() {
-        assert_eq!(median(&[3.0, 1.0, 2.0]), 2.0);
-        assert_eq!(median(&[4.0, 1.0, 2.0, 3.0]), 2.5);
-    }
+    use super::*;
 
     #[test]
     fn displays_commands_without_passwords() {
@@ -364,7 +256,7 @@ mod tests {
             .collect();
         assert_eq!(
             display(&argv),
-            "pre-deploy --source db=postgres://u:***@h/d 'a b'"
+            "pre-deploy --source 'db=postgres://u:***@h/d' 'a b'"
         );
     }
 

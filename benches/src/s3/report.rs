@@ -207,9 +207,7 @@ impl Report {
             );
             for x in &d.series {
                 let walls: Vec<f64> = x.samples.iter().map(|v| v.wall_s).collect();
-                let (lo, hi) = walls
-                    .iter()
-                    .fold((f64::MAX, f64::MIN), |(a, b), &w| (a.min(w), b.max(w)));
+                let (lo, hi) = benches::Stats::of(&walls).map_or((0.0, 0.0), |s| (s.min, s.max));
                 let opt = |v: Option<f64>| v.map_or("–".into(), |v| format!("{v:.2}"));
                 let _ = writeln!(
                     s,

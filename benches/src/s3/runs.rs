@@ -191,8 +191,8 @@ pub fn store_dataset(
     env.extend(ctx.s3_env.iter().cloned());
     let source = format!("db={}", ctx.pg.url(ctx.db));
     let mut checked = false;
-    for round in 0..opts.warmup + opts.rounds {
-        let counted = round >= opts.warmup;
+    for round in 0..opts.common.warmup + opts.common.rounds() {
+        let counted = round >= opts.common.warmup;
         let local_first = round % 2 == 0;
         for garage in [!local_first, local_first] {
             let prefix = format!("{id}-r{round}");
@@ -202,7 +202,7 @@ pub fn store_dataset(
                 work.join(format!("{prefix}-local")).display().to_string()
             };
             let key = if garage { "tool_garage" } else { "tool_local" };
-            let mut argv: Vec<OsString> = vec![opts.tool.clone().into()];
+            let mut argv: Vec<OsString> = vec![opts.common.tool.clone().into()];
             argv.extend(os(&["backup", "--source", &source, "--store", &store]));
             argv.extend(os(&["--verify-level", "checksum", "--json"]));
             let json = d
@@ -307,7 +307,7 @@ pub fn bucket_dataset(
     let source_url = ctx.garage.url(ctx.source, "");
     let source = format!("uploads={source_url}");
     let tool_backup = |store: &str| -> Vec<OsString> {
-        let mut argv: Vec<OsString> = vec![opts.tool.clone().into()];
+        let mut argv: Vec<OsString> = vec![opts.common.tool.clone().into()];
         argv.extend(os(&["backup", "--source", &source, "--store", store]));
         argv.extend(os(&["--verify-level", "checksum", "--json"]));
         argv
@@ -333,8 +333,8 @@ pub fn bucket_dataset(
         &format!("src:{}", ctx.source),
     ]);
     let mut last_second = None;
-    for round in 0..opts.warmup + opts.rounds {
-        let counted = round >= opts.warmup;
+    for round in 0..opts.common.warmup + opts.common.rounds() {
+        let counted = round >= opts.common.warmup;
         let prefix = format!("{}-r{round}", set.id);
         let tool_first = round % 2 == 0;
         for tool in [tool_first, !tool_first] {
@@ -445,7 +445,7 @@ fn check_bucket_restore(
     work: &Path,
 ) -> Res<()> {
     let target = ctx.garage.create_bucket(&format!("bench-restore-{}", d.id));
-    let mut argv: Vec<OsString> = vec![opts.tool.clone().into()];
+    let mut argv: Vec<OsString> = vec![opts.common.tool.clone().into()];
     argv.extend(os(&[
         "restore",
         backup,
