@@ -176,10 +176,10 @@ mod tests {
 
     #[test]
     fn runs_hyperfine() {
-        if !crate::about::on_path("hyperfine") {
-            eprintln!("skipped: hyperfine is not installed");
-            return;
-        }
+        assert!(
+            crate::about::on_path("hyperfine"),
+            "hyperfine is not installed: run scripts/setup.sh"
+        );
         let dir = tempfile::tempdir().expect("temp dir for the test");
         let store = dir.path().join("store");
         let bench = |name: &str, argv: &[&str], prepare: Option<String>| Bench {

@@ -484,9 +484,11 @@ fn kills_at_random_instants_against_garage_lose_nothing() {
         apply: true,
         ..deploy_gate::PruneOptions::default()
     };
-    let mut report = rt.block_on(later.prune(None, &options)).expect("prune");
+    let mut report = rt
+        .block_on(later.pruner().prune(None, &options))
+        .expect("prune");
     assert!(report.removed.is_empty(), "{report:?}");
-    rt.block_on(later.collect_leftovers(&mut report));
+    rt.block_on(later.pruner().collect_leftovers(&mut report));
     assert_eq!(rt.block_on(incomplete_dirs(&store)), Vec::<String>::new());
     assert!(
         report.leftovers_removed.len() >= incomplete.len(),

@@ -313,6 +313,7 @@ async fn random_store_faults_give_no_false_verified_and_no_deploy_after_a_refusa
                         );
                         // No false "verified": the deployed backup verifies on the healthy store.
                         let records = clean
+                            .backups()
                             .verify_stored(Some(id), false, Some(VerificationLevel::Archive))
                             .await
                             .expect("re-verify");
@@ -357,6 +358,7 @@ async fn random_store_faults_give_no_false_verified_and_no_deploy_after_a_refusa
     // The faults stop: every backup the store lists verifies (no manifest points at missing or
     // damaged data, whatever failed while it was written).
     let records = clean
+        .backups()
         .verify_stored(None, true, Some(VerificationLevel::Archive))
         .await
         .expect("verify all");
