@@ -2,15 +2,10 @@
 //! manifest's, and the schema by its fingerprint (objects named through the listing stored with
 //! the dump when they differ).
 
-use std::collections::BTreeMap;
-use std::pin::Pin;
-use std::task::{Context, Poll};
-
 use backup_core::{
     ArtifactMeta, Finding, FindingStatus, SourceManifest, Store, TableStat, VerificationLevel,
 };
-use backup_verify::{Consumer, finding, read_pass};
-use tokio::io::AsyncWrite;
+use backup_verify::{finding, read_small_text};
 
 use crate::config::MysqlSourceConfig;
 use crate::inspector::MysqlInspector;
@@ -36,23 +31,7 @@ pub async fn recorded_listing(
     let Some(a) = source.artifacts.iter().find(|a| a.format == SCHEMA_FORMAT) else {
         return Ok(None);
     };
-    let mut buffer = CappedBuffer::default();
-    let pass = read_pass(store, a, true, Consumer::Writer(&mut buffer))
-        .await
-        .map_err(|e| format!("cannot read {}: {e}", a.name))?;
-    if pass.missing {
-        return Err(format!("{} is missing from the store", a.name));
-    }
-    if pass.consumer_stopped {
-        return Err(format!(
-            "{} is larger than {MAX_LISTING_BYTES} bytes",
-            a.name
-        ));
-    }
-    if pass.decompress_error.is_some() || pass.sha256.as_ref() != Some(&a.sha256) {
-        return Err(format!("{} is damaged", a.name));
-    }
-    let text = String::from_utf8(buffer.bytes).map_err(|_| format!("{} is not UTF-8", a.name))?;
+    let text = read_small_text(store, a, MAX_LISTING_BYTES).await?;
     MysqlSchemaListing::parse(&text)
         .map(Some)
         .map_err(|e| format!("{}: {e}", a.name))
@@ -60,26 +39,7 @@ pub async fn recorded_listing(
 
 /// Every table whose restored count differs from the recorded one, named with both counts.
 pub fn count_differences(recorded: &[TableStat], restored: &[TableStat]) -> Vec<String> {
-    let got: BTreeMap<&str, u64> = restored.iter().map(|t| (t.name.as_str(), t.rows)).collect();
-    let want: BTreeMap<&str, u64> = recorded.iter().map(|t| (t.name.as_str(), t.rows)).collect();
-    let mut out = Vec::new();
-    for (name, rows) in &want {
-        match got.get(name) {
-            None => out.push(format!(
-                "table {name} is missing from the restored copy (the backup recorded {rows} rows)"
-            )),
-            Some(n) if n != rows => out.push(format!(
-                "table {name} has {n} rows in the restored copy, the backup recorded {rows}"
-            )),
-            Some(_) => {}
-        }
-    }
-    for name in got.keys().filter(|k| !want.contains_key(*k)) {
-        out.push(format!(
-            "table {name} is in the restored copy but not in the backup's record"
-        ));
-    }
-    out
+    backup_verify::count_differences(recorded, restored, |t| t.name.clone())
 }
 
 /// The first few items, then how many more.
@@ -217,34 +177,6 @@ pub async fn restored_findings(
         )
     });
     out
-}
-
-/// An in-memory writer that refuses to grow past [`MAX_LISTING_BYTES`].
-#[derive(Default)]
-struct CappedBuffer {
-    bytes: Vec<u8>,
-}
-
-impl AsyncWrite for CappedBuffer {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        if self.bytes.len() + buf.len() > MAX_LISTING_BYTES {
-            return Poll::Ready(Err(std::io::Error::other("schema listing too large")));
-        }
-        self.bytes.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
 }
 
 #[cfg(test)]

@@ -236,7 +236,7 @@ fn level_4_a_restore_that_loses_a_row_fails_row_counts_naming_the_table() {
         &["backup", "--verify-level", "restore"],
     );
     out.assert_code(4);
-    out.assert_stderr_contains("table public.filler has 999 rows, the backup recorded 1000");
+    out.assert_stderr_contains("table public.filler has 999 rows in the restored copy, the backup recorded 1000");
     let record = last_record(store.path());
     assert_eq!(
         record["level_reached"], "archive",
@@ -248,7 +248,7 @@ fn level_4_a_restore_that_loses_a_row_fails_row_counts_naming_the_table() {
     assert_status(&record, "schema-fingerprint", "passed");
     let rows = assert_status(&record, "row-counts", "failed");
     assert!(
-        rows.ends_with("the restored data differs from the backup's record: table public.filler has 999 rows, the backup recorded 1000"),
+        rows.ends_with("the restored data differs from the backup's record: table public.filler has 999 rows in the restored copy, the backup recorded 1000"),
         "only filler differs: {rows}"
     );
 }

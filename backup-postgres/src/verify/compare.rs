@@ -3,17 +3,14 @@
 //! owners and grants when the restore kept them.
 
 use std::collections::BTreeMap;
-use std::pin::Pin;
-use std::task::{Context, Poll};
 
 use crate::{FINGERPRINT_V2, PgInspector, PgSourceConfig, SCHEMA_FORMAT, SchemaListing, Section};
 use backup_core::{
     ArtifactMeta, Finding, FindingStatus, SourceManifest, Store, TableStat, VerificationLevel,
 };
-use tokio::io::AsyncWrite;
 
 use backup_verify::finding;
-use backup_verify::{Consumer, read_pass};
+use backup_verify::read_small_text;
 
 /// Whether a restore brought back owners and privileges, and so whether they can be compared.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,23 +40,7 @@ pub async fn recorded_listing(
     let Some(a) = source.artifacts.iter().find(|a| a.format == SCHEMA_FORMAT) else {
         return Ok(None);
     };
-    let mut buffer = CappedBuffer::default();
-    let pass = read_pass(store, a, true, Consumer::Writer(&mut buffer))
-        .await
-        .map_err(|e| format!("cannot read {}: {e}", a.name))?;
-    if pass.missing {
-        return Err(format!("{} is missing from the store", a.name));
-    }
-    if pass.consumer_stopped {
-        return Err(format!(
-            "{} is larger than {MAX_LISTING_BYTES} bytes",
-            a.name
-        ));
-    }
-    if pass.decompress_error.is_some() || pass.sha256.as_ref() != Some(&a.sha256) {
-        return Err(format!("{} is damaged", a.name));
-    }
-    let text = String::from_utf8(buffer.bytes).map_err(|_| format!("{} is not UTF-8", a.name))?;
+    let text = read_small_text(store, a, MAX_LISTING_BYTES).await?;
     SchemaListing::parse(&text)
         .map(Some)
         .map_err(|e| format!("{}: {e}", a.name))
@@ -382,55 +363,9 @@ fn name_differences(differences: &[String]) -> String {
     text
 }
 
-/// Every table whose restored count differs from the recorded one, named.
+/// Every table whose restored count differs from the recorded one, named with both counts.
 pub fn count_differences(recorded: &[TableStat], restored: &[TableStat]) -> Vec<String> {
-    let key = |t: &TableStat| (t.schema.clone(), t.name.clone());
-    let got: BTreeMap<_, _> = restored.iter().map(|t| (key(t), t.rows)).collect();
-    let want: BTreeMap<_, _> = recorded.iter().map(|t| (key(t), t.rows)).collect();
-    let mut out = Vec::new();
-    for ((schema, name), rows) in &want {
-        match got.get(&(schema.clone(), name.clone())) {
-            None => out.push(format!("table {schema}.{name} is missing")),
-            Some(n) if n != rows => out.push(format!(
-                "table {schema}.{name} has {n} rows, the backup recorded {rows}"
-            )),
-            Some(_) => {}
-        }
-    }
-    for (schema, name) in got.keys().filter(|k| !want.contains_key(*k)) {
-        out.push(format!(
-            "table {schema}.{name} was not in the backup's record"
-        ));
-    }
-    out
-}
-
-/// An in-memory writer that refuses to grow past [`MAX_LISTING_BYTES`].
-#[derive(Default)]
-struct CappedBuffer {
-    bytes: Vec<u8>,
-}
-
-impl AsyncWrite for CappedBuffer {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        _: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        if self.bytes.len() + buf.len() > MAX_LISTING_BYTES {
-            return Poll::Ready(Err(std::io::Error::other("schema listing too large")));
-        }
-        self.bytes.extend_from_slice(buf);
-        Poll::Ready(Ok(buf.len()))
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
+    backup_verify::count_differences(recorded, restored, |t| format!("{}.{}", t.schema, t.name))
 }
 
 #[cfg(test)]
@@ -455,9 +390,10 @@ mod tests {
         assert_eq!(
             d,
             vec![
-                "table public.b has 5 rows, the backup recorded 2".to_owned(),
-                "table public.c is missing".to_owned(),
-                "table public.d was not in the backup's record".to_owned(),
+                "table public.b has 5 rows in the restored copy, the backup recorded 2".to_owned(),
+                "table public.c is missing from the restored copy (the backup recorded 3 rows)"
+                    .to_owned(),
+                "table public.d is in the restored copy but not in the backup's record".to_owned(),
             ]
         );
         assert!(count_differences(&[t("a", 1)], &[t("a", 1)]).is_empty());
@@ -697,8 +633,9 @@ mod tests {
         assert_eq!(
             d,
             vec![
-                "table a.t is missing".to_owned(),
-                "table b.t was not in the backup's record".to_owned()
+                "table a.t is missing from the restored copy (the backup recorded 1 rows)"
+                    .to_owned(),
+                "table b.t is in the restored copy but not in the backup's record".to_owned()
             ]
         );
         assert!(count_differences(&[], &[]).is_empty());
