@@ -236,7 +236,9 @@ fn level_4_a_restore_that_loses_a_row_fails_row_counts_naming_the_table() {
         &["backup", "--verify-level", "restore"],
     );
     out.assert_code(4);
-    out.assert_stderr_contains("table public.filler has 999 rows in the restored copy, the backup recorded 1000");
+    out.assert_stderr_contains(
+        "table public.filler has 999 rows in the restored copy, the backup recorded 1000",
+    );
     let record = last_record(store.path());
     assert_eq!(
         record["level_reached"], "archive",

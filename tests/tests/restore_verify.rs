@@ -142,7 +142,9 @@ fn a_manifest_whose_row_counts_disagree_with_the_dump_fails_naming_the_table() {
         .arg("--source")
         .arg(format!("db={}", server.url(&db))));
     out.assert_code(4);
-    out.assert_stderr_contains("table public.orders has 2000 rows in the restored copy, the backup recorded 1999");
+    out.assert_stderr_contains(
+        "table public.orders has 2000 rows in the restored copy, the backup recorded 1999",
+    );
     assert!(
         scratch_databases(server).is_empty(),
         "the scratch database was dropped after the failure"
