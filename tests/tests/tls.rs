@@ -158,7 +158,10 @@ fn run_and_restore_over_tls_bring_the_database_back() {
         ),
     );
     let before = content(&server.pg, &db);
+    // The run writes its last-deployment file into its working directory.
+    let work = tempfile::tempdir().expect("workdir");
     run(pre_deploy()
+        .current_dir(work.path())
         .args(["run", "--store"])
         .arg(store.path())
         .arg("--source")
