@@ -12,9 +12,11 @@ use backup_core::{ArtifactMeta, Error, Result, Store};
 use backup_verify::{Consumer, read_pass};
 use mysql_async::prelude::Queryable as _;
 use mysql_async::{Conn, Row};
+use tokio::io::AsyncWriteExt as _;
 
 use crate::config::MysqlSourceConfig;
 use crate::inspector::quote_ident;
+use crate::replay_filter::{FilteredWriter, ReplayFilter};
 
 /// Marks a level-4 scratch database: `<db>__predeploy_verify_<short id>`.
 pub const VERIFY_MARK: &str = "__predeploy_verify_";
@@ -418,7 +420,9 @@ pub(crate) fn host() -> String {
 /// Replays the stored dump `artifact` into `target`'s database with the command-line client
 /// `client`, streamed: decompressed from the store straight into the client's stdin. Fails
 /// unless the stored bytes are the recorded ones (sha256), they decompress, and the client
-/// exits with status 0.
+/// exits with status 0. The dump passes through `filter` on its way (see [`ReplayFilter`]: no
+/// statement of the dump may act on the source database); the filter is returned to say what
+/// it rewrote.
 ///
 /// # Errors
 ///
@@ -428,7 +432,8 @@ pub async fn replay_dump(
     artifact: &ArtifactMeta,
     client: &std::path::Path,
     target: &MysqlSourceConfig,
-) -> std::result::Result<(), String> {
+    filter: ReplayFilter,
+) -> std::result::Result<ReplayFilter, String> {
     let option_file = target.write_option_file().map_err(|e| e.to_string())?;
     let mut cmd = tokio::process::Command::new(client);
     for var in CLEARED_ENV {
@@ -451,22 +456,24 @@ pub async fn replay_dump(
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", client.display()))?;
-    let mut stdin = child
+    let stdin = child
         .stdin
         .take()
         .ok_or_else(|| "the client has no stdin".to_owned())?;
+    let mut filtered = FilteredWriter::new(stdin, filter);
     let (pass, output) = tokio::join!(
         async {
-            let r = read_pass(store, artifact, true, Consumer::Writer(&mut stdin)).await;
-            drop(stdin);
-            r
+            let r = read_pass(store, artifact, true, Consumer::Writer(&mut filtered)).await;
+            let _ = filtered.shutdown().await;
+            let filter = filtered.into_filter();
+            r.map(|pass| (pass, filter))
         },
         child.wait_with_output()
     );
     drop(option_file);
     let output = output.map_err(|e| format!("waiting for {}: {e}", client.display()))?;
     let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
-    let pass = pass.map_err(|e| e.to_string())?;
+    let (pass, filter) = pass.map_err(|e| e.to_string())?;
     if pass.missing {
         return Err(format!("{} is missing from the store", artifact.key));
     }
@@ -488,7 +495,7 @@ pub async fn replay_dump(
             None => format!("{tool} was killed ({}): {stderr}", output.status),
         });
     }
-    Ok(())
+    Ok(filter)
 }
 
 #[cfg(test)]

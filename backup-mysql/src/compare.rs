@@ -63,6 +63,7 @@ pub async fn restored_findings(
     restored: &MysqlSourceConfig,
     source: &SourceManifest,
     a: &ArtifactMeta,
+    disabled_events: &[String],
 ) -> Vec<Finding> {
     use FindingStatus::*;
     let label = format!("{}/{}", source.name, a.name);
@@ -121,7 +122,7 @@ pub async fn restored_findings(
             format!("{label}: cannot count the restored rows: {e}"),
         ),
     });
-    let listing = inspector.schema_listing().await;
+    let listing = inspector.schema_listing(disabled_events).await;
     inspector.close().await;
     let Some(want) = source.stats.schema_fingerprint.as_deref() else {
         out.push(make(

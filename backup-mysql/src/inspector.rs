@@ -318,14 +318,18 @@ impl MysqlInspector {
         Ok(out)
     }
 
-    /// The schema listing of the database (see [`crate::MysqlSchemaListing`]).
+    /// The schema listing of the database (see [`crate::MysqlSchemaListing`]); the events named
+    /// in `disabled_events` are listed as enabled (a scratch copy creates them disabled).
     ///
     /// # Errors
     ///
     /// [`Error::SourceUnavailable`] when a query fails.
-    pub async fn schema_listing(&mut self) -> Result<crate::MysqlSchemaListing> {
+    pub async fn schema_listing(
+        &mut self,
+        disabled_events: &[String],
+    ) -> Result<crate::MysqlSchemaListing> {
         let db = self.database.clone();
-        match crate::schema::read_listing(&mut self.conn, &db).await {
+        match crate::schema::read_listing(&mut self.conn, &db, disabled_events).await {
             Ok(l) => Ok(l),
             Err(e) => Err(self.failed("reading the schema", &e)),
         }

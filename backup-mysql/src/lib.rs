@@ -74,6 +74,7 @@ mod compare;
 mod config;
 mod inspector;
 pub mod process;
+pub mod replay_filter;
 pub mod restore;
 mod runbook;
 pub mod scan;

@@ -39,6 +39,7 @@ use crate::admin::{BEFORE_MARK, MysqlAdmin, RESTORE_MARK, replay_dump, work_name
 use crate::compare::{count_differences, first_few, restored_findings};
 use crate::config::MysqlSourceConfig;
 use crate::inspector::{MysqlInspector, quote_ident};
+use crate::replay_filter::ReplayFilter;
 use crate::snapshotter::{DUMP_FORMAT, MysqlSnapshotter};
 use crate::swap::{DatabaseObjects, MysqlSwap};
 use crate::tools::{Flavour, find_client};
@@ -536,8 +537,14 @@ impl PlannedMysqlRestore {
             self.names.restoring,
             self.client.display()
         ));
-        if let Err(message) =
-            replay_dump(ctx.store, artifact, &self.client, &pending.config()).await
+        if let Err(message) = replay_dump(
+            ctx.store,
+            artifact,
+            &self.client,
+            &pending.config(),
+            ReplayFilter::for_restore(),
+        )
+        .await
         {
             let dropped = pending.drop_now().await;
             return Err(untouched(format!(
@@ -554,7 +561,7 @@ impl PlannedMysqlRestore {
             "comparing {} with the backup's record",
             self.names.restoring
         ));
-        let findings = restored_findings(ctx.store, &pending.config(), source, artifact).await;
+        let findings = restored_findings(ctx.store, &pending.config(), source, artifact, &[]).await;
         let failed: Vec<String> = findings
             .iter()
             .filter(|f| f.status == FindingStatus::Failed)
@@ -590,7 +597,7 @@ impl PlannedMysqlRestore {
             )
         })?;
         let listing = inspector
-            .schema_listing()
+            .schema_listing(&[])
             .await
             .map_err(|e| e.to_string())?;
         inspector.close().await;

@@ -290,14 +290,14 @@ const QUERIES: &[(&str, &str, usize)] = &[
          WHERE TRIGGER_SCHEMA = ?",
         1,
     ),
-    (
-        "event",
-        "SELECT EVENT_NAME, EVENT_TYPE, INTERVAL_VALUE, INTERVAL_FIELD, EVENT_DEFINITION, STATUS, \
-         ON_COMPLETION, SQL_MODE, EVENT_COMMENT FROM information_schema.EVENTS \
-         WHERE EVENT_SCHEMA = ?",
-        1,
-    ),
 ];
+
+/// Events; the first parameter is a JSON array of the events to list as `ENABLED` whatever
+/// their status (a level-4 scratch copy creates the dump's enabled events disabled).
+const EVENTS: &str = "SELECT EVENT_NAME, EVENT_TYPE, INTERVAL_VALUE, INTERVAL_FIELD, \
+     EVENT_DEFINITION, IF(JSON_CONTAINS(?, JSON_QUOTE(EVENT_NAME)), 'ENABLED', STATUS), \
+     ON_COMPLETION, SQL_MODE, EVENT_COMMENT FROM information_schema.EVENTS \
+     WHERE EVENT_SCHEMA = ?";
 
 /// Check constraints (MariaDB 10.2+ and MySQL 8.0.16+ name their table differently, and older
 /// servers have none: a failing query lists none, on both sides alike).
@@ -310,7 +310,9 @@ const CHECKS: &[&str] = &[
      AND t.CONSTRAINT_TYPE = 'CHECK' WHERE c.CONSTRAINT_SCHEMA = ?",
 ];
 
-/// Reads the listing of `database` through `conn` (any default database).
+/// Reads the listing of `database` through `conn` (any default database). The events named in
+/// `disabled_events` are listed as enabled: a scratch copy creates them disabled on purpose
+/// (see [`crate::replay_filter`]).
 ///
 /// # Errors
 ///
@@ -318,6 +320,7 @@ const CHECKS: &[&str] = &[
 pub async fn read_listing(
     conn: &mut Conn,
     database: &str,
+    disabled_events: &[String],
 ) -> Result<MysqlSchemaListing, mysql_async::Error> {
     let qualified = format!("`{}`.", database.replace('`', "``"));
     let placeholder = format!("`{DB_PLACEHOLDER}`.");
@@ -361,6 +364,9 @@ pub async fn read_listing(
         let rows: Vec<Row> = conn.exec(*sql, (database,)).await?;
         add_rows(kind, rows, *named_by);
     }
+    let names = serde_json::to_string(disabled_events).unwrap_or_else(|_| "[]".into());
+    let rows: Vec<Row> = conn.exec(EVENTS, (names, database)).await?;
+    add_rows("event", rows, 1);
     for sql in CHECKS {
         if let Ok(rows) = conn.exec::<Row, _, _>(*sql, (database,)).await {
             add_rows("check", rows, 1);

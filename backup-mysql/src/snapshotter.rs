@@ -196,7 +196,7 @@ impl Snapshotter for MysqlSnapshotter {
         let counts = async {
             // The schema is read while the global read lock still holds DDL back (it was
             // taken before the dump started), so it describes the dumped schema.
-            let listing = inspector.schema_listing().await?;
+            let listing = inspector.schema_listing(&[]).await?;
             let start = match watch_from {
                 Some(after) => {
                     let start = inspector

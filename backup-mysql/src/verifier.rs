@@ -23,6 +23,7 @@ use tokio::io::AsyncWrite;
 use crate::admin::{MysqlAdmin, VERIFY_MARK, replay_dump, work_name};
 use crate::compare::restored_findings;
 use crate::config::MysqlSourceConfig;
+use crate::replay_filter::ReplayFilter;
 use crate::scan::{DumpScanner, DumpSummary};
 use crate::snapshotter::{COUNTS_DUMP_SNAPSHOT, DUMP_FORMAT, SOURCE_KIND};
 use crate::tools::{Flavour, find_client};
@@ -296,7 +297,15 @@ async fn verify_by_restore(
     };
     admin.close().await;
     let mut out = Vec::new();
-    match replay_dump(store, a, &client, &scratch.config()).await {
+    let replayed = replay_dump(
+        store,
+        a,
+        &client,
+        &scratch.config(),
+        ReplayFilter::for_scratch(),
+    )
+    .await;
+    match replayed {
         Err(message) => out.push(make(
             FindingStatus::Failed,
             format!(
@@ -304,7 +313,7 @@ async fn verify_by_restore(
                 target.location()
             ),
         )),
-        Ok(()) => {
+        Ok(filter) => {
             out.push(make(
                 FindingStatus::Passed,
                 format!(
@@ -313,7 +322,8 @@ async fn verify_by_restore(
                     client.display()
                 ),
             ));
-            out.extend(restored_findings(store, &scratch.config(), source, a).await);
+            let disabled = filter.disabled_events();
+            out.extend(restored_findings(store, &scratch.config(), source, a, disabled).await);
         }
     }
     if let Err(e) = scratch.drop_now().await {
