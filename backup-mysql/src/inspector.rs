@@ -11,6 +11,8 @@ use crate::config::MysqlSourceConfig;
 
 /// MySQL's "access denied; you need (at least one of) the … privilege" error.
 const ER_SPECIFIC_ACCESS_DENIED: u16 = 1227;
+/// `ER_LOCK_WAIT_TIMEOUT`.
+const ER_LOCK_WAIT_TIMEOUT: u16 = 1205;
 
 /// The binary log position of a snapshot, when the server keeps a binary log.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -146,20 +148,36 @@ impl MysqlInspector {
         Ok(global_privileges(&grants))
     }
 
-    /// `FLUSH TABLES WITH READ LOCK`: `Ok(false)` when the user lacks the RELOAD privilege.
+    /// `FLUSH TABLES WITH READ LOCK`, waited for at most `wait`: `Ok(Err(why))` when it is not
+    /// held (the user lacks the RELOAD privilege, or a running statement kept it from being
+    /// granted in time).
+    ///
+    /// While the lock is requested, every write of the application queues behind it, so the
+    /// wait is short: a busy server gets a backup with counts taken after the dump rather than
+    /// a stall.
     ///
     /// # Errors
     ///
     /// [`Error::SourceUnavailable`] for any other failure.
-    pub async fn lock_for_snapshot(&mut self) -> Result<bool> {
-        // Waiting long for the lock would block the application's writes behind us.
+    pub async fn lock_for_snapshot(
+        &mut self,
+        wait: Duration,
+    ) -> Result<std::result::Result<(), &'static str>> {
         let _ = self
             .conn
-            .query_drop("SET SESSION lock_wait_timeout = 60")
+            .query_drop(format!(
+                "SET SESSION lock_wait_timeout = {}",
+                wait.as_secs().max(1)
+            ))
             .await;
         match self.conn.query_drop("FLUSH TABLES WITH READ LOCK").await {
-            Ok(()) => Ok(true),
-            Err(mysql_async::Error::Server(e)) if e.code == ER_SPECIFIC_ACCESS_DENIED => Ok(false),
+            Ok(()) => Ok(Ok(())),
+            Err(mysql_async::Error::Server(e)) if e.code == ER_SPECIFIC_ACCESS_DENIED => Ok(Err(
+                "the backup user lacks the RELOAD privilege, so writes could not be paused while the snapshots opened",
+            )),
+            Err(mysql_async::Error::Server(e)) if e.code == ER_LOCK_WAIT_TIMEOUT => Ok(Err(
+                "a running statement kept the global read lock from being granted in time (writes are never held back longer)",
+            )),
             Err(e) => Err(self.failed("FLUSH TABLES WITH READ LOCK", &e)),
         }
     }

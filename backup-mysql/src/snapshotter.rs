@@ -34,6 +34,9 @@ pub const COUNTS_AFTER_DUMP: &str = "after-dump";
 
 /// The longest we hold the global read lock waiting for the dump to open its transaction.
 const LOCK_WAIT: Duration = Duration::from_secs(20);
+/// How long `FLUSH TABLES WITH READ LOCK` may wait for running statements: the application's
+/// writes queue behind it meanwhile.
+const READ_LOCK_WAIT: Duration = Duration::from_secs(5);
 
 /// Environment variables of the client library that could redirect the tool elsewhere.
 const CLEARED_ENV: &[&str] = &[
@@ -158,7 +161,8 @@ impl Snapshotter for MysqlSnapshotter {
 
         // Both our snapshot and the dump's are opened while writes are blocked by the global
         // read lock, so both see the same data; see the crate docs.
-        let locked = inspector.lock_for_snapshot().await?;
+        let lock = inspector.lock_for_snapshot(READ_LOCK_WAIT).await?;
+        let locked = lock.is_ok();
         inspector.start_snapshot().await?;
         let position = inspector.binlog_position(flavour == Flavour::MariaDb).await;
         let tables = inspector.base_tables().await?;
@@ -226,7 +230,7 @@ impl Snapshotter for MysqlSnapshotter {
         let schema = ctx
             .write_artifact(spec, std::io::Cursor::new(listing.to_text().into_bytes()))
             .await?;
-        let (notes, mut extra) = describe(flavour, start, &tables, &position);
+        let (notes, mut extra) = describe(flavour, start, lock.err(), &tables, &position);
         if let Some((charset, collation)) = listing.charset() {
             extra.insert("default_charset".into(), json!(charset));
             extra.insert("default_collation".into(), json!(collation));
@@ -255,6 +259,7 @@ impl Snapshotter for MysqlSnapshotter {
 fn describe(
     flavour: Flavour,
     start: Option<DumpStart>,
+    not_locked: Option<&str>,
     tables: &[TableInfo],
     position: &BinlogPosition,
 ) -> (Vec<String>, Map<String, Value>) {
@@ -265,9 +270,7 @@ fn describe(
         COUNTS_DUMP_SNAPSHOT
     } else {
         let why = match start {
-            None => {
-                "the backup user lacks the RELOAD privilege, so writes could not be paused while the snapshots opened"
-            }
+            None => not_locked.unwrap_or("the global read lock was not taken"),
             Some(DumpStart::CannotWatch) => {
                 "the backup user lacks the PROCESS privilege, so the dump's transaction could not be seen under the read lock"
             }
@@ -329,6 +332,7 @@ mod tests {
         let (notes, extra) = describe(
             Flavour::MariaDb,
             Some(DumpStart::TransactionSeen),
+            None,
             &tables,
             &position,
         );
@@ -340,12 +344,14 @@ mod tests {
                 .iter()
                 .any(|n| n.contains("m") && n.contains("InnoDB only"))
         );
-        for (start, why) in [
-            (None, "RELOAD"),
-            (Some(DumpStart::CannotWatch), "PROCESS"),
-            (Some(DumpStart::TimedOut), "in time"),
+        for (start, not_locked, why) in [
+            (None, Some("lacks the RELOAD privilege"), "RELOAD"),
+            (None, Some("kept the global read lock"), "global read lock"),
+            (Some(DumpStart::CannotWatch), None, "PROCESS"),
+            (Some(DumpStart::TimedOut), None, "in time"),
         ] {
-            let (notes, extra) = describe(Flavour::MySql, start, &tables[..1], &position);
+            let (notes, extra) =
+                describe(Flavour::MySql, start, not_locked, &tables[..1], &position);
             assert_eq!(extra["counts"], COUNTS_AFTER_DUMP);
             assert_eq!(extra["flavour"], "MySQL");
             assert!(extra.get("gtid").is_none());

@@ -507,3 +507,62 @@ fn a_socket_url_and_a_password_from_my_cnf_work() {
     assert_eq!(manifest_counts(&manifest), vec![("t".to_owned(), 2)]);
     assert!(!manifest.to_string().contains(server.password()));
 }
+
+#[test]
+fn a_long_running_write_never_stalls_the_application_behind_the_read_lock() {
+    let server = MariaDbServer::shared();
+    let db = server.create_database("busy");
+    server.sql(
+        &db,
+        "CREATE TABLE t (id INT PRIMARY KEY, v INT); INSERT INTO t VALUES (1, 0), (2, 0);",
+    );
+    let store = tempfile::tempdir().expect("store");
+    // Built before the long statement starts (the first use builds the binary).
+    let _ = predeploy_tests::cli::binary();
+    // A write statement that runs for minutes: FLUSH TABLES WITH READ LOCK waits for it, and
+    // every other write of the application would queue behind that wait.
+    let mut blocker = server
+        .client(&db)
+        .args(["-e", "UPDATE t SET v = SLEEP(600) WHERE id = 1"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the long statement");
+    let running = || {
+        server.sql(
+            "",
+            "SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE 'UPDATE t SET v = SLEEP%'",
+        )
+    };
+    assert!(
+        predeploy_tests::pg::wait_until(std::time::Duration::from_secs(20), || !running()
+            .trim()
+            .is_empty()),
+        "the long statement did not start"
+    );
+    let out = backup(store.path(), &server.url(&db), &[]);
+    let still_running = running();
+    for id in still_running.split_whitespace() {
+        server.sql("", &format!("KILL {id}"));
+    }
+    let _ = blocker.kill();
+    let _ = blocker.wait();
+    assert!(
+        !still_running.trim().is_empty(),
+        "the long statement ended before the backup did: the test proves nothing"
+    );
+    out.assert_success();
+    let manifest = only_manifest(store.path());
+    let source = &manifest["sources"][0];
+    assert_eq!(source["counts"], "after-dump", "{source:#}");
+    let notes = source["notes"].to_string();
+    assert!(
+        notes.contains("kept the global read lock from being granted in time"),
+        "{notes}"
+    );
+    assert_eq!(
+        manifest_counts(&manifest),
+        vec![("t".to_owned(), 2)],
+        "the counts still describe the table"
+    );
+}
