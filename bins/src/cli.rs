@@ -63,9 +63,10 @@ pub struct Global {
     /// Environment name (config section, manifest field)
     #[arg(long, global = true, value_name = "NAME")]
     pub env: Option<String>,
-    /// Server for level-4 test restores (default: each source's own server)
+    /// Server for level-4 test restores, one per kind of database (postgres://…, `local`,
+    /// mysql://…), repeatable (default: each source's own server)
     #[arg(long, global = true, value_name = "URL")]
-    pub verify_restore_url: Option<String>,
+    pub verify_restore_url: Vec<String>,
     /// Wait up to DURATION (e.g. 10m) for another run's lock instead of failing with exit 6
     #[arg(long, global = true, value_name = "DURATION")]
     pub wait_lock: Option<String>,

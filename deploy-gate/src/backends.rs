@@ -6,11 +6,12 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+use backup_core::Backend as _;
 use backup_core::Registry;
 use backup_mysql::{MysqlBackend, MysqlSection};
 use backup_objectstore::S3Settings;
 use backup_objectstore::bucket::BucketBackend;
-use backup_postgres::{BIN_DIR_ENV, PostgresBackend, PostgresSection};
+use backup_postgres::{BIN_DIR_ENV, LOCAL_SCRATCH, PostgresBackend, PostgresSection};
 
 /// What the backends of the command line are configured from: the parts of
 /// [`crate::Settings`] they read (see [`crate::Settings::backend_config`]).
@@ -20,8 +21,9 @@ pub struct BackendConfig<'a> {
     pub sections: &'a BTreeMap<String, toml::Value>,
     /// The values of the backends' environment variables that are set.
     pub env: &'a BTreeMap<String, String>,
-    /// Where test restores go (`--verify-restore-url`), when not the source's own server.
-    pub verify_restore_url: Option<&'a str>,
+    /// Where test restores go (`--verify-restore-url`, at most one per backend), when not
+    /// each source's own server.
+    pub verify_restore_urls: &'a [String],
     /// Parallel jobs of a test restore.
     pub verify_jobs: u32,
     /// Where test restores stage their dumps.
@@ -68,6 +70,50 @@ fn mysql_section(value: &toml::Value) -> Result<MysqlSection, String> {
     section("mysql", value)
 }
 
+/// Which backend takes a test-restore URL: PostgreSQL (`postgres://`, `postgresql://` or
+/// `local`, a throwaway cluster) or MySQL/MariaDB (`mysql://`, `mariadb://`).
+fn restore_url_backend(url: &str) -> Option<&'static str> {
+    if url == LOCAL_SCRATCH || PostgresBackend::default().accepts(url) {
+        Some("PostgreSQL")
+    } else if MysqlBackend::default().accepts(url) {
+        Some("MySQL/MariaDB")
+    } else {
+        None
+    }
+}
+
+/// Why these test-restore URLs cannot be used, if they cannot: a URL no backend restores into,
+/// or two for one backend. The message shows schemes only (URLs may hold passwords).
+pub(crate) fn restore_urls_problem(urls: &[String]) -> Option<String> {
+    let mut seen: Vec<&str> = Vec::new();
+    for url in urls {
+        let scheme = url.split_once("://").map_or(url.as_str(), |(s, _)| s);
+        match restore_url_backend(url) {
+            None => {
+                return Some(format!(
+                    "a {scheme}:// URL is not a server for test restores: give postgres://…, mysql://…, mariadb://… or `local`"
+                ));
+            }
+            Some(b) if seen.contains(&b) => {
+                return Some(format!(
+                    "two servers for {b} test restores: give at most one per kind of database"
+                ));
+            }
+            Some(b) => seen.push(b),
+        }
+    }
+    None
+}
+
+/// The test-restore URL of the backend named `backend` among `config`'s.
+fn restore_url_for(config: &BackendConfig<'_>, backend: &str) -> Option<String> {
+    config
+        .verify_restore_urls
+        .iter()
+        .find(|u| restore_url_backend(u) == Some(backend))
+        .cloned()
+}
+
 /// A backend's tool directory: its environment variable `env`, else `bin_dir` of its section.
 fn tool_dir(
     config: &BackendConfig<'_>,
@@ -100,14 +146,14 @@ pub fn registry(config: &BackendConfig<'_>) -> Registry {
     Registry::new()
         .with(Arc::new(PostgresBackend {
             bin_dir,
-            verify_restore_url: config.verify_restore_url.map(str::to_owned),
+            verify_restore_url: restore_url_for(config, "PostgreSQL"),
             verify_jobs: config.verify_jobs,
             verify_temp_dir: config.verify_temp_dir.map(Path::to_path_buf),
             archive_only: false,
         }))
         .with(Arc::new(MysqlBackend {
             bin_dir: mysql_bin_dir,
-            verify_restore_url: config.verify_restore_url.map(str::to_owned),
+            verify_restore_url: restore_url_for(config, "MySQL/MariaDB"),
             archive_only: false,
         }))
         .with(Arc::new(BucketBackend {

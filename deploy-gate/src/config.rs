@@ -78,6 +78,26 @@ pub struct BackupSection {
     pub zstd_workers: Option<u32>,
 }
 
+/// A setting written as one string or a list of strings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    /// `key = "value"`.
+    One(String),
+    /// `key = ["a", "b"]`.
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The values, in order.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(v) => vec![v],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
 /// `[verify]`.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -85,8 +105,9 @@ pub struct VerifySection {
     /// `checksum`, `decompress`, `archive` or `restore`. Unset: restore when a scratch server
     /// is usable, else archive.
     pub level: Option<String>,
-    /// Server for test restores (or `local`); default: each source's own server.
-    pub restore_url: Option<String>,
+    /// Server(s) for test restores: one URL, or a list with one URL per kind of database (or
+    /// `local`); default: each source's own server.
+    pub restore_url: Option<OneOrMany>,
     /// Parallel jobs of the restore tool in test restores (default: number of CPUs).
     pub jobs: Option<u32>,
     /// Directory for the decompressed archive of a test restore (default: the system temp dir).
@@ -135,8 +156,8 @@ pub struct CliOverrides {
     pub verify_level: Option<String>,
     /// `--zstd-level N`.
     pub zstd_level: Option<i32>,
-    /// `--verify-restore-url URL`.
-    pub verify_restore_url: Option<String>,
+    /// `--verify-restore-url URL`, repeatable (one per kind of database).
+    pub verify_restore_url: Vec<String>,
     /// `--wait-lock DURATION`.
     pub wait_lock: Option<String>,
 }
@@ -157,8 +178,9 @@ pub struct Settings {
     /// The level a verification must reach to pass: the same as `verify_level` when one was
     /// chosen; `archive` by default, when `restore` is attempted only if a scratch server works.
     pub verify_required: VerificationLevel,
-    /// Server for test restores (may hold a password: never print it).
-    pub verify_restore_url: Option<String>,
+    /// Servers for test restores, at most one per backend (each may hold a password: never
+    /// print it); a backend without one restores into each source's own server.
+    pub verify_restore_urls: Vec<String>,
     /// Parallel jobs of the restore tool in test restores.
     pub verify_jobs: u32,
     /// Where test restores stage the decompressed archive.
@@ -198,7 +220,7 @@ impl Settings {
         crate::backends::BackendConfig {
             sections: &self.backend_sections,
             env: &self.backend_env,
-            verify_restore_url: self.verify_restore_url.as_deref(),
+            verify_restore_urls: &self.verify_restore_urls,
             verify_jobs: self.verify_jobs,
             verify_temp_dir: self.verify_temp_dir.as_deref(),
             s3: &self.s3,
@@ -284,15 +306,23 @@ impl Settings {
             }
             None => (VerificationLevel::Restore, VerificationLevel::Archive),
         };
-        let verify_restore_url = match cli
-            .verify_restore_url
-            .clone()
-            .or_else(|| env("PREDEPLOY_VERIFY_RESTORE_URL"))
-            .or(file.verify.restore_url.clone())
-        {
-            Some(u) => Some(expand_vars(&u, env)?),
-            None => None,
+        let verify_restore_urls = if cli.verify_restore_url.is_empty() {
+            env("PREDEPLOY_VERIFY_RESTORE_URL")
+                .map(|u| vec![u])
+                .or_else(|| file.verify.restore_url.clone().map(OneOrMany::into_vec))
+                .unwrap_or_default()
+        } else {
+            cli.verify_restore_url.clone()
         };
+        let verify_restore_urls = verify_restore_urls
+            .iter()
+            .map(|u| expand_vars(u, env))
+            .collect::<Result<Vec<_>>>()?;
+        if let Some(problem) = crate::backends::restore_urls_problem(&verify_restore_urls) {
+            return Err(GateError::usage(format!(
+                "--verify-restore-url / [verify] restore_url: {problem}"
+            )));
+        }
 
         let mut pipeline = PipelineConfig::default();
         if let Some(l) = cli.zstd_level.or(file.backup.zstd_level) {
@@ -360,7 +390,7 @@ impl Settings {
                 .collect(),
             backend_sections: file.backend_sections.clone(),
             verify_required,
-            verify_restore_url,
+            verify_restore_urls,
             verify_jobs: file.verify.jobs.unwrap_or_else(|| {
                 std::thread::available_parallelism()
                     .map_or(2, |n| u32::try_from(n.get()).unwrap_or(2))
@@ -573,6 +603,54 @@ mod tests {
     }
 
     #[test]
+    fn one_test_restore_server_per_kind_of_database() {
+        let config = "[verify]\nrestore_url = [\"local\", \"mysql://scratch:pw@10.0.0.9/x\"]\n";
+        let s = resolve(CliOverrides::default(), &[], Some(config)).expect("resolves");
+        assert_eq!(
+            s.verify_restore_urls,
+            ["local", "mysql://scratch:pw@10.0.0.9/x"]
+        );
+        let one = resolve(
+            CliOverrides::default(),
+            &[],
+            Some("[verify]\nrestore_url = \"postgres://s@h/d\"\n"),
+        )
+        .expect("one URL");
+        assert_eq!(one.verify_restore_urls, ["postgres://s@h/d"]);
+        let flags = CliOverrides {
+            verify_restore_url: vec!["mariadb://a@h/d".into(), "postgres://b@h/d".into()],
+            ..CliOverrides::default()
+        };
+        let s = resolve(flags, &[], Some(config)).expect("flags");
+        assert_eq!(
+            s.verify_restore_urls,
+            ["mariadb://a@h/d", "postgres://b@h/d"]
+        );
+        for (urls, said) in [
+            (
+                vec!["local", "postgres://u:hunter2@h/d"],
+                "two servers for PostgreSQL",
+            ),
+            (
+                vec!["mysql://u:hunter2@h/d", "mariadb://h/d"],
+                "two servers for MySQL/MariaDB",
+            ),
+            (
+                vec!["s3://u:hunter2@bucket"],
+                "a s3:// URL is not a server for test restores",
+            ),
+        ] {
+            let flags = CliOverrides {
+                verify_restore_url: urls.iter().map(|u| (*u).to_owned()).collect(),
+                ..CliOverrides::default()
+            };
+            let err = resolve(flags, &[], None).expect_err(said).to_string();
+            assert!(err.contains(said), "{err}");
+            assert!(!err.contains("hunter2"), "{err}");
+        }
+    }
+
+    #[test]
     fn defaults_use_database_url_as_db() {
         let s = resolve(
             CliOverrides::default(),
@@ -769,7 +847,7 @@ mod tests {
             prop_assert_eq!(&settings.environment, &environment);
             prop_assert_eq!(Some(settings.verify_level), level.parse().ok());
             prop_assert_eq!(settings.verify_jobs, jobs);
-            prop_assert_eq!(settings.verify_restore_url.as_deref() == Some("local"), local);
+            prop_assert_eq!(settings.verify_restore_urls == ["local"], local);
             let got: Vec<(String, String)> = settings
                 .sources
                 .iter()

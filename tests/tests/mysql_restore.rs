@@ -580,6 +580,61 @@ fn level_4_goes_to_the_configured_restore_server() {
 }
 
 #[test]
+fn each_kind_of_database_gets_its_own_test_restore_server() {
+    let server = MariaDbServer::shared();
+    let db = varied_database(server, "mixed");
+    let pg = predeploy_tests::pg::PgServer::shared();
+    let pg_db = pg.create_database("mixed");
+    pg.psql(
+        &pg_db,
+        "CREATE TABLE t (id int PRIMARY KEY); INSERT INTO t SELECT generate_series(1, 50);",
+    );
+    let store = tempfile::tempdir().expect("store");
+    let work = tempfile::tempdir().expect("work dir");
+    let out = run(pre_deploy()
+        .current_dir(work.path())
+        .args(["backup", "--json", "--verify-level", "restore", "--store"])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("app={}", server.url(&db)))
+        .arg("--source")
+        .arg(format!("pg={}", pg.url(&pg_db)))
+        .args(["--verify-restore-url", "local", "--verify-restore-url"])
+        .arg(server.url("mixedscratch")));
+    out.assert_success();
+    let json = out.json();
+    let verification = &json["verification"];
+    assert_eq!(verification["level_reached"], "restore", "{verification:#}");
+    let mysql = predeploy_tests::cli::finding(verification, "mysql-restore")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(mysql.contains("mixedscratch__predeploy_verify_"), "{mysql}");
+    let postgres = predeploy_tests::cli::finding(verification, "pg-restore")["message"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        !postgres.contains(&format!(":{}/", pg.port())),
+        "the PostgreSQL test restore went to the local cluster, not the source's server: {postgres}"
+    );
+    // Two servers for one kind of database are refused before anything runs.
+    let out = run(pre_deploy()
+        .current_dir(work.path())
+        .args(["backup", "--store"])
+        .arg(store.path())
+        .arg("--source")
+        .arg(format!("app={}", server.url(&db)))
+        .arg("--verify-restore-url")
+        .arg(server.url("one"))
+        .arg("--verify-restore-url")
+        .arg(server.url("two")));
+    out.assert_code(2);
+    out.assert_stderr_contains("two servers for MySQL/MariaDB test restores");
+    assert!(!out.stderr.contains(server.password()), "{}", out.stderr);
+}
+
+#[test]
 fn a_user_who_may_not_create_the_scratch_database_gets_level_3_or_a_refusal_naming_the_privilege() {
     let server = MariaDbServer::shared();
     let db = varied_database(server, "nopriv");
