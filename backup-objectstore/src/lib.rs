@@ -16,6 +16,7 @@
 //! # std::fs::remove_dir_all(dir).ok(); Ok(()) }
 //! ```
 
+pub mod aws_profile;
 pub mod bucket;
 mod error;
 mod s3;

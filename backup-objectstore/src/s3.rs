@@ -79,7 +79,55 @@ pub struct S3Settings {
     /// Whether the server honours create-only writes; unset means "probe it" (see
     /// [`backup_core::Store::detect_create_only`]).
     pub create_only: Option<bool>,
+    /// A named profile of the AWS shared files (`AWS_PROFILE`): its keys, region and
+    /// endpoint fill what is not set otherwise (see [`crate::aws_profile`]).
+    pub profile: Option<String>,
+    /// Server-side encryption of stored objects: `AES256` (SSE-S3), `aws:kms` (SSE-KMS) or
+    /// `aws:kms:dsse`.
+    pub sse: Option<String>,
+    /// The KMS key of `sse = "aws:kms"` (default: the account's `aws/s3` key).
+    pub sse_kms_key_id: Option<String>,
+    /// The storage class of backup objects (`STANDARD_IA`, `INTELLIGENT_TIERING`, …; never
+    /// for lock leases). Classes whose objects cannot be read without a restore request
+    /// (`GLACIER`, `DEEP_ARCHIVE`) are refused: no backup there could be verified.
+    pub storage_class: Option<String>,
 }
+
+/// The variables of the AWS credential chain passed to the client when no keys are given, with
+/// the client's name for each.
+const CREDENTIAL_CHAIN_VARS: &[(&str, &str)] = &[
+    ("AWS_WEB_IDENTITY_TOKEN_FILE", "aws_web_identity_token_file"),
+    ("AWS_ROLE_ARN", "aws_role_arn"),
+    ("AWS_ROLE_SESSION_NAME", "aws_role_session_name"),
+    ("AWS_ENDPOINT_URL_STS", "aws_endpoint_url_sts"),
+    (
+        "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+        "aws_container_credentials_relative_uri",
+    ),
+    (
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "aws_container_credentials_full_uri",
+    ),
+    (
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+        "aws_container_authorization_token_file",
+    ),
+    ("AWS_EC2_METADATA_SERVICE_ENDPOINT", "aws_metadata_endpoint"),
+];
+
+/// Server-side encryption types S3 accepts.
+const SSE_TYPES: &[&str] = &["AES256", "aws:kms", "aws:kms:dsse"];
+
+/// Storage classes whose objects can be read at once.
+const READABLE_CLASSES: &[&str] = &[
+    "STANDARD",
+    "REDUCED_REDUNDANCY",
+    "STANDARD_IA",
+    "ONEZONE_IA",
+    "INTELLIGENT_TIERING",
+    "GLACIER_IR",
+    "EXPRESS_ONEZONE",
+];
 
 impl std::fmt::Debug for S3Settings {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -93,6 +141,10 @@ impl std::fmt::Debug for S3Settings {
             .field("secret_access_key", &redacted(&self.secret_access_key))
             .field("session_token", &redacted(&self.session_token))
             .field("create_only", &self.create_only)
+            .field("profile", &self.profile)
+            .field("sse", &self.sse)
+            .field("sse_kms_key_id", &self.sse_kms_key_id)
+            .field("storage_class", &self.storage_class)
             .finish()
     }
 }
@@ -112,6 +164,10 @@ impl S3Settings {
             secret_access_key: first(&["AWS_SECRET_ACCESS_KEY"]),
             session_token: first(&["AWS_SESSION_TOKEN"]),
             create_only: None,
+            profile: first(&["AWS_PROFILE"]),
+            sse: None,
+            sse_kms_key_id: None,
+            storage_class: None,
         }
     }
 
@@ -134,11 +190,15 @@ impl S3Settings {
             secret_access_key: pick(&over.secret_access_key, &self.secret_access_key),
             session_token: pick(&over.session_token, &self.session_token),
             create_only: pick(&over.create_only, &self.create_only),
+            profile: pick(&over.profile, &self.profile),
+            sse: pick(&over.sse, &self.sse),
+            sse_kms_key_id: pick(&over.sse_kms_key_id, &self.sse_kms_key_id),
+            storage_class: pick(&over.storage_class, &self.storage_class),
         }
     }
 
     /// Parses the query of an `s3://` URL: `endpoint`, `region`, `path_style`, `allow_http`,
-    /// `create_only`. Credentials in a URL are refused (they would end up in logs and `ps`).
+    /// `create_only`, `profile`, `sse`, `sse_kms_key_id`, `storage_class`. Credentials in a URL are refused (they would end up in logs and `ps`).
     ///
     /// # Errors
     ///
@@ -154,6 +214,10 @@ impl S3Settings {
                 "path_style" => s.path_style = Some(flag()?),
                 "allow_http" => s.allow_http = Some(flag()?),
                 "create_only" => s.create_only = Some(flag()?),
+                "profile" => s.profile = Some(value.into_owned()),
+                "sse" => s.sse = Some(value.into_owned()),
+                "sse_kms_key_id" => s.sse_kms_key_id = Some(value.into_owned()),
+                "storage_class" => s.storage_class = Some(value.into_owned()),
                 k if k.contains("key") || k.contains("secret") || k.contains("token") => {
                     return Err(format!(
                         "credentials are not accepted in a URL ({k}); set AWS_ACCESS_KEY_ID and \
@@ -162,7 +226,7 @@ impl S3Settings {
                 }
                 k => {
                     return Err(format!(
-                        "unknown option {k}; use endpoint, region, path_style, allow_http or create_only"
+                        "unknown option {k}; use endpoint, region, path_style, allow_http, create_only, profile, sse, sse_kms_key_id or storage_class"
                     ));
                 }
             }
@@ -187,6 +251,16 @@ impl S3Settings {
         }
         if let Some(c) = self.create_only {
             q.append_pair("create_only", if c { "true" } else { "false" });
+        }
+        for (key, value) in [
+            ("profile", &self.profile),
+            ("sse", &self.sse),
+            ("sse_kms_key_id", &self.sse_kms_key_id),
+            ("storage_class", &self.storage_class),
+        ] {
+            if let Some(v) = value {
+                q.append_pair(key, v);
+            }
         }
         q.finish()
     }
@@ -219,8 +293,13 @@ impl S3Settings {
             value: display.clone(),
             reason,
         };
-        let allow_http = self.allow_http.unwrap_or(false);
-        if let Some(ep) = &self.endpoint
+        let resolved = self
+            .with_profile(&|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+            .map_err(invalid)?;
+        resolved.check_storage_options().map_err(invalid)?;
+        let this = &resolved;
+        let allow_http = this.allow_http.unwrap_or(false);
+        if let Some(ep) = &this.endpoint
             && ep.starts_with("http://")
             && !allow_http
         {
@@ -242,39 +321,109 @@ impl S3Settings {
         };
         let mut b = AmazonS3Builder::new()
             .with_bucket_name(bucket)
-            .with_region(self.region.as_deref().unwrap_or(DEFAULT_REGION))
+            .with_region(this.region.as_deref().unwrap_or(DEFAULT_REGION))
             .with_client_options(client)
             .with_retry(retry)
             .with_allow_http(allow_http)
             .with_disable_tagging(true)
-            .with_virtual_hosted_style_request(!self.path_style.unwrap_or(self.endpoint.is_some()));
-        if let Some(ep) = &self.endpoint {
+            .with_virtual_hosted_style_request(!this.path_style.unwrap_or(this.endpoint.is_some()));
+        if let Some(ep) = &this.endpoint {
             b = b.with_endpoint(ep);
         }
-        if let Some(k) = &self.access_key_id {
+        if let Some(k) = &this.access_key_id {
             b = b.with_access_key_id(k);
         }
-        if let Some(s) = &self.secret_access_key {
+        if let Some(s) = &this.secret_access_key {
             b = b.with_secret_access_key(s);
         }
-        if let Some(t) = &self.session_token {
+        if let Some(t) = &this.session_token {
             b = b.with_token(t);
         }
-        // Other standard variables (web identity, container credentials) still work: they are
-        // read by the builder's own credential chain.
-        for (k, v) in std::env::vars() {
-            if matches!(
-                k.as_str(),
-                "AWS_WEB_IDENTITY_TOKEN_FILE"
-                    | "AWS_ROLE_ARN"
-                    | "AWS_ROLE_SESSION_NAME"
-                    | "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI"
-            ) && let Ok(key) = k.to_ascii_lowercase().parse::<AmazonS3ConfigKey>()
-            {
+        // Without keys, the builder's own credential chain finds them: web identity (with a
+        // custom STS endpoint), container credentials, then the instance's role.
+        if this.access_key_id.is_none() {
+            for (var, key) in CREDENTIAL_CHAIN_VARS {
+                if let (Some(v), Ok(key)) = (
+                    std::env::var(var).ok().filter(|v| !v.is_empty()),
+                    key.parse::<AmazonS3ConfigKey>(),
+                ) {
+                    b = b.with_config(key, v);
+                }
+            }
+        }
+        for (key, value) in [
+            ("aws_server_side_encryption", &this.sse),
+            ("aws_sse_kms_key_id", &this.sse_kms_key_id),
+        ] {
+            if let (Some(v), Ok(key)) = (value, key.parse::<AmazonS3ConfigKey>()) {
                 b = b.with_config(key, v);
             }
         }
         b.build().map_err(|e| invalid(e.to_string()))
+    }
+
+    /// `self` with what the AWS profile (named by `profile`, else `default` when it exists)
+    /// gives, where `self` leaves it unset: keys only when `self` has none.
+    ///
+    /// # Errors
+    ///
+    /// A message for a named profile that does not exist or cannot be used.
+    pub fn with_profile(
+        &self,
+        var: &dyn Fn(&str) -> Option<String>,
+    ) -> std::result::Result<S3Settings, String> {
+        let keys_given = self.access_key_id.is_some() || self.secret_access_key.is_some();
+        // An explicit key in the environment wins over the default profile, as in the AWS CLI;
+        // a named profile is still checked so a typo does not go unnoticed.
+        if keys_given && self.profile.is_none() {
+            return Ok(self.clone());
+        }
+        let Some(p) = crate::aws_profile::load(self.profile.as_deref(), var)? else {
+            return Ok(self.clone());
+        };
+        let mut out = self.clone();
+        if !keys_given {
+            out.access_key_id = p.access_key_id;
+            out.secret_access_key = p.secret_access_key;
+            out.session_token = p.session_token;
+        }
+        out.region = out.region.or(p.region);
+        out.endpoint = out.endpoint.or(p.endpoint);
+        Ok(out)
+    }
+
+    /// Whether `sse`, `sse_kms_key_id` and `storage_class` make sense.
+    fn check_storage_options(&self) -> std::result::Result<(), String> {
+        if let Some(sse) = &self.sse
+            && !SSE_TYPES.contains(&sse.as_str())
+        {
+            return Err(format!(
+                "sse = {sse:?} is not a server-side encryption S3 knows: use AES256 (SSE-S3), aws:kms (SSE-KMS) or aws:kms:dsse"
+            ));
+        }
+        if self.sse_kms_key_id.is_some()
+            && !self
+                .sse
+                .as_deref()
+                .is_some_and(|s| s.starts_with("aws:kms"))
+        {
+            return Err("sse_kms_key_id needs sse = \"aws:kms\"".into());
+        }
+        if let Some(class) = &self.storage_class
+            && !READABLE_CLASSES.contains(&class.as_str())
+        {
+            return Err(if matches!(class.as_str(), "GLACIER" | "DEEP_ARCHIVE") {
+                format!(
+                    "storage_class = {class:?}: objects there cannot be read without a restore request, so no backup could be verified or restored on a bad day; use GLACIER_IR, or a lifecycle rule that moves old backups"
+                )
+            } else {
+                format!(
+                    "storage_class = {class:?} is not one S3 knows: use one of {}",
+                    READABLE_CLASSES.join(", ")
+                )
+            });
+        }
+        Ok(())
     }
 
     /// A short description without secrets, e.g. `endpoint http://127.0.0.1:3900, region garage`.

@@ -54,6 +54,8 @@ pub struct ObjectStoreStore {
     metadata: bool,
     /// The directory of a local store, for permissions.
     local_root: Option<PathBuf>,
+    /// The storage class of backup objects (S3), never of lock leases.
+    storage_class: Option<String>,
 }
 
 impl ObjectStoreStore {
@@ -75,6 +77,7 @@ impl ObjectStoreStore {
             create_only: Arc::new(AtomicU8::new(create_only)),
             metadata: false,
             local_root: None,
+            storage_class: None,
         }
     }
 
@@ -113,6 +116,7 @@ impl ObjectStoreStore {
             create_only: Arc::new(AtomicU8::new(create_only)),
             metadata: true,
             local_root: None,
+            storage_class: settings.storage_class.clone(),
         })
     }
 
@@ -172,10 +176,18 @@ impl ObjectStoreStore {
         Ok(honoured)
     }
 
-    fn sha256_attributes(&self, sha256: Option<&Digest>) -> Attributes {
+    /// The attributes of a new object at `key`: its sha256 as metadata (S3), and the storage
+    /// class, except for lock leases (read and renewed often) and probes.
+    fn object_attributes(&self, key: &str, sha256: Option<&Digest>) -> Attributes {
         let mut attrs = Attributes::new();
         if let (true, Some(d)) = (self.metadata, sha256) {
             attrs.insert(Attribute::Metadata(SHA256_METADATA.into()), d.hex().into());
+        }
+        if let Some(class) = &self.storage_class
+            && !key.starts_with(backup_core::lock::LOCKS_DIR)
+            && !key.starts_with(".probe/")
+        {
+            attrs.insert(Attribute::StorageClass, class.clone().into());
         }
         attrs
     }
@@ -202,7 +214,7 @@ impl ObjectStoreStore {
             .put_multipart_opts(
                 &path,
                 PutMultipartOptions {
-                    attributes: self.sha256_attributes(sha256),
+                    attributes: self.object_attributes(key, sha256),
                     ..PutMultipartOptions::default()
                 },
             )
@@ -270,6 +282,7 @@ impl ObjectStoreStore {
             create_only: Arc::new(AtomicU8::new(CREATE_ONLY_YES)),
             metadata: false,
             local_root: Some(root),
+            storage_class: None,
         })
     }
 
@@ -614,7 +627,7 @@ impl Store for ObjectStoreStore {
                 WriteMode::Overwrite => PutMode::Overwrite,
                 WriteMode::CreateOnly => PutMode::Create,
             },
-            attributes: self.sha256_attributes(Some(&Digest::of(&data))),
+            attributes: self.object_attributes(key, Some(&Digest::of(&data))),
             ..PutOptions::default()
         };
         if let Err(e) = self

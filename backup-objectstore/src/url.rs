@@ -7,6 +7,8 @@ use backup_core::{Error, Result};
 use crate::s3::S3Settings;
 
 /// A parsed `--store` value.
+// Made once per run and matched everywhere: boxing the S3 settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreUrl {
     /// A directory on this machine (`./backups`, `/var/backups/app`, `file:///var/backups/app`).

@@ -11,6 +11,8 @@ use crate::s3::S3Settings;
 /// - `s3://bucket`, `s3://bucket/some/prefix?endpoint=…&region=…` (connection settings in the
 ///   query override the base settings; credentials are never accepted in a URL);
 /// - `file:///var/lib/app/files` or an absolute path `/var/lib/app/files`.
+// Made once per run and matched everywhere: boxing the S3 settings would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BucketLocation {
     /// An S3-compatible bucket, and a prefix inside it (no leading or trailing slash).
