@@ -14,6 +14,7 @@
 //! - [`regress`]: PostgreSQL's own regression database, cached by `scripts/regress-db.sh`.
 //! - [`mysql`]: a MariaDB server with password authentication, its client, content hashes.
 //! - [`tls`]: a PostgreSQL server that accepts only TLS, with certificates made by the test.
+//! - [`docker`]: PostgreSQL in a Docker container without a published port (`via=docker://`).
 //! - [`procs`]: process groups started by a test, ended by their id.
 //! - [`restoring`]: helpers for `restore` and rollback tests, and [`restoring::Paused`], a
 //!   restore stopped at a named step.
@@ -30,6 +31,7 @@
 
 pub mod cli;
 pub mod compare;
+pub mod docker;
 pub mod fakes;
 pub mod fixtures;
 pub mod mysql;
