@@ -141,9 +141,7 @@ impl GateBuilder {
         let snapshotters = self
             .sources
             .iter()
-            .map(|s| {
-                self.backends.snapshotter(s).map_err(GateError::from)
-            })
+            .map(|s| self.backends.snapshotter(s).map_err(GateError::from))
             .collect::<Result<Vec<_>>>()?;
         let (verifiers, reverifiers) = crate::backups::verifiers_of(&self.backends, &self.sources)?;
         let mut gate = Gate::new(self.store, self.environment, snapshotters, verifiers)

@@ -73,7 +73,14 @@ impl DockerPg {
         getrandom::fill(&mut bytes).expect("random password");
         let password = format!("dk-{}", hex(&bytes));
         let mut cmd = docker();
-        cmd.args(["run", "--detach", "--name", &name, "--label", "predeploy.test=1"]);
+        cmd.args([
+            "run",
+            "--detach",
+            "--name",
+            &name,
+            "--label",
+            "predeploy.test=1",
+        ]);
         for (k, v) in labels {
             cmd.arg("--label").arg(format!("{k}={v}"));
         }
@@ -113,14 +120,20 @@ impl DockerPg {
     /// `postgres://app@localhost:5432/DB?via=docker://NAME`, without the password.
     #[must_use]
     pub fn url(&self, db: &str) -> String {
-        format!("postgres://{USER}@localhost:5432/{db}?via=docker://{}", self.name)
+        format!(
+            "postgres://{USER}@localhost:5432/{db}?via=docker://{}",
+            self.name
+        )
     }
 
     /// The container's ports published on the host, as `docker port` lists them (none unless
     /// a test publishes one).
     #[must_use]
     pub fn published_ports(&self) -> String {
-        let out = docker().args(["port", &self.name]).output().expect("docker port");
+        let out = docker()
+            .args(["port", &self.name])
+            .output()
+            .expect("docker port");
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -172,7 +185,10 @@ impl DockerPg {
     }
 
     fn logs(&self) -> String {
-        let out = docker().args(["logs", &self.name]).output().expect("docker logs");
+        let out = docker()
+            .args(["logs", &self.name])
+            .output()
+            .expect("docker logs");
         format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -266,7 +282,12 @@ fn argv_containing(needle: &str) -> Vec<String> {
     };
     entries
         .flatten()
-        .filter(|e| e.file_name().to_string_lossy().bytes().all(|b| b.is_ascii_digit()))
+        .filter(|e| {
+            e.file_name()
+                .to_string_lossy()
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+        })
         .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
         .map(|raw| String::from_utf8_lossy(&raw).replace('\0', " "))
         .filter(|argv| argv.contains(needle))
@@ -281,7 +302,9 @@ fn docker() -> Command {
 
 /// Fails (never skips) when the daemon does not answer or the image is missing.
 fn require_docker() {
-    let info = docker().args(["info", "--format", "{{.ServerVersion}}"]).output();
+    let info = docker()
+        .args(["info", "--format", "{{.ServerVersion}}"])
+        .output();
     assert!(
         info.is_ok_and(|o| o.status.success()),
         "no Docker daemon answers: run scripts/setup.sh (it installs docker.io and starts dockerd)"

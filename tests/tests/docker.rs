@@ -72,7 +72,11 @@ fn run_and_restore_reach_a_container_whose_port_is_not_published() {
         "app",
         "CREATE TABLE after_deploy (id int); UPDATE customers SET email = 'changed@example.com';",
     );
-    assert_ne!(pg.psql("app", CONTENT_SQL), before, "the deploy changed data");
+    assert_ne!(
+        pg.psql("app", CONTENT_SQL),
+        before,
+        "the deploy changed data"
+    );
 
     let (out, argv_with_password) = run_scanning_argv(
         &mut command(
@@ -147,10 +151,16 @@ fn a_stopped_or_missing_container_or_no_daemon_is_exit_5_naming_it() {
 
     let gone = format!("predeploy-missing-{}", std::process::id());
     let url = format!("postgres://app@localhost/app?via=docker://{gone}");
-    run(&mut command(&pg, store.path(), work.path(), &["backup"], &url))
-        .assert_code(5)
-        .assert_stderr_contains(&gone)
-        .assert_stderr_contains("does not exist");
+    run(&mut command(
+        &pg,
+        store.path(),
+        work.path(),
+        &["backup"],
+        &url,
+    ))
+    .assert_code(5)
+    .assert_stderr_contains(&gone)
+    .assert_stderr_contains("does not exist");
 
     let mut no_daemon = command(&pg, store.path(), work.path(), &["backup"], &url);
     no_daemon.env("DOCKER_HOST", "unix:///nonexistent/docker.sock");
