@@ -28,7 +28,13 @@ impl Restorer for DatabaseRestorer {
         let (manifest, source) = (setup.manifest, setup.source);
         let mut target_config =
             PgSourceConfig::from_url(setup.target_url, &ProcessEnv).map_err(|e| match e {
-                e @ backup_core::Error::SourceUnavailable { .. } => RestoreError::Preflight(e),
+                // `via=docker://` naming a stopped container: exit 5, named by the source.
+                backup_core::Error::SourceUnavailable { message, .. } => {
+                    RestoreError::Preflight(backup_core::Error::SourceUnavailable {
+                        source_name: source.name.to_string(),
+                        message,
+                    })
+                }
                 e => RestoreError::Usage(format!("--to: {e}")),
             })?;
         if target_config.bin_dir.is_none() {
