@@ -2,9 +2,9 @@
 //!
 //! No mocks, and Docker only for the `via=docker://` tests ([`docker`]): [`pg::PgServer`] runs
 //! `initdb` and `pg_ctl` from the installed PostgreSQL binaries (`scripts/setup.sh` installs
-//! them) in a temp dir, on a free loopback port, as the `postgres` OS user when the tests run as root. Each test takes its own database
-//! ([`PgServer::create_database`]) so tests run in parallel; servers are stopped and removed on
-//! drop, also during a panic.
+//! them) in a temp dir, on a free loopback port, as the `postgres` OS user when the tests run as
+//! root. Each test takes its own database ([`PgServer::create_database`]) so tests run in
+//! parallel; servers are stopped and removed on drop, also during a panic.
 //!
 //! - [`pg`]: servers, `psql`, URLs, free ports.
 //! - [`compare`]: per-table checksums, sequence positions and schema dumps, to compare a
