@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Installs what pre-deploy's build, tests and demo need. Idempotent and fast when all is there.
-#   - Debian packages: PostgreSQL 15 (server + client tools), MariaDB (server + client tools), zstd, GNU time, git, curl, rclone (benchmark baseline), openssl (TLS test certificates), hyperfine (benchmark timing)
+#   - Debian packages: PostgreSQL 15 (server + client tools), MariaDB (server + client tools), zstd, GNU time, git, curl, rclone (benchmark baseline), openssl (TLS test certificates), hyperfine (benchmark timing), docker.io + debootstrap (Docker tests)
+#   - the local Docker images of the Docker tests (scripts/docker-images.sh; ~2 min the first time)
 #   - the pinned Rust toolchain (rust-toolchain.toml) with rustfmt and clippy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for pkg in postgresql-15 postgresql-client-15 mariadb-server mariadb-client zstd time git curl rclone openssl hyperfine; do
+for pkg in postgresql-15 postgresql-client-15 mariadb-server mariadb-client zstd time git curl rclone openssl hyperfine docker.io debootstrap; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -66,5 +67,6 @@ for comp in rustfmt clippy; do
     || command -v "cargo-${comp/rustfmt/fmt}" >/dev/null \
     || rustup component add --toolchain "$pinned" "$comp"
 done
+scripts/docker-images.sh  # dockerd when no daemon answers, and the images the Docker tests start
 scripts/regress-db.sh  # PostgreSQL's regression database, a cached test fixture (~2 min the first time)
 echo "setup: ok (PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}') and $("$pg18_bin/postgres" --version | awk '{print $3}'), $(zstd --version | awk '{print $5}' | tr -d ,), $(cargo --version))"

@@ -86,6 +86,7 @@ mod tests {
             tls: crate::tls::TlsConfig::default(),
             connect_timeout: Duration::from_secs(10),
             bin_dir: None,
+            docker: None,
         }
     }
 

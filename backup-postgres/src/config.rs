@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use backup_core::{Error, Result};
 
+use crate::docker::DockerTarget;
 use crate::tls::{TlsConfig, TlsParams};
 
 /// A password that does not print.
@@ -52,6 +53,9 @@ pub struct PgSourceConfig {
     pub connect_timeout: Duration,
     /// Directory holding `pg_dump`, `pg_dumpall` and `pg_restore`, overriding discovery.
     pub bin_dir: Option<PathBuf>,
+    /// `via=docker://…`: the container the server runs in; `host` is then the container's
+    /// address and `port` the port inside it (see [`crate::docker`]).
+    pub docker: Option<DockerTarget>,
 }
 
 /// Reads process environment variables; injectable for tests.
@@ -110,6 +114,7 @@ impl PgSourceConfig {
         let mut port = parsed.port();
         let mut tls = TlsParams::default();
         let mut connect_timeout = None;
+        let mut via = None;
         let mut user = Some(decode(parsed.username())?).filter(|u| !u.is_empty());
         let mut password = parsed.password().map(decode).transpose()?;
         let mut dbname =
@@ -128,6 +133,7 @@ impl PgSourceConfig {
                 "sslpassword" => tls.sslpassword = true,
                 "channel_binding" => tls.channel_binding = Some(v.into_owned()),
                 "connect_timeout" => connect_timeout = Some(v.into_owned()),
+                "via" => via = Some(v.into_owned()),
                 "application_name" | "options" | "target_session_attrs" => {}
                 other => return Err(invalid(format!("unsupported parameter {other:?}"))),
             }
@@ -160,6 +166,11 @@ impl PgSourceConfig {
         let password = password
             .or_else(|| env.var("PGPASSWORD"))
             .or_else(|| pgpass_lookup(env, &host, port, &dbname, &user));
+        let docker = via.map(|v| DockerTarget::for_host(&v, &host)).transpose();
+        let docker = docker.map_err(invalid)?;
+        let host = docker
+            .as_ref()
+            .map_or(Ok(host), |d| d.resolve().map(|e| e.host))?;
         Ok(PgSourceConfig {
             host,
             port,
@@ -169,11 +180,16 @@ impl PgSourceConfig {
             tls,
             connect_timeout: Duration::from_secs(timeout_secs.max(1)),
             bin_dir: env.var("PREDEPLOY_PG_BINDIR").map(PathBuf::from),
+            docker,
         })
     }
 
     /// `postgres://user@host:port/dbname`, without the password: safe for logs and manifests.
     pub fn location(&self) -> String {
+        if let Some(d) = &self.docker {
+            let (user, port, db) = (&self.user, self.port, &self.dbname);
+            return format!("postgres://{user}@localhost:{port}/{db}?via={d}");
+        }
         let host = if self.host.starts_with('/') {
             "localhost".to_owned()
         } else if self.host.contains(':') {

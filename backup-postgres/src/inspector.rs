@@ -500,6 +500,13 @@ fn connect_error(cfg: &PgSourceConfig, source_name: &str, e: &tokio_postgres::Er
             "; the server does not offer TLS: enable ssl on the server, or lower sslmode"
         } else if chain.contains("channel binding") {
             "; channel_binding=require needs TLS and SCRAM authentication on the server"
+        } else if let Some(d) = &cfg.docker {
+            &format!(
+                "; {d} has the address {} here: does the server listen on all addresses inside \
+                 the container (listen_addresses = '*'), and can this machine reach the \
+                 container's network (rootless Docker and Docker Desktop keep it apart)?",
+                cfg.host
+            )
         } else {
             "; is the server running and reachable from here?"
         };

@@ -26,6 +26,7 @@ mod backend;
 mod catalog;
 pub mod command;
 mod config;
+pub mod docker;
 #[cfg(test)]
 mod fuzz_tests;
 mod inspector;

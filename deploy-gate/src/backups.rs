@@ -448,9 +448,7 @@ pub(crate) fn verifiers_of(
 ) -> Result<(Vec<DynVerifier>, Vec<DynVerifier>)> {
     let (mut after_backup, mut reverify) = (Vec::new(), Vec::new());
     for backend in backends.backends() {
-        let v = backend
-            .verifiers(sources)
-            .map_err(|e| GateError::usage(e.to_string()))?;
+        let v = backend.verifiers(sources).map_err(GateError::from)?;
         if v.reverify.is_empty() {
             reverify.extend(v.after_backup.iter().cloned());
         } else {

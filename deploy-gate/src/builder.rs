@@ -135,16 +135,13 @@ impl GateBuilder {
     ///
     /// # Errors
     ///
-    /// [`GateError::Usage`] for a source URL no backend accepts or a malformed one.
+    /// [`GateError::Usage`] for a source URL no backend accepts or a malformed one;
+    /// [`GateError::Preflight`] for a source found unreachable while its settings are read.
     pub fn build(self) -> Result<Gate> {
         let snapshotters = self
             .sources
             .iter()
-            .map(|s| {
-                self.backends
-                    .snapshotter(s)
-                    .map_err(|e| GateError::usage(e.to_string()))
-            })
+            .map(|s| self.backends.snapshotter(s).map_err(GateError::from))
             .collect::<Result<Vec<_>>>()?;
         let (verifiers, reverifiers) = crate::backups::verifiers_of(&self.backends, &self.sources)?;
         let mut gate = Gate::new(self.store, self.environment, snapshotters, verifiers)

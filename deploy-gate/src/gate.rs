@@ -103,9 +103,9 @@ impl Gate {
             .sources
             .iter()
             .map(|s| {
-                backends
-                    .snapshotter(s)
-                    .map_err(|e| GateError::usage(e.to_string()))
+                // A malformed URL is a usage error; a source found unreachable while its
+                // settings are read (`via=docker://` naming a stopped container) exit 5.
+                backends.snapshotter(s).map_err(GateError::from)
             })
             .collect::<Result<Vec<_>>>()?;
         let (verifiers, reverifiers) = verifiers_of(&backends, &settings.sources)?;

@@ -1,10 +1,10 @@
 //! Integration tests of pre-deploy against real servers, and the harness that starts them.
 //!
-//! No Docker, no mocks: [`pg::PgServer`] runs `initdb` and `pg_ctl` from the installed
-//! PostgreSQL binaries (`scripts/setup.sh` installs them) in a temp dir, on a free loopback
-//! port, as the `postgres` OS user when the tests run as root. Each test takes its own database
-//! ([`PgServer::create_database`]) so tests run in parallel; servers are stopped and removed on
-//! drop, also during a panic.
+//! No mocks, and Docker only for the `via=docker://` tests ([`docker`]): [`pg::PgServer`] runs
+//! `initdb` and `pg_ctl` from the installed PostgreSQL binaries (`scripts/setup.sh` installs
+//! them) in a temp dir, on a free loopback port, as the `postgres` OS user when the tests run as
+//! root. Each test takes its own database ([`PgServer::create_database`]) so tests run in
+//! parallel; servers are stopped and removed on drop, also during a panic.
 //!
 //! - [`pg`]: servers, `psql`, URLs, free ports.
 //! - [`compare`]: per-table checksums, sequence positions and schema dumps, to compare a
@@ -14,6 +14,7 @@
 //! - [`regress`]: PostgreSQL's own regression database, cached by `scripts/regress-db.sh`.
 //! - [`mysql`]: a MariaDB server with password authentication, its client, content hashes.
 //! - [`tls`]: a PostgreSQL server that accepts only TLS, with certificates made by the test.
+//! - [`docker`]: PostgreSQL in a Docker container without a published port (`via=docker://`).
 //! - [`procs`]: process groups started by a test, ended by their id.
 //! - [`restoring`]: helpers for `restore` and rollback tests, and [`restoring::Paused`], a
 //!   restore stopped at a named step.
@@ -30,6 +31,7 @@
 
 pub mod cli;
 pub mod compare;
+pub mod docker;
 pub mod fakes;
 pub mod fixtures;
 pub mod mysql;
