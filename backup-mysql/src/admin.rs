@@ -136,6 +136,32 @@ impl MysqlAdmin {
         }
     }
 
+    /// Why a work database of a dump of `raw_size` bytes would not fit, if the server's data
+    /// directory is on this machine and has less than twice that free (InnoDB tables with
+    /// their indexes take about twice the dump); `None` when it fits or cannot be told.
+    pub async fn space_problem(&mut self, raw_size: u64) -> Option<String> {
+        let dir: String = self
+            .conn
+            .query_first("SELECT @@datadir")
+            .await
+            .ok()
+            .flatten()?;
+        let dir = std::path::PathBuf::from(dir);
+        if !dir.is_dir() {
+            return None;
+        }
+        let free = backup_core::disk::free_bytes(&dir)?;
+        let needed = raw_size.saturating_mul(2);
+        (free < needed).then(|| {
+            format!(
+                "about {} needed for the work database, {} free under {}",
+                backup_core::disk::human_bytes(needed),
+                backup_core::disk::human_bytes(free),
+                dir.display()
+            )
+        })
+    }
+
     /// Whether database `name` exists.
     ///
     /// # Errors

@@ -523,6 +523,12 @@ impl PlannedMysqlRestore {
                 self.names.restoring
             )));
         }
+        if let Some(why) = admin.space_problem(artifact.raw_size).await {
+            admin.close().await;
+            return Err(untouched(format!(
+                "not enough space for the restored copy: {why}; free space on the server, then run again"
+            )));
+        }
         step(&format!("creating database {}", self.names.restoring));
         let purpose = format!("restore of {} into {}", manifest.id, self.names.target);
         let pending = admin

@@ -279,6 +279,14 @@ async fn verify_by_restore(
     }
     let mut suffix = [0u8; 3];
     let _ = getrandom::fill(&mut suffix);
+    // A test restore must not fill the server's disk (by default it is the source's own).
+    if let Some(why) = admin.space_problem(a.raw_size).await {
+        admin.close().await;
+        return vec![make(
+            FindingStatus::Skipped,
+            format!("not restored on {}: {why}", target.location()),
+        )];
+    }
     let (name, _) = work_name(&target.database, VERIFY_MARK, &hex::encode(suffix));
     let charset = charset_of(source);
     let purpose = format!("level-4 test restore of backup {} ({label})", manifest.id);

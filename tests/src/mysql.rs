@@ -81,6 +81,16 @@ impl MariaDbServer {
     /// fail, never skip.
     #[must_use]
     pub fn start() -> MariaDbServer {
+        Self::start_under(&std::env::temp_dir())
+    }
+
+    /// Like [`MariaDbServer::start`], with the data directory under `parent` (e.g. a small
+    /// file system).
+    ///
+    /// # Panics
+    /// As [`MariaDbServer::start`].
+    #[must_use]
+    pub fn start_under(parent: &Path) -> MariaDbServer {
         assert!(
             Path::new(SERVER_BIN).is_file(),
             "{SERVER_BIN} is not installed: run `scripts/setup.sh` (Debian package mariadb-server)"
@@ -88,7 +98,7 @@ impl MariaDbServer {
         let install = client_tool("mariadb-install-db");
         let root = tempfile::Builder::new()
             .prefix("predeploy-mdb-")
-            .tempdir()
+            .tempdir_in(parent)
             .expect("create a temp dir for MariaDB");
         let data = root.path().join("data");
         let socket = root.path().join("mysqld.sock");
