@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # Installs what pre-deploy's build, tests and demo need. Idempotent and fast when all is there.
-#   - Debian packages: PostgreSQL 15 (server + client tools), MariaDB (server + client tools), zstd, GNU time, git, curl, rclone (benchmark baseline), openssl (TLS test certificates), hyperfine (benchmark timing)
+#   - Debian packages: PostgreSQL 15 (server + client tools), MariaDB (server + client tools), zstd, GNU time, git, curl, rclone (benchmark baseline), openssl (TLS test certificates), hyperfine (benchmark timing), openssh-server + openssh-client (the `via=ssh://` tests)
 #   - the pinned Rust toolchain (rust-toolchain.toml) with rustfmt and clippy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need_pkgs=()
-for pkg in postgresql-15 postgresql-client-15 mariadb-server mariadb-client zstd time git curl rclone openssl hyperfine; do
+for pkg in postgresql-15 postgresql-client-15 mariadb-server mariadb-client zstd time git curl rclone openssl hyperfine openssh-server openssh-client; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")
 done
 if [ ${#need_pkgs[@]} -gt 0 ]; then
