@@ -386,12 +386,8 @@ impl SshTunnel {
             via: via.to_owned(),
             message,
         };
-        let local_port = free_port().map_err(|e| {
-            (
-                fail(format!("cannot find a free local port: {e}")),
-                false,
-            )
-        })?;
+        let local_port = free_port()
+            .map_err(|e| (fail(format!("cannot find a free local port: {e}")), false))?;
         let mut cmd = ssh_command(target, local_port, db_host, db_port, timeout)
             .map_err(|m| (fail(m), false))?;
         let shown = format!("{cmd:?}");

@@ -43,6 +43,7 @@ impl PgInspector {
     /// [`Error::SourceUnavailable`] with a message saying what to check (server down, wrong
     /// password, missing database), never containing the password.
     pub async fn connect(cfg: &PgSourceConfig, source_name: &str) -> Result<Self> {
+        cfg.open_tunnel(source_name).await?;
         let driver = cfg.driver_config()?;
         let tls = cfg.tls.connector()?;
         let (client, connection) = driver

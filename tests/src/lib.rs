@@ -14,6 +14,7 @@
 //! - [`regress`]: PostgreSQL's own regression database, cached by `scripts/regress-db.sh`.
 //! - [`mysql`]: a MariaDB server with password authentication, its client, content hashes.
 //! - [`tls`]: a PostgreSQL server that accepts only TLS, with certificates made by the test.
+//! - [`ssh`]: an OpenSSH server on loopback, the jump host of `via=ssh://` tests.
 //! - [`procs`]: process groups started by a test, ended by their id.
 //! - [`restoring`]: helpers for `restore` and rollback tests, and [`restoring::Paused`], a
 //!   restore stopped at a named step.
@@ -39,6 +40,7 @@ pub mod regress;
 pub mod restore;
 pub mod restoring;
 pub mod s3;
+pub mod ssh;
 pub mod tls;
 
 pub use cli::{Output, finding, pre_deploy, run};
