@@ -15,6 +15,7 @@ use predeploy_tests::restoring::{
     Paused, content, databases_containing, restore_command, small_database,
 };
 use predeploy_tests::ssh::{JUMP, SshServer, UNKNOWN_HOST_KEY, WRONG_KEY};
+use predeploy_tests::tls::TlsServer;
 use predeploy_tests::{Output, PgServer, finding, fixtures, pre_deploy, run};
 
 /// `url` reached via `ssh://ALIAS` (the database's host and port stay as the jump host sees
@@ -252,5 +253,45 @@ fn a_mariadb_source_backs_up_and_verifies_at_level_4_through_the_tunnel() {
         "the location keeps the jump host: {}",
         shown.stdout
     );
+    assert_no_ssh_left(&ssh);
+}
+
+#[test]
+fn verify_full_through_the_tunnel_checks_the_certificate_against_the_url_s_host() {
+    // The connection goes to 127.0.0.1:<tunnel>, but the certificate names `localhost`, the
+    // URL's host: libpq's and the driver's `hostaddr` keep the name for the check.
+    let ssh = SshServer::start();
+    let server = TlsServer::start();
+    let db = server.pg.create_database("sshtls");
+    fixtures::load_varied(&server.pg, &db);
+    let store = tempfile::tempdir().expect("store");
+    let ca = server.files.ca();
+    let url = server.url(
+        "localhost",
+        &db,
+        &format!(
+            "sslmode=verify-full&sslrootcert={}&via=ssh://{JUMP}",
+            ca.display()
+        ),
+    );
+    let out = backup(&ssh, store.path(), &url);
+    out.assert_success();
+    assert_eq!(out.json()["verification"]["level_reached"], "restore");
+    assert!(
+        ssh.forwards_to("localhost", server.pg.port()) >= 3,
+        "{}",
+        ssh.log()
+    );
+    let wrong = server.url(
+        "localhost",
+        &db,
+        &format!(
+            "sslmode=verify-full&sslrootcert={}&via=ssh://{JUMP}",
+            server.files.wrong_ca().display()
+        ),
+    );
+    backup(&ssh, store.path(), &wrong)
+        .assert_code(5)
+        .assert_stderr_contains("sslrootcert");
     assert_no_ssh_left(&ssh);
 }
