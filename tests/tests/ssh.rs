@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use predeploy_tests::mysql::MariaDbServer;
+use predeploy_tests::mysql::{MariaDbServer, table_hashes};
 use predeploy_tests::pg::wait_until;
 use predeploy_tests::restoring::{
     Paused, content, databases_containing, restore_command, small_database,
@@ -214,7 +214,7 @@ fn a_killed_run_takes_its_ssh_with_it_and_an_interrupted_restore_cleans_up_throu
 }
 
 #[test]
-fn a_mariadb_source_backs_up_and_verifies_at_level_4_through_the_tunnel() {
+fn a_mariadb_source_backs_up_verifies_at_level_4_and_restores_through_the_tunnel() {
     let ssh = SshServer::start();
     let server = MariaDbServer::shared();
     let db = server.create_database("viassh");
@@ -253,6 +253,27 @@ fn a_mariadb_source_backs_up_and_verifies_at_level_4_through_the_tunnel() {
         "the location keeps the jump host: {}",
         shown.stdout
     );
+    assert_no_ssh_left(&ssh);
+
+    // `restore` through the tunnel: the safety backup, the restore into a new database, the
+    // swap and the check all reach the server via ssh.
+    let before = table_hashes(server, &db);
+    server.sql(
+        &db,
+        "UPDATE items SET name = 'changed'; DELETE FROM items WHERE id = 3;",
+    );
+    assert_ne!(table_hashes(server, &db), before);
+    let through_before = ssh.forwards_to("127.0.0.1", server.port());
+    let mut cmd = restore_command(store.path(), &url, &["last", "--yes"]);
+    cmd.env("PREDEPLOY_SSH_COMMAND", ssh.ssh_command())
+        .env_remove("SSH_AUTH_SOCK");
+    run(&mut cmd).assert_success();
+    assert_eq!(
+        table_hashes(server, &db),
+        before,
+        "restored through the tunnel"
+    );
+    assert!(ssh.forwards_to("127.0.0.1", server.port()) > through_before);
     assert_no_ssh_left(&ssh);
 }
 
