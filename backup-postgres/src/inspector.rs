@@ -501,6 +501,9 @@ fn connect_error(cfg: &PgSourceConfig, source_name: &str, e: &tokio_postgres::Er
             "; the server does not offer TLS: enable ssl on the server, or lower sslmode"
         } else if chain.contains("channel binding") {
             "; channel_binding=require needs TLS and SCRAM authentication on the server"
+        } else if cfg.via.is_some() {
+            "; is the server running, and are its host and port in the URL the ones the jump \
+             host reaches it by?"
         } else {
             "; is the server running and reachable from here?"
         };

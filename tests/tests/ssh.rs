@@ -316,3 +316,18 @@ fn verify_full_through_the_tunnel_checks_the_certificate_against_the_url_s_host(
         .assert_stderr_contains("sslrootcert");
     assert_no_ssh_left(&ssh);
 }
+
+#[test]
+fn a_database_the_jump_host_cannot_reach_is_exit_5_saying_so() {
+    let ssh = SshServer::start();
+    let store = tempfile::tempdir().expect("store");
+    // Nothing listens on this port: ssh logs in, but the jump host's connection is refused.
+    let url = format!(
+        "postgres://postgres:pw@127.0.0.1:{}/app?via=ssh://{JUMP}",
+        predeploy_tests::unused_port()
+    );
+    let out = backup(&ssh, store.path(), &url);
+    out.assert_code(5).assert_stderr_contains("jump host");
+    assert_nothing_written(store.path());
+    assert_no_ssh_left(&ssh);
+}
