@@ -45,6 +45,7 @@ mod snapshot;
 mod store;
 #[cfg(feature = "testkit")]
 pub mod testkit;
+pub mod tunnel;
 mod verify;
 
 pub use backend::{Backend, BackendVerifiers, DynBackend, Registry, SourceSpec};

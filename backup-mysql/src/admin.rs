@@ -75,12 +75,14 @@ impl MysqlAdmin {
     ///
     /// [`Error::SourceUnavailable`] when the server cannot be reached or refuses the user.
     pub async fn connect(config: &MysqlSourceConfig, label: &str) -> Result<Self> {
-        let conn = Conn::new(config.server_opts())
-            .await
-            .map_err(|e| Error::SourceUnavailable {
-                source_name: label.to_owned(),
-                message: format!("cannot connect to {}: {e}", config.location()),
-            })?;
+        config.open_tunnel(label).await?;
+        let conn =
+            Conn::new(config.server_opts()?)
+                .await
+                .map_err(|e| Error::SourceUnavailable {
+                    source_name: label.to_owned(),
+                    message: format!("cannot connect to {}: {e}", config.location()),
+                })?;
         Ok(MysqlAdmin {
             conn,
             config: config.clone(),

@@ -5,10 +5,14 @@ use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use backup_core::tunnel::{Endpoint, Tunnel, Via};
 use backup_core::{Error, Result, redact_url};
 
 /// The default MySQL/MariaDB TCP port.
 pub const DEFAULT_PORT: u16 = 3306;
+
+/// How long ssh may take to log in and forward the first connection.
+const TUNNEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// Connection settings of one MySQL or MariaDB database.
 ///
@@ -35,6 +39,9 @@ pub struct MysqlSourceConfig {
     pub scheme: String,
     /// Directory of the dump tools, overriding discovery on `PATH`.
     pub bin_dir: Option<PathBuf>,
+    /// `?via=ssh://…`: the jump host through which `host` and `port` are reached (the
+    /// database's address as the jump host sees it); every connection and tool goes through it.
+    pub via: Option<Tunnel>,
 }
 
 impl fmt::Debug for MysqlSourceConfig {
@@ -47,6 +54,7 @@ impl fmt::Debug for MysqlSourceConfig {
             .field("database", &self.database)
             .field("socket", &self.socket)
             .field("bin_dir", &self.bin_dir)
+            .field("via", &self.via.as_ref().map(Tunnel::via))
             .finish()
     }
 }
@@ -106,31 +114,49 @@ impl MysqlSourceConfig {
         }
         let database = percent_decode(database).map_err(|()| invalid("bad percent-encoding"))?;
         let mut socket = None;
+        let mut via = None;
         for (key, value) in u.query_pairs() {
             match key.as_ref() {
                 "socket" => socket = Some(PathBuf::from(value.into_owned())),
+                "via" => match value.parse::<Via>()? {
+                    Via::Docker { .. } => {
+                        return Err(invalid(
+                            "via=docker:// reaches PostgreSQL sources only in this version: publish the port to this machine, or use via=ssh://",
+                        ));
+                    }
+                    v => via = Some(v),
+                },
                 other => {
                     return Err(invalid(&format!(
-                        "unknown setting {other:?} (known: socket)"
+                        "unknown setting {other:?} (known: socket, via)"
                     )));
                 }
             }
         }
+        if via.is_some() && socket.is_some() {
+            return Err(invalid(
+                "a socket cannot be reached via a jump host: name the database's host and port as the jump host sees them",
+            ));
+        }
+        let host = u
+            .host_str()
+            .filter(|h| !h.is_empty())
+            .unwrap_or("localhost")
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        let port = u.port().unwrap_or(DEFAULT_PORT);
+        let via = via.map(|v| Tunnel::new(v, host.clone(), port));
         Ok(MysqlSourceConfig {
-            host: u
-                .host_str()
-                .filter(|h| !h.is_empty())
-                .unwrap_or("localhost")
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .to_owned(),
-            port: u.port().unwrap_or(DEFAULT_PORT),
+            host,
+            port,
             user,
             password,
             database,
             socket,
             scheme,
             bin_dir: None,
+            via,
         })
     }
 
@@ -149,15 +175,53 @@ impl MysqlSourceConfig {
                 self.database,
                 s.display()
             ),
-            None => format!(
-                "{}://{user}{}:{}/{}",
-                self.scheme, self.host, self.port, self.database
-            ),
+            None => {
+                let via = self
+                    .via
+                    .as_ref()
+                    .map(|t| format!("?via={}", t.via()))
+                    .unwrap_or_default();
+                format!(
+                    "{}://{user}{}:{}/{}{via}",
+                    self.scheme, self.host, self.port, self.database
+                )
+            }
         }
     }
 
-    /// The `[client]` option-file text for the tools: user, password, host, port, socket.
-    fn option_file_text(&self) -> String {
+    /// Where to connect instead of `host:port` when the database is reached via a jump host:
+    /// the local end of the tunnel, opened on first use and shared (`None` without `via`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SourceUnavailable`] (named by the location) with ssh's own words.
+    pub fn tunnel_endpoint(&self) -> Result<Option<Endpoint>> {
+        self.via
+            .as_ref()
+            .map(|t| {
+                t.endpoint(TUNNEL_TIMEOUT)
+                    .map_err(|e| e.into_source_error(&self.location()))
+            })
+            .transpose()
+    }
+
+    /// Opens the tunnel, if any, off the async worker threads; errors name `source_name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SourceUnavailable`] with ssh's own words.
+    pub async fn open_tunnel(&self, source_name: &str) -> Result<()> {
+        if let Some(t) = &self.via {
+            t.endpoint_async(TUNNEL_TIMEOUT)
+                .await
+                .map_err(|e| e.into_source_error(source_name))?;
+        }
+        Ok(())
+    }
+
+    /// The `[client]` option-file text for the tools: user, password, host, port, socket
+    /// (through a jump host: the tunnel's local end).
+    fn option_file_text(&self, tunnel: Option<Endpoint>) -> String {
         let mut text = String::from("[client]\n");
         if let Some(user) = &self.user {
             text.push_str(&format!("user={}\n", quote_option(user)));
@@ -174,8 +238,12 @@ impl MysqlSourceConfig {
                 text.push_str("protocol=SOCKET\n");
             }
             None => {
-                text.push_str(&format!("host={}\n", quote_option(&self.host)));
-                text.push_str(&format!("port={}\n", self.port));
+                let (host, port) = match tunnel {
+                    Some(e) => (e.addr.to_string(), e.port),
+                    None => (self.host.clone(), self.port),
+                };
+                text.push_str(&format!("host={}\n", quote_option(&host)));
+                text.push_str(&format!("port={port}\n"));
                 // As our own connection does: `localhost` means TCP here too (the client tools
                 // would otherwise pick their default socket); `?socket=` asks for a socket.
                 text.push_str("protocol=TCP\n");
@@ -189,14 +257,16 @@ impl MysqlSourceConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::Io`] when the temp file cannot be written.
+    /// [`Error::Io`] when the temp file cannot be written; [`Error::SourceUnavailable`] when
+    /// the tunnel cannot be opened.
     pub fn write_option_file(&self) -> Result<tempfile::NamedTempFile> {
+        let tunnel = self.tunnel_endpoint()?;
         let mut file = tempfile::Builder::new()
             .prefix("predeploy-mysql-")
             .suffix(".cnf")
             .tempfile()
             .map_err(|e| Error::io("cannot create the MySQL option file", e))?;
-        file.write_all(self.option_file_text().as_bytes())
+        file.write_all(self.option_file_text(tunnel).as_bytes())
             .and_then(|()| file.flush())
             .map_err(|e| Error::io("cannot write the MySQL option file", e))?;
         Ok(file)
@@ -211,17 +281,18 @@ impl MysqlSourceConfig {
     }
 
     /// Options of our own connection.
-    pub(crate) fn connect_opts(&self) -> mysql_async::Opts {
+    pub(crate) fn connect_opts(&self) -> Result<mysql_async::Opts> {
         self.opts(Some(self.database.clone()))
     }
 
     /// Options of a connection to the server with no default database (for statements that
     /// create, drop or move between databases).
-    pub(crate) fn server_opts(&self) -> mysql_async::Opts {
+    pub(crate) fn server_opts(&self) -> Result<mysql_async::Opts> {
         self.opts(None)
     }
 
-    fn opts(&self, database: Option<String>) -> mysql_async::Opts {
+    fn opts(&self, database: Option<String>) -> Result<mysql_async::Opts> {
+        let tunnel = self.tunnel_endpoint()?;
         let mut b = mysql_async::OptsBuilder::default()
             .user(self.user.clone())
             .pass(self.password.clone())
@@ -229,9 +300,12 @@ impl MysqlSourceConfig {
             .prefer_socket(false);
         b = match &self.socket {
             Some(s) => b.socket(Some(s.to_string_lossy().into_owned())),
-            None => b.ip_or_hostname(self.host.clone()).tcp_port(self.port),
+            None => match tunnel {
+                Some(e) => b.ip_or_hostname(e.addr.to_string()).tcp_port(e.port),
+                None => b.ip_or_hostname(self.host.clone()).tcp_port(self.port),
+            },
         };
-        b.into()
+        Ok(b.into())
     }
 }
 
@@ -321,6 +395,16 @@ mod tests {
             .expect("valid");
         assert_eq!(c.socket, Some(PathBuf::from("/run/m.sock")));
         assert_eq!(c.port, DEFAULT_PORT);
+        let c =
+            MysqlSourceConfig::parse_url("mysql://app:pw@10.0.0.5/shop?via=ssh://deploy@db1:2222")
+                .expect("valid");
+        assert_eq!(c.host, "10.0.0.5");
+        assert_eq!(
+            c.location(),
+            "mysql://app@10.0.0.5:3306/shop?via=ssh://deploy@db1:2222"
+        );
+        MysqlSourceConfig::parse_url("mysql://app@h/shop?via=ssh://b&socket=/run/m.sock")
+            .expect_err("a socket through a jump host");
     }
 
     #[test]
@@ -341,7 +425,10 @@ mod tests {
     fn the_option_file_quotes_the_password_and_is_private() {
         use std::os::unix::fs::PermissionsExt as _;
         let c = MysqlSourceConfig::parse_url("mysql://app:a%22b%5Cc@h/db").expect("valid");
-        assert!(c.option_file_text().contains("password=\"a\\\"b\\\\c\"\n"));
+        assert!(
+            c.option_file_text(None)
+                .contains("password=\"a\\\"b\\\\c\"\n")
+        );
         let f = c.write_option_file().expect("written");
         let mode = std::fs::metadata(f.path())
             .expect("meta")

@@ -56,8 +56,9 @@ impl MysqlInspector {
     /// [`Error::SourceUnavailable`] when the server cannot be reached, refuses the credentials
     /// or has no such database (the message shows the location, never the password).
     pub async fn connect(config: &MysqlSourceConfig, source_name: &str) -> Result<Self> {
+        config.open_tunnel(source_name).await?;
         let conn =
-            Conn::new(config.connect_opts())
+            Conn::new(config.connect_opts()?)
                 .await
                 .map_err(|e| Error::SourceUnavailable {
                     source_name: source_name.to_owned(),

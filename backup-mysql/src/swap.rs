@@ -46,7 +46,11 @@ pub struct DatabaseObjects {
 /// A connection whose default database is `db` (so `SHOW CREATE VIEW` leaves its own tables
 /// unqualified, and created objects land there).
 async fn connect_to(config: &MysqlSourceConfig, db: &str) -> Result<Conn, String> {
-    let mut conn = Conn::new(config.with_database(db).connect_opts())
+    let opts = config
+        .with_database(db)
+        .connect_opts()
+        .map_err(|e| e.to_string())?;
+    let mut conn = Conn::new(opts)
         .await
         .map_err(|e| format!("cannot connect to database {db}: {e}"))?;
     // A session holding a table (an open transaction) must make a statement of the swap fail

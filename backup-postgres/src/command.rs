@@ -4,11 +4,21 @@
 
 use crate::config::PgSourceConfig;
 
-/// Environment variables that point a libpq tool at `cfg`'s database.
-pub fn connection_env(cfg: &PgSourceConfig) -> Vec<(&'static str, String)> {
+/// Environment variables that point a libpq tool at `cfg`'s database. Through a jump host,
+/// `PGHOSTADDR`/`PGPORT` are the tunnel's local end and `PGHOST` stays the URL's host (for
+/// `verify-full` and `.pgpass`).
+///
+/// # Errors
+///
+/// When `cfg`'s tunnel cannot be opened.
+pub fn connection_env(cfg: &PgSourceConfig) -> backup_core::Result<Vec<(&'static str, String)>> {
+    let (hostaddr, port) = match cfg.tunnel_endpoint()? {
+        Some(e) => (Some(e.addr.to_string()), e.port),
+        None => (None, cfg.port),
+    };
     let mut env = vec![
         ("PGHOST", cfg.host.clone()),
-        ("PGPORT", cfg.port.to_string()),
+        ("PGPORT", port.to_string()),
         ("PGUSER", cfg.user.clone()),
         ("PGDATABASE", cfg.dbname.clone()),
         ("PGAPPNAME", "pre-deploy".to_owned()),
@@ -18,10 +28,13 @@ pub fn connection_env(cfg: &PgSourceConfig) -> Vec<(&'static str, String)> {
         ),
     ];
     env.extend(cfg.tls.tool_env());
+    if let Some(a) = hostaddr {
+        env.push(("PGHOSTADDR", a));
+    }
     if let Some(p) = &cfg.password {
         env.push(("PGPASSWORD", p.expose().to_owned()));
     }
-    env
+    Ok(env)
 }
 
 /// Inherited variables removed from a tool's environment so they cannot override `cfg`.
@@ -87,12 +100,13 @@ mod tests {
             connect_timeout: Duration::from_secs(10),
             bin_dir: None,
             docker: None,
+            via: None,
         }
     }
 
     #[test]
     fn the_password_is_in_the_environment_and_never_in_argv() {
-        let env = connection_env(&cfg());
+        let env = connection_env(&cfg()).expect("no tunnel");
         assert!(env.contains(&("PGPASSWORD", "hunter2".into())));
         for args in [
             dump_args(15, Some("00000003-1")),

@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use backup_core::tunnel::{Endpoint, Tunnel, Via};
 use backup_core::{Error, Result};
 
 use crate::docker::DockerTarget;
@@ -56,6 +57,9 @@ pub struct PgSourceConfig {
     /// `via=docker://…`: the container the server runs in; `host` is then the container's
     /// address and `port` the port inside it (see [`crate::docker`]).
     pub docker: Option<DockerTarget>,
+    /// `?via=ssh://…`: the jump host through which `host` and `port` are reached (they are the
+    /// database's address as the jump host sees it). Every connection and tool goes through it.
+    pub via: Option<Tunnel>,
 }
 
 /// Reads process environment variables; injectable for tests.
@@ -141,7 +145,20 @@ impl PgSourceConfig {
         let host = host
             .filter(|h| !h.is_empty())
             .or_else(|| env.var("PGHOST"))
-            .unwrap_or_else(|| "/var/run/postgresql".into());
+            .unwrap_or_else(|| {
+                // Through a jump host, no host means the jump host's own database server.
+                if via.is_some() {
+                    "localhost"
+                } else {
+                    "/var/run/postgresql"
+                }
+                .into()
+            });
+        if via.is_some() && host.starts_with('/') {
+            return Err(invalid(
+                "a Unix socket cannot be reached via a jump host: name the database's host and port as the jump host sees them".into(),
+            ));
+        }
         let port = match port {
             Some(p) => p,
             None => match env.var("PGPORT") {
@@ -166,11 +183,21 @@ impl PgSourceConfig {
         let password = password
             .or_else(|| env.var("PGPASSWORD"))
             .or_else(|| pgpass_lookup(env, &host, port, &dbname, &user));
-        let docker = via.map(|v| DockerTarget::for_host(&v, &host)).transpose();
-        let docker = docker.map_err(invalid)?;
+        // `via=docker://…` names a container (the host is then its address); any other
+        // `via` is a jump host (`ssh://…`) whose tunnel reaches `host`:`port`.
+        let is_docker = |v: &str| v.starts_with("docker://") || v.starts_with("docker-compose://");
+        let (docker, via) = match via {
+            Some(v) if is_docker(&v) => (
+                Some(DockerTarget::for_host(&v, &host).map_err(invalid)?),
+                None,
+            ),
+            Some(v) => (None, Some(v.parse::<Via>()?)),
+            None => (None, None),
+        };
         let host = docker
             .as_ref()
             .map_or(Ok(host), |d| d.resolve().map(|e| e.host))?;
+        let via = via.map(|v| Tunnel::new(v, host.clone(), port));
         Ok(PgSourceConfig {
             host,
             port,
@@ -181,6 +208,7 @@ impl PgSourceConfig {
             connect_timeout: Duration::from_secs(timeout_secs.max(1)),
             bin_dir: env.var("PREDEPLOY_PG_BINDIR").map(PathBuf::from),
             docker,
+            via,
         })
     }
 
@@ -205,7 +233,49 @@ impl PgSourceConfig {
             s.push_str("?host=");
             s.push_str(&self.host);
         }
+        if let Some(t) = &self.via {
+            s.push_str("?via=");
+            s.push_str(&t.via().to_string());
+        }
         s
+    }
+
+    /// Where to connect instead of `host:port` when the database is reached via a jump host:
+    /// the local end of the tunnel, opened on first use and shared (`None` without `via`).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SourceUnavailable`] (named by the location) with ssh's own words when the
+    /// tunnel cannot be opened.
+    pub fn tunnel_endpoint(&self) -> Result<Option<Endpoint>> {
+        self.via
+            .as_ref()
+            .map(|t| {
+                t.endpoint(self.tunnel_timeout())
+                    .map_err(|e| e.into_source_error(&self.location()))
+            })
+            .transpose()
+    }
+
+    /// Opens the tunnel, if any, off the async worker threads, so that later connections find
+    /// it open; errors name `source_name`.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SourceUnavailable`] with ssh's own words.
+    pub async fn open_tunnel(&self, source_name: &str) -> Result<()> {
+        if let Some(t) = &self.via {
+            t.endpoint_async(self.tunnel_timeout())
+                .await
+                .map_err(|e| e.into_source_error(source_name))?;
+        }
+        Ok(())
+    }
+
+    /// ssh's login and the first forwarded connection together get a few seconds more than
+    /// a direct connection.
+    fn tunnel_timeout(&self) -> Duration {
+        self.connect_timeout + Duration::from_secs(5)
     }
 
     /// The same settings for another database on the same server.
@@ -219,9 +289,13 @@ impl PgSourceConfig {
     /// The tokio-postgres configuration for these settings (connect with
     /// [`TlsConfig::connector`]).
     ///
+    /// Through a jump host, the connection goes to the tunnel's local end (`hostaddr`) while
+    /// `host` stays the URL's, so `verify-full` checks the certificate against the name the
+    /// user wrote.
+    ///
     /// # Errors
     ///
-    /// None today; kept fallible for settings a future version may refuse.
+    /// [`Error::SourceUnavailable`] when the tunnel cannot be opened.
     pub fn driver_config(&self) -> Result<tokio_postgres::Config> {
         let mut c = tokio_postgres::Config::new();
         if self.host.starts_with('/') {
@@ -229,7 +303,14 @@ impl PgSourceConfig {
         } else {
             c.host(&self.host);
         }
-        c.port(self.port)
+        let port = match self.tunnel_endpoint()? {
+            Some(e) => {
+                c.hostaddr(std::net::IpAddr::V4(e.addr));
+                e.port
+            }
+            None => self.port,
+        };
+        c.port(port)
             .user(&self.user)
             .dbname(&self.dbname)
             .application_name("pre-deploy")
@@ -332,6 +413,29 @@ mod tests {
         assert_eq!(c.password.as_ref().map(Secret::expose), Some("s@cret"));
         assert_eq!(c.location(), "postgres://app@db.local:6432/shop");
         assert!(!format!("{c:?}").contains("s@cret"));
+    }
+
+    #[test]
+    fn via_names_the_jump_host_and_the_location_keeps_it() {
+        let c = PgSourceConfig::from_url(
+            "postgres://app:pw@10.0.0.5:5432/app?via=ssh://deploy@db1.internal:22",
+            &no_env,
+        )
+        .expect("parses");
+        assert_eq!((c.host.as_str(), c.port), ("10.0.0.5", 5432));
+        assert_eq!(
+            c.location(),
+            "postgres://app@10.0.0.5:5432/app?via=ssh://deploy@db1.internal:22"
+        );
+        let c = PgSourceConfig::from_url("postgres:///app?user=app&via=ssh://bastion", &no_env)
+            .expect("no host: the jump host's own server");
+        assert_eq!(c.host, "localhost");
+        for bad in [
+            "postgres:///app?via=ssh://b&host=/run/postgresql",
+            "postgres://app@h/app?via=http://b",
+        ] {
+            PgSourceConfig::from_url(bad, &no_env).expect_err(bad);
+        }
     }
 
     #[test]

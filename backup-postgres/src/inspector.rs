@@ -43,6 +43,7 @@ impl PgInspector {
     /// [`Error::SourceUnavailable`] with a message saying what to check (server down, wrong
     /// password, missing database), never containing the password.
     pub async fn connect(cfg: &PgSourceConfig, source_name: &str) -> Result<Self> {
+        cfg.open_tunnel(source_name).await?;
         let driver = cfg.driver_config()?;
         let tls = cfg.tls.connector()?;
         let (client, connection) = driver
@@ -507,6 +508,9 @@ fn connect_error(cfg: &PgSourceConfig, source_name: &str, e: &tokio_postgres::Er
                  container's network (rootless Docker and Docker Desktop keep it apart)?",
                 cfg.host
             )
+        } else if cfg.via.is_some() {
+            "; is the server running, and are its host and port in the URL the ones the jump \
+             host reaches it by?"
         } else {
             "; is the server running and reachable from here?"
         };

@@ -62,7 +62,7 @@ impl PgRestorer {
         for var in CLEARED_ENV {
             cmd.env_remove(var);
         }
-        cmd.envs(connection_env(target));
+        cmd.envs(connection_env(target).map_err(|e| e.to_string())?);
         if !options.continue_past_errors {
             cmd.arg("--exit-on-error");
         }

@@ -57,13 +57,13 @@ impl PgSnapshotter {
         &self.config
     }
 
-    fn tool_command(&self, exe: std::path::PathBuf) -> Command {
+    fn tool_command(&self, exe: std::path::PathBuf) -> Result<Command> {
         let mut cmd = Command::new(exe);
         for var in CLEARED_ENV {
             cmd.env_remove(var);
         }
-        cmd.envs(connection_env(&self.config));
-        cmd
+        cmd.envs(connection_env(&self.config)?);
+        Ok(cmd)
     }
 
     fn spawn_error(&self, tool: &str, e: &std::io::Error) -> Error {
@@ -93,7 +93,7 @@ impl PgSnapshotter {
                     .to_owned(),
             );
         }
-        let mut cmd = self.tool_command(tools.pg_dumpall());
+        let mut cmd = self.tool_command(tools.pg_dumpall())?;
         cmd.args(globals_args(&self.config.dbname, superuser));
         let reader =
             spawn_checked("pg_dumpall", cmd).map_err(|e| self.spawn_error("pg_dumpall", &e))?;
@@ -167,7 +167,7 @@ impl Snapshotter for PgSnapshotter {
         // Sequences are not in the snapshot: read them before pg_dump starts, so the values
         // recorded are a lower bound of the ones it dumps (level 4 checks "at or past").
         let sequences = inspector.sequence_values().await?;
-        let mut cmd = self.tool_command(tools.pg_dump());
+        let mut cmd = self.tool_command(tools.pg_dump())?;
         cmd.args(dump_args(tools.major, Some(&snapshot_id)));
         let reader = spawn_checked("pg_dump", cmd).map_err(|e| self.spawn_error("pg_dump", &e))?;
         let spec = ArtifactSpec {

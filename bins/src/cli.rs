@@ -30,6 +30,7 @@ ENVIRONMENT:
   PREDEPLOY_ENV        the environment (like --env)
   PREDEPLOY_PG_BINDIR  directory holding pg_dump/pg_restore, overriding discovery
   PREDEPLOY_MYSQL_BINDIR  directory holding mariadb-dump/mysqldump, overriding PATH
+  PREDEPLOY_SSH_COMMAND  the ssh of via=ssh:// sources (e.g. ssh -F FILE)
   PREDEPLOY_WAIT_LOCK  like --wait-lock
   PREDEPLOY_LOCK_TTL   lease length of the lock (like [lock] ttl; default 60s)
   AWS_*                S3 settings and credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,

@@ -15,6 +15,7 @@
 //! - [`mysql`]: a MariaDB server with password authentication, its client, content hashes.
 //! - [`tls`]: a PostgreSQL server that accepts only TLS, with certificates made by the test.
 //! - [`docker`]: PostgreSQL in a Docker container without a published port (`via=docker://`).
+//! - [`ssh`]: an OpenSSH server on loopback, the jump host of `via=ssh://` tests.
 //! - [`procs`]: process groups started by a test, ended by their id.
 //! - [`restoring`]: helpers for `restore` and rollback tests, and [`restoring::Paused`], a
 //!   restore stopped at a named step.
@@ -41,6 +42,7 @@ pub mod regress;
 pub mod restore;
 pub mod restoring;
 pub mod s3;
+pub mod ssh;
 pub mod tls;
 
 pub use cli::{Output, finding, pre_deploy, run};

@@ -52,12 +52,15 @@ async fn create_roles(
     let Some(bin_dir) = config.bin_dir.clone() else {
         return;
     };
+    let Ok(env) = connection_env(&config) else {
+        return;
+    };
     let mut cmd = tokio::process::Command::new(bin_dir.join("psql"));
     for var in CLEARED_ENV {
         cmd.env_remove(var);
     }
     let child = cmd
-        .envs(connection_env(&config))
+        .envs(env)
         .args(["-X", "-q", "-d", "postgres", "-f", "-"])
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
