@@ -78,6 +78,8 @@ if ! "$garage_root/bin/garage" --version 2>/dev/null | grep -q "${garage_version
   cargo +"$(sed -n 's/^channel = "\(.*\)"/\1/p' rust-toolchain.toml)" install garage --version "=${garage_version}" --locked --root "$garage_root" --quiet
 fi
 
+# cargo fuzz, for the short fuzzing run of the test command (scripts/fuzz.sh)
+command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked --quiet
 scripts/docker-images.sh  # dockerd when no daemon answers, and the images the Docker tests start
 scripts/regress-db.sh  # PostgreSQL's regression database, a cached test fixture (~2 min the first time)
 echo "setup: ok (PostgreSQL $(/usr/lib/postgresql/15/bin/postgres --version | awk '{print $3}') and $("$pg18_bin/postgres" --version | awk '{print $3}'), $(zstd --version | awk '{print $5}' | tr -d ,), $(cargo --version))"

@@ -12,3 +12,5 @@ echo "== cargo doc"
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --all-features --locked --quiet
 echo "== cargo test"
 cargo test --workspace --all-features --locked
+echo "== fuzz (a short run of every target; scripts/fuzz.sh for longer ones)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-15} scripts/fuzz.sh
