@@ -107,6 +107,24 @@ impl Output {
     }
 }
 
+/// Asserts that a `--json` backup or run succeeded, reached level 4 (a test restore) and that
+/// its row counts passed.
+///
+/// # Panics
+/// When it did not.
+#[track_caller]
+pub fn assert_level_4(out: &Output) {
+    out.assert_success();
+    let v = out.json();
+    let record = &v["verification"];
+    assert_eq!(record["level_reached"], "restore", "{v:#}");
+    assert_eq!(
+        finding(record, "row-counts")["status"],
+        "passed",
+        "{record:#}"
+    );
+}
+
 /// The finding of `check` (`row-counts`, `schema-fingerprint`, …) in a verification record.
 ///
 /// # Panics

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use predeploy_tests::docker::{CONTENT_SQL, DockerPg, SEED_SQL, run_scanning_argv};
-use predeploy_tests::{Output, finding, pre_deploy, run};
+use predeploy_tests::{Output, pre_deploy, run};
 
 /// `pre-deploy ARGS --store STORE --source db=URL` with the container's password in
 /// `PGPASSWORD` (not in the URL, so that no argv of ours holds it), in a temp working dir.
@@ -27,15 +27,7 @@ fn command(pg: &DockerPg, store: &Path, work: &Path, args: &[&str], url: &str) -
 /// A backup reached level 4 (a test restore in the container's server) and passed, and the
 /// manifest names the container, not its passing address.
 fn assert_level_4(out: &Output, via: &str) {
-    out.assert_success();
-    let v = out.json();
-    let record = &v["verification"];
-    assert_eq!(record["level_reached"], "restore", "{record:#}");
-    assert_eq!(
-        finding(record, "row-counts")["status"],
-        "passed",
-        "{record:#}"
-    );
+    predeploy_tests::cli::assert_level_4(out);
     assert!(
         out.stdout.contains(&format!("?via={via}")),
         "the location names {via}: {}",

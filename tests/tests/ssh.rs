@@ -75,15 +75,7 @@ fn run_verifies_at_level_4_and_restore_brings_the_database_back_all_through_the_
         .arg("--source")
         .arg(format!("db={url}"))
         .args(["--", "true"]));
-    out.assert_success();
-    let v = out.json();
-    let record = &v["verification"];
-    assert_eq!(record["level_reached"], "restore", "{v:#}");
-    assert_eq!(
-        finding(record, "row-counts")["status"],
-        "passed",
-        "{record:#}"
-    );
+    predeploy_tests::cli::assert_level_4(&out);
     assert!(!out.stdout.contains(pg.password()) && !out.stderr.contains(pg.password()));
     // Our connection, pg_dump, pg_dumpall, the scratch database and pg_restore: all forwarded.
     let forwarded = ssh.forwards_to("127.0.0.1", pg.port());

@@ -5,9 +5,10 @@
 
 use std::path::Path;
 
+use predeploy_tests::cli::assert_level_4;
 use predeploy_tests::restoring::content;
 use predeploy_tests::tls::{CERT_USER, TlsServer};
-use predeploy_tests::{Output, finding, fixtures, pre_deploy, run};
+use predeploy_tests::{Output, fixtures, pre_deploy, run};
 
 fn backup(store: &Path, url: &str) -> Output {
     run(pre_deploy()
@@ -15,19 +16,6 @@ fn backup(store: &Path, url: &str) -> Output {
         .arg(store)
         .arg("--source")
         .arg(format!("db={url}")))
-}
-
-/// A backup reached level 4 (a test restore through TLS too) and passed.
-fn assert_level_4(out: &Output) {
-    out.assert_success();
-    let v = out.json();
-    let record = &v["verification"];
-    assert_eq!(record["level_reached"], "restore", "{record:#}");
-    assert_eq!(
-        finding(record, "row-counts")["status"],
-        "passed",
-        "{record:#}"
-    );
 }
 
 fn database(server: &TlsServer, prefix: &str) -> String {
