@@ -46,6 +46,27 @@ impl Series {
         self.median_of(|s| s.output_bytes.map(|b| b as f64))
     }
 
+    /// Median seconds of each verification level, in the records' order.
+    pub fn level_medians(&self) -> Vec<(String, f64)> {
+        let mut names: Vec<String> = Vec::new();
+        for (l, _) in self.samples.iter().flat_map(|x| &x.levels) {
+            if !names.contains(l) {
+                names.push(l.clone());
+            }
+        }
+        names
+            .into_iter()
+            .map(|n| {
+                let v: Vec<f64> = self
+                    .samples
+                    .iter()
+                    .flat_map(|x| x.levels.iter().filter(|(l, _)| *l == n).map(|(_, s)| *s))
+                    .collect();
+                (n, median(&v))
+            })
+            .collect()
+    }
+
     /// Largest `%M` of the counted runs, MiB.
     pub fn peak_rss_mib(&self) -> f64 {
         self.samples
@@ -260,7 +281,8 @@ impl Report {
         let _ = writeln!(
             s,
             "| command | wall s, median (min–max) | × floor | output MB | peak RSS MiB (`%M`) | \
-             tool's own VmHWM MiB | tool: verification s |\n|---|---|---|---|---|---|---|"
+             tool's own VmHWM MiB | tool: snapshot s | tool: verification s |\n\
+             |---|---|---|---|---|---|---|---|"
         );
         let floor = d.series(Kind::Floor).map(Series::median_wall);
         for x in &d.series {
@@ -269,12 +291,14 @@ impl Report {
             let m = x.median_wall();
             let _ = writeln!(
                 s,
-                "| `{}` | {m:.2} ({lo:.2}–{hi:.2}) | {} | {} | {:.1} | {} | {} |",
+                "| `{}` | {m:.2} ({lo:.2}–{hi:.2}) | {} | {} | {:.1} | {} | {} | {} |",
                 x.kind.key(),
                 floor.map_or("–".into(), |f| format!("{:.2}", m / f)),
                 mb(x.median_output()),
                 x.peak_rss_mib(),
                 x.own_hwm_mib().map_or("–".into(), |v| format!("{v:.1}")),
+                x.median_of(|v| v.snapshot_s)
+                    .map_or("–".into(), |v| format!("{v:.2}")),
                 x.median_of(|v| v.verify_s)
                     .map_or("–".into(), |v| format!("{v:.2}")),
             );
@@ -290,13 +314,15 @@ impl Report {
             r(Kind::ToolChecksum, Kind::Floor),
             r(Kind::ToolDefault, Kind::Floor)
         );
-        let _ = writeln!(
-            s,
-            "- `seed` ÷ `tool_checksum` (speed-up over the seed pattern): {}; `tool_checksum` ÷ \
-             `seed`: {}",
-            r(Kind::Seed, Kind::ToolChecksum),
-            r(Kind::ToolChecksum, Kind::Seed)
-        );
+        if d.series(Kind::Seed).is_some() {
+            let _ = writeln!(
+                s,
+                "- `seed` ÷ `tool_checksum` (speed-up over the seed pattern): {}; \
+                 `tool_checksum` ÷ `seed`: {}",
+                r(Kind::Seed, Kind::ToolChecksum),
+                r(Kind::ToolChecksum, Kind::Seed)
+            );
+        }
         if let (Some(t), Some(g)) = (
             d.series(Kind::ToolChecksum).and_then(Series::median_output),
             d.series(Kind::Seed).and_then(Series::median_output),
@@ -320,6 +346,21 @@ impl Report {
                 r(Kind::ToolVerifyRestore, Kind::ShellRestore),
                 v.median_wall() - sh.median_wall()
             );
+        }
+        for x in d.series.iter().filter(|x| x.kind.is_tool()) {
+            let levels = x.level_medians();
+            if !levels.is_empty() {
+                let _ = writeln!(
+                    s,
+                    "- `{}`: its verification by level (medians, s): {}",
+                    x.kind.key(),
+                    levels
+                        .iter()
+                        .map(|(l, v)| format!("{l} {v:.2}"))
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+            }
         }
         let _ = writeln!(s, "\nCommand lines (last counted run):\n");
         for x in &d.series {
@@ -374,6 +415,8 @@ impl Report {
                         "output_bytes": v.output_bytes,
                         "raw_bytes": v.raw_bytes,
                         "verify_s": v.verify_s,
+                        "snapshot_s": v.snapshot_s,
+                        "verify_levels_s": v.levels,
                     })).collect::<Vec<_>>(),
                 })).collect::<Vec<_>>(),
             })).collect::<Vec<_>>(),

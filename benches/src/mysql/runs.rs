@@ -83,6 +83,10 @@ pub struct Sample {
     pub raw_bytes: Option<u64>,
     /// The tool's verification time (sum of its record's level timings).
     pub verify_s: Option<f64>,
+    /// The tool's snapshot phase (`snapshot_seconds` of `backup --json`).
+    pub snapshot_s: Option<f64>,
+    /// The verification record's per-level seconds (`timings`), in its order.
+    pub levels: Vec<(String, f64)>,
 }
 
 /// All counted runs of one command on one dataset.
@@ -314,6 +318,16 @@ fn timings_sum(record: &Value) -> Option<f64> {
         .map(|t| t.iter().filter_map(|x| x["seconds"].as_f64()).sum())
 }
 
+/// A verification record's `timings`: `(level, seconds)`.
+fn level_timings(record: &Value) -> Vec<(String, f64)> {
+    record["timings"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|t| Some((t["level"].as_str()?.to_owned(), t["seconds"].as_f64()?)))
+        .collect()
+}
+
 /// A `backup --json`: its id, whether the verification passed at `level` (as a finding), its
 /// verification time, the dump's raw size.
 fn backup_result(json: &Value, store: &Path, level: &str) -> (String, bool, String) {
@@ -330,21 +344,13 @@ fn backup_result(json: &Value, store: &Path, level: &str) -> (String, bool, Stri
     (id, pass, found)
 }
 
+/// `raw_size` of the dump artifact (`name` `dump.sql.zst`) in a `backup --json`'s manifest.
 fn raw_size(json: &Value) -> Option<u64> {
     json["manifest"]["sources"]
         .as_array()?
         .iter()
         .flat_map(|s| s["artifacts"].as_array().into_iter().flatten())
-        .find(|a| {
-            a["path"]
-                .as_str()
-                .is_some_and(|p| p.ends_with("dump.sql.zst"))
-        })
-        .or_else(|| {
-            json["manifest"]["sources"][0]["artifacts"]
-                .as_array()?
-                .first()
-        })?["raw_size"]
+        .find(|a| a["name"] == "dump.sql.zst")?["raw_size"]
         .as_u64()
 }
 
@@ -402,6 +408,8 @@ pub fn rounds(ctx: &Ctx<'_>, d: &mut DatasetRun, kinds: &[Kind]) -> Res<()> {
                 output_bytes: None,
                 raw_bytes: None,
                 verify_s: None,
+                snapshot_s: None,
+                levels: Vec::new(),
             };
             after_run(ctx, d, kind, &timed, &out, vin, &mut sample)?;
             eprintln!(
@@ -462,6 +470,8 @@ fn after_run(
             sample.output_bytes = Some(store_data_size(out)?);
             sample.raw_bytes = raw_size(&json);
             sample.verify_s = timings_sum(&json["verification"]);
+            sample.snapshot_s = json["snapshot_seconds"].as_f64();
+            sample.levels = level_timings(&json["verification"]);
             fs::remove_dir_all(out)?;
         }
         Kind::ToolVerifyRestore => {
@@ -490,6 +500,7 @@ fn after_run(
                 ),
             );
             sample.verify_s = timings_sum(&record);
+            sample.levels = level_timings(&record);
         }
         Kind::ShellRestore => {
             let text = fs::read_to_string(&timed.stdout)?;
