@@ -1,6 +1,6 @@
-//! Shared parts of the benchmark runners (`bench-backup`, `bench-s3`): their common arguments,
-//! timing commands under GNU time or hyperfine, the throwaway PostgreSQL with its dataset
-//! loaders, shell quoting and password redaction.
+//! Shared parts of the benchmark runners (`bench-backup`, `bench-s3`, `bench-mysql`): their
+//! common arguments, timing commands under GNU time or hyperfine, the throwaway PostgreSQL with
+//! its dataset loaders, shell quoting and password redaction.
 
 pub mod about;
 pub mod exec;
