@@ -510,7 +510,9 @@ fn a_socket_url_and_a_password_from_my_cnf_work() {
 
 #[test]
 fn a_long_running_write_never_stalls_the_application_behind_the_read_lock() {
-    let server = MariaDbServer::shared();
+    // A server of its own: the global read lock it holds off would hold off every other
+    // test's backup on a shared one.
+    let server = &MariaDbServer::start();
     let db = server.create_database("busy");
     server.sql(
         &db,

@@ -168,3 +168,74 @@ fn backup_objects_get_the_server_side_encryption_and_storage_class_asked_for() {
     out.assert_stderr_contains("cannot be read without a restore request");
     assert!(keys(moto, &bucket).is_empty());
 }
+
+#[test]
+fn a_bucket_source_takes_its_region_and_endpoint_from_the_profile_too() {
+    let moto = MotoServer::shared();
+    let bucket = moto.create_bucket("profsrc");
+    for (key, body) in [("uploads/a.txt", "alpha"), ("uploads/b.txt", "beta")] {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "-f", "-X", "PUT", "--data-binary", body])
+            .arg(format!("{}/{bucket}/{key}", moto.endpoint()))
+            .output()
+            .expect("curl");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let work = tempfile::tempdir().expect("work");
+    let aws = work.path().join("aws");
+    std::fs::create_dir_all(&aws).expect("aws dir");
+    std::fs::write(
+        aws.join("credentials"),
+        format!(
+            "[files]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            moto.access_key(),
+            moto.secret_key()
+        ),
+    )
+    .expect("credentials");
+    std::fs::write(
+        aws.join("config"),
+        format!(
+            "[profile files]\nregion = {}\nendpoint_url = {}\n",
+            moto.region(),
+            moto.endpoint()
+        ),
+    )
+    .expect("config");
+    let env = vec![
+        ("AWS_PROFILE", "files".to_owned()),
+        (
+            "AWS_SHARED_CREDENTIALS_FILE",
+            aws.join("credentials").display().to_string(),
+        ),
+        ("AWS_CONFIG_FILE", aws.join("config").display().to_string()),
+    ];
+    let store = work.path().join("store");
+    let out = backup(
+        work.path(),
+        &store.display().to_string(),
+        &format!("s3://{bucket}/uploads?allow_http=true"),
+        &env,
+    );
+    out.assert_success();
+    let backups = store.join("backups");
+    let dir = std::fs::read_dir(&backups)
+        .expect("backups")
+        .flatten()
+        .next()
+        .expect("a backup");
+    let manifest: backup_core::Manifest =
+        serde_json::from_slice(&std::fs::read(dir.path().join("manifest.json")).expect("manifest"))
+            .expect("manifest JSON");
+    let source = manifest.source("db").expect("the bucket source");
+    assert_eq!(
+        backup_objectstore::bucket::bucket_stat(source, "objects"),
+        Some(2),
+        "{:?}",
+        source.stats
+    );
+}

@@ -119,6 +119,14 @@ impl S3Bucket {
     /// [`Error::Invalid`] for a plain-HTTP endpoint without `allow_http`, or settings the
     /// credential chain rejects.
     pub(crate) fn open(settings: &S3Settings, bucket: &str, prefix: &str) -> Result<S3Bucket> {
+        // A profile's region and endpoint apply here too (its keys reach the credential chain).
+        let settings = &settings
+            .with_profile(&|k| std::env::var(k).ok().filter(|v| !v.is_empty()))
+            .map_err(|reason| Error::Invalid {
+                what: "S3 settings",
+                value: format!("s3://{bucket}"),
+                reason,
+            })?;
         let credentials = settings.amazon_s3(bucket)?.credentials().clone();
         let timeouts = TimeoutConfig::builder()
             .connect_timeout(Duration::from_secs(10))
