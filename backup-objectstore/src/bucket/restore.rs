@@ -740,12 +740,10 @@ async fn restore_file(store: &dyn Store, target: &DirTarget, entry: &IndexEntry)
     }
 
     let temp = temp_name(&name);
-    let file = {
-        let (dir, temp) = (dir.clone(), temp.clone());
-        blocking(move || nofollow::create_new(&dir, &temp))
-            .await
-            .map_err(|e| io("cannot create a temp file for", e))?
-    };
+    // Created here, not on a blocking thread: with no await between the file and its guard, a
+    // restore cancelled meanwhile (another object failed) cannot leave the temp file behind.
+    let file =
+        nofollow::create_new(&dir, &temp).map_err(|e| io("cannot create a temp file for", e))?;
     // Removed when dropped: a failed or interrupted restore leaves no partial file.
     let mut guard = TempFile {
         dir: dir.clone(),
