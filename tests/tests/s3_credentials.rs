@@ -84,18 +84,20 @@ fn keys(moto: &MotoServer, bucket: &str) -> Vec<String> {
         .collect()
 }
 
-#[test]
-fn a_named_profile_gives_the_keys_region_and_endpoint() {
-    let moto = MotoServer::shared();
-    let pg = PgServer::shared();
-    let bucket = moto.create_bucket("profile");
-    let work = tempfile::tempdir().expect("work");
-    let aws = work.path().join("aws");
+/// Writes AWS shared files under `dir` with one profile `name` that reaches `moto` (keys,
+/// region, endpoint; the `default` profile has wrong keys) and returns the variables that point
+/// at them, with `AWS_PROFILE` set to `profile`.
+fn profile_files(
+    dir: &Path,
+    name: &str,
+    moto: &MotoServer,
+) -> impl Fn(&str) -> Vec<(&'static str, String)> {
+    let aws = dir.join("aws");
     std::fs::create_dir_all(&aws).expect("aws dir");
     std::fs::write(
         aws.join("credentials"),
         format!(
-            "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n[backups]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
+            "[default]\naws_access_key_id = wrong\naws_secret_access_key = wrong\n\n[{name}]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
             moto.access_key(),
             moto.secret_key()
         ),
@@ -104,13 +106,13 @@ fn a_named_profile_gives_the_keys_region_and_endpoint() {
     std::fs::write(
         aws.join("config"),
         format!(
-            "[profile backups]\nregion = {}\nendpoint_url = {}\n",
+            "[profile {name}]\nregion = {}\nendpoint_url = {}\n",
             moto.region(),
             moto.endpoint()
         ),
     )
     .expect("config");
-    let files = |profile: &str| {
+    move |profile: &str| {
         vec![
             ("AWS_PROFILE", profile.to_owned()),
             (
@@ -119,7 +121,16 @@ fn a_named_profile_gives_the_keys_region_and_endpoint() {
             ),
             ("AWS_CONFIG_FILE", aws.join("config").display().to_string()),
         ]
-    };
+    }
+}
+
+#[test]
+fn a_named_profile_gives_the_keys_region_and_endpoint() {
+    let moto = MotoServer::shared();
+    let pg = PgServer::shared();
+    let bucket = moto.create_bucket("profile");
+    let work = tempfile::tempdir().expect("work");
+    let files = profile_files(work.path(), "backups", moto);
     // No endpoint, region or key anywhere but in the profile.
     let store = format!("s3://{bucket}/nightly?allow_http=true");
     let out = backup(work.path(), &store, &source(pg), &files("backups"));
@@ -186,34 +197,7 @@ fn a_bucket_source_takes_its_region_and_endpoint_from_the_profile_too() {
         );
     }
     let work = tempfile::tempdir().expect("work");
-    let aws = work.path().join("aws");
-    std::fs::create_dir_all(&aws).expect("aws dir");
-    std::fs::write(
-        aws.join("credentials"),
-        format!(
-            "[files]\naws_access_key_id = {}\naws_secret_access_key = {}\n",
-            moto.access_key(),
-            moto.secret_key()
-        ),
-    )
-    .expect("credentials");
-    std::fs::write(
-        aws.join("config"),
-        format!(
-            "[profile files]\nregion = {}\nendpoint_url = {}\n",
-            moto.region(),
-            moto.endpoint()
-        ),
-    )
-    .expect("config");
-    let env = vec![
-        ("AWS_PROFILE", "files".to_owned()),
-        (
-            "AWS_SHARED_CREDENTIALS_FILE",
-            aws.join("credentials").display().to_string(),
-        ),
-        ("AWS_CONFIG_FILE", aws.join("config").display().to_string()),
-    ];
+    let env = profile_files(work.path(), "files", moto)("files");
     let store = work.path().join("store");
     let out = backup(
         work.path(),
