@@ -45,6 +45,9 @@ use crate::swap::{DatabaseObjects, MysqlSwap};
 use crate::tools::{Flavour, find_client};
 use crate::verifier::{charset_of, verify_dump};
 
+/// How many `<db>__predeploy_before_<time>[_n]` names one restore tries.
+const MAX_BEFORE_ATTEMPTS: u32 = 20;
+
 /// Restores MySQL/MariaDB sources into databases: a new database restored and compared, then
 /// its tables swapped in with one `RENAME TABLE`, the previous ones kept (see the module docs).
 #[derive(Debug, Clone, Default)]
@@ -98,7 +101,7 @@ impl Restorer for MysqlRestorer {
         let (restoring, t1) = work_name(&target, RESTORE_MARK, manifest.id.as_str());
         let before_suffix = setup.now.strftime("%Y%m%dT%H%M%SZ").to_string();
         let (before, t2) = work_name(&target, BEFORE_MARK, &before_suffix);
-        let names = MysqlSwapNames {
+        let mut names = MysqlSwapNames {
             target: target.clone(),
             restoring,
             before,
@@ -133,15 +136,22 @@ impl Restorer for MysqlRestorer {
             .database_exists(&names.target)
             .await
             .map_err(RestoreError::Preflight)?;
-        if admin
+        // A second restore in the same second (an undo right after a restore) keeps its
+        // previous tables under the next free name: `…_2`, `…_3`.
+        let mut attempt = 1;
+        while admin
             .database_exists(&names.before)
             .await
             .map_err(RestoreError::Preflight)?
         {
-            return Err(preflight(format!(
-                "database {} already exists (a restore in the same second?): wait a second and run again",
-                names.before
-            )));
+            attempt += 1;
+            if attempt > MAX_BEFORE_ATTEMPTS {
+                return Err(preflight(format!(
+                    "databases {} and {MAX_BEFORE_ATTEMPTS} variants of it already exist: drop the ones you no longer need and run again",
+                    names.before
+                )));
+            }
+            names.before = work_name(&target, BEFORE_MARK, &format!("{before_suffix}_{attempt}")).0;
         }
         let connections = if exists {
             admin

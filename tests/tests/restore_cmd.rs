@@ -104,6 +104,47 @@ fn restore_puts_the_backup_back_keeps_the_previous_database_and_takes_a_safety_b
 }
 
 #[test]
+fn a_second_restore_in_the_same_second_keeps_the_previous_database_under_the_next_name() {
+    // Seen in CI: a restore and its undo in the same second were refused (exit 5) because the
+    // name for the previous database was taken. The names of the next half minute are taken
+    // here, so the restore below meets a taken name whatever second it runs in.
+    let server = PgServer::start();
+    let (store, db, _, backed_up, changed) = setup(&server, "rsttwice", "default");
+    let seconds = server.psql(
+        "postgres",
+        "SELECT string_agg(to_char(now() AT TIME ZONE 'UTC' + s * interval '1 second', \
+         'YYYYMMDD\"t\"HH24MISS\"z\"'), ' ') FROM generate_series(-1, 30) AS s",
+    );
+    let taken: Vec<String> = seconds
+        .split_whitespace()
+        .map(|t| format!("{db}__predeploy_before_{t}"))
+        .collect();
+    for name in &taken {
+        server.create_database_named(name);
+    }
+
+    let out = run(&mut restore_command(
+        store.path(),
+        &server.url(&db),
+        &["last", "--yes"],
+    ));
+    out.assert_success();
+    assert_eq!(content(&server, &db), backed_up, "the backup's data is back");
+    let kept: Vec<String> = databases_containing(&server, &format!("{db}__predeploy_before_"))
+        .into_iter()
+        .filter(|name| !taken.contains(name))
+        .collect();
+    assert_eq!(kept.len(), 1, "one new kept database: {kept:?}");
+    assert!(kept[0].ends_with("_2"), "under the next free name: {kept:?}");
+    out.assert_stderr_contains(&kept[0]);
+    assert_eq!(
+        content(&server, &kept[0]),
+        changed,
+        "it holds the data from before the restore"
+    );
+}
+
+#[test]
 fn restoring_into_a_database_that_does_not_exist_creates_it_without_a_safety_backup() {
     let server = PgServer::shared();
     let (store, _db, _, backed_up, _) = setup(server, "rstnew", "default");

@@ -14,6 +14,9 @@ use crate::snapshotter::DUMP_FORMAT;
 use crate::swap::{PgAdmin, SwapNames};
 use crate::tools::{find_tools, parse_major};
 
+/// How many `<db>__predeploy_before_<time>[_n]` names one restore tries.
+const MAX_BEFORE_ATTEMPTS: u32 = 20;
+
 /// Restores PostgreSQL sources into databases: a new database restored and compared, then
 /// swapped in by name, the old one kept (see [`PlannedDatabaseRestore`]).
 #[derive(Debug, Clone, Default)]
@@ -41,7 +44,7 @@ impl Restorer for DatabaseRestorer {
             target_config.bin_dir.clone_from(&self.bin_dir);
         }
         let before_suffix = setup.now.strftime("%Y%m%dT%H%M%SZ").to_string();
-        let names = SwapNames::new(&target_config.dbname, manifest.id.as_str(), &before_suffix);
+        let mut names = SwapNames::new(&target_config.dbname, manifest.id.as_str(), &before_suffix);
         let mut notes = Vec::new();
         if names.truncated {
             notes.push(format!(
@@ -95,16 +98,27 @@ impl Restorer for DatabaseRestorer {
             .database(&names.target)
             .await
             .map_err(RestoreError::Preflight)?;
-        if admin
+        // A second restore in the same second (an undo right after a restore) keeps its
+        // previous database under the next free name: `…_2`, `…_3`.
+        let mut attempt = 1;
+        while admin
             .database(&names.before)
             .await
             .map_err(RestoreError::Preflight)?
             .is_some()
         {
-            return Err(preflight(format!(
-                "database {} already exists (a restore in the same second?): wait a second and run again",
-                names.before
-            )));
+            attempt += 1;
+            if attempt > MAX_BEFORE_ATTEMPTS {
+                return Err(preflight(format!(
+                    "databases {} and {MAX_BEFORE_ATTEMPTS} variants of it already exist: drop the ones you no longer need and run again",
+                    names.before
+                )));
+            }
+            names = SwapNames::new(
+                &target_config.dbname,
+                manifest.id.as_str(),
+                &format!("{before_suffix}_{attempt}"),
+            );
         }
         let connections = if info.is_some() {
             admin
