@@ -16,6 +16,10 @@ use crate::verify::{ArchiveVerifier, RestoreTargets};
 /// cluster as the scratch server.
 pub const LOCAL_SCRATCH: &str = "local";
 
+/// The value of `--verify-restore-url` / `[verify] restore_url` that puts test restores on each
+/// source's own server, even when this machine could host a throwaway cluster.
+pub const SOURCE_SCRATCH: &str = "source";
+
 /// `[postgres]` of the config file.
 #[derive(Debug, Clone, Default, serde::Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -33,8 +37,10 @@ pub const BIN_DIR_ENV: &str = "PREDEPLOY_PG_BINDIR";
 pub struct PostgresBackend {
     /// Where the client tools are (overrides discovery), for sources whose URL names none.
     pub bin_dir: Option<PathBuf>,
-    /// Where level-4 test restores go: `None`, each source's own server; [`LOCAL_SCRATCH`], a
-    /// throwaway cluster on this machine; a URL, that server for every source.
+    /// Where level-4 test restores go: `None` (the default), a throwaway cluster on this
+    /// machine when it has the backup's server version and extensions, else each source's own
+    /// server; [`LOCAL_SCRATCH`], always a throwaway cluster on this machine;
+    /// [`SOURCE_SCRATCH`], each source's own server; a URL, that server for every source.
     pub verify_restore_url: Option<String>,
     /// `pg_restore -j` of test restores.
     pub verify_jobs: u32,
@@ -62,8 +68,9 @@ impl PostgresBackend {
             by_source.insert(s.name.to_string(), Self::config(&s.url)?);
         }
         let local_cluster = self.verify_restore_url.as_deref() == Some(LOCAL_SCRATCH);
+        let prefer_local = self.verify_restore_url.is_none();
         let override_target = match self.verify_restore_url.as_deref() {
-            None | Some(LOCAL_SCRATCH) => None,
+            None | Some(LOCAL_SCRATCH | SOURCE_SCRATCH) => None,
             // Another backend's scratch server (e.g. `mysql://…` with only MySQL sources):
             // nothing of ours to restore there.
             Some(u) if by_source.is_empty() && !self.accepts(u) => None,
@@ -75,6 +82,7 @@ impl PostgresBackend {
             jobs: self.verify_jobs.max(1),
             temp_dir: self.verify_temp_dir.clone(),
             local_cluster,
+            prefer_local,
         })
     }
 }

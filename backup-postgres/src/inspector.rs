@@ -2,7 +2,7 @@
 //! privileges, sizes, and, inside the dump's own MVCC snapshot, exact row counts and a schema
 //! fingerprint.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use backup_core::{Error, Result, Sha256, SourceStats, TableStat};
 use tokio_postgres::Client;
@@ -98,6 +98,20 @@ impl PgInspector {
             .await
             .map_err(|e| self.query_error("listing scratch databases", &e))?;
         Ok(rows.iter().map(|r| (r.get(0), r.get(1))).collect())
+    }
+
+    /// Extensions the server can install (`pg_available_extensions`).
+    ///
+    /// # Errors
+    ///
+    /// When the query fails.
+    pub async fn available_extensions(&self) -> Result<BTreeSet<String>> {
+        let rows = self
+            .client
+            .query("SELECT name::text FROM pg_available_extensions", &[])
+            .await
+            .map_err(|e| self.query_error("listing available extensions", &e))?;
+        Ok(rows.iter().map(|r| r.get(0)).collect())
     }
 
     /// The server's version string (`15.19 (Debian …)`) and major number.

@@ -44,7 +44,7 @@ pub mod tls;
 mod tools;
 pub mod verify;
 
-pub use backend::{BIN_DIR_ENV, LOCAL_SCRATCH, PostgresBackend, PostgresSection};
+pub use backend::{BIN_DIR_ENV, LOCAL_SCRATCH, PostgresBackend, PostgresSection, SOURCE_SCRATCH};
 pub use config::{Env, PgSourceConfig, ProcessEnv, Secret, redact_url};
 pub use inspector::{PgInspector, quote_ident};
 pub use local_cluster::LocalCluster;

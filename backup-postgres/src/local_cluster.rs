@@ -14,8 +14,15 @@ use crate::tools::{PgTools, installed_tools};
 /// The superuser `initdb` creates in a [`LocalCluster`].
 const SUPERUSER: &str = "postgres";
 
+/// Names the temp dirs of local clusters.
+const DIR_PREFIX: &str = "predeploy-scratch-cluster-";
+
+/// In a cluster's temp dir: the pid of the process that started it.
+const OWNER_FILE: &str = "owner.pid";
+
 /// A running throwaway server. Stopped (`pg_ctl stop -m immediate`) and its directory removed
-/// on drop; after a `kill -9` of this process the server goes on until its temp dir is cleaned.
+/// on drop; after a `kill -9` of this process the server goes on until the next local cluster
+/// started under the same temp dir collects it (its owner's pid is gone).
 #[derive(Debug)]
 pub struct LocalCluster {
     dir: tempfile::TempDir,
@@ -57,8 +64,9 @@ impl LocalCluster {
             message,
         };
         let parent = parent.map_or_else(std::env::temp_dir, Path::to_path_buf);
+        collect_leftovers(&parent);
         let dir = tempfile::Builder::new()
-            .prefix("predeploy-scratch-cluster-")
+            .prefix(DIR_PREFIX)
             .tempdir_in(&parent)
             .map_err(|e| {
                 fail(format!(
@@ -66,6 +74,8 @@ impl LocalCluster {
                     parent.display()
                 ))
             })?;
+        std::fs::write(dir.path().join(OWNER_FILE), std::process::id().to_string())
+            .map_err(|e| fail(format!("cannot write under {}: {e}", dir.path().display())))?;
         let run_as = if is_root() {
             let uid = postgres_uid()
                 .await
@@ -242,4 +252,59 @@ fn free_port() -> std::io::Result<u16> {
     // Only names the socket file (`.s.PGSQL.<port>`): the server listens on no TCP address.
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
+}
+
+/// Stops and removes the local clusters under `parent` whose owning process is gone (a run
+/// killed with `kill -9`): their server would otherwise run on, holding memory and disk.
+fn collect_leftovers(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let is_cluster = entry
+            .file_name()
+            .to_str()
+            .is_some_and(|n| n.starts_with(DIR_PREFIX));
+        // No owner file: a cluster being created right now, or not ours.
+        let owner = std::fs::read_to_string(dir.join(OWNER_FILE))
+            .ok()
+            .and_then(|p| p.trim().parse::<u32>().ok());
+        let Some(owner) = owner.filter(|_| is_cluster) else {
+            continue;
+        };
+        if Path::new(&format!("/proc/{owner}")).exists() {
+            continue;
+        }
+        let data = dir.join("data");
+        if let Some(postmaster) = std::fs::read_to_string(data.join("postmaster.pid"))
+            .ok()
+            .and_then(|t| t.lines().next().and_then(|l| l.trim().parse::<u32>().ok()))
+        {
+            // Only a postmaster of this data directory (the pid may have been reused).
+            let cmdline = std::fs::read(format!("/proc/{postmaster}/cmdline")).unwrap_or_default();
+            let data_text = data.display().to_string();
+            if String::from_utf8_lossy(&cmdline).contains(&data_text) {
+                // SIGQUIT: immediate shutdown; the backends follow their postmaster.
+                let _ = std::process::Command::new("kill")
+                    .args(["-QUIT", &postmaster.to_string()])
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::null())
+                    .status();
+                for _ in 0..50 {
+                    if !Path::new(&format!("/proc/{postmaster}")).exists() {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(100));
+                }
+            }
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => tracing::info!(
+                "removed the local scratch cluster {} left by a run that died",
+                dir.display()
+            ),
+            Err(e) => tracing::debug!("could not remove {}: {e}", dir.display()),
+        }
+    }
 }

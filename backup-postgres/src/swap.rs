@@ -194,13 +194,7 @@ impl PgAdmin {
     ///
     /// When the query fails.
     pub async fn available_extensions(&self) -> Result<BTreeSet<String>> {
-        let i = &self.inspector;
-        let rows = i
-            .client
-            .query("SELECT name::text FROM pg_available_extensions", &[])
-            .await
-            .map_err(|e| i.query_error("listing available extensions", &e))?;
-        Ok(rows.iter().map(|r| r.get(0)).collect())
+        self.inspector.available_extensions().await
     }
 
     /// The server's data directory, when the user may read it and it is on this machine.

@@ -11,7 +11,9 @@ use backup_core::Registry;
 use backup_mysql::{MysqlBackend, MysqlSection};
 use backup_objectstore::S3Settings;
 use backup_objectstore::bucket::BucketBackend;
-use backup_postgres::{BIN_DIR_ENV, LOCAL_SCRATCH, PostgresBackend, PostgresSection};
+use backup_postgres::{
+    BIN_DIR_ENV, LOCAL_SCRATCH, PostgresBackend, PostgresSection, SOURCE_SCRATCH,
+};
 
 /// What the backends of the command line are configured from: the parts of
 /// [`crate::Settings`] they read (see [`crate::Settings::backend_config`]).
@@ -70,10 +72,10 @@ fn mysql_section(value: &toml::Value) -> Result<MysqlSection, String> {
     section("mysql", value)
 }
 
-/// Which backend takes a test-restore URL: PostgreSQL (`postgres://`, `postgresql://` or
-/// `local`, a throwaway cluster) or MySQL/MariaDB (`mysql://`, `mariadb://`).
+/// Which backend takes a test-restore URL: PostgreSQL (`postgres://`, `postgresql://`,
+/// `local`, a throwaway cluster, or `source`, each source's own server) or MySQL/MariaDB (`mysql://`, `mariadb://`).
 fn restore_url_backend(url: &str) -> Option<&'static str> {
-    if url == LOCAL_SCRATCH || PostgresBackend::default().accepts(url) {
+    if url == LOCAL_SCRATCH || url == SOURCE_SCRATCH || PostgresBackend::default().accepts(url) {
         Some("PostgreSQL")
     } else if MysqlBackend::default().accepts(url) {
         Some("MySQL/MariaDB")
@@ -91,7 +93,7 @@ pub(crate) fn restore_urls_problem(urls: &[String]) -> Option<String> {
         match restore_url_backend(url) {
             None => {
                 return Some(format!(
-                    "a {scheme}:// URL is not a server for test restores: give postgres://…, mysql://…, mariadb://… or `local`"
+                    "a {scheme}:// URL is not a server for test restores: give postgres://…, mysql://…, mariadb://…, `local` or `source`"
                 ));
             }
             Some(b) if seen.contains(&b) => {

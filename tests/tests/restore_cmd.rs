@@ -129,13 +129,20 @@ fn a_second_restore_in_the_same_second_keeps_the_previous_database_under_the_nex
         &["last", "--yes"],
     ));
     out.assert_success();
-    assert_eq!(content(&server, &db), backed_up, "the backup's data is back");
+    assert_eq!(
+        content(&server, &db),
+        backed_up,
+        "the backup's data is back"
+    );
     let kept: Vec<String> = databases_containing(&server, &format!("{db}__predeploy_before_"))
         .into_iter()
         .filter(|name| !taken.contains(name))
         .collect();
     assert_eq!(kept.len(), 1, "one new kept database: {kept:?}");
-    assert!(kept[0].ends_with("_2"), "under the next free name: {kept:?}");
+    assert!(
+        kept[0].ends_with("_2"),
+        "under the next free name: {kept:?}"
+    );
     out.assert_stderr_contains(&kept[0]);
     assert_eq!(
         content(&server, &kept[0]),

@@ -22,7 +22,7 @@ use backup_verify::{
 };
 
 use super::local::start_scratch_cluster;
-use super::restore::{RestoreTargets, verify_dump_by_restore};
+use super::restore::{RestoreTargets, Scratch, verify_dump_by_restore};
 
 /// The last line pg_dumpall writes; its absence means the globals dump was cut short.
 const GLOBALS_TRAILER: &str = "PostgreSQL database cluster dump complete";
@@ -96,31 +96,10 @@ impl Verifier for ArchiveVerifier {
                         format!("{}/{}: {why}", source.name, artifact.name),
                     )
                 };
-                match self.restore.as_ref() {
-                    Some(targets) if targets.local_cluster => match staging_space_problem(artifact, targets.temp_dir.as_deref()) {
-                        Some(why) => report.findings.push(skipped(why)),
-                        None => match start_scratch_cluster(store, source, self.pg_bin_dir.as_deref(), targets.temp_dir.as_deref()).await {
-                            Ok(cluster) => {
-                                let target = cluster.config();
-                                verify_dump_by_restore(store, source, artifact, &target, targets, self.pg_bin_dir.as_deref(), &mut report).await?;
-                                drop(cluster);
-                                continue;
-                            }
-                            Err(why) => report.findings.push(skipped(format!("no local scratch server: {why}"))),
-                        },
-                    },
-                    Some(targets) => match targets.target_for(source.name.as_str()) {
-                        // Not level 4, and still levels 1–3 below.
-                        Some(target) => match staging_space_problem(artifact, targets.temp_dir.as_deref()) {
-                            Some(why) => report.findings.push(skipped(why)),
-                            None => {
-                                verify_dump_by_restore(store, source, artifact, target, targets, self.pg_bin_dir.as_deref(), &mut report).await?;
-                                continue;
-                            }
-                        },
-                        None => report.findings.push(skipped("no scratch server to restore into: configure the source's URL or give --verify-restore-url".into())),
-                    },
-                    None => report.findings.push(skipped("no scratch server to restore into: configure the source's URL or give --verify-restore-url".into())),
+                if let Some(why) = self.level_4(store, source, artifact, &mut report).await? {
+                    report.findings.push(skipped(why));
+                } else {
+                    continue;
                 }
             }
             let started = Instant::now();
@@ -141,6 +120,68 @@ impl Verifier for ArchiveVerifier {
 }
 
 impl ArchiveVerifier {
+    /// Levels 1–4 of one pg_dump archive through a test restore: `None` when done, else why
+    /// there is no level 4 (levels 1–3 are then still to do).
+    async fn level_4(
+        &self,
+        store: &dyn Store,
+        source: &SourceManifest,
+        artifact: &ArtifactMeta,
+        report: &mut VerificationReport,
+    ) -> Result<Option<String>> {
+        let no_scratch = "no scratch server to restore into: configure the source's URL or give --verify-restore-url";
+        let Some(targets) = self.restore.as_ref() else {
+            return Ok(Some(no_scratch.into()));
+        };
+        if let Some(why) = staging_space_problem(artifact, targets.temp_dir.as_deref()) {
+            return Ok(Some(why));
+        }
+        let pg_bin_dir = self.pg_bin_dir.as_deref();
+        let temp_dir = targets.temp_dir.as_deref();
+        let source_server = targets.target_for(source.name.as_str());
+        let by_default = targets.prefer_local && targets.override_target.is_none();
+        let (target, why_source) = if targets.local_cluster || by_default {
+            // By default only the backup's own major: owners and grants are proven exactly there.
+            match start_scratch_cluster(store, source, pg_bin_dir, temp_dir, by_default).await {
+                Ok(cluster) => {
+                    let target = cluster.config();
+                    let scratch = Scratch {
+                        target: &target,
+                        dedicated: true,
+                        fallback: source_server.filter(|_| by_default),
+                        why_source: None,
+                    };
+                    verify_dump_by_restore(
+                        store, source, artifact, scratch, targets, pg_bin_dir, report,
+                    )
+                    .await?;
+                    drop(cluster);
+                    return Ok(None);
+                }
+                Err(why) if !by_default => {
+                    return Ok(Some(format!("no local scratch server: {why}")));
+                }
+                Err(why) => (source_server, Some(why)),
+            }
+        } else {
+            (source_server, None)
+        };
+        let Some(target) = target else {
+            return Ok(Some(no_scratch.into()));
+        };
+        let scratch = Scratch {
+            target,
+            dedicated: targets.override_target.is_some(),
+            fallback: None,
+            why_source,
+        };
+        verify_dump_by_restore(
+            store, source, artifact, scratch, targets, pg_bin_dir, report,
+        )
+        .await?;
+        Ok(None)
+    }
+
     async fn verify_dump(
         &self,
         store: &dyn Store,

@@ -9,8 +9,9 @@ use backup_core::{SourceManifest, Store};
 
 use backup_verify::{Consumer, read_pass};
 
-/// Starts a local cluster of the backup's server major (or the nearest newer one installed) and
-/// creates the backup's roles in it from its globals dump, so owners and grants can be proven.
+/// Starts a local cluster of the backup's server major (or, unless `same_major_only`, the
+/// nearest newer one installed) and creates the backup's roles in it from its globals dump, so
+/// owners and grants can be proven.
 ///
 /// # Errors
 ///
@@ -20,16 +21,26 @@ pub(crate) async fn start_scratch_cluster(
     source: &SourceManifest,
     pg_bin_dir: Option<&std::path::Path>,
     temp_dir: Option<&std::path::Path>,
+    same_major_only: bool,
 ) -> Result<LocalCluster, String> {
     let major = source
         .server_version
         .as_deref()
         .and_then(parse_major)
         .unwrap_or(0);
-    let server = LocalCluster::find_server(major, pg_bin_dir).await.ok_or_else(|| {
-        format!(
-            "no PostgreSQL server binaries (initdb, pg_ctl, postgres) of version {major} or newer are installed here for a local scratch server: install the server package (e.g. postgresql-{major}) or give --verify-restore-url"
-        )
+    let server = LocalCluster::find_server(major, pg_bin_dir)
+        .await
+        .filter(|s| !same_major_only || (major > 0 && s.major == major));
+    let server = server.ok_or_else(|| {
+        if same_major_only {
+            format!(
+                "this machine has no PostgreSQL {major} server binaries (initdb, pg_ctl, postgres) for a throwaway scratch cluster: install postgresql-{major} here to keep test restores off the source's server"
+            )
+        } else {
+            format!(
+                "no PostgreSQL server binaries (initdb, pg_ctl, postgres) of version {major} or newer are installed here for a local scratch server: install the server package (e.g. postgresql-{major}) or give --verify-restore-url"
+            )
+        }
     })?;
     let cluster = LocalCluster::start(&server, temp_dir)
         .await

@@ -36,6 +36,25 @@ pub struct RestoreTargets {
     /// Restore into a throwaway cluster started on this machine for each archive
     /// ([`LocalCluster`](crate::LocalCluster)) instead of a server named above.
     pub local_cluster: bool,
+    /// The default: a throwaway local cluster when this machine has the server binaries of the
+    /// backup's major version and every extension the backup needs, else the source's own
+    /// server (the record says why). Ignored with `override_target` or `local_cluster`.
+    pub prefer_local: bool,
+}
+
+/// The server one test restore goes into, and why.
+pub(crate) struct Scratch<'a> {
+    /// Its connection settings.
+    pub target: &'a PgSourceConfig,
+    /// A server that hosts nothing else (a local cluster, `--verify-restore-url`): it gets
+    /// `[verify] jobs` in full; the source's own server at most [`MAX_JOBS_ON_SOURCE`].
+    pub dedicated: bool,
+    /// With a local cluster chosen by default: the source's own server, used instead when the
+    /// cluster cannot install an extension the backup needs.
+    pub fallback: Option<&'a PgSourceConfig>,
+    /// Why the source's own server hosts the test restore although the default prefers a
+    /// local cluster.
+    pub why_source: Option<String>,
 }
 
 impl RestoreTargets {
@@ -52,7 +71,7 @@ pub(crate) async fn verify_dump_by_restore(
     store: &dyn Store,
     source: &SourceManifest,
     a: &ArtifactMeta,
-    target: &PgSourceConfig,
+    scratch: Scratch<'_>,
     targets: &RestoreTargets,
     pg_bin_dir: Option<&std::path::Path>,
     report: &mut VerificationReport,
@@ -81,18 +100,8 @@ pub(crate) async fn verify_dump_by_restore(
         .as_deref()
         .and_then(parse_major)
         .unwrap_or(0);
-    let admin = PgInspector::connect(target, source.name.as_str()).await;
-    let server_major = match &admin {
-        Ok(i) => i.server_version().await.map(|(_, m)| m).unwrap_or(0),
-        Err(_) => 0,
-    };
-    let tools = find_tools(
-        archive_major.max(server_major),
-        pg_bin_dir,
-        source.name.as_str(),
-    )
-    .await?;
-    let toc = toc_finding(&tools, staged.path(), source, a).await?.0;
+    let toc_tools = find_tools(archive_major, pg_bin_dir, source.name.as_str()).await?;
+    let (toc, listing) = toc_finding(&toc_tools, staged.path(), source, a).await?;
     let toc_ok = toc.status == Passed;
     report.findings.push(toc);
     report.add_time(Archive, started.elapsed());
@@ -105,6 +114,47 @@ pub(crate) async fn verify_dump_by_restore(
 
     // 4: restore into a scratch database and compare.
     let started = Instant::now();
+    let Scratch {
+        mut target,
+        mut dedicated,
+        fallback,
+        mut why_source,
+    } = scratch;
+    let mut admin = PgInspector::connect(target, source.name.as_str()).await;
+    // A local cluster chosen by default must be able to install what the backup needs;
+    // otherwise the source's own server (which has it) hosts the test restore.
+    if let (Some(source_server), Ok(local)) = (fallback, &admin) {
+        let needed = toc_extensions(&listing);
+        let available = local.available_extensions().await.unwrap_or_default();
+        let missing: Vec<&str> = needed
+            .iter()
+            .filter(|e| !available.contains(*e))
+            .map(String::as_str)
+            .collect();
+        if !missing.is_empty() {
+            why_source = Some(format!(
+                "this machine's PostgreSQL server cannot install extension(s) {}",
+                missing.join(", ")
+            ));
+            target = source_server;
+            dedicated = false;
+            admin = PgInspector::connect(target, source.name.as_str()).await;
+        }
+    }
+    let server_major = match &admin {
+        Ok(i) => i.server_version().await.map(|(_, m)| m).unwrap_or(0),
+        Err(_) => 0,
+    };
+    let tools = find_tools(
+        archive_major.max(server_major),
+        pg_bin_dir,
+        source.name.as_str(),
+    )
+    .await?;
+    let on_source = why_source
+        .as_deref()
+        .map(|why| format!(" (the source's own server: {why})"))
+        .unwrap_or_default();
     if let Err(e) = admin {
         report
             .findings
@@ -143,7 +193,7 @@ pub(crate) async fn verify_dump_by_restore(
     };
     // On the source's own server (production, by default) a test restore takes at most two
     // backends; a dedicated scratch server (`--verify-restore-url`) gets `[verify] jobs`.
-    let jobs = if targets.override_target.is_some() || targets.local_cluster {
+    let jobs = if dedicated {
         targets.jobs.max(1)
     } else {
         targets.jobs.clamp(1, MAX_JOBS_ON_SOURCE)
@@ -183,7 +233,7 @@ pub(crate) async fn verify_dump_by_restore(
                 a,
                 Failed,
                 format!(
-                    "{label}: the test restore into {} on {} failed: {message}",
+                    "{label}: the test restore into {} on {}{on_source} failed: {message}",
                     scratch.name(),
                     target.location()
                 ),
@@ -202,7 +252,7 @@ pub(crate) async fn verify_dump_by_restore(
                 a,
                 Passed,
                 format!(
-                    "{label}: restored into scratch database {} on {} with {} ({how})",
+                    "{label}: restored into scratch database {} on {}{on_source} with {} ({how})",
                     scratch.name(),
                     target.location(),
                     tools.version
