@@ -65,7 +65,8 @@ pub struct Global {
     #[arg(long, global = true, value_name = "NAME")]
     pub env: Option<String>,
     /// Server for level-4 test restores, one per kind of database (postgres://…, `local`,
-    /// mysql://…), repeatable (default: each source's own server)
+    /// `source`, mysql://…), repeatable (default: PostgreSQL in a throwaway local cluster when
+    /// possible, else each source's own server)
     #[arg(long, global = true, value_name = "URL")]
     pub verify_restore_url: Vec<String>,
     /// Wait up to DURATION (e.g. 10m) for another run's lock instead of failing with exit 6

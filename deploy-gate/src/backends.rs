@@ -24,7 +24,7 @@ pub struct BackendConfig<'a> {
     /// The values of the backends' environment variables that are set.
     pub env: &'a BTreeMap<String, String>,
     /// Where test restores go (`--verify-restore-url`, at most one per backend), when not
-    /// each source's own server.
+    /// the default (a local cluster for PostgreSQL when possible, else each source's own server).
     pub verify_restore_urls: &'a [String],
     /// Parallel jobs of a test restore.
     pub verify_jobs: u32,
@@ -165,8 +165,8 @@ pub fn registry(config: &BackendConfig<'_>) -> Registry {
         }))
 }
 
-/// The backends with their defaults (tools discovered on `PATH`, test restores into each
-/// source's own server with two jobs, S3 settings from `AWS_*`): what [`crate::Gate::builder`]
+/// The backends with their defaults (tools discovered on `PATH`, test restores into a local
+/// cluster when possible, else each source's own server with two jobs, S3 settings from `AWS_*`): what [`crate::Gate::builder`]
 /// starts from.
 pub fn default_registry() -> Registry {
     Registry::new()

@@ -106,7 +106,8 @@ pub struct VerifySection {
     /// is usable, else archive.
     pub level: Option<String>,
     /// Server(s) for test restores: one URL, or a list with one URL per kind of database (or
-    /// `local`); default: each source's own server.
+    /// `local`, `source`); default: a local cluster for PostgreSQL when possible, else each
+    /// source's own server.
     pub restore_url: Option<OneOrMany>,
     /// Parallel jobs of the restore tool in test restores (default: number of CPUs).
     pub jobs: Option<u32>,

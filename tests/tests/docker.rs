@@ -46,9 +46,16 @@ fn run_and_restore_reach_a_container_whose_port_is_not_published() {
     let store = tempfile::tempdir().expect("store");
     let work = tempfile::tempdir().expect("workdir");
 
-    // The backup, its level-4 test restore and every tool they start, watched from /proc.
+    // The backup, its level-4 test restore (in the container's server: `source`) and every
+    // tool they start, watched from /proc.
     let (out, argv_with_password) = run_scanning_argv(
-        &mut command(&pg, store.path(), work.path(), &["backup", "--json"], &url),
+        &mut command(
+            &pg,
+            store.path(),
+            work.path(),
+            &["backup", "--json", "--verify-restore-url", "source"],
+            &url,
+        ),
         pg.password(),
     );
     assert_level_4(&out, &via);
@@ -105,7 +112,7 @@ fn a_compose_service_is_found_by_its_project_and_service_labels() {
         &pg,
         store.path(),
         work.path(),
-        &["backup", "--json"],
+        &["backup", "--json", "--verify-restore-url", "source"],
         &url,
     ));
     assert_level_4(&out, &via);

@@ -238,7 +238,13 @@ fn leftover_scratch_databases_of_dead_runs_are_dropped_by_the_next_run() {
         "COMMENT ON DATABASE predeploy_scratch_4999999_abcdef IS '{{\"owner\":\"pre-deploy\",\"host\":\"{host}\",\"pid\":4999999,\"created_at\":\"2026-01-01T00:00:00Z\"}}'"
     ));
     let store = tempfile::tempdir().expect("store");
-    backup(store.path(), &server.url(&db), &[]).assert_success();
+    // Leftovers are collected on the server that hosts the test restore.
+    backup(
+        store.path(),
+        &server.url(&db),
+        &["--verify-restore-url", "source"],
+    )
+    .assert_success();
     assert!(
         !scratch_databases(server).contains(&"predeploy_scratch_4999999_abcdef".to_owned()),
         "the leftover was dropped"

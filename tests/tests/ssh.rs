@@ -74,7 +74,8 @@ fn run_verifies_at_level_4_and_restore_brings_the_database_back_all_through_the_
         .arg(store.path())
         .arg("--source")
         .arg(format!("db={url}"))
-        .args(["--", "true"]));
+        // The test restore on the source's server, through the tunnel too.
+        .args(["--verify-restore-url", "source", "--", "true"]));
     predeploy_tests::cli::assert_level_4(&out);
     assert!(!out.stdout.contains(pg.password()) && !out.stderr.contains(pg.password()));
     // Our connection, pg_dump, pg_dumpall, the scratch database and pg_restore: all forwarded.

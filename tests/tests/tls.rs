@@ -10,9 +10,16 @@ use predeploy_tests::restoring::content;
 use predeploy_tests::tls::{CERT_USER, TlsServer};
 use predeploy_tests::{Output, fixtures, pre_deploy, run};
 
+/// A backup whose test restore goes to the source's own server, over TLS too.
 fn backup(store: &Path, url: &str) -> Output {
     run(pre_deploy()
-        .args(["backup", "--json", "--store"])
+        .args([
+            "backup",
+            "--json",
+            "--verify-restore-url",
+            "source",
+            "--store",
+        ])
         .arg(store)
         .arg("--source")
         .arg(format!("db={url}")))
