@@ -27,7 +27,7 @@ pub fn connection_env(cfg: &PgSourceConfig) -> backup_core::Result<Vec<(&'static
             cfg.connect_timeout.as_secs().to_string(),
         ),
     ];
-    env.extend(cfg.tls.tool_env());
+    env.extend(cfg.tls.tool_env()?);
     if let Some(a) = hostaddr {
         env.push(("PGHOSTADDR", a));
     }

@@ -47,7 +47,7 @@ pub struct PgSourceConfig {
     pub password: Option<Secret>,
     /// Database name.
     pub dbname: String,
-    /// TLS: `sslmode`, `sslrootcert`, `sslcert`/`sslkey`, `channel_binding` (see
+    /// TLS: `sslmode`, `sslrootcert`, `sslcert`/`sslkey`, `sslpassword`, `channel_binding` (see
     /// [`crate::tls`]).
     pub tls: TlsConfig,
     /// How long to wait for a connection.
@@ -134,7 +134,7 @@ impl PgSourceConfig {
                 "sslrootcert" => tls.sslrootcert = Some(v.into_owned()),
                 "sslcert" => tls.sslcert = Some(v.into_owned()),
                 "sslkey" => tls.sslkey = Some(v.into_owned()),
-                "sslpassword" => tls.sslpassword = true,
+                "sslpassword" => tls.sslpassword = Some(Secret::new(v)),
                 "channel_binding" => tls.channel_binding = Some(v.into_owned()),
                 "connect_timeout" => connect_timeout = Some(v.into_owned()),
                 "via" => via = Some(v.into_owned()),
@@ -413,6 +413,21 @@ mod tests {
         assert_eq!(c.password.as_ref().map(Secret::expose), Some("s@cret"));
         assert_eq!(c.location(), "postgres://app@db.local:6432/shop");
         assert!(!format!("{c:?}").contains("s@cret"));
+    }
+
+    #[test]
+    fn sslpassword_is_kept_as_a_secret() {
+        let c = PgSourceConfig::from_url(
+            "postgres://app@db/shop?sslcert=/c.crt&sslkey=/c.key&sslpassword=hunter%232",
+            &no_env,
+        )
+        .expect("parses");
+        assert_eq!(
+            c.tls.key_password,
+            Some(crate::tls::KeyPassword::new(Secret::new("hunter#2")))
+        );
+        assert!(!format!("{c:?}").contains("hunter"), "{c:?}");
+        assert!(!c.location().contains("hunter"));
     }
 
     #[test]

@@ -24,6 +24,7 @@
 
 mod backend;
 mod catalog;
+mod client_key;
 pub mod command;
 mod config;
 pub mod docker;

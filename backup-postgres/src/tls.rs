@@ -16,18 +16,24 @@
 //! operating system's trusted roots (and `verify-full`, as in libpq 16). A client certificate
 //! (`sslcert`, `sslkey`, default `~/.postgresql/postgresql.{crt,key}` when both exist) is sent
 //! when the server asks for one; its key must not be readable by others (as libpq checks).
+//! An encrypted key (PKCS#8, `ENCRYPTED PRIVATE KEY`) is decrypted with `sslpassword`: in
+//! memory for our connection, into a private temporary copy for the tools (libpq has no
+//! variable for `sslpassword`; see the `client_key` module for why a copy). OpenSSL's legacy
+//! encrypted keys (`Proc-Type: 4,ENCRYPTED`) are refused with the command that converts them.
 //! `allow` is treated as `prefer` (TLS whenever the server offers it: stricter than libpq,
 //! which tries plaintext first). Unix-socket connections never use TLS, as in libpq.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+pub use crate::client_key::KeyPassword;
+use crate::config::Secret;
 use backup_core::{Error, Result};
 use rustls::client::WebPkiServerVerifier;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::WebPkiSupportedAlgorithms;
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{CertificateError, DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 /// Where the operating system keeps its trusted roots on Debian-like systems: what libpq
@@ -144,6 +150,9 @@ pub struct TlsConfig {
     pub root_cert: Option<RootCert>,
     /// `sslcert` and `sslkey` (both or neither).
     pub client_cert: Option<(PathBuf, PathBuf)>,
+    /// `sslpassword`: the passphrase of an encrypted `sslkey` (ignored for a key that is not
+    /// encrypted, as libpq does).
+    pub key_password: Option<KeyPassword>,
     /// `channel_binding`.
     pub channel_binding: ChannelBinding,
 }
@@ -155,8 +164,8 @@ impl TlsConfig {
     /// # Errors
     ///
     /// A message for an unknown value, a client certificate without its key (or the other way
-    /// round), an encrypted key (`sslpassword`), or `sslrootcert=system` with a mode weaker than
-    /// `verify-full`.
+    /// round), or `sslrootcert=system` with a mode weaker than `verify-full`. The key itself is
+    /// read (and decrypted) only when connecting.
     pub fn resolve(
         given: &TlsParams,
         env: &dyn crate::config::Env,
@@ -203,13 +212,8 @@ impl TlsConfig {
             (None, Some(k)) => return Err(format!("sslkey {k:?} is given without sslcert")),
             (None, None) => in_home("postgresql.crt").zip(in_home("postgresql.key")),
         };
-        if given.sslpassword {
-            return Err(
-                "encrypted client keys (sslpassword) are not supported: decrypt the key \
-                 (`openssl pkey -in KEY -out PLAIN`) and protect the file with mode 0600"
-                    .into(),
-            );
-        }
+        // libpq has no variable for sslpassword: only the URL gives it.
+        let key_password = given.sslpassword.clone().map(KeyPassword::new);
         let channel_binding = given
             .channel_binding
             .clone()
@@ -222,12 +226,20 @@ impl TlsConfig {
             mode,
             root_cert,
             client_cert,
+            key_password,
             channel_binding,
         })
     }
 
-    /// The `PGSSL*` variables that give a libpq tool these settings.
-    pub fn tool_env(&self) -> Vec<(&'static str, String)> {
+    /// The `PGSSL*` variables that give a libpq tool these settings. An encrypted client key
+    /// is given as its decrypted copy, written on the first call and removed when the last
+    /// clone of these settings is dropped (see the `client_key` module).
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] when an encrypted client key cannot be decrypted (naming
+    /// `sslpassword` for a wrong passphrase) or its copy cannot be written.
+    pub fn tool_env(&self) -> Result<Vec<(&'static str, String)>> {
         let mut env = vec![
             ("PGSSLMODE", self.mode.as_str().to_owned()),
             ("PGCHANNELBINDING", self.channel_binding.as_str().to_owned()),
@@ -242,10 +254,11 @@ impl TlsConfig {
             None => {}
         }
         if let Some((cert, key)) = &self.client_cert {
+            let key = crate::client_key::tool_path(key, self.key_password.as_ref())?;
             env.push(("PGSSLCERT", cert.display().to_string()));
             env.push(("PGSSLKEY", key.display().to_string()));
         }
-        env
+        Ok(env)
     }
 
     /// The driver's `sslmode` for a connection to `host` (a socket directory never uses TLS).
@@ -286,7 +299,8 @@ impl TlsConfig {
     /// # Errors
     ///
     /// [`Error::Invalid`] for a root or client certificate that cannot be read, a key readable by
-    /// others, or a verifying mode with no trusted root.
+    /// others, an encrypted key without `sslpassword` or that it does not decrypt (naming
+    /// `sslpassword`), or a verifying mode with no trusted root.
     pub fn connector(&self) -> Result<tokio_postgres_rustls::MakeRustlsConnect> {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
         let verifier: Arc<dyn ServerCertVerifier> = match self.verification() {
@@ -314,13 +328,7 @@ impl TlsConfig {
             Some((cert, key)) => {
                 let certs = read_certs(cert, "sslcert")?;
                 check_key_mode(key)?;
-                let key = PrivateKeyDer::from_pem_file(key).map_err(|e| {
-                    invalid(
-                        "sslkey",
-                        &key.display().to_string(),
-                        format!("cannot read a private key from it: {e} (an encrypted key is not supported)"),
-                    )
-                })?;
+                let key = crate::client_key::load(key, self.key_password.as_ref())?;
                 builder
                     .with_client_auth_cert(certs, key)
                     .map_err(|e| invalid("sslcert", &cert.display().to_string(), e.to_string()))?
@@ -379,8 +387,8 @@ pub struct TlsParams {
     pub sslcert: Option<String>,
     /// `sslkey`.
     pub sslkey: Option<String>,
-    /// Whether `sslpassword` was given (its value is never kept).
-    pub sslpassword: bool,
+    /// `sslpassword`.
+    pub sslpassword: Option<Secret>,
     /// `channel_binding`.
     pub channel_binding: Option<String>,
 }
@@ -538,7 +546,11 @@ mod tests {
         let t = TlsConfig::resolve(&TlsParams::default(), &env(&[])).expect("resolves");
         assert_eq!(t.mode, SslMode::Prefer);
         assert_eq!(t.verification(), Verification::None);
-        assert!(t.tool_env().contains(&("PGSSLMODE", "prefer".into())));
+        assert!(
+            t.tool_env()
+                .expect("no key")
+                .contains(&("PGSSLMODE", "prefer".into()))
+        );
         // Our connection uses TLS when the server offers it, as pg_dump does.
         assert_eq!(
             t.driver_mode("db.example"),
@@ -566,7 +578,7 @@ mod tests {
         assert_eq!(t.mode, SslMode::VerifyFull);
         assert_eq!(t.root_cert, Some(RootCert::File("/ca.pem".into())));
         assert_eq!(t.channel_binding, ChannelBinding::Require);
-        let tool = t.tool_env();
+        let tool = t.tool_env().expect("no key");
         assert!(tool.contains(&("PGSSLROOTCERT", "/ca.pem".into())));
         assert!(tool.contains(&("PGCHANNELBINDING", "require".into())));
     }
@@ -621,16 +633,83 @@ mod tests {
                 },
                 "sslcert",
             ),
-            (
-                TlsParams {
-                    sslpassword: true,
-                    ..TlsParams::default()
-                },
-                "sslpassword",
-            ),
         ] {
             let e = TlsConfig::resolve(&given, &env(&[])).expect_err("refused");
             assert!(e.contains(word), "{word}: {e}");
+        }
+    }
+
+    #[test]
+    fn an_encrypted_client_key_is_decrypted_with_sslpassword_for_the_connection() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().expect("dir");
+        let run = |args: &[&str]| {
+            let out = std::process::Command::new("openssl")
+                .args(args)
+                .current_dir(dir.path())
+                .output()
+                .expect("run openssl (Debian package openssl)");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        };
+        run(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=app",
+            "-keyout",
+            "plain.key",
+            "-out",
+            "client.crt",
+        ]);
+        run(&[
+            "pkcs8",
+            "-topk8",
+            "-v2",
+            "aes-256-cbc",
+            "-in",
+            "plain.key",
+            "-out",
+            "client.key",
+            "-passout",
+            "pass:s3cret-Xyzzy",
+        ]);
+        let key = dir.path().join("client.key");
+        std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        let given = |password: Option<&str>| TlsParams {
+            sslcert: Some(dir.path().join("client.crt").display().to_string()),
+            sslkey: Some(key.display().to_string()),
+            sslpassword: password.map(Secret::new),
+            ..TlsParams::default()
+        };
+        let t = TlsConfig::resolve(&given(Some("s3cret-Xyzzy")), &env(&[])).expect("resolves");
+        assert!(!format!("{t:?}").contains("s3cret"), "{t:?}");
+        t.connector()
+            .expect("the right sslpassword decrypts the key");
+        let tool = t.tool_env().expect("a decrypted copy for the tools");
+        let copy = tool
+            .iter()
+            .find(|(k, _)| *k == "PGSSLKEY")
+            .map(|(_, v)| PathBuf::from(v))
+            .expect("PGSSLKEY");
+        assert_ne!(copy, key);
+        assert!(!tool.iter().any(|(_, v)| v.contains("s3cret")), "{tool:?}");
+        assert!(copy.is_file());
+        drop(t);
+        assert!(!copy.exists(), "the copy goes with the settings");
+        for password in [Some("wrong-Plugh"), None] {
+            let t = TlsConfig::resolve(&given(password), &env(&[])).expect("resolves");
+            let e = t.connector().err().expect("refused").to_string();
+            assert!(e.contains("sslpassword"), "{e}");
+            assert!(!e.contains("Plugh") && !e.contains("Xyzzy"), "{e}");
         }
     }
 

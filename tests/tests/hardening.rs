@@ -74,8 +74,8 @@ fn secrets_in_mistyped_or_unusual_urls_are_never_echoed() {
     for source in [
         // `:` instead of `=`: parsed as a URL of scheme `db`.
         "db:postgres://app:hunter2@127.0.0.1/app",
-        // A parameter this version does not take, holding a secret.
-        "db=postgres://app@127.0.0.1/app?sslpassword=hunter2",
+        // A key passphrase next to a certificate that cannot be read.
+        "db=postgres://app@127.0.0.1/app?sslcert=/nonexistent/c.crt&sslkey=/nonexistent/c.key&sslpassword=hunter2",
         "db=postgres://app@127.0.0.1/app?x_secret=hunter2",
     ] {
         let out = run(pre_deploy()
