@@ -103,6 +103,31 @@ struct ToolKeyCopy {
 
 impl ToolKeyCopy {
     const FILE: &'static str = "client.key";
+    const PREFIX: &'static str = "pre-deploy-sslkey-";
+    /// The pid of the process that wrote the copy.
+    const OWNER: &'static str = "owner.pid";
+
+    /// Removes the copies left by runs that were killed (`kill -9` skips every destructor):
+    /// a decrypted key must not outlive its run longer than the next run.
+    fn collect_leftovers(base: &Path) {
+        let Ok(entries) = std::fs::read_dir(base) else {
+            return;
+        };
+        for entry in entries.flatten() {
+            let ours = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.starts_with(Self::PREFIX));
+            let owner = std::fs::read_to_string(entry.path().join(Self::OWNER))
+                .ok()
+                .and_then(|p| p.trim().parse::<u32>().ok());
+            if let Some(owner) = owner.filter(|_| ours)
+                && !Path::new(&format!("/proc/{owner}")).exists()
+            {
+                let _ = std::fs::remove_dir_all(entry.path());
+            }
+        }
+    }
 
     /// Writes `key` as an unencrypted PKCS#8 PEM file of mode 0600 (libpq refuses a key that
     /// others can read) in a new 0700 directory, in memory-backed storage when there is some.
@@ -110,10 +135,13 @@ impl ToolKeyCopy {
         let pem = key
             .to_pem("PRIVATE KEY", LineEnding::LF)
             .map_err(std::io::Error::other)?;
+        let base = private_temp_base();
+        Self::collect_leftovers(&base);
         let dir = tempfile::Builder::new()
-            .prefix("pre-deploy-sslkey-")
+            .prefix(Self::PREFIX)
             .permissions(std::fs::Permissions::from_mode(0o700))
-            .tempdir_in(private_temp_base())?;
+            .tempdir_in(&base)?;
+        std::fs::write(dir.path().join(Self::OWNER), std::process::id().to_string())?;
         let path = dir.path().join(Self::FILE);
         let mut file = std::fs::OpenOptions::new()
             .write(true)
@@ -424,5 +452,25 @@ mod tests {
         assert!(text.starts_with("-----BEGIN PRIVATE KEY-----"), "{text}");
         drop(p);
         assert!(!parent.exists(), "removed with the last clone");
+    }
+
+    #[test]
+    fn a_copy_left_by_a_killed_run_is_removed_and_a_live_run_s_is_kept() {
+        let base = tempfile::tempdir().expect("base");
+        let make = |name: &str, owner: &str| {
+            let d = base.path().join(name);
+            std::fs::create_dir(&d).expect("dir");
+            std::fs::write(d.join(ToolKeyCopy::FILE), "key").expect("key");
+            std::fs::write(d.join(ToolKeyCopy::OWNER), owner).expect("owner");
+            d
+        };
+        // Above the kernel's pid maximum: a run that cannot be alive.
+        let dead = make("pre-deploy-sslkey-dead", "4999999");
+        let live = make("pre-deploy-sslkey-live", &std::process::id().to_string());
+        let other = make("someone-else", "4999999");
+        ToolKeyCopy::collect_leftovers(base.path());
+        assert!(!dead.exists(), "the dead run's copy is removed");
+        assert!(live.exists(), "a running run's copy is kept");
+        assert!(other.exists(), "what is not ours is left alone");
     }
 }
