@@ -26,7 +26,8 @@ mod backend;
 mod catalog;
 pub mod command;
 mod config;
-pub mod docker;
+/// `via=docker://…` containers (shared with other backends).
+pub use backup_core::docker;
 #[cfg(test)]
 mod fuzz_tests;
 mod inspector;
