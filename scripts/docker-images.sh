@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the local Docker images the Docker tests start (no registry is reachable, TESTING.md):
 # local/debian:bookworm from debootstrap, then local/predeploy-postgres:15 from
-# scripts/docker/postgres. Starts dockerd when no daemon answers. Idempotent: an image that
-# `docker image inspect` finds is not rebuilt.
+# scripts/docker/postgres and local/predeploy-mariadb:10.11 from scripts/docker/mariadb. Starts
+# dockerd when no daemon answers. Idempotent: an image whose label matches its build context is
+# not rebuilt.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -24,9 +25,15 @@ if ! docker image inspect local/debian:bookworm >/dev/null 2>&1; then
   trap - EXIT
 fi
 
-# The tag carries a hash of the build context, so an edited Dockerfile or entrypoint rebuilds.
-context_hash=$(cat docker/postgres/Dockerfile docker/postgres/entrypoint.sh | sha256sum | cut -c1-12)
-if [ "$(docker image inspect -f '{{index .Config.Labels "predeploy.context"}}' local/predeploy-postgres:15 2>/dev/null)" != "$context_hash" ]; then
-  echo "docker-images: building local/predeploy-postgres:15"
-  docker build -q --label "predeploy.context=$context_hash" -t local/predeploy-postgres:15 docker/postgres >/dev/null
-fi
+# The image's label carries a hash of its build context, so an edited Dockerfile or entrypoint
+# rebuilds it. build_image TAG DIR
+build_image() {
+  local tag=$1 dir=$2 context_hash
+  context_hash=$(cat "$dir/Dockerfile" "$dir/entrypoint.sh" | sha256sum | cut -c1-12)
+  if [ "$(docker image inspect -f '{{index .Config.Labels "predeploy.context"}}' "$tag" 2>/dev/null)" != "$context_hash" ]; then
+    echo "docker-images: building $tag"
+    docker build -q --label "predeploy.context=$context_hash" -t "$tag" "$dir" >/dev/null
+  fi
+}
+build_image local/predeploy-postgres:15 docker/postgres
+build_image local/predeploy-mariadb:10.11 docker/mariadb

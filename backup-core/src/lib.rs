@@ -27,6 +27,7 @@ mod backend;
 mod clock;
 mod digest;
 pub mod disk;
+pub mod docker;
 mod error;
 pub mod hooks;
 mod id;

@@ -81,7 +81,11 @@ impl MysqlAdmin {
                 .await
                 .map_err(|e| Error::SourceUnavailable {
                     source_name: label.to_owned(),
-                    message: format!("cannot connect to {}: {e}", config.location()),
+                    message: format!(
+                        "cannot connect to {}: {e}{}",
+                        config.location(),
+                        config.connect_hint(&e)
+                    ),
                 })?;
         Ok(MysqlAdmin {
             conn,

@@ -46,11 +46,19 @@ impl MysqlBackend {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] for a malformed URL.
+    /// [`Error::Invalid`] for a malformed URL; [`Error::SourceUnavailable`], named by the
+    /// source, for a `via=docker://` container that cannot be reached.
     pub fn restore_targets(&self, sources: &[SourceSpec]) -> Result<MysqlRestoreTargets> {
         let mut by_source = BTreeMap::new();
         for s in sources.iter().filter(|s| self.accepts(&s.url)) {
-            by_source.insert(s.name.to_string(), MysqlSourceConfig::from_url(&s.url)?);
+            let cfg = MysqlSourceConfig::from_url(&s.url).map_err(|e| match e {
+                Error::SourceUnavailable { message, .. } => Error::SourceUnavailable {
+                    source_name: s.name.to_string(),
+                    message,
+                },
+                e => e,
+            })?;
+            by_source.insert(s.name.to_string(), cfg);
         }
         let override_target = self
             .verify_restore_url
@@ -79,10 +87,17 @@ impl Backend for MysqlBackend {
     }
 
     fn snapshotter(&self, spec: &SourceSpec) -> Result<DynSnapshotter> {
-        let mut cfg = MysqlSourceConfig::from_url(&spec.url).map_err(|e| Error::Invalid {
-            what: "source",
-            value: spec.name.to_string(),
-            reason: e.to_string(),
+        let mut cfg = MysqlSourceConfig::from_url(&spec.url).map_err(|e| match e {
+            // `via=docker://…` whose container cannot be reached: exit 5, named by the source.
+            Error::SourceUnavailable { message, .. } => Error::SourceUnavailable {
+                source_name: spec.name.to_string(),
+                message,
+            },
+            e => Error::Invalid {
+                what: "source",
+                value: spec.name.to_string(),
+                reason: e.to_string(),
+            },
         })?;
         if cfg.bin_dir.is_none() {
             cfg.bin_dir.clone_from(&self.bin_dir);

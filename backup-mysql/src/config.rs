@@ -5,6 +5,7 @@ use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
+use backup_core::docker::DockerTarget;
 use backup_core::tunnel::{Endpoint, Tunnel, Via};
 use backup_core::{Error, Result, redact_url};
 
@@ -20,10 +21,14 @@ const TUNNEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(15);
 /// password in the URL, the client tools read it from `~/.my.cnf` (as they always do), and so
 /// does our own connection ([`MysqlSourceConfig::from_url`] reads the `[client]` group).
 /// Without `?socket=`, every connection goes over TCP, `localhost` included.
-/// `Debug` never shows the password.
+/// `?via=ssh://…` reaches the server through a jump host; `?via=docker://NAME` or
+/// `?via=docker-compose://PROJECT/SERVICE` reaches a server in a container whose port is not
+/// published, with the host and port as the container sees them (`localhost:3306`; see
+/// [`backup_core::docker`]). `Debug` never shows the password.
 #[derive(Clone, PartialEq, Eq)]
 pub struct MysqlSourceConfig {
-    /// Host name or address (default `localhost`).
+    /// Host name or address (default `localhost`); with [`docker`](Self::docker), once
+    /// resolved by [`MysqlSourceConfig::from_url`], the container's address.
     pub host: String,
     /// TCP port (default 3306).
     pub port: u16,
@@ -42,6 +47,9 @@ pub struct MysqlSourceConfig {
     /// `?via=ssh://…`: the jump host through which `host` and `port` are reached (the
     /// database's address as the jump host sees it); every connection and tool goes through it.
     pub via: Option<Tunnel>,
+    /// `?via=docker://…`: the container the server runs in; `port` is the port inside it and
+    /// `host` its address (see [`MysqlSourceConfig::resolve_container`]).
+    pub docker: Option<DockerTarget>,
 }
 
 impl fmt::Debug for MysqlSourceConfig {
@@ -55,20 +63,25 @@ impl fmt::Debug for MysqlSourceConfig {
             .field("socket", &self.socket)
             .field("bin_dir", &self.bin_dir)
             .field("via", &self.via.as_ref().map(Tunnel::via))
+            .field("docker", &self.docker)
             .finish()
     }
 }
 
 impl MysqlSourceConfig {
     /// Settings from a `mysql://` or `mariadb://` URL; a password missing from the URL is
-    /// taken from the `[client]` group of `~/.my.cnf` when there is one.
+    /// taken from the `[client]` group of `~/.my.cnf` when there is one. With
+    /// `?via=docker://…`, asks Docker for the container's address (see
+    /// [`MysqlSourceConfig::resolve_container`]).
     ///
     /// # Errors
     ///
     /// [`Error::Invalid`] for a malformed URL, another scheme, no database, an unknown query
-    /// key. The message shows the URL redacted.
+    /// key. The message shows the URL redacted. [`Error::SourceUnavailable`] when `via` names
+    /// a container that does not exist or is not running, or Docker does not answer.
     pub fn from_url(url: &str) -> Result<Self> {
         let mut cfg = Self::parse_url(url)?;
+        cfg.resolve_container()?;
         if cfg.password.is_none() {
             let home = std::env::var_os("HOME").map(PathBuf::from);
             if let Some(file) = home.map(|h| h.join(".my.cnf")) {
@@ -82,7 +95,9 @@ impl MysqlSourceConfig {
         Ok(cfg)
     }
 
-    /// Settings from the URL alone (no `~/.my.cnf`).
+    /// Settings from the URL alone (no `~/.my.cnf`, and no question to Docker: with
+    /// `?via=docker://…` the host stays the one written until
+    /// [`MysqlSourceConfig::resolve_container`]).
     ///
     /// # Errors
     ///
@@ -115,17 +130,14 @@ impl MysqlSourceConfig {
         let database = percent_decode(database).map_err(|()| invalid("bad percent-encoding"))?;
         let mut socket = None;
         let mut via = None;
+        let mut docker = None;
         for (key, value) in u.query_pairs() {
             match key.as_ref() {
                 "socket" => socket = Some(PathBuf::from(value.into_owned())),
-                "via" => match value.parse::<Via>()? {
-                    Via::Docker { .. } => {
-                        return Err(invalid(
-                            "via=docker:// reaches PostgreSQL sources only in this version: publish the port to this machine, or use via=ssh://",
-                        ));
-                    }
-                    v => via = Some(v),
-                },
+                // `docker://…` names a container (its address is asked of Docker later);
+                // anything else is a jump host.
+                "via" if DockerTarget::is_docker_via(&value) => docker = Some(value.into_owned()),
+                "via" => via = Some(value.parse::<Via>()?),
                 other => {
                     return Err(invalid(&format!(
                         "unknown setting {other:?} (known: socket, via)"
@@ -146,6 +158,21 @@ impl MysqlSourceConfig {
             .trim_end_matches(']')
             .to_owned();
         let port = u.port().unwrap_or(DEFAULT_PORT);
+        let docker = docker
+            .map(|v| {
+                if via.is_some() {
+                    return Err(invalid(
+                        "name one via: a jump host (via=ssh://…) or a container (via=docker://…)",
+                    ));
+                }
+                if socket.is_some() {
+                    return Err(invalid(
+                        "with via=docker:// leave out ?socket=: the server is reached at the container's address, on the port it listens on inside the container",
+                    ));
+                }
+                DockerTarget::for_host(&v, &host).map_err(|e| invalid(&e))
+            })
+            .transpose()?;
         let via = via.map(|v| Tunnel::new(v, host.clone(), port));
         Ok(MysqlSourceConfig {
             host,
@@ -157,16 +184,63 @@ impl MysqlSourceConfig {
             scheme,
             bin_dir: None,
             via,
+            docker,
         })
     }
 
-    /// Where the database is, without credentials: `mysql://user@host:port/database`.
+    /// With `?via=docker://…`: asks Docker for the container's address and makes it the host
+    /// every connection and tool uses (nothing to do without it). [`MysqlSourceConfig::from_url`]
+    /// calls it once; the address then holds for the configuration's lifetime.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::SourceUnavailable`] naming the container and what to do when it does not
+    /// exist, is not running or has no address, or Docker does not answer; its `source_name`
+    /// is the location (callers that know the source's name put it there).
+    pub fn resolve_container(&mut self) -> Result<()> {
+        let Some(target) = &self.docker else {
+            return Ok(());
+        };
+        let endpoint = target.resolve().map_err(|e| match e {
+            Error::SourceUnavailable { message, .. } => Error::SourceUnavailable {
+                source_name: self.location(),
+                message,
+            },
+            e => e,
+        })?;
+        self.host = endpoint.host;
+        Ok(())
+    }
+
+    /// A hint for a connection that failed to reach the server (not one the server refused):
+    /// what to check for a server in a container.
+    pub(crate) fn connect_hint(&self, e: &mysql_async::Error) -> String {
+        match &self.docker {
+            Some(d) if matches!(e, mysql_async::Error::Io(_)) => format!(
+                "; {d} has the address {} here: does the server listen on all addresses inside \
+                 the container (bind-address = 0.0.0.0, as the official images do), on port {}, \
+                 and can this machine reach the container's network (rootless Docker and Docker \
+                 Desktop keep it apart)?",
+                self.host, self.port
+            ),
+            _ => String::new(),
+        }
+    }
+
+    /// Where the database is, without credentials: `mysql://user@host:port/database` (with
+    /// `via=docker://NAME`: `localhost` and the container, not its passing address).
     pub fn location(&self) -> String {
         let user = self
             .user
             .as_deref()
             .map(|u| format!("{u}@"))
             .unwrap_or_default();
+        if let Some(d) = &self.docker {
+            return format!(
+                "{}://{user}localhost:{}/{}?via={d}",
+                self.scheme, self.port, self.database
+            );
+        }
         match &self.socket {
             Some(s) => format!(
                 "{}://{user}{}/{}?socket={}",
@@ -405,6 +479,58 @@ mod tests {
         );
         MysqlSourceConfig::parse_url("mysql://app@h/shop?via=ssh://b&socket=/run/m.sock")
             .expect_err("a socket through a jump host");
+    }
+
+    #[test]
+    fn via_docker_names_the_container_and_keeps_the_host_it_sees() {
+        for (url, via) in [
+            (
+                "mariadb://app:pw@localhost:3306/app?via=docker://shop-db-1",
+                "docker://shop-db-1",
+            ),
+            (
+                "mysql://app@127.0.0.1/app?via=docker-compose://shop/mysql",
+                "docker-compose://shop/mysql",
+            ),
+        ] {
+            let c = MysqlSourceConfig::parse_url(url).expect(url);
+            assert_eq!(
+                c.docker.as_ref().map(ToString::to_string).as_deref(),
+                Some(via)
+            );
+            assert!(c.via.is_none(), "not a jump host");
+            assert!(
+                c.location()
+                    .ends_with(&format!("@localhost:3306/app?via={via}")),
+                "{}",
+                c.location()
+            );
+            assert!(!c.location().contains("pw"), "{}", c.location());
+        }
+        for (url, says) in [
+            (
+                "mysql://app:secret@db.example/app?via=docker://db",
+                "write localhost",
+            ),
+            (
+                "mysql://app:secret@localhost/app?via=docker://db&socket=/run/mysqld/mysqld.sock",
+                "leave out ?socket=",
+            ),
+            (
+                "mysql://app:secret@localhost/app?via=docker-compose://shop",
+                "docker-compose://PROJECT/SERVICE",
+            ),
+            (
+                "mysql://app:secret@localhost/app?via=docker://db&via=ssh://bastion",
+                "name one via",
+            ),
+        ] {
+            let e = MysqlSourceConfig::parse_url(url).expect_err(url);
+            assert!(matches!(e, Error::Invalid { .. }), "{e}");
+            let e = e.to_string();
+            assert!(e.contains(says), "{says}: {e}");
+            assert!(!e.contains("secret"), "{e}");
+        }
     }
 
     #[test]

@@ -62,7 +62,11 @@ impl MysqlInspector {
                 .await
                 .map_err(|e| Error::SourceUnavailable {
                     source_name: source_name.to_owned(),
-                    message: format!("cannot connect to {}: {e}", config.location()),
+                    message: format!(
+                        "cannot connect to {}: {e}{}",
+                        config.location(),
+                        config.connect_hint(&e)
+                    ),
                 })?;
         Ok(MysqlInspector {
             conn,

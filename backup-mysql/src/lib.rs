@@ -19,6 +19,10 @@
 //! `--defaults-extra-file` written with mode 0600 and removed afterwards — never on its argv,
 //! which every user of the machine can read. Messages show URLs redacted.
 //!
+//! `?via=ssh://…` reaches a server behind a jump host; `?via=docker://NAME` and
+//! `?via=docker-compose://PROJECT/SERVICE` one in a container whose port is not published,
+//! at the container's address ([`backup_core::docker`]), for every connection and tool alike.
+//!
 //! ## Row counts that describe the dump
 //!
 //! MySQL has no exported snapshot (PostgreSQL's `pg_export_snapshot`): two connections see the

@@ -86,8 +86,17 @@ fn step(message: &str) {
 impl Restorer for MysqlRestorer {
     async fn plan(&self, setup: RestoreSetup<'_>) -> Result<Arc<dyn PlannedRestore>, RestoreError> {
         let (manifest, source) = (setup.manifest, setup.source);
-        let mut target_config = MysqlSourceConfig::from_url(setup.target_url)
-            .map_err(|e| RestoreError::Usage(format!("--to: {e}")))?;
+        let mut target_config =
+            MysqlSourceConfig::from_url(setup.target_url).map_err(|e| match e {
+                // `via=docker://` naming a stopped container: exit 5, named by the source.
+                backup_core::Error::SourceUnavailable { message, .. } => {
+                    RestoreError::Preflight(backup_core::Error::SourceUnavailable {
+                        source_name: source.name.to_string(),
+                        message,
+                    })
+                }
+                e => RestoreError::Usage(format!("--to: {e}")),
+            })?;
         if target_config.bin_dir.is_none() {
             target_config.bin_dir.clone_from(&self.bin_dir);
         }

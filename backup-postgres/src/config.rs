@@ -5,10 +5,10 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use backup_core::docker::DockerTarget;
 use backup_core::tunnel::{Endpoint, Tunnel, Via};
 use backup_core::{Error, Result};
 
-use crate::docker::DockerTarget;
 use crate::tls::{TlsConfig, TlsParams};
 
 /// A password that does not print.
@@ -185,12 +185,17 @@ impl PgSourceConfig {
             .or_else(|| pgpass_lookup(env, &host, port, &dbname, &user));
         // `via=docker://…` names a container (the host is then its address); any other
         // `via` is a jump host (`ssh://…`) whose tunnel reaches `host`:`port`.
-        let is_docker = |v: &str| v.starts_with("docker://") || v.starts_with("docker-compose://");
+        // A socket directory names the container's own server too (its path inside the
+        // container does not matter: we connect to the container's address).
         let (docker, via) = match via {
-            Some(v) if is_docker(&v) => (
-                Some(DockerTarget::for_host(&v, &host).map_err(invalid)?),
-                None,
-            ),
+            Some(v) if DockerTarget::is_docker_via(&v) => {
+                let target = if host.starts_with('/') {
+                    DockerTarget::parse(&v)
+                } else {
+                    DockerTarget::for_host(&v, &host)
+                };
+                (Some(target.map_err(invalid)?), None)
+            }
             Some(v) => (None, Some(v.parse::<Via>()?)),
             None => (None, None),
         };
@@ -397,6 +402,18 @@ mod tests {
 
     fn no_env(_: &str) -> Option<String> {
         None
+    }
+
+    #[test]
+    fn with_via_docker_the_url_host_must_be_the_container_itself() {
+        let err = PgSourceConfig::from_url(
+            "postgres://app:hunter2@db.example/app?via=docker://pg",
+            &no_env,
+        )
+        .expect_err("a remote host with via=docker");
+        assert!(matches!(err, Error::Invalid { .. }), "{err}");
+        assert!(err.to_string().contains("write localhost"), "{err}");
+        assert!(!err.to_string().contains("hunter2"), "{err}");
     }
 
     #[test]

@@ -27,7 +27,8 @@ mod catalog;
 mod client_key;
 pub mod command;
 mod config;
-pub mod docker;
+/// `via=docker://…` containers (shared with other backends).
+pub use backup_core::docker;
 #[cfg(test)]
 mod fuzz_tests;
 mod inspector;

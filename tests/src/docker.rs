@@ -62,16 +62,9 @@ impl DockerPg {
     }
 
     fn start_labelled(prefix: &str, labels: &[(&str, &str)]) -> DockerPg {
-        require_docker();
-        static N: AtomicU32 = AtomicU32::new(0);
-        let name = format!(
-            "predeploy-{prefix}-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, Ordering::Relaxed)
-        );
-        let mut bytes = [0u8; 8];
-        getrandom::fill(&mut bytes).expect("random password");
-        let password = format!("dk-{}", hex(&bytes));
+        require_image(POSTGRES_IMAGE);
+        let name = container_name(prefix);
+        let password = random_password();
         let mut cmd = docker();
         cmd.args([
             "run",
@@ -130,11 +123,7 @@ impl DockerPg {
     /// a test publishes one).
     #[must_use]
     pub fn published_ports(&self) -> String {
-        let out = docker()
-            .args(["port", &self.name])
-            .output()
-            .expect("docker port");
-        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+        published_ports(&self.name)
     }
 
     /// Runs `sql` with `psql` inside the container (local socket, trust) in database `db`;
@@ -169,11 +158,7 @@ impl DockerPg {
 
     /// Stops the container (it stays, stopped, until drop).
     pub fn stop(&self) {
-        let out = docker()
-            .args(["stop", "--time", "5", &self.name])
-            .output()
-            .expect("docker stop");
-        assert!(out.status.success(), "docker stop {}", self.name);
+        stop_container(&self.name);
     }
 
     fn exec(&self, args: &[&str]) -> std::process::Output {
@@ -185,25 +170,13 @@ impl DockerPg {
     }
 
     fn logs(&self) -> String {
-        let out = docker()
-            .args(["logs", &self.name])
-            .output()
-            .expect("docker logs");
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        )
+        container_logs(&self.name)
     }
 }
 
 impl Drop for DockerPg {
     fn drop(&mut self) {
-        let _ = docker()
-            .args(["rm", "--force", "--volumes", &self.name])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        remove_container(&self.name);
     }
 }
 
@@ -294,14 +267,69 @@ fn argv_containing(needle: &str) -> Vec<String> {
         .collect()
 }
 
-fn docker() -> Command {
+/// A `docker` command with stdin from `/dev/null`.
+pub(crate) fn docker() -> Command {
     let mut cmd = Command::new("docker");
     cmd.stdin(Stdio::null());
     cmd
 }
 
-/// Fails (never skips) when the daemon does not answer or the image is missing.
-fn require_docker() {
+/// What the container `name` printed.
+pub(crate) fn container_logs(name: &str) -> String {
+    let out = docker().args(["logs", name]).output().expect("docker logs");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// Removes the container `name` and its volumes, running or not (errors ignored: for `Drop`).
+pub(crate) fn remove_container(name: &str) {
+    let _ = docker()
+        .args(["rm", "--force", "--volumes", name])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status();
+}
+
+/// Stops the container `name` (it stays, stopped).
+///
+/// # Panics
+/// When `docker stop` fails.
+pub(crate) fn stop_container(name: &str) {
+    let out = docker()
+        .args(["stop", "--time", "5", name])
+        .output()
+        .expect("docker stop");
+    assert!(out.status.success(), "docker stop {name}");
+}
+
+/// The ports of container `name` published on the host, as `docker port` lists them.
+pub(crate) fn published_ports(name: &str) -> String {
+    let out = docker().args(["port", name]).output().expect("docker port");
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// A container name unique to this test process: `predeploy-PREFIX-PID-N`.
+pub(crate) fn container_name(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "predeploy-{prefix}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    )
+}
+
+/// A fresh random password for a container's user.
+pub(crate) fn random_password() -> String {
+    let mut bytes = [0u8; 8];
+    getrandom::fill(&mut bytes).expect("random password");
+    format!("dk-{}", hex(&bytes))
+}
+
+/// Fails (never skips) when the daemon does not answer or `image` is missing.
+pub(crate) fn require_image(image: &str) {
     let info = docker()
         .args(["info", "--format", "{{.ServerVersion}}"])
         .output();
@@ -309,10 +337,10 @@ fn require_docker() {
         info.is_ok_and(|o| o.status.success()),
         "no Docker daemon answers: run scripts/setup.sh (it installs docker.io and starts dockerd)"
     );
-    let image = docker().args(["image", "inspect", POSTGRES_IMAGE]).output();
+    let found = docker().args(["image", "inspect", image]).output();
     assert!(
-        image.is_ok_and(|o| o.status.success()),
-        "the image {POSTGRES_IMAGE} is missing: run scripts/setup.sh (scripts/docker-images.sh builds it)"
+        found.is_ok_and(|o| o.status.success()),
+        "the image {image} is missing: run scripts/setup.sh (scripts/docker-images.sh builds it)"
     );
 }
 

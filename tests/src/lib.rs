@@ -15,6 +15,7 @@
 //! - [`mysql`]: a MariaDB server with password authentication, its client, content hashes.
 //! - [`tls`]: a PostgreSQL server that accepts only TLS, with certificates made by the test.
 //! - [`docker`]: PostgreSQL in a Docker container without a published port (`via=docker://`).
+//! - [`docker_mariadb`]: MariaDB the same way, for MySQL/MariaDB sources.
 //! - [`ssh`]: an OpenSSH server on loopback, the jump host of `via=ssh://` tests.
 //! - [`procs`]: process groups started by a test, ended by their id.
 //! - [`restoring`]: helpers for `restore` and rollback tests, and [`restoring::Paused`], a
@@ -33,6 +34,7 @@
 pub mod cli;
 pub mod compare;
 pub mod docker;
+pub mod docker_mariadb;
 pub mod fakes;
 pub mod fixtures;
 pub mod mysql;

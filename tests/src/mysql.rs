@@ -393,6 +393,23 @@ impl Drop for MariaDbServer {
     }
 }
 
+/// A MariaDB server the tests can run SQL on: a local [`MariaDbServer`], or one in a container
+/// ([`crate::docker_mariadb::DockerMariaDb`]).
+pub trait MariaDbSql {
+    /// Runs `sql` on `db` (none when empty) and returns its output (tab-separated rows, no
+    /// column names).
+    ///
+    /// # Panics
+    /// When the statement fails.
+    fn sql(&self, db: &str, sql: &str) -> String;
+}
+
+impl MariaDbSql for MariaDbServer {
+    fn sql(&self, db: &str, sql: &str) -> String {
+        MariaDbServer::sql(self, db, sql)
+    }
+}
+
 /// Per-table content of a MariaDB database: `table → (rows, hash of every row's column
 /// values)`, independent of row order and physical layout (`CHECKSUM TABLE` is not stable for
 /// tables with virtual columns).
@@ -400,8 +417,8 @@ impl Drop for MariaDbServer {
 /// # Panics
 /// When a query fails.
 #[must_use]
-pub fn table_hashes(
-    server: &MariaDbServer,
+pub fn table_hashes<S: MariaDbSql + ?Sized>(
+    server: &S,
     db: &str,
 ) -> std::collections::BTreeMap<String, String> {
     let tables = server.sql(

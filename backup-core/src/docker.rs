@@ -1,19 +1,33 @@
-//! `via=docker://CONTAINER` and `via=docker-compose://PROJECT/SERVICE`: a PostgreSQL that runs
-//! in a Docker container whose port is not published, the way Compose deployments run it.
+//! `via=docker://CONTAINER` and `via=docker-compose://PROJECT/SERVICE`: a database server that
+//! runs in a Docker container whose port is not published, the way Compose deployments run it.
+//! Shared by every backend (PostgreSQL, MySQL/MariaDB); [`crate::tunnel`] is the `via=ssh://`
+//! counterpart.
 //!
 //! The URL's host and port are the ones the container sees (`localhost:5432` means "inside the
 //! container"). [`DockerTarget::resolve`] asks the Docker daemon (the `docker` command line, so
 //! `DOCKER_HOST` and `docker context` apply) for the container's address on its network, and
-//! the source's host becomes that address. Our own connection, `pg_dump`, the level-4 test
-//! restore and `restore` then all reach the one server at that address, exactly as they reach
-//! any other host: the exported snapshot, the row counts taken in it, the streaming and the
-//! password in the tools' environment are unchanged. Nothing runs inside the container, and no
-//! secret is handed to `docker` (its argv holds only the container's name).
+//! the source's host becomes that address. The backend's own connection, its dump tool, the
+//! level-4 test restore and `restore` then all reach the one server at that address, exactly as
+//! they reach any other host: consistent snapshots, the row counts taken in them, the streaming
+//! and the password in the tools' environment or option file are unchanged. Nothing runs inside
+//! the container, and no secret is handed to `docker` (its argv holds only the container's name
+//! or the Compose labels).
+//!
+//! ```
+//! use backup_core::docker::DockerTarget;
+//!
+//! let via = "docker-compose://shop/db";
+//! assert!(DockerTarget::is_docker_via(via));
+//! let target = DockerTarget::for_host(via, "localhost").expect("valid");
+//! assert_eq!(target.to_string(), via);
+//! // The host must be the container itself, as `docker compose exec` would reach it.
+//! assert!(DockerTarget::for_host(via, "db.example").is_err());
+//! ```
 
 use std::fmt;
 use std::process::{Command, Output, Stdio};
 
-use backup_core::{Error, Result};
+use crate::{Error, Result};
 use serde_json::Value;
 
 /// The Compose label that names a container's project.
@@ -48,6 +62,13 @@ pub struct DockerEndpoint {
 }
 
 impl DockerTarget {
+    /// Whether a `via=` value names a container (`docker://…` or `docker-compose://…`) rather
+    /// than a jump host: the dispatch every backend makes before parsing it.
+    #[must_use]
+    pub fn is_docker_via(via: &str) -> bool {
+        via.starts_with("docker://") || via.starts_with("docker-compose://")
+    }
+
     /// Parses the value of `via=`: `docker://NAME` or `docker-compose://PROJECT/SERVICE`.
     ///
     /// # Errors
@@ -87,15 +108,15 @@ impl DockerTarget {
     }
 
     /// Parses `via` for a URL whose host is `host`: the host must be the container itself
-    /// (`localhost`, a loopback address or a socket directory), as `docker compose exec`
-    /// would reach it.
+    /// (`localhost` or a loopback address), as `docker compose exec` would reach it. (A
+    /// backend whose URLs can name a socket inside the container accepts that separately.)
     ///
     /// # Errors
     ///
     /// A message saying what to write instead.
     pub fn for_host(via: &str, host: &str) -> std::result::Result<Self, String> {
         let target = Self::parse(via)?;
-        if host.starts_with('/') || matches!(host, "localhost" | "127.0.0.1" | "::1") {
+        if matches!(host, "localhost" | "127.0.0.1" | "::1" | "[::1]") {
             Ok(target)
         } else {
             Err(format!(
@@ -344,21 +365,17 @@ mod tests {
 
     #[test]
     fn the_url_host_must_be_the_container_itself() {
-        let no_env = |_: &str| None::<String>;
-        let err = crate::PgSourceConfig::from_url(
-            "postgres://app:hunter2@db.example/app?via=docker://pg",
-            &no_env,
-        )
-        .expect_err("a remote host with via=docker");
-        assert!(matches!(err, Error::Invalid { .. }), "{err}");
-        assert!(err.to_string().contains("write localhost"), "{err}");
-        assert!(!err.to_string().contains("hunter2"), "{err}");
-        for host in ["localhost", "127.0.0.1", "/var/run/postgresql"] {
+        let err = DockerTarget::for_host("docker://db", "db.example").expect_err("remote host");
+        assert!(err.contains("write localhost"), "{err}");
+        for host in ["localhost", "127.0.0.1", "::1"] {
             assert!(
-                DockerTarget::for_host("docker://pg", host).is_ok(),
+                DockerTarget::for_host("docker://db", host).is_ok(),
                 "{host}"
             );
         }
+        assert!(DockerTarget::is_docker_via("docker://db"));
+        assert!(DockerTarget::is_docker_via("docker-compose://shop/db"));
+        assert!(!DockerTarget::is_docker_via("ssh://deploy@bastion"));
     }
 
     #[test]
