@@ -15,7 +15,7 @@ EXIT CODES:
   6  refused: the lock of this store and environment is held by another run (or was lost
      before the deploy command started); prune --yes, pin, unpin, verify: the environment's
      retention lock is held
-  7  check: no verified backup matches
+  7  check, status: no verified backup matches (status: for at least one project/environment)
   8  restore: the restore failed; the message says whether the target is untouched or was
      swapped back (a damaged backup is 4, a refused confirmation 2, connected sessions 5)
   9  run: the deploy command succeeded, but the lock was lost while it ran (another run may
@@ -28,6 +28,7 @@ ENVIRONMENT:
   PREDEPLOY_STORE      the store (like --store)
   PREDEPLOY_CONFIG     the config file (like --config)
   PREDEPLOY_ENV        the environment (like --env)
+  PREDEPLOY_PROJECT    the project (like --project)
   PREDEPLOY_PG_BINDIR  directory holding pg_dump/pg_restore, overriding discovery
   PREDEPLOY_MYSQL_BINDIR  directory holding mariadb-dump/mysqldump, overriding PATH
   PREDEPLOY_SSH_COMMAND  the ssh of via=ssh:// sources (e.g. ssh -F FILE)
@@ -64,6 +65,9 @@ pub struct Global {
     /// Environment name (config section, manifest field)
     #[arg(long, global = true, value_name = "NAME")]
     pub env: Option<String>,
+    /// Project of a config with several ([project.NAME] or projects_dir)
+    #[arg(long, global = true, value_name = "NAME")]
+    pub project: Option<String>,
     /// Server for level-4 test restores, one per kind of database (postgres://…, `local`,
     /// `source`, mysql://…), repeatable (default: PostgreSQL in a throwaway local cluster when
     /// possible, else each source's own server)
@@ -119,9 +123,14 @@ pub enum Command {
     Backup {
         #[command(flatten)]
         backup: BackupArgs,
-        /// Kind recorded in the manifest: manual or scheduled
-        #[arg(long, default_value = "manual", value_parser = ["manual", "scheduled", "pre-deploy"])]
-        kind: String,
+        /// Kind recorded in the manifest: manual or scheduled (default: manual; scheduled
+        /// with --all)
+        #[arg(long, value_parser = ["manual", "scheduled", "pre-deploy"])]
+        kind: Option<String>,
+        /// Back up every configured project and environment, each in its own lock; one
+        /// failure does not stop the others
+        #[arg(long)]
+        all: bool,
     },
     /// List backups, newest first
     List,
@@ -136,7 +145,8 @@ pub enum Command {
         /// A backup id, or `last`
         #[arg(default_value = "last", conflicts_with = "all")]
         backup: String,
-        /// Verify every backup of the environment
+        /// Verify every backup of every configured project and environment (of the one
+        /// named by --project / --env when given)
         #[arg(long)]
         all: bool,
         /// checksum, decompress, archive or restore (default: restore when a scratch server is
@@ -156,6 +166,14 @@ pub enum Command {
         /// The level the verification must have reached (default: the level `run` requires)
         #[arg(long, value_name = "LEVEL")]
         level: Option<String>,
+    },
+    /// For cron monitors: exit 0 only when every configured project and environment has a
+    /// verified backup younger than --max-age; otherwise exit 7 naming the stale ones (5 when
+    /// a store cannot be read, or holds no backup yet)
+    Status {
+        /// How old the newest verified backup may be (default 26h)
+        #[arg(long, value_name = "DURATION", default_value = "26h")]
+        max_age: String,
     },
     /// Apply retention: print the plan with the reason for every backup; remove only with --yes
     Prune(PruneArgs),

@@ -1,6 +1,7 @@
 //! The `pre-deploy` binary's library half: argument parsing, output rendering and exit codes.
 //! Each subcommand calls one `deploy-gate` function.
 
+mod all;
 mod cli;
 mod prune;
 mod render;
@@ -82,12 +83,13 @@ fn init_logging(verbose: u8, quiet: bool) {
         .init();
 }
 
-fn overrides(cli: &Cli, backup: Option<&BackupArgs>) -> CliOverrides {
+pub(crate) fn overrides(cli: &Cli, backup: Option<&BackupArgs>) -> CliOverrides {
     CliOverrides {
         config: cli.global.config.clone(),
         store: cli.global.store.clone(),
         sources: cli.global.sources.clone(),
         env: cli.global.env.clone(),
+        project: cli.global.project.clone(),
         verify_level: backup.and_then(|b| b.verify_level.clone()),
         zstd_level: backup.and_then(|b| b.zstd_level),
         verify_restore_url: cli.global.verify_restore_url.clone(),
@@ -146,13 +148,18 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
                 .await?;
             render_run(&gate, report, rollback, out)
         }
-        Command::Backup { backup, kind } => {
+        Command::Backup {
+            backup,
+            kind,
+            all: true,
+        } => all::backup_all(&cli, backup, kind.as_deref(), out).await,
+        Command::Backup { backup, kind, .. } => {
             let settings = settings(&cli, Some(backup))?;
             settings.require_sources()?;
             let expire_in = prune::expire_in(backup)?;
             let gate = Gate::from_settings(&settings, true)?.with_expire_in(expire_in);
             let request = BackupRequest {
-                kind: backup_core_kind(kind),
+                kind: backup_core_kind(kind.as_deref().unwrap_or("manual")),
                 deploy: detect_deploy_info(&settings.workdir, backup.app_version.clone()),
             };
             let report = gate
@@ -175,6 +182,9 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
         }
         Command::Verify { backup, all, level } => {
             let level = level.as_deref().map(parse_level).transpose()?;
+            if *all && let Some(code) = all::verify_all(&cli, level, out).await? {
+                return Ok(code);
+            }
             let gate = Gate::from_settings(&settings(&cli, None)?, false)?;
             // Under the retention lock: records must not land in a backup being removed.
             let records = gate.commands().verify(backup, *all, level).await?;
@@ -202,6 +212,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
             out.checked(&gate.commands().check(&query).await?);
             Ok(0)
         }
+        Command::Status { max_age } => all::status(&cli, max_age, out).await,
         Command::Prune(args) => prune::prune(&cli, args, out).await,
         Command::Pin { backup, note } => prune::pin(&cli, backup, note.clone(), out).await,
         Command::Unpin { backup } => prune::unpin(&cli, backup, out).await,
@@ -321,7 +332,7 @@ fn render_run(
     Ok(final_code)
 }
 
-fn backup_core_kind(kind: &str) -> deploy_gate::BackupKind {
+pub(crate) fn backup_core_kind(kind: &str) -> deploy_gate::BackupKind {
     match kind {
         "scheduled" => deploy_gate::BackupKind::Scheduled,
         "pre-deploy" => deploy_gate::BackupKind::PreDeploy,

@@ -51,6 +51,13 @@ pub struct ConfigFile {
     /// The run lock.
     #[serde(default)]
     pub lock: LockSection,
+    /// `[project.NAME]`: further projects, each written like a whole config file (see
+    /// [`crate::targets`]); selected with `--project NAME`.
+    #[serde(default)]
+    pub project: BTreeMap<String, toml::Value>,
+    /// `projects_dir = "DIR"`: one project per `*.toml` file in DIR (relative to this file),
+    /// named after the file.
+    pub projects_dir: Option<String>,
     /// The sections of the registered backends, each read by its backend (see
     /// `backends.rs`); [`parse_config`] refuses any other key.
     #[serde(flatten)]
@@ -153,6 +160,8 @@ pub struct CliOverrides {
     pub sources: Vec<String>,
     /// `--env NAME`.
     pub env: Option<String>,
+    /// `--project NAME`: one of the config's projects.
+    pub project: Option<String>,
     /// `--verify-level LEVEL`.
     pub verify_level: Option<String>,
     /// `--zstd-level N`.
@@ -463,6 +472,28 @@ pub fn parse_duration(what: &str, s: &str) -> Result<jiff::SignedDuration> {
 }
 
 fn load_config(cli: &CliOverrides, env: EnvLookup<'_>, workdir: &Path) -> Result<ConfigFile> {
+    let project = cli.project.clone().or_else(|| env("PREDEPLOY_PROJECT"));
+    let Some(raw) = read_raw_config(cli, env, workdir)? else {
+        if let Some(p) = project {
+            return Err(GateError::usage(format!(
+                "--project {p} needs a config file with [project.{p}] or projects_dir"
+            )));
+        }
+        return Ok(ConfigFile::default());
+    };
+    match project {
+        Some(name) => raw.project_config(&name),
+        None => parse_config(&toml::to_string(&raw.table).unwrap_or_default())
+            .map_err(|e| GateError::usage(format!("{}: {e}", raw.path.display()))),
+    }
+}
+
+/// The config file as a table (`None`: no file, and none was asked for).
+pub(crate) fn read_raw_config(
+    cli: &CliOverrides,
+    env: EnvLookup<'_>,
+    workdir: &Path,
+) -> Result<Option<crate::projects::RawConfig>> {
     let (path, explicit) = match cli
         .config
         .clone()
@@ -474,7 +505,7 @@ fn load_config(cli: &CliOverrides, env: EnvLookup<'_>, workdir: &Path) -> Result
     let text = match std::fs::read_to_string(&path) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
-            return Ok(ConfigFile::default());
+            return Ok(None);
         }
         Err(e) => {
             return Err(GateError::usage(format!(
@@ -483,7 +514,11 @@ fn load_config(cli: &CliOverrides, env: EnvLookup<'_>, workdir: &Path) -> Result
             )));
         }
     };
-    parse_config(&text).map_err(|e| GateError::usage(format!("{}: {e}", path.display())))
+    // Parsed whole first, so its errors name the file's own lines.
+    parse_config(&text).map_err(|e| GateError::usage(format!("{}: {e}", path.display())))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| GateError::usage(format!("{}: {e}", path.display())))?;
+    Ok(Some(crate::projects::RawConfig { table, path }))
 }
 
 /// Parses config file text.

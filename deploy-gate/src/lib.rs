@@ -35,6 +35,7 @@ pub use backup_objectstore::{Lease, LockGuard};
 pub use doctor::{Doctor, DoctorReport, Probe, ProbeStatus};
 pub use lock::BLOB_COLLECTION_WAIT;
 mod pins;
+mod projects;
 mod prune;
 mod restore;
 mod retention;
@@ -61,6 +62,7 @@ pub use gate::Gate;
 pub use git::{ci_run_url, detect_deploy_info};
 pub use inventory::{BackupDetails, BackupListing, CheckOutcome, CheckQuery, Inventory};
 pub use pins::{PIN_FORMAT_VERSION, PinOutcome, PinRecord, UnpinOutcome};
+pub use projects::{Target, targets};
 pub use prune::{
     AutoRetention, LEFTOVER_GRACE_DAYS, PruneOptions, PruneReport, Pruner, SkippedRemoval,
 };
