@@ -36,7 +36,7 @@ SQL
 
 cd "$demo/app"
 echo
-echo "== pre-deploy run -- scripts/deploy.sh   (store: $demo/app/backups)"
+echo "== pre-deploy run -- scripts/deploy.sh   (store: $demo/app/.pre-deploy)"
 "$bin" run -- "$root/scripts/deploy.sh"
 echo
 echo "== pre-deploy list"
@@ -51,4 +51,4 @@ echo
 echo "== .last-deployment-backup"
 cat .last-deployment-backup
 echo
-echo "demo done: backups are in $demo/app/backups (the throwaway server is being stopped)"
+echo "demo done: backups are in $demo/app/.pre-deploy (the throwaway server is being stopped)"

@@ -56,7 +56,7 @@ pub struct Global {
     #[arg(long, global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// Where backups live: a path, file:///dir, or s3://bucket/prefix[?endpoint=URL&region=R]
-    /// (default ./backups)
+    /// (default ./.pre-deploy)
     #[arg(long, global = true, value_name = "URL")]
     pub store: Option<String>,
     /// A thing to back up, NAME=URL, repeatable (postgres://…, mysql://…, mariadb://…, s3://…, file://…)

@@ -12,8 +12,11 @@ use crate::error::{GateError, Result};
 
 /// Default config file, read when present in the working directory.
 pub const DEFAULT_CONFIG_FILE: &str = "predeploy.toml";
-/// Default store, relative to the working directory.
-pub const DEFAULT_STORE: &str = "./backups";
+/// Default store, relative to the working directory: paths read `.pre-deploy/backups/<id>/…`.
+pub const DEFAULT_STORE: &str = "./.pre-deploy";
+/// The default store of earlier versions, still used when it holds backups and the new default
+/// does not exist (`./backups/backups/<id>/…`).
+pub const LEGACY_DEFAULT_STORE: &str = "./backups";
 /// Default environment name.
 pub const DEFAULT_ENVIRONMENT: &str = "default";
 /// The environment treated as production unless `[env.production] production = false`.
@@ -264,7 +267,7 @@ impl Settings {
             .or_else(|| env("PREDEPLOY_STORE"))
             .or(env_section.store)
             .or(file.store.clone())
-            .unwrap_or_else(|| DEFAULT_STORE.to_owned());
+            .unwrap_or_else(|| default_store(workdir));
         let store_raw = expand_vars(&store_raw, env)?;
         let store =
             match StoreUrl::parse(&store_raw).map_err(|e| GateError::usage(e.to_string()))? {
@@ -432,6 +435,20 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// [`DEFAULT_STORE`], or [`LEGACY_DEFAULT_STORE`] when that one holds backups of an earlier
+/// version and the new one does not exist yet (so an upgrade never loses sight of them).
+fn default_store(workdir: &Path) -> String {
+    let legacy = workdir.join(LEGACY_DEFAULT_STORE).join("backups");
+    if legacy.is_dir() && !workdir.join(DEFAULT_STORE).exists() {
+        tracing::warn!(
+            "using the store ./backups of an earlier version (the default is now ./.pre-deploy): \
+             pass --store ./backups to keep it, or move it with `mv backups .pre-deploy`"
+        );
+        return LEGACY_DEFAULT_STORE.to_owned();
+    }
+    DEFAULT_STORE.to_owned()
 }
 
 /// The `[s3]` section (with `${VAR}` expanded) overridden by the `AWS_*` variables.
@@ -687,6 +704,17 @@ mod tests {
     }
 
     #[test]
+    fn the_old_default_store_is_still_used_while_it_holds_backups_and_the_new_one_is_absent() {
+        let dir = tempfile::tempdir().expect("dir");
+        assert_eq!(default_store(dir.path()), DEFAULT_STORE);
+        std::fs::create_dir_all(dir.path().join("backups/backups/20260101T000000Z-abcdef"))
+            .expect("old store");
+        assert_eq!(default_store(dir.path()), LEGACY_DEFAULT_STORE);
+        std::fs::create_dir(dir.path().join(".pre-deploy")).expect("new store");
+        assert_eq!(default_store(dir.path()), DEFAULT_STORE);
+    }
+
+    #[test]
     fn defaults_use_database_url_as_db() {
         let s = resolve(
             CliOverrides::default(),
@@ -707,7 +735,7 @@ mod tests {
             VerificationLevel::Archive,
             "but only archive is required"
         );
-        assert!(matches!(s.store, StoreUrl::Local(ref p) if p.ends_with("backups")));
+        assert!(matches!(s.store, StoreUrl::Local(ref p) if p.ends_with(".pre-deploy")));
     }
 
     #[test]

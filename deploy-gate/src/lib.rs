@@ -50,7 +50,8 @@ pub use builder::GateBuilder;
 pub use commands::{BackupReport, Commands};
 pub use config::{
     CliOverrides, ConfigFile, DEFAULT_CONFIG_FILE, DEFAULT_ENVIRONMENT, DEFAULT_STORE,
-    PRODUCTION_ENVIRONMENT, Settings, SourceSpec, parse_config, parse_duration, parse_level,
+    LEGACY_DEFAULT_STORE, PRODUCTION_ENVIRONMENT, Settings, SourceSpec, parse_config,
+    parse_duration, parse_level,
 };
 pub use deploy::{
     DeployExit, GROUP_GRACE, LAST_DEPLOYMENT_FILE, artifact_location, last_deployment_lines,
