@@ -280,9 +280,10 @@ fn summary(out: &Output, command: &str, outcomes: &[Outcome]) -> u8 {
         });
     }
     // The result of `status` is its output; for the others it closes the log on stderr.
-    if command == "status" {
+    // With --quiet, nothing when all passed (cron mails any output).
+    if command == "status" && (!out.quiet || failed > 0) {
         println!("{}", lines.join("\n"));
-    } else if !out.quiet || failed > 0 {
+    } else if command != "status" && (!out.quiet || failed > 0) {
         eprintln!("{}", lines.join("\n"));
     }
     code

@@ -259,6 +259,10 @@ impl Output {
             print_json(&json!({ "ok": true, "verifications": records }));
             return;
         }
+        // A failed verification is an error, printed anyway; success says nothing with -q.
+        if self.quiet {
+            return;
+        }
         for r in records {
             println!(
                 "backup {} verified to level {}",
