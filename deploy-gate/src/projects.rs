@@ -385,4 +385,54 @@ temp_dir = "/var/tmp"
         let e = targets_of(typo, CliOverrides::default()).expect_err("typo");
         assert!(e.to_string().contains("project a"), "{e}");
     }
+
+    #[test]
+    fn the_example_of_docs_operations_md_parses_to_its_projects() {
+        let doc = include_str!("../../docs/operations.md");
+        let toml_block = doc
+            .split("```toml\n")
+            .nth(1)
+            .and_then(|b| b.split("```").next())
+            .expect("a toml block");
+        let dir = tempfile::tempdir().expect("dir");
+        std::fs::create_dir(dir.path().join("projects.d")).expect("mkdir");
+        std::fs::write(
+            dir.path().join("projects.d/blog.toml"),
+            "[sources]\ndb = \"postgres://b@h/blog\"\n",
+        )
+        .expect("blog");
+        let path = dir.path().join("predeploy.toml");
+        std::fs::write(&path, toml_block).expect("write");
+        let cli = CliOverrides {
+            config: Some(path.clone()),
+            ..CliOverrides::default()
+        };
+        let none = |_: &str| None;
+        let all: Vec<String> = targets(&cli, &none, dir.path())
+            .expect("targets")
+            .iter()
+            .map(Target::label)
+            .collect();
+        assert_eq!(
+            all,
+            [
+                "shop/production",
+                "shop/staging",
+                "wiki/default",
+                "blog/default"
+            ]
+        );
+        let raw = crate::config::read_raw_config(&cli, &none, dir.path())
+            .expect("read")
+            .expect("a file");
+        let shop = raw.project_config("shop").expect("shop");
+        assert_eq!(
+            shop.store.as_deref(),
+            Some("s3://backups/platform/shop?region=eu-west-1")
+        );
+        assert_eq!(
+            raw.project_config("wiki").expect("wiki").store.as_deref(),
+            Some("/var/backups/wiki")
+        );
+    }
 }
