@@ -85,7 +85,12 @@ pub use backup_core::{
     RetentionDecision, RetentionPlan, VerificationLevel, VerificationRecord,
 };
 
-/// The README's code blocks, compiled as doctests so its embedding example stays true.
+/// The README's code blocks, compiled as doctests so its examples stay true.
 #[doc = include_str!("../../README.md")]
 #[cfg(doctest)]
 pub struct ReadmeDoctests;
+
+/// `docs/embedding.md`'s code blocks, compiled as doctests so its embedding example stays true.
+#[doc = include_str!("../../docs/embedding.md")]
+#[cfg(doctest)]
+pub struct DocsEmbeddingDoctests;
