@@ -56,15 +56,15 @@ fn run_backs_up_then_deploys_with_the_backup_in_its_environment() {
         .current_dir(work.path()));
     out.assert_success();
 
-    // The default store is ./backups; the deploy saw the id and the store.
+    // The default store is ./.pre-deploy; the deploy saw the id and the store.
     let deployed =
         std::fs::read_to_string(work.path().join("deployed.txt")).expect("the deploy ran");
     let (id, store) = deployed.trim().split_once(' ').expect("two words");
-    assert!(store.ends_with("/backups"), "{store}");
+    assert!(store.ends_with("/.pre-deploy"), "{store}");
     let manifest: serde_json::Value = serde_json::from_str(
         &std::fs::read_to_string(
             work.path()
-                .join(format!("backups/backups/{id}/manifest.json")),
+                .join(format!(".pre-deploy/backups/{id}/manifest.json")),
         )
         .expect("manifest"),
     )
