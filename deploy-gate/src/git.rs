@@ -24,7 +24,7 @@ pub fn detect_deploy_info(dir: &Path, app_version: Option<String>) -> DeployInfo
         (
             git(&["symbolic-ref", "--short", "-q", "HEAD"]).filter(|b| !b.is_empty()),
             git(&["describe", "--tags", "--exact-match", "HEAD"]).filter(|t| !t.is_empty()),
-            // Untracked files (such as a local ./backups store) do not make a release dirty.
+            // Untracked files (such as a local ./.pre-deploy store) do not make a release dirty.
             git(&["status", "--porcelain", "--untracked-files=no"]).map(|s| !s.is_empty()),
         )
     } else {

@@ -84,7 +84,7 @@ fn run_backs_up_then_deploys_with_the_backup_in_its_environment() {
     assert_eq!(manifest["deploy"]["tag"], "v1.0.0");
     assert_eq!(
         manifest["deploy"]["dirty"], false,
-        "the local ./backups store does not make the tree dirty"
+        "the local ./.pre-deploy store does not make the tree dirty"
     );
 
     // .last-deployment-backup, for scripts of the old shell approach.
