@@ -152,7 +152,7 @@ fn error_chain(e: &GateError) -> String {
 
 fn warn(warnings: &[String]) {
     for w in warnings {
-        tracing::warn!("{w} (the exit code is not affected)");
+        tracing::warn!("pre-deploy: warning: {w} (the exit code is not affected)");
     }
 }
 

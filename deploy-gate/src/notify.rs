@@ -108,9 +108,12 @@ pub struct EmailSettings {
 }
 
 impl EmailSettings {
-    /// The server without credentials: `smtp://host:port`.
+    /// The server without credentials or query: `smtp://host:port`.
     pub fn redacted(&self) -> String {
-        redact_endpoint(self.smtp.as_str())
+        let mut u = self.smtp.clone();
+        u.set_query(None);
+        u.set_path("");
+        redact_endpoint(u.as_str())
     }
 }
 
@@ -749,7 +752,9 @@ mod tests {
                 &no_vars,
             )
             .expect("email");
-            assert_eq!(s.email.expect("email").tls, tls);
+            let email = s.email.expect("email");
+            assert_eq!(email.tls, tls);
+            assert!(!email.redacted().contains('?'), "{}", email.redacted());
         }
         let e = NotifySettings::from_section(&section("[email]\nsmtp = \"smtp://m\""), &no_vars)
             .expect_err("no from");

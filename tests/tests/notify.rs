@@ -375,7 +375,8 @@ fn failing_receivers_warn_without_secrets_and_keep_the_exit_code() {
     .assert_stderr_contains("HTTP 500")
     .assert_stderr_contains(&format!("notify slack http://127.0.0.1:{closed}/…"))
     .assert_stderr_contains(&format!("notify ping http://127.0.0.1:{}/…", broken.port))
-    .assert_stderr_contains(&format!("notify email smtp://127.0.0.1:{closed}"));
+    .assert_stderr_contains(&format!("notify email smtp://127.0.0.1:{closed}: "))
+    .assert_stderr_contains("pre-deploy: warning: notify");
     for secret in ["hooksecret", "closedsecret", "pingsecret", "smtp-Secret-99"] {
         assert!(!out.stderr.contains(secret), "{secret} in:\n{}", out.stderr);
         assert!(!out.stdout.contains(secret), "{secret} in:\n{}", out.stdout);
@@ -460,4 +461,28 @@ ping = "{ping}"
     let pings: Vec<String> = hooks.to("/bad-ping").into_iter().map(|r| r.path).collect();
     assert_eq!(pings, ["/bad-ping/start", "/bad-ping/fail"]);
     assert!(!out.stderr.contains(SOURCE_SECRET), "{}", out.stderr);
+}
+
+#[test]
+fn run_reports_the_deploy_commands_exit_code_and_its_backup() {
+    let server = PgServer::shared();
+    let hooks = Receiver::start(200);
+    let dir = workdir(
+        &database(server),
+        &format!("[notify]\nwebhook = \"{}\"\n", hooks.url("/run")),
+    );
+    let mut cmd = pre_deploy();
+    cmd.current_dir(dir.path())
+        .args(["run", "--", "sh", "-c", "exit 3"]);
+    run(&mut cmd).assert_code(3);
+    let posted = hooks.to("/run");
+    assert_eq!(posted.len(), 1, "{posted:#?}");
+    let v = json(&posted[0]);
+    assert_eq!(v["command"], "run", "{v:#}");
+    assert_eq!(v["outcome"], "failure", "{v:#}");
+    assert_eq!(v["exit_code"], 3, "{v:#}");
+    assert!(
+        v["backup_id"].is_string(),
+        "the backup made before the deploy: {v:#}"
+    );
 }
