@@ -156,12 +156,15 @@ fn warn(warnings: &[String]) {
     }
 }
 
-/// The alert of a single command: its settings resolved as the command will (without the
-/// sources, which alerts do not need and `restore` reads differently); `None` when they do
-/// not resolve (the command then fails and says why) or nothing is configured.
+/// The alert of a single command: its settings resolved as the command will, without the
+/// sources and the store (alerts need neither; `restore` reads `--source` differently);
+/// `None` when they do not resolve (the command then fails and says why) or nothing is
+/// configured.
 pub async fn start_single(cli: &Cli, command: &'static str) -> Option<Alert> {
     let mut o = crate::overrides(cli, None);
     o.sources.clear();
+    // Nor the store: the command resolves it (and warns about it) itself.
+    o.store = Some(".".into());
     let workdir = std::env::current_dir().ok()?;
     let env = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let settings = Settings::resolve(&o, &env, &workdir).ok()?;
