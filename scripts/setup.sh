@@ -71,6 +71,13 @@ if [ ! -x "$moto_venv/bin/moto_server" ]; then
   python3 -m venv "$moto_venv"
   "$moto_venv/bin/pip" install -q --disable-pip-version-check "moto[server]>=5,<6"
 fi
+# A local SMTP sink for the alert tests (tests/tests/notify.rs): aiosmtpd from PyPI.
+smtp_venv=${PREDEPLOY_SMTP_VENV:-/opt/pre-deploy/smtp}
+if ! "$smtp_venv/bin/python" -c "import aiosmtpd" 2>/dev/null; then
+  echo "setup: installing an SMTP sink (PyPI aiosmtpd) into $smtp_venv"
+  python3 -m venv "$smtp_venv"
+  "$smtp_venv/bin/pip" install -q --disable-pip-version-check "aiosmtpd>=1.4,<2"
+fi
 garage_root=${PREDEPLOY_GARAGE_ROOT:-/opt/pre-deploy/garage}
 garage_version=2.5.0
 if ! "$garage_root/bin/garage" --version 2>/dev/null | grep -q "${garage_version}"; then

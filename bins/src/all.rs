@@ -10,6 +10,7 @@ use deploy_gate::{
 use serde_json::{Value, json};
 
 use crate::cli::{BackupArgs, Cli};
+use crate::notify::Alert;
 use crate::render::Output;
 use crate::{backup_core_kind, overrides, prune};
 
@@ -60,6 +61,20 @@ impl Walk {
     pub fn is_single_plain(&self) -> bool {
         self.targets.len() == 1 && self.targets[0].project.is_none()
     }
+
+    /// The alert of `command` on `t` (`[notify]` of its project and environment), its ping's
+    /// start sent; `None` when nothing is configured or its settings do not resolve (the
+    /// target then fails and says why).
+    async fn alert(&self, command: &'static str, t: &Target) -> Option<Alert> {
+        let settings = self.settings(t).ok()?;
+        Alert::start(command, t.project.clone(), &settings).await
+    }
+}
+
+/// Whether `verify --all` walks projects and environments (else it is the single plain
+/// environment, verified as without `--all`, and alerted as a single command).
+pub fn verify_walks(cli: &Cli) -> Result<bool, GateError> {
+    Walk::new(cli, None).map(|w| !w.is_single_plain())
 }
 
 /// Per-target output: the usual text on stderr, nothing on stdout when the summary is JSON.
@@ -67,6 +82,7 @@ fn per_target(out: &Output) -> Output {
     Output {
         json: false,
         quiet: out.quiet || out.json,
+        facts: crate::notify::Facts::default(),
     }
 }
 
@@ -89,6 +105,7 @@ pub async fn backup_all(
     let mut outcomes = Vec::new();
     for t in &walk.targets {
         announce(out, "backing up", t);
+        let alert = walk.alert("backup", t).await;
         let result = async {
             let settings = walk.settings(t)?;
             settings.require_sources()?;
@@ -128,6 +145,9 @@ pub async fn backup_all(
         if let Err(e) = &result {
             per.error(e, false);
         }
+        if let Some(alert) = alert {
+            alert.finish_target(&result).await;
+        }
         outcomes.push(Outcome {
             target: t.clone(),
             result,
@@ -151,6 +171,7 @@ pub async fn verify_all(
     let mut outcomes = Vec::new();
     for t in &walk.targets {
         announce(out, "verifying every backup", t);
+        let alert = walk.alert("verify", t).await;
         let result = async {
             let gate = Gate::from_settings(&walk.settings(t)?, false)?;
             let records = gate.commands().verify("last", true, level).await?;
@@ -166,6 +187,9 @@ pub async fn verify_all(
         if let Err(e) = &result {
             per.error(e, false);
         }
+        if let Some(alert) = alert {
+            alert.finish_target(&result).await;
+        }
         outcomes.push(Outcome {
             target: t.clone(),
             result,
@@ -180,6 +204,7 @@ pub async fn status(cli: &Cli, max_age: &str, out: &Output) -> Result<u8, GateEr
     let walk = Walk::new(cli, None)?;
     let mut outcomes = Vec::new();
     for t in &walk.targets {
+        let alert = walk.alert("status", t).await;
         let result = async {
             let settings = walk.settings(t)?;
             let gate = Gate::from_settings(&settings, false)?;
@@ -207,6 +232,9 @@ pub async fn status(cli: &Cli, max_age: &str, out: &Output) -> Result<u8, GateEr
             ))
         }
         .await;
+        if let Some(alert) = alert {
+            alert.finish_target(&result).await;
+        }
         outcomes.push(Outcome {
             target: t.clone(),
             result,

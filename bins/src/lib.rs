@@ -3,6 +3,7 @@
 
 mod all;
 mod cli;
+mod notify;
 mod prune;
 mod render;
 mod restore;
@@ -38,6 +39,7 @@ pub fn main() -> ExitCode {
     let out = Output {
         json: cli.global.json,
         quiet: cli.global.quiet,
+        facts: notify::Facts::default(),
     };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -50,13 +52,25 @@ pub fn main() -> ExitCode {
         }
     };
     let is_run = matches!(cli.command, Command::Run { .. });
-    match runtime.block_on(dispatch(cli, &out)) {
-        Ok(code) => ExitCode::from(code),
-        Err(e) => {
-            out.error(&e, is_run);
-            ExitCode::from(e.exit_code().code())
+    runtime.block_on(async {
+        // `[notify]`: the ping's start before the command, its outcome after (the walks of
+        // `--all` and `status` alert per project and environment themselves).
+        let alert = match notify::single_command(&cli) {
+            Some(command) => notify::start_single(&cli, command).await,
+            None => None,
+        };
+        let result = dispatch(cli, &out).await;
+        if let Err(e) = &result {
+            out.error(e, is_run);
         }
-    }
+        if let Some(alert) = alert {
+            alert.finish(&result, &out.facts).await;
+        }
+        match result {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => ExitCode::from(e.exit_code().code()),
+        }
+    })
 }
 
 fn init_logging(verbose: u8, quiet: bool) {

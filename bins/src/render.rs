@@ -12,6 +12,8 @@ pub struct Output {
     pub json: bool,
     /// `--quiet`: no summary on stderr (errors still print).
     pub quiet: bool,
+    /// What the command learnt, for its alert (`[notify]`).
+    pub facts: crate::notify::Facts,
 }
 
 fn print_json(v: &serde_json::Value) {
@@ -65,6 +67,11 @@ impl Output {
     }
 
     pub fn backup_done(&self, gate: &Gate, o: &BackupOutcome, last_file: Option<&std::path::Path>) {
+        self.facts.backup(
+            o.manifest.id.as_str(),
+            Some(o.manifest.stored_size()),
+            Some(o.snapshot_seconds),
+        );
         if self.json {
             print_json(&json!({
                 "ok": true,
@@ -255,6 +262,9 @@ impl Output {
     }
 
     pub fn verified(&self, records: &[VerificationRecord]) {
+        if let [.., last] = records {
+            self.facts.backup(last.backup_id.as_str(), None, None);
+        }
         if self.json {
             print_json(&json!({ "ok": true, "verifications": records }));
             return;

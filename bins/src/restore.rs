@@ -133,6 +133,7 @@ fn print_plan(out: &Output, plan: &RestorePlan, dry_run: bool) {
 }
 
 fn print_outcome(out: &Output, o: &RestoreOutcome) {
+    out.facts.backup(&o.plan.backup_id, None, None);
     if out.json {
         print_json(&json!({ "ok": true, "restore": o }));
         return;

@@ -54,6 +54,9 @@ pub struct ConfigFile {
     /// The run lock.
     #[serde(default)]
     pub lock: LockSection,
+    /// `[notify]`: alerts after a command (see [`crate::Notifier`]).
+    #[serde(default)]
+    pub notify: crate::notify::NotifySection,
     /// `[project.NAME]`: further projects, each written like a whole config file (see
     /// [`crate::targets`]); selected with `--project NAME`.
     #[serde(default)]
@@ -150,6 +153,8 @@ pub struct EnvSection {
     /// Whether this is a production environment (`restore` then needs `--allow-production`).
     /// Default: true for an environment named `production`, false otherwise.
     pub production: Option<bool>,
+    /// Alerts for this environment: its keys replace those of the top-level `[notify]`.
+    pub notify: Option<crate::notify::NotifySection>,
 }
 
 /// What the command line says (every field optional: unset means "not given").
@@ -222,6 +227,8 @@ pub struct Settings {
     /// Whether the environment is production (`[env.NAME] production = true`, or its name is
     /// `production`): restoring into it needs `--allow-production`.
     pub production: bool,
+    /// `[notify]` (with `[env.NAME.notify]` over it): where alerts go.
+    pub notify: crate::notify::NotifySettings,
 }
 
 /// Reads an environment variable; injectable for tests.
@@ -386,7 +393,15 @@ impl Settings {
             std::time::Duration::ZERO,
         )?;
 
+        let notify_section = match &env_section.notify {
+            Some(over) => file.notify.overridden_by(over),
+            None => file.notify.clone(),
+        };
+        let notify =
+            crate::notify::NotifySettings::from_section(&notify_section, &|s| expand_vars(s, env))?;
+
         Ok(Settings {
+            notify,
             s3,
             lock_ttl,
             wait_lock,

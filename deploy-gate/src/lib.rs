@@ -30,6 +30,7 @@ mod gate;
 mod git;
 mod inventory;
 mod lock;
+mod notify;
 
 pub use backup_objectstore::{Lease, LockGuard};
 pub use doctor::{Doctor, DoctorReport, Probe, ProbeStatus};
@@ -62,6 +63,10 @@ pub use error::{ExitCode, GateError, Result, TargetState};
 pub use gate::Gate;
 pub use git::{ci_run_url, detect_deploy_info};
 pub use inventory::{BackupDetails, BackupListing, CheckOutcome, CheckQuery, Inventory};
+pub use notify::{
+    EmailSection, EmailSettings, NOTIFY_TIMEOUT, Notifier, NotifyEvent, NotifyOn, NotifyOutcome,
+    NotifySection, NotifySettings, SmtpTls, redact_endpoint,
+};
 pub use pins::{PIN_FORMAT_VERSION, PinOutcome, PinRecord, UnpinOutcome};
 pub use projects::{Target, targets};
 pub use prune::{
