@@ -3,6 +3,9 @@
 
 mod all;
 mod cli;
+mod config_cmd;
+mod generate;
+mod metrics;
 mod prune;
 mod render;
 mod restore;
@@ -50,13 +53,18 @@ pub fn main() -> ExitCode {
         }
     };
     let is_run = matches!(cli.command, Command::Run { .. });
-    match runtime.block_on(dispatch(cli, &out)) {
-        Ok(code) => ExitCode::from(code),
+    let metrics = metrics::MetricsRequest::from_cli(&cli);
+    let code = match runtime.block_on(dispatch(cli, &out)) {
+        Ok(code) => code,
         Err(e) => {
             out.error(&e, is_run);
-            ExitCode::from(e.exit_code().code())
+            e.exit_code().code()
         }
+    };
+    if let Some(m) = metrics {
+        runtime.block_on(m.write(code));
     }
+    ExitCode::from(code)
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -227,6 +235,9 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
             })
         }
         Command::Restore(args) => restore::restore(&cli, args, out).await,
+        Command::Config => config_cmd::config(&cli, out),
+        Command::Completions { shell } => Ok(generate::completions(*shell)),
+        Command::Man => Ok(generate::man()),
     }
 }
 
