@@ -150,6 +150,22 @@ fn backup_writes_the_textfile_from_the_store_and_a_failure_keeps_the_last_succes
         "staging never succeeded"
     );
 
+    // `verify` and `status` write the file too: the run for production passes again.
+    run(tool(dir.path(), &url, "production").args(["verify", "last", "--level", "archive"]))
+        .assert_success();
+    let m = samples(&std::fs::read_to_string(&prom).expect("metrics"));
+    assert_eq!(get(&m, "last_run_success", base), 1.0);
+    assert!(get(&m, "last_verified_timestamp_seconds", base) > verified - 1.0);
+    assert_eq!(
+        get(&m, "verification_level", base),
+        3.0,
+        "the newest verification counts"
+    );
+    run(tool(dir.path(), &gone, "production").args(["status", "--max-age", "1h"])).assert_success();
+    let m = samples(&std::fs::read_to_string(&prom).expect("metrics"));
+    assert_eq!(get(&m, "last_exit_code", base), 0.0);
+    assert_eq!(get(&m, "last_exit_code", staging), 5.0, "kept");
+
     let left: Vec<String> = std::fs::read_dir(&textfile)
         .expect("read dir")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
