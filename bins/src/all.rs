@@ -246,6 +246,14 @@ pub async fn status(cli: &Cli, max_age: &str, out: &Output) -> Result<u8, GateEr
 /// Prints what each target came to (a JSON document with `--json`) and returns the exit code:
 /// 0 when all passed, else the first failure's.
 fn summary(out: &Output, command: &str, outcomes: &[Outcome]) -> u8 {
+    for o in outcomes {
+        crate::metrics::record(
+            &o.target,
+            o.result
+                .as_ref()
+                .map_or_else(|e| e.exit_code().code(), |_| 0),
+        );
+    }
     let failed = outcomes.iter().filter(|o| o.result.is_err()).count();
     let code = outcomes
         .iter()

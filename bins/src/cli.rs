@@ -33,6 +33,7 @@ ENVIRONMENT:
   PREDEPLOY_MYSQL_BINDIR  directory holding mariadb-dump/mysqldump, overriding PATH
   PREDEPLOY_SSH_COMMAND  the ssh of via=ssh:// sources (e.g. ssh -F FILE)
   PREDEPLOY_WAIT_LOCK  like --wait-lock
+  PREDEPLOY_METRICS_FILE  like --metrics-file
   PREDEPLOY_LOCK_TTL   lease length of the lock (like [lock] ttl; default 60s)
   AWS_*                S3 settings and credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
                        AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP)
@@ -76,6 +77,15 @@ pub struct Global {
     /// Wait up to DURATION (e.g. 10m) for another run's lock instead of failing with exit 6
     #[arg(long, global = true, value_name = "DURATION")]
     pub wait_lock: Option<String>,
+    /// After backup, run, verify or status: write Prometheus metrics of every configured
+    /// project/environment to FILE (node_exporter textfile format, replaced atomically)
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "PREDEPLOY_METRICS_FILE"
+    )]
+    pub metrics_file: Option<PathBuf>,
     /// Machine-readable output on stdout
     #[arg(long, global = true)]
     pub json: bool,
@@ -197,6 +207,18 @@ pub enum Command {
     /// Restore a backup: safety backup of the target, restore into a new database, verify, swap
     /// names (the old database is kept); `--source NAME` picks the backup's source
     Restore(RestoreArgs),
+    /// Print the effective configuration and where each value came from (flag, env, file or
+    /// default); passwords and secrets are redacted
+    Config,
+    /// Print a shell completion script (e.g. `pre-deploy completions bash >
+    /// /etc/bash_completion.d/pre-deploy`)
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `pre-deploy man > /usr/local/share/man/man1/pre-deploy.1`
+    Man,
 }
 
 /// Options of `prune`.

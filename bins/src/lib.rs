@@ -3,6 +3,9 @@
 
 mod all;
 mod cli;
+mod config_cmd;
+mod generate;
+mod metrics;
 mod notify;
 mod prune;
 mod render;
@@ -52,7 +55,8 @@ pub fn main() -> ExitCode {
         }
     };
     let is_run = matches!(cli.command, Command::Run { .. });
-    runtime.block_on(async {
+    let metrics = metrics::MetricsRequest::from_cli(&cli);
+    let code = runtime.block_on(async {
         // `[notify]`: the ping's start before the command, its outcome after (the walks of
         // `--all` and `status` alert per project and environment themselves).
         let alert = match notify::single_command(&cli) {
@@ -67,10 +71,14 @@ pub fn main() -> ExitCode {
             alert.finish(&result, &out.facts).await;
         }
         match result {
-            Ok(code) => ExitCode::from(code),
-            Err(e) => ExitCode::from(e.exit_code().code()),
+            Ok(code) => code,
+            Err(e) => e.exit_code().code(),
         }
-    })
+    });
+    if let Some(m) = metrics {
+        runtime.block_on(m.write(code));
+    }
+    ExitCode::from(code)
 }
 
 fn init_logging(verbose: u8, quiet: bool) {
@@ -241,6 +249,9 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
             })
         }
         Command::Restore(args) => restore::restore(&cli, args, out).await,
+        Command::Config => config_cmd::config(&cli, out),
+        Command::Completions { shell } => Ok(generate::completions(*shell)),
+        Command::Man => Ok(generate::man()),
     }
 }
 

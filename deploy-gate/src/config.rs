@@ -229,6 +229,53 @@ pub struct Settings {
     pub production: bool,
     /// `[notify]` (with `[env.NAME.notify]` over it): where alerts go.
     pub notify: crate::notify::NotifySettings,
+    /// The project (`--project` / `PREDEPLOY_PROJECT`), when one was named.
+    pub project: Option<String>,
+    /// Where each setting came from, by key (`store`, `verify.level`, `s3.region`, …): see
+    /// [`Origin`].
+    pub origins: BTreeMap<&'static str, Origin>,
+}
+
+/// Where a resolved setting came from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "from", rename_all = "lowercase")]
+pub enum Origin {
+    /// A command-line flag (`--store`).
+    Flag {
+        /// The flag.
+        flag: &'static str,
+    },
+    /// An environment variable.
+    Env {
+        /// Its name.
+        variable: String,
+    },
+    /// The config file.
+    File {
+        /// Its path.
+        path: PathBuf,
+    },
+    /// The built-in default.
+    Default,
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Flag { flag } => write!(f, "flag {flag}"),
+            Origin::Env { variable } => write!(f, "env {variable}"),
+            Origin::File { path } => write!(f, "file {}", path.display()),
+            Origin::Default => f.write_str("default"),
+        }
+    }
+}
+
+/// The origin of the first candidate that is set (flags, then variables, then the file).
+fn first_origin(candidates: &[(bool, &dyn Fn() -> Origin)]) -> Origin {
+    candidates
+        .iter()
+        .find(|(set, _)| *set)
+        .map_or(Origin::Default, |(_, o)| o())
 }
 
 /// Reads an environment variable; injectable for tests.
@@ -256,7 +303,33 @@ impl Settings {
     /// [`GateError::Usage`] for an unreadable or invalid config file, a malformed flag, an unknown
     /// verification level, or a store URL that does not parse.
     pub fn resolve(cli: &CliOverrides, env: EnvLookup<'_>, workdir: &Path) -> Result<Settings> {
-        let file = load_config(cli, env, workdir)?;
+        let (file, file_path) = load_config(cli, env, workdir)?;
+        let from_file = || Origin::File {
+            path: file_path.clone().unwrap_or_default(),
+        };
+        let from_env = |v: &str| Origin::Env {
+            variable: v.to_owned(),
+        };
+        let flag = |flag: &'static str| Origin::Flag { flag };
+        let mut origins = BTreeMap::new();
+        let project = cli.project.clone().or_else(|| env("PREDEPLOY_PROJECT"));
+        origins.insert(
+            "project",
+            first_origin(&[
+                (cli.project.is_some(), &|| flag("--project")),
+                (project.is_some(), &|| from_env("PREDEPLOY_PROJECT")),
+            ]),
+        );
+        origins.insert(
+            "environment",
+            first_origin(&[
+                (cli.env.is_some(), &|| flag("--env")),
+                (env("PREDEPLOY_ENV").is_some(), &|| {
+                    from_env("PREDEPLOY_ENV")
+                }),
+                (file.environment.is_some(), &from_file),
+            ]),
+        );
         let environment = cli
             .env
             .clone()
@@ -268,6 +341,19 @@ impl Settings {
             .production
             .unwrap_or(environment == PRODUCTION_ENVIRONMENT);
 
+        origins.insert(
+            "store",
+            first_origin(&[
+                (cli.store.is_some(), &|| flag("--store")),
+                (env("PREDEPLOY_STORE").is_some(), &|| {
+                    from_env("PREDEPLOY_STORE")
+                }),
+                (
+                    env_section.store.is_some() || file.store.is_some(),
+                    &from_file,
+                ),
+            ]),
+        );
         let store_raw = cli
             .store
             .clone()
@@ -282,6 +368,15 @@ impl Settings {
                 other => other,
             };
 
+        let sources_in_file = !file.sources.is_empty() || !env_section.sources.is_empty();
+        origins.insert(
+            "sources",
+            first_origin(&[
+                (!cli.sources.is_empty(), &|| flag("--source")),
+                (sources_in_file, &from_file),
+                (env("DATABASE_URL").is_some(), &|| from_env("DATABASE_URL")),
+            ]),
+        );
         let sources = if !cli.sources.is_empty() {
             cli.sources
                 .iter()
@@ -314,6 +409,100 @@ impl Settings {
             }
         }
 
+        origins.insert(
+            "verify.level",
+            first_origin(&[
+                (cli.verify_level.is_some(), &|| flag("--verify-level")),
+                (env("PREDEPLOY_VERIFY_LEVEL").is_some(), &|| {
+                    from_env("PREDEPLOY_VERIFY_LEVEL")
+                }),
+                (file.verify.level.is_some(), &from_file),
+            ]),
+        );
+        origins.insert(
+            "verify.restore_url",
+            first_origin(&[
+                (!cli.verify_restore_url.is_empty(), &|| {
+                    flag("--verify-restore-url")
+                }),
+                (env("PREDEPLOY_VERIFY_RESTORE_URL").is_some(), &|| {
+                    from_env("PREDEPLOY_VERIFY_RESTORE_URL")
+                }),
+                (file.verify.restore_url.is_some(), &from_file),
+            ]),
+        );
+        for (key, set) in [
+            ("verify.jobs", file.verify.jobs.is_some()),
+            ("verify.temp_dir", file.verify.temp_dir.is_some()),
+            (
+                "retention",
+                env_section.retention.is_some() || file.retention.is_some(),
+            ),
+        ] {
+            origins.insert(key, first_origin(&[(set, &from_file)]));
+        }
+        origins.insert(
+            "backup.zstd_level",
+            first_origin(&[
+                (cli.zstd_level.is_some(), &|| flag("--zstd-level")),
+                (file.backup.zstd_level.is_some(), &from_file),
+            ]),
+        );
+        origins.insert(
+            "lock.ttl",
+            first_origin(&[
+                (env("PREDEPLOY_LOCK_TTL").is_some(), &|| {
+                    from_env("PREDEPLOY_LOCK_TTL")
+                }),
+                (file.lock.ttl.is_some(), &from_file),
+            ]),
+        );
+        origins.insert(
+            "lock.wait",
+            first_origin(&[
+                (cli.wait_lock.is_some(), &|| flag("--wait-lock")),
+                (env("PREDEPLOY_WAIT_LOCK").is_some(), &|| {
+                    from_env("PREDEPLOY_WAIT_LOCK")
+                }),
+                (file.lock.wait.is_some(), &from_file),
+            ]),
+        );
+        for (key, vars, in_file) in [
+            (
+                "s3.endpoint",
+                &["AWS_ENDPOINT_URL_S3", "AWS_ENDPOINT_URL", "AWS_ENDPOINT"][..],
+                file.s3.endpoint.is_some(),
+            ),
+            (
+                "s3.region",
+                &["AWS_REGION", "AWS_DEFAULT_REGION"][..],
+                file.s3.region.is_some(),
+            ),
+            (
+                "s3.access_key_id",
+                &["AWS_ACCESS_KEY_ID"][..],
+                file.s3.access_key_id.is_some(),
+            ),
+            (
+                "s3.secret_access_key",
+                &["AWS_SECRET_ACCESS_KEY"][..],
+                file.s3.secret_access_key.is_some(),
+            ),
+            (
+                "s3.session_token",
+                &["AWS_SESSION_TOKEN"][..],
+                file.s3.session_token.is_some(),
+            ),
+        ] {
+            let var = vars.iter().find(|v| env(v).is_some());
+            origins.insert(
+                key,
+                match var {
+                    Some(v) => from_env(v),
+                    None => first_origin(&[(in_file, &from_file)]),
+                },
+            );
+        }
         let level_raw = cli
             .verify_level
             .clone()
@@ -432,6 +621,8 @@ impl Settings {
                 .map(crate::retention::RetentionSettings::from_section)
                 .transpose()?,
             production,
+            project,
+            origins,
         })
     }
 
@@ -503,7 +694,11 @@ pub fn parse_duration(what: &str, s: &str) -> Result<jiff::SignedDuration> {
         .map_err(|e| GateError::usage(format!("{what} = {s:?} is out of range: {e}")))
 }
 
-fn load_config(cli: &CliOverrides, env: EnvLookup<'_>, workdir: &Path) -> Result<ConfigFile> {
+fn load_config(
+    cli: &CliOverrides,
+    env: EnvLookup<'_>,
+    workdir: &Path,
+) -> Result<(ConfigFile, Option<PathBuf>)> {
     let project = cli.project.clone().or_else(|| env("PREDEPLOY_PROJECT"));
     let Some(raw) = read_raw_config(cli, env, workdir)? else {
         if let Some(p) = project {
@@ -511,13 +706,14 @@ fn load_config(cli: &CliOverrides, env: EnvLookup<'_>, workdir: &Path) -> Result
                 "--project {p} needs a config file with [project.{p}] or projects_dir"
             )));
         }
-        return Ok(ConfigFile::default());
+        return Ok((ConfigFile::default(), None));
     };
-    match project {
+    let file = match project {
         Some(name) => raw.project_config(&name),
         None => parse_config(&toml::to_string(&raw.table).unwrap_or_default())
             .map_err(|e| GateError::usage(format!("{}: {e}", raw.path.display()))),
-    }
+    }?;
+    Ok((file, Some(raw.path)))
 }
 
 /// The config file as a table (`None`: no file, and none was asked for).
@@ -877,6 +1073,72 @@ mod tests {
                 .expect("ok")
                 .production
         );
+    }
+
+    #[test]
+    fn every_setting_says_where_it_came_from() {
+        let file = "environment = \"staging\"\n[sources]\ndb = \"postgres://f@h/d\"\n\
+                    [verify]\njobs = 2\n[s3]\nregion = \"eu\"\nsecret_access_key = \"x\"\n";
+        let cli = CliOverrides {
+            store: Some("/from/flag".into()),
+            ..Default::default()
+        };
+        let s = resolve(
+            cli,
+            &[
+                ("PREDEPLOY_WAIT_LOCK", "5s"),
+                ("AWS_SECRET_ACCESS_KEY", "envsecret"),
+            ],
+            Some(file),
+        )
+        .expect("resolves");
+        let origin = |k: &str| s.origins.get(k).cloned().expect(k);
+        assert_eq!(origin("store"), Origin::Flag { flag: "--store" });
+        assert_eq!(
+            origin("lock.wait"),
+            Origin::Env {
+                variable: "PREDEPLOY_WAIT_LOCK".into()
+            }
+        );
+        assert_eq!(
+            origin("s3.secret_access_key"),
+            Origin::Env {
+                variable: "AWS_SECRET_ACCESS_KEY".into()
+            },
+            "the variable beats the file"
+        );
+        for key in ["environment", "sources", "verify.jobs", "s3.region"] {
+            assert!(
+                matches!(origin(key), Origin::File { ref path } if path.ends_with(DEFAULT_CONFIG_FILE)),
+                "{key}: {:?}",
+                origin(key)
+            );
+        }
+        for key in [
+            "verify.level",
+            "lock.ttl",
+            "retention",
+            "project",
+            "s3.endpoint",
+        ] {
+            assert_eq!(origin(key), Origin::Default, "{key}");
+        }
+        let s = resolve(
+            CliOverrides::default(),
+            &[
+                ("DATABASE_URL", "postgres://a@h/d"),
+                ("PREDEPLOY_ENV", "qa"),
+            ],
+            None,
+        )
+        .expect("resolves");
+        assert_eq!(
+            s.origins["sources"].to_string(),
+            "env DATABASE_URL",
+            "no file: the variable"
+        );
+        assert_eq!(s.origins["environment"].to_string(), "env PREDEPLOY_ENV");
+        assert_eq!(s.origins["store"].to_string(), "default");
     }
 
     #[test]

@@ -31,6 +31,7 @@ mod git;
 mod inventory;
 mod lock;
 mod notify;
+mod metrics;
 
 pub use backup_objectstore::{Lease, LockGuard};
 pub use doctor::{Doctor, DoctorReport, Probe, ProbeStatus};
@@ -46,12 +47,13 @@ mod scope;
 
 pub use backends::{BackendConfig, default_registry, registry};
 pub use backup_core::disk::human_bytes;
+pub use backup_core::redact_url;
 pub use backups::{BackupOutcome, BackupRequest, BackupSetup, Backups};
 pub use builder::GateBuilder;
 pub use commands::{BackupReport, Commands};
 pub use config::{
     CliOverrides, ConfigFile, DEFAULT_CONFIG_FILE, DEFAULT_ENVIRONMENT, DEFAULT_STORE,
-    LEGACY_DEFAULT_STORE, PRODUCTION_ENVIRONMENT, Settings, SourceSpec, parse_config,
+    LEGACY_DEFAULT_STORE, Origin, PRODUCTION_ENVIRONMENT, Settings, SourceSpec, parse_config,
     parse_duration, parse_level,
 };
 pub use deploy::{
@@ -67,6 +69,7 @@ pub use notify::{
     EmailSection, EmailSettings, NOTIFY_TIMEOUT, Notifier, NotifyEvent, NotifyOn, NotifyOutcome,
     NotifySection, NotifySettings, SmtpTls, redact_endpoint,
 };
+pub use metrics::{METRICS_PREFIX, TargetMetrics, previous_runs, render_metrics};
 pub use pins::{PIN_FORMAT_VERSION, PinOutcome, PinRecord, UnpinOutcome};
 pub use projects::{Target, targets};
 pub use prune::{
