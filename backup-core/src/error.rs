@@ -112,6 +112,23 @@ impl Error {
         }
     }
 
+    /// A source URL's error, as a backend's snapshotter reports it: an unreachable source
+    /// (`via=docker://` naming a stopped container) stays exit 5, named by the source; anything
+    /// else is an invalid source.
+    pub fn for_source(self, source: &str) -> Self {
+        match self {
+            Error::SourceUnavailable { message, .. } => Error::SourceUnavailable {
+                source_name: source.to_owned(),
+                message,
+            },
+            e => Error::Invalid {
+                what: "source",
+                value: source.to_owned(),
+                reason: e.to_string(),
+            },
+        }
+    }
+
     /// True when the error says a key does not exist.
     pub fn is_not_found(&self) -> bool {
         matches!(self, Error::NotFound { .. })

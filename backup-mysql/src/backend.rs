@@ -87,18 +87,8 @@ impl Backend for MysqlBackend {
     }
 
     fn snapshotter(&self, spec: &SourceSpec) -> Result<DynSnapshotter> {
-        let mut cfg = MysqlSourceConfig::from_url(&spec.url).map_err(|e| match e {
-            // `via=docker://…` whose container cannot be reached: exit 5, named by the source.
-            Error::SourceUnavailable { message, .. } => Error::SourceUnavailable {
-                source_name: spec.name.to_string(),
-                message,
-            },
-            e => Error::Invalid {
-                what: "source",
-                value: spec.name.to_string(),
-                reason: e.to_string(),
-            },
-        })?;
+        let mut cfg =
+            MysqlSourceConfig::from_url(&spec.url).map_err(|e| e.for_source(spec.name.as_str()))?;
         if cfg.bin_dir.is_none() {
             cfg.bin_dir.clone_from(&self.bin_dir);
         }

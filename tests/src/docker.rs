@@ -65,23 +65,13 @@ impl DockerPg {
         require_image(POSTGRES_IMAGE);
         let name = container_name(prefix);
         let password = random_password();
-        let mut cmd = docker();
-        cmd.args([
-            "run",
-            "--detach",
-            "--name",
+        let out = run_detached(
+            POSTGRES_IMAGE,
             &name,
-            "--label",
-            "predeploy.test=1",
-        ]);
-        for (k, v) in labels {
-            cmd.arg("--label").arg(format!("{k}={v}"));
-        }
-        cmd.args(["--env", "POSTGRES_USER=app", "--env", "POSTGRES_DB=app"])
-            .args(["--env", "POSTGRES_PASSWORD"])
-            .env("POSTGRES_PASSWORD", &password)
-            .arg(POSTGRES_IMAGE);
-        let out = cmd.output().expect("docker run");
+            labels,
+            &["POSTGRES_USER=app", "POSTGRES_DB=app"],
+            ("POSTGRES_PASSWORD", &password),
+        );
         assert!(
             out.status.success(),
             "docker run {POSTGRES_IMAGE} failed: {}",
@@ -268,6 +258,36 @@ fn argv_containing(needle: &str) -> Vec<String> {
 }
 
 /// A `docker` command with stdin from `/dev/null`.
+/// `docker run --detach` of `image` as test container `name` with `labels` and `env`
+/// (`KEY=VALUE`), plus one secret variable passed through docker's environment, never its argv.
+pub(crate) fn run_detached(
+    image: &str,
+    name: &str,
+    labels: &[(&str, &str)],
+    env: &[&str],
+    secret: (&str, &str),
+) -> std::process::Output {
+    let mut cmd = docker();
+    cmd.args([
+        "run",
+        "--detach",
+        "--name",
+        name,
+        "--label",
+        "predeploy.test=1",
+    ]);
+    for (k, v) in labels {
+        cmd.arg("--label").arg(format!("{k}={v}"));
+    }
+    for e in env {
+        cmd.args(["--env", e]);
+    }
+    cmd.args(["--env", secret.0])
+        .env(secret.0, secret.1)
+        .arg(image);
+    cmd.output().expect("docker run")
+}
+
 pub(crate) fn docker() -> Command {
     let mut cmd = Command::new("docker");
     cmd.stdin(Stdio::null());

@@ -18,7 +18,7 @@ use tempfile::TempDir;
 
 use crate::docker::{
     container_logs, container_name, docker, published_ports, random_password, remove_container,
-    require_image, stop_container,
+    require_image, run_detached, stop_container,
 };
 use crate::mysql::MariaDbSql;
 use crate::pg::wait_until;
@@ -77,23 +77,13 @@ impl DockerMariaDb {
             &home.path().join(".my.cnf"),
             &format!("[client]\nuser={USER}\npassword=\"{password}\"\n"),
         );
-        let mut cmd = docker();
-        cmd.args([
-            "run",
-            "--detach",
-            "--name",
+        let out = run_detached(
+            MARIADB_IMAGE,
             &name,
-            "--label",
-            "predeploy.test=1",
-        ]);
-        for (k, v) in labels {
-            cmd.arg("--label").arg(format!("{k}={v}"));
-        }
-        cmd.args(["--env", "MARIADB_USER=app", "--env", "MARIADB_DATABASE=app"])
-            .args(["--env", "MARIADB_PASSWORD"])
-            .env("MARIADB_PASSWORD", &password)
-            .arg(MARIADB_IMAGE);
-        let out = cmd.output().expect("docker run");
+            labels,
+            &["MARIADB_USER=app", "MARIADB_DATABASE=app"],
+            ("MARIADB_PASSWORD", &password),
+        );
         // From here on the guard removes the container, whatever happens.
         let db = DockerMariaDb {
             name,
