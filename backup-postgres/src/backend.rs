@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backup_core::{Backend, BackendVerifiers, DynSnapshotter, Error, Restorer, Result, SourceSpec};
+use backup_core::{Backend, BackendVerifiers, DynSnapshotter, Restorer, Result, SourceSpec};
 
 use crate::config::{PgSourceConfig, ProcessEnv};
 use crate::restore::DatabaseRestorer;
@@ -61,7 +61,7 @@ impl PostgresBackend {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] for a malformed URL.
+    /// [`backup_core::Error::Invalid`] for a malformed URL.
     pub fn restore_targets(&self, sources: &[SourceSpec]) -> Result<RestoreTargets> {
         let mut by_source = BTreeMap::new();
         for s in sources.iter().filter(|s| self.accepts(&s.url)) {

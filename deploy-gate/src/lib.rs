@@ -30,8 +30,8 @@ mod gate;
 mod git;
 mod inventory;
 mod lock;
-mod notify;
 mod metrics;
+mod notify;
 
 pub use backup_objectstore::{Lease, LockGuard};
 pub use doctor::{Doctor, DoctorReport, Probe, ProbeStatus};
@@ -65,11 +65,11 @@ pub use error::{ExitCode, GateError, Result, TargetState};
 pub use gate::Gate;
 pub use git::{ci_run_url, detect_deploy_info};
 pub use inventory::{BackupDetails, BackupListing, CheckOutcome, CheckQuery, Inventory};
+pub use metrics::{METRICS_PREFIX, TargetMetrics, previous_runs, render_metrics};
 pub use notify::{
     EmailSection, EmailSettings, NOTIFY_TIMEOUT, Notifier, NotifyEvent, NotifyOn, NotifyOutcome,
     NotifySection, NotifySettings, SmtpTls, redact_endpoint,
 };
-pub use metrics::{METRICS_PREFIX, TargetMetrics, previous_runs, render_metrics};
 pub use pins::{PIN_FORMAT_VERSION, PinOutcome, PinRecord, UnpinOutcome};
 pub use projects::{Target, targets};
 pub use prune::{
