@@ -37,6 +37,7 @@ mod manifest;
 pub mod pipeline;
 mod probe;
 pub mod process;
+pub mod progress;
 pub mod reader;
 mod redact;
 mod restore;

@@ -12,6 +12,7 @@ use crate::id::{BackupId, SourceName};
 use crate::layout;
 use crate::manifest::{ArtifactMeta, SourceManifest};
 use crate::pipeline::{self, PipelineConfig};
+use crate::progress::{CountingReader, Stage, StageKind};
 use crate::store::Store;
 
 /// What a source's preflight found. Nothing is written by a preflight.
@@ -64,6 +65,12 @@ impl SnapshotContext<'_> {
         R: AsyncRead + Unpin + Send,
     {
         let key = layout::artifact_key(self.backup_id, spec.source, spec.file);
+        let stage = Stage::start(
+            StageKind::Dump,
+            format!("{}/{}", spec.source, spec.file),
+            None,
+        );
+        let reader = CountingReader::new(reader, stage.counter());
         let stats = pipeline::write_artifact(
             self.store,
             &key,
@@ -71,7 +78,9 @@ impl SnapshotContext<'_> {
             reader,
             self.pipeline,
         )
-        .await?;
+        .await;
+        stage.finish(&stats);
+        let stats = stats?;
         Ok(ArtifactMeta {
             name: spec.file.to_owned(),
             key,

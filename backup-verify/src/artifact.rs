@@ -6,6 +6,7 @@ use std::io;
 use std::sync::{Arc, Mutex};
 
 use async_compression::tokio::bufread::ZstdDecoder;
+use backup_core::progress::{Stage, StageKind};
 use backup_core::{ArtifactMeta, Digest, Error, Result, Sha256, Store};
 use futures::TryStreamExt;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
@@ -64,13 +65,20 @@ pub async fn read_pass(
         }
         Err(e) => return Err(e),
     };
+    let stage = Stage::start(
+        StageKind::Read,
+        artifact.key.clone(),
+        Some(artifact.stored_size),
+    );
     let hasher = Arc::new(Mutex::new(Sha256::new()));
     let read_error: Arc<Mutex<Option<String>>> = Arc::default();
     let hashed = {
         let hasher = hasher.clone();
         let read_error = read_error.clone();
+        let counter = stage.counter();
         stream
             .inspect_ok(move |chunk| {
+                counter.add(chunk.len() as u64);
                 if let Ok(mut h) = hasher.lock() {
                     h.update(chunk);
                 }
@@ -112,9 +120,17 @@ pub async fn read_pass(
     // Whatever decompression did, read the rest so level 1 sees every stored byte.
     let drained = tokio::io::copy(&mut stored, &mut tokio::io::sink()).await;
     if let Some(e) = read_error.lock().ok().and_then(|mut s| s.take()) {
+        stage.fail(&e);
         return Err(Error::store("get", &artifact.key, io::Error::other(e)));
     }
-    drained.map_err(|e| Error::store("get", &artifact.key, e))?;
+    if let Err(e) = drained {
+        stage.fail(&e);
+        return Err(Error::store("get", &artifact.key, e));
+    }
+    match &result.decompress_error {
+        Some(e) => stage.fail(e),
+        None => stage.succeed(),
+    }
     let h = std::mem::take(
         &mut *hasher
             .lock()

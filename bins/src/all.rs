@@ -283,16 +283,12 @@ fn summary(out: &Output, command: &str, outcomes: &[Outcome]) -> u8 {
                 v
             })
             .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&json!({
+        crate::progress::print_result(&json!({
                 "ok": failed == 0,
                 "command": command,
                 "exit_code": code,
                 "results": results,
-            }))
-            .unwrap_or_else(|_| "{}".into())
-        );
+            }));
         return code;
     }
     let width = outcomes

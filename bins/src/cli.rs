@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 const EXIT_CODES: &str = "\
 EXIT CODES:
@@ -34,6 +34,9 @@ ENVIRONMENT:
   PREDEPLOY_SSH_COMMAND  the ssh of via=ssh:// sources (e.g. ssh -F FILE)
   PREDEPLOY_WAIT_LOCK  like --wait-lock
   PREDEPLOY_METRICS_FILE  like --metrics-file
+  PREDEPLOY_PROGRESS_INTERVAL  how often --progress plain reports a running transfer (30s)
+  NO_COLOR             no colour in log lines
+  GITHUB_STEP_SUMMARY  in GitHub Actions: the job summary gets the outcome and every stage
   PREDEPLOY_LOCK_TTL   lease length of the lock (like [lock] ttl; default 60s)
   AWS_*                S3 settings and credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY,
                        AWS_REGION, AWS_ENDPOINT_URL, AWS_ALLOW_HTTP)
@@ -86,15 +89,49 @@ pub struct Global {
         env = "PREDEPLOY_METRICS_FILE"
     )]
     pub metrics_file: Option<PathBuf>,
-    /// Machine-readable output on stdout
+    /// Machine-readable output on stdout: one JSON document
     #[arg(long, global = true)]
     pub json: bool,
+    /// Stream events on stdout as JSON lines (`ndjson`): each stage's start and end with bytes
+    /// and rate, then the result as the last line
+    #[arg(long, global = true, value_enum, value_name = "FORMAT")]
+    pub events: Option<EventsFormat>,
+    /// Progress display: auto (bars on a terminal, timestamped lines otherwise), bar, plain
+    /// or none
+    #[arg(
+        long,
+        global = true,
+        value_enum,
+        value_name = "MODE",
+        default_value_t = ProgressMode::Auto
+    )]
+    pub progress: ProgressMode,
     /// More detail on stderr (repeat for debug output)
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
     /// Only errors on stderr
     #[arg(short, long, global = true)]
     pub quiet: bool,
+}
+
+/// `--events` formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum EventsFormat {
+    /// One JSON object per line.
+    Ndjson,
+}
+
+/// `--progress` modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ProgressMode {
+    /// Bars when stderr is a terminal, plain lines otherwise.
+    Auto,
+    /// Progress bars (indicatif) with bytes, rate and ETA.
+    Bar,
+    /// Timestamped lines every `PREDEPLOY_PROGRESS_INTERVAL` (30s) for a running transfer.
+    Plain,
+    /// Nothing.
+    None,
 }
 
 /// Options of a new backup.

@@ -37,10 +37,7 @@ pub(crate) fn config(cli: &Cli, out: &Output) -> Result<u8, GateError> {
             }
             doc.insert(e.key.to_owned(), v);
         }
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&Value::Object(doc)).unwrap_or_else(|_| "{}".into())
-        );
+        crate::progress::print_result(&Value::Object(doc));
         return Ok(0);
     }
     let width = entries.iter().map(|e| e.key.len()).max().unwrap_or(0);

@@ -5,8 +5,10 @@ mod all;
 mod cli;
 mod config_cmd;
 mod generate;
+mod github;
 mod metrics;
 mod notify;
+mod progress;
 mod prune;
 mod render;
 mod restore;
@@ -39,11 +41,23 @@ pub fn main() -> ExitCode {
         }
     };
     init_logging(cli.global.verbose, cli.global.quiet);
+    let events_ndjson = cli.global.events == Some(cli::EventsFormat::Ndjson);
+    let step_summary = github::detect();
+    progress::install(
+        cli.global.progress,
+        events_ndjson,
+        cli.global.quiet,
+        step_summary
+            .clone()
+            .map(|s| s as std::sync::Arc<dyn backup_core::progress::Observer>),
+    );
     let out = Output {
-        json: cli.global.json,
+        // The events stream ends with the result, as with --json.
+        json: cli.global.json || events_ndjson,
         quiet: cli.global.quiet,
         facts: notify::Facts::default(),
     };
+    let command = command_name(&cli.command);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -70,10 +84,22 @@ pub fn main() -> ExitCode {
         if let Some(alert) = alert {
             alert.finish(&result, &out.facts).await;
         }
-        match result {
-            Ok(code) => code,
+        let code = match &result {
+            Ok(code) => *code,
             Err(e) => e.exit_code().code(),
+        };
+        if let Some(summary) = &step_summary {
+            summary.finish(&github::Ending {
+                command,
+                code,
+                error: result
+                    .as_ref()
+                    .err()
+                    .map(|e| (notify::error_chain(e), e.hint().map(str::to_owned))),
+                facts: out.facts.get(),
+            });
         }
+        code
     });
     if let Some(m) = metrics {
         runtime.block_on(m.write(code));
@@ -94,15 +120,52 @@ fn init_logging(verbose: u8, quiet: bool) {
             "{deps},pre_deploy={level},bins={level},deploy_gate={level},backup_core={level},backup_postgres={level},backup_objectstore={level},backup_verify={level},backup_mysql={level}"
         ))
     });
-    tracing_subscriber::fmt()
+    let terminal = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    // https://no-color.org: set and not empty.
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| progress::LogWriter)
         // Colour codes only for a terminal: never in a CI log, a file or a pipe.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .without_time()
+        .with_ansi(terminal && !no_color)
         .with_target(false)
-        .with_level(verbose > 0)
-        .init();
+        .with_level(verbose > 0);
+    // A person at a terminal sees the time; a log file or CI log needs it on every line.
+    if terminal {
+        builder.without_time().init();
+    } else {
+        builder.with_timer(UtcSeconds).init();
+    }
+}
+
+/// Log line times: UTC, to the second.
+struct UtcSeconds;
+
+impl tracing_subscriber::fmt::time::FormatTime for UtcSeconds {
+    fn format_time(&self, w: &mut tracing_subscriber::fmt::format::Writer<'_>) -> std::fmt::Result {
+        w.write_str(&progress::now())
+    }
+}
+
+/// The command's name in summaries.
+fn command_name(c: &Command) -> &'static str {
+    match c {
+        Command::Run { .. } => "run",
+        Command::Backup { .. } => "backup",
+        Command::List => "list",
+        Command::Show { .. } => "show",
+        Command::Verify { .. } => "verify",
+        Command::Check { .. } => "check",
+        Command::Status { .. } => "status",
+        Command::Prune(_) => "prune",
+        Command::Pin { .. } => "pin",
+        Command::Unpin { .. } => "unpin",
+        Command::Doctor => "doctor",
+        Command::Restore(_) => "restore",
+        Command::Config => "config",
+        Command::Completions { .. } => "completions",
+        Command::Man => "man",
+    }
 }
 
 pub(crate) fn overrides(cli: &Cli, backup: Option<&BackupArgs>) -> CliOverrides {
@@ -336,9 +399,7 @@ fn render_run(
         );
     }
     if out.json {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
+        crate::progress::print_result(&serde_json::json!({
                 "ok": false,
                 "exit_code": final_code,
                 "refused": false,
@@ -349,9 +410,7 @@ fn render_run(
                 "deployment_recorded": false,
                 "rollback_skipped": code != 0 && rollback.rollback_on_failure,
                 "backup_id": id,
-            }))
-            .unwrap_or_else(|_| "{}".into())
-        );
+            }));
     }
     eprintln!("pre-deploy: exiting {final_code}: the lock was lost while the deploy command ran");
     Ok(final_code)

@@ -14,11 +14,17 @@ pub struct Facts {
     inner: Mutex<FactValues>,
 }
 
+/// The values of [`Facts`].
 #[derive(Debug, Default, Clone)]
-struct FactValues {
-    backup_id: Option<String>,
-    stored_bytes: Option<u64>,
-    snapshot_seconds: Option<f64>,
+pub struct FactValues {
+    /// The backup the command made, verified or restored.
+    pub backup_id: Option<String>,
+    /// Its stored size.
+    pub stored_bytes: Option<u64>,
+    /// How long its snapshot took.
+    pub snapshot_seconds: Option<f64>,
+    /// The level its verification reached.
+    pub level: Option<String>,
 }
 
 impl Facts {
@@ -29,15 +35,21 @@ impl Facts {
                 backup_id: Some(id.to_owned()),
                 stored_bytes,
                 snapshot_seconds,
+                level: None,
             };
         }
     }
 
-    fn take(&self) -> FactValues {
-        self.inner
-            .lock()
-            .map(|mut f| std::mem::take(&mut *f))
-            .unwrap_or_default()
+    /// Records the level the backup's verification reached.
+    pub fn verified(&self, level: String) {
+        if let Ok(mut f) = self.inner.lock() {
+            f.level = Some(level);
+        }
+    }
+
+    /// What was recorded.
+    pub fn get(&self) -> FactValues {
+        self.inner.lock().map(|f| f.clone()).unwrap_or_default()
     }
 }
 
@@ -126,7 +138,7 @@ impl Alert {
         if let Some(e) = error {
             event = event.with_error(error_chain(e), e.hint().map(str::to_owned));
         }
-        let f = facts.take();
+        let f = facts.get();
         event.backup_id = f.backup_id;
         event.stored_bytes = f.stored_bytes;
         event.snapshot_seconds = f.snapshot_seconds;
@@ -136,7 +148,7 @@ impl Alert {
 }
 
 /// The error with its causes, as `render::Output::error` prints it.
-fn error_chain(e: &GateError) -> String {
+pub fn error_chain(e: &GateError) -> String {
     let mut chain = e.to_string();
     let mut cur = std::error::Error::source(e);
     while let Some(c) = cur {

@@ -9,6 +9,7 @@ use serde_json::json;
 
 use crate::cli::{BackupArgs, Cli, PruneArgs};
 use crate::render::Output;
+use crate::progress::print_result as print_json;
 
 impl PruneArgs {
     /// The options these flags ask for.
@@ -134,12 +135,6 @@ pub fn report_retention(outcome: &BackupOutcome, auto: &AutoRetention) {
     }
 }
 
-fn print_json(v: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into())
-    );
-}
 
 fn state(d: &RetentionDecision) -> &'static str {
     match d.verified {

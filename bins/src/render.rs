@@ -5,6 +5,7 @@ use deploy_gate::{
     VerificationRecord, human_bytes,
 };
 use serde_json::json;
+use crate::progress::print_result as print_json;
 
 /// Where and how results are printed.
 pub struct Output {
@@ -16,12 +17,6 @@ pub struct Output {
     pub facts: crate::notify::Facts,
 }
 
-fn print_json(v: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into())
-    );
-}
 
 fn level_name(r: Option<&VerificationRecord>) -> String {
     match r {
@@ -72,6 +67,7 @@ impl Output {
             Some(o.manifest.stored_size()),
             Some(o.snapshot_seconds),
         );
+        self.facts.verified(level_name(Some(&o.verification)));
         if self.json {
             print_json(&json!({
                 "ok": true,

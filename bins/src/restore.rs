@@ -11,6 +11,7 @@ use serde_json::json;
 
 use crate::cli::{Cli, RestoreArgs};
 use crate::render::Output;
+use crate::progress::print_result as print_json;
 
 /// `pre-deploy restore`.
 pub async fn restore(cli: &Cli, args: &RestoreArgs, out: &Output) -> Result<u8, GateError> {
@@ -96,12 +97,6 @@ fn prompt(plan: &RestorePlan) -> Result<bool, GateError> {
     )
 }
 
-fn print_json(v: &serde_json::Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(v).unwrap_or_else(|_| "{}".into())
-    );
-}
 
 fn print_plan(out: &Output, plan: &RestorePlan, dry_run: bool) {
     if out.quiet && !dry_run {

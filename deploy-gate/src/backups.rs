@@ -4,6 +4,7 @@
 use std::time::Instant;
 
 use backup_core::disk::human_bytes;
+use backup_core::progress::{Stage, StageKind};
 use backup_core::{
     BackupId, BackupKind, DeployInfo, DynSnapshotter, DynVerifier, MANIFEST_FORMAT_VERSION,
     Manifest, PipelineConfig, PreflightReport, Registry, SnapshotContext, SourceName, SourceSpec,
@@ -194,6 +195,7 @@ impl Backups<'_> {
         );
 
         let started = Instant::now();
+        let stage = Stage::start(StageKind::Backup, id.to_string(), None);
         let ctx = SnapshotContext {
             store: self.scope.store.as_ref(),
             backup_id: &id,
@@ -214,12 +216,17 @@ impl Backups<'_> {
             Ok::<_, backup_core::Error>(m)
         }));
         let sources = match self.scope.interruptible(snapshots).await {
-            Ok(Ok(sources)) => sources,
+            Ok(Ok(sources)) => {
+                stage.succeed();
+                sources
+            }
             Ok(Err(source)) => {
+                stage.fail(&source);
                 self.discard(&id).await;
                 return Err(GateError::Backup { source });
             }
             Err(signal) => {
+                stage.fail(format!("interrupted by {signal}"));
                 self.discard(&id).await;
                 return Err(GateError::Interrupted { signal });
             }
@@ -302,6 +309,7 @@ impl Backups<'_> {
         required: VerificationLevel,
     ) -> Result<VerificationRecord> {
         let started = Instant::now();
+        let stage = Stage::start(StageKind::Verify, manifest.id.to_string(), None);
         let verification = verify_backup(
             self.scope.store.as_ref(),
             manifest,
@@ -348,6 +356,7 @@ impl Backups<'_> {
             } else {
                 summary.join("; ")
             };
+            stage.fail(&summary);
             return Err(GateError::Verification {
                 id: manifest.id.to_string(),
                 summary,
@@ -364,6 +373,7 @@ impl Backups<'_> {
         if let Some(why) = &record.limited_by {
             tracing::warn!("not verified to level {requested}: {why}");
         }
+        stage.succeed();
         Ok(record)
     }
 

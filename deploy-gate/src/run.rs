@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::pin::Pin;
 
 use backup_core::Manifest;
+use backup_core::progress::{Stage, StageKind};
 
 use crate::backups::{BackupOutcome, BackupRequest};
 use crate::deploy::{DeployExit, last_deployment_lines, write_last_deployment};
@@ -241,10 +242,18 @@ impl Gate {
             manifest: manifest.clone(),
             lock_lost: Box::pin(guard.lost()),
         };
+        let stage = Stage::start(StageKind::Deploy, manifest.id.to_string(), None);
         let exit = match deploy(context).await {
             Ok(exit) => exit,
-            Err(e) => return RunEnd::NotStarted(e),
+            Err(e) => {
+                stage.fail(&e);
+                return RunEnd::NotStarted(e);
+            }
         };
+        match exit.code {
+            0 => stage.succeed(),
+            code => stage.fail(format!("the deploy command exited with status {code}")),
+        }
         // Lost while the deploy ran, or found lost now: another run may have deployed at the
         // same time, so this deployment is not recorded as if the lock had been held throughout.
         let lock_lost = match exit.lock_lost {

@@ -27,6 +27,8 @@ pub fn pre_deploy() -> Command {
     for (key, _) in std::env::vars_os() {
         let key_text = key.to_string_lossy();
         if key_text == "DATABASE_URL"
+            || key_text == "NO_COLOR"
+            || key_text.starts_with("GITHUB_")
             || key_text.starts_with("PREDEPLOY_")
             || key_text.starts_with("PG")
         {

@@ -1,5 +1,6 @@
 //! [`Restores::restore`]: carrying out a plan through its backend, with the gate's safety net.
 
+use backup_core::progress::{Stage, StageKind};
 use async_trait::async_trait;
 use backup_core::{
     BackupKind, DeployInfo, DynSnapshotter, RestoreContext, SafetyNet, VerificationLevel,
@@ -43,7 +44,10 @@ impl Restores<'_> {
             jobs: request.jobs.max(1),
             handle_signals: self.scope().handle_signals,
         };
-        let (done, safety_backup) = plan.planned.execute(ctx).await.map_err(restore_error)?;
+        let stage = Stage::start(StageKind::Restore, plan.backup_id.clone(), None);
+        let executed = plan.planned.execute(ctx).await;
+        stage.finish(&executed);
+        let (done, safety_backup) = executed.map_err(restore_error)?;
         Ok(RestoreOutcome {
             plan,
             safety_backup,
