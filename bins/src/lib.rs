@@ -1,6 +1,20 @@
 //! The `pre-deploy` binary's library half: argument parsing, output rendering and exit codes.
 //! Each subcommand calls one `deploy-gate` function.
 
+// These shadow std's macros in every module below: output that cannot be written is dropped,
+// never a panic (see `out.rs`).
+macro_rules! println {
+    () => { $crate::out::stdout(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::out::stdout(format_args!("{}\n", format_args!($($arg)*))) };
+}
+macro_rules! print {
+    ($($arg:tt)*) => { $crate::out::stdout(format_args!($($arg)*)) };
+}
+macro_rules! eprintln {
+    () => { $crate::out::stderr(format_args!("\n")) };
+    ($($arg:tt)*) => { $crate::out::stderr(format_args!("{}\n", format_args!($($arg)*))) };
+}
+
 mod all;
 mod cli;
 mod config_cmd;
@@ -10,6 +24,7 @@ mod generate;
 mod github;
 mod metrics;
 mod notify;
+mod out;
 mod progress;
 mod prune;
 mod render;

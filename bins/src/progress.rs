@@ -324,19 +324,23 @@ impl Observer for Plain {
 }
 
 /// The writer of log lines: above the bars while they are drawn, so neither garbles the other.
+///
+/// A line that cannot be written (stderr is a closed pipe) is dropped: reporting the error
+/// would make tracing-subscriber complain with std's `eprintln!`, which panics on that pipe.
 pub struct LogWriter;
 
 impl Write for LogWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let bars = BARS.lock().ok().and_then(|b| b.clone());
-        match bars {
-            Some(multi) => multi.suspend(|| std::io::stderr().write_all(buf))?,
-            None => std::io::stderr().write_all(buf)?,
-        }
+        let _ = match bars {
+            Some(multi) => multi.suspend(|| std::io::stderr().write_all(buf)),
+            None => std::io::stderr().write_all(buf),
+        };
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
+        let _ = std::io::stderr().flush();
+        Ok(())
     }
 }

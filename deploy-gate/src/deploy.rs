@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::io::IsTerminal as _;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -223,7 +224,9 @@ pub async fn run_deploy_command_watched(
                 forwarded = Some("SIGTERM");
             }
             why = &mut lock_lost, if lost.is_none() => {
-                eprintln!(
+                // Not `eprintln!`: it panics on a closed stderr, and the deploy is half-way.
+                let _ = writeln!(
+                    std::io::stderr(),
                     "pre-deploy: LOCK LOST while the deploy command runs: {why}. Another run may \
                      now hold the lock and deploy at the same time. The deploy command is left to \
                      finish (stopping it half-way could do more harm); its deployment will not be \

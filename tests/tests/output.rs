@@ -360,3 +360,43 @@ fn every_command_prints_one_json_document_with_json() {
         }
     }
 }
+
+/// `pre-deploy list | head -1` and friends: when the reader of stdout (or stderr) has gone,
+/// the command still finishes with its documented exit code instead of panicking (exit 101).
+#[test]
+fn a_closed_output_pipe_is_not_a_crash() {
+    let server = PgServer::shared();
+    let dir = tempfile::tempdir().expect("dir");
+    let db = database(server, "pipe");
+    let made = tool(dir.path(), &server.url(&db))
+        .args(["backup", "--verify-level", "checksum"])
+        .output()
+        .expect("backup");
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    for args in [
+        &["list"][..],
+        &["--json", "list"],
+        &["config"],
+        &["-v", "verify", "last"],
+    ] {
+        // Both pipes are closed before the command starts: every write fails with EPIPE.
+        let (out_reader, out_writer) = std::io::pipe().expect("pipe");
+        let (err_reader, err_writer) = std::io::pipe().expect("pipe");
+        drop((out_reader, err_reader));
+        let status = tool(dir.path(), &server.url(&db))
+            .args(args)
+            .stdout(out_writer)
+            .stderr(err_writer)
+            .status()
+            .expect("run");
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "pre-deploy {args:?} with closed pipes: {status:?}"
+        );
+    }
+}
