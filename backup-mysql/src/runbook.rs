@@ -6,7 +6,7 @@
 //! client reads it from `~/.my.cnf` (or a `--defaults-extra-file` the operator adds).
 
 use backup_core::SourceManifest;
-use backup_core::runbook::{RunbookContext, RunbookStep, shell_quote};
+use backup_core::runbook::{Reach, RunbookContext, RunbookStep, reach_through_via, shell_quote};
 
 use crate::config::MysqlSourceConfig;
 use crate::inspector::quote_ident;
@@ -26,7 +26,8 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
         ),
         commands: vec![ctx.restore_command(source)],
     });
-    let Some((connection, db)) = connection_args(&source.location) else {
+    let tag = format!("{}-{}", ctx.manifest.id, source.name);
+    let Some((connection, db, reach)) = connection_args(&source.location, &tag) else {
         return steps;
     };
     let flavour = match source.extra.get("flavour").and_then(|v| v.as_str()) {
@@ -41,6 +42,9 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
         ctx.manifest.id, source.name
     );
     let mut commands = Vec::new();
+    if let Some(r) = &reach {
+        commands.extend(r.setup.iter().cloned());
+    }
     let compressed = if location.starts_with("s3://") {
         commands.push(format!(
             "{} cp {} {}",
@@ -92,9 +96,13 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
         shell_quote(&compressed),
         shell_quote(&format!("--database={db}"))
     ));
+    let reached = reach
+        .as_ref()
+        .map(|r| format!("; the server is reached {}", r.how))
+        .unwrap_or_default();
     steps.push(RunbookStep {
         title: format!(
-            "Or without pre-deploy: dump the current database {db} to {before} first, then recreate it and replay the backup ({}; credentials from ~/.my.cnf; NOT atomic: stop the application first; to go back, replay {before} the same way)",
+            "Or without pre-deploy: dump the current database {db} to {before} first, then recreate it and replay the backup ({}{reached}; credentials from ~/.my.cnf; NOT atomic: stop the application first; to go back, replay {before} the same way)",
             source.location
         ),
         commands,
@@ -103,33 +111,35 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
 }
 
 /// The client's connection options for a stored location (`--host=… --port=… --user=…` or
-/// `--socket=…`, each shell-quoted) and the database name, when the location is a valid
-/// MySQL URL with a database name the server could hold.
-fn connection_args(location: &str) -> Option<(String, String)> {
+/// `--socket=…`, each shell-quoted), the database name, and how a server behind `via=` is
+/// reached (the options then name that address), when the location is a valid MySQL URL
+/// with a database name the server could hold.
+fn connection_args(location: &str, tag: &str) -> Option<(String, String, Option<Reach>)> {
     let c = MysqlSourceConfig::parse_url(location).ok()?;
     let db = c.database.clone();
     if db.chars().count() > crate::admin::MAX_NAME_CHARS || db.contains('\0') {
         return None;
     }
+    let reach = reach_through_via(location, &c.host, c.port, tag);
     let mut args = Vec::new();
-    match &c.socket {
-        Some(s) => args.push(format!("--socket={}", s.display())),
-        None => {
-            args.push(format!("--host={}", c.host));
+    match (&c.socket, &reach) {
+        (_, Some(r)) => {
+            // `r.host` is a shell word already (it may expand the setup's variable).
+            args.push(format!("--host={}", r.host));
+            args.push(format!("--port={}", r.port));
+            args.push("--protocol=TCP".to_owned());
+        }
+        (Some(s), None) => args.push(shell_quote(&format!("--socket={}", s.display()))),
+        (None, None) => {
+            args.push(shell_quote(&format!("--host={}", c.host)));
             args.push(format!("--port={}", c.port));
             args.push("--protocol=TCP".to_owned());
         }
     }
     if let Some(u) = &c.user {
-        args.push(format!("--user={u}"));
+        args.push(shell_quote(&format!("--user={u}")));
     }
-    Some((
-        args.iter()
-            .map(|a| shell_quote(a))
-            .collect::<Vec<_>>()
-            .join(" "),
-        db,
-    ))
+    Some((args.join(" "), db, reach))
 }
 
 #[cfg(test)]
@@ -138,16 +148,37 @@ mod tests {
 
     #[test]
     fn locations_become_quoted_client_options() {
-        let (args, db) = connection_args("mysql://app@db.example:3307/shop").expect("valid");
+        let (args, db, reach) =
+            connection_args("mysql://app@db.example:3307/shop", "t").expect("valid");
+        assert_eq!(reach, None);
         assert_eq!(db, "shop");
         assert_eq!(
             args,
             "--host=db.example --port=3307 --protocol=TCP --user=app"
         );
-        let (args, db) = connection_args("mysql://a%27b@h:1/x%3B%20rm%20-rf%20%2F").expect("valid");
+        let (args, db, _) =
+            connection_args("mysql://a%27b@h:1/x%3B%20rm%20-rf%20%2F", "t").expect("valid");
         assert_eq!(db, "x; rm -rf /");
         assert!(args.contains("'--user=a'\\''b'"), "{args}");
-        assert!(connection_args("postgres://h/x").is_none());
-        assert!(connection_args(&format!("mysql://h/{}", "d".repeat(65))).is_none());
+        assert!(connection_args("postgres://h/x", "t").is_none());
+        assert!(connection_args(&format!("mysql://h/{}", "d".repeat(65)), "t").is_none());
+    }
+
+    #[test]
+    fn a_server_behind_via_is_reached_as_the_setup_says() {
+        let (args, _, reach) =
+            connection_args("mysql://app@localhost:3306/shop?via=docker://shop-db", "t")
+                .expect("valid");
+        assert!(reach.is_some());
+        assert_eq!(
+            args,
+            "--host=\"$PREDEPLOY_DB_HOST\" --port=3306 --protocol=TCP --user=app"
+        );
+        let (args, _, _) =
+            connection_args("mysql://app@10.0.0.5:3306/shop?via=ssh://db1", "t").expect("valid");
+        assert_eq!(
+            args,
+            "--host=127.0.0.1 --port=53306 --protocol=TCP --user=app"
+        );
     }
 }

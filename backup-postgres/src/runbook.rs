@@ -6,7 +6,7 @@
 //! `<db>__predeploy_before_<backup>`.
 
 use backup_core::SourceManifest;
-use backup_core::runbook::{RunbookContext, RunbookStep, shell_quote};
+use backup_core::runbook::{Reach, RunbookContext, RunbookStep, reach_through_via, shell_quote};
 
 use crate::inspector::quote_ident;
 use crate::snapshotter::{DUMP_FORMAT, GLOBALS_FORMAT};
@@ -27,6 +27,7 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
     });
     let location = (ctx.locate)(&dump.key);
     let staged = format!("/tmp/predeploy-{}-{}.pgc", ctx.manifest.id, source.name);
+    let reach = reach_of(source, ctx);
     let mut commands = Vec::new();
     let compressed = if location.starts_with("s3://") {
         let local = format!("{staged}.zst");
@@ -51,6 +52,7 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
     ));
     let db = database_of(&source.location);
     let names = SwapNames::new(&db, ctx.manifest.id.as_str(), ctx.manifest.id.as_str());
+    commands.extend(connect_commands(reach.as_ref()));
     commands.push(format!(
         "createdb -T template0 {}",
         shell_quote(&names.restoring)
@@ -77,9 +79,13 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
         ))
     ));
     commands.push(format!("rm -f {}", shell_quote(&staged)));
+    let connect = match &reach {
+        Some(r) => format!("the server is reached {}; set PGUSER, PGPASSWORD", r.how),
+        None => "set PGHOST, PGPORT, PGUSER, PGPASSWORD for the server".to_owned(),
+    };
     steps.push(RunbookStep {
         title: format!(
-            "Or without pre-deploy: restore database {} ({}) into a new database, then swap names in one transaction (set PGHOST, PGPORT, PGUSER, PGPASSWORD for the server; end the sessions on {db} first; the old database stays as {})",
+            "Or without pre-deploy: restore database {} ({}) into a new database, then swap names in one transaction ({connect}; end the sessions on {db} first; the old database stays as {})",
             source.name, source.location, names.before
         ),
         commands,
@@ -96,10 +102,33 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
                 "Only if roles are missing on the target server: recreate them first ({})",
                 source.name
             ),
-            commands: vec![format!("{fetch} | psql -X -d postgres")],
+            commands: connect_commands(reach.as_ref())
+                .into_iter()
+                .chain([format!("{fetch} | psql -X -d postgres")])
+                .collect(),
         });
     }
     steps
+}
+
+/// How the raw commands reach a source behind `via=` (a container, a jump host).
+fn reach_of(source: &SourceManifest, ctx: &RunbookContext<'_>) -> Option<Reach> {
+    let url = url::Url::parse(&source.location).ok()?;
+    let host = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    let tag = format!("{}-{}", ctx.manifest.id, source.name);
+    reach_through_via(&source.location, host, url.port().unwrap_or(5432), &tag)
+}
+
+/// The setup of `reach`, then `PGHOST`/`PGPORT` pointing at it (nothing without `via=`).
+fn connect_commands(reach: Option<&Reach>) -> Vec<String> {
+    reach.map_or_else(Vec::new, |r| {
+        let mut commands = r.setup.clone();
+        commands.push(format!("export PGHOST={} PGPORT={}", r.host, r.port));
+        commands
+    })
 }
 
 /// The database name of a `postgres://…/db?…` location.
