@@ -251,3 +251,30 @@ fn build() -> PathBuf {
     );
     bin
 }
+
+/// The commands of the runbook step "Or without pre-deploy…" in a `show --json` document (or
+/// a `run --json` result), one per line: a script for `sh -e`.
+///
+/// # Panics
+///
+/// When the document has no such step.
+#[must_use]
+pub fn raw_runbook(json: &str) -> String {
+    let v: serde_json::Value = serde_json::from_str(json).expect("a JSON document");
+    let steps = v["runbook"]["steps"].as_array().expect("runbook steps");
+    let step = steps
+        .iter()
+        .find(|s| {
+            s["title"]
+                .as_str()
+                .is_some_and(|t| t.starts_with("Or without pre-deploy"))
+        })
+        .unwrap_or_else(|| panic!("no raw step in {steps:?}"));
+    step["commands"]
+        .as_array()
+        .expect("commands")
+        .iter()
+        .map(|c| c.as_str().expect("a command").to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

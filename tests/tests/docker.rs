@@ -97,6 +97,42 @@ fn run_and_restore_reach_a_container_whose_port_is_not_published() {
         before,
         "restored into the container to the backup's content"
     );
+
+    // The runbook's raw commands, for an operator without pre-deploy, reach the same container
+    // (not the URL's `localhost`, which is the container itself) and restore it too.
+    pg.psql("app", "UPDATE customers SET email = 'changed again';");
+    let shown = run(&mut command(
+        &pg,
+        store.path(),
+        work.path(),
+        &["show", "last", "--json"],
+        &url,
+    ));
+    shown.assert_success();
+    let raw = predeploy_tests::cli::raw_runbook(&shown.stdout);
+    assert!(raw.contains("docker inspect"), "{raw}");
+    let out = run(Command::new("sh")
+        .current_dir(work.path())
+        .args(["-e", "-c", &raw])
+        .env("PATH", with_pg_tools())
+        .env("PGUSER", predeploy_tests::docker::USER)
+        .env("PGPASSWORD", pg.password())
+        .env_remove("PGHOST")
+        .env_remove("PGPORT"));
+    out.assert_success();
+    assert_eq!(
+        pg.psql("app", CONTENT_SQL),
+        before,
+        "the raw commands restored the container's database"
+    );
+}
+
+/// `PATH` with the PostgreSQL 15 client tools first.
+fn with_pg_tools() -> String {
+    format!(
+        "/usr/lib/postgresql/15/bin:{}",
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 #[test]

@@ -124,6 +124,56 @@ fn run_verifies_at_level_4_and_restore_brings_the_database_back_all_through_the_
         "the restore went through the tunnel"
     );
     assert_no_ssh_left(&ssh);
+
+    // The runbook's raw commands, for an operator without pre-deploy, open the same tunnel
+    // (the URL's host is the jump host's view) and close it when they end.
+    pg.psql(&db, "UPDATE customers SET email = 'changed again';");
+    let shown = run(tool(&ssh)
+        .args(["show", "last", "--json", "--store"])
+        .arg(store.path()));
+    shown.assert_success();
+    let raw = predeploy_tests::cli::raw_runbook(&shown.stdout);
+    assert!(raw.contains("ssh -f -N -M"), "{raw}");
+    // The operator's `ssh` reads their ~/.ssh/config; this test's reads the test's.
+    let bin = tempfile::tempdir().expect("bin");
+    let wrapper = bin.path().join("ssh");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\nexec /usr/bin/ssh -F {} \"$@\"\n",
+            ssh.ssh_config().display()
+        ),
+    )
+    .expect("wrapper");
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .expect("chmod");
+    let through_before = ssh.forwards_to("127.0.0.1", pg.port());
+    let out = run(Command::new("sh")
+        .current_dir(work.path())
+        .args(["-e", "-c", &raw])
+        .env(
+            "PATH",
+            format!(
+                "{}:{}:{}",
+                bin.path().display(),
+                pg.bin_dir().display(),
+                std::env::var("PATH").unwrap_or_default()
+            ),
+        )
+        .env("PGUSER", "postgres")
+        .env("PGPASSWORD", pg.password())
+        .env_remove("SSH_AUTH_SOCK"));
+    out.assert_success();
+    assert_eq!(
+        content(&pg, &db),
+        before,
+        "the raw commands restored it through their tunnel"
+    );
+    assert!(ssh.forwards_to("127.0.0.1", pg.port()) > through_before);
+    assert_no_ssh_left(&ssh);
 }
 
 #[test]
