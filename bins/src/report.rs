@@ -278,7 +278,13 @@ fn overview(h: &mut String, sections: &[Section]) {
             Ok(r) => {
                 let newest = r.backups.first().map_or_else(
                     || "<span class=\"muted\">none</span>".to_owned(),
-                    |b| format!("<code>{}</code><br>{}", esc(b.id.as_str()), esc(&when(b.created_at))),
+                    |b| {
+                        format!(
+                            "<code>{}</code><br>{}",
+                            esc(b.id.as_str()),
+                            esc(&when(b.created_at))
+                        )
+                    },
                 );
                 let verified = r
                     .backups

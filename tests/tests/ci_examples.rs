@@ -10,7 +10,8 @@
 //! - the checkout (`actions/checkout`, GitLab's own) is a clone of a repository the test makes,
 //!   holding a `deploy.sh` that notes the commit it deployed;
 //! - the secrets: `DATABASE_URL` is the harness's database, `AWS_ACCESS_KEY_ID` /
-//!   `AWS_SECRET_ACCESS_KEY` are moto's test keys;
+//!   `AWS_SECRET_ACCESS_KEY` are moto's test keys (GitLab: given to every job, as the project's
+//!   masked CI/CD variables would be; the file does not name them);
 //! - the S3 service: the bucket of `PREDEPLOY_STORE` is a fresh moto bucket (the prefix stays),
 //!   `AWS_REGION` is moto's, and `AWS_ENDPOINT_URL` + `AWS_ALLOW_HTTP=true` point the client at
 //!   moto instead of AWS;
@@ -95,7 +96,11 @@ fn checkout(origin: &Path, root: &Path, name: &str) -> (PathBuf, String) {
         .arg(&dir)
         .output()
         .expect("git clone");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let head = git(&dir, &["rev-parse", "HEAD"]);
     (dir, head)
 }
@@ -129,9 +134,13 @@ impl Ci {
     /// The environment of a job: the file's variables as written, with the substitutions of
     /// the module docs. A variable whose value is a GitHub expression (`${{ … }}`) must be one
     /// this test substitutes.
-    fn env(&self, declared: &BTreeMap<String, String>, sha_var: &str, sha: &str) -> Vec<(String, String)> {
+    fn env(&self, jobs: &Jobs, sha: &str) -> Vec<(String, String)> {
+        let mut declared = jobs.variables.clone();
+        for secret in jobs.settings_secrets {
+            declared.insert((*secret).to_owned(), "${{ secret }}".to_owned());
+        }
         let mut env = Vec::new();
-        for (k, v) in declared {
+        for (k, v) in &declared {
             let value = match k.as_str() {
                 "PREDEPLOY_STORE" => {
                     let rest = v
@@ -145,7 +154,10 @@ impl Ci {
                 "AWS_SECRET_ACCESS_KEY" => self.moto.secret_key().to_owned(),
                 "DATABASE_URL" => self.server.url(&self.database),
                 _ => {
-                    assert!(!v.contains("${{"), "{k}: an expression this test does not substitute");
+                    assert!(
+                        !v.contains("${{"),
+                        "{k}: an expression this test does not substitute"
+                    );
                     v.clone()
                 }
             };
@@ -153,7 +165,7 @@ impl Ci {
         }
         env.push(("AWS_ENDPOINT_URL".into(), self.moto.endpoint()));
         env.push(("AWS_ALLOW_HTTP".into(), "true".into()));
-        env.push((sha_var.into(), sha.into()));
+        env.push((jobs.sha_var.into(), sha.into()));
         env
     }
 
@@ -173,7 +185,11 @@ impl Ci {
             ))
             .output()
             .expect("curl");
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout)
             .split("<Key>")
             .skip(1)
@@ -190,7 +206,10 @@ impl Ci {
             .envs(self.moto.env());
         let out = run(&mut cmd);
         out.assert_success();
-        out.json()["backups"].as_array().cloned().unwrap_or_default()
+        out.json()["backups"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
     }
 }
 
@@ -225,7 +244,10 @@ fn string_map(v: &Value) -> BTreeMap<String, String> {
                 .map(|(k, v)| {
                     let value = match v {
                         Value::String(s) => s.clone(),
-                        other => serde_yaml_ng::to_string(other).expect("scalar").trim().to_owned(),
+                        other => serde_yaml_ng::to_string(other)
+                            .expect("scalar")
+                            .trim()
+                            .to_owned(),
                     };
                     (k.as_str().expect("a key").to_owned(), value)
                 })
@@ -240,14 +262,18 @@ fn github_steps(workflow: &Value, job: &str) -> Vec<String> {
         .as_sequence()
         .unwrap_or_else(|| panic!("job {job} has steps"));
     assert!(
-        steps
-            .iter()
-            .any(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/checkout@"))),
+        steps.iter().any(|s| s["uses"]
+            .as_str()
+            .is_some_and(|u| u.starts_with("actions/checkout@"))),
         "{job} checks the repository out"
     );
     steps
         .iter()
-        .filter(|s| !s["name"].as_str().is_some_and(|n| n.starts_with("Install ")))
+        .filter(|s| {
+            !s["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("Install "))
+        })
         .filter_map(|s| s["run"].as_str().map(str::to_owned))
         .collect()
 }
@@ -265,6 +291,8 @@ fn gitlab_script(ci: &Value, job: &str) -> Vec<String> {
 /// What a scenario needs of a CI file: its variables, and each job's commands.
 struct Jobs {
     variables: BTreeMap<String, String>,
+    /// Secrets the CI's settings give every job (not named in the file).
+    settings_secrets: &'static [&'static str],
     sha_var: &'static str,
     one_job: Vec<String>,
     backup: Vec<String>,
@@ -274,12 +302,17 @@ struct Jobs {
 fn github() -> Jobs {
     let w = yaml("github-actions.yml");
     assert_eq!(w["jobs"]["deploy-after-check"]["needs"], "backup");
-    for (job, split) in [("deploy", false), ("backup", true), ("deploy-after-check", true)] {
+    for (job, split) in [
+        ("deploy", false),
+        ("backup", true),
+        ("deploy-after-check", true),
+    ] {
         let cond = w["jobs"][job]["if"].as_str().expect("an if");
         assert_eq!(cond.contains("== 'true'"), split, "{job}: {cond}");
     }
     Jobs {
         variables: string_map(&w["env"]),
+        settings_secrets: &[],
         sha_var: "GITHUB_SHA",
         one_job: github_steps(&w, "deploy"),
         backup: github_steps(&w, "backup"),
@@ -290,9 +323,14 @@ fn github() -> Jobs {
 fn gitlab() -> Jobs {
     let c = yaml("gitlab-ci.yml");
     assert_eq!(c["deploy-after-check"]["needs"][0], "backup");
-    assert!(c["default"]["before_script"].is_sequence(), "installs in before_script");
+    assert!(
+        c["default"]["before_script"].is_sequence(),
+        "installs in before_script"
+    );
     Jobs {
         variables: string_map(&c["variables"]),
+        // Masked CI/CD variables of the project, as the file's comment asks.
+        settings_secrets: &["DATABASE_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"],
         sha_var: "CI_COMMIT_SHA",
         one_job: gitlab_script(&c, "deploy"),
         backup: gitlab_script(&c, "backup"),
@@ -314,7 +352,9 @@ fn store_of(jobs: &Jobs) -> (String, String) {
 /// deployment.
 fn one_job(jobs: &Jobs, name: &str) {
     assert!(
-        jobs.one_job.iter().any(|c| c.contains("pre-deploy run -- ./deploy.sh")),
+        jobs.one_job
+            .iter()
+            .any(|c| c.contains("pre-deploy run -- ./deploy.sh")),
         "{:?}",
         jobs.one_job
     );
@@ -322,7 +362,7 @@ fn one_job(jobs: &Jobs, name: &str) {
     let root = tempfile::tempdir().expect("dir");
     let origin = application(root.path());
     let (dir, sha) = checkout(&origin, root.path(), "runner");
-    let env = ci.env(&jobs.variables, jobs.sha_var, &sha);
+    let env = ci.env(jobs, &sha);
     let out = run_job(&jobs.one_job, &env, &dir);
     out.assert_success();
     assert_eq!(
@@ -339,7 +379,8 @@ fn one_job(jobs: &Jobs, name: &str) {
     let id = b["id"].as_str().expect("id");
     let keys = ci.keys(&prefix);
     assert!(
-        keys.iter().any(|k| k == &format!("{prefix}/backups/{id}/manifest.json")),
+        keys.iter()
+            .any(|k| k == &format!("{prefix}/backups/{id}/manifest.json")),
         "the backup is in the bucket: {keys:?}"
     );
     // The deployment is recorded (retention protects its backup): what `prune` shows.
@@ -364,7 +405,11 @@ fn one_job(jobs: &Jobs, name: &str) {
 /// The split form: the backup job, then the deploy job on another runner, which deploys only
 /// the commit a verified backup protects.
 fn split_jobs(jobs: &Jobs, name: &str) {
-    assert!(jobs.backup.iter().any(|c| c.starts_with("pre-deploy backup")));
+    assert!(
+        jobs.backup
+            .iter()
+            .any(|c| c.starts_with("pre-deploy backup"))
+    );
     assert!(
         jobs.deploy_after_check
             .iter()
@@ -377,14 +422,14 @@ fn split_jobs(jobs: &Jobs, name: &str) {
     let origin = application(root.path());
     let (backup_dir, sha) = checkout(&origin, root.path(), "backup-runner");
     let (deploy_dir, _) = checkout(&origin, root.path(), "deploy-runner");
-    let env = ci.env(&jobs.variables, jobs.sha_var, &sha);
+    let env = ci.env(jobs, &sha);
 
     // A new commit nobody backed up: its deploy job is refused (exit 7), deploy.sh never runs.
     let newer = commit(&origin, "release 2");
     let (unprotected_dir, _) = checkout(&origin, root.path(), "unprotected-runner");
     let out = run_job(
         &jobs.deploy_after_check,
-        &ci.env(&jobs.variables, jobs.sha_var, &newer),
+        &ci.env(jobs, &newer),
         &unprotected_dir,
     );
     assert_ne!(out.code, 0, "no backup at all yet: refused");
@@ -398,7 +443,7 @@ fn split_jobs(jobs: &Jobs, name: &str) {
     );
     let out = run_job(
         &jobs.deploy_after_check,
-        &ci.env(&jobs.variables, jobs.sha_var, &newer),
+        &ci.env(jobs, &newer),
         &unprotected_dir,
     );
     out.assert_code(7);

@@ -72,11 +72,16 @@ fn chromium(profile: &Path, args: &[&str], page: &Path) -> Output {
         "{CHROMIUM} is missing: run scripts/setup.sh (it installs Debian's chromium)"
     );
     let mut cmd = Command::new(CHROMIUM);
-    cmd.args(["--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(args)
-        .arg(format!("file://{}", page.display()))
-        .env("HOME", profile);
+    cmd.args([
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--hide-scrollbars",
+    ])
+    .arg(format!("--user-data-dir={}", profile.display()))
+    .args(args)
+    .arg(format!("file://{}", page.display()))
+    .env("HOME", profile);
     run(&mut cmd)
 }
 
@@ -159,16 +164,25 @@ fn the_html_report_is_self_contained_shows_every_backup_and_renders_in_chromium(
     std::fs::create_dir(dir.join("reports")).expect("reports dir");
     let out = run(tool(dir).args(["report", "--html"]).arg(&html));
     out.assert_success();
-    assert!(out.stdout.contains("1 project/environment(s), 4 backup(s)"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("1 project/environment(s), 4 backup(s)"),
+        "{}",
+        out.stdout
+    );
     let page = std::fs::read_to_string(&html).expect("the report was written");
 
     // Self-contained: nothing to fetch, nothing to run.
-    for remote in ["http://", "https://", "//cdn", "<script", "<link", "<img", "@import", "url("] {
+    for remote in [
+        "http://", "https://", "//cdn", "<script", "<link", "<img", "@import", "url(",
+    ] {
         assert!(!page.contains(remote), "the page has {remote:?}");
     }
     // Every backup with its kind and level, the pin with its (escaped) note, the deployment.
     for id in [&pinned, &archive, &newest_manual, &deployed] {
-        assert!(page.contains(&format!("id=\"backup-{id}\"")), "{id} in the timeline");
+        assert!(
+            page.contains(&format!("id=\"backup-{id}\"")),
+            "{id} in the timeline"
+        );
     }
     for text in [
         ">manual<",
@@ -183,10 +197,16 @@ fn the_html_report_is_self_contained_shows_every_backup_and_renders_in_chromium(
     ] {
         assert!(page.contains(text), "the page lacks {text:?}");
     }
-    assert!(!page.contains("before <the> migration"), "store values are escaped");
+    assert!(
+        !page.contains("before <the> migration"),
+        "store values are escaped"
+    );
     // The last verification of the source, and the dry-run retention plan naming the level-3
     // backup; which is still there afterwards.
-    assert!(page.contains("<tr class=\"source\"><td>db</td>"), "source row");
+    assert!(
+        page.contains("<tr class=\"source\"><td>db</td>"),
+        "source row"
+    );
     let removal = page
         .split("<tr class=\"removal\">")
         .nth(1)
@@ -204,14 +224,25 @@ fn the_html_report_is_self_contained_shows_every_backup_and_renders_in_chromium(
     assert_eq!(v["command"], "report");
     assert_eq!(v["results"][0]["environment"], "production");
     assert_eq!(v["results"][0]["backups"].as_array().map(Vec::len), Some(4));
-    assert_eq!(v["results"][0]["retention"]["removals"][0]["id"], archive.as_str());
+    assert_eq!(
+        v["results"][0]["retention"]["removals"][0]["id"],
+        archive.as_str()
+    );
 
     // Chromium renders it: the charts and every row are in the DOM.
     let profile = tempfile::tempdir().expect("profile");
     let dom = chromium(profile.path(), &["--dump-dom"], &html);
     dom.assert_success();
-    assert_eq!(dom.stdout.matches("<svg class=\"chart\"").count(), 2, "two charts");
-    assert_eq!(dom.stdout.matches("<circle ").count(), 8, "a dot per backup per chart");
+    assert_eq!(
+        dom.stdout.matches("<svg class=\"chart\"").count(),
+        2,
+        "two charts"
+    );
+    assert_eq!(
+        dom.stdout.matches("<circle ").count(),
+        8,
+        "a dot per backup per chart"
+    );
     assert_eq!(dom.stdout.matches("<tr class=\"backup\"").count(), 4);
 
     // The screenshot is a page, not a blank: many colours, the dots of both kinds, the badge
@@ -235,7 +266,10 @@ fn the_html_report_is_self_contained_shows_every_backup_and_renders_in_chromium(
     assert!(count([0xd9, 0x77, 0x06]) > 20, "manual dots (orange)");
     assert!(count([0xdc, 0xfc, 0xe7]) > 100, "level-4 badges (green)");
     let non_white = pixels.iter().filter(|p| p.iter().any(|c| *c < 240)).count();
-    assert!(non_white > pixels.len() / 50, "{non_white} non-white pixels");
+    assert!(
+        non_white > pixels.len() / 50,
+        "{non_white} non-white pixels"
+    );
     if let Some(keep) = std::env::var_os("PREDEPLOY_REPORT_SCREENSHOT") {
         // `docs/report.png` comes from here: PREDEPLOY_REPORT_SCREENSHOT=docs/report.png.
         std::fs::copy(&png, PathBuf::from(keep)).expect("copy the screenshot");
