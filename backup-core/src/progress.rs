@@ -304,7 +304,10 @@ mod tests {
             self.push(&s.subject, format!("at {} {bytes}", s.subject));
         }
         fn finished(&self, s: &StageInfo, e: &StageEnd) {
-            self.push(&s.subject, format!("end {} {} {:?}", s.subject, e.bytes, e.error));
+            self.push(
+                &s.subject,
+                format!("end {} {} {:?}", s.subject, e.bytes, e.error),
+            );
         }
     }
 

@@ -284,11 +284,11 @@ fn summary(out: &Output, command: &str, outcomes: &[Outcome]) -> u8 {
             })
             .collect();
         crate::progress::print_result(&json!({
-                "ok": failed == 0,
-                "command": command,
-                "exit_code": code,
-                "results": results,
-            }));
+            "ok": failed == 0,
+            "command": command,
+            "exit_code": code,
+            "results": results,
+        }));
         return code;
     }
     let width = outcomes

@@ -132,7 +132,9 @@ fn markdown(end: &Ending<'_>, stages: &[(StageInfo, StageEnd)]) -> String {
         ));
     }
     if !stages.is_empty() {
-        md.push_str("| Stage | Subject | Bytes | Time | Rate | Result |\n|---|---|---|---|---|---|\n");
+        md.push_str(
+            "| Stage | Subject | Bytes | Time | Rate | Result |\n|---|---|---|---|---|---|\n",
+        );
         for (s, e) in stages {
             let (bytes, rate) = if s.kind.counts_bytes() {
                 (

@@ -403,17 +403,17 @@ fn render_run(
     }
     if out.json {
         crate::progress::print_result(&serde_json::json!({
-                "ok": false,
-                "exit_code": final_code,
-                "refused": false,
-                "deploy_ran": true,
-                "deploy_exit_code": code,
-                "lock_lost": true,
-                "lock_lost_reason": why,
-                "deployment_recorded": false,
-                "rollback_skipped": code != 0 && rollback.rollback_on_failure,
-                "backup_id": id,
-            }));
+            "ok": false,
+            "exit_code": final_code,
+            "refused": false,
+            "deploy_ran": true,
+            "deploy_exit_code": code,
+            "lock_lost": true,
+            "lock_lost_reason": why,
+            "deployment_recorded": false,
+            "rollback_skipped": code != 0 && rollback.rollback_on_failure,
+            "backup_id": id,
+        }));
     }
     eprintln!("pre-deploy: exiting {final_code}: the lock was lost while the deploy command ran");
     Ok(final_code)

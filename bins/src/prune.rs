@@ -8,8 +8,8 @@ use deploy_gate::{
 use serde_json::json;
 
 use crate::cli::{BackupArgs, Cli, PruneArgs};
-use crate::render::Output;
 use crate::progress::print_result as print_json;
+use crate::render::Output;
 
 impl PruneArgs {
     /// The options these flags ask for.
@@ -134,7 +134,6 @@ pub fn report_retention(outcome: &BackupOutcome, auto: &AutoRetention) {
         eprintln!("pre-deploy: warning: {w}");
     }
 }
-
 
 fn state(d: &RetentionDecision) -> &'static str {
     match d.verified {

@@ -1,11 +1,11 @@
 //! Rendering results for people (stderr/stdout text) or machines (`--json` on stdout).
 
+use crate::progress::print_result as print_json;
 use deploy_gate::{
     BackupDetails, BackupListing, BackupOutcome, CheckOutcome, FindingStatus, Gate, GateError,
     VerificationRecord, human_bytes,
 };
 use serde_json::json;
-use crate::progress::print_result as print_json;
 
 /// Where and how results are printed.
 pub struct Output {
@@ -16,7 +16,6 @@ pub struct Output {
     /// What the command learnt, for its alert (`[notify]`).
     pub facts: crate::notify::Facts,
 }
-
 
 fn level_name(r: Option<&VerificationRecord>) -> String {
     match r {

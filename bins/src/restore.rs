@@ -10,8 +10,8 @@ use deploy_gate::{
 use serde_json::json;
 
 use crate::cli::{Cli, RestoreArgs};
-use crate::render::Output;
 use crate::progress::print_result as print_json;
+use crate::render::Output;
 
 /// `pre-deploy restore`.
 pub async fn restore(cli: &Cli, args: &RestoreArgs, out: &Output) -> Result<u8, GateError> {
@@ -96,7 +96,6 @@ fn prompt(plan: &RestorePlan) -> Result<bool, GateError> {
         &plan.summary.confirm_name,
     )
 }
-
 
 fn print_plan(out: &Output, plan: &RestorePlan, dry_run: bool) {
     if out.quiet && !dry_run {

@@ -57,7 +57,9 @@ fn events_ndjson_streams_every_stage_with_bytes_and_ends_with_the_result() {
         match e["event"].as_str() {
             Some("stage_start") => assert!(open.insert(id, e.clone()).is_none(), "{e}"),
             Some("stage_end") => {
-                let start = open.remove(&id).unwrap_or_else(|| panic!("end before start: {e}"));
+                let start = open
+                    .remove(&id)
+                    .unwrap_or_else(|| panic!("end before start: {e}"));
                 ended.push((start, e.clone()));
             }
             other => panic!("unexpected event {other:?} before the result: {e}"),
@@ -79,20 +81,37 @@ fn events_ndjson_streams_every_stage_with_bytes_and_ends_with_the_result() {
         .iter()
         .find(|(_, e)| e["stage"] == "dump" && e["subject"] == "db/dump.pgc.zst")
         .unwrap_or_else(|| panic!("no dump of db/dump.pgc.zst: {stages:?}"));
-    assert!(dump["bytes"].as_u64().is_some_and(|b| b > 100_000), "{dump}");
-    assert!(dump["bytes_per_second"].as_f64().is_some_and(|r| r > 0.0), "{dump}");
+    assert!(
+        dump["bytes"].as_u64().is_some_and(|b| b > 100_000),
+        "{dump}"
+    );
+    assert!(
+        dump["bytes_per_second"].as_f64().is_some_and(|r| r > 0.0),
+        "{dump}"
+    );
     let (read_start, read_end) = ended
         .iter()
-        .find(|(s, _)| s["stage"] == "read" && s["subject"].as_str().is_some_and(|k| k.ends_with("db/dump.pgc.zst")))
+        .find(|(s, _)| {
+            s["stage"] == "read"
+                && s["subject"]
+                    .as_str()
+                    .is_some_and(|k| k.ends_with("db/dump.pgc.zst"))
+        })
         .expect("a read of the dump");
-    assert_eq!(read_start["total_bytes"], read_end["bytes"], "{read_start} {read_end}");
+    assert_eq!(
+        read_start["total_bytes"], read_end["bytes"],
+        "{read_start} {read_end}"
+    );
 
     let result = evs.last().expect("events");
     assert_eq!(result["event"], "result", "{result}");
     assert_eq!(result["result"]["ok"], true, "{result}");
     assert_eq!(result["result"]["verification"]["level_reached"], "restore");
     let id = result["result"]["id"].as_str().expect("id");
-    let (_, backup) = ended.iter().find(|(_, e)| e["stage"] == "backup").expect("backup");
+    let (_, backup) = ended
+        .iter()
+        .find(|(_, e)| e["stage"] == "backup")
+        .expect("backup");
     assert_eq!(backup["subject"], id);
 }
 
@@ -108,7 +127,9 @@ fn events_ndjson_of_a_refused_backup_ends_with_the_error_as_result() {
     assert_eq!(result["result"]["ok"], false);
     assert_eq!(result["result"]["exit_code"], 5);
     assert!(
-        result["result"]["error"].as_str().is_some_and(|e| e.contains("127.0.0.1")),
+        result["result"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("127.0.0.1")),
         "{result}"
     );
 }
@@ -127,14 +148,26 @@ fn off_a_terminal_log_lines_carry_the_time_and_no_colour_and_long_stages_report_
     );
     let status = tool(dir.path(), &server.url(&db))
         .env("PREDEPLOY_PROGRESS_INTERVAL", "200ms")
-        .args(["-v", "run", "--verify-level", "archive", "--", "sh", "-c", &deploy])
+        .args([
+            "-v",
+            "run",
+            "--verify-level",
+            "archive",
+            "--",
+            "sh",
+            "-c",
+            &deploy,
+        ])
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log).expect("log"))
         .status()
         .expect("run");
     let stderr = std::fs::read_to_string(&log).expect("log");
     assert!(status.success(), "{status:?}\n{stderr}");
-    assert!(!stderr.contains('\u{1b}'), "escape codes off a terminal:\n{stderr}");
+    assert!(
+        !stderr.contains('\u{1b}'),
+        "escape codes off a terminal:\n{stderr}"
+    );
     let info = stderr
         .lines()
         .find(|l| l.contains("running the deploy command"))
@@ -155,7 +188,9 @@ fn starts_with_time(line: &str) -> bool {
         && t[10] == 'T'
         && t[19] == 'Z'
         && t[20] == ' '
-        && t.iter().enumerate().all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16 | 19 | 20) || c.is_ascii_digit())
+        && t.iter()
+            .enumerate()
+            .all(|(i, c)| matches!(i, 4 | 7 | 10 | 13 | 16 | 19 | 20) || c.is_ascii_digit())
 }
 
 /// Runs `pre-deploy ARGS` under a pseudo-terminal (`script` from util-linux) and returns what the
@@ -174,7 +209,10 @@ fn on_a_terminal(dir: &Path, args: &str, no_color: bool) -> String {
     script
         .current_dir(dir)
         .args(["-q", "-e", "-c"])
-        .arg(format!("{} {args}", predeploy_tests::cli::binary().display()))
+        .arg(format!(
+            "{} {args}",
+            predeploy_tests::cli::binary().display()
+        ))
         .arg(&typescript)
         .env("TERM", "xterm-256color")
         .env("COLUMNS", "120");
@@ -214,9 +252,15 @@ fn a_terminal_gets_progress_bars_and_colour_unless_no_color_is_set() {
         server.url(&db)
     );
     let coloured = on_a_terminal(dir.path(), &args, false);
-    assert!(coloured.contains("dump db/dump.pgc.zst"), "no bar:\n{coloured}");
+    assert!(
+        coloured.contains("dump db/dump.pgc.zst"),
+        "no bar:\n{coloured}"
+    );
     assert!(coloured.contains("/s"), "no rate in the bar:\n{coloured}");
-    assert!(has_colour(&coloured), "no colour on a terminal:\n{coloured:?}");
+    assert!(
+        has_colour(&coloured),
+        "no colour on a terminal:\n{coloured:?}"
+    );
 
     let plain = on_a_terminal(dir.path(), &args, true);
     assert!(plain.contains("dump db/dump.pgc.zst"), "no bar:\n{plain}");
@@ -241,16 +285,16 @@ fn github_actions_gets_a_job_summary_and_an_error_annotation() {
     let id = out.json()["id"].as_str().expect("id").to_owned();
     let md = std::fs::read_to_string(&summary).expect("summary written");
     assert!(md.contains("### pre-deploy backup: passed"), "{md}");
-    assert!(md.contains(&format!("`{id}`")) && md.contains("| restore |"), "{md}");
+    assert!(
+        md.contains(&format!("`{id}`")) && md.contains("| restore |"),
+        "{md}"
+    );
     assert!(md.contains("| dump | db/dump.pgc.zst |"), "{md}");
     assert!(!out.stderr.contains("::error"), "{}", out.stderr);
 
     // A refused backup: the annotation on stderr, the summary appended, the password nowhere.
     let secret = "s3cr3t-never-shown";
-    let url = format!(
-        "postgres://app:{secret}@127.0.0.1:{}/app",
-        unused_port()
-    );
+    let url = format!("postgres://app:{secret}@127.0.0.1:{}/app", unused_port());
     let mut bad = tool(dir.path(), &url);
     gha(&mut bad);
     let out = run(bad.args(["--json", "backup"]));
@@ -264,7 +308,10 @@ fn github_actions_gets_a_job_summary_and_an_error_annotation() {
     assert!(annotation.contains("127.0.0.1"), "{annotation}");
     assert!(!annotation.contains('\n'));
     let md = std::fs::read_to_string(&summary).expect("summary");
-    assert!(md.contains("### pre-deploy backup: FAILED (exit 5)"), "{md}");
+    assert!(
+        md.contains("### pre-deploy backup: FAILED (exit 5)"),
+        "{md}"
+    );
     assert!(md.contains("**Error:**"), "{md}");
     assert!(md.contains("passed"), "the first summary was kept: {md}");
     for text in [&md, &out.stderr, &out.stdout] {

@@ -1,7 +1,7 @@
 //! [`Restores::restore`]: carrying out a plan through its backend, with the gate's safety net.
 
-use backup_core::progress::{Stage, StageKind};
 use async_trait::async_trait;
+use backup_core::progress::{Stage, StageKind};
 use backup_core::{
     BackupKind, DeployInfo, DynSnapshotter, RestoreContext, SafetyNet, VerificationLevel,
 };
