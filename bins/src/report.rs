@@ -239,9 +239,9 @@ fn render(sections: &[Section], now: Timestamp) -> String {
         match &s.result {
             Ok(r) => target(&mut h, r),
             Err(e) => {
-                let _ = write!(
+                let _ = writeln!(
                     h,
-                    "<p class=\"error\">Cannot read this project/environment (exit {}): {}{}</p>\n",
+                    "<p class=\"error\">Cannot read this project/environment (exit {}): {}{}</p>",
                     e.exit_code().code(),
                     esc(&e.to_string()),
                     e.hint()
@@ -605,10 +605,10 @@ fn chart(
         let v = step * i as f64;
         let yy = y(v);
         let label = format!("{} {unit_name}", trim_number(v / unit));
-        let _ = write!(
+        let _ = writeln!(
             s,
             "<line x1=\"{LEFT}\" y1=\"{yy:.1}\" x2=\"{:.1}\" y2=\"{yy:.1}\" stroke=\"#e5e7eb\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>\n",
+             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{}</text>",
             W - RIGHT,
             LEFT - 6.0,
             yy + 4.0,
@@ -624,7 +624,7 @@ fn chart(
     // The first and the last start time under the axis (one label when they are the same).
     let label_at = |t: f64| {
         Timestamp::from_millisecond(t as i64)
-            .map(|ts| when(ts))
+            .map(when)
             .unwrap_or_default()
     };
     if t1 > t0 {
