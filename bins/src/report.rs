@@ -702,6 +702,65 @@ mod tests {
     }
 
     #[test]
+    fn every_value_from_the_store_is_escaped_and_nothing_is_fetched() {
+        let evil = "<script>alert(1)</script>";
+        let at = Timestamp::from_second(1_764_700_000).expect("ts");
+        let backup = ReportBackup {
+            id: "20251202T183320Z-4be1a0".parse().expect("id"),
+            kind: BackupKind::PreDeploy,
+            created_at: at,
+            duration_seconds: 3.5,
+            stored_bytes: 1_500_000,
+            raw_bytes: 9_000_000,
+            sources: vec![evil.into()],
+            verified: Some(false),
+            level_reached: None,
+            verified_at: Some(at),
+            pinned: true,
+            pin_note: Some(evil.into()),
+            commit: Some(evil.into()),
+            branch: Some(evil.into()),
+            deployed_at: Some(at),
+            deployed_commit: Some(format!("{evil}2")),
+            expires_at: None,
+        };
+        let report = EnvironmentReport {
+            project: Some(evil.into()),
+            environment: evil.into(),
+            store: evil.into(),
+            generated_at: at,
+            backups: vec![backup],
+            sources: vec![],
+            retention: None,
+        };
+        let sections = [
+            Section {
+                target: Target {
+                    project: Some(evil.into()),
+                    environment: evil.into(),
+                },
+                result: Ok(report),
+            },
+            Section {
+                target: Target {
+                    project: None,
+                    environment: "staging".into(),
+                },
+                result: Err(GateError::Usage {
+                    message: evil.into(),
+                }),
+            },
+        ];
+        let page = render(&sections, at);
+        assert!(!page.contains("<script"), "{page}");
+        assert!(page.contains("&lt;script&gt;alert(1)&lt;/script&gt;"));
+        assert!(page.contains(">FAILED<") && page.contains(">pinned<"));
+        assert_eq!(page.matches("<svg class=\"chart\"").count(), 2);
+        assert!(page.contains("Cannot read this project/environment (exit 2)"));
+        assert!(!page.contains("http://") && !page.contains("https://"));
+    }
+
+    #[test]
     fn axis_steps_are_round() {
         assert_eq!(nice_step(0.3), 0.5);
         assert_eq!(nice_step(3.0), 5.0);
