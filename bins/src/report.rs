@@ -190,6 +190,7 @@ th, td { text-align: left; padding: 5px 10px 5px 0; border-bottom: 1px solid #e5
 th { color: #6b7280; font-weight: 600; font-size: 12px; text-transform: uppercase; }
 td.num { text-align: right; white-space: nowrap; }
 code { font-family: ui-monospace, "DejaVu Sans Mono", monospace; font-size: 12px; }
+table.timeline code, table.timeline td:nth-child(2), table.retention td { white-space: nowrap; }
 .badge { display: inline-block; padding: 1px 8px; border-radius: 10px; font-size: 12px;
   white-space: nowrap; }
 .l4 { background: #dcfce7; color: #166534; }
@@ -384,7 +385,7 @@ fn timeline(h: &mut String, backups: &[ReportBackup]) {
             format!(
                 "<code title=\"{}\">{}</code>{}",
                 esc(c),
-                esc(c),
+                esc(&c.chars().take(12).collect::<String>()),
                 b.branch
                     .as_deref()
                     .map(|br| format!(" <span class=\"muted\">{}</span>", esc(br)))
@@ -622,9 +623,14 @@ fn chart(
         W - RIGHT
     );
     // The first and the last start time under the axis (one label when they are the same).
+    let format = if t1 - t0 < 3_600_000.0 {
+        "%Y-%m-%d %H:%M:%S UTC"
+    } else {
+        "%Y-%m-%d %H:%M UTC"
+    };
     let label_at = |t: f64| {
         Timestamp::from_millisecond(t as i64)
-            .map(when)
+            .map(|ts| ts.strftime(format).to_string())
             .unwrap_or_default()
     };
     if t1 > t0 {

@@ -271,7 +271,17 @@ fn the_html_report_is_self_contained_shows_every_backup_and_renders_in_chromium(
         "{non_white} non-white pixels"
     );
     if let Some(keep) = std::env::var_os("PREDEPLOY_REPORT_SCREENSHOT") {
-        // `docs/report.png` comes from here: PREDEPLOY_REPORT_SCREENSHOT=docs/report.png.
-        std::fs::copy(&png, PathBuf::from(keep)).expect("copy the screenshot");
+        // `docs/report.png` comes from here (PREDEPLOY_REPORT_SCREENSHOT=$PWD/docs/report.png):
+        // the same page in a window of its height.
+        let docs = PathBuf::from(keep);
+        chromium(
+            profile.path(),
+            &[
+                &format!("--screenshot={}", docs.display()),
+                "--window-size=1280,1150",
+            ],
+            &html,
+        )
+        .assert_success();
     }
 }
