@@ -285,3 +285,51 @@ fn the_html_report_is_self_contained_shows_every_backup_and_renders_in_chromium(
         .assert_success();
     }
 }
+
+#[test]
+fn a_project_that_cannot_be_read_gets_a_section_saying_why_and_the_others_are_reported() {
+    let server = PgServer::shared();
+    let db = server.create_database("reportok");
+    server.psql(
+        &db,
+        "CREATE TABLE t AS SELECT g AS id FROM generate_series(1, 100) g",
+    );
+    let dir = tempfile::tempdir().expect("dir");
+    let dir = dir.path();
+    std::fs::write(
+        dir.join("predeploy.toml"),
+        format!(
+            "store = \"store\"\n[project.shop.sources]\ndb = \"{}\"\n\
+             [project.blog]\nstore = \"never-written\"\n[project.blog.sources]\ndb = \"{}\"\n",
+            server.url(&db),
+            server.url(&db)
+        ),
+    )
+    .expect("config");
+    run(tool(dir).args(["--project", "shop", "backup"])).assert_success();
+    let html = dir.join("report.html");
+    // blog has no backup yet, so no store: exit 5, as `status` says; shop is reported anyway.
+    let out = run(tool(dir).args(["report", "--html"]).arg(&html));
+    out.assert_code(5);
+    assert!(
+        out.stdout.contains("FAILED  blog/default  exit 5"),
+        "{}",
+        out.stdout
+    );
+    let page = std::fs::read_to_string(&html).expect("written anyway");
+    assert!(page.contains("id=\"target-shop-default\""));
+    assert!(page.contains("id=\"target-blog-default\""));
+    assert_eq!(
+        page.matches("<tr class=\"backup\"").count(),
+        1,
+        "shop's backup"
+    );
+    assert!(page.contains("Cannot read this project/environment (exit 5)"));
+    // --project narrows it, as for `status`.
+    run(tool(dir)
+        .args(["--project", "shop", "report", "--html"])
+        .arg(&html))
+    .assert_success();
+    let page = std::fs::read_to_string(&html).expect("replaced");
+    assert!(!page.contains("target-blog-default"));
+}
