@@ -32,14 +32,14 @@ fn workdir() -> Result<std::path::PathBuf, GateError> {
 }
 
 /// The targets of the command line, and the settings of one of them.
-struct Walk {
+pub(crate) struct Walk {
     base: CliOverrides,
     workdir: std::path::PathBuf,
-    targets: Vec<Target>,
+    pub(crate) targets: Vec<Target>,
 }
 
 impl Walk {
-    fn new(cli: &Cli, backup: Option<&BackupArgs>) -> Result<Walk, GateError> {
+    pub(crate) fn new(cli: &Cli, backup: Option<&BackupArgs>) -> Result<Walk, GateError> {
         let base = overrides(cli, backup);
         let workdir = workdir()?;
         let targets = deploy_gate::targets(&base, &env, &workdir)?;
@@ -50,7 +50,7 @@ impl Walk {
         })
     }
 
-    fn settings(&self, t: &Target) -> Result<Settings, GateError> {
+    pub(crate) fn settings(&self, t: &Target) -> Result<Settings, GateError> {
         let mut o = self.base.clone();
         o.project.clone_from(&t.project);
         o.env = Some(t.environment.clone());

@@ -244,6 +244,15 @@ pub enum Command {
     /// Restore a backup: safety backup of the target, restore into a new database, verify, swap
     /// names (the old database is kept); `--source NAME` picks the backup's source
     Restore(RestoreArgs),
+    /// Write one self-contained HTML page (no script, nothing fetched) over every configured
+    /// project and environment: the backup timeline (kind, verification level, pin, deployed
+    /// commit), size and duration charts, the last verification of each source and what
+    /// retention would remove next. Reads only: nothing is removed
+    Report {
+        /// The HTML file to write (replaced atomically)
+        #[arg(long, value_name = "FILE")]
+        html: PathBuf,
+    },
     /// Print the effective configuration and where each value came from (flag, env, file or
     /// default); passwords and secrets are redacted
     Config,

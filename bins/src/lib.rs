@@ -28,6 +28,7 @@ mod out;
 mod progress;
 mod prune;
 mod render;
+mod report;
 mod restore;
 
 use std::process::ExitCode;
@@ -179,6 +180,7 @@ fn command_name(c: &Command) -> &'static str {
         Command::Unpin { .. } => "unpin",
         Command::Doctor => "doctor",
         Command::Restore(_) => "restore",
+        Command::Report { .. } => "report",
         Command::Config => "config",
         Command::Completions { .. } => "completions",
         Command::Man => "man",
@@ -329,6 +331,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
             })
         }
         Command::Restore(args) => restore::restore(&cli, args, out).await,
+        Command::Report { html } => report::report(&cli, html, out).await,
         Command::Config => config_cmd::config(&cli, out),
         Command::Completions { shell } => Ok(generate::completions(*shell)),
         Command::Man => Ok(generate::man()),

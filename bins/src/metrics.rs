@@ -151,16 +151,16 @@ async fn list(
 }
 
 /// Writes `bytes` to `path` so a reader sees the old file or the new one, never a part: a
-/// temporary file in the same directory (not named `*.prom`, so the collector skips it),
-/// fsync, rename over `path`, fsync the directory.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// temporary file in the same directory (a hidden `.NAME.PID.tmp`, not named `*.prom`, so the
+/// collector skips it), fsync, rename over `path`, fsync the directory.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => PathBuf::from("."),
     };
     let name = path
         .file_name()
-        .ok_or_else(|| std::io::Error::other("the metrics file needs a file name"))?;
+        .ok_or_else(|| std::io::Error::other("the path needs a file name"))?;
     let tmp = dir.join(format!(
         ".{}.{}.tmp",
         name.to_string_lossy(),

@@ -39,6 +39,7 @@ pub use lock::BLOB_COLLECTION_WAIT;
 mod pins;
 mod projects;
 mod prune;
+mod report;
 mod restore;
 mod retention;
 mod run;
@@ -74,6 +75,9 @@ pub use pins::{PIN_FORMAT_VERSION, PinOutcome, PinRecord, UnpinOutcome};
 pub use projects::{Target, targets};
 pub use prune::{
     AutoRetention, LEFTOVER_GRACE_DAYS, PruneOptions, PruneReport, Pruner, SkippedRemoval,
+};
+pub use report::{
+    EnvironmentReport, ReportBackup, RetentionForecast, SourceVerification, environment_report,
 };
 pub use restore::{
     CONFIRM_RESTORE_ENV, PAUSE_POINTS, RestoreOutcome, RestorePlan, RestoreRequest, Restores,

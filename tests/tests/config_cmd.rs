@@ -100,6 +100,7 @@ fn completions_and_the_man_page_come_from_the_clap_definition() {
         "unpin",
         "doctor",
         "restore",
+        "report",
         "config",
         "completions",
         "man",

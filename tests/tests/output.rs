@@ -349,6 +349,7 @@ fn every_command_prints_one_json_document_with_json() {
         (vec!["config"], 0),
         (vec!["restore", "--dry-run"], 0),
         (vec!["run", "--verify-level", "archive", "--", "true"], 0),
+        (vec!["report", "--html", "report.html"], 0),
         // Failures are documents too.
         (vec!["show", "no-such-backup"], 2),
         (vec!["check", "--commit", "0000000"], 7),
