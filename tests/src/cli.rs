@@ -278,3 +278,23 @@ pub fn raw_runbook(json: &str) -> String {
         .collect::<Vec<_>>()
         .join("\n")
 }
+
+/// Runs `git -C DIR ARGS` and returns its trimmed stdout.
+///
+/// # Panics
+///
+/// When git fails (its stderr in the message).
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}

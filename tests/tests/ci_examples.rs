@@ -21,6 +21,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use predeploy_tests::cli::git;
 use predeploy_tests::{MotoServer, Output, PgServer, S3Server, pre_deploy, run};
 use serde_yaml_ng::Value;
 
@@ -31,21 +32,6 @@ fn examples() -> PathBuf {
 fn yaml(name: &str) -> Value {
     let text = std::fs::read_to_string(examples().join(name)).expect("example file");
     serde_yaml_ng::from_str(&text).unwrap_or_else(|e| panic!("{name} is not YAML: {e}"))
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// The application's repository: one commit with an executable `deploy.sh` that appends the

@@ -7,6 +7,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use predeploy_tests::cli::git;
 use predeploy_tests::{Output, PgServer, pre_deploy, run};
 
 /// Where `scripts/setup.sh` installs Chromium (Debian's `chromium`).
@@ -16,21 +17,6 @@ fn tool(dir: &Path) -> Command {
     let mut cmd = pre_deploy();
     cmd.current_dir(dir);
     cmd
-}
-
-fn git(dir: &Path, args: &[&str]) -> String {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        out.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
 /// A release checkout: a git repository with one commit, whose SHA is returned.
