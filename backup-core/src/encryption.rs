@@ -222,6 +222,7 @@ impl Identities {
 }
 
 static SLOT: RwLock<Option<Arc<Identities>>> = RwLock::new(None);
+static OVERRIDE: RwLock<Option<Arc<Identities>>> = RwLock::new(None);
 
 /// Installs (or, with `None`, removes) the identities every reader of this process decrypts
 /// with.
@@ -231,15 +232,28 @@ pub fn install_identities(identities: Option<Identities>) {
     }
 }
 
-/// The identities installed by [`install_identities`], if any.
+/// Installs identities that take precedence over those of [`install_identities`] for the rest
+/// of the process (`verify --recovery-key FILE`: only that key may open the backups).
+pub fn override_identities(identities: Identities) {
+    if let Ok(mut slot) = OVERRIDE.write() {
+        *slot = Some(Arc::new(identities));
+    }
+}
+
+/// The identities readers decrypt with: those of [`override_identities`], else those of
+/// [`install_identities`], if any.
 pub fn installed_identities() -> Option<Arc<Identities>> {
-    SLOT.read().ok().and_then(|s| s.clone())
+    OVERRIDE
+        .read()
+        .ok()
+        .and_then(|s| s.clone())
+        .or_else(|| SLOT.read().ok().and_then(|s| s.clone()))
 }
 
 /// Why levels above 1 cannot be checked without an identity (the `limited_by` of a record).
 pub fn no_identity_reason() -> String {
     format!(
-        "not level 2: no age identity to decrypt the backup with (set {IDENTITY_FILE_VAR} or [encryption] identity_file; level 1 checked the stored ciphertext)"
+        "no age identity to decrypt the backup with: levels 2–4 need one (set {IDENTITY_FILE_VAR} or [encryption] identity_file, or pass --recovery-key FILE); level 1 checked the stored ciphertext"
     )
 }
 

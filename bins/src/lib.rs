@@ -265,8 +265,22 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
             out.show(&gate.commands().show(backup).await?);
             Ok(0)
         }
-        Command::Verify { backup, all, level } => {
+        Command::Verify {
+            backup,
+            all,
+            level,
+            recovery_key,
+        } => {
             let level = level.as_deref().map(parse_level).transpose()?;
+            if let Some(path) = recovery_key {
+                let ids = backup_core::encryption::Identities::from_file(path).map_err(|e| {
+                    GateError::Usage {
+                        message: format!("--recovery-key: {e}"),
+                    }
+                })?;
+                // Only this key opens the backups now, whatever the configuration names.
+                backup_core::encryption::override_identities(ids);
+            }
             if *all && let Some(code) = all::verify_all(&cli, level, out).await? {
                 return Ok(code);
             }
@@ -400,17 +414,17 @@ fn render_run(
     }
     if out.json {
         crate::progress::print_result(&serde_json::json!({
-                "ok": false,
-                "exit_code": final_code,
-                "refused": false,
-                "deploy_ran": true,
-                "deploy_exit_code": code,
-                "lock_lost": true,
-                "lock_lost_reason": why,
-                "deployment_recorded": false,
-                "rollback_skipped": code != 0 && rollback.rollback_on_failure,
-                "backup_id": id,
-            }));
+            "ok": false,
+            "exit_code": final_code,
+            "refused": false,
+            "deploy_ran": true,
+            "deploy_exit_code": code,
+            "lock_lost": true,
+            "lock_lost_reason": why,
+            "deployment_recorded": false,
+            "rollback_skipped": code != 0 && rollback.rollback_on_failure,
+            "backup_id": id,
+        }));
     }
     eprintln!("pre-deploy: exiting {final_code}: the lock was lost while the deploy command ran");
     Ok(final_code)

@@ -1,11 +1,11 @@
 //! Rendering results for people (stderr/stdout text) or machines (`--json` on stdout).
 
+use crate::progress::print_result as print_json;
 use deploy_gate::{
     BackupDetails, BackupListing, BackupOutcome, CheckOutcome, FindingStatus, Gate, GateError,
     VerificationRecord, human_bytes,
 };
 use serde_json::json;
-use crate::progress::print_result as print_json;
 
 /// Where and how results are printed.
 pub struct Output {
@@ -16,7 +16,6 @@ pub struct Output {
     /// What the command learnt, for its alert (`[notify]`).
     pub facts: crate::notify::Facts,
 }
-
 
 fn level_name(r: Option<&VerificationRecord>) -> String {
     match r {
@@ -278,6 +277,10 @@ impl Output {
             );
             if let Some(why) = &r.limited_by {
                 println!("  not level {}: {why}", r.level_requested);
+            }
+            if let Some(keys) = r.extra.get("decrypted_with").and_then(|v| v.as_array()) {
+                let keys: Vec<&str> = keys.iter().filter_map(|k| k.as_str()).collect();
+                println!("  decrypted with the age key {}", keys.join(", "));
             }
         }
     }
