@@ -298,6 +298,62 @@ mod tests {
         assert_eq!(pass.sha256, Some(Digest::of(&stored)));
     }
 
+    #[tokio::test]
+    async fn an_encrypted_artifact_decrypts_with_the_key_and_a_flipped_byte_fails_decryption() {
+        use age::secrecy::ExposeSecret;
+        use std::os::unix::fs::PermissionsExt;
+        let id = age::x25519::Identity::generate();
+        let recipients = backup_core::encryption::Recipients::parse(&[id.to_public().to_string()])
+            .expect("recipient");
+        let mut w = recipients.encrypt_to(Vec::new()).expect("writer");
+        std::io::Write::write_all(&mut w, &zstd(&raw())).expect("write");
+        let sealed = w.finish().expect("sealed");
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("key.txt");
+        std::fs::write(&file, id.to_string().expose_secret()).expect("key");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        encryption::install_identities(Some(
+            encryption::Identities::from_file(&file).expect("identity"),
+        ));
+
+        let store = MemoryStore::new();
+        let mut a = put(
+            &store,
+            "k/good.zst.age",
+            &sealed,
+            raw().len() as u64,
+            "zstd",
+        )
+        .await;
+        encryption::mark_encrypted(&mut a);
+        let mut out = Vec::new();
+        let pass = read_pass(&store, &a, true, Consumer::Writer(&mut out))
+            .await
+            .expect("reads");
+        assert_eq!(pass.decompress_error, None);
+        assert!(out == raw(), "the plaintext comes back");
+
+        // The record matches the damaged bytes, so only decryption (age's per-chunk MAC) can
+        // notice.
+        let mut damaged = sealed.clone();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0x01;
+        let mut a = put(
+            &store,
+            "k/bad.zst.age",
+            &damaged,
+            raw().len() as u64,
+            "zstd",
+        )
+        .await;
+        encryption::mark_encrypted(&mut a);
+        let pass = read_pass(&store, &a, true, Consumer::Discard)
+            .await
+            .expect("reads");
+        assert!(pass.decompress_error.is_some(), "{pass:?}");
+        assert_eq!(pass.sha256, Some(Digest::of(&damaged)));
+    }
+
     /// Accepts `left` bytes, then refuses, like a pg_restore that exited early.
     struct Closing {
         left: usize,
