@@ -277,6 +277,52 @@ fn a_postgres_backup_is_encrypted_verified_to_level_4_through_the_key_and_restor
 }
 
 #[test]
+fn a_failed_deploy_is_rolled_back_through_encryption() {
+    let server = PgServer::shared();
+    let db = small_database(server, "agerbk");
+    let before = content(server, &db);
+    let keys = tempfile::tempdir().expect("keys");
+    let key = Key::new(keys.path(), "key.txt");
+    let work = Work::new(&server.url(&db), &[&key], Some(&key));
+    let bad = format!(
+        "{} -X -q -v ON_ERROR_STOP=1 -h {} -p {} -U postgres -d {db} -c 'DELETE FROM notes' && exit 3",
+        server.bin_dir().join("psql").display(),
+        server.socket_dir().display(),
+        server.port()
+    );
+    let out = work.run(&[
+        "run",
+        "--verify-level",
+        "archive",
+        "--rollback-on-failure",
+        "--",
+        "sh",
+        "-c",
+        &bad,
+    ]);
+    out.assert_code(3);
+    out.assert_stderr_contains("rollback done");
+    assert_eq!(content(server, &db), before, "the data is back");
+    // The safety backup of the failed state is encrypted too.
+    let list = work.run(&["list", "--json"]);
+    list.assert_success();
+    let backups = list.json()["backups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    for path in files(&work.store().join("backups")) {
+        if path.0.to_string_lossy().contains("/data/") {
+            assert!(
+                path.1.starts_with(b"age-encryption.org/v1"),
+                "{}",
+                path.0.display()
+            );
+        }
+    }
+}
+
+#[test]
 fn without_an_identity_verification_stops_at_level_1_says_why_and_a_restore_is_refused() {
     let server = PgServer::shared();
     let db = small_database(server, "agenokey");
