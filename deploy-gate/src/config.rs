@@ -970,6 +970,58 @@ mod tests {
     }
 
     #[test]
+    fn encryption_is_set_per_environment_and_a_loose_identity_file_is_refused() {
+        const A: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        const B: &str = "age1t7rxyev2z3rw82stdlrrepyc39nvn86l5078zqkf5uasdy86jp6svpy7pa";
+        let config = format!(
+            "[encryption]\nrecipients = [\"{A}\"]\n[env.production.encryption]\nrecipients = [\"{A}\", \"{B}\"]\n"
+        );
+        let s = resolve(CliOverrides::default(), &[], Some(&config)).expect("resolves");
+        assert_eq!(s.pipeline.recipients, [A]);
+        assert!(s.encryption.identities.is_none());
+        let prod = CliOverrides {
+            env: Some("production".into()),
+            ..CliOverrides::default()
+        };
+        let s = resolve(prod, &[], Some(&config)).expect("resolves");
+        assert_eq!(
+            s.pipeline.recipients,
+            [A, B],
+            "the environment's keys replace"
+        );
+        let s = resolve(CliOverrides::default(), &[], None).expect("resolves");
+        assert!(!s.pipeline.encrypts(), "off by default");
+
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("key.txt");
+        std::fs::write(
+            &key,
+            "AGE-SECRET-KEY-1EGTZVFFV20835NWYV6270LXYVK2VKNX2MMDKWYKLMGR48UAWX40Q2P2LM0\n",
+        )
+        .expect("key");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        }
+        let key_text = key.display().to_string();
+        let vars = [(
+            backup_core::encryption::IDENTITY_FILE_VAR,
+            key_text.as_str(),
+        )];
+        let err = resolve(CliOverrides::default(), &vars, Some(&config)).expect_err("refused");
+        assert_eq!(err.exit_code(), crate::ExitCode::Usage, "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        for bad in [
+            "[encryption]\nrecipients = [\"age1nope\"]\n",
+            "[encryption]\nhide_table_names = true\n",
+            "[encryption]\nrecipient = []\n",
+        ] {
+            let err = resolve(CliOverrides::default(), &[], Some(bad)).expect_err(bad);
+            assert_eq!(err.exit_code(), crate::ExitCode::Usage, "{bad}: {err}");
+        }
+    }
+
+    #[test]
     fn one_test_restore_server_per_kind_of_database() {
         let config = "[verify]\nrestore_url = [\"local\", \"mysql://scratch:pw@10.0.0.9/x\"]\n";
         let s = resolve(CliOverrides::default(), &[], Some(config)).expect("resolves");
