@@ -204,6 +204,13 @@ impl Output {
         if let Some(u) = &dep.ci_run_url {
             println!("ci run      {u}");
         }
+        if let Some(e) = backup_core::encryption::ManifestEncryption::of(m) {
+            println!(
+                "encrypted   {} to {} (fingerprints; any one of these keys opens it)",
+                e.scheme,
+                e.recipients.join(", ")
+            );
+        }
         for s in &m.sources {
             println!("\nsource {} ({}) {}", s.name, s.kind, s.location);
             if let Some(v) = &s.server_version {
