@@ -520,7 +520,7 @@ fn the_runbook_raw_age_commands_restore_the_backup_when_run_by_bash() {
 }
 
 #[test]
-fn a_mariadb_backup_is_encrypted_and_verified_to_level_4_through_the_key() {
+fn a_mariadb_backup_is_encrypted_verified_to_level_4_and_restored_through_the_key() {
     let server = MariaDbServer::shared();
     let db = server.create_database("agemy");
     server.sql(
@@ -544,8 +544,48 @@ fn a_mariadb_backup_is_encrypted_and_verified_to_level_4_through_the_key() {
         assert!(bytes.starts_with(b"age-encryption.org/v1"));
         assert!(!contains(&bytes, "secret row one"));
     }
+    let backed_up = predeploy_tests::mysql::table_hashes(server, &db);
+
+    // `restore` decrypts with the configured key.
+    server.sql(&db, "DELETE FROM t WHERE id = 1");
+    assert_ne!(predeploy_tests::mysql::table_hashes(server, &db), backed_up);
+    work.run(&["restore", "last", "--yes"]).assert_success();
+    assert_eq!(
+        predeploy_tests::mysql::table_hashes(server, &db),
+        backed_up,
+        "restored through the key"
+    );
+
+    // The runbook's raw commands decrypt with the age CLI.
+    server.sql(&db, "UPDATE t SET v = 'changed'");
     let raw = raw_runbook(&work);
     assert!(raw.contains("age -d -i"), "{raw}");
+    assert!(!raw.contains(&key.secret) && !raw.contains(server.password()));
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(
+        home.path().join(".my.cnf"),
+        format!("[client]\npassword=\"{}\"\n", server.password()),
+    )
+    .expect("write .my.cnf");
+    let out = run(Command::new("bash")
+        .args(["-e", "-o", "pipefail", "-c", &raw])
+        .env("HOME", home.path())
+        .env("PREDEPLOY_AGE_IDENTITY_FILE", &key.file));
+    out.assert_success();
+    assert_eq!(
+        predeploy_tests::mysql::table_hashes(server, &db),
+        backed_up,
+        "the raw commands restored it"
+    );
+    // They saved the state before the restore first; leave nothing behind in /tmp.
+    for line in raw.lines() {
+        if let Some(file) = line.split_whitespace().find_map(|w| {
+            w.strip_prefix("'--result-file=")
+                .or(w.strip_prefix("--result-file="))
+        }) {
+            let _ = std::fs::remove_file(file.trim_end_matches('\''));
+        }
+    }
 
     // An empty variable is no setting: the config file's identity is used.
     let out = run(work
