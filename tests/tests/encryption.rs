@@ -256,8 +256,29 @@ fn a_postgres_backup_is_encrypted_verified_to_level_4_through_the_key_and_restor
         );
     }
 
-    // `list` works with the manifest alone.
+    // `list` and `show` work with the manifest alone; `show` and `config` name the keys by
+    // fingerprint.
     work.run(&["list"]).assert_success();
+    let shown = run(work
+        .cmd(&["show", "last"])
+        .env("PREDEPLOY_AGE_IDENTITY_FILE", "/nonexistent/age-key.txt"));
+    // A configured identity file that cannot be read is a configuration error (exit 2).
+    shown.assert_code(2);
+    let shown = work.run(&["show", "last"]);
+    shown.assert_success();
+    assert!(
+        shown.stdout.contains("encrypted   age to") && shown.stdout.contains(&key.fingerprint()),
+        "{}",
+        shown.stdout
+    );
+    let config = work.run(&["config"]);
+    config.assert_success();
+    assert!(
+        config.stdout.contains(&recovery.fingerprint()),
+        "{}",
+        config.stdout
+    );
+    assert!(!config.stdout.contains(&recovery.recipient) && !config.stdout.contains(&key.secret));
 
     // Restore through the key, after a bad "deploy".
     damage(server, &db);
