@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs what pre-deploy's build, tests and demo need. Idempotent and fast when all is there.
-#   - Debian packages: PostgreSQL 15 (server + client tools), MariaDB (server + client tools), zstd, GNU time, git, curl, rclone (benchmark baseline), openssl (TLS test certificates), hyperfine (benchmark timing), docker.io + debootstrap (Docker tests), openssh-server + openssh-client (the `via=ssh://` tests), chromium (renders `report --html` headless in its test)
+#   - Debian packages: PostgreSQL 15 (server + client tools), MariaDB (server + client tools), zstd, GNU time, git, curl, rclone (benchmark baseline), openssl (TLS test certificates), hyperfine (benchmark timing), docker.io + debootstrap (Docker tests), openssh-server + openssh-client (the `via=ssh://` tests), chromium (renders `report --html` headless in its test), age (the encrypted runbook's raw commands)
 #   - the local Docker images of the Docker tests (scripts/docker-images.sh; ~2 min the first time)
 #   - the pinned Rust toolchain (rust-toolchain.toml) with rustfmt and clippy
 # `scripts/setup.sh --demo` installs only what the demo needs (PostgreSQL 15, zstd, the
@@ -11,7 +11,7 @@ demo_only=0
 [ "${1:-}" = "--demo" ] && demo_only=1
 
 need_pkgs=()
-pkgs="postgresql-15 postgresql-client-15 mariadb-server mariadb-client zstd time git curl rclone openssl hyperfine docker.io debootstrap openssh-server openssh-client chromium"
+pkgs="postgresql-15 postgresql-client-15 mariadb-server mariadb-client zstd time git curl rclone openssl hyperfine docker.io debootstrap openssh-server openssh-client chromium age"
 [ "$demo_only" -eq 1 ] && pkgs="postgresql-15 postgresql-client-15 zstd"
 for pkg in $pkgs; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need_pkgs+=("$pkg")

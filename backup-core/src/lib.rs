@@ -28,6 +28,7 @@ mod clock;
 mod digest;
 pub mod disk;
 pub mod docker;
+pub mod encryption;
 mod error;
 pub mod hooks;
 mod id;

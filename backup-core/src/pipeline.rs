@@ -1,4 +1,5 @@
-//! The streaming artifact pipeline: bytes in → zstd → sha256 and byte counts → [`Store`].
+//! The streaming artifact pipeline: bytes in → zstd → (age, when [`PipelineConfig::recipients`]
+//! is set) → sha256 and byte counts → [`Store`].
 //!
 //! ```text
 //!  source (AsyncRead) ──raw chunks──► compressor thread ──compressed chunks──► Store::put_stream
@@ -34,6 +35,9 @@ pub struct PipelineConfig {
     pub read_chunk: usize,
     /// Bytes of compressed output per chunk handed to the store.
     pub write_chunk: usize,
+    /// age recipients (`age1…`, public keys) to encrypt every artifact to after compression;
+    /// empty: artifacts are stored unencrypted. See [`crate::encryption`].
+    pub recipients: Vec<String>,
 }
 
 impl Default for PipelineConfig {
@@ -44,6 +48,7 @@ impl Default for PipelineConfig {
             zstd_workers: u32::try_from(cpus).unwrap_or(1),
             read_chunk: 256 * 1024,
             write_chunk: 1024 * 1024,
+            recipients: Vec::new(),
         }
     }
 }
@@ -53,8 +58,10 @@ impl PipelineConfig {
     ///
     /// # Errors
     ///
-    /// [`Error::Invalid`] for a zstd level outside 1–19.
+    /// [`Error::Invalid`] for a zstd level outside 1–19 or a recipient that is not an age
+    /// X25519 recipient.
     pub fn validate(&self) -> Result<()> {
+        self.parsed_recipients()?;
         if !(1..=19).contains(&self.zstd_level) {
             return Err(Error::Invalid {
                 what: "zstd level",
@@ -66,6 +73,25 @@ impl PipelineConfig {
     }
 }
 
+impl PipelineConfig {
+    /// Whether artifacts are encrypted.
+    pub fn encrypts(&self) -> bool {
+        !self.recipients.is_empty()
+    }
+
+    /// The recipients, parsed; `None` when encryption is off.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Invalid`] for a recipient that does not parse.
+    pub fn parsed_recipients(&self) -> Result<Option<crate::encryption::Recipients>> {
+        if self.recipients.is_empty() {
+            return Ok(None);
+        }
+        crate::encryption::Recipients::parse(&self.recipients).map(Some)
+    }
+}
+
 /// What the pipeline wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ArtifactStats {
@@ -73,7 +99,7 @@ pub struct ArtifactStats {
     pub raw_size: u64,
     /// Bytes handed to the store.
     pub stored_size: u64,
-    /// SHA-256 of the stored bytes.
+    /// SHA-256 of the stored bytes (the ciphertext when encrypted).
     pub sha256: Digest,
 }
 
@@ -200,7 +226,14 @@ fn compress(
         chunk: config.write_chunk,
         hasher: Sha256::new(),
     };
-    let mut encoder = zstd::stream::write::Encoder::new(sink, config.zstd_level)?;
+    let recipients = config
+        .parsed_recipients()
+        .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e.to_string()))?;
+    let inner = match &recipients {
+        Some(r) => Sealed::Age(r.encrypt_to(sink)?),
+        None => Sealed::Plain(sink),
+    };
+    let mut encoder = zstd::stream::write::Encoder::new(inner, config.zstd_level)?;
     encoder.include_checksum(true)?;
     if config.zstd_workers > 0 {
         encoder.multithread(config.zstd_workers)?;
@@ -221,13 +254,38 @@ fn compress(
             }
         }
     }
-    let mut sink = encoder.finish()?;
+    let mut sink = match encoder.finish()? {
+        Sealed::Age(w) => w.finish()?,
+        Sealed::Plain(sink) => sink,
+    };
     sink.flush_chunk()?;
     Ok(ArtifactStats {
         raw_size,
         stored_size: sink.hasher.len(),
         sha256: sink.hasher.finish(),
     })
+}
+
+/// Where zstd's output goes: straight to the sink, or through age encryption first.
+enum Sealed {
+    Plain(ChunkSink),
+    Age(age::stream::StreamWriter<ChunkSink>),
+}
+
+impl Write for Sealed {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        match self {
+            Sealed::Plain(w) => w.write(data),
+            Sealed::Age(w) => w.write(data),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sealed::Plain(w) => w.flush(),
+            Sealed::Age(w) => w.flush(),
+        }
+    }
 }
 
 /// Collects compressed bytes into chunks, hashes them and sends them to the store side.
@@ -302,6 +360,29 @@ mod tests {
         assert_eq!(stats.sha256, Digest::of(&stored));
         assert!(stats.stored_size < stats.raw_size / 2, "{stats:?}");
         assert_eq!(zstd::decode_all(&stored[..]).expect("valid zstd"), input);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn with_recipients_the_stored_bytes_are_age_and_the_digest_is_of_the_ciphertext() {
+        use age::secrecy::ExposeSecret;
+        let store = MemoryStore::new();
+        let id = age::x25519::Identity::generate();
+        let config = PipelineConfig {
+            recipients: vec![id.to_public().to_string()],
+            ..PipelineConfig::default()
+        };
+        let input = data(2 * 1024 * 1024 + 5);
+        let stats = write_artifact(&store, "k.zst.age", "db", &input[..], &config)
+            .await
+            .expect("stored");
+        let stored = store.get_all("k.zst.age").await.expect("readable");
+        assert_eq!(stats.sha256, Digest::of(&stored));
+        assert_eq!(stats.stored_size, stored.len() as u64);
+        assert!(stored.starts_with(b"age-encryption.org/v1"));
+        let key = id.to_string();
+        let identity: age::x25519::Identity = key.expose_secret().parse().expect("parses");
+        let plain = age::decrypt(&identity, &stored).expect("decrypts");
+        assert_eq!(zstd::decode_all(&plain[..]).expect("valid zstd"), input);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

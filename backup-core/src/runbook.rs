@@ -158,6 +158,11 @@ pub fn reach_through_via(location: &str, host: &str, port: u16, tag: &str) -> Op
     })
 }
 
+/// How the raw commands of a runbook name the age identity file of an encrypted backup: the
+/// `PREDEPLOY_AGE_IDENTITY_FILE` variable, which `sh` refuses to leave unset.
+pub const AGE_IDENTITY: &str =
+    "\"${PREDEPLOY_AGE_IDENTITY_FILE:?set PREDEPLOY_AGE_IDENTITY_FILE to your age identity file}\"";
+
 /// Quotes `s` for `sh` when it needs it.
 pub fn shell_quote(s: &str) -> String {
     let safe = !s.is_empty()

@@ -64,7 +64,11 @@ impl SnapshotContext<'_> {
     where
         R: AsyncRead + Unpin + Send,
     {
-        let key = layout::artifact_key(self.backup_id, spec.source, spec.file);
+        let mut key = layout::artifact_key(self.backup_id, spec.source, spec.file);
+        if self.pipeline.encrypts() {
+            // The age CLI's convention, so a file fetched from the store says what it is.
+            key.push_str(".age");
+        }
         let stage = Stage::start(
             StageKind::Dump,
             format!("{}/{}", spec.source, spec.file),
@@ -81,7 +85,7 @@ impl SnapshotContext<'_> {
         .await;
         stage.finish(&stats);
         let stats = stats?;
-        Ok(ArtifactMeta {
+        let mut meta = ArtifactMeta {
             name: spec.file.to_owned(),
             key,
             format: spec.format.to_owned(),
@@ -90,7 +94,11 @@ impl SnapshotContext<'_> {
             raw_size: stats.raw_size,
             sha256: stats.sha256,
             extra: Map::new(),
-        })
+        };
+        if self.pipeline.encrypts() {
+            crate::encryption::mark_encrypted(&mut meta);
+        }
+        Ok(meta)
     }
 }
 

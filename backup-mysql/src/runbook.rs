@@ -91,9 +91,17 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
             q = quote_ident(&db)
         ))
     ));
+    let decompress = if backup_core::encryption::is_encrypted(dump) {
+        format!(
+            "age -d -i {} {} | zstd -dc",
+            backup_core::runbook::AGE_IDENTITY,
+            shell_quote(&compressed)
+        )
+    } else {
+        format!("zstd -dc {}", shell_quote(&compressed))
+    };
     commands.push(format!(
-        "zstd -dc {} | {client} {connection} --binary-mode {}",
-        shell_quote(&compressed),
+        "{decompress} | {client} {connection} --binary-mode {}",
         shell_quote(&format!("--database={db}"))
     ));
     let reached = reach

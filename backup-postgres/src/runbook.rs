@@ -1,5 +1,5 @@
 //! The rollback steps of a PostgreSQL source: `pre-deploy restore`, and the raw equivalent
-//! (`sha256sum`, `zstd`, `createdb`, `pg_restore`, `psql`) for an operator who cannot run the
+//! (`sha256sum`, `age` for an encrypted backup, `zstd`, `createdb`, `pg_restore`, `psql`) for an operator who cannot run the
 //! tool. The raw commands run as they are with `sh -e`, connecting through the standard
 //! `PGHOST`/`PGPORT`/`PGUSER`/`PGPASSWORD` variables; like the tool, they restore into a new
 //! database and swap names in one transaction, keeping the previous database as
@@ -45,6 +45,18 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
         "echo {} | sha256sum -c -",
         shell_quote(&format!("{}  {compressed}", dump.sha256.hex()))
     ));
+    let compressed = if backup_core::encryption::is_encrypted(dump) {
+        let decrypted = format!("{staged}.zst");
+        commands.push(format!(
+            "age -d -i {} -o {} {}",
+            backup_core::runbook::AGE_IDENTITY,
+            shell_quote(&decrypted),
+            shell_quote(&compressed)
+        ));
+        decrypted
+    } else {
+        compressed
+    };
     commands.push(format!(
         "zstd -q -d -f {} -o {}",
         shell_quote(&compressed),
@@ -79,6 +91,9 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
         ))
     ));
     commands.push(format!("rm -f {}", shell_quote(&staged)));
+    if backup_core::encryption::is_encrypted(dump) {
+        commands.push(format!("rm -f {}", shell_quote(&compressed)));
+    }
     let connect = match &reach {
         Some(r) => format!("the server is reached {}; set PGUSER, PGPASSWORD", r.how),
         None => "set PGHOST, PGPORT, PGUSER, PGPASSWORD for the server".to_owned(),
@@ -92,10 +107,24 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
     });
     if let Some(globals) = source.artifacts.iter().find(|a| a.format == GLOBALS_FORMAT) {
         let location = (ctx.locate)(&globals.key);
+        let decrypt = match backup_core::encryption::is_encrypted(globals) {
+            true => format!("age -d -i {} | ", backup_core::runbook::AGE_IDENTITY),
+            false => String::new(),
+        };
         let fetch = if location.starts_with("s3://") {
-            format!("{} cp {} - | zstd -dc", ctx.aws, shell_quote(&location))
-        } else {
+            format!(
+                "{} cp {} - | {decrypt}zstd -dc",
+                ctx.aws,
+                shell_quote(&location)
+            )
+        } else if decrypt.is_empty() {
             format!("zstd -dc {}", shell_quote(&location))
+        } else {
+            format!(
+                "age -d -i {} {} | zstd -dc",
+                backup_core::runbook::AGE_IDENTITY,
+                shell_quote(&location)
+            )
         };
         steps.push(RunbookStep {
             title: format!(

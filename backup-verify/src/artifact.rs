@@ -1,15 +1,19 @@
 //! One pass over a stored artifact: sha256 and size of the stored bytes (level 1), zstd
 //! decompression to the end with frame checksums (level 2), and the raw bytes handed to a
-//! consumer (level 3) — all from a single read of the store.
+//! consumer (level 3) — all from a single read of the store. An age-encrypted artifact is
+//! decrypted between the two with the installed identities
+//! ([`backup_core::encryption::installed_identities`]); without one, decompression fails with
+//! the reason.
 
 use std::io;
 use std::sync::{Arc, Mutex};
 
 use async_compression::tokio::bufread::ZstdDecoder;
+use backup_core::encryption;
 use backup_core::progress::{Stage, StageKind};
 use backup_core::{ArtifactMeta, Digest, Error, Result, Sha256, Store};
 use futures::TryStreamExt;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufRead, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio_util::io::StreamReader;
 
 /// What one pass over an artifact found.
@@ -92,10 +96,26 @@ pub async fn read_pass(
     let mut stored = BufReader::with_capacity(256 * 1024, StreamReader::new(hashed));
 
     if decompress && artifact.compression == "zstd" {
-        let mut decoder = ZstdDecoder::new(&mut stored);
+        let opened: std::io::Result<Box<dyn AsyncRead + Unpin + Send + '_>> =
+            if encryption::is_encrypted(artifact) {
+                match encryption::installed_identities() {
+                    Some(ids) => ids.decrypt(&mut stored).await,
+                    None => Err(io::Error::other(encryption::no_identity_reason())),
+                }
+            } else {
+                Ok(Box::new(&mut stored))
+            };
+        let mut decoder = match opened {
+            Ok(plain) => ZstdDecoder::new(BufReader::with_capacity(256 * 1024, plain)),
+            Err(e) => {
+                result.decompress_error = Some(e.to_string());
+                let empty: Box<dyn AsyncRead + Unpin + Send + '_> = Box::new(tokio::io::empty());
+                ZstdDecoder::new(BufReader::new(empty))
+            }
+        };
         decoder.multiple_members(true);
         let mut buf = vec![0u8; 256 * 1024];
-        loop {
+        while result.decompress_error.is_none() {
             match decoder.read(&mut buf).await {
                 Ok(0) => break,
                 Ok(n) => {
@@ -116,6 +136,7 @@ pub async fn read_pass(
         if let Consumer::Writer(w) = &mut consumer {
             let _ = w.shutdown().await;
         }
+        drop(decoder);
     }
     // Whatever decompression did, read the rest so level 1 sees every stored byte.
     let drained = tokio::io::copy(&mut stored, &mut tokio::io::sink()).await;
@@ -153,7 +174,19 @@ pub async fn stream_prefix(
     out: &mut (dyn AsyncWrite + Unpin + Send),
 ) -> Result<()> {
     let stream = store.get(&artifact.key).await?;
-    let reader = BufReader::new(StreamReader::new(stream));
+    let mut reader: Box<dyn AsyncBufRead + Unpin + Send> =
+        Box::new(BufReader::new(StreamReader::new(stream)));
+    if encryption::is_encrypted(artifact) {
+        let Some(ids) = encryption::installed_identities() else {
+            let _ = out.shutdown().await;
+            return Ok(());
+        };
+        let Ok(plain) = ids.decrypt(reader).await else {
+            let _ = out.shutdown().await;
+            return Ok(());
+        };
+        reader = Box::new(BufReader::new(plain));
+    }
     let mut decoder: Box<dyn AsyncRead + Unpin + Send> = if artifact.compression == "zstd" {
         let mut d = ZstdDecoder::new(reader);
         d.multiple_members(true);
@@ -263,6 +296,62 @@ mod tests {
         assert!(pass.decompress_error.is_some(), "{pass:?}");
         assert_eq!(pass.stored_size, stored.len() as u64);
         assert_eq!(pass.sha256, Some(Digest::of(&stored)));
+    }
+
+    #[tokio::test]
+    async fn an_encrypted_artifact_decrypts_with_the_key_and_a_flipped_byte_fails_decryption() {
+        use age::secrecy::ExposeSecret;
+        use std::os::unix::fs::PermissionsExt;
+        let id = age::x25519::Identity::generate();
+        let recipients = backup_core::encryption::Recipients::parse(&[id.to_public().to_string()])
+            .expect("recipient");
+        let mut w = recipients.encrypt_to(Vec::new()).expect("writer");
+        std::io::Write::write_all(&mut w, &zstd(&raw())).expect("write");
+        let sealed = w.finish().expect("sealed");
+        let dir = tempfile::tempdir().expect("dir");
+        let file = dir.path().join("key.txt");
+        std::fs::write(&file, id.to_string().expose_secret()).expect("key");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        encryption::install_identities(Some(
+            encryption::Identities::from_file(&file).expect("identity"),
+        ));
+
+        let store = MemoryStore::new();
+        let mut a = put(
+            &store,
+            "k/good.zst.age",
+            &sealed,
+            raw().len() as u64,
+            "zstd",
+        )
+        .await;
+        encryption::mark_encrypted(&mut a);
+        let mut out = Vec::new();
+        let pass = read_pass(&store, &a, true, Consumer::Writer(&mut out))
+            .await
+            .expect("reads");
+        assert_eq!(pass.decompress_error, None);
+        assert!(out == raw(), "the plaintext comes back");
+
+        // The record matches the damaged bytes, so only decryption (age's per-chunk MAC) can
+        // notice.
+        let mut damaged = sealed.clone();
+        let middle = damaged.len() / 2;
+        damaged[middle] ^= 0x01;
+        let mut a = put(
+            &store,
+            "k/bad.zst.age",
+            &damaged,
+            raw().len() as u64,
+            "zstd",
+        )
+        .await;
+        encryption::mark_encrypted(&mut a);
+        let pass = read_pass(&store, &a, true, Consumer::Discard)
+            .await
+            .expect("reads");
+        assert!(pass.decompress_error.is_some(), "{pass:?}");
+        assert_eq!(pass.sha256, Some(Digest::of(&damaged)));
     }
 
     /// Accepts `left` bytes, then refuses, like a pg_restore that exited early.

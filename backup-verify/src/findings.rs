@@ -84,6 +84,13 @@ pub fn pass_findings(
     out.push(finding(Checksum, "sha256", source, a, status, message));
     if up_to >= Decompress && a.compression == "zstd" {
         let (status, message) = match &pass.decompress_error {
+            Some(e) if backup_core::encryption::is_encrypted(a) => (
+                Failed,
+                format!(
+                    "{label}: age decryption or zstd decompression failed after {} bytes: {e}",
+                    pass.raw_size
+                ),
+            ),
             Some(e) => (
                 Failed,
                 format!(
@@ -96,6 +103,13 @@ pub fn pass_findings(
                 format!(
                     "{label}: decompresses to {} bytes but {} were dumped",
                     pass.raw_size, a.raw_size
+                ),
+            ),
+            None if backup_core::encryption::is_encrypted(a) => (
+                Passed,
+                format!(
+                    "{label}: decrypts and decompresses to {} bytes, age and frame checksums valid",
+                    pass.raw_size
                 ),
             ),
             None => (

@@ -25,6 +25,16 @@ pub async fn verify_backup(
     clock: &dyn Clock,
     host: &str,
 ) -> Result<VerificationRecord> {
+    // Without an identity an encrypted backup can only be checked at level 1 (the stored
+    // ciphertext); the record says why it stopped there.
+    let keyless = backup_core::encryption::manifest_is_encrypted(manifest)
+        && backup_core::encryption::installed_identities().is_none();
+    let asked = requested;
+    let requested = if keyless {
+        requested.min(VerificationLevel::Checksum)
+    } else {
+        requested
+    };
     let mut report = VerificationReport::default();
     for v in verifiers {
         report.merge(v.verify(store, manifest, requested).await?);
@@ -58,7 +68,9 @@ pub async fn verify_backup(
             VerificationLevel::Checksum
         });
     let level_reached = report.level_reached();
-    let limited_by = if level_reached >= Some(requested) {
+    let limited_by = if keyless && asked > requested && level_reached >= Some(requested) {
+        Some(backup_core::encryption::no_identity_reason())
+    } else if level_reached >= Some(requested) {
         None
     } else if requested > max_available {
         Some(format!(
@@ -75,19 +87,49 @@ pub async fn verify_backup(
             .next()
             .or_else(|| Some(format!("no check at level {next} could run")))
     };
-    let passed = report.passed() && level_reached >= Some(required.min(requested));
+    let passed = report.passed() && level_reached >= Some(required.min(asked));
+    let mut extra = serde_json::Map::new();
+    if let Some(fingerprints) = decrypted_with(manifest, level_reached) {
+        extra.insert("decrypted_with".into(), fingerprints.into());
+    }
     Ok(VerificationRecord {
         format_version: 1,
         backup_id: manifest.id.clone(),
         verified_at: clock.now(),
-        level_requested: requested,
+        level_requested: asked,
         level_reached,
         passed,
         limited_by,
         report,
         tool: ToolInfo::current(),
         host: host.to_owned(),
-        extra: serde_json::Map::new(),
+        extra,
+    })
+}
+
+/// The fingerprints of the installed identities that opened an encrypted backup (those the
+/// manifest names as recipients; all of them when it names none), when decryption was proven
+/// (level 2 reached).
+fn decrypted_with(manifest: &Manifest, reached: Option<VerificationLevel>) -> Option<Vec<String>> {
+    use backup_core::encryption::{
+        ManifestEncryption, installed_identities, manifest_is_encrypted,
+    };
+    if !manifest_is_encrypted(manifest) || reached < Some(VerificationLevel::Decompress) {
+        return None;
+    }
+    let installed = installed_identities()?.fingerprints();
+    let recipients = ManifestEncryption::of(manifest)
+        .map(|e| e.recipients)
+        .unwrap_or_default();
+    let matching: Vec<String> = installed
+        .iter()
+        .filter(|f| recipients.contains(f))
+        .cloned()
+        .collect();
+    Some(if matching.is_empty() {
+        installed
+    } else {
+        matching
     })
 }
 

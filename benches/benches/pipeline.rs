@@ -5,7 +5,9 @@
 //!     cargo bench -p benches --bench pipeline
 //!
 //! Not a side-by-side benchmark: the figure is MB/s of raw input on this machine, to compare
-//! versions of the pipeline with each other, not with a baseline.
+//! versions of the pipeline with each other, not with a baseline. The `+age` cases encrypt to
+//! one age recipient after zstd (`[encryption] recipients`), the same data otherwise: their
+//! ratio to the plain case is encryption's cost on the pipeline (target ≤ 1.10×).
 
 use backup_core::pipeline::{PipelineConfig, write_artifact};
 use backup_core::testkit::MemoryStore;
@@ -78,9 +80,13 @@ fn random() -> Vec<u8> {
 
 /// One artifact of 64 MiB written with the default configuration (zstd level 3, one worker per
 /// CPU), as `pre-deploy backup` does.
-#[divan::bench(args = ["compressible", "random"], sample_count = 10, sample_size = 1)]
+#[divan::bench(
+    args = ["compressible", "compressible+age", "random", "random+age"],
+    sample_count = 10,
+    sample_size = 1
+)]
 fn write_artifact_64mib(bencher: Bencher<'_, '_>, data: &str) {
-    let bytes = if data == "random" {
+    let bytes = if data.starts_with("random") {
         random()
     } else {
         compressible()
@@ -89,7 +95,12 @@ fn write_artifact_64mib(bencher: Bencher<'_, '_>, data: &str) {
         .enable_all()
         .build()
         .expect("a tokio runtime");
-    let config = PipelineConfig::default();
+    let mut config = PipelineConfig::default();
+    if data.ends_with("+age") {
+        // A fixed public recipient: encryption needs no secret key.
+        config.recipients =
+            vec!["age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p".into()];
+    }
     bencher.counter(BytesCount::new(SIZE)).bench(|| {
         runtime.block_on(async {
             let store = MemoryStore::new();

@@ -200,6 +200,11 @@ pub enum Command {
         /// usable, else archive)
         #[arg(long, value_name = "LEVEL")]
         level: Option<String>,
+        /// Decrypt with the age identities of FILE (mode 0600) instead of the configured ones,
+        /// proving that this offline recovery key opens the backup; the record names its
+        /// fingerprint (`decrypted_with`)
+        #[arg(long, value_name = "FILE")]
+        recovery_key: Option<std::path::PathBuf>,
     },
     /// Pass (exit 0) only if a backup matching the conditions has a passing verification;
     /// otherwise exit 7 saying what is missing

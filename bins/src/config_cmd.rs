@@ -111,6 +111,30 @@ fn entries(s: &Settings) -> Vec<Entry> {
         json!(s.verify_temp_dir.as_ref().map(|p| p.display().to_string())),
     );
     add("backup.zstd_level", json!(s.pipeline.zstd_level));
+    // Fingerprints, not the recipients themselves: the output is for reading, not copying.
+    let recipients: Vec<String> = s
+        .encryption
+        .recipients
+        .iter()
+        .map(|r| backup_core::encryption::fingerprint(r))
+        .collect();
+    add(
+        "encryption.recipients",
+        if recipients.is_empty() {
+            json!("none (backups are not encrypted)")
+        } else {
+            json!(recipients)
+        },
+    );
+    add(
+        "encryption.identity_file",
+        json!(
+            s.encryption
+                .identity_file
+                .as_ref()
+                .map(|p| p.display().to_string())
+        ),
+    );
     add(
         "retention",
         match &s.retention {

@@ -284,8 +284,22 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
             out.show(&gate.commands().show(backup).await?);
             Ok(0)
         }
-        Command::Verify { backup, all, level } => {
+        Command::Verify {
+            backup,
+            all,
+            level,
+            recovery_key,
+        } => {
             let level = level.as_deref().map(parse_level).transpose()?;
+            if let Some(path) = recovery_key {
+                let ids = backup_core::encryption::Identities::from_file(path).map_err(|e| {
+                    GateError::Usage {
+                        message: format!("--recovery-key: {e}"),
+                    }
+                })?;
+                // Only this key opens the backups now, whatever the configuration names.
+                backup_core::encryption::override_identities(ids);
+            }
             if *all && let Some(code) = all::verify_all(&cli, level, out).await? {
                 return Ok(code);
             }

@@ -204,6 +204,13 @@ impl Output {
         if let Some(u) = &dep.ci_run_url {
             println!("ci run      {u}");
         }
+        if let Some(e) = backup_core::encryption::ManifestEncryption::of(m) {
+            println!(
+                "encrypted   {} to {} (fingerprints; any one of these keys opens it)",
+                e.scheme,
+                e.recipients.join(", ")
+            );
+        }
         for s in &m.sources {
             println!("\nsource {} ({}) {}", s.name, s.kind, s.location);
             if let Some(v) = &s.server_version {
@@ -277,6 +284,10 @@ impl Output {
             );
             if let Some(why) = &r.limited_by {
                 println!("  not level {}: {why}", r.level_requested);
+            }
+            if let Some(keys) = r.extra.get("decrypted_with").and_then(|v| v.as_array()) {
+                let keys: Vec<&str> = keys.iter().filter_map(|k| k.as_str()).collect();
+                println!("  decrypted with the age key {}", keys.join(", "));
             }
         }
     }

@@ -233,7 +233,7 @@ impl Backups<'_> {
         };
         let snapshot_seconds = started.elapsed().as_secs_f64();
 
-        let manifest = Manifest {
+        let mut manifest = Manifest {
             format_version: MANIFEST_FORMAT_VERSION,
             id: id.clone(),
             kind: request.kind,
@@ -247,6 +247,13 @@ impl Backups<'_> {
             expires_at: crate::retention::expiry(created_at, self.setup.expire_in),
             extra: serde_json::Map::new(),
         };
+        if let Ok(Some(recipients)) = self.setup.pipeline.parsed_recipients() {
+            backup_core::encryption::ManifestEncryption {
+                scheme: backup_core::encryption::AGE.into(),
+                recipients: recipients.fingerprints(),
+            }
+            .record(&mut manifest);
+        }
         // Every artifact is stored, the manifest is not: a kill here must leave no backup.
         backup_core::hooks::pause_at("before-manifest").await;
         for guard in [lock, blob_lease].into_iter().flatten() {

@@ -54,6 +54,10 @@ pub struct ConfigFile {
     /// The run lock.
     #[serde(default)]
     pub lock: LockSection,
+    /// `[encryption]`: age recipients new backups are encrypted to, and the identity that
+    /// decrypts them for verification and restores (see `docs/encryption.md`).
+    #[serde(default)]
+    pub encryption: EncryptionSection,
     /// `[notify]`: alerts after a command (see [`crate::Notifier`]).
     #[serde(default)]
     pub notify: crate::notify::NotifySection,
@@ -79,6 +83,46 @@ pub struct LockSection {
     pub ttl: Option<String>,
     /// How long to wait for another run's lock (default `0s`: fail at once with exit 6).
     pub wait: Option<String>,
+}
+
+/// `[encryption]` (and `[env.NAME.encryption]`, whose keys replace these).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EncryptionSection {
+    /// Public age recipients (`age1…`) every artifact of a new backup is encrypted to; unset
+    /// or empty: backups are not encrypted.
+    pub recipients: Option<Vec<String>>,
+    /// A file of age identities (`AGE-SECRET-KEY-1…`, mode 0600) that decrypts backups for
+    /// verification above level 1 and for restores. `PREDEPLOY_AGE_IDENTITY_FILE` overrides it.
+    pub identity_file: Option<String>,
+    /// Leave table names and row counts out of the manifest's plaintext (not supported yet:
+    /// refused when set to true).
+    pub hide_table_names: Option<bool>,
+}
+
+impl EncryptionSection {
+    /// `self` with the keys `over` sets replacing its own.
+    pub fn overridden_by(&self, over: &EncryptionSection) -> EncryptionSection {
+        EncryptionSection {
+            recipients: over.recipients.clone().or_else(|| self.recipients.clone()),
+            identity_file: over
+                .identity_file
+                .clone()
+                .or_else(|| self.identity_file.clone()),
+            hide_table_names: over.hide_table_names.or(self.hide_table_names),
+        }
+    }
+}
+
+/// Encryption at rest, resolved.
+#[derive(Debug, Clone, Default)]
+pub struct EncryptionSettings {
+    /// Public recipients of new backups (also in [`Settings::pipeline`]); empty: off.
+    pub recipients: Vec<String>,
+    /// The identity file, when one is configured (its mode was checked).
+    pub identity_file: Option<PathBuf>,
+    /// The identities read from it: installed process-wide by [`crate::Gate::from_settings`].
+    pub identities: Option<backup_core::encryption::Identities>,
 }
 
 /// `[backup]`.
@@ -155,6 +199,8 @@ pub struct EnvSection {
     pub production: Option<bool>,
     /// Alerts for this environment: its keys replace those of the top-level `[notify]`.
     pub notify: Option<crate::notify::NotifySection>,
+    /// Encryption for this environment: its keys replace those of the top-level `[encryption]`.
+    pub encryption: Option<EncryptionSection>,
 }
 
 /// What the command line says (every field optional: unset means "not given").
@@ -203,8 +249,10 @@ pub struct Settings {
     pub verify_jobs: u32,
     /// Where test restores stage the decompressed archive.
     pub verify_temp_dir: Option<PathBuf>,
-    /// Compression settings.
+    /// Compression (and encryption: [`PipelineConfig::recipients`]) settings.
     pub pipeline: PipelineConfig,
+    /// `[encryption]` (with `[env.NAME.encryption]` over it) and `PREDEPLOY_AGE_IDENTITY_FILE`.
+    pub encryption: EncryptionSettings,
     /// The config file's sections of the registered backends, as written.
     pub backend_sections: BTreeMap<String, toml::Value>,
     /// The environment variables the registered backends read, those that are set.
@@ -540,9 +588,29 @@ impl Settings {
         if let Some(w) = file.backup.zstd_workers {
             pipeline.zstd_workers = w;
         }
+        let encryption_section = match &env_section.encryption {
+            Some(over) => file.encryption.overridden_by(over),
+            None => file.encryption.clone(),
+        };
+        let encryption = encryption_settings(&encryption_section, env, workdir)?;
+        origins.insert(
+            "encryption.recipients",
+            first_origin(&[(!encryption.recipients.is_empty(), &from_file)]),
+        );
+        origins.insert(
+            "encryption.identity_file",
+            first_origin(&[
+                (
+                    env(backup_core::encryption::IDENTITY_FILE_VAR).is_some(),
+                    &|| from_env(backup_core::encryption::IDENTITY_FILE_VAR),
+                ),
+                (encryption_section.identity_file.is_some(), &from_file),
+            ]),
+        );
+        pipeline.recipients = encryption.recipients.clone();
         pipeline
             .validate()
-            .map_err(|e| GateError::usage(e.to_string()))?;
+            .map_err(|e| GateError::usage(format!("[encryption] {e}")))?;
 
         let bucket_concurrency = file
             .buckets
@@ -590,6 +658,7 @@ impl Settings {
             crate::notify::NotifySettings::from_section(&notify_section, &|s| expand_vars(s, env))?;
 
         Ok(Settings {
+            encryption,
             notify,
             s3,
             lock_ttl,
@@ -641,6 +710,40 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+/// `[encryption]` resolved: recipients, and the identity file (the variable over the file's
+/// key, relative to `workdir`) read with its mode checked.
+fn encryption_settings(
+    section: &EncryptionSection,
+    env: EnvLookup<'_>,
+    workdir: &Path,
+) -> Result<EncryptionSettings> {
+    if section.hide_table_names == Some(true) {
+        return Err(GateError::usage(
+            "[encryption] hide_table_names = true is not supported by this version: table names \
+             and row counts stay in the manifest's plaintext (remove the key)",
+        ));
+    }
+    let identity_file = match env(backup_core::encryption::IDENTITY_FILE_VAR) {
+        Some(v) if !v.is_empty() => Some(v),
+        _ => section
+            .identity_file
+            .as_deref()
+            .map(|s| expand_vars(s, env))
+            .transpose()?,
+    }
+    .map(|p| workdir.join(p));
+    let identities = identity_file
+        .as_deref()
+        .map(backup_core::encryption::Identities::from_file)
+        .transpose()
+        .map_err(|e| GateError::usage(e.to_string()))?;
+    Ok(EncryptionSettings {
+        recipients: section.recipients.clone().unwrap_or_default(),
+        identity_file,
+        identities,
+    })
 }
 
 /// [`DEFAULT_STORE`], or [`LEGACY_DEFAULT_STORE`] when that one holds backups of an earlier
@@ -860,6 +963,58 @@ mod tests {
             "[s3]\nendpoint_url = \"x\"\n",
             "[lock]\nttl = \"1s\"\n",
             "[lock]\nwait = \"soon\"\n",
+        ] {
+            let err = resolve(CliOverrides::default(), &[], Some(bad)).expect_err(bad);
+            assert_eq!(err.exit_code(), crate::ExitCode::Usage, "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn encryption_is_set_per_environment_and_a_loose_identity_file_is_refused() {
+        const A: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        const B: &str = "age1t7rxyev2z3rw82stdlrrepyc39nvn86l5078zqkf5uasdy86jp6svpy7pa";
+        let config = format!(
+            "[encryption]\nrecipients = [\"{A}\"]\n[env.production.encryption]\nrecipients = [\"{A}\", \"{B}\"]\n"
+        );
+        let s = resolve(CliOverrides::default(), &[], Some(&config)).expect("resolves");
+        assert_eq!(s.pipeline.recipients, [A]);
+        assert!(s.encryption.identities.is_none());
+        let prod = CliOverrides {
+            env: Some("production".into()),
+            ..CliOverrides::default()
+        };
+        let s = resolve(prod, &[], Some(&config)).expect("resolves");
+        assert_eq!(
+            s.pipeline.recipients,
+            [A, B],
+            "the environment's keys replace"
+        );
+        let s = resolve(CliOverrides::default(), &[], None).expect("resolves");
+        assert!(!s.pipeline.encrypts(), "off by default");
+
+        let dir = tempfile::tempdir().expect("dir");
+        let key = dir.path().join("key.txt");
+        std::fs::write(
+            &key,
+            "AGE-SECRET-KEY-1EGTZVFFV20835NWYV6270LXYVK2VKNX2MMDKWYKLMGR48UAWX40Q2P2LM0\n",
+        )
+        .expect("key");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&key, std::fs::Permissions::from_mode(0o640)).expect("chmod");
+        }
+        let key_text = key.display().to_string();
+        let vars = [(
+            backup_core::encryption::IDENTITY_FILE_VAR,
+            key_text.as_str(),
+        )];
+        let err = resolve(CliOverrides::default(), &vars, Some(&config)).expect_err("refused");
+        assert_eq!(err.exit_code(), crate::ExitCode::Usage, "{err}");
+        assert!(err.to_string().contains("chmod 600"), "{err}");
+        for bad in [
+            "[encryption]\nrecipients = [\"age1nope\"]\n",
+            "[encryption]\nhide_table_names = true\n",
+            "[encryption]\nrecipient = []\n",
         ] {
             let err = resolve(CliOverrides::default(), &[], Some(bad)).expect_err(bad);
             assert_eq!(err.exit_code(), crate::ExitCode::Usage, "{bad}: {err}");

@@ -1,0 +1,631 @@
+//! Encryption at rest (issue 16) against real servers: a PostgreSQL and a MariaDB backup
+//! encrypted to age recipients, verified to level 4 through the key and restored; without a
+//! key verification stops at level 1 and says why; a wrong key, a flipped byte and an identity
+//! file others can read are refused with their exit codes; `verify --recovery-key` proves an
+//! offline key and records which; the runbook's raw `age` commands restore; the secret key
+//! appears in no output, no stored file and no process's argument list.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use age::secrecy::ExposeSecret;
+use predeploy_tests::cli::assert_level_4;
+use predeploy_tests::mysql::MariaDbServer;
+use predeploy_tests::restoring::{content, damage, small_database};
+use predeploy_tests::{Output, PgServer, pre_deploy, run};
+
+/// An age key pair: the identity file (mode 0600) and its public recipient.
+struct Key {
+    file: PathBuf,
+    secret: String,
+    recipient: String,
+}
+
+impl Key {
+    fn new(dir: &Path, name: &str) -> Key {
+        use std::os::unix::fs::PermissionsExt;
+        let id = age::x25519::Identity::generate();
+        let secret = id.to_string().expose_secret().to_owned();
+        let recipient = id.to_public().to_string();
+        let file = dir.join(name);
+        std::fs::write(
+            &file,
+            format!("# created: by the test\n# public key: {recipient}\n{secret}\n"),
+        )
+        .expect("write key");
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
+        Key {
+            file,
+            secret,
+            recipient,
+        }
+    }
+
+    /// `age-fp:` and the first 16 hex digits of the recipient's sha256.
+    fn fingerprint(&self) -> String {
+        use sha2::Digest as _;
+        let hex = hex_of(&sha2::Sha256::digest(self.recipient.as_bytes()));
+        format!("age-fp:{}", &hex[..16])
+    }
+}
+
+fn hex_of(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A working directory with `predeploy.toml`: store `./store`, source `db`, `[encryption]`.
+struct Work {
+    dir: tempfile::TempDir,
+}
+
+impl Work {
+    fn new(source_url: &str, recipients: &[&Key], identity: Option<&Key>) -> Work {
+        let dir = tempfile::tempdir().expect("work dir");
+        let list: Vec<String> = recipients
+            .iter()
+            .map(|k| format!("{:?}", k.recipient))
+            .collect();
+        let mut toml = format!(
+            "store = \"./store\"\n\n[sources]\ndb = {source_url:?}\n\n[encryption]\nrecipients = [{}]\n",
+            list.join(", ")
+        );
+        if let Some(k) = identity {
+            toml.push_str(&format!(
+                "identity_file = {:?}\n",
+                k.file.display().to_string()
+            ));
+        }
+        std::fs::write(dir.path().join("predeploy.toml"), toml).expect("config");
+        Work { dir }
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    fn store(&self) -> PathBuf {
+        self.dir.path().join("store")
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut cmd = pre_deploy();
+        cmd.current_dir(self.path())
+            .args(args)
+            .stdin(Stdio::null())
+            .env("PREDEPLOY_LOCK_TTL", "3s")
+            .env("PREDEPLOY_WAIT_LOCK", "120s");
+        cmd
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        run(&mut self.cmd(args))
+    }
+
+    /// The newest backup's manifest, as `show --json` prints it.
+    fn manifest(&self) -> serde_json::Value {
+        let out = self.run(&["show", "last", "--json"]);
+        out.assert_success();
+        out.json()["manifest"].clone()
+    }
+}
+
+/// Every file under `dir`, read as bytes.
+fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(files(&path));
+        } else if let Ok(bytes) = std::fs::read(&path) {
+            out.push((path, bytes));
+        }
+    }
+    out
+}
+
+fn contains(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// Whether any running process's argument list holds `needle` (what any user can read with `ps`).
+fn in_some_argv(needle: &str) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        std::fs::read(e.path().join("cmdline"))
+            .map(|c| String::from_utf8_lossy(&c).contains(needle))
+            .unwrap_or(false)
+    })
+}
+
+/// Runs `cmd` while a thread samples every process's argv for `needle`; returns the output and
+/// whether it was ever seen.
+fn run_watching_argv(cmd: &mut Command, needle: &str) -> (Output, bool, usize) {
+    let stop = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(AtomicUsize::new(0));
+    let seen = Arc::new(AtomicBool::new(false));
+    let watcher = {
+        let (stop, samples, seen, needle) = (
+            stop.clone(),
+            samples.clone(),
+            seen.clone(),
+            needle.to_owned(),
+        );
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                if in_some_argv(&needle) {
+                    seen.store(true, Ordering::Relaxed);
+                }
+                samples.fetch_add(1, Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        })
+    };
+    let out = run(cmd);
+    stop.store(true, Ordering::Relaxed);
+    watcher.join().expect("watcher");
+    (
+        out,
+        seen.load(Ordering::Relaxed),
+        samples.load(Ordering::Relaxed),
+    )
+}
+
+/// The stored artifacts of the newest backup, by key.
+fn artifact_paths(work: &Work) -> Vec<PathBuf> {
+    let manifest = work.manifest();
+    manifest["sources"]
+        .as_array()
+        .expect("sources")
+        .iter()
+        .flat_map(|s| s["artifacts"].as_array().cloned().unwrap_or_default())
+        .map(|a| work.store().join(a["key"].as_str().expect("key")))
+        .collect()
+}
+
+/// The raw commands of the runbook step "Or without pre-deploy" of `show last --json`.
+fn raw_runbook(work: &Work) -> String {
+    let out = work.run(&["show", "last", "--json"]);
+    out.assert_success();
+    let v = out.json();
+    v["runbook"]["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .find(|s| s["title"].as_str().unwrap_or("").starts_with("Or without"))
+        .expect("a raw step")["commands"]
+        .as_array()
+        .expect("commands")
+        .iter()
+        .map(|c| c.as_str().expect("text").to_owned())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn a_postgres_backup_is_encrypted_verified_to_level_4_through_the_key_and_restored() {
+    let server = PgServer::shared();
+    let db = small_database(server, "agert");
+    let keys = tempfile::tempdir().expect("keys");
+    let key = Key::new(keys.path(), "key.txt");
+    let recovery = Key::new(keys.path(), "recovery.txt");
+    let work = Work::new(&server.url(&db), &[&key, &recovery], Some(&key));
+    let backed_up = content(server, &db);
+
+    let (out, seen, samples) = run_watching_argv(
+        work.cmd(&["-v", "-v", "backup", "--json"])
+            .env("PREDEPLOY_LOG", "trace"),
+        &key.secret,
+    );
+    assert_level_4(&out);
+    assert!(samples > 10, "argv was sampled during the backup");
+    assert!(!seen, "the secret key appeared in some process's argv");
+
+    // The manifest is plaintext, says what can open the backup, and names no key.
+    let manifest = work.manifest();
+    assert_eq!(manifest["encryption"]["scheme"], "age", "{manifest:#}");
+    assert_eq!(
+        manifest["encryption"]["recipients"],
+        serde_json::json!([key.fingerprint(), recovery.fingerprint()]),
+        "{manifest:#}"
+    );
+    let artifacts = artifact_paths(&work);
+    assert!(!artifacts.is_empty());
+    for path in &artifacts {
+        assert!(
+            path.to_string_lossy().ends_with(".zst.age"),
+            "{}",
+            path.display()
+        );
+        let bytes = std::fs::read(path).expect("artifact");
+        assert!(
+            bytes.starts_with(b"age-encryption.org/v1"),
+            "{} is an age file",
+            path.display()
+        );
+        assert!(
+            !contains(&bytes, "item 250"),
+            "no plaintext row in {}",
+            path.display()
+        );
+    }
+
+    // `list` and `show` work with the manifest alone; `show` and `config` name the keys by
+    // fingerprint.
+    work.run(&["list"]).assert_success();
+    let shown = run(work
+        .cmd(&["show", "last"])
+        .env("PREDEPLOY_AGE_IDENTITY_FILE", "/nonexistent/age-key.txt"));
+    // A configured identity file that cannot be read is a configuration error (exit 2).
+    shown.assert_code(2);
+    let shown = work.run(&["show", "last"]);
+    shown.assert_success();
+    assert!(
+        shown.stdout.contains("encrypted   age to") && shown.stdout.contains(&key.fingerprint()),
+        "{}",
+        shown.stdout
+    );
+    let config = work.run(&["config"]);
+    config.assert_success();
+    assert!(
+        config.stdout.contains(&recovery.fingerprint()),
+        "{}",
+        config.stdout
+    );
+    assert!(!config.stdout.contains(&recovery.recipient) && !config.stdout.contains(&key.secret));
+
+    // Restore through the key, after a bad "deploy".
+    damage(server, &db);
+    let restored = work.run(&["restore", "last", "--yes"]);
+    restored.assert_success();
+    assert_eq!(content(server, &db), backed_up, "the backup's data is back");
+
+    // No secret anywhere: outputs, stored files (manifests, records, artifacts), the work dir.
+    for text in [&out.stdout, &out.stderr, &restored.stdout, &restored.stderr] {
+        assert!(!text.contains(&key.secret) && !text.contains(&recovery.secret));
+    }
+    for (path, bytes) in files(&work.store()).into_iter().chain(files(work.path())) {
+        for secret in [&key.secret, &recovery.secret] {
+            assert!(!contains(&bytes, secret), "a key is in {}", path.display());
+        }
+    }
+}
+
+#[test]
+fn a_failed_deploy_is_rolled_back_through_encryption() {
+    let server = PgServer::shared();
+    let db = small_database(server, "agerbk");
+    let before = content(server, &db);
+    let keys = tempfile::tempdir().expect("keys");
+    let key = Key::new(keys.path(), "key.txt");
+    let work = Work::new(&server.url(&db), &[&key], Some(&key));
+    let bad = format!(
+        "{} -X -q -v ON_ERROR_STOP=1 -h {} -p {} -U postgres -d {db} -c 'DELETE FROM notes' && exit 3",
+        server.bin_dir().join("psql").display(),
+        server.socket_dir().display(),
+        server.port()
+    );
+    let out = work.run(&[
+        "run",
+        "--verify-level",
+        "archive",
+        "--rollback-on-failure",
+        "--",
+        "sh",
+        "-c",
+        &bad,
+    ]);
+    out.assert_code(3);
+    out.assert_stderr_contains("rollback done");
+    assert_eq!(content(server, &db), before, "the data is back");
+    // The safety backup of the failed state is encrypted too.
+    let list = work.run(&["list", "--json"]);
+    list.assert_success();
+    let backups = list.json()["backups"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(backups.len(), 2, "{backups:?}");
+    for path in files(&work.store().join("backups")) {
+        if path.0.to_string_lossy().contains("/data/") {
+            assert!(
+                path.1.starts_with(b"age-encryption.org/v1"),
+                "{}",
+                path.0.display()
+            );
+        }
+    }
+}
+
+#[test]
+fn without_an_identity_verification_stops_at_level_1_says_why_and_a_restore_is_refused() {
+    let server = PgServer::shared();
+    let db = small_database(server, "agenokey");
+    let keys = tempfile::tempdir().expect("keys");
+    let key = Key::new(keys.path(), "key.txt");
+    let work = Work::new(&server.url(&db), &[&key], None);
+
+    // The backup is taken and encrypted, but it cannot be verified past level 1 here: exit 4.
+    let out = work.run(&["backup", "--json"]);
+    out.assert_code(4);
+    out.assert_stderr_contains("no age identity");
+    // Level 1 alone, asked for explicitly, passes.
+    let out = work.run(&["verify", "last", "--level", "checksum"]);
+    out.assert_success();
+    let out = work.run(&["verify", "last", "--level", "archive", "--json"]);
+    out.assert_code(4);
+    assert!(
+        out.stderr.contains("no age identity") || out.stdout.contains("no age identity"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+
+    // A restore without a usable key is refused before the target is touched.
+    damage(server, &db);
+    let changed = content(server, &db);
+    let out = work.run(&["restore", "last", "--yes"]);
+    out.assert_code(4);
+    out.assert_stderr_contains("no age identity");
+    assert_eq!(content(server, &db), changed, "the target is untouched");
+
+    // A key that is not a recipient: refused, named by fingerprint.
+    let other = Key::new(keys.path(), "other.txt");
+    let out = run(work
+        .cmd(&["verify", "last"])
+        .env("PREDEPLOY_AGE_IDENTITY_FILE", &other.file));
+    out.assert_code(4);
+    out.assert_stderr_contains("none of the identities");
+    let out = run(work
+        .cmd(&["restore", "last", "--yes"])
+        .env("PREDEPLOY_AGE_IDENTITY_FILE", &other.file));
+    out.assert_code(4);
+    assert_eq!(content(server, &db), changed, "the target is untouched");
+
+    // The right key through the variable opens it.
+    let out = run(work
+        .cmd(&["verify", "last", "--level", "archive"])
+        .env("PREDEPLOY_AGE_IDENTITY_FILE", &key.file));
+    out.assert_success();
+
+    // An identity file group or others can read is a configuration error.
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&other.file, std::fs::Permissions::from_mode(0o644))
+            .expect("chmod");
+    }
+    let out = run(work
+        .cmd(&["verify", "last"])
+        .env("PREDEPLOY_AGE_IDENTITY_FILE", &other.file));
+    out.assert_code(2);
+    out.assert_stderr_contains("chmod 600");
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(&other.secret));
+    }
+}
+
+#[test]
+fn a_flipped_byte_in_the_ciphertext_is_caught_at_level_1() {
+    let server = PgServer::shared();
+    let db = small_database(server, "ageflip");
+    let keys = tempfile::tempdir().expect("keys");
+    let key = Key::new(keys.path(), "key.txt");
+    let work = Work::new(&server.url(&db), &[&key], Some(&key));
+    work.run(&["backup", "--verify-level", "archive"])
+        .assert_success();
+    let dump = artifact_paths(&work)
+        .into_iter()
+        .find(|p| p.to_string_lossy().contains("dump"))
+        .expect("the dump");
+    let mut bytes = std::fs::read(&dump).expect("dump");
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x01;
+    std::fs::write(&dump, bytes).expect("write");
+    let out = work.run(&["verify", "last", "--level", "checksum"]);
+    out.assert_code(4);
+    out.assert_stderr_contains("corrupted");
+}
+
+#[test]
+fn verify_recovery_key_proves_an_offline_key_and_records_which() {
+    let server = PgServer::shared();
+    let db = small_database(server, "agercv");
+    let keys = tempfile::tempdir().expect("keys");
+    let key = Key::new(keys.path(), "key.txt");
+    let recovery = Key::new(keys.path(), "recovery.txt");
+    let work = Work::new(&server.url(&db), &[&key, &recovery], Some(&key));
+    work.run(&["backup", "--verify-level", "archive"])
+        .assert_success();
+
+    let out = work.run(&[
+        "verify",
+        "last",
+        "--level",
+        "restore",
+        "--json",
+        "--recovery-key",
+        &recovery.file.display().to_string(),
+    ]);
+    out.assert_success();
+    let record = &out.json()["verifications"][0];
+    assert_eq!(record["level_reached"], "restore", "{record:#}");
+    assert_eq!(
+        record["decrypted_with"],
+        serde_json::json!([recovery.fingerprint()]),
+        "{record:#}"
+    );
+    let text = work.run(&[
+        "verify",
+        "last",
+        "--level",
+        "archive",
+        "--recovery-key",
+        &recovery.file.display().to_string(),
+    ]);
+    text.assert_success();
+    assert!(
+        text.stdout.contains(&recovery.fingerprint()),
+        "{}",
+        text.stdout
+    );
+
+    // A key that is not a recipient proves nothing: exit 4, even though the configured key
+    // would open the backup.
+    let stranger = Key::new(keys.path(), "stranger.txt");
+    let out = work.run(&[
+        "verify",
+        "last",
+        "--level",
+        "archive",
+        "--recovery-key",
+        &stranger.file.display().to_string(),
+    ]);
+    out.assert_code(4);
+    out.assert_stderr_contains("none of the identities");
+}
+
+#[test]
+fn the_runbook_raw_age_commands_restore_the_backup_when_run_by_bash() {
+    let server = PgServer::shared();
+    let db = small_database(server, "agebook");
+    let keys = tempfile::tempdir().expect("keys");
+    let key = Key::new(keys.path(), "key.txt");
+    let work = Work::new(&server.url(&db), &[&key], Some(&key));
+    work.run(&["backup", "--verify-level", "archive"])
+        .assert_success();
+    let backed_up = content(server, &db);
+    damage(server, &db);
+
+    let raw = raw_runbook(&work);
+    assert!(raw.contains("age -d -i"), "{raw}");
+    assert!(!raw.contains(&key.secret));
+    let path = format!(
+        "{}:{}",
+        server.bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    // Without the variable, the commands stop before changing anything.
+    let out = run(Command::new("bash")
+        .args(["-e", "-c", &raw])
+        .env("PATH", &path)
+        .env_remove("PREDEPLOY_AGE_IDENTITY_FILE")
+        .env("PGHOST", server.socket_dir())
+        .env("PGPORT", server.port().to_string())
+        .env("PGUSER", "postgres"));
+    assert_ne!(out.code, 0);
+    assert!(
+        out.stderr.contains("PREDEPLOY_AGE_IDENTITY_FILE"),
+        "{}",
+        out.stderr
+    );
+
+    let out = run(Command::new("bash")
+        .args(["-e", "-c", &raw])
+        .env("PATH", &path)
+        .env("PREDEPLOY_AGE_IDENTITY_FILE", &key.file)
+        .env("PGHOST", server.socket_dir())
+        .env("PGPORT", server.port().to_string())
+        .env("PGUSER", "postgres"));
+    out.assert_success();
+    assert_eq!(
+        content(server, &db),
+        backed_up,
+        "the raw commands restored it"
+    );
+}
+
+#[test]
+fn a_mariadb_backup_is_encrypted_verified_to_level_4_and_restored_through_the_key() {
+    let server = MariaDbServer::shared();
+    let db = server.create_database("agemy");
+    server.sql(
+        &db,
+        "CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(40)); \
+         INSERT INTO t VALUES (1, 'secret row one'), (2, 'secret row two'), (3, 'three');",
+    );
+    let keys = tempfile::tempdir().expect("keys");
+    let key = Key::new(keys.path(), "key.txt");
+    let work = Work::new(&server.url(&db), &[&key], Some(&key));
+    let (out, seen, _) = run_watching_argv(&mut work.cmd(&["backup", "--json"]), &key.secret);
+    assert_level_4(&out);
+    assert!(!seen, "the secret key appeared in some process's argv");
+    let manifest = work.manifest();
+    assert_eq!(
+        manifest["encryption"]["recipients"],
+        serde_json::json!([key.fingerprint()])
+    );
+    for path in artifact_paths(&work) {
+        let bytes = std::fs::read(&path).expect("artifact");
+        assert!(bytes.starts_with(b"age-encryption.org/v1"));
+        assert!(!contains(&bytes, "secret row one"));
+    }
+    let backed_up = predeploy_tests::mysql::table_hashes(server, &db);
+
+    // `restore` decrypts with the configured key.
+    server.sql(&db, "DELETE FROM t WHERE id = 1");
+    assert_ne!(predeploy_tests::mysql::table_hashes(server, &db), backed_up);
+    work.run(&["restore", "last", "--yes"]).assert_success();
+    assert_eq!(
+        predeploy_tests::mysql::table_hashes(server, &db),
+        backed_up,
+        "restored through the key"
+    );
+
+    // The runbook's raw commands decrypt with the age CLI.
+    server.sql(&db, "UPDATE t SET v = 'changed'");
+    let raw = raw_runbook(&work);
+    assert!(raw.contains("age -d -i"), "{raw}");
+    assert!(!raw.contains(&key.secret) && !raw.contains(server.password()));
+    let home = tempfile::tempdir().expect("home");
+    std::fs::write(
+        home.path().join(".my.cnf"),
+        format!("[client]\npassword=\"{}\"\n", server.password()),
+    )
+    .expect("write .my.cnf");
+    let out = run(Command::new("bash")
+        .args(["-e", "-o", "pipefail", "-c", &raw])
+        .env("HOME", home.path())
+        .env("PREDEPLOY_AGE_IDENTITY_FILE", &key.file));
+    out.assert_success();
+    assert_eq!(
+        predeploy_tests::mysql::table_hashes(server, &db),
+        backed_up,
+        "the raw commands restored it"
+    );
+    // They saved the state before the restore first; leave nothing behind in /tmp.
+    for line in raw.lines() {
+        if let Some(file) = line.split_whitespace().find_map(|w| {
+            w.strip_prefix("'--result-file=")
+                .or(w.strip_prefix("--result-file="))
+        }) {
+            let _ = std::fs::remove_file(file.trim_end_matches('\''));
+        }
+    }
+
+    // An empty variable is no setting: the config file's identity is used.
+    let out = run(work
+        .cmd(&["verify", "last", "--level", "archive"])
+        .env("PREDEPLOY_AGE_IDENTITY_FILE", ""));
+    out.assert_success();
+    for text in [&out.stdout, &out.stderr] {
+        assert!(!text.contains(&key.secret));
+    }
+}
+
+#[test]
+fn bucket_and_directory_sources_are_refused_under_encryption_with_exit_2() {
+    let keys = tempfile::tempdir().expect("keys");
+    let key = Key::new(keys.path(), "key.txt");
+    let data = tempfile::tempdir().expect("data");
+    std::fs::write(data.path().join("a.txt"), "hello").expect("file");
+    let work = Work::new(&data.path().display().to_string(), &[&key], Some(&key));
+    let out = work.run(&["backup"]);
+    out.assert_code(2);
+    out.assert_stderr_contains("cannot encrypt bucket and directory");
+}
