@@ -30,6 +30,7 @@ pub mod disk;
 pub mod docker;
 pub mod encryption;
 mod error;
+pub mod hidden_stats;
 pub mod hooks;
 mod id;
 pub mod layout;

@@ -140,15 +140,35 @@ pub struct SourceStats {
     /// A versioned fingerprint of owners and grants, compared when a restore keeps them.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privileges_fingerprint: Option<String>,
+    /// How many tables were counted, when `tables` is kept out of the manifest (`[encryption]
+    /// hide_table_names`: the names and counts are in the source's encrypted stats artifact).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_tables: Option<u64>,
+    /// Their total rows, when `tables` is kept out of the manifest (see `counted_tables`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub counted_rows: Option<u64>,
     /// Fields from newer versions.
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
 
 impl SourceStats {
-    /// Sum of all table row counts.
+    /// Sum of all table row counts (`counted_rows` when the tables are kept out of the
+    /// manifest).
     pub fn total_rows(&self) -> u64 {
-        self.tables.iter().map(|t| t.rows).sum()
+        match (self.tables.is_empty(), self.counted_rows) {
+            (true, Some(rows)) => rows,
+            _ => self.tables.iter().map(|t| t.rows).sum(),
+        }
+    }
+
+    /// Number of tables counted (`counted_tables` when the tables are kept out of the
+    /// manifest).
+    pub fn table_count(&self) -> u64 {
+        match (self.tables.is_empty(), self.counted_tables) {
+            (true, Some(n)) => n,
+            _ => self.tables.len() as u64,
+        }
     }
 }
 

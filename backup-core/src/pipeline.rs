@@ -38,6 +38,9 @@ pub struct PipelineConfig {
     /// age recipients (`age1…`, public keys) to encrypt every artifact to after compression;
     /// empty: artifacts are stored unencrypted. See [`crate::encryption`].
     pub recipients: Vec<String>,
+    /// `[encryption] hide_table_names`: the gate seals each new source's table names and row
+    /// counts into an encrypted stats artifact (see [`crate::hidden_stats`]).
+    pub hide_table_names: bool,
 }
 
 impl Default for PipelineConfig {
@@ -49,6 +52,7 @@ impl Default for PipelineConfig {
             read_chunk: 256 * 1024,
             write_chunk: 1024 * 1024,
             recipients: Vec::new(),
+            hide_table_names: false,
         }
     }
 }

@@ -294,7 +294,7 @@ impl PgInspector {
             object_counts,
             schema_fingerprint: Some(listing.fingerprint()),
             privileges_fingerprint: Some(listing.privileges_fingerprint()),
-            extra: serde_json::Map::new(),
+            ..SourceStats::default()
         };
         Ok((stats, listing))
     }

@@ -49,5 +49,5 @@ mod test_support;
 pub use artifact::{Consumer, PassResult, read_pass, stream_prefix};
 pub use findings::{finding, generic_findings, pass_findings};
 pub use record::verify_backup;
-pub use small::{count_differences, read_small_text};
+pub use small::{count_differences, read_small_text, reveal_stats};
 pub use staging::{StagedArchive, stage_archive, staging_space_problem};

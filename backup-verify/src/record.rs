@@ -1,7 +1,7 @@
 //! Running the ladder over a backup and turning the result into a [`VerificationRecord`].
 
 use backup_core::{
-    Clock, DynVerifier, FindingStatus, Manifest, Result, Store, ToolInfo, VerificationLevel,
+    Clock, DynVerifier, Finding, FindingStatus, Manifest, Result, Store, ToolInfo, VerificationLevel,
     VerificationRecord, VerificationReport,
 };
 
@@ -36,8 +36,44 @@ pub async fn verify_backup(
         requested
     };
     let mut report = VerificationReport::default();
+    // Hidden table details (`hide_table_names`) are read back from their encrypted artifact so
+    // levels 3–4 compare against them as without the option.
+    let hidden = manifest
+        .sources
+        .iter()
+        .any(backup_core::hidden_stats::is_hidden);
+    let revealed = match hidden && !keyless && requested > VerificationLevel::Checksum {
+        true => match crate::small::reveal_stats(store, manifest).await {
+            Ok(m) => Some(m),
+            Err(why) => {
+                report.findings.push(Finding {
+                    level: VerificationLevel::Decompress,
+                    check: "stats-artifact".into(),
+                    source: None,
+                    artifact: None,
+                    status: FindingStatus::Failed,
+                    message: format!("cannot read the encrypted table statistics: {why}"),
+                });
+                None
+            }
+        },
+        false => None,
+    };
+    let full = revealed.as_ref().unwrap_or(manifest);
     for v in verifiers {
-        report.merge(v.verify(store, manifest, requested).await?);
+        report.merge(v.verify(store, full, requested).await?);
+    }
+    if let Some(full) = &revealed {
+        // The record is stored in plaintext next to the manifest: it names no table either.
+        let tables: Vec<_> = full
+            .sources
+            .iter()
+            .filter(|s| backup_core::hidden_stats::is_hidden(s))
+            .flat_map(|s| s.stats.tables.iter().cloned())
+            .collect();
+        for f in &mut report.findings {
+            f.message = backup_core::hidden_stats::hide_names(&f.message, &tables);
+        }
     }
     // Levels 1–2 need no knowledge of the format: every artifact of a source that no verifier
     // claims gets them here.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
-use backup_core::{ArtifactMeta, Store, TableStat};
+use backup_core::{ArtifactMeta, Manifest, Store, TableStat};
 use tokio::io::AsyncWrite;
 
 use crate::artifact::{Consumer, read_pass};
@@ -42,6 +42,37 @@ pub async fn read_small_text(
         return Err(format!("{} is damaged", artifact.name));
     }
     String::from_utf8(buffer.bytes).map_err(|_| format!("{} is not UTF-8", artifact.name))
+}
+
+/// `manifest` with the table details of every source whose details are hidden
+/// (`[encryption] hide_table_names`) read back from its encrypted stats artifact (see
+/// [`backup_core::hidden_stats`]); sources without hidden details are left as they are. Needs
+/// the identity (installed with [`backup_core::encryption::install_identities`]).
+///
+/// # Errors
+///
+/// Why a source's stats artifact could not be read (missing, damaged, no identity that opens
+/// it, not a stats document), naming the source and the artifact.
+pub async fn reveal_stats(store: &dyn Store, manifest: &Manifest) -> Result<Manifest, String> {
+    use backup_core::hidden_stats;
+    let mut revealed = manifest.clone();
+    for source in revealed.sources.iter_mut() {
+        if !hidden_stats::is_hidden(source) {
+            continue;
+        }
+        let Some(artifact) = hidden_stats::stats_artifact(source).cloned() else {
+            return Err(format!(
+                "source {}: its table statistics are marked encrypted but the manifest lists no {} artifact",
+                source.name,
+                hidden_stats::STATS_FILE
+            ));
+        };
+        let text = read_small_text(store, &artifact, hidden_stats::MAX_STATS_BYTES)
+            .await
+            .map_err(|e| format!("source {}: {e}", source.name))?;
+        hidden_stats::reveal(source, &text)?;
+    }
+    Ok(revealed)
 }
 
 /// Every table whose restored count differs from the recorded one, named (by `name`) with both

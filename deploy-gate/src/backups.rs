@@ -204,13 +204,16 @@ impl Backups<'_> {
         };
         let snapshots = try_join_all(self.setup.snapshotters.iter().map(|s| async move {
             let t = Instant::now();
-            let m = s.snapshot(ctx).await?;
+            let mut m = s.snapshot(ctx).await?;
+            if ctx.pipeline.hide_table_names {
+                backup_core::hidden_stats::seal(&ctx, &mut m).await?;
+            }
             tracing::info!(
                 "stored {}: {} in {:.1}s ({} tables, {} rows)",
                 s.source_name(),
                 human_bytes(m.stored_size()),
                 t.elapsed().as_secs_f64(),
-                m.stats.tables.len(),
+                m.stats.table_count(),
                 m.stats.total_rows()
             );
             Ok::<_, backup_core::Error>(m)

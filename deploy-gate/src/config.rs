@@ -95,8 +95,9 @@ pub struct EncryptionSection {
     /// A file of age identities (`AGE-SECRET-KEY-1…`, mode 0600) that decrypts backups for
     /// verification above level 1 and for restores. `PREDEPLOY_AGE_IDENTITY_FILE` overrides it.
     pub identity_file: Option<String>,
-    /// Leave table names and row counts out of the manifest's plaintext (not supported yet:
-    /// refused when set to true).
+    /// Keep table names and per-table row counts out of the manifest's plaintext: they go to
+    /// an encrypted stats artifact of each source (see `backup_core::hidden_stats`). Needs
+    /// `recipients`.
     pub hide_table_names: Option<bool>,
 }
 
@@ -119,6 +120,8 @@ impl EncryptionSection {
 pub struct EncryptionSettings {
     /// Public recipients of new backups (also in [`Settings::pipeline`]); empty: off.
     pub recipients: Vec<String>,
+    /// `hide_table_names = true` (also in [`Settings::pipeline`]).
+    pub hide_table_names: bool,
     /// The identity file, when one is configured (its mode was checked).
     pub identity_file: Option<PathBuf>,
     /// The identities read from it: installed process-wide by [`crate::Gate::from_settings`].
@@ -608,6 +611,7 @@ impl Settings {
             ]),
         );
         pipeline.recipients = encryption.recipients.clone();
+        pipeline.hide_table_names = encryption.hide_table_names;
         pipeline
             .validate()
             .map_err(|e| GateError::usage(format!("[encryption] {e}")))?;
@@ -719,10 +723,11 @@ fn encryption_settings(
     env: EnvLookup<'_>,
     workdir: &Path,
 ) -> Result<EncryptionSettings> {
-    if section.hide_table_names == Some(true) {
+    let recipients = section.recipients.clone().unwrap_or_default();
+    if section.hide_table_names == Some(true) && recipients.is_empty() {
         return Err(GateError::usage(
-            "[encryption] hide_table_names = true is not supported by this version: table names \
-             and row counts stay in the manifest's plaintext (remove the key)",
+            "[encryption] hide_table_names = true needs [encryption] recipients: without \
+             encryption the dump itself holds the table names (set recipients, or remove the key)",
         ));
     }
     let identity_file = match env(backup_core::encryption::IDENTITY_FILE_VAR) {
@@ -740,7 +745,8 @@ fn encryption_settings(
         .transpose()
         .map_err(|e| GateError::usage(e.to_string()))?;
     Ok(EncryptionSettings {
-        recipients: section.recipients.clone().unwrap_or_default(),
+        recipients,
+        hide_table_names: section.hide_table_names == Some(true),
         identity_file,
         identities,
     })
