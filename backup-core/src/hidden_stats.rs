@@ -129,9 +129,7 @@ pub async fn seal(ctx: &SnapshotContext<'_>, source: &mut SourceManifest) -> Res
         file: STATS_FILE,
         format: STATS_FORMAT,
     };
-    let meta = ctx
-        .write_artifact(spec, std::io::Cursor::new(json))
-        .await?;
+    let meta = ctx.write_artifact(spec, std::io::Cursor::new(json)).await?;
     source.artifacts.push(meta);
     let tables = std::mem::take(&mut source.stats.tables);
     source.notes = source
@@ -206,7 +204,10 @@ mod tests {
         assert_eq!((public.table_count(), public.total_rows()), (2, 12));
         assert_eq!(public.schema_fingerprint, full.schema_fingerprint);
         let json = serde_json::to_string(&public).expect("json");
-        assert!(!json.contains("orders") && !json.contains("items"), "{json}");
+        assert!(
+            !json.contains("orders") && !json.contains("items"),
+            "{json}"
+        );
         assert!(json.contains("\"counted_tables\":2"), "{json}");
         // Old manifests (no counted_* fields) still count their tables.
         assert_eq!((full.table_count(), full.total_rows()), (2, 12));

@@ -1,8 +1,8 @@
 //! Running the ladder over a backup and turning the result into a [`VerificationRecord`].
 
 use backup_core::{
-    Clock, DynVerifier, Finding, FindingStatus, Manifest, Result, Store, ToolInfo, VerificationLevel,
-    VerificationRecord, VerificationReport,
+    Clock, DynVerifier, Finding, FindingStatus, Manifest, Result, Store, ToolInfo,
+    VerificationLevel, VerificationRecord, VerificationReport,
 };
 
 use crate::findings::generic_findings;

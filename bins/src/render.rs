@@ -178,7 +178,8 @@ impl Output {
     pub fn show(&self, d: &BackupDetails) {
         if self.json {
             print_json(
-                &json!({ "manifest": d.manifest, "verifications": d.verifications, "runbook": d.runbook }),
+                &json!({ "manifest": d.manifest, "verifications": d.verifications, "runbook": d.runbook,
+                        "hidden_tables": d.hidden_tables }),
             );
             return;
         }
@@ -221,10 +222,31 @@ impl Output {
             }
             println!(
                 "  {} tables, {} rows; schema {}",
-                s.stats.tables.len(),
+                s.stats.table_count(),
                 s.stats.total_rows(),
                 s.stats.schema_fingerprint.as_deref().unwrap_or("-")
             );
+            if backup_core::hidden_stats::is_hidden(s)
+                && let Some(h) = &d.hidden_tables
+            {
+                match h.decrypted.get(s.name.as_str()) {
+                    Some(tables) => {
+                        println!(
+                            "  tables (decrypted from {}):",
+                            backup_core::hidden_stats::STATS_FILE
+                        );
+                        for t in tables {
+                            println!("    {}.{}  {} rows", t.schema, t.name, t.rows);
+                        }
+                    }
+                    None => println!(
+                        "  {}",
+                        h.encrypted
+                            .as_deref()
+                            .unwrap_or("table names and row counts are encrypted")
+                    ),
+                }
+            }
             for a in &s.artifacts {
                 println!(
                     "  {:<18} {:>10} stored ({} raw)  {}",

@@ -34,6 +34,20 @@ pub struct BackupDetails {
     pub verifications: Vec<VerificationRecord>,
     /// How to roll back to it.
     pub runbook: Runbook,
+    /// The tables of sources whose table details are encrypted (`[encryption]
+    /// hide_table_names`): read back with the identity, or why not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hidden_tables: Option<HiddenTables>,
+}
+
+/// The table details `show` read back from encrypted stats artifacts.
+#[derive(Debug, Clone, Serialize)]
+pub struct HiddenTables {
+    /// Per source: its tables with their exact row counts, when they could be decrypted.
+    pub decrypted: std::collections::BTreeMap<String, Vec<backup_core::TableStat>>,
+    /// Why they are not shown, when they are not (no identity, or it does not open them).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub encrypted: Option<String>,
 }
 
 impl Inventory<'_> {
@@ -198,11 +212,47 @@ impl Inventory<'_> {
                 source,
             })?;
         let runbook = self.runbook(&manifest);
+        let hidden_tables = self.hidden_tables(&manifest).await;
         Ok(BackupDetails {
             manifest,
             verifications,
             runbook,
+            hidden_tables,
         })
+    }
+
+    /// The encrypted table details of `manifest`, decrypted when an identity is installed
+    /// (`None` when no source hides them).
+    async fn hidden_tables(&self, manifest: &Manifest) -> Option<HiddenTables> {
+        use backup_core::hidden_stats::is_hidden;
+        if !manifest.sources.iter().any(is_hidden) {
+            return None;
+        }
+        if backup_core::encryption::installed_identities().is_none() {
+            return Some(HiddenTables {
+                decrypted: Default::default(),
+                encrypted: Some(
+                    "table names and row counts are encrypted (hide_table_names): give the age identity to show them".into(),
+                ),
+            });
+        }
+        Some(
+            match backup_verify::reveal_stats(self.scope.store.as_ref(), manifest).await {
+                Ok(full) => HiddenTables {
+                    decrypted: full
+                        .sources
+                        .into_iter()
+                        .filter(is_hidden)
+                        .map(|s| (s.name.to_string(), s.stats.tables))
+                        .collect(),
+                    encrypted: None,
+                },
+                Err(why) => HiddenTables {
+                    decrypted: Default::default(),
+                    encrypted: Some(format!("table names and row counts are encrypted: {why}")),
+                },
+            },
+        )
     }
 }
 

@@ -18,6 +18,22 @@ impl Restores<'_> {
     ///   not enough free space.
     pub async fn plan_restore(&self, request: &RestoreRequest) -> Result<RestorePlan> {
         let manifest = self.inventory().resolve_restorable(&request.backup).await?;
+        // Hidden table details (`hide_table_names`) are read back for the restore's
+        // comparison; without an identity the restore's verification refuses the backup.
+        let manifest = match backup_core::encryption::installed_identities().is_some()
+            && manifest
+                .sources
+                .iter()
+                .any(backup_core::hidden_stats::is_hidden)
+        {
+            true => backup_verify::reveal_stats(self.scope().store.as_ref(), &manifest)
+                .await
+                .map_err(|why| GateError::Verification {
+                    id: manifest.id.to_string(),
+                    summary: format!("cannot read the encrypted table statistics: {why}"),
+                })?,
+            false => manifest,
+        };
         let source = pick_source(&manifest, request.source.as_deref())?;
         let backend = self.scope().backends.for_kind(&source.kind);
         let Some((backend, restorer)) = backend.and_then(|b| Some((b, b.restorer()?))) else {
