@@ -629,3 +629,165 @@ fn bucket_and_directory_sources_are_refused_under_encryption_with_exit_2() {
     out.assert_code(2);
     out.assert_stderr_contains("cannot encrypt bucket and directory");
 }
+
+/// Every number and every string in a JSON document.
+fn json_leaves(v: &serde_json::Value, numbers: &mut Vec<u64>, strings: &mut Vec<String>) {
+    match v {
+        serde_json::Value::Number(n) => numbers.extend(n.as_u64()),
+        serde_json::Value::String(s) => strings.push(s.clone()),
+        serde_json::Value::Array(a) => a.iter().for_each(|x| json_leaves(x, numbers, strings)),
+        serde_json::Value::Object(o) => o.iter().for_each(|(k, x)| {
+            strings.push(k.clone());
+            json_leaves(x, numbers, strings);
+        }),
+        _ => {}
+    }
+}
+
+/// The manifest file of the newest backup, read raw from the store directory.
+fn raw_manifest(work: &Work) -> (PathBuf, String) {
+    let id = work.manifest()["id"].as_str().expect("id").to_owned();
+    let (path, bytes) = files(&work.store())
+        .into_iter()
+        .find(|(p, _)| {
+            p.to_string_lossy().contains(&id) && p.file_name().is_some_and(|n| n == "manifest.json")
+        })
+        .expect("the manifest file");
+    (path, String::from_utf8(bytes).expect("utf-8"))
+}
+
+#[test]
+fn hide_table_names_keeps_names_and_counts_out_of_the_plaintext_and_verifies_to_level_4() {
+    const NAMES: [&str; 3] = ["zqpatient_records", "zqsalary_bands", "zqledger"];
+    let server = PgServer::shared();
+    let db = server.create_database("agehide");
+    server.psql(
+        &db,
+        "CREATE SCHEMA zqledger;
+         CREATE TABLE zqledger.zqpatient_records (id int PRIMARY KEY, note text);
+         INSERT INTO zqledger.zqpatient_records SELECT g, 'record ' || g FROM generate_series(1, 1237) g;
+         CREATE TABLE zqsalary_bands (id int PRIMARY KEY, band int);
+         INSERT INTO zqsalary_bands SELECT g, g % 7 FROM generate_series(1, 4211) g;",
+    );
+    let keys = tempfile::tempdir().expect("keys");
+    let key = Key::new(keys.path(), "key.txt");
+    // No identity in the configuration: commands get it through the variable, or go without.
+    let work = Work::new(&server.url(&db), &[&key], None);
+    let config = work.path().join("predeploy.toml");
+    let mut toml = std::fs::read_to_string(&config).expect("config");
+    toml.push_str("hide_table_names = true\n");
+    std::fs::write(&config, toml).expect("config");
+    let with_key =
+        |args: &[&str]| run(work.cmd(args).env("PREDEPLOY_AGE_IDENTITY_FILE", &key.file));
+    let backed_up = content(server, &db);
+
+    let out = with_key(&["backup", "--json", "--verify-level", "restore"]);
+    assert_level_4(&out);
+
+    // The manifest as stored: no table name, no per-table count; the number of tables, their
+    // total rows and a stats artifact instead.
+    let (path, text) = raw_manifest(&work);
+    for name in NAMES {
+        assert!(
+            !text.contains(name),
+            "{name} in {}:\n{text}",
+            path.display()
+        );
+    }
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let (mut numbers, mut strings) = (Vec::new(), Vec::new());
+    json_leaves(&manifest, &mut numbers, &mut strings);
+    for count in [1237, 4211] {
+        assert!(!numbers.contains(&count), "row count {count} in {text}");
+    }
+    let source = &manifest["sources"][0];
+    assert_eq!(source["stats_encrypted"], true, "{text}");
+    assert_eq!(source["stats"]["counted_tables"], 2, "{text}");
+    assert_eq!(source["stats"]["counted_rows"], 1237 + 4211, "{text}");
+    assert!(source["stats"].get("tables").is_none(), "{text}");
+    let stats = source["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .find(|a| a["name"] == "stats.json.zst")
+        .expect("a stats artifact");
+    assert!(
+        stats["key"].as_str().expect("key").ends_with(".age"),
+        "{stats}"
+    );
+    // Nothing else in the store names a table either (records, the artifacts' ciphertext).
+    for (path, bytes) in files(&work.store()) {
+        for name in NAMES {
+            assert!(!contains(&bytes, name), "{name} in {}", path.display());
+        }
+    }
+
+    // `list` and `show` work without a key; `show` says the details are encrypted.
+    work.run(&["list"]).assert_success();
+    let shown = work.run(&["show", "last"]);
+    shown.assert_success();
+    assert!(
+        shown.stdout.contains("2 tables, 5448 rows")
+            && shown
+                .stdout
+                .contains("table names and row counts are encrypted"),
+        "{}",
+        shown.stdout
+    );
+    for name in NAMES {
+        assert!(!shown.stdout.contains(name), "{}", shown.stdout);
+    }
+    // With the key, `show` decrypts them.
+    let shown = with_key(&["show", "last"]);
+    shown.assert_success();
+    assert!(
+        shown
+            .stdout
+            .contains("zqledger.zqpatient_records  1237 rows")
+            && shown.stdout.contains("public.zqsalary_bands  4211 rows"),
+        "{}",
+        shown.stdout
+    );
+
+    // Without a key verification stops at level 1 and says why.
+    work.run(&["verify", "last", "--level", "checksum"])
+        .assert_success();
+    let out = work.run(&["verify", "last", "--level", "restore"]);
+    out.assert_code(4);
+    assert!(
+        out.stderr.contains("no age identity") || out.stdout.contains("no age identity"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    // With it, to level 4 again: the counts compared are those of the encrypted artifact.
+    let out = with_key(&["verify", "last", "--level", "restore", "--json"]);
+    out.assert_success();
+    let record = &out.json()["verifications"][0];
+    assert_eq!(record["level_reached"], "restore", "{record:#}");
+    for check in ["row-counts", "pg-restore-toc"] {
+        assert_eq!(
+            predeploy_tests::cli::finding(record, check)["status"],
+            "passed",
+            "{record:#}"
+        );
+    }
+
+    // A damaged stats artifact fails verification (level 1, its checksum).
+    let stats_path = work.store().join(stats["key"].as_str().expect("key"));
+    let mut bytes = std::fs::read(&stats_path).expect("stats artifact");
+    let original = bytes.clone();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0x01;
+    std::fs::write(&stats_path, &bytes).expect("damage");
+    with_key(&["verify", "last", "--level", "archive"]).assert_code(4);
+    std::fs::write(&stats_path, &original).expect("repair");
+
+    // Restore through the key, after a bad "deploy".
+    server.psql(
+        &db,
+        "DELETE FROM zqsalary_bands WHERE id > 4000; UPDATE zqledger.zqpatient_records SET note = 'x';",
+    );
+    with_key(&["restore", "last", "--yes"]).assert_success();
+    assert_eq!(content(server, &db), backed_up, "the backup's data is back");
+}
