@@ -791,3 +791,62 @@ fn hide_table_names_keeps_names_and_counts_out_of_the_plaintext_and_verifies_to_
     with_key(&["restore", "last", "--yes"]).assert_success();
     assert_eq!(content(server, &db), backed_up, "the backup's data is back");
 }
+
+#[test]
+fn hide_table_names_with_mariadb_hides_names_in_counts_and_notes_and_restores() {
+    const NAMES: [&str; 2] = ["zqmy_invoices", "zqmy_audit_trail"];
+    let server = MariaDbServer::shared();
+    let db = server.create_database("agehidemy");
+    server.sql(
+        &db,
+        "CREATE TABLE zqmy_invoices (id INT PRIMARY KEY, v VARCHAR(40)); \
+         INSERT INTO zqmy_invoices VALUES (1, 'one'), (2, 'two'), (3, 'three'); \
+         CREATE TABLE zqmy_audit_trail (id INT PRIMARY KEY) ENGINE=MyISAM; \
+         INSERT INTO zqmy_audit_trail VALUES (1), (2), (3), (4), (5), (6), (7);",
+    );
+    let keys = tempfile::tempdir().expect("keys");
+    let key = Key::new(keys.path(), "key.txt");
+    let work = Work::new(&server.url(&db), &[&key], Some(&key));
+    let config = work.path().join("predeploy.toml");
+    let mut toml = std::fs::read_to_string(&config).expect("config");
+    toml.push_str("hide_table_names = true\n");
+    std::fs::write(&config, toml).expect("config");
+
+    let out = work.run(&["backup", "--json", "--verify-level", "restore"]);
+    assert_level_4(&out);
+    let (path, text) = raw_manifest(&work);
+    for name in NAMES {
+        assert!(
+            !text.contains(name),
+            "{name} in {}:\n{text}",
+            path.display()
+        );
+    }
+    let manifest: serde_json::Value = serde_json::from_str(&text).expect("json");
+    let source = &manifest["sources"][0];
+    assert_eq!(source["stats_encrypted"], true, "{text}");
+    assert_eq!(source["stats"]["counted_tables"], 2, "{text}");
+    assert_eq!(source["stats"]["counted_rows"], 10, "{text}");
+    for (path, bytes) in files(&work.store()) {
+        for name in NAMES {
+            assert!(!contains(&bytes, name), "{name} in {}", path.display());
+        }
+    }
+    // With the key (configured here), `show` has the details back.
+    let shown = work.run(&["show", "last"]);
+    shown.assert_success();
+    assert!(
+        shown.stdout.contains("zqmy_audit_trail  7 rows"),
+        "{}",
+        shown.stdout
+    );
+
+    let backed_up = predeploy_tests::mysql::table_hashes(server, &db);
+    server.sql(&db, "DELETE FROM zqmy_invoices WHERE id = 1");
+    work.run(&["restore", "last", "--yes"]).assert_success();
+    assert_eq!(
+        predeploy_tests::mysql::table_hashes(server, &db),
+        backed_up,
+        "restored through the key"
+    );
+}
