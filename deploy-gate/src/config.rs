@@ -997,6 +997,7 @@ mod tests {
         );
         let s = resolve(CliOverrides::default(), &[], None).expect("resolves");
         assert!(!s.pipeline.encrypts(), "off by default");
+        assert!(!s.pipeline.hide_table_names, "off by default");
 
         let dir = tempfile::tempdir().expect("dir");
         let key = dir.path().join("key.txt");
@@ -1025,6 +1026,32 @@ mod tests {
             let err = resolve(CliOverrides::default(), &[], Some(bad)).expect_err(bad);
             assert_eq!(err.exit_code(), crate::ExitCode::Usage, "{bad}: {err}");
         }
+    }
+
+    #[test]
+    fn hide_table_names_is_set_per_environment_and_needs_recipients() {
+        const A: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+        let config = format!(
+            "[encryption]\nrecipients = [\"{A}\"]\n[env.production.encryption]\nhide_table_names = true\n[env.staging.encryption]\nrecipients = []\nhide_table_names = true\n"
+        );
+        let s = resolve(CliOverrides::default(), &[], Some(&config)).expect("resolves");
+        assert!(!s.pipeline.hide_table_names && !s.encryption.hide_table_names);
+        let env = |name: &str| CliOverrides {
+            env: Some(name.into()),
+            ..CliOverrides::default()
+        };
+        let s = resolve(env("production"), &[], Some(&config)).expect("resolves");
+        assert!(
+            s.pipeline.hide_table_names,
+            "the environment's key replaces"
+        );
+        assert_eq!(s.pipeline.recipients, [A], "the top-level recipients stay");
+        let err = resolve(env("staging"), &[], Some(&config)).expect_err("no recipients");
+        assert_eq!(err.exit_code(), crate::ExitCode::Usage, "{err}");
+        assert!(
+            err.to_string().contains("needs [encryption] recipients"),
+            "{err}"
+        );
     }
 
     #[test]
