@@ -279,6 +279,122 @@ mod tests {
         assert!(record.passed, "{:?}", record.limited_by);
     }
 
+    /// Claims source `a` and fails naming every table of its stats (as a row-count comparison
+    /// that found them missing would).
+    #[derive(Debug)]
+    struct NamesTables;
+
+    #[async_trait]
+    impl Verifier for NamesTables {
+        fn name(&self) -> &str {
+            "names-tables"
+        }
+        fn max_level(&self) -> VerificationLevel {
+            VerificationLevel::Archive
+        }
+        fn claims(&self, source: &SourceManifest) -> bool {
+            source.name.as_str() == "a"
+        }
+        async fn verify(
+            &self,
+            _: &dyn Store,
+            manifest: &Manifest,
+            _: VerificationLevel,
+        ) -> Result<VerificationReport> {
+            let tables = &manifest.source("a").expect("a").stats.tables;
+            let names: Vec<String> = tables
+                .iter()
+                .map(|t| format!("{}.{} ({} rows)", t.schema, t.name, t.rows))
+                .collect();
+            Ok(VerificationReport {
+                findings: vec![backup_core::Finding {
+                    level: VerificationLevel::Archive,
+                    check: "toc".into(),
+                    source: Some("a".into()),
+                    artifact: None,
+                    status: FindingStatus::Failed,
+                    message: format!("{} tables missing: {}", tables.len(), names.join(", ")),
+                }],
+                ..Default::default()
+            })
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn hidden_table_details_are_read_back_for_the_verifiers_and_kept_out_of_the_record() {
+        let store = MemoryStore::new();
+        let mut m = manifest(&store).await;
+        let pipeline = PipelineConfig {
+            hide_table_names: true,
+            ..PipelineConfig::default()
+        };
+        let ctx = SnapshotContext {
+            store: &store,
+            backup_id: &m.id.clone(),
+            environment: "default",
+            pipeline: &pipeline,
+        };
+        let a = &mut m.sources[0];
+        a.stats.tables = vec![backup_core::TableStat {
+            schema: "public".into(),
+            name: "zq_secret_table".into(),
+            rows: 4211,
+        }];
+        backup_core::hidden_stats::seal(&ctx, a)
+            .await
+            .expect("sealed");
+        assert!(a.stats.tables.is_empty());
+        let verifiers: Vec<DynVerifier> = vec![Arc::new(NamesTables)];
+        let record = verify_backup(
+            &store,
+            &m,
+            &verifiers,
+            VerificationLevel::Archive,
+            VerificationLevel::Archive,
+            &SystemClock,
+            "h",
+        )
+        .await
+        .expect("runs");
+        let toc = record
+            .report
+            .findings
+            .iter()
+            .find(|f| f.check == "toc")
+            .expect("the verifier's finding");
+        assert_eq!(toc.message, "1 tables missing: [hidden] (4211 rows)");
+
+        // A stats artifact that cannot be read fails level 2, saying so.
+        let key = backup_core::hidden_stats::stats_artifact(&m.sources[0])
+            .expect("artifact")
+            .key
+            .clone();
+        store.delete(&key).await.expect("delete");
+        let record = verify_backup(
+            &store,
+            &m,
+            &verifiers,
+            VerificationLevel::Archive,
+            VerificationLevel::Archive,
+            &SystemClock,
+            "h",
+        )
+        .await
+        .expect("runs");
+        assert!(!record.passed);
+        assert!(
+            record
+                .report
+                .findings
+                .iter()
+                .any(|f| f.check == "stats-artifact"
+                    && f.message
+                        .contains("cannot read the encrypted table statistics")),
+            "{:?}",
+            record.report.findings
+        );
+    }
+
     /// Claims source `a` and answers with what it is given.
     #[derive(Debug)]
     struct Scripted {
