@@ -177,10 +177,11 @@ impl Output {
 
     pub fn show(&self, d: &BackupDetails) {
         if self.json {
-            print_json(
-                &json!({ "manifest": d.manifest, "verifications": d.verifications, "runbook": d.runbook,
-                        "hidden_tables": d.hidden_tables }),
-            );
+            let mut v = json!({ "manifest": d.manifest, "verifications": d.verifications, "runbook": d.runbook });
+            if let Some(h) = &d.hidden_tables {
+                v["hidden_tables"] = json!(h);
+            }
+            print_json(&v);
             return;
         }
         let m = &d.manifest;
