@@ -299,12 +299,29 @@ fn a_postgres_backup_is_encrypted_verified_to_level_4_through_the_key_and_restor
 
 #[test]
 fn a_failed_deploy_is_rolled_back_through_encryption() {
+    rolled_back_through_encryption("agerbk", false);
+}
+
+#[test]
+fn a_failed_deploy_is_rolled_back_with_hidden_table_names() {
+    rolled_back_through_encryption("agerbkhide", true);
+}
+
+/// `run --rollback-on-failure` of a deploy that deletes rows and fails puts the data back, and
+/// the safety backup of the failed state is encrypted (and hides its tables) too.
+fn rolled_back_through_encryption(prefix: &str, hide_table_names: bool) {
     let server = PgServer::shared();
-    let db = small_database(server, "agerbk");
+    let db = small_database(server, prefix);
     let before = content(server, &db);
     let keys = tempfile::tempdir().expect("keys");
     let key = Key::new(keys.path(), "key.txt");
     let work = Work::new(&server.url(&db), &[&key], Some(&key));
+    if hide_table_names {
+        let config = work.path().join("predeploy.toml");
+        let mut toml = std::fs::read_to_string(&config).expect("config");
+        toml.push_str("hide_table_names = true\n");
+        std::fs::write(&config, toml).expect("config");
+    }
     let bad = format!(
         "{} -X -q -v ON_ERROR_STOP=1 -h {} -p {} -U postgres -d {db} -c 'DELETE FROM notes' && exit 3",
         server.bin_dir().join("psql").display(),
@@ -332,6 +349,20 @@ fn a_failed_deploy_is_rolled_back_through_encryption() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(backups.len(), 2, "{backups:?}");
+    for b in &backups {
+        let shown = work.run(&["show", b["id"].as_str().expect("id"), "--json"]);
+        shown.assert_success();
+        let b = shown.json();
+        let source = &b["manifest"]["sources"][0];
+        assert_eq!(
+            source["stats_encrypted"].as_bool().unwrap_or(false),
+            hide_table_names,
+            "{b:#}"
+        );
+        if hide_table_names {
+            assert!(source["stats"].get("tables").is_none(), "{b:#}");
+        }
+    }
     for path in files(&work.store().join("backups")) {
         if path.0.to_string_lossy().contains("/data/") {
             assert!(
