@@ -136,6 +136,10 @@ fn entries(s: &Settings) -> Vec<Entry> {
         ),
     );
     add(
+        "encryption.hide_table_names",
+        json!(s.encryption.hide_table_names),
+    );
+    add(
         "retention",
         match &s.retention {
             None => json!("none (nothing is pruned)"),

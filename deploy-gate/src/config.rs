@@ -610,6 +610,10 @@ impl Settings {
                 (encryption_section.identity_file.is_some(), &from_file),
             ]),
         );
+        origins.insert(
+            "encryption.hide_table_names",
+            first_origin(&[(encryption_section.hide_table_names.is_some(), &from_file)]),
+        );
         pipeline.recipients = encryption.recipients.clone();
         pipeline.hide_table_names = encryption.hide_table_names;
         pipeline
