@@ -298,3 +298,20 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
+
+/// Commits in `dir` as a fixed test author (`git add` what should go in first) and returns
+/// the commit's SHA.
+pub fn git_commit(dir: &Path, extra: &[&str], message: &str) -> String {
+    let mut args = vec![
+        "-c",
+        "user.email=ci@example.com",
+        "-c",
+        "user.name=CI",
+        "commit",
+        "-q",
+    ];
+    args.extend_from_slice(extra);
+    args.extend_from_slice(&["-m", message]);
+    git(dir, &args);
+    git(dir, &["rev-parse", "HEAD"])
+}

@@ -56,21 +56,7 @@ fn application(root: &Path) -> PathBuf {
 }
 
 fn commit(repo: &Path, message: &str) -> String {
-    git(
-        repo,
-        &[
-            "-c",
-            "user.email=ci@example.com",
-            "-c",
-            "user.name=CI",
-            "commit",
-            "-q",
-            "--allow-empty",
-            "-m",
-            message,
-        ],
-    );
-    git(repo, &["rev-parse", "HEAD"])
+    predeploy_tests::cli::git_commit(repo, &["--allow-empty"], message)
 }
 
 /// A fresh checkout of `origin` for one job, as a CI runner makes it; returns it and its HEAD.

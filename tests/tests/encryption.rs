@@ -193,19 +193,7 @@ fn artifact_paths(work: &Work) -> Vec<PathBuf> {
 fn raw_runbook(work: &Work) -> String {
     let out = work.run(&["show", "last", "--json"]);
     out.assert_success();
-    let v = out.json();
-    v["runbook"]["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .find(|s| s["title"].as_str().unwrap_or("").starts_with("Or without"))
-        .expect("a raw step")["commands"]
-        .as_array()
-        .expect("commands")
-        .iter()
-        .map(|c| c.as_str().expect("text").to_owned())
-        .collect::<Vec<_>>()
-        .join("\n")
+    predeploy_tests::cli::raw_runbook(&out.stdout)
 }
 
 #[test]

@@ -25,20 +25,7 @@ fn release(dir: &Path) -> String {
     std::fs::write(dir.join("app.txt"), "release 1\n").expect("file");
     std::fs::write(dir.join(".gitignore"), "store/\n").expect("gitignore");
     git(dir, &["add", "app.txt", ".gitignore"]);
-    git(
-        dir,
-        &[
-            "-c",
-            "user.email=ci@example.com",
-            "-c",
-            "user.name=CI",
-            "commit",
-            "-q",
-            "-m",
-            "release 1",
-        ],
-    );
-    git(dir, &["rev-parse", "HEAD"])
+    predeploy_tests::cli::git_commit(dir, &[], "release 1")
 }
 
 fn backup_id(out: &Output) -> String {

@@ -670,20 +670,9 @@ fn the_runbook_raw_commands_restore_the_backup_when_run_by_sh() {
     let out = run(pre_deploy()
         .args(["show", "last", "--json", "--store"])
         .arg(store2.path()));
-    let v: serde_json::Value = serde_json::from_str(&out.stdout).expect("json");
-    let raw2: Vec<String> = v["runbook"]["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .find(|s| s["title"].as_str().unwrap_or("").starts_with("Or without"))
-        .expect("raw step")["commands"]
-        .as_array()
-        .expect("commands")
-        .iter()
-        .map(|c| c.as_str().expect("text").to_owned())
-        .collect();
+    let raw2 = predeploy_tests::cli::raw_runbook(&out.stdout);
     let out = run(std::process::Command::new("sh")
-        .args(["-e", "-c", &raw2.join("\n")])
+        .args(["-e", "-c", &raw2])
         .env("PGHOST", server.socket_dir())
         .env("PGPORT", server.port().to_string())
         .env("PGUSER", "postgres"));
