@@ -105,6 +105,27 @@ impl Recipients {
                 .map_err(|e| io::Error::other(format!("age: {e}")))?;
         encryptor.wrap_output(out)
     }
+
+    /// `data` encrypted to these recipients, whole (for small objects).
+    ///
+    /// # Errors
+    ///
+    /// When age cannot write its header (never for valid recipients).
+    pub fn seal(&self, data: &[u8]) -> io::Result<Vec<u8>> {
+        let mut w = self.encrypt_to(Vec::with_capacity(data.len() + 512))?;
+        w.write_all(data)?;
+        w.finish()
+    }
+
+    /// An identifier of the recipient set (order and repetition ignored): the first 16 hex
+    /// digits of the SHA-256 of the sorted fingerprints. It names the set's blob-name secret
+    /// (see [`crate::sealed_blobs`]) and reveals no more than the fingerprints do.
+    pub fn set_id(&self) -> String {
+        let mut fps = self.fingerprints();
+        fps.sort();
+        fps.dedup();
+        Digest::of(fps.join("\n").as_bytes()).hex()[..16].to_owned()
+    }
 }
 
 /// Secret X25519 identities read from an identity file (the format `age-keygen` writes).
@@ -219,6 +240,38 @@ impl Identities {
             })?;
         Ok(Box::new(reader.compat()))
     }
+}
+
+impl Identities {
+    /// Decrypts a small age file held whole.
+    ///
+    /// # Errors
+    ///
+    /// As [`Identities::decrypt`], and when the ciphertext is damaged.
+    pub async fn open_bytes(&self, sealed: &[u8]) -> io::Result<Vec<u8>> {
+        let mut plain = Vec::new();
+        let mut reader = self.decrypt(sealed).await?;
+        tokio::io::AsyncReadExt::read_to_end(&mut reader, &mut plain).await?;
+        Ok(plain)
+    }
+}
+
+/// Decrypts `stream` (an age file) with the installed identities as it is read: every 64 KiB
+/// chunk is authenticated before it is passed on, so a damaged byte ends the stream with an
+/// error instead of being delivered.
+///
+/// # Errors
+///
+/// Without installed identities ([`no_identity_reason`]), or when the header cannot be opened.
+pub async fn decrypt_stream(stream: crate::ByteStream) -> io::Result<crate::ByteStream> {
+    let ids = installed_identities().ok_or_else(|| io::Error::other(no_identity_reason()))?;
+    let reader =
+        tokio::io::BufReader::with_capacity(256 * 1024, tokio_util::io::StreamReader::new(stream));
+    let plain = ids.decrypt(reader).await?;
+    Ok(Box::pin(tokio_util::io::ReaderStream::with_capacity(
+        plain,
+        256 * 1024,
+    )))
 }
 
 static SLOT: RwLock<Option<Arc<Identities>>> = RwLock::new(None);

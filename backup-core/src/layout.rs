@@ -7,6 +7,8 @@
 //! pins/<id>.json                          a pin (`pre-deploy pin`): the backup is never pruned
 //! deployments/<env>/<timestamp>.json      a successful deploy (`run`): commit and backup, append-only
 //! blobs/sha256/<2 hex>/<64 hex>            content-addressed bucket objects, shared by backups
+//! blobs/sealed/<2 hex>/<64 hex>            the same, encrypted, named by a keyed hash (see sealed_blobs)
+//! keys/blob-names/<recipient set>.age      the secret naming sealed blobs, encrypted to the recipients
 //! ```
 //!
 //! Pins and deployment records live outside `backups/<id>/` because a manifest is never
@@ -55,6 +57,35 @@ pub fn verification_key(id: &BackupId, at: Timestamp) -> String {
 
 /// The directory holding content-addressed blobs (bucket and directory objects).
 pub const BLOBS_DIR: &str = "blobs/sha256/";
+
+/// The directory holding every kind of blob (`blobs/sha256/`, `blobs/sealed/`).
+pub const BLOBS_ROOT: &str = "blobs/";
+
+/// The directory holding sealed (encrypted) blobs, named by a keyed hash of their plaintext.
+pub const SEALED_BLOBS_DIR: &str = "blobs/sealed/";
+
+/// `blobs/sealed/<first 2 hex>/<64 hex>`: the sealed blob named `name_hex` (64 hex digits of a
+/// keyed hash, see [`crate::sealed_blobs`]).
+pub fn sealed_blob_key(name_hex: &str) -> String {
+    format!("{SEALED_BLOBS_DIR}{}/{name_hex}", &name_hex[..2])
+}
+
+/// Whether `key` is a sealed blob's key (`blobs/sealed/<2 hex>/<64 hex>`).
+pub fn is_sealed_blob_key(key: &str) -> bool {
+    key.strip_prefix(SEALED_BLOBS_DIR)
+        .and_then(|rest| rest.split_once('/'))
+        .is_some_and(|(dir, hex)| {
+            hex.len() == 64
+                && hex.bytes().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'))
+                && hex.get(..2) == Some(dir)
+        })
+}
+
+/// `keys/blob-names/<set id>.age`: the secret that names the sealed blobs of the recipient set
+/// `set_id`, encrypted to those recipients.
+pub fn blob_name_key_key(set_id: &str) -> String {
+    format!("keys/blob-names/{set_id}.age")
+}
 
 /// `blobs/sha256/<first 2 hex>/<64 hex>`: the blob holding the bytes whose SHA-256 is `digest`.
 pub fn blob_key(digest: &Digest) -> String {

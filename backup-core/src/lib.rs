@@ -45,6 +45,7 @@ mod redact;
 mod restore;
 pub mod retention;
 pub mod runbook;
+pub mod sealed_blobs;
 mod snapshot;
 mod store;
 #[cfg(feature = "testkit")]

@@ -64,8 +64,48 @@ impl SnapshotContext<'_> {
     where
         R: AsyncRead + Unpin + Send,
     {
+        self.write(spec, reader, self.pipeline.encrypts()).await
+    }
+
+    /// Like [`SnapshotContext::write_artifact`], but never encrypted: for metadata that must
+    /// stay readable without a key and reveals nothing (the list of sealed blob names a bucket
+    /// backup references, which blob collection reads).
+    ///
+    /// # Errors
+    ///
+    /// See [`pipeline::write_artifact`].
+    pub async fn write_plain_artifact<R>(
+        &self,
+        spec: ArtifactSpec<'_>,
+        reader: R,
+    ) -> Result<ArtifactMeta>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        self.write(spec, reader, false).await
+    }
+
+    async fn write<R>(
+        &self,
+        spec: ArtifactSpec<'_>,
+        reader: R,
+        encrypt: bool,
+    ) -> Result<ArtifactMeta>
+    where
+        R: AsyncRead + Unpin + Send,
+    {
+        let plain;
+        let pipeline = if encrypt || !self.pipeline.encrypts() {
+            self.pipeline
+        } else {
+            plain = PipelineConfig {
+                recipients: Vec::new(),
+                ..self.pipeline.clone()
+            };
+            &plain
+        };
         let mut key = layout::artifact_key(self.backup_id, spec.source, spec.file);
-        if self.pipeline.encrypts() {
+        if encrypt {
             // The age CLI's convention, so a file fetched from the store says what it is.
             key.push_str(".age");
         }
@@ -75,14 +115,9 @@ impl SnapshotContext<'_> {
             None,
         );
         let reader = CountingReader::new(reader, stage.counter());
-        let stats = pipeline::write_artifact(
-            self.store,
-            &key,
-            spec.source.as_str(),
-            reader,
-            self.pipeline,
-        )
-        .await;
+        let stats =
+            pipeline::write_artifact(self.store, &key, spec.source.as_str(), reader, pipeline)
+                .await;
         stage.finish(&stats);
         let stats = stats?;
         let mut meta = ArtifactMeta {
@@ -95,7 +130,7 @@ impl SnapshotContext<'_> {
             sha256: stats.sha256,
             extra: Map::new(),
         };
-        if self.pipeline.encrypts() {
+        if encrypt {
             crate::encryption::mark_encrypted(&mut meta);
         }
         Ok(meta)

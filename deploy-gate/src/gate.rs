@@ -108,17 +108,6 @@ impl Gate {
                 backends.snapshotter(s).map_err(GateError::from)
             })
             .collect::<Result<Vec<_>>>()?;
-        if settings.pipeline.encrypts()
-            && let Some(s) = snapshotters.iter().find(|s| s.shares_blobs())
-        {
-            return Err(GateError::usage(format!(
-                "source {} is a {} source: this version cannot encrypt bucket and directory \
-                 snapshots, and [encryption] recipients is set; back it up without encryption \
-                 (another environment or config) or leave it out (see docs/encryption.md)",
-                s.source_name(),
-                s.kind()
-            )));
-        }
         // Readers (verification above level 1, restores) decrypt with these.
         backup_core::encryption::install_identities(settings.encryption.identities.clone());
         let (verifiers, reverifiers) = verifiers_of(&backends, &settings.sources)?;

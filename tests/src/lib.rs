@@ -16,6 +16,7 @@
 //! - [`tls`]: a PostgreSQL server that accepts only TLS, with certificates made by the test.
 //! - [`docker`]: PostgreSQL in a Docker container without a published port (`via=docker://`).
 //! - [`docker_mariadb`]: MariaDB the same way, for MySQL/MariaDB sources.
+//! - [`encrypted`]: age key pairs and working directories with `[encryption]`.
 //! - [`ssh`]: an OpenSSH server on loopback, the jump host of `via=ssh://` tests.
 //! - [`procs`]: process groups started by a test, ended by their id.
 //! - [`restoring`]: helpers for `restore` and rollback tests, and [`restoring::Paused`], a
@@ -35,6 +36,7 @@ pub mod cli;
 pub mod compare;
 pub mod docker;
 pub mod docker_mariadb;
+pub mod encrypted;
 pub mod fakes;
 pub mod fixtures;
 pub mod mysql;

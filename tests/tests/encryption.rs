@@ -5,132 +5,17 @@
 //! offline key and records which; the runbook's raw `age` commands restore; the secret key
 //! appears in no output, no stored file and no process's argument list.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
-use age::secrecy::ExposeSecret;
 use predeploy_tests::cli::assert_level_4;
+use predeploy_tests::encrypted::{Key, Work, contains, files};
 use predeploy_tests::mysql::MariaDbServer;
 use predeploy_tests::restoring::{content, damage, small_database};
-use predeploy_tests::{Output, PgServer, pre_deploy, run};
-
-/// An age key pair: the identity file (mode 0600) and its public recipient.
-struct Key {
-    file: PathBuf,
-    secret: String,
-    recipient: String,
-}
-
-impl Key {
-    fn new(dir: &Path, name: &str) -> Key {
-        use std::os::unix::fs::PermissionsExt;
-        let id = age::x25519::Identity::generate();
-        let secret = id.to_string().expose_secret().to_owned();
-        let recipient = id.to_public().to_string();
-        let file = dir.join(name);
-        std::fs::write(
-            &file,
-            format!("# created: by the test\n# public key: {recipient}\n{secret}\n"),
-        )
-        .expect("write key");
-        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o600)).expect("chmod");
-        Key {
-            file,
-            secret,
-            recipient,
-        }
-    }
-
-    /// `age-fp:` and the first 16 hex digits of the recipient's sha256.
-    fn fingerprint(&self) -> String {
-        use sha2::Digest as _;
-        let hex = hex_of(&sha2::Sha256::digest(self.recipient.as_bytes()));
-        format!("age-fp:{}", &hex[..16])
-    }
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// A working directory with `predeploy.toml`: store `./store`, source `db`, `[encryption]`.
-struct Work {
-    dir: tempfile::TempDir,
-}
-
-impl Work {
-    fn new(source_url: &str, recipients: &[&Key], identity: Option<&Key>) -> Work {
-        let dir = tempfile::tempdir().expect("work dir");
-        let list: Vec<String> = recipients
-            .iter()
-            .map(|k| format!("{:?}", k.recipient))
-            .collect();
-        let mut toml = format!(
-            "store = \"./store\"\n\n[sources]\ndb = {source_url:?}\n\n[encryption]\nrecipients = [{}]\n",
-            list.join(", ")
-        );
-        if let Some(k) = identity {
-            toml.push_str(&format!(
-                "identity_file = {:?}\n",
-                k.file.display().to_string()
-            ));
-        }
-        std::fs::write(dir.path().join("predeploy.toml"), toml).expect("config");
-        Work { dir }
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn store(&self) -> PathBuf {
-        self.dir.path().join("store")
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut cmd = pre_deploy();
-        cmd.current_dir(self.path())
-            .args(args)
-            .stdin(Stdio::null())
-            .env("PREDEPLOY_LOCK_TTL", "3s")
-            .env("PREDEPLOY_WAIT_LOCK", "120s");
-        cmd
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        run(&mut self.cmd(args))
-    }
-
-    /// The newest backup's manifest, as `show --json` prints it.
-    fn manifest(&self) -> serde_json::Value {
-        let out = self.run(&["show", "last", "--json"]);
-        out.assert_success();
-        out.json()["manifest"].clone()
-    }
-}
-
-/// Every file under `dir`, read as bytes.
-fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            out.push((path, bytes));
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
+use predeploy_tests::{Output, PgServer, run};
 
 /// Whether any running process's argument list holds `needle` (what any user can read with `ps`).
 fn in_some_argv(needle: &str) -> bool {
@@ -635,18 +520,6 @@ fn a_mariadb_backup_is_encrypted_verified_to_level_4_and_restored_through_the_ke
     for text in [&out.stdout, &out.stderr] {
         assert!(!text.contains(&key.secret));
     }
-}
-
-#[test]
-fn bucket_and_directory_sources_are_refused_under_encryption_with_exit_2() {
-    let keys = tempfile::tempdir().expect("keys");
-    let key = Key::new(keys.path(), "key.txt");
-    let data = tempfile::tempdir().expect("data");
-    std::fs::write(data.path().join("a.txt"), "hello").expect("file");
-    let work = Work::new(&data.path().display().to_string(), &[&key], Some(&key));
-    let out = work.run(&["backup"]);
-    out.assert_code(2);
-    out.assert_stderr_contains("cannot encrypt bucket and directory");
 }
 
 /// Every number and every string in a JSON document.

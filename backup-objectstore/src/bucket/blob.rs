@@ -1,9 +1,12 @@
 //! Content-addressed blobs: an object's bytes are hashed into a spool (memory for small objects,
 //! an anonymous temp file for large ones), then stored under `blobs/sha256/<2 hex>/<hex>` unless
-//! the store already holds that blob.
+//! the store already holds that blob. Encrypted, the spool is sealed to the recipients and
+//! stored under its keyed name (`blobs/sealed/…`, see [`backup_core::sealed_blobs`]).
 
 use std::io::SeekFrom;
 
+use backup_core::encryption::Recipients;
+use backup_core::sealed_blobs::BlobNameKey;
 use backup_core::{ByteStream, Digest, Error, Result, Sha256, Store, WriteMode, layout};
 use bytes::Bytes;
 use futures::StreamExt;
@@ -130,6 +133,146 @@ pub(crate) async fn store_blob(
         }
     }
     Ok(BlobWrite::Uploaded)
+}
+
+/// How a backup seals its blobs: the recipients and the blob-name key.
+#[derive(Debug, Clone)]
+pub(crate) struct Sealing {
+    pub(crate) recipients: Recipients,
+    pub(crate) names: BlobNameKey,
+}
+
+/// A sealed blob as stored: its key and ciphertext size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SealedBlob {
+    pub(crate) key: String,
+    pub(crate) stored_size: u64,
+}
+
+/// Seals a spooled object and stores it under its keyed name, unless (with `dedup`) a blob of
+/// that name is already stored: sealed to the same recipient set, it holds the same bytes
+/// (verification reads it back and checks that).
+pub(crate) async fn store_sealed_blob(
+    store: &dyn Store,
+    spooled: Spooled,
+    sealing: &Sealing,
+    dedup: bool,
+    large_uploads: &Semaphore,
+) -> Result<(BlobWrite, SealedBlob)> {
+    let key = sealing.names.blob_key(&spooled.sha256);
+    if dedup && let Some(info) = store.head(&key).await? {
+        let blob = SealedBlob {
+            key,
+            stored_size: info.size,
+        };
+        return Ok((BlobWrite::Deduplicated, blob));
+    }
+    let seal_err = |e: std::io::Error| Error::io(format!("cannot encrypt the blob {key}"), e);
+    let stored_size = match spooled.spool {
+        Spool::Memory(chunks) => {
+            let sealed = sealing
+                .recipients
+                .seal(&chunks.concat())
+                .map_err(seal_err)?;
+            let size = sealed.len() as u64;
+            store
+                .put_bytes(&key, Bytes::from(sealed), WriteMode::Overwrite)
+                .await?;
+            size
+        }
+        Spool::File(file) => {
+            let _permit = large_uploads
+                .acquire()
+                .await
+                .map_err(|e| Error::store("put", &key, e))?;
+            // Sealed into a second anonymous temp file (age writes synchronously), hashed on
+            // the way, then uploaded with its digest known.
+            let plain = file.into_std().await;
+            let recipients = sealing.recipients.clone();
+            let (sealed, digest, size) =
+                tokio::task::spawn_blocking(move || seal_file(plain, &recipients))
+                    .await
+                    .map_err(|e| seal_err(std::io::Error::other(e)))?
+                    .map_err(seal_err)?;
+            let stream: ByteStream = Box::pin(tokio_util::io::ReaderStream::with_capacity(
+                tokio::fs::File::from_std(sealed),
+                1024 * 1024,
+            ));
+            let written = store.put_stream_known(&key, stream, &digest).await?;
+            if written != size {
+                return Err(Error::store(
+                    "put",
+                    &key,
+                    format!("{written} bytes were stored instead of {size}"),
+                ));
+            }
+            size
+        }
+    };
+    Ok((BlobWrite::Uploaded, SealedBlob { key, stored_size }))
+}
+
+/// The bytes of `entry`'s object, read from its blob: decrypted on the way when it is sealed
+/// (each chunk authenticated; a damaged one ends the stream with an error).
+///
+/// # Errors
+///
+/// The store's error when the blob cannot be opened; for a sealed blob, also when there is no
+/// identity or the age header cannot be opened.
+pub(crate) async fn open_blob(
+    store: &dyn Store,
+    entry: &crate::bucket::IndexEntry,
+) -> Result<ByteStream> {
+    let key = entry.blob_key();
+    let stream = store.get(&key).await?;
+    if !entry.is_sealed() {
+        return Ok(stream);
+    }
+    backup_core::encryption::decrypt_stream(stream)
+        .await
+        .map_err(|e| Error::store("get", &key, e))
+}
+
+/// `plain` (read from its current position) sealed to `recipients` into a new anonymous temp
+/// file, rewound; with the ciphertext's digest and size.
+fn seal_file(
+    mut plain: std::fs::File,
+    recipients: &Recipients,
+) -> std::io::Result<(std::fs::File, Digest, u64)> {
+    use std::io::{Read, Seek, Write};
+    struct Hashing<W> {
+        inner: W,
+        hasher: Sha256,
+    }
+    impl<W: Write> Write for Hashing<W> {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let n = self.inner.write(buf)?;
+            self.hasher.update(&buf[..n]);
+            Ok(n)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            self.inner.flush()
+        }
+    }
+    let out = Hashing {
+        inner: std::io::BufWriter::with_capacity(1024 * 1024, tempfile::tempfile()?),
+        hasher: Sha256::new(),
+    };
+    let mut writer = recipients.encrypt_to(out)?;
+    let mut buf = vec![0u8; 1024 * 1024];
+    loop {
+        let n = plain.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        writer.write_all(&buf[..n])?;
+    }
+    let Hashing { inner, hasher } = writer.finish()?;
+    let mut file = inner.into_inner().map_err(|e| e.into_error())?;
+    file.flush()?;
+    file.seek(std::io::SeekFrom::Start(0))?;
+    let size = hasher.len();
+    Ok((file, hasher.finish(), size))
 }
 
 #[cfg(test)]

@@ -31,12 +31,14 @@
 //! committed since the plan are read again before anything is deleted.
 use std::collections::{BTreeSet, HashSet};
 
-use backup_core::{BackupId, Digest, ObjectInfo, Result, Store, StoreExt, layout};
+use backup_core::{BackupId, ObjectInfo, Result, Store, StoreExt, layout};
 use futures::StreamExt;
 use jiff::{SignedDuration, Timestamp};
 use serde::Serialize;
 
-use crate::bucket::index::{index_artifact, is_bucket_source, read_index};
+use crate::bucket::index::{
+    blob_list_artifact, index_artifact, is_bucket_source, read_blob_list, read_index,
+};
 use backup_core::lock::LockGuard;
 #[cfg(doc)]
 use backup_core::lock::StoreLock;
@@ -80,7 +82,12 @@ pub async fn plan_blob_gc(
     grace: SignedDuration,
     now: Timestamp,
 ) -> Result<BlobGcPlan> {
-    let blobs: Vec<ObjectInfo> = store.list(layout::BLOBS_DIR).await?;
+    let blobs: Vec<ObjectInfo> = store
+        .list(layout::BLOBS_ROOT)
+        .await?
+        .into_iter()
+        .filter(|b| is_blob(&b.key))
+        .collect();
     let mut plan = BlobGcPlan {
         blobs: blobs.len() as u64,
         ..BlobGcPlan::default()
@@ -88,7 +95,7 @@ pub async fn plan_blob_gc(
     if blobs.is_empty() {
         return Ok(plan);
     }
-    let mut referenced: HashSet<Digest> = HashSet::new();
+    let mut referenced: HashSet<String> = HashSet::new();
     for id in store.list_backup_ids().await? {
         plan.seen.insert(id.clone());
         if excluded.contains(&id) {
@@ -101,10 +108,7 @@ pub async fn plan_blob_gc(
     }
     let cutoff = now - grace;
     for blob in blobs {
-        let Some(digest) = layout::blob_digest(&blob.key) else {
-            continue; // not ours
-        };
-        if referenced.contains(&digest) {
+        if referenced.contains(&blob.key) {
             plan.referenced += 1;
         } else if blob.last_modified > cutoff {
             plan.young += 1;
@@ -117,11 +121,19 @@ pub async fn plan_blob_gc(
     Ok(plan)
 }
 
-/// Adds the digests backup `id` references to `referenced`; `Err` says why they cannot be known.
+/// Whether `key` is a blob this module writes (plain or sealed); anything else under `blobs/`
+/// is not ours to collect.
+fn is_blob(key: &str) -> bool {
+    layout::blob_digest(key).is_some() || layout::is_sealed_blob_key(key)
+}
+
+/// Adds the blob keys backup `id` references to `referenced`; `Err` says why they cannot be
+/// known. An encrypted backup's references are read from its plaintext blob list, so no key is
+/// needed.
 async fn referenced_by(
     store: &dyn Store,
     id: &BackupId,
-    referenced: &mut HashSet<Digest>,
+    referenced: &mut HashSet<String>,
 ) -> std::result::Result<(), String> {
     let manifest = match store.read_manifest(id).await {
         Ok(m) => m,
@@ -130,15 +142,21 @@ async fn referenced_by(
     };
     for source in manifest.sources.iter().filter(|s| is_bucket_source(s)) {
         let name = &source.name;
+        let damaged = |e: backup_core::Error| {
+            format!("the blob references of backup {id}, source {name}, cannot be read: {e}")
+        };
+        if let Some(list) = blob_list_artifact(source) {
+            let mut blobs = read_blob_list(store, list).await.map_err(damaged)?;
+            while let Some(line) = blobs.next().await {
+                referenced.insert(line.map_err(damaged)?.0);
+            }
+            continue;
+        }
         let artifact = index_artifact(source)
             .ok_or_else(|| format!("backup {id}: source {name} has no index artifact"))?;
-        let mut entries = read_index(store, artifact)
-            .await
-            .map_err(|e| format!("the index of backup {id}, source {name}, cannot be read: {e}"))?;
+        let mut entries = read_index(store, artifact).await.map_err(damaged)?;
         while let Some(entry) = entries.next().await {
-            let entry = entry
-                .map_err(|e| format!("the index of backup {id}, source {name}, is damaged: {e}"))?;
-            referenced.insert(entry.sha256);
+            referenced.insert(entry.map_err(damaged)?.blob_key());
         }
     }
     Ok(())
@@ -161,7 +179,7 @@ pub async fn apply_blob_gc(store: &dyn Store, plan: &BlobGcPlan, lease: &LockGua
     if plan.blocked.is_some() {
         return Ok(0);
     }
-    let mut spared: HashSet<Digest> = HashSet::new();
+    let mut spared: HashSet<String> = HashSet::new();
     for id in store.list_backup_ids().await? {
         if plan.seen.contains(&id) {
             continue;
@@ -173,7 +191,7 @@ pub async fn apply_blob_gc(store: &dyn Store, plan: &BlobGcPlan, lease: &LockGua
     }
     let mut removed = 0;
     for key in &plan.keys {
-        if layout::blob_digest(key).is_some_and(|d| spared.contains(&d)) {
+        if spared.contains(key) {
             continue;
         }
         if let Some(why) = lease.lost_reason() {
@@ -196,6 +214,7 @@ pub async fn apply_blob_gc(store: &dyn Store, plan: &BlobGcPlan, lease: &LockGua
 mod tests {
     use super::*;
     use crate::bucket::index::{INDEX_FILE, INDEX_FORMAT, IndexEntry};
+    use backup_core::Digest;
     use backup_core::testkit::MemoryStore;
     use backup_core::{
         ArtifactMeta, BackupKind, Manifest, PipelineConfig, SourceManifest, ToolInfo, WriteMode,
@@ -245,6 +264,8 @@ mod tests {
                 headers: Default::default(),
                 metadata: Default::default(),
                 reused: false,
+                blob: None,
+                stored_size: None,
             };
             lines.extend(e.to_line().expect("line"));
         }

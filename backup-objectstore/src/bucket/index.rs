@@ -1,12 +1,17 @@
 //! The bucket index: one JSON line per object (`bucket-index-v1`), sorted by key, stored as the
 //! zstd artifact `index.jsonl.zst` of the source. The bytes themselves are blobs
 //! (`blobs/sha256/…`), shared between backups.
+//!
+//! Encrypted, the index is an age artifact like any other, each entry names its sealed blob
+//! (`blobs/sealed/…`, see [`backup_core::sealed_blobs`]), and a plaintext blob list
+//! (`blobs.txt.zst`, one `<blob key> <stored size>` line per index entry, in the same order)
+//! lets level 1 and blob collection work without a key: it names blobs by keyed hashes only.
 
 use std::collections::BTreeMap;
 use std::pin::Pin;
 
 use async_compression::tokio::bufread::ZstdDecoder;
-use backup_core::{ArtifactMeta, Digest, Error, Result, SourceManifest, Store};
+use backup_core::{ArtifactMeta, ByteStream, Digest, Error, Result, SourceManifest, Store, layout};
 use futures::{Stream, StreamExt};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -17,6 +22,13 @@ use tokio_util::io::StreamReader;
 pub const INDEX_FORMAT: &str = "bucket-index-v1";
 /// The artifact file name of a bucket index.
 pub const INDEX_FILE: &str = "index.jsonl.zst";
+/// The artifact format of the plaintext list of sealed blobs an encrypted bucket backup
+/// references.
+pub const BLOB_LIST_FORMAT: &str = "sealed-blob-list-v1";
+/// The artifact file name of that list.
+pub const BLOB_LIST_FILE: &str = "blobs.txt.zst";
+/// The longest blob list line read: a sealed blob key and a size are about 100 bytes.
+const MAX_BLOB_LIST_LINE: usize = 1024;
 
 /// One object of a bucket snapshot.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +60,13 @@ pub struct IndexEntry {
     /// it, so the verification right after a backup only checks that it is there with its size.
     #[serde(default, skip_serializing_if = "is_false")]
     pub reused: bool,
+    /// The sealed blob holding the bytes (`blobs/sealed/…`) when the backup was encrypted;
+    /// absent, the blob is `blobs/sha256/<sha256>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub blob: Option<String>,
+    /// Bytes of the sealed blob (the ciphertext), when sealed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_size: Option<u64>,
 }
 
 fn is_false(b: &bool) -> bool {
@@ -55,6 +74,46 @@ fn is_false(b: &bool) -> bool {
 }
 
 impl IndexEntry {
+    /// An entry for an object whose bytes are stored in the plain blob of `sha256`.
+    pub fn plain(key: String, size: u64, sha256: Digest, last_modified: Timestamp) -> Self {
+        IndexEntry {
+            key,
+            size,
+            sha256,
+            etag: None,
+            last_modified,
+            content_type: None,
+            headers: BTreeMap::new(),
+            metadata: BTreeMap::new(),
+            reused: false,
+            blob: None,
+            stored_size: None,
+        }
+    }
+
+    /// The store key of the blob holding the object's bytes.
+    pub fn blob_key(&self) -> String {
+        match &self.blob {
+            Some(key) => key.clone(),
+            None => layout::blob_key(&self.sha256),
+        }
+    }
+
+    /// Whether the blob is sealed (encrypted, under a keyed name).
+    pub fn is_sealed(&self) -> bool {
+        self.blob.is_some()
+    }
+
+    /// The size of the stored blob: the ciphertext's when sealed, else the object's.
+    pub fn stored_blob_size(&self) -> u64 {
+        self.stored_size.unwrap_or(self.size)
+    }
+
+    /// The entry's line of the blob list (`<blob key> <stored size>\n`).
+    pub fn blob_list_line(&self) -> String {
+        format!("{} {}\n", self.blob_key(), self.stored_blob_size())
+    }
+
     /// The entry as one JSON line, newline included.
     ///
     /// # Errors
@@ -79,6 +138,14 @@ pub fn index_artifact(source: &SourceManifest) -> Option<&ArtifactMeta> {
         .find(|a| a.format == INDEX_FORMAT || a.name == INDEX_FILE)
 }
 
+/// The plaintext list of sealed blobs of a bucket source, when it was encrypted.
+pub fn blob_list_artifact(source: &SourceManifest) -> Option<&ArtifactMeta> {
+    source
+        .artifacts
+        .iter()
+        .find(|a| a.format == BLOB_LIST_FORMAT)
+}
+
 /// True for the source kinds this module writes (`bucket`, `directory`).
 pub fn is_bucket_source(source: &SourceManifest) -> bool {
     matches!(source.kind.as_str(), "bucket" | "directory")
@@ -99,15 +166,81 @@ pub const MAX_INDEX_LINE: usize = 1024 * 1024;
 /// [`Error::Io`] (decompression, a line too long) or [`Error::Format`] (a line that does not
 /// parse), naming the backup by the artifact's key.
 pub async fn read_index(store: &dyn Store, artifact: &ArtifactMeta) -> Result<IndexStream> {
+    let lines = read_lines(store, artifact, MAX_INDEX_LINE, "bucket index").await?;
     let key = artifact.key.clone();
-    let stream = store.get(&artifact.key).await?;
+    Ok(Box::pin(lines.map(move |line| {
+        let (line_no, text) = line?;
+        let entry = serde_json::from_slice::<IndexEntry>(&text).map_err(|source| Error::Format {
+            key: format!("{key} (line {line_no})"),
+            what: "bucket index entry",
+            source,
+        })?;
+        match &entry.blob {
+            Some(blob) if !layout::is_sealed_blob_key(blob) => Err(Error::io(
+                format!(
+                    "{key}: line {line_no} of the bucket index names {blob:?}, which is not a sealed blob; the store is damaged or was tampered with ({})",
+                    backup_of(&key)
+                ),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "not a sealed blob key"),
+            )),
+            _ => Ok(entry),
+        }
+    })))
+}
+
+/// One line of a blob list: a sealed blob's key and stored size.
+pub type BlobListStream = Pin<Box<dyn Stream<Item = Result<(String, u64)>> + Send>>;
+
+/// Reads a stored blob list (plaintext, see the module docs) line by line.
+///
+/// # Errors
+///
+/// As [`read_index`]; a line that is not `<sealed blob key> <size>` is an error item.
+pub async fn read_blob_list(store: &dyn Store, artifact: &ArtifactMeta) -> Result<BlobListStream> {
+    let lines = read_lines(store, artifact, MAX_BLOB_LIST_LINE, "blob list").await?;
+    let key = artifact.key.clone();
+    Ok(Box::pin(lines.map(move |line| {
+        let (line_no, text) = line?;
+        let parsed = std::str::from_utf8(&text)
+            .ok()
+            .and_then(|t| t.split_once(' '))
+            .filter(|(blob, _)| layout::is_sealed_blob_key(blob))
+            .and_then(|(blob, size)| Some((blob.to_owned(), size.parse::<u64>().ok()?)));
+        parsed.ok_or_else(|| {
+            Error::io(
+                format!(
+                    "{key}: line {line_no} of the blob list is not a sealed blob and a size ({})",
+                    backup_of(&key)
+                ),
+                std::io::Error::new(std::io::ErrorKind::InvalidData, "bad blob list line"),
+            )
+        })
+    })))
+}
+
+/// The lines (number, text without the newline) of a stored zstd artifact, decrypted with the
+/// installed identities when it is encrypted; a line longer than `limit` or an empty line is an
+/// error item, and the stream ends at the first error.
+async fn read_lines(
+    store: &dyn Store,
+    artifact: &ArtifactMeta,
+    limit: usize,
+    what: &'static str,
+) -> Result<Pin<Box<dyn Stream<Item = Result<(u64, Vec<u8>)>> + Send>>> {
+    let key = artifact.key.clone();
+    let mut stream: ByteStream = store.get(&artifact.key).await?;
+    if backup_core::encryption::is_encrypted(artifact) {
+        stream = backup_core::encryption::decrypt_stream(stream)
+            .await
+            .map_err(|e| Error::io(format!("{key}: cannot open the {what}"), e))?;
+    }
     let reader = BufReader::with_capacity(256 * 1024, StreamReader::new(stream));
     let mut decoder = ZstdDecoder::new(reader);
     decoder.multiple_members(true);
     let lines = BufReader::with_capacity(256 * 1024, decoder);
     let entries = futures::stream::unfold(
         (lines, key, 0u64, false, Vec::new()),
-        |(mut lines, key, n, done, mut line)| async move {
+        move |(mut lines, key, n, done, mut line)| async move {
             if done {
                 return None;
             }
@@ -115,33 +248,29 @@ pub async fn read_index(store: &dyn Store, artifact: &ArtifactMeta) -> Result<In
             line.clear();
             // At most one byte past the limit: enough to know the line is too long.
             let read = (&mut lines)
-                .take(MAX_INDEX_LINE as u64 + 1)
+                .take(limit as u64 + 1)
                 .read_until(b'\n', &mut line)
                 .await;
             let item = match read {
                 Ok(0) => return None,
-                Err(e) => Err(Error::io(format!("{key}: cannot read the index"), e)),
-                Ok(_) if line.len() > MAX_INDEX_LINE => Err(Error::io(
+                Err(e) => Err(Error::io(format!("{key}: cannot read the {what}"), e)),
+                Ok(_) if line.len() > limit => Err(Error::io(
                     format!(
-                        "{key}: line {line_no} of the bucket index is longer than {MAX_INDEX_LINE} \
+                        "{key}: line {line_no} of the {what} is longer than {limit} \
                          bytes; the store is damaged or was tampered with ({})",
                         backup_of(&key)
                     ),
-                    std::io::Error::new(std::io::ErrorKind::InvalidData, "index line too long"),
+                    std::io::Error::new(std::io::ErrorKind::InvalidData, "line too long"),
                 )),
                 Ok(_) => {
                     let text = line.strip_suffix(b"\n").unwrap_or(&line);
                     if text.trim_ascii().is_empty() {
                         Err(Error::io(
-                            format!("{key}: empty line {line_no} in the index"),
+                            format!("{key}: empty line {line_no} in the {what}"),
                             std::io::Error::other("empty line"),
                         ))
                     } else {
-                        serde_json::from_slice::<IndexEntry>(text).map_err(|source| Error::Format {
-                            key: format!("{key} (line {line_no})"),
-                            what: "bucket index entry",
-                            source,
-                        })
+                        Ok((line_no, text.to_vec()))
                     }
                 }
             };
@@ -181,6 +310,8 @@ mod tests {
             content_type: Some("text/plain".into()),
             headers: BTreeMap::new(),
             metadata: BTreeMap::from([("owner".into(), "zoë".into())]),
+            blob: None,
+            stored_size: None,
         }
     }
 
@@ -273,7 +404,10 @@ mod tests {
         let text = err.to_string();
         assert!(text.contains("backup 20260101T000000Z-abcd"), "{text}");
         assert!(text.contains("line 2"), "{text}");
-        assert!(text.contains("longer than 1048576 bytes"), "{text}");
+        assert!(
+            text.contains("bucket index is longer than 1048576 bytes"),
+            "{text}"
+        );
         assert!(
             entries.next().await.is_none(),
             "the stream ends at the error"

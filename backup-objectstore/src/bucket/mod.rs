@@ -25,8 +25,9 @@ pub use backend::BucketBackend;
 pub use blob::MEMORY_SPOOL_LIMIT;
 pub use gc::{BlobGcPlan, DEFAULT_BLOB_GRACE_HOURS, apply_blob_gc, plan_blob_gc};
 pub use index::{
-    INDEX_FILE, INDEX_FORMAT, IndexEntry, IndexStream, MAX_INDEX_LINE, index_artifact,
-    is_bucket_source, read_index,
+    BLOB_LIST_FILE, BLOB_LIST_FORMAT, BlobListStream, INDEX_FILE, INDEX_FORMAT, IndexEntry,
+    IndexStream, MAX_INDEX_LINE, blob_list_artifact, index_artifact, is_bucket_source,
+    read_blob_list, read_index,
 };
 pub use location::BucketLocation;
 pub use restore::{BucketRestorer, RestoreReport};

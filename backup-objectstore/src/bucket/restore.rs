@@ -6,7 +6,7 @@ use std::path::{Path as FsPath, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use backup_core::{Digest, Error, Result, Sha256, SourceManifest, Store, layout};
+use backup_core::{Digest, Error, Result, Sha256, SourceManifest, Store};
 use bytes::{Bytes, BytesMut};
 use futures::{StreamExt, TryStreamExt};
 use serde::Serialize;
@@ -315,7 +315,7 @@ fn mismatch(entry: &IndexEntry, got: Digest, size: u64) -> Error {
         &entry.key,
         format!(
             "the stored blob {} is damaged: {size} bytes with {got}, the index records {} bytes with {}",
-            layout::blob_key(&entry.sha256),
+            entry.blob_key(),
             entry.size,
             entry.sha256
         ),
@@ -365,8 +365,8 @@ async fn restore_s3(store: &dyn Store, target: &S3Bucket, entry: &IndexEntry) ->
         headers: &entry.headers,
         metadata: &entry.metadata,
     };
-    let blob = layout::blob_key(&entry.sha256);
-    let mut stream = store.get(&blob).await?;
+    let blob = entry.blob_key();
+    let mut stream = crate::bucket::blob::open_blob(store, entry).await?;
     let mut hasher = Sha256::new();
     if entry.size as usize <= MEMORY_SPOOL_LIMIT {
         let mut data = BytesMut::with_capacity(entry.size as usize);
@@ -751,8 +751,8 @@ async fn restore_file(store: &dyn Store, target: &DirTarget, entry: &IndexEntry)
         armed: true,
     };
     let mut file = tokio::fs::File::from_std(file);
-    let blob = layout::blob_key(&entry.sha256);
-    let mut stream = store.get(&blob).await?;
+    let blob = entry.blob_key();
+    let mut stream = crate::bucket::blob::open_blob(store, entry).await?;
     let mut hasher = Sha256::new();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| Error::store("get", &blob, e))?;

@@ -9,6 +9,11 @@
 //! ```
 //!
 //! Memory stays bounded whatever the bucket size: neither listing nor index is ever held whole.
+//!
+//! With encryption, each blob is sealed and named by a keyed hash ([`backup_core::sealed_blobs`]),
+//! the index is encrypted, and a plaintext blob list is written beside it (see
+//! [`crate::bucket::index`]). The previous backup's entries are reused only when its blobs are
+//! sealed the same way (same recipient set, or both unencrypted).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -24,11 +29,13 @@ use serde_json::{Map, Value};
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::io::StreamReader;
 
-use crate::bucket::blob::{BlobWrite, spool, store_blob};
+use crate::bucket::blob::{BlobWrite, Sealing, spool, store_blob, store_sealed_blob};
 use crate::bucket::index::{
-    INDEX_FILE, INDEX_FORMAT, IndexEntry, IndexStream, index_artifact, read_index,
+    BLOB_LIST_FILE, BLOB_LIST_FORMAT, INDEX_FILE, INDEX_FORMAT, IndexEntry, IndexStream,
+    index_artifact, read_index,
 };
 use crate::bucket::source::{BucketSource, ListedObject, SkipLog};
+use backup_core::sealed_blobs::{SEALING_FIELD, blob_name_key};
 
 /// Objects read and stored at once, by default.
 pub const DEFAULT_CONCURRENCY: usize = 8;
@@ -197,6 +204,7 @@ impl BucketSnapshotter {
     async fn previous_index(
         &self,
         ctx: &SnapshotContext<'_>,
+        sealing: Option<&str>,
     ) -> (Option<(BackupId, IndexStream)>, bool) {
         let ids = match ctx.store.list_backup_ids().await {
             Ok(ids) => ids,
@@ -216,15 +224,24 @@ impl BucketSnapshotter {
             if manifest.environment != ctx.environment {
                 continue;
             }
-            let Some(artifact) = manifest
+            let Some(previous) = manifest
                 .sources
                 .iter()
                 .find(|s| s.name == self.name && s.kind == self.kind() && s.location == location)
-                .and_then(index_artifact)
-                .cloned()
             else {
                 continue;
             };
+            let Some(artifact) = index_artifact(previous).cloned() else {
+                continue;
+            };
+            if previous.extra.get(SEALING_FIELD).and_then(Value::as_str) != sealing {
+                tracing::info!(
+                    "source {}: the blobs of backup {id} are not sealed to the current \
+                     [encryption] recipients; every object is read and stored again",
+                    self.name
+                );
+                return (None, true);
+            }
             let passed = matches!(
                 ctx.store.read_verifications(id).await.as_deref(),
                 Ok([.., last]) if last.passed
@@ -280,6 +297,7 @@ impl BucketSnapshotter {
         store: &dyn Store,
         task: Task,
         dedup: bool,
+        sealing: Option<&Sealing>,
         large_uploads: &Semaphore,
     ) -> Result<Outcome> {
         let obj = match task {
@@ -299,7 +317,7 @@ impl BucketSnapshotter {
         };
         let what = format!("{} of source {}", obj.key, self.name);
         let spooled = spool(fetched.body, &what).await?;
-        let entry = IndexEntry {
+        let mut entry = IndexEntry {
             key: obj.key,
             size: spooled.size,
             sha256: spooled.sha256,
@@ -309,8 +327,20 @@ impl BucketSnapshotter {
             headers: fetched.headers,
             metadata: fetched.metadata,
             reused: false,
+            blob: None,
+            stored_size: None,
         };
-        let how = match store_blob(store, spooled, dedup, large_uploads).await? {
+        let write = match sealing {
+            None => store_blob(store, spooled, dedup, large_uploads).await?,
+            Some(sealing) => {
+                let (write, sealed) =
+                    store_sealed_blob(store, spooled, sealing, dedup, large_uploads).await?;
+                entry.blob = Some(sealed.key);
+                entry.stored_size = Some(sealed.stored_size);
+                write
+            }
+        };
+        let how = match write {
             BlobWrite::Uploaded => How::Uploaded,
             BlobWrite::Deduplicated => How::Deduplicated,
         };
@@ -357,7 +387,17 @@ impl Snapshotter for BucketSnapshotter {
     }
 
     async fn snapshot(&self, ctx: SnapshotContext<'_>) -> Result<SourceManifest> {
-        let (previous, dedup) = self.previous_index(&ctx).await;
+        let sealing = match ctx.pipeline.parsed_recipients()? {
+            None => None,
+            Some(recipients) => {
+                let names = blob_name_key(ctx.store, &recipients)
+                    .await
+                    .map_err(|e| self.failed(crate::error_chain(&e)))?;
+                Some(Sealing { recipients, names })
+            }
+        };
+        let set_id = sealing.as_ref().map(|s| s.recipients.set_id());
+        let (previous, dedup) = self.previous_index(&ctx, set_id.as_deref()).await;
         let reused_from = previous.as_ref().map(|(id, _)| id.to_string());
         let skipped = SkipLog::default();
         let tasks = plan_tasks(
@@ -368,15 +408,19 @@ impl Snapshotter for BucketSnapshotter {
         let large_uploads = Semaphore::new(LARGE_UPLOADS);
         let store = ctx.store;
         let mut outcomes = tasks
-            .map_ok(|task| self.process(store, task, dedup, &large_uploads))
+            .map_ok(|task| self.process(store, task, dedup, sealing.as_ref(), &large_uploads))
             .try_buffered(self.concurrency);
 
         // Index lines flow to the pipeline through a bounded channel; an error item makes the
         // pipeline abort the upload instead of committing a short index.
         let (tx, rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
+        // The blob list of a sealed backup, the same way (closed at once when not sealed).
+        let (list_tx, list_rx) = mpsc::channel::<std::io::Result<Bytes>>(8);
+        let mut list_tx = sealing.is_some().then_some(list_tx);
         let upload_stopped = std::sync::atomic::AtomicBool::new(false);
         let produce = async {
             let mut buf = BytesMut::with_capacity(64 * 1024);
+            let mut list_buf = BytesMut::new();
             let result: Result<()> = async {
                 while let Some(outcome) = outcomes.next().await {
                     let (entry, how) = match outcome? {
@@ -399,36 +443,63 @@ impl Snapshotter for BucketSnapshotter {
                         upload_stopped.store(true, Ordering::Relaxed);
                         return Err(self.failed("the index upload stopped".into()));
                     }
+                    if let Some(list_tx) = &list_tx {
+                        list_buf.extend_from_slice(entry.blob_list_line().as_bytes());
+                        if list_buf.len() >= 60 * 1024
+                            && list_tx.send(Ok(list_buf.split().freeze())).await.is_err()
+                        {
+                            upload_stopped.store(true, Ordering::Relaxed);
+                            return Err(self.failed("the blob list upload stopped".into()));
+                        }
+                    }
                 }
                 if !buf.is_empty() {
                     let _ = tx.send(Ok(buf.split().freeze())).await;
+                }
+                if let Some(list_tx) = &list_tx
+                    && !list_buf.is_empty()
+                {
+                    let _ = list_tx.send(Ok(list_buf.split().freeze())).await;
                 }
                 Ok(())
             }
             .await;
             if let Err(e) = &result {
-                let _ = tx
-                    .send(Err(std::io::Error::other(format!(
-                        "the snapshot failed: {e}"
-                    ))))
-                    .await;
+                let failed = || std::io::Error::other(format!("the snapshot failed: {e}"));
+                let _ = tx.send(Err(failed())).await;
+                if let Some(list_tx) = &list_tx {
+                    let _ = list_tx.send(Err(failed())).await;
+                }
             }
             drop(tx);
+            list_tx.take();
             result
         };
-        let reader = StreamReader::new(
-            futures::stream::unfold(rx, |mut rx| async move {
-                rx.recv().await.map(|item| (item, rx))
-            })
-            .boxed(),
-        );
         let spec = ArtifactSpec {
             source: &self.name,
             file: INDEX_FILE,
             format: INDEX_FORMAT,
         };
-        let (produced, artifact) = tokio::join!(produce, ctx.write_artifact(spec, reader));
-        let artifact = match (produced, artifact) {
+        let list_spec = ArtifactSpec {
+            source: &self.name,
+            file: BLOB_LIST_FILE,
+            format: BLOB_LIST_FORMAT,
+        };
+        let write_list = async {
+            match &sealing {
+                Some(_) => ctx
+                    .write_plain_artifact(list_spec, channel_reader(list_rx))
+                    .await
+                    .map(Some),
+                None => Ok(None),
+            }
+        };
+        let (produced, artifact, list) = tokio::join!(
+            produce,
+            ctx.write_artifact(spec, channel_reader(rx)),
+            write_list
+        );
+        let artifact = match (produced, artifact.and_then(|a| Ok((a, list?)))) {
             (Ok(()), artifact) => artifact?,
             // The index upload failed first: its error is the cause.
             (Err(_), Err(e)) if upload_stopped.load(Ordering::Relaxed) => return Err(e),
@@ -463,7 +534,11 @@ impl Snapshotter for BucketSnapshotter {
                 "{vanished} object(s) were deleted between the listing and the read and are not in this backup"
             ));
         }
+        let (artifact, list) = artifact;
         let mut extra = Map::new();
+        if let Some(set_id) = set_id {
+            extra.insert(SEALING_FIELD.into(), Value::from(set_id));
+        }
         if let Some(id) = reused_from {
             extra.insert("reused_from".into(), Value::from(id));
         }
@@ -481,12 +556,24 @@ impl Snapshotter for BucketSnapshotter {
             location: self.location(),
             server_version: None,
             tool_version: None,
-            artifacts: vec![artifact],
+            artifacts: std::iter::once(artifact).chain(list).collect(),
             stats,
             notes,
             extra,
         })
     }
+}
+
+/// The bytes sent through `rx`, as a reader; an error item fails the read.
+fn channel_reader(
+    rx: mpsc::Receiver<std::io::Result<Bytes>>,
+) -> StreamReader<BoxStream<'static, std::io::Result<Bytes>>, Bytes> {
+    StreamReader::new(
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
+        .boxed(),
+    )
 }
 
 /// The counts a bucket source recorded: objects, bytes, reused, uploaded, deduplicated.

@@ -10,6 +10,7 @@ use backup_core::{
 
 use super::*;
 use crate::S3Settings;
+use backup_core::Verifier;
 
 fn write(dir: &Path, rel: &str, data: &[u8]) {
     let p = dir.join(rel);
@@ -19,12 +20,22 @@ fn write(dir: &Path, rel: &str, data: &[u8]) {
 
 /// Takes a snapshot and commits it as a backup with a passing verification record.
 async fn backup(store: &MemoryStore, snap: &BucketSnapshotter, env: &str) -> SourceManifest {
+    backup_with(store, snap, env, &PipelineConfig::default()).await
+}
+
+/// [`backup`] with the given pipeline settings (recipients: encrypted).
+async fn backup_with(
+    store: &MemoryStore,
+    snap: &BucketSnapshotter,
+    env: &str,
+    pipeline: &PipelineConfig,
+) -> SourceManifest {
     let id = BackupId::new(jiff::Timestamp::now());
     let ctx = SnapshotContext {
         store,
         backup_id: &id,
         environment: env,
-        pipeline: &PipelineConfig::default(),
+        pipeline,
     };
     let source = snap.snapshot(ctx).await.expect("snapshot");
     let now = jiff::Timestamp::now();
@@ -268,4 +279,115 @@ async fn a_failing_blob_write_fails_the_snapshot_and_commits_no_index() {
     );
     let index = layout::artifact_key(&id, &"files".parse().expect("name"), INDEX_FILE);
     assert!(store.inner().head(&index).await.expect("head").is_none());
+}
+
+/// Encrypted, with no identity in this process: blobs are sealed under keyed names and the
+/// index cannot be read, yet level 1 and blob collection work from the plaintext blob list.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sealed_blobs_are_checked_and_collected_without_a_key() {
+    // The example recipient of the age documentation: its identity is not here.
+    const RECIPIENT: &str = "age1ql3z7hjy54pw3hyww5ayyfg7zqgvc7w3j2elw8zmrj2kg5sfn9aqmcac8p";
+    let dir = tempfile::tempdir().expect("dir");
+    write(dir.path(), "a", b"guessable");
+    write(dir.path(), "b", b"guessable");
+    write(dir.path(), "c/d", b"other");
+    let store = MemoryStore::new();
+    let source = BucketSource::open(
+        BucketLocation::Directory(dir.path().to_path_buf()),
+        &S3Settings::default(),
+    )
+    .expect("opens");
+    let snap = BucketSnapshotter::new("files".parse().expect("name"), source);
+    let pipeline = PipelineConfig {
+        recipients: vec![RECIPIENT.into()],
+        ..PipelineConfig::default()
+    };
+    let source = backup_with(&store, &snap, "default", &pipeline).await;
+    assert!(
+        source
+            .extra
+            .contains_key(backup_core::sealed_blobs::SEALING_FIELD)
+    );
+    assert!(blob_list_artifact(&source).is_some());
+    assert!(
+        store
+            .list(layout::BLOBS_DIR)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let sealed = store.list(layout::SEALED_BLOBS_DIR).await.expect("list");
+    assert_eq!(sealed.len(), 2, "one sealed blob per distinct content");
+    let plain = layout::blob_key(&backup_core::Digest::of(b"guessable"));
+    assert!(
+        sealed
+            .iter()
+            .all(|b| !b.key.ends_with(&plain[plain.len() - 64..]))
+    );
+
+    let id = store
+        .list_backup_ids()
+        .await
+        .expect("ids")
+        .pop()
+        .expect("id");
+    let manifest = store.read_manifest(&id).await.expect("manifest");
+    let verifier = BucketVerifier::default();
+    let report = verifier
+        .verify(&store, &manifest, VerificationLevel::Checksum)
+        .await
+        .expect("runs");
+    assert!(
+        report.passed(),
+        "{:?}",
+        report.failures().collect::<Vec<_>>()
+    );
+    assert!(
+        report
+            .findings
+            .iter()
+            .any(|f| f.message.contains("all 3 sealed blobs present")),
+        "{:?}",
+        report.findings
+    );
+
+    // A truncated sealed blob fails level 1, naming it.
+    let victim = sealed[0].key.clone();
+    let bytes = store.get_all(&victim).await.expect("blob");
+    store
+        .put_bytes(
+            &victim,
+            bytes[..bytes.len() - 1].to_vec().into(),
+            backup_core::WriteMode::Overwrite,
+        )
+        .await
+        .expect("truncate");
+    let report = verifier
+        .verify(&store, &manifest, VerificationLevel::Checksum)
+        .await
+        .expect("runs");
+    assert!(
+        report.failures().any(|f| f.message.contains(&victim)),
+        "{:?}",
+        report.findings
+    );
+
+    // Collection: the referenced sealed blobs stay, an orphan goes, without a key.
+    let orphan = layout::sealed_blob_key(&"ab".repeat(32));
+    store
+        .put_bytes(&orphan, "x".into(), backup_core::WriteMode::Overwrite)
+        .await
+        .expect("orphan");
+    let later = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(25);
+    let plan = plan_blob_gc(
+        &store,
+        &Default::default(),
+        jiff::SignedDuration::from_hours(DEFAULT_BLOB_GRACE_HOURS),
+        later,
+    )
+    .await
+    .expect("plan");
+    assert_eq!(plan.blocked, None);
+    assert_eq!((plan.referenced, plan.removable), (2, 1));
+    assert_eq!(plan.keys, vec![orphan]);
 }

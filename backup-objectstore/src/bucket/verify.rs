@@ -4,13 +4,24 @@
 //! took unchanged from the previous one are checked for presence and size only); level 2: the
 //! index decompresses; level 3: the index parses and its totals match the manifest's
 //! statistics.
+//!
+//! Encrypted (sealed blobs, see [`backup_core::sealed_blobs`]): level 1 needs no key. It checks
+//! the index's and the plaintext blob list's checksums and that every listed sealed blob is
+//! present with its recorded size. Level 2 decrypts the index, checks that the blob list names
+//! exactly the index's blobs, and reads every blob through age decryption (each 64 KiB chunk
+//! authenticated), checking the plaintext's size and sha256 against the index.
 
 use std::collections::HashSet;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use crate::bucket::{IndexEntry, bucket_stat, index_artifact, is_bucket_source, read_index};
+use crate::bucket::{
+    IndexEntry, blob_list_artifact, bucket_stat, index_artifact, is_bucket_source, read_blob_list,
+    read_index,
+};
 use async_trait::async_trait;
+use backup_core::sealed_blobs::SEALING_FIELD;
+use backup_core::{ArtifactMeta, ByteStream};
 use backup_core::{
     Digest, Error, Finding, FindingStatus, Manifest, Result, Sha256, SourceManifest, Store,
     VerificationLevel, VerificationReport, Verifier, layout,
@@ -71,33 +82,88 @@ fn wrong_size(key: &str, size: u64, expected: u64) -> String {
     format!("the blob {key} is {size} bytes instead of {expected}")
 }
 
-/// What a presence check (one `HEAD`, no read) found: `None` when the blob is there with the
-/// indexed size.
-async fn check_blob_present(store: &dyn Store, entry: &IndexEntry) -> Result<Option<String>> {
-    let key = layout::blob_key(&entry.sha256);
-    Ok(match store.head(&key).await? {
-        None => Some(missing_blob(&key)),
-        Some(info) if info.size != entry.size => Some(wrong_size(&key, info.size, entry.size)),
+/// What a presence check (one `HEAD`, no read) of the blob `key` found: `None` when it is there
+/// with `size` bytes.
+async fn check_present(store: &dyn Store, key: &str, size: u64) -> Result<Option<String>> {
+    Ok(match store.head(key).await? {
+        None => Some(missing_blob(key)),
+        Some(info) if info.size != size => Some(wrong_size(key, info.size, size)),
         Some(_) => None,
     })
 }
 
-/// What checking one blob found: `None` when it is as indexed.
+/// What a presence check of an entry's blob found.
+async fn check_blob_present(store: &dyn Store, entry: &IndexEntry) -> Result<Option<String>> {
+    check_present(store, &entry.blob_key(), entry.stored_blob_size()).await
+}
+
+/// What checking one blob found: `None` when it is as indexed. A sealed blob is decrypted on
+/// the way; what decryption finds is a finding, a failing store an error.
 async fn check_blob(store: &dyn Store, entry: &IndexEntry) -> Result<Option<String>> {
-    let key = layout::blob_key(&entry.sha256);
-    let mut stream = match store.get(&key).await {
+    let key = entry.blob_key();
+    let stream = match store.get(&key).await {
         Ok(s) => s,
         Err(Error::NotFound { .. }) => return Ok(Some(missing_blob(&key))),
         Err(e) => return Err(e),
     };
+    // Store errors are told apart from decryption errors, which arrive in the same stream.
+    let store_error: std::sync::Arc<Mutex<Option<String>>> = Default::default();
+    let stored = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let raw: ByteStream = {
+        let (store_error, stored) = (store_error.clone(), stored.clone());
+        Box::pin(stream.inspect(move |item| match item {
+            Ok(chunk) => {
+                stored.fetch_add(chunk.len() as u64, std::sync::atomic::Ordering::Relaxed);
+            }
+            Err(e) => {
+                if let Ok(mut slot) = store_error.lock() {
+                    slot.get_or_insert_with(|| e.to_string());
+                }
+            }
+        }))
+    };
+    let failed_store = |e: &std::io::Error| -> Option<Error> {
+        let stored = store_error.lock().ok().and_then(|mut s| s.take())?;
+        Some(Error::store("get", &key, format!("{stored} ({e})")))
+    };
+    let mut plain = if entry.is_sealed() {
+        match backup_core::encryption::decrypt_stream(raw).await {
+            Ok(p) => p,
+            Err(e) => {
+                return match failed_store(&e) {
+                    Some(err) => Err(err),
+                    None => Ok(Some(format!("the blob {key} cannot be decrypted: {e}"))),
+                };
+            }
+        }
+    } else {
+        raw
+    };
     let mut hasher = Sha256::new();
-    while let Some(chunk) = stream.next().await {
-        hasher.update(&chunk.map_err(|e| Error::store("get", &key, e))?);
+    while let Some(chunk) = plain.next().await {
+        match chunk {
+            Ok(chunk) => hasher.update(&chunk),
+            Err(e) => {
+                if let Some(err) = failed_store(&e) {
+                    return Err(err);
+                }
+                if !entry.is_sealed() {
+                    return Err(Error::store("get", &key, e));
+                }
+                return Ok(Some(format!("the blob {key} is corrupted: {e}")));
+            }
+        }
     }
     let size = hasher.len();
     let digest = hasher.finish();
+    let stored = stored.load(std::sync::atomic::Ordering::Relaxed);
     Ok(if size != entry.size {
         Some(wrong_size(&key, size, entry.size))
+    } else if entry.is_sealed() && stored != entry.stored_blob_size() {
+        Some(format!(
+            "the sealed blob {key} is {stored} bytes instead of {}",
+            entry.stored_blob_size()
+        ))
     } else if digest != entry.sha256 {
         Some(format!(
             "the blob {key} is corrupted: sha256 is {digest} instead of {}",
@@ -167,6 +233,46 @@ impl BucketVerifier {
         if !index_ok {
             return Ok(()); // the blobs of a damaged index cannot be trusted to be the right ones
         }
+        let sealed = source.extra.contains_key(SEALING_FIELD);
+        // Where blob problems are reported: level 1 for plain blobs (read and hashed); level 2
+        // for sealed ones (decrypted), whose level 1 is the blob list's presence check.
+        let blob_level = if sealed { Decompress } else { Checksum };
+        if sealed {
+            let Some(list) = blob_list_artifact(source) else {
+                report.findings.push(blob_finding(
+                    source,
+                    Checksum,
+                    "blob-list",
+                    None,
+                    Failed,
+                    format!("{name}: the manifest lists no blob list for this encrypted source"),
+                ));
+                return Ok(());
+            };
+            let list_pass = read_pass(store, list, false, Consumer::Discard).await?;
+            let list_findings = pass_findings(&list_pass, source, list, Checksum);
+            let list_ok = list_findings.iter().all(|f| f.status == Passed);
+            report.findings.extend(list_findings);
+            if !list_ok {
+                return Ok(());
+            }
+            if up_to < Decompress {
+                self.check_listed_blobs(store, source, list, report).await?;
+                report.add_time(Checksum, started.elapsed());
+                return Ok(());
+            }
+            if let Some(problem) = list_disagrees(store, artifact, list).await? {
+                report.findings.push(blob_finding(
+                    source,
+                    Decompress,
+                    "blob-list",
+                    Some(list.key.clone()),
+                    Failed,
+                    format!("{name}: {problem}"),
+                ));
+                return Ok(());
+            }
+        }
 
         let seen: Mutex<HashSet<Digest>> = Mutex::new(HashSet::new());
         // Blob reads stay at `concurrency` while presence checks run wider.
@@ -199,9 +305,14 @@ impl BucketVerifier {
                 .map(|entry| {
                     objects += 1;
                     bytes += entry.size;
+                    let blob_id = if entry.is_sealed() {
+                        Digest::of(entry.blob_key().as_bytes())
+                    } else {
+                        entry.sha256
+                    };
                     let first = seen
                         .lock()
-                        .map(|mut s| s.len() >= DEDUP_LIMIT || s.insert(entry.sha256))
+                        .map(|mut s| s.len() >= DEDUP_LIMIT || s.insert(blob_id))
                         .unwrap_or(true);
                     let (read_reused, reads) = (self.read_reused, &reads);
                     async move {
@@ -229,7 +340,8 @@ impl BucketVerifier {
                 if let Some(problem) = problem {
                     failed += 1;
                     if failures.len() < MAX_BLOB_FINDINGS {
-                        failures.push((entry.key, layout::blob_key(&entry.sha256), problem));
+                        let blob = entry.blob_key();
+                        failures.push((entry.key, blob, problem));
                     }
                 }
             }
@@ -237,7 +349,7 @@ impl BucketVerifier {
         for (key, blob, problem) in failures {
             report.findings.push(blob_finding(
                 source,
-                Checksum,
+                blob_level,
                 "blob",
                 Some(blob),
                 Failed,
@@ -247,7 +359,7 @@ impl BucketVerifier {
         if failed > MAX_BLOB_FINDINGS as u64 {
             report.findings.push(blob_finding(
                 source,
-                Checksum,
+                blob_level,
                 "blob",
                 None,
                 Failed,
@@ -262,7 +374,7 @@ impl BucketVerifier {
         if let Some(e) = &parse_error {
             report.findings.push(blob_finding(
                 source,
-                Checksum,
+                blob_level,
                 "blobs",
                 Some(artifact.key.clone()),
                 Failed,
@@ -272,11 +384,15 @@ impl BucketVerifier {
         if failed == 0 && parse_error.is_none() {
             report.findings.push(blob_finding(
                 source,
-                Checksum,
+                blob_level,
                 "blobs",
                 Some(artifact.key.clone()),
                 Passed,
-                if present_only == 0 {
+                if sealed {
+                    format!(
+                        "{name}: all {objects} objects' sealed blobs present; {checked} blobs read, decrypted and their plaintext's size and sha256 checked ({bytes} bytes), {present_only} of objects unchanged since the previous verified backup checked for presence and size only"
+                    )
+                } else if present_only == 0 {
                     format!(
                         "{name}: all {objects} objects' blobs present with the indexed size and sha256 ({checked} blobs read, {bytes} bytes)"
                     )
@@ -287,7 +403,7 @@ impl BucketVerifier {
                 },
             ));
         }
-        report.add_time(Checksum, started.elapsed());
+        report.add_time(blob_level, started.elapsed());
 
         if up_to >= Archive {
             let want_objects = bucket_stat(source, "objects");
@@ -324,6 +440,148 @@ impl BucketVerifier {
             ));
         }
         Ok(())
+    }
+}
+
+impl BucketVerifier {
+    /// Level 1 of sealed blobs, without a key: every blob the plaintext list names is present
+    /// with its recorded size.
+    async fn check_listed_blobs(
+        &self,
+        store: &dyn Store,
+        source: &SourceManifest,
+        list: &ArtifactMeta,
+        report: &mut VerificationReport,
+    ) -> Result<()> {
+        use FindingStatus::*;
+        use VerificationLevel::*;
+        let name = source.name.to_string();
+        let mut lines = read_blob_list(store, list).await?;
+        let mut read_error = None;
+        let mut blobs = 0u64;
+        let mut failed = 0u64;
+        let mut failures: Vec<String> = Vec::new();
+        {
+            let checks = futures::stream::poll_fn(|cx| lines.poll_next_unpin(cx))
+                .filter_map(|item| {
+                    let keep = match item {
+                        Ok(line) => Some(line),
+                        Err(e) => {
+                            read_error.get_or_insert(e.to_string());
+                            None
+                        }
+                    };
+                    async move { keep }
+                })
+                .map(|(key, size)| async move {
+                    let problem = check_present(store, &key, size).await?;
+                    Ok::<_, Error>(problem)
+                })
+                .buffer_unordered(PRESENCE_CONCURRENCY);
+            futures::pin_mut!(checks);
+            while let Some(problem) = checks.next().await {
+                blobs += 1;
+                if let Some(problem) = problem? {
+                    failed += 1;
+                    if failures.len() < MAX_BLOB_FINDINGS {
+                        failures.push(problem);
+                    }
+                }
+            }
+        }
+        for problem in failures {
+            report.findings.push(blob_finding(
+                source,
+                Checksum,
+                "blob",
+                None,
+                Failed,
+                format!("{name}: {problem}"),
+            ));
+        }
+        if failed > MAX_BLOB_FINDINGS as u64 {
+            report.findings.push(blob_finding(
+                source,
+                Checksum,
+                "blob",
+                None,
+                Failed,
+                format!(
+                    "{name}: {} more missing or wrongly sized blobs not listed",
+                    failed - MAX_BLOB_FINDINGS as u64
+                ),
+            ));
+        }
+        let (status, message) = match read_error {
+            Some(e) => (
+                Failed,
+                format!(
+                    "{name}: the blob list could not be read to the end ({e}), so not every blob was checked"
+                ),
+            ),
+            None if failed == 0 => (
+                Passed,
+                format!(
+                    "{name}: all {blobs} sealed blobs present with their recorded size (level 2 decrypts them and checks their contents)"
+                ),
+            ),
+            None => return Ok(()),
+        };
+        report.findings.push(blob_finding(
+            source,
+            Checksum,
+            "blobs",
+            Some(list.key.clone()),
+            status,
+            message,
+        ));
+        Ok(())
+    }
+}
+
+/// Whether the plaintext blob list names exactly the blobs of the (decrypted) index, line for
+/// line: blob collection trusts the list, so a list that left out a blob could lose it.
+async fn list_disagrees(
+    store: &dyn Store,
+    index: &ArtifactMeta,
+    list: &ArtifactMeta,
+) -> Result<Option<String>> {
+    let mut entries = read_index(store, index).await?;
+    let mut lines = read_blob_list(store, list).await?;
+    let mut n = 0u64;
+    loop {
+        n += 1;
+        match (entries.next().await, lines.next().await) {
+            (None, None) => return Ok(None),
+            (Some(Err(e)), _) => {
+                return Ok(Some(format!("the index could not be read to the end: {e}")));
+            }
+            (_, Some(Err(e))) => {
+                return Ok(Some(format!(
+                    "the blob list could not be read to the end: {e}"
+                )));
+            }
+            (Some(Ok(entry)), Some(Ok((blob, size)))) => {
+                if entry.blob_key() != blob || entry.stored_blob_size() != size {
+                    return Ok(Some(format!(
+                        "line {n} of the blob list names {blob} ({size} bytes) but the index has {} ({} bytes) for object {:?}",
+                        entry.blob_key(),
+                        entry.stored_blob_size(),
+                        entry.key
+                    )));
+                }
+            }
+            (Some(Ok(_)), None) => {
+                return Ok(Some(format!(
+                    "the blob list ends at line {n} but the index has more objects"
+                )));
+            }
+            (None, Some(Ok(_))) => {
+                return Ok(Some(format!(
+                    "the blob list has more lines than the index has objects (from line {n})"
+                )));
+            }
+        }
     }
 }
 
