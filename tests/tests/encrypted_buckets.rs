@@ -33,14 +33,22 @@ fn sample(dir: &Path) -> BTreeMap<String, Vec<u8>> {
     files
 }
 
-/// Every regular file under `dir`, by relative path.
-fn tree(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+/// The sha256 of every regular file under `dir`, by relative path.
+fn tree(dir: &Path) -> BTreeMap<String, String> {
     files(dir)
         .into_iter()
         .map(|(p, b)| {
             let rel = p.strip_prefix(dir).expect("under dir");
-            (rel.to_string_lossy().into_owned(), b)
+            (rel.to_string_lossy().into_owned(), sha256_hex(&b))
         })
+        .collect()
+}
+
+/// The sha256 of every file of `files`, by relative path (to compare with [`tree`]).
+fn digests(files: &BTreeMap<String, Vec<u8>>) -> BTreeMap<String, String> {
+    files
+        .iter()
+        .map(|(k, v)| (k.clone(), sha256_hex(v)))
         .collect()
 }
 
@@ -109,7 +117,7 @@ fn a_directory_is_sealed_deduplicated_verified_and_restored_through_the_key() {
         original.len() - 1,
         "one blob per distinct file"
     );
-    let digests: Vec<String> = original.values().map(|d| sha256_hex(d)).collect();
+    let plain_digests: Vec<String> = original.values().map(|d| sha256_hex(d)).collect();
     for (path, bytes) in files(&store) {
         let shown = path.display().to_string();
         for needle in [
@@ -122,7 +130,7 @@ fn a_directory_is_sealed_deduplicated_verified_and_restored_through_the_key() {
             assert!(!contains(&bytes, needle), "{needle} in {shown}");
             assert!(!shown.contains(needle), "{needle} in the name {shown}");
         }
-        for d in &digests {
+        for d in &plain_digests {
             assert!(
                 !shown.contains(d) && !contains(&bytes, d),
                 "the plain digest {d} in {shown}"
@@ -187,7 +195,11 @@ fn a_directory_is_sealed_deduplicated_verified_and_restored_through_the_key() {
     let second_id = second["id"].as_str().expect("id");
     let out = work.run(&["restore", second_id, "--yes"]);
     out.assert_success();
-    assert_eq!(tree(data.path()), original, "restored through the key");
+    assert_eq!(
+        tree(data.path()),
+        digests(&original),
+        "restored through the key"
+    );
 }
 
 #[test]
@@ -195,7 +207,7 @@ fn damage_to_a_sealed_blob_is_caught_and_blob_collection_needs_no_key() {
     let keys = tempfile::tempdir().expect("keys");
     let key = Key::new(keys.path(), "key.txt");
     let data = tempfile::tempdir().expect("data");
-    let original = sample(data.path());
+    sample(data.path());
     let work = Work::new(&data.path().display().to_string(), &[&key], Some(&key));
     work.run(&["backup"]).assert_success();
 
@@ -243,13 +255,23 @@ fn damage_to_a_sealed_blob_is_caught_and_blob_collection_needs_no_key() {
     // Blob collection reads the plaintext blob lists, so it needs no key: a second backup of
     // the directory, then prune keeping only the newest, leaves every blob it references.
     work.run(&["backup"]).assert_success();
-    let out = work.run(&["prune", "--keep-last", "1", "--yes", "--json"]);
+    let config = work.path().join("predeploy.toml");
+    let with_identity = std::fs::read_to_string(&config).expect("config");
+    let keyless: String = with_identity
+        .lines()
+        .filter(|l| !l.starts_with("identity_file"))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    std::fs::write(&config, keyless).expect("keyless config");
+    let out = work.run(&["prune", "--keep-last", "1", "--yes", "--force"]);
     out.assert_success();
+    std::fs::write(&config, with_identity).expect("config");
     work.run(&["verify", "last", "--level", "archive"])
         .assert_success();
+    std::fs::write(data.path().join("zqpatients.csv"), b"after").expect("change");
     let out = work.run(&["restore", "last", "--yes"]);
     out.assert_success();
-    assert_eq!(tree(data.path()), original);
+    assert_eq!(tree(data.path()), before, "the newest backup, restored");
 }
 
 #[test]
@@ -385,5 +407,9 @@ fn an_s3_bucket_round_trips_through_encryption_and_the_runbook_opens_a_directory
         .args(["-e", "-o", "pipefail", "-c", &raw])
         .env("PREDEPLOY_AGE_IDENTITY_FILE", &key.file));
     out.assert_success();
-    assert_eq!(tree(target), original, "the raw commands restored it");
+    assert_eq!(
+        tree(target),
+        digests(&original),
+        "the raw commands restored it"
+    );
 }

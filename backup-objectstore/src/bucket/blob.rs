@@ -3,7 +3,9 @@
 //! the store already holds that blob. Encrypted, the spool is sealed to the recipients and
 //! stored under its keyed name (`blobs/sealed/…`, see [`backup_core::sealed_blobs`]).
 
+use std::collections::HashMap;
 use std::io::SeekFrom;
+use std::sync::{Arc, Mutex};
 
 use backup_core::encryption::Recipients;
 use backup_core::sealed_blobs::BlobNameKey;
@@ -11,7 +13,7 @@ use backup_core::{ByteStream, Digest, Error, Result, Sha256, Store, WriteMode, l
 use bytes::Bytes;
 use futures::StreamExt;
 use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-use tokio::sync::Semaphore;
+use tokio::sync::{OnceCell, Semaphore};
 
 /// Objects up to this size are spooled in memory (and stored in one request); larger ones go to
 /// a temp file in the system temp dir, removed when dropped.
@@ -135,11 +137,27 @@ pub(crate) async fn store_blob(
     Ok(BlobWrite::Uploaded)
 }
 
-/// How a backup seals its blobs: the recipients and the blob-name key.
-#[derive(Debug, Clone)]
+/// How a backup seals its blobs: the recipients and the blob-name key, and the sealed blobs
+/// being written right now.
+#[derive(Debug)]
 pub(crate) struct Sealing {
     pub(crate) recipients: Recipients,
     pub(crate) names: BlobNameKey,
+    /// Names being sealed and stored by this snapshot, each with the stored size once known: a
+    /// second object with the same bytes waits for the first instead of writing the name again.
+    /// (age adds a random-length "grease" stanza to every header, so two seals of the same bytes
+    /// differ in size, and a rewritten blob would no longer match a size already recorded.)
+    in_flight: Mutex<HashMap<String, Arc<OnceCell<u64>>>>,
+}
+
+impl Sealing {
+    pub(crate) fn new(recipients: Recipients, names: BlobNameKey) -> Self {
+        Sealing {
+            recipients,
+            names,
+            in_flight: Mutex::default(),
+        }
+    }
 }
 
 /// A sealed blob as stored: its key and ciphertext size.
@@ -149,9 +167,10 @@ pub(crate) struct SealedBlob {
     pub(crate) stored_size: u64,
 }
 
-/// Seals a spooled object and stores it under its keyed name, unless (with `dedup`) a blob of
-/// that name is already stored: sealed to the same recipient set, it holds the same bytes
-/// (verification reads it back and checks that).
+/// Seals a spooled object and stores it under its keyed name, unless a blob of that name is
+/// already stored: sealed to the same recipient set, it holds the same bytes (verification reads
+/// it back and checks that). Without `dedup` (repair after a failed verification), an existing
+/// blob is kept only when it decrypts to the right bytes, and replaced otherwise.
 pub(crate) async fn store_sealed_blob(
     store: &dyn Store,
     spooled: Spooled,
@@ -160,12 +179,47 @@ pub(crate) async fn store_sealed_blob(
     large_uploads: &Semaphore,
 ) -> Result<(BlobWrite, SealedBlob)> {
     let key = sealing.names.blob_key(&spooled.sha256);
-    if dedup && let Some(info) = store.head(&key).await? {
-        let blob = SealedBlob {
-            key,
-            stored_size: info.size,
-        };
-        return Ok((BlobWrite::Deduplicated, blob));
+    let cell = {
+        let mut in_flight = sealing
+            .in_flight
+            .lock()
+            .map_err(|_| Error::store("put", &key, "blob bookkeeping poisoned"))?;
+        in_flight.entry(key.clone()).or_default().clone()
+    };
+    let how: Mutex<BlobWrite> = Mutex::new(BlobWrite::Deduplicated);
+    let stored = cell
+        .get_or_try_init(|| async {
+            let (write, size) =
+                seal_and_store(store, spooled, sealing, &key, dedup, large_uploads).await?;
+            if let Ok(mut how) = how.lock() {
+                *how = write;
+            }
+            Ok::<_, Error>(size)
+        })
+        .await;
+    if let Ok(mut in_flight) = sealing.in_flight.lock() {
+        // Later objects with these bytes find the blob with a HEAD.
+        in_flight.remove(&key);
+    }
+    let stored_size = *stored?;
+    let how = how.lock().map(|h| *h).unwrap_or(BlobWrite::Deduplicated);
+    Ok((how, SealedBlob { key, stored_size }))
+}
+
+/// Stores `spooled` sealed under `key` (see [`store_sealed_blob`]); returns what it did and the
+/// stored size.
+async fn seal_and_store(
+    store: &dyn Store,
+    spooled: Spooled,
+    sealing: &Sealing,
+    key: &str,
+    dedup: bool,
+    large_uploads: &Semaphore,
+) -> Result<(BlobWrite, u64)> {
+    if let Some(info) = store.head(key).await?
+        && (dedup || opens_to(store, key, &spooled).await)
+    {
+        return Ok((BlobWrite::Deduplicated, info.size));
     }
     let seal_err = |e: std::io::Error| Error::io(format!("cannot encrypt the blob {key}"), e);
     let stored_size = match spooled.spool {
@@ -175,16 +229,29 @@ pub(crate) async fn store_sealed_blob(
                 .seal(&chunks.concat())
                 .map_err(seal_err)?;
             let size = sealed.len() as u64;
-            store
-                .put_bytes(&key, Bytes::from(sealed), WriteMode::Overwrite)
-                .await?;
-            size
+            // Create-only where the store honours it: a blob another backup stored meanwhile
+            // is kept, and its size recorded.
+            let mode = if dedup {
+                WriteMode::CreateOnly
+            } else {
+                WriteMode::Overwrite
+            };
+            match store.put_bytes(key, Bytes::from(sealed), mode).await {
+                Ok(()) => size,
+                Err(Error::AlreadyExists { .. }) => {
+                    let info = store.head(key).await?.ok_or_else(|| {
+                        Error::store("put", key, "the blob vanished after it was found")
+                    })?;
+                    return Ok((BlobWrite::Deduplicated, info.size));
+                }
+                Err(e) => return Err(e),
+            }
         }
         Spool::File(file) => {
             let _permit = large_uploads
                 .acquire()
                 .await
-                .map_err(|e| Error::store("put", &key, e))?;
+                .map_err(|e| Error::store("put", key, e))?;
             // Sealed into a second anonymous temp file (age writes synchronously), hashed on
             // the way, then uploaded with its digest known.
             let plain = file.into_std().await;
@@ -198,18 +265,37 @@ pub(crate) async fn store_sealed_blob(
                 tokio::fs::File::from_std(sealed),
                 1024 * 1024,
             ));
-            let written = store.put_stream_known(&key, stream, &digest).await?;
+            let written = store.put_stream_known(key, stream, &digest).await?;
             if written != size {
                 return Err(Error::store(
                     "put",
-                    &key,
+                    key,
                     format!("{written} bytes were stored instead of {size}"),
                 ));
             }
             size
         }
     };
-    Ok((BlobWrite::Uploaded, SealedBlob { key, stored_size }))
+    Ok((BlobWrite::Uploaded, stored_size))
+}
+
+/// Whether the stored sealed blob `key` decrypts (with the installed identity) to the spooled
+/// bytes: false when it does not, or cannot be read or opened.
+async fn opens_to(store: &dyn Store, key: &str, spooled: &Spooled) -> bool {
+    let Ok(stream) = store.get(key).await else {
+        return false;
+    };
+    let Ok(mut plain) = backup_core::encryption::decrypt_stream(stream).await else {
+        return false;
+    };
+    let mut hasher = Sha256::new();
+    while let Some(chunk) = plain.next().await {
+        match chunk {
+            Ok(chunk) => hasher.update(&chunk),
+            Err(_) => return false,
+        }
+    }
+    hasher.len() == spooled.size && hasher.finish() == spooled.sha256
 }
 
 /// The bytes of `entry`'s object, read from its blob: decrypted on the way when it is sealed

@@ -4,7 +4,8 @@
 //! written.
 //!
 //! 1. **Plan**: reach the target, count what is there. Nothing is written.
-//! 2. **Verify the backup**: every blob present with its size and sha256 (level 1); a damaged
+//! 2. **Verify the backup**: every blob present with its size and sha256 (level 1; sealed blobs
+//!    are decrypted, level 2); a damaged
 //!    backup is refused before the target is touched.
 //! 3. **Safety snapshot** of the target through the gate's safety net, when it holds anything.
 //! 4. **Restore**: every object written with its content type and metadata, its bytes checked
@@ -15,6 +16,7 @@
 //! backup's objects and the safety snapshot holds its previous state
 //! ([`TargetState::PartlyRestored`], both named).
 
+use backup_core::sealed_blobs::SEALING_FIELD;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -146,8 +148,15 @@ impl PlannedRestore for PlannedObjectRestore {
             sources: vec![self.source.clone()],
             ..self.manifest.clone()
         };
+        // Sealed blobs are checked through decryption (level 2): their level 1 is presence and
+        // size only.
+        let level = if self.source.extra.contains_key(SEALING_FIELD) {
+            VerificationLevel::Decompress
+        } else {
+            VerificationLevel::Checksum
+        };
         let report = BucketVerifier::default()
-            .verify(ctx.store, &only_this_source, VerificationLevel::Checksum)
+            .verify(ctx.store, &only_this_source, level)
             .await
             .map_err(|e| RestoreError::Damaged {
                 id: id.clone(),

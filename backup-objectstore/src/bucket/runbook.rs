@@ -42,7 +42,7 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
                  \x20assert b.startswith('blobs/sealed/') and '..' not in b.split('/'), b\n\
                  \x20src=os.path.join({store_root},b); dst=os.path.join({target},k)\n\
                  \x20os.makedirs(os.path.dirname(dst) or '.',exist_ok=True)\n\
-                 \x20subprocess.run(['age','-d','-i',os.environ['PREDEPLOY_AGE_IDENTITY_FILE'],'-o',dst,src],check=True)\n\
+                 \x20subprocess.run(['age','-d','-i',os.environ['PREDEPLOY_AGE_IDENTITY_FILE'],src],stdout=open(dst,'wb'),check=True)\n\
                  \x20assert hashlib.sha256(open(dst,'rb').read()).hexdigest()==h, dst\n"
             )
         } else {

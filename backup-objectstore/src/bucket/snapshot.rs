@@ -393,7 +393,7 @@ impl Snapshotter for BucketSnapshotter {
                 let names = blob_name_key(ctx.store, &recipients)
                     .await
                     .map_err(|e| self.failed(crate::error_chain(&e)))?;
-                Some(Sealing { recipients, names })
+                Some(Sealing::new(recipients, names))
             }
         };
         let set_id = sealing.as_ref().map(|s| s.recipients.set_id());
