@@ -8,7 +8,7 @@
 //! backup directories without a manifest untouched for [`LEFTOVER_GRACE_DAYS`] days, and pins of
 //! backups that no longer exist.
 //!
-//! Content-addressed bucket blobs (`blobs/sha256/…`) are collected by [`Pruner::collect_blobs`]:
+//! Content-addressed bucket blobs (`blobs/sha256/…`, `blobs/sealed/…`) are collected by [`Pruner::collect_blobs`]:
 //! a blob goes only when no remaining manifest's index references it and it is older than
 //! [`DEFAULT_BLOB_GRACE_HOURS`] hours (a backup still uploading has not written its manifest
 //! yet), and never when some manifest or index could not be read.

@@ -88,7 +88,7 @@ pub(crate) enum Task {
 
 /// What became of one listed object.
 enum Outcome {
-    Stored(IndexEntry, How),
+    Stored(Box<IndexEntry>, How),
     /// Deleted between the listing and the read.
     Vanished,
 }
@@ -303,7 +303,7 @@ impl BucketSnapshotter {
         let obj = match task {
             Task::Reuse(mut entry) => {
                 entry.reused = true;
-                return Ok(Outcome::Stored(entry, How::Reused));
+                return Ok(Outcome::Stored(Box::new(entry), How::Reused));
             }
             Task::Fetch(obj) => obj,
         };
@@ -344,7 +344,7 @@ impl BucketSnapshotter {
             BlobWrite::Uploaded => How::Uploaded,
             BlobWrite::Deduplicated => How::Deduplicated,
         };
-        Ok(Outcome::Stored(entry, how))
+        Ok(Outcome::Stored(Box::new(entry), how))
     }
 }
 
