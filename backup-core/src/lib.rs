@@ -74,7 +74,9 @@ pub use retention::{
     KeepPolicy, KeepRules, Period, RetentionAction, RetentionDecision, RetentionPlan,
     RetentionPolicy,
 };
-pub use snapshot::{ArtifactSpec, DynSnapshotter, PreflightReport, SnapshotContext, Snapshotter};
+pub use snapshot::{
+    ArtifactSpec, ChangeProof, DynSnapshotter, PreflightReport, SnapshotContext, Snapshotter,
+};
 pub use store::{
     ByteStream, DynStore, MAX_DOCUMENT_SIZE, ObjectInfo, Store, StoreCapabilities, StoreExt,
     WriteMode,

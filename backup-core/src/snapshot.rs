@@ -137,6 +137,15 @@ impl SnapshotContext<'_> {
     }
 }
 
+/// What [`Snapshotter::unchanged_since`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeProof {
+    /// Nothing that a backup holds can have changed since the earlier snapshot.
+    Unchanged,
+    /// Something may have changed, or it cannot be told: why, for the operator.
+    Changed(String),
+}
+
 /// A source that can be snapshotted into a store.
 ///
 /// # Contract
@@ -170,6 +179,22 @@ pub trait Snapshotter: Send + Sync + Debug + 'static {
 
     /// Checks that a snapshot can be taken, without writing anything.
     async fn preflight(&self) -> Result<PreflightReport>;
+
+    /// Whether the source provably has not changed since `previous` (its entry in an earlier
+    /// backup) was taken, so that backup still describes it exactly: `run` then reuses it
+    /// instead of taking a new one. The proof must be conservative: anything that could have
+    /// changed data or schema must answer [`ChangeProof::Changed`]. The default offers no proof.
+    ///
+    /// # Errors
+    ///
+    /// Never by default; an implementation's error is taken as "no proof", not as a failure.
+    async fn unchanged_since(&self, previous: &SourceManifest) -> Result<ChangeProof> {
+        let _ = previous;
+        Ok(ChangeProof::Changed(format!(
+            "{} sources offer no proof that nothing changed",
+            self.kind()
+        )))
+    }
 
     /// Takes the snapshot into `ctx.store`.
     async fn snapshot(&self, ctx: SnapshotContext<'_>) -> Result<SourceManifest>;

@@ -44,6 +44,7 @@ mod snapshotter;
 mod swap;
 pub mod tls;
 mod tools;
+mod unchanged;
 pub mod verify;
 
 pub use backend::{BIN_DIR_ENV, LOCAL_SCRATCH, PostgresBackend, PostgresSection, SOURCE_SCRATCH};
@@ -63,3 +64,4 @@ pub use swap::{
     SwapNames, quote_literal,
 };
 pub use tools::{PgTools, find_tools, installed_tools, parse_major, select_tools};
+pub use unchanged::{CHANGE_MARK_FIELD, ChangeMark};

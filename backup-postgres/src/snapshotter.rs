@@ -2,8 +2,8 @@
 
 use async_trait::async_trait;
 use backup_core::{
-    ArtifactMeta, ArtifactSpec, Error, PreflightReport, Result, SnapshotContext, Snapshotter,
-    SourceManifest, SourceName,
+    ArtifactMeta, ArtifactSpec, ChangeProof, Error, PreflightReport, Result, SnapshotContext,
+    Snapshotter, SourceManifest, SourceName,
 };
 use tokio::process::Command;
 
@@ -11,6 +11,7 @@ use crate::command::{CLEARED_ENV, connection_env, dump_args, globals_args};
 use crate::config::{PgSourceConfig, ProcessEnv};
 use crate::inspector::PgInspector;
 use crate::tools::{PgTools, find_tools};
+use crate::unchanged::CHANGE_MARK_FIELD;
 use backup_core::process::spawn_checked;
 
 /// File name of the database dump within the source's directory.
@@ -156,11 +157,19 @@ impl Snapshotter for PgSnapshotter {
         })
     }
 
+    async fn unchanged_since(&self, previous: &SourceManifest) -> Result<ChangeProof> {
+        let inspector = PgInspector::connect(&self.config, self.name.as_str()).await?;
+        inspector.unchanged_since(previous).await
+    }
+
     async fn snapshot(&self, ctx: SnapshotContext<'_>) -> Result<SourceManifest> {
         let inspector = PgInspector::connect(&self.config, self.name.as_str()).await?;
         let (server_version, tools) = self.tools_for(&inspector).await?;
         let (superuser, _) = inspector.privileges_and_size().await?;
 
+        // Where the cluster's history stands before the snapshot, and again after everything
+        // was read: equal, the backup is exactly the state at that position (see `unchanged`).
+        let mark_before = inspector.change_mark().await?;
         // Our transaction exports the snapshot pg_dump will use, and stays open until pg_dump
         // is done, so the counts below and the dump see exactly the same data.
         let snapshot_id = inspector.export_snapshot().await?;
@@ -192,6 +201,26 @@ impl Snapshotter for PgSnapshotter {
             .write_artifact(spec, std::io::Cursor::new(listing.to_text().into_bytes()))
             .await?;
         let (globals, notes) = self.dump_globals(ctx, &tools, superuser).await?;
+        let mut extra = serde_json::Map::new();
+        match (mark_before, inspector.change_mark().await?) {
+            (Ok(before), Ok(after)) if before == after => {
+                if let Ok(mark) = serde_json::to_value(&before) {
+                    extra.insert(CHANGE_MARK_FIELD.into(), mark);
+                }
+            }
+            (Ok(before), Ok(after)) => tracing::info!(
+                "source {}: the next run cannot reuse this backup: {}",
+                self.name,
+                before
+                    .difference(&after)
+                    .unwrap_or_default()
+                    .replace("(something was written)", "while it was taken")
+            ),
+            (Err(why), _) | (_, Err(why)) => tracing::info!(
+                "source {}: the next run cannot reuse this backup: {why}",
+                self.name
+            ),
+        }
         let mut artifacts = vec![dump, schema];
         artifacts.extend(globals);
         Ok(SourceManifest {
@@ -203,7 +232,7 @@ impl Snapshotter for PgSnapshotter {
             artifacts,
             stats,
             notes,
-            extra: serde_json::Map::new(),
+            extra,
         })
     }
 }

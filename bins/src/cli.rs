@@ -162,6 +162,11 @@ pub enum Command {
         backup: BackupArgs,
         #[command(flatten)]
         rollback: RollbackArgs,
+        /// Always take a new backup. Without it, when no source changed since the newest
+        /// backup that passed verification (PostgreSQL: the write-ahead log has not moved), the
+        /// deploy runs on that backup
+        #[arg(long, env = "PREDEPLOY_FRESH")]
+        fresh: bool,
         /// The deploy command and its arguments (after --)
         #[arg(last = true, required = true, value_name = "CMD")]
         command: Vec<String>,

@@ -214,6 +214,7 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
         Command::Run {
             backup,
             rollback,
+            fresh,
             command,
         } => {
             let settings = settings(&cli, Some(backup))?;
@@ -233,10 +234,12 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
                     restores: &restores,
                     terminate_connections: rollback.terminate_connections,
                 }),
+                fresh: *fresh,
             };
             let events = CliRun {
                 out,
                 rollback_on_failure: rollback.rollback_on_failure,
+                unchanged: std::sync::Mutex::new(None),
             };
             let workdir = &settings.workdir;
             // The lock covers the deploy command too: one deploy per environment at a time.
@@ -357,6 +360,8 @@ async fn dispatch(cli: Cli, out: &Output) -> Result<u8, GateError> {
 struct CliRun<'a> {
     out: &'a Output,
     rollback_on_failure: bool,
+    /// What was proven when the run reused a backup of unchanged sources.
+    unchanged: std::sync::Mutex<Option<String>>,
 }
 
 impl RunEvents for CliRun<'_> {
@@ -367,8 +372,19 @@ impl RunEvents for CliRun<'_> {
         last_deployment: Option<&std::path::Path>,
         retention: &AutoRetention,
     ) {
-        self.out.backup_done(gate, outcome, last_deployment);
+        let unchanged = self.unchanged.lock().ok().and_then(|u| u.clone());
+        self.out
+            .backup_done_or_reused(gate, outcome, last_deployment, unchanged.as_deref());
         prune::report_retention(outcome, retention);
+    }
+
+    fn unchanged(&self, _gate: &Gate, _outcome: &BackupOutcome, proof: &str) {
+        if let Ok(mut u) = self.unchanged.lock() {
+            *u = Some(proof.to_owned());
+        }
+        if !self.out.quiet {
+            eprintln!("pre-deploy: no new backup: {proof} (pass --fresh to take one anyway)");
+        }
     }
 
     fn deploy_finished(&self, gate: &Gate, manifest: &Manifest, deployed: &Deployed) {

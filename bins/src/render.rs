@@ -61,6 +61,18 @@ impl Output {
     }
 
     pub fn backup_done(&self, gate: &Gate, o: &BackupOutcome, last_file: Option<&std::path::Path>) {
+        self.backup_done_or_reused(gate, o, last_file, None);
+    }
+
+    /// [`Output::backup_done`] for a run, which may have reused a backup of unchanged sources
+    /// (`unchanged`: what was proven; `--json` says it as `unchanged`).
+    pub fn backup_done_or_reused(
+        &self,
+        gate: &Gate,
+        o: &BackupOutcome,
+        last_file: Option<&std::path::Path>,
+        unchanged: Option<&str>,
+    ) {
         self.facts.backup(
             o.manifest.id.as_str(),
             Some(o.manifest.stored_size()),
@@ -78,6 +90,7 @@ impl Output {
                 "manifest": o.manifest,
                 "verification": o.verification,
                 "last_deployment_file": last_file,
+                "unchanged": unchanged,
                 "runbook": gate.inventory().runbook(&o.manifest),
             }));
             return;

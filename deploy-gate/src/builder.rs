@@ -27,7 +27,7 @@ use crate::gate::Gate;
 ///     .source("db", std::env::var("DATABASE_URL").unwrap_or_default())?
 ///     .build()?;
 /// let backup = BackupRequest { kind: BackupKind::PreDeploy, deploy: Default::default() };
-/// let run = RunRequest { backup: &backup, retention: None, workdir: None, rollback: None };
+/// let run = RunRequest { backup: &backup, retention: None, workdir: None, rollback: None, fresh: false };
 /// let report = gate
 ///     .run(&run, |ctx| async move {
 ///         println!("migrating; backup {} protects it", ctx.manifest.id);

@@ -3,8 +3,8 @@
 //! protects the backups of the current and the previous deployment.
 
 use backup_core::{
-    BackupId, DeployedRelease, DeploymentRole, MAX_DOCUMENT_SIZE, Manifest, StoreExt, ToolInfo,
-    WriteMode, layout,
+    BackupId, DeployInfo, DeployedRelease, DeploymentRole, MAX_DOCUMENT_SIZE, Manifest, StoreExt,
+    ToolInfo, WriteMode, layout,
 };
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -54,14 +54,29 @@ impl Inventory<'_> {
     /// [`GateError::Store`] when the record cannot be written. Callers that already deployed
     /// should report it as a warning: the deploy itself succeeded.
     pub async fn record_deployment(&self, manifest: &Manifest) -> Result<DeploymentRecord> {
+        self.record_deployment_of(manifest, &manifest.deploy).await
+    }
+
+    /// Records that release `deploy` was deployed protected by backup `manifest` (a backup taken
+    /// for an earlier release, when the sources had not changed since; see
+    /// [`crate::Backups::unchanged_backup`]).
+    ///
+    /// # Errors
+    ///
+    /// As [`Inventory::record_deployment`].
+    pub async fn record_deployment_of(
+        &self,
+        manifest: &Manifest,
+        deploy: &DeployInfo,
+    ) -> Result<DeploymentRecord> {
         let record = DeploymentRecord {
             format_version: DEPLOYMENT_FORMAT_VERSION,
             environment: self.scope.environment.clone(),
             deployed_at: self.scope.clock.now(),
             backup_id: manifest.id.clone(),
-            commit: manifest.deploy.commit.clone(),
-            branch: manifest.deploy.branch.clone(),
-            tag: manifest.deploy.tag.clone(),
+            commit: deploy.commit.clone(),
+            branch: deploy.branch.clone(),
+            tag: deploy.tag.clone(),
             host: self.scope.host.clone(),
             tool: ToolInfo::current(),
             extra: Map::new(),

@@ -45,6 +45,7 @@ mod retention;
 mod run;
 mod runbook;
 mod scope;
+mod unchanged;
 
 pub use backends::{BackendConfig, default_registry, registry};
 pub use backup_core::disk::human_bytes;
@@ -90,6 +91,7 @@ pub use retention::{
 pub use run::{DeployContext, Deployed, Rollback, RunEnd, RunEvents, RunReport, RunRequest};
 pub use runbook::{Runbook, RunbookStep, runbook};
 pub use scope::{Scope, host_name};
+pub use unchanged::Unchanged;
 
 /// The core types callers of this crate see in its results.
 pub use backup_core::{

@@ -29,6 +29,10 @@ pub struct RunRequest<'a> {
     /// When the deploy fails, restore every source of the new backup (after a safety backup of
     /// the failed state) with these settings; `None`: no rollback.
     pub rollback: Option<Rollback<'a>>,
+    /// `--fresh`: always take a new backup. Without it, a run whose sources provably have not
+    /// changed since a backup that passed the required verification deploys on that backup
+    /// (see [`crate::Backups::unchanged_backup`]).
+    pub fresh: bool,
 }
 
 /// `--rollback-on-failure`.
@@ -77,6 +81,12 @@ pub trait RunEvents: Send + Sync {
         let _ = (gate, outcome, last_deployment, retention);
     }
 
+    /// No source changed since an earlier backup: the run deploys on it instead of taking a
+    /// new one (`proof` says what was proven); [`RunEvents::backed_up`] follows.
+    fn unchanged(&self, gate: &Gate, outcome: &BackupOutcome, proof: &str) {
+        let _ = (gate, outcome, proof);
+    }
+
     /// The deploy ended (before any rollback, which follows when `deployed.code != 0`, a
     /// rollback was asked for and the lock was not lost).
     fn deploy_finished(&self, gate: &Gate, manifest: &Manifest, deployed: &Deployed) {
@@ -90,8 +100,10 @@ impl RunEvents for () {}
 /// What a run did.
 #[derive(Debug)]
 pub struct RunReport {
-    /// The verified backup taken for the deploy.
+    /// The verified backup taken for the deploy (or reused, see `unchanged`).
     pub backup: BackupOutcome,
+    /// Why no new backup was taken: the sources had not changed since `backup`.
+    pub unchanged: Option<String>,
     /// The `.predeploy/last-deployment` file written, if any.
     pub last_deployment_file: Option<PathBuf>,
     /// What retention did after the backup.
@@ -183,10 +195,28 @@ impl Gate {
         F: FnOnce(DeployContext) -> Fut,
         Fut: Future<Output = Result<DeployExit>>,
     {
-        let outcome = self
-            .backups()
-            .backup_locked(request.backup, Some(guard))
-            .await?;
+        let reuse = match request.fresh {
+            true => None,
+            false => match self.backups().unchanged_backup().await {
+                Ok(found) => Some(found),
+                Err(why) => {
+                    tracing::info!("taking a new backup: {why}");
+                    None
+                }
+            },
+        };
+        let (outcome, unchanged) = match reuse {
+            Some(found) => {
+                events.unchanged(self, &found.outcome, &found.proof);
+                (found.outcome, Some(found.proof))
+            }
+            None => (
+                self.backups()
+                    .backup_locked(request.backup, Some(guard))
+                    .await?,
+                None,
+            ),
+        };
         let last_deployment_file = match request.workdir {
             Some(dir) => {
                 let lines = last_deployment_lines(
@@ -198,16 +228,22 @@ impl Gate {
             }
             None => None,
         };
-        let retention = self
-            .pruner()
-            .retain_after_backup(request.retention, &outcome)
-            .await;
+        // A reused backup adds nothing for retention to weigh.
+        let retention = match unchanged {
+            Some(_) => AutoRetention::default(),
+            None => {
+                self.pruner()
+                    .retain_after_backup(request.retention, &outcome)
+                    .await
+            }
+        };
         events.backed_up(self, &outcome, last_deployment_file.as_deref(), &retention);
         let end = self
             .deploy_under_lock(request, guard, &outcome.manifest, deploy, events)
             .await;
         Ok(RunReport {
             backup: outcome,
+            unchanged,
             last_deployment_file,
             retention,
             end,
@@ -275,7 +311,11 @@ impl Gate {
             rollback: None,
         };
         if deployed.code == 0 && deployed.lock_lost.is_none() {
-            match self.inventory().record_deployment(manifest).await {
+            match self
+                .inventory()
+                .record_deployment_of(manifest, &request.backup.deploy)
+                .await
+            {
                 Ok(_) => deployed.recorded = true,
                 Err(e) => deployed.record_warning = Some(e.to_string()),
             }

@@ -35,6 +35,9 @@ pub fn pre_deploy() -> Command {
             cmd.env_remove(&key);
         }
     }
+    // Every run takes a new backup, as the tests expect, unless a test of the reuse of an
+    // unchanged database's backup removes this (tests/tests/unchanged.rs).
+    cmd.env("PREDEPLOY_FRESH", "1");
     cmd
 }
 

@@ -31,6 +31,7 @@ fn run_request(backup: &BackupRequest) -> RunRequest<'_> {
         retention: None,
         workdir: None,
         rollback: None,
+        fresh: true,
     }
 }
 

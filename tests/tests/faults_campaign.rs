@@ -278,6 +278,7 @@ async fn random_store_faults_give_no_false_verified_and_no_deploy_after_a_refusa
         retention: None,
         workdir: None,
         rollback: None,
+        fresh: true,
     };
     let clean = gate(inner.clone(), &url);
 
