@@ -165,7 +165,7 @@ pub enum Command {
         /// Always take a new backup. Without it, when no source changed since the newest
         /// backup that passed verification (PostgreSQL: the write-ahead log has not moved), the
         /// deploy runs on that backup
-        #[arg(long, env = "PREDEPLOY_FRESH")]
+        #[arg(long, env = "PREDEPLOY_FRESH", value_parser = clap::builder::BoolishValueParser::new())]
         fresh: bool,
         /// The deploy command and its arguments (after --)
         #[arg(last = true, required = true, value_name = "CMD")]
