@@ -313,7 +313,10 @@ fn pre_deploy_binary_is_built_and_runs_with_a_clean_environment() {
     let mut cmd = cli::pre_deploy();
     for (key, value) in cmd.get_envs() {
         let key = key.to_string_lossy();
-        if key == "DATABASE_URL" || key.starts_with("PG") || key.starts_with("PREDEPLOY_") {
+        if key == "PREDEPLOY_FRESH" {
+            // The one variable the harness sets: every run takes a new backup.
+            assert_eq!(value.and_then(|v| v.to_str()), Some("1"));
+        } else if key == "DATABASE_URL" || key.starts_with("PG") || key.starts_with("PREDEPLOY_") {
             assert!(value.is_none(), "{key} must be removed");
         }
     }
