@@ -180,6 +180,13 @@ pub trait Snapshotter: Send + Sync + Debug + 'static {
     /// Checks that a snapshot can be taken, without writing anything.
     async fn preflight(&self) -> Result<PreflightReport>;
 
+    /// Whether [`unchanged_since`](Self::unchanged_since) can ever prove anything for this
+    /// kind of source. `run` asks this first, so a configuration with a source that cannot
+    /// skips the search through earlier backups. False by default.
+    fn can_prove_unchanged(&self) -> bool {
+        false
+    }
+
     /// Whether the source provably has not changed since `previous` (its entry in an earlier
     /// backup) was taken, so that backup still describes it exactly: `run` then reuses it
     /// instead of taking a new one. The proof must be conservative: anything that could have

@@ -157,6 +157,10 @@ impl Snapshotter for PgSnapshotter {
         })
     }
 
+    fn can_prove_unchanged(&self) -> bool {
+        true
+    }
+
     async fn unchanged_since(&self, previous: &SourceManifest) -> Result<ChangeProof> {
         let inspector = PgInspector::connect(&self.config, self.name.as_str()).await?;
         inspector.unchanged_since(previous).await

@@ -30,6 +30,19 @@ impl Backups<'_> {
     /// The newest backup of the environment that every source provably still matches and that
     /// passed verification to the level new backups require, or why there is none.
     pub async fn unchanged_backup(&self) -> std::result::Result<Unchanged, String> {
+        // No store read when some source could never prove itself unchanged.
+        if let Some(s) = self
+            .setup
+            .snapshotters
+            .iter()
+            .find(|s| !s.can_prove_unchanged())
+        {
+            return Err(format!(
+                "source {}: {} sources offer no proof that nothing changed",
+                s.source_name(),
+                s.kind()
+            ));
+        }
         let store = self.scope.store.as_ref();
         let ids = store
             .list_backup_ids()

@@ -6,6 +6,7 @@ use std::process::{Command, Stdio};
 
 use age::secrecy::ExposeSecret;
 
+pub use crate::leaks::{contains, files};
 use crate::{Output, pre_deploy, run};
 
 /// An age key pair: the identity file (mode 0600) and its public recipient.
@@ -111,25 +112,4 @@ impl Work {
         out.assert_success();
         out.json()["manifest"].clone()
     }
-}
-
-/// Every file under `dir`, read as bytes.
-pub fn files(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            out.push((path, bytes));
-        }
-    }
-    out
-}
-
-/// Whether `haystack` holds the bytes of `needle`.
-pub fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
 }

@@ -17,6 +17,7 @@
 //! - [`docker`]: PostgreSQL in a Docker container without a published port (`via=docker://`).
 //! - [`docker_mariadb`]: MariaDB the same way, for MySQL/MariaDB sources.
 //! - [`encrypted`]: age key pairs and working directories with `[encryption]`.
+//! - [`leaks`]: every file under a directory, byte search, every process's argv.
 //! - [`ssh`]: an OpenSSH server on loopback, the jump host of `via=ssh://` tests.
 //! - [`procs`]: process groups started by a test, ended by their id.
 //! - [`restoring`]: helpers for `restore` and rollback tests, and [`restoring::Paused`], a
@@ -39,6 +40,7 @@ pub mod docker_mariadb;
 pub mod encrypted;
 pub mod fakes;
 pub mod fixtures;
+pub mod leaks;
 pub mod mysql;
 pub mod pg;
 pub mod procs;

@@ -13,21 +13,10 @@ use std::time::Duration;
 
 use predeploy_tests::cli::assert_level_4;
 use predeploy_tests::encrypted::{Key, Work, contains, files};
+use predeploy_tests::leaks::in_some_argv;
 use predeploy_tests::mysql::MariaDbServer;
 use predeploy_tests::restoring::{content, damage, small_database};
 use predeploy_tests::{Output, PgServer, run};
-
-/// Whether any running process's argument list holds `needle` (what any user can read with `ps`).
-fn in_some_argv(needle: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains(needle))
-            .unwrap_or(false)
-    })
-}
 
 /// Runs `cmd` while a thread samples every process's argv for `needle`; returns the output and
 /// whether it was ever seen.

@@ -4,39 +4,13 @@
 //! psql get it through their environment), no output, no file of the store or the working
 //! directory, and not in what `show` prints.
 
-use std::path::Path;
 use std::process::Stdio;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
+use predeploy_tests::leaks::{files, in_some_argv};
 use predeploy_tests::{PgServer, fixtures, pre_deploy, run};
-
-/// Every file under `dir`, read as bytes.
-fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).expect("read dir").flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            out.extend(files(&path));
-        } else if let Ok(bytes) = std::fs::read(&path) {
-            out.push((path, bytes));
-        }
-    }
-    out
-}
-
-/// Whether any running process's argument list holds `needle` (what any user can read with `ps`).
-fn in_some_argv(needle: &str) -> bool {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return false;
-    };
-    entries.flatten().any(|e| {
-        std::fs::read(e.path().join("cmdline"))
-            .map(|c| String::from_utf8_lossy(&c).contains(needle))
-            .unwrap_or(false)
-    })
-}
 
 #[test]
 fn the_password_leaks_nowhere_during_a_whole_run() {

@@ -190,3 +190,25 @@ fn a_backup_verified_below_the_required_level_is_not_reused() {
     out.assert_stderr_contains("no new backup");
     assert_eq!(backups(work.path()).len(), 2);
 }
+
+#[test]
+fn a_source_that_offers_no_proof_always_gets_a_new_backup() {
+    let src = tempfile::tempdir().expect("src");
+    std::fs::write(src.path().join("a.txt"), "alpha").expect("write");
+    let source = format!("files=file://{}", src.path().display());
+    let work = tempfile::tempdir().expect("work");
+    let gate = || {
+        let out = run(pre_deploy()
+            .env_remove("PREDEPLOY_FRESH")
+            .current_dir(work.path())
+            .args(["run", "--source", &source, "--", "true"]));
+        out.assert_success();
+        out
+    };
+    gate();
+    let out = gate();
+    out.assert_stderr_contains(
+        "taking a new backup: source files: directory sources offer no proof that nothing changed",
+    );
+    assert_eq!(backups(work.path()).len(), 2, "{}", out.stderr);
+}

@@ -203,6 +203,78 @@ fn blob_finding(
     }
 }
 
+/// The `Ok` items of `stream`; the first error is kept in `first_error` and the stream read on,
+/// so a list that cannot be read to the end still gets its readable part checked.
+fn oks<'a, T: 'a, E: std::fmt::Display + 'a>(
+    stream: impl futures::Stream<Item = std::result::Result<T, E>> + 'a,
+    first_error: &'a mut Option<String>,
+) -> impl futures::Stream<Item = T> + 'a {
+    stream.filter_map(move |item| {
+        let keep = match item {
+            Ok(item) => Some(item),
+            Err(e) => {
+                first_error.get_or_insert(e.to_string());
+                None
+            }
+        };
+        std::future::ready(keep)
+    })
+}
+
+/// Damaged or missing blobs: the first [`MAX_BLOB_FINDINGS`] reported one by one, the rest
+/// counted in one more finding.
+#[derive(Default)]
+struct BlobProblems {
+    shown: Vec<(Option<String>, String)>,
+    count: u64,
+}
+
+impl BlobProblems {
+    /// Counts one problem; `describe` (the blob's key, the message) is only called for those
+    /// reported one by one.
+    fn add(&mut self, describe: impl FnOnce() -> (Option<String>, String)) {
+        self.count += 1;
+        if self.shown.len() < MAX_BLOB_FINDINGS {
+            self.shown.push(describe());
+        }
+    }
+
+    /// Adds the findings to `report`: one per problem shown, then `more` after the number of
+    /// the others.
+    fn report(
+        self,
+        source: &SourceManifest,
+        level: VerificationLevel,
+        more: &str,
+        report: &mut VerificationReport,
+    ) {
+        let name = source.name.to_string();
+        for (blob, problem) in self.shown {
+            report.findings.push(blob_finding(
+                source,
+                level,
+                "blob",
+                blob,
+                FindingStatus::Failed,
+                format!("{name}: {problem}"),
+            ));
+        }
+        if self.count > MAX_BLOB_FINDINGS as u64 {
+            report.findings.push(blob_finding(
+                source,
+                level,
+                "blob",
+                None,
+                FindingStatus::Failed,
+                format!(
+                    "{name}: {} more {more} not listed",
+                    self.count - MAX_BLOB_FINDINGS as u64
+                ),
+            ));
+        }
+    }
+}
+
 impl BucketVerifier {
     async fn verify_source(
         &self,
@@ -288,20 +360,9 @@ impl BucketVerifier {
         let mut bytes = 0u64;
         let mut checked = 0u64;
         let mut present_only = 0u64;
-        let mut failures: Vec<(String, String, String)> = Vec::new();
-        let mut failed = 0u64;
+        let mut problems = BlobProblems::default();
         {
-            let listed = futures::stream::poll_fn(|cx| entries.poll_next_unpin(cx))
-                .filter_map(|item| {
-                    let keep = match item {
-                        Ok(e) => Some(e),
-                        Err(e) => {
-                            parse_error.get_or_insert(e.to_string());
-                            None
-                        }
-                    };
-                    async move { keep }
-                })
+            let listed = oks(&mut entries, &mut parse_error)
                 .map(|entry| {
                     objects += 1;
                     bytes += entry.size;
@@ -338,37 +399,17 @@ impl BucketVerifier {
                 checked += u64::from(how == Check::Read);
                 present_only += u64::from(how == Check::Present);
                 if let Some(problem) = problem {
-                    failed += 1;
-                    if failures.len() < MAX_BLOB_FINDINGS {
-                        let blob = entry.blob_key();
-                        failures.push((entry.key, blob, problem));
-                    }
+                    problems.add(|| {
+                        (
+                            Some(entry.blob_key()),
+                            format!("object {:?}: {problem}", entry.key),
+                        )
+                    });
                 }
             }
         }
-        for (key, blob, problem) in failures {
-            report.findings.push(blob_finding(
-                source,
-                blob_level,
-                "blob",
-                Some(blob),
-                Failed,
-                format!("{name}: object {key:?}: {problem}"),
-            ));
-        }
-        if failed > MAX_BLOB_FINDINGS as u64 {
-            report.findings.push(blob_finding(
-                source,
-                blob_level,
-                "blob",
-                None,
-                Failed,
-                format!(
-                    "{name}: {} more damaged or missing blobs not listed",
-                    failed - MAX_BLOB_FINDINGS as u64
-                ),
-            ));
-        }
+        let failed = problems.count;
+        problems.report(source, blob_level, "damaged or missing blobs", report);
         // An index that cannot be read to the end leaves blobs unchecked: level 1 has not
         // proven the backup, and a restore must not start on it.
         if let Some(e) = &parse_error {
@@ -459,20 +500,9 @@ impl BucketVerifier {
         let mut lines = read_blob_list(store, list).await?;
         let mut read_error = None;
         let mut blobs = 0u64;
-        let mut failed = 0u64;
-        let mut failures: Vec<String> = Vec::new();
+        let mut problems = BlobProblems::default();
         {
-            let checks = futures::stream::poll_fn(|cx| lines.poll_next_unpin(cx))
-                .filter_map(|item| {
-                    let keep = match item {
-                        Ok(line) => Some(line),
-                        Err(e) => {
-                            read_error.get_or_insert(e.to_string());
-                            None
-                        }
-                    };
-                    async move { keep }
-                })
+            let checks = oks(&mut lines, &mut read_error)
                 .map(|(key, size)| async move {
                     let problem = check_present(store, &key, size).await?;
                     Ok::<_, Error>(problem)
@@ -482,36 +512,12 @@ impl BucketVerifier {
             while let Some(problem) = checks.next().await {
                 blobs += 1;
                 if let Some(problem) = problem? {
-                    failed += 1;
-                    if failures.len() < MAX_BLOB_FINDINGS {
-                        failures.push(problem);
-                    }
+                    problems.add(|| (None, problem));
                 }
             }
         }
-        for problem in failures {
-            report.findings.push(blob_finding(
-                source,
-                Checksum,
-                "blob",
-                None,
-                Failed,
-                format!("{name}: {problem}"),
-            ));
-        }
-        if failed > MAX_BLOB_FINDINGS as u64 {
-            report.findings.push(blob_finding(
-                source,
-                Checksum,
-                "blob",
-                None,
-                Failed,
-                format!(
-                    "{name}: {} more missing or wrongly sized blobs not listed",
-                    failed - MAX_BLOB_FINDINGS as u64
-                ),
-            ));
-        }
+        let failed = problems.count;
+        problems.report(source, Checksum, "missing or wrongly sized blobs", report);
         let (status, message) = match read_error {
             Some(e) => (
                 Failed,
@@ -624,13 +630,19 @@ mod tests {
     };
 
     async fn snapshot(store: &MemoryStore) -> Manifest {
-        let dir = tempfile::tempdir().expect("tempdir");
-        for (rel, data) in [
+        let files = [
             ("a", "alpha"),
             ("b/c d", "beta"),
             ("empty", ""),
             ("z", "alpha"),
-        ] {
+        ]
+        .map(|(rel, data)| (rel.to_owned(), data.to_owned()));
+        snapshot_of(store, &files).await
+    }
+
+    async fn snapshot_of(store: &MemoryStore, files: &[(String, String)]) -> Manifest {
+        let dir = tempfile::tempdir().expect("tempdir");
+        for (rel, data) in files {
             let p = dir.path().join(rel);
             std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
             std::fs::write(p, data).expect("write");
@@ -727,5 +739,31 @@ mod tests {
             msgs.len() == 1 && msgs[0].contains("4 objects") && msgs[0].contains("5 objects"),
             "{msgs:?}"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn many_missing_blobs_are_named_up_to_a_limit_and_the_rest_counted() {
+        let store = MemoryStore::new();
+        let files: Vec<(String, String)> = (0..MAX_BLOB_FINDINGS + 7)
+            .map(|i| (format!("f{i}"), format!("content {i}")))
+            .collect();
+        let manifest = snapshot_of(&store, &files).await;
+        for (_, data) in &files {
+            let key = layout::blob_key(&Digest::of(data.as_bytes()));
+            store.delete(&key).await.expect("delete");
+        }
+        let r = BucketVerifier::default()
+            .verify(&store, &manifest, VerificationLevel::Checksum)
+            .await
+            .expect("runs");
+        let msgs = failures(&r);
+        let named = msgs.iter().filter(|m| m.contains("is missing")).count();
+        assert_eq!(named, MAX_BLOB_FINDINGS, "{msgs:?}");
+        assert!(
+            msgs.iter()
+                .any(|m| m.contains("7 more damaged or missing blobs not listed")),
+            "{msgs:?}"
+        );
+        assert_eq!(msgs.len(), MAX_BLOB_FINDINGS + 1, "{msgs:?}");
     }
 }
