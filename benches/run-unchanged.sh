@@ -5,7 +5,7 @@
 # the seed scripts pay on every run) and with `psql -c 'SELECT 1'` (one connection: the floor of
 # anything that asks the server). Alternating (run, pg_dump, psql, run, …) so a slow phase of the
 # shared machine hits all three; medians. Target: the re-run < 1 s. Prints a Markdown line for
-# benches/REPORT.unchanged.md.
+# benches/REPORT.unchanged.md (the last column: the first, fresh run, backup and level 4, once).
 #
 #   benches/run-unchanged.sh URL [ROUNDS]
 #
@@ -40,7 +40,7 @@ reused() { grep -q '"unchanged": *"' "$work/last.out"; }
 psql -q "$url" -c 'VACUUM ANALYZE' -c 'VACUUM' -c 'CHECKPOINT'
 sleep 30
 for attempt in 1 2 3; do
-  gate --fresh > /dev/null
+  first=$(seconds gate --fresh)
   seconds gate > /dev/null
   if reused; then break; fi
   [ "$attempt" = 3 ] && { echo "no run reused a backup: $(cat "$work/last.out")" >&2; exit 1; }
@@ -55,7 +55,8 @@ for _ in $(seq "$rounds"); do
   seconds psql -qAt "$url" -c 'SELECT 1' >> "$work/psql.txt"
 done
 r=$(median < "$work/run.txt"); d=$(median < "$work/dump.txt"); p=$(median < "$work/psql.txt")
+f3() { printf '%.3f' "$1"; }
 echo "run:     $(tr '\n' ' ' < "$work/run.txt")" >&2
 echo "pg_dump: $(tr '\n' ' ' < "$work/dump.txt")" >&2
 echo "psql:    $(tr '\n' ' ' < "$work/psql.txt")" >&2
-echo "| $(date -u +%Y-%m-%d) | $(nproc) cores | ${rounds} rounds | re-run ${r} s | pg_dump -Fc ${d} s ($(echo "scale=3; $r / $d" | bc)×) | psql SELECT 1 ${p} s ($(echo "scale=1; $r / $p" | bc)×) |"
+echo "| $(date -u +%Y-%m-%d) | $(nproc) cores | ${rounds} rounds | **$(f3 "$r") s** | $(f3 "$d") s | **$(f3 "$(echo "scale=6; $r / $d" | bc)")×** | $(f3 "$p") s | $(f3 "$(echo "scale=6; $r / $p" | bc)")× | $(f3 "$first") s |"
