@@ -22,7 +22,7 @@ use backup_verify::{
 };
 
 use super::local::start_scratch_cluster;
-use super::restore::{RestoreTargets, Scratch, verify_dump_by_restore};
+use super::restore::{RestoreTargets, Scratch, stage, verify_dump_by_restore};
 
 /// The last line pg_dumpall writes; its absence means the globals dump was cut short.
 const GLOBALS_TRAILER: &str = "PostgreSQL database cluster dump complete";
@@ -140,9 +140,15 @@ impl ArchiveVerifier {
         let temp_dir = targets.temp_dir.as_deref();
         let source_server = targets.target_for(source.name.as_str());
         let by_default = targets.prefer_local && targets.override_target.is_none();
-        let (target, why_source) = if targets.local_cluster || by_default {
+        let (target, why_source, staged) = if targets.local_cluster || by_default {
             // By default only the backup's own major: owners and grants are proven exactly there.
-            match start_scratch_cluster(store, source, pg_bin_dir, temp_dir, by_default).await {
+            // The cluster starts (initdb: about a second) while the archive is staged.
+            let (cluster, staged) = tokio::join!(
+                start_scratch_cluster(store, source, pg_bin_dir, temp_dir, by_default),
+                stage(store, source, artifact, temp_dir)
+            );
+            let staged = staged?;
+            match cluster {
                 Ok(cluster) => {
                     let target = cluster.config();
                     let scratch = Scratch {
@@ -152,7 +158,7 @@ impl ArchiveVerifier {
                         why_source: None,
                     };
                     verify_dump_by_restore(
-                        store, source, artifact, scratch, targets, pg_bin_dir, report,
+                        store, source, artifact, staged, scratch, targets, pg_bin_dir, report,
                     )
                     .await?;
                     drop(cluster);
@@ -161,13 +167,17 @@ impl ArchiveVerifier {
                 Err(why) if !by_default => {
                     return Ok(Some(format!("no local scratch server: {why}")));
                 }
-                Err(why) => (source_server, Some(why)),
+                Err(why) => (source_server, Some(why), Some(staged)),
             }
         } else {
-            (source_server, None)
+            (source_server, None, None)
         };
         let Some(target) = target else {
             return Ok(Some(no_scratch.into()));
+        };
+        let staged = match staged {
+            Some(staged) => staged,
+            None => stage(store, source, artifact, temp_dir).await?,
         };
         let scratch = Scratch {
             target,
@@ -176,7 +186,7 @@ impl ArchiveVerifier {
             why_source,
         };
         verify_dump_by_restore(
-            store, source, artifact, scratch, targets, pg_bin_dir, report,
+            store, source, artifact, staged, scratch, targets, pg_bin_dir, report,
         )
         .await?;
         Ok(None)

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use crate::restorer::{DEADLOCK_RETRY, retry_with_one_job};
 use crate::{
@@ -17,7 +17,7 @@ use backup_core::{
 
 use super::archive::toc_check;
 use super::compare::{Privileges, recorded_listing, restored_findings};
-use backup_verify::{finding, stage_archive};
+use backup_verify::{StagedArchive, finding, stage_archive};
 
 /// `pg_restore -j` of a test restore into the source's own server.
 pub const MAX_JOBS_ON_SOURCE: u32 = 2;
@@ -66,11 +66,39 @@ impl RestoreTargets {
     }
 }
 
-/// Levels 1–4 for one pg_dump archive, from a single read of the store.
+/// Levels 1–2 of one pg_dump archive, from a single read of the store: hashed and decompressed
+/// into a seekable temp file for `pg_restore -j`.
+pub(crate) struct Staged {
+    archive: StagedArchive,
+    took: Duration,
+}
+
+/// Stages `a` (see [`Staged`]) under `temp_dir`.
+///
+/// # Errors
+///
+/// When the temp file cannot be written or the store fails (damage is a finding).
+pub(crate) async fn stage(
+    store: &dyn Store,
+    source: &SourceManifest,
+    a: &ArtifactMeta,
+    temp_dir: Option<&std::path::Path>,
+) -> Result<Staged> {
+    let started = Instant::now();
+    let archive = stage_archive(store, source, a, temp_dir).await?;
+    Ok(Staged {
+        archive,
+        took: started.elapsed(),
+    })
+}
+
+/// Levels 1–4 for one pg_dump archive, staged by [`stage`].
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn verify_dump_by_restore(
     store: &dyn Store,
     source: &SourceManifest,
     a: &ArtifactMeta,
+    staged: Staged,
     scratch: Scratch<'_>,
     targets: &RestoreTargets,
     pg_bin_dir: Option<&std::path::Path>,
@@ -81,10 +109,9 @@ pub(crate) async fn verify_dump_by_restore(
     let label = format!("{}/{}", source.name, a.name);
     let skip4 = |message: String| finding(Restore, "pg-restore", source, a, Skipped, message);
 
-    // 1–2: hash, decompress into a seekable temp file.
-    let started = Instant::now();
-    let staged = stage_archive(store, source, a, targets.temp_dir.as_deref()).await?;
-    report.add_time(Decompress, started.elapsed());
+    // 1–2: hashed, decompressed into a seekable temp file.
+    report.add_time(Decompress, staged.took);
+    let staged = staged.archive;
     report.findings.extend(staged.findings.iter().cloned());
     if staged.damaged {
         report.findings.push(skip4(format!(
