@@ -27,7 +27,9 @@
 //! assert!(registry.unknown_url_message("ftp://x").contains("notes://"));
 //! ```
 
+use std::collections::BTreeMap;
 use std::fmt::Debug;
+use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::Result;
@@ -58,6 +60,34 @@ pub struct BackendVerifiers {
     pub reverify: Vec<DynVerifier>,
 }
 
+/// What a command line configures a backend from (see [`Backend::configured`]).
+#[derive(Debug, Clone, Copy)]
+pub struct BackendSettings<'a> {
+    /// The backend's own section of the config file ([`Backend::section`]), as JSON.
+    pub section: Option<&'a serde_json::Value>,
+    /// The values of the environment variables it reads ([`Backend::env_vars`]) that are set.
+    pub env: &'a BTreeMap<String, String>,
+    /// Where its test restores go, when given: a value it takes
+    /// ([`Backend::takes_restore_url`]).
+    pub verify_restore_url: Option<&'a str>,
+    /// Parallel jobs of a test restore.
+    pub verify_jobs: u32,
+    /// Where test restores stage their dumps (default: the system temp dir).
+    pub verify_temp_dir: Option<&'a Path>,
+}
+
+/// A backend's config-file section as its own type (for [`Backend::section_problem`] and
+/// [`Backend::configured`]).
+///
+/// # Errors
+///
+/// What is wrong with it (an unknown field, a value of the wrong type).
+pub fn parse_section<T: serde::de::DeserializeOwned>(
+    section: &serde_json::Value,
+) -> std::result::Result<T, String> {
+    T::deserialize(section).map_err(|e| e.to_string())
+}
+
 /// One kind of source: how its URLs look and how to build its snapshotter and verifiers.
 ///
 /// A backend is registered in a [`Registry`]; nothing else in the gate names it. Artifacts of
@@ -76,6 +106,40 @@ pub trait Backend: Send + Sync + Debug + 'static {
     /// Whether `url` names a source of this backend (default: it starts with a scheme).
     fn accepts(&self, url: &str) -> bool {
         self.schemes().iter().any(|s| url.starts_with(s))
+    }
+
+    /// The name of its section in the config file (`[name]`), if it reads one.
+    fn section(&self) -> Option<&'static str> {
+        None
+    }
+
+    /// Why `section` (its config-file section, as JSON) is not acceptable, if it is not.
+    fn section_problem(&self, section: &serde_json::Value) -> Option<String> {
+        let _ = section;
+        None
+    }
+
+    /// The environment variables it reads (they reach it through [`BackendSettings::env`]).
+    fn env_vars(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// The forms of test-restore server it takes, for messages (`mysql://…`); empty when its
+    /// backups have no test restore to direct.
+    fn restore_url_forms(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Whether its test restores may go to `url` (default: a URL of its own schemes, when it
+    /// names any [`restore_url_forms`](Self::restore_url_forms)).
+    fn takes_restore_url(&self, url: &str) -> bool {
+        !self.restore_url_forms().is_empty() && self.accepts(url)
+    }
+
+    /// This backend configured from `settings`; `None`: as it is (the default).
+    fn configured(&self, settings: &BackendSettings<'_>) -> Option<DynBackend> {
+        let _ = settings;
+        None
     }
 
     /// The snapshotter of one source.

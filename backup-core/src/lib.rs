@@ -53,7 +53,9 @@ pub mod testkit;
 pub mod tunnel;
 mod verify;
 
-pub use backend::{Backend, BackendVerifiers, DynBackend, Registry, SourceSpec};
+pub use backend::{
+    Backend, BackendSettings, BackendVerifiers, DynBackend, Registry, SourceSpec, parse_section,
+};
 pub use clock::{Clock, SystemClock};
 pub use digest::{Digest, Sha256};
 pub use error::{BoxError, Error, Result};

@@ -146,6 +146,14 @@ pub enum ChangeProof {
     Changed(String),
 }
 
+impl ChangeProof {
+    /// Why a `kind` source never proves itself unchanged (the default of
+    /// [`Snapshotter::unchanged_since`]).
+    pub fn no_proof_reason(kind: &str) -> String {
+        format!("{kind} sources offer no proof that nothing changed")
+    }
+}
+
 /// A source that can be snapshotted into a store.
 ///
 /// # Contract
@@ -197,9 +205,8 @@ pub trait Snapshotter: Send + Sync + Debug + 'static {
     /// Never by default; an implementation's error is taken as "no proof", not as a failure.
     async fn unchanged_since(&self, previous: &SourceManifest) -> Result<ChangeProof> {
         let _ = previous;
-        Ok(ChangeProof::Changed(format!(
-            "{} sources offer no proof that nothing changed",
-            self.kind()
+        Ok(ChangeProof::Changed(ChangeProof::no_proof_reason(
+            self.kind(),
         )))
     }
 

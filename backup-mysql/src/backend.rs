@@ -7,7 +7,8 @@ use std::sync::Arc;
 
 use backup_core::runbook::{RunbookContext, RunbookStep};
 use backup_core::{
-    Backend, BackendVerifiers, DynSnapshotter, Error, Restorer, Result, SourceManifest, SourceSpec,
+    Backend, BackendSettings, BackendVerifiers, DynBackend, DynSnapshotter, Error, Restorer,
+    Result, SourceManifest, SourceSpec, parse_section,
 };
 
 use crate::config::MysqlSourceConfig;
@@ -84,6 +85,40 @@ impl Backend for MysqlBackend {
 
     fn kinds(&self) -> &'static [&'static str] {
         &[SOURCE_KIND]
+    }
+
+    fn section(&self) -> Option<&'static str> {
+        Some("mysql")
+    }
+
+    fn section_problem(&self, section: &serde_json::Value) -> Option<String> {
+        parse_section::<MysqlSection>(section).err()
+    }
+
+    fn env_vars(&self) -> &'static [&'static str] {
+        &[BIN_DIR_ENV]
+    }
+
+    fn restore_url_forms(&self) -> &'static [&'static str] {
+        &["mysql://…", "mariadb://…"]
+    }
+
+    /// The tool directory from [`BIN_DIR_ENV`], else `[mysql] bin_dir`; the test-restore
+    /// server as given.
+    fn configured(&self, settings: &BackendSettings<'_>) -> Option<DynBackend> {
+        let section: MysqlSection = settings
+            .section
+            .and_then(|s| parse_section(s).ok())
+            .unwrap_or_default();
+        Some(Arc::new(MysqlBackend {
+            bin_dir: settings
+                .env
+                .get(BIN_DIR_ENV)
+                .map(PathBuf::from)
+                .or(section.bin_dir),
+            verify_restore_url: settings.verify_restore_url.map(str::to_owned),
+            archive_only: self.archive_only,
+        }))
     }
 
     fn snapshotter(&self, spec: &SourceSpec) -> Result<DynSnapshotter> {

@@ -5,7 +5,10 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use backup_core::{Backend, BackendVerifiers, DynSnapshotter, Restorer, Result, SourceSpec};
+use backup_core::{
+    Backend, BackendSettings, BackendVerifiers, DynBackend, DynSnapshotter, Restorer, Result,
+    SourceSpec, parse_section,
+};
 
 use crate::config::{PgSourceConfig, ProcessEnv};
 use crate::restore::DatabaseRestorer;
@@ -98,6 +101,46 @@ impl Backend for PostgresBackend {
 
     fn kinds(&self) -> &'static [&'static str] {
         &[SOURCE_KIND]
+    }
+
+    fn section(&self) -> Option<&'static str> {
+        Some("postgres")
+    }
+
+    fn section_problem(&self, section: &serde_json::Value) -> Option<String> {
+        parse_section::<PostgresSection>(section).err()
+    }
+
+    fn env_vars(&self) -> &'static [&'static str] {
+        &[BIN_DIR_ENV]
+    }
+
+    fn restore_url_forms(&self) -> &'static [&'static str] {
+        &["postgres://…", "`local`", "`source`"]
+    }
+
+    fn takes_restore_url(&self, url: &str) -> bool {
+        url == LOCAL_SCRATCH || url == SOURCE_SCRATCH || self.accepts(url)
+    }
+
+    /// The tool directory from [`BIN_DIR_ENV`], else `[postgres] bin_dir`; the test-restore
+    /// settings as given.
+    fn configured(&self, settings: &BackendSettings<'_>) -> Option<DynBackend> {
+        let section: PostgresSection = settings
+            .section
+            .and_then(|s| parse_section(s).ok())
+            .unwrap_or_default();
+        Some(Arc::new(PostgresBackend {
+            bin_dir: settings
+                .env
+                .get(BIN_DIR_ENV)
+                .map(PathBuf::from)
+                .or(section.bin_dir),
+            verify_restore_url: settings.verify_restore_url.map(str::to_owned),
+            verify_jobs: settings.verify_jobs,
+            verify_temp_dir: settings.verify_temp_dir.map(PathBuf::from),
+            archive_only: self.archive_only,
+        }))
     }
 
     fn snapshotter(&self, spec: &SourceSpec) -> Result<DynSnapshotter> {

@@ -125,7 +125,7 @@ impl LocalCluster {
         // A throwaway cluster that only ever loads one archive: nothing to make durable or
         // replicate. `wal_level=minimal` lets pg_restore's parallel COPY into the tables it
         // just created (it truncates them in the same transaction) and the index builds skip
-        // the WAL; no checkpoint or autovacuum competes with the load; index builds get memory.
+        // the WAL; no checkpoint or autovacuum competes with the load.
         let options = format!(
             "-p {port} -k {} -c listen_addresses='' -c fsync=off -c full_page_writes=off -c synchronous_commit=off \
              -c wal_level=minimal -c max_wal_senders=0 -c max_wal_size=16GB -c checkpoint_timeout=1h \

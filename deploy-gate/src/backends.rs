@@ -1,30 +1,27 @@
-//! The kinds of source this build knows: the one place where the gate names its backends —
-//! their config sections, their environment variables, and their construction. Everything
-//! else reaches them through [`Registry`].
+//! The kinds of source this build knows: the one place where the gate names its backends.
+//! Each backend reads its own config section, environment variables and test-restore server
+//! ([`backup_core::Backend::configured`]); everything else reaches them through [`Registry`].
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
-use backup_core::Backend as _;
-use backup_core::Registry;
-use backup_mysql::{MysqlBackend, MysqlSection};
+use backup_core::{BackendSettings, DynBackend, Registry};
+use backup_mysql::MysqlBackend;
 use backup_objectstore::S3Settings;
 use backup_objectstore::bucket::BucketBackend;
-use backup_postgres::{
-    BIN_DIR_ENV, LOCAL_SCRATCH, PostgresBackend, PostgresSection, SOURCE_SCRATCH,
-};
+use backup_postgres::PostgresBackend;
 
 /// What the backends of the command line are configured from: the parts of
 /// [`crate::Settings`] they read (see [`crate::Settings::backend_config`]).
 #[derive(Debug, Clone, Copy)]
 pub struct BackendConfig<'a> {
-    /// The config file's backend sections (`[postgres]`, `[mysql]`), by name.
+    /// The config file's backend sections ([`backup_core::Backend::section`]), by name.
     pub sections: &'a BTreeMap<String, toml::Value>,
     /// The values of the backends' environment variables that are set.
     pub env: &'a BTreeMap<String, String>,
     /// Where test restores go (`--verify-restore-url`, at most one per backend), when not
-    /// the default (a local cluster for PostgreSQL when possible, else each source's own server).
+    /// each backend's default.
     pub verify_restore_urls: &'a [String],
     /// Parallel jobs of a test restore.
     pub verify_jobs: u32,
@@ -41,59 +38,72 @@ pub struct BackendConfig<'a> {
 /// A source flag shown in hints.
 pub const EXAMPLE_SOURCE: &str = "db=postgres://app@localhost/app";
 
+/// The database backends: each reads its own config section, environment variables and
+/// test-restore server ([`backup_core::Backend::configured`]).
+fn database_backends() -> [DynBackend; 2] {
+    [
+        Arc::new(PostgresBackend {
+            verify_jobs: 2,
+            ..PostgresBackend::default()
+        }),
+        Arc::new(MysqlBackend::default()),
+    ]
+}
+
 /// The environment variables the registered backends read.
-pub const ENV_VARS: &[&str] = &[BIN_DIR_ENV, backup_mysql::BIN_DIR_ENV];
+pub fn env_vars() -> Vec<&'static str> {
+    default_registry()
+        .backends()
+        .iter()
+        .flat_map(|b| b.env_vars().iter().copied())
+        .collect()
+}
 
 /// Why the config file's top-level `key` is not acceptable, if it is not: an unknown key, or a
 /// backend section its backend refuses.
 pub(crate) fn section_problem(key: &str, value: &toml::Value) -> Option<String> {
-    match key {
-        "postgres" => postgres_section(value).err(),
-        "mysql" => mysql_section(value).err(),
-        _ => Some(format!(
+    let registry = default_registry();
+    let Some(backend) = registry
+        .backends()
+        .iter()
+        .find(|b| b.section() == Some(key))
+    else {
+        return Some(format!(
             "unknown field `{key}`: not a setting or a section this version knows"
-        )),
-    }
+        ));
+    };
+    let problem = match serde_json::to_value(value) {
+        Ok(json) => backend.section_problem(&json),
+        Err(e) => Some(e.to_string()),
+    };
+    problem.map(|p| format!("[{key}]: {p}"))
 }
 
-/// `[name]` of the config file as the backend's section type.
-fn section<T: serde::de::DeserializeOwned>(name: &str, value: &toml::Value) -> Result<T, String> {
-    value
-        .clone()
-        .try_into()
-        .map_err(|e: toml::de::Error| format!("[{name}]: {}", e.message()))
-}
-
-fn postgres_section(value: &toml::Value) -> Result<PostgresSection, String> {
-    section("postgres", value)
-}
-
-fn mysql_section(value: &toml::Value) -> Result<MysqlSection, String> {
-    section("mysql", value)
-}
-
-/// Which backend takes a test-restore URL: PostgreSQL (`postgres://`, `postgresql://`,
-/// `local`, a throwaway cluster, or `source`, each source's own server) or MySQL/MariaDB (`mysql://`, `mariadb://`).
-fn restore_url_backend(url: &str) -> Option<&'static str> {
-    if url == LOCAL_SCRATCH || url == SOURCE_SCRATCH || PostgresBackend::default().accepts(url) {
-        Some("PostgreSQL")
-    } else if MysqlBackend::default().accepts(url) {
-        Some("MySQL/MariaDB")
-    } else {
-        None
-    }
+/// The backend whose test restores go to `url`, among `registry`'s.
+fn restore_url_backend<'r>(registry: &'r Registry, url: &str) -> Option<&'r DynBackend> {
+    registry
+        .backends()
+        .iter()
+        .find(|b| b.takes_restore_url(url))
 }
 
 /// Why these test-restore URLs cannot be used, if they cannot: a URL no backend restores into,
 /// or two for one backend. The message shows schemes only (URLs may hold passwords).
 pub(crate) fn restore_urls_problem(urls: &[String]) -> Option<String> {
+    let registry = default_registry();
     let mut seen: Vec<&str> = Vec::new();
     for url in urls {
         let scheme = url.split_once("://").map_or(url.as_str(), |(s, _)| s);
-        match restore_url_backend(url) {
+        match restore_url_backend(&registry, url).map(|b| b.name()) {
             None => {
+                let forms: Vec<&str> = registry
+                    .backends()
+                    .iter()
+                    .flat_map(|b| b.restore_url_forms().iter().copied())
+                    .collect();
                 return Some(format!(
-                    "a {scheme}:// URL is not a server for test restores: give postgres://…, mysql://…, mariadb://…, `local` or `source`"
+                    "a {scheme}:// URL is not a server for test restores: give {}",
+                    forms.join(", ")
                 ));
             }
             Some(b) if seen.contains(&b) => {
@@ -107,73 +117,125 @@ pub(crate) fn restore_urls_problem(urls: &[String]) -> Option<String> {
     None
 }
 
-/// The test-restore URL of the backend named `backend` among `config`'s.
-fn restore_url_for(config: &BackendConfig<'_>, backend: &str) -> Option<String> {
-    config
-        .verify_restore_urls
-        .iter()
-        .find(|u| restore_url_backend(u) == Some(backend))
-        .cloned()
-}
-
-/// A backend's tool directory: its environment variable `env`, else `bin_dir` of its section.
-fn tool_dir(
-    config: &BackendConfig<'_>,
-    env: &str,
-    from_section: Option<PathBuf>,
-) -> Option<PathBuf> {
-    config.env.get(env).map(PathBuf::from).or(from_section)
-}
-
-/// The backends of the command line, configured from `config`: PostgreSQL, MySQL/MariaDB,
-/// then buckets and directories.
+/// The backends of the command line, configured from `config`: the database backends, then
+/// buckets and directories.
 pub fn registry(config: &BackendConfig<'_>) -> Registry {
-    let sections = config.sections;
-    let bin_dir = tool_dir(
-        config,
-        BIN_DIR_ENV,
-        sections
-            .get("postgres")
-            .and_then(|v| postgres_section(v).ok())
-            .and_then(|s| s.bin_dir),
-    );
-    let mysql_bin_dir = tool_dir(
-        config,
-        backup_mysql::BIN_DIR_ENV,
-        sections
-            .get("mysql")
-            .and_then(|v| mysql_section(v).ok())
-            .and_then(|s| s.bin_dir),
-    );
-    Registry::new()
-        .with(Arc::new(PostgresBackend {
-            bin_dir,
-            verify_restore_url: restore_url_for(config, "PostgreSQL"),
+    let mut registry = Registry::new();
+    for backend in database_backends() {
+        let section = backend
+            .section()
+            .and_then(|name| config.sections.get(name))
+            .and_then(|v| serde_json::to_value(v).ok());
+        let settings = BackendSettings {
+            section: section.as_ref(),
+            env: config.env,
+            verify_restore_url: config
+                .verify_restore_urls
+                .iter()
+                .find(|u| backend.takes_restore_url(u))
+                .map(String::as_str),
             verify_jobs: config.verify_jobs,
-            verify_temp_dir: config.verify_temp_dir.map(Path::to_path_buf),
-            archive_only: false,
-        }))
-        .with(Arc::new(MysqlBackend {
-            bin_dir: mysql_bin_dir,
-            verify_restore_url: restore_url_for(config, "MySQL/MariaDB"),
-            archive_only: false,
-        }))
-        .with(Arc::new(BucketBackend {
-            s3: config.s3.clone(),
-            concurrency: config.bucket_concurrency,
-            verify_reused: config.bucket_verify_reused,
-        }))
+            verify_temp_dir: config.verify_temp_dir,
+        };
+        registry.register(backend.configured(&settings).unwrap_or(backend));
+    }
+    registry.with(Arc::new(BucketBackend {
+        s3: config.s3.clone(),
+        concurrency: config.bucket_concurrency,
+        verify_reused: config.bucket_verify_reused,
+    }))
 }
 
 /// The backends with their defaults (tools discovered on `PATH`, test restores into a local
-/// cluster when possible, else each source's own server with two jobs, S3 settings from `AWS_*`): what [`crate::Gate::builder`]
-/// starts from.
+/// cluster when possible, else each source's own server with two jobs, S3 settings from
+/// `AWS_*`): what [`crate::Gate::builder`] starts from.
 pub fn default_registry() -> Registry {
-    Registry::new()
-        .with(Arc::new(PostgresBackend {
-            verify_jobs: 2,
-            ..PostgresBackend::default()
-        }))
-        .with(Arc::new(MysqlBackend::default()))
+    database_backends()
+        .into_iter()
+        .fold(Registry::new(), Registry::with)
         .with(Arc::new(BucketBackend::default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn toml(text: &str) -> toml::Value {
+        toml::from_str(text).expect("toml")
+    }
+
+    #[test]
+    fn each_backend_checks_its_own_section() {
+        let typo = section_problem("postgres", &toml("bin_dr = \"/x\"")).expect("a problem");
+        assert!(
+            typo.starts_with("[postgres]: ") && typo.contains("bin_dr"),
+            "{typo}"
+        );
+        let wrong = section_problem("mysql", &toml("bin_dir = 3")).expect("a problem");
+        assert!(wrong.starts_with("[mysql]: "), "{wrong}");
+        assert_eq!(
+            section_problem("mysql", &toml("bin_dir = \"/opt/my\"")),
+            None
+        );
+        let unknown = section_problem("postgress", &toml("")).expect("a problem");
+        assert!(unknown.contains("unknown field `postgress`"), "{unknown}");
+    }
+
+    #[test]
+    fn test_restore_urls_go_to_the_backend_that_takes_them() {
+        let urls = |u: &[&str]| u.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(
+            restore_urls_problem(&urls(&["local", "mariadb://u@h/d"])),
+            None
+        );
+        let two = restore_urls_problem(&urls(&["source", "postgres://u:pw@h/d"])).expect("two");
+        assert!(
+            two.contains("two servers for PostgreSQL") && !two.contains("pw"),
+            "{two}"
+        );
+        let none = restore_urls_problem(&urls(&["s3://b/p"])).expect("not a server");
+        assert!(
+            none.contains("s3://") && none.contains("mysql://…"),
+            "{none}"
+        );
+    }
+
+    #[test]
+    fn the_registry_hands_each_backend_its_section_env_and_restore_url() {
+        let sections = BTreeMap::from([
+            ("postgres".to_owned(), toml("bin_dir = \"/pg/bin\"")),
+            ("mysql".to_owned(), toml("bin_dir = \"/my/bin\"")),
+        ]);
+        let env = BTreeMap::from([(backup_mysql::BIN_DIR_ENV.to_owned(), "/env/my".to_owned())]);
+        let urls = ["mysql://u@h/scratch".to_owned(), "local".to_owned()];
+        let s3 = S3Settings::default();
+        let registry = registry(&BackendConfig {
+            sections: &sections,
+            env: &env,
+            verify_restore_urls: &urls,
+            verify_jobs: 3,
+            verify_temp_dir: None,
+            s3: &s3,
+            bucket_concurrency: 4,
+            bucket_verify_reused: false,
+        });
+        let shown: Vec<String> = registry
+            .backends()
+            .iter()
+            .map(|b| format!("{b:?}"))
+            .collect();
+        let pg = &shown[0];
+        assert!(
+            pg.contains("\"/pg/bin\"") && pg.contains("Some(\"local\")"),
+            "{pg}"
+        );
+        assert!(pg.contains("verify_jobs: 3"), "{pg}");
+        let my = &shown[1];
+        assert!(
+            my.contains("\"/env/my\"") && my.contains("mysql://u@h/scratch"),
+            "{my}"
+        );
+        assert!(!my.contains("/my/bin"), "the environment wins: {my}");
+        assert_eq!(env_vars().len(), 2);
+    }
 }

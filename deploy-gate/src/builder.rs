@@ -13,8 +13,8 @@ use crate::gate::Gate;
 /// Builds a [`Gate`] the way another Rust tool would: a store, sources by URL, and the kinds of
 /// source it knows ([`crate::default_registry`] unless [`GateBuilder::backend`] adds more).
 ///
-/// New backups are verified to level 4 (a test restore, into each PostgreSQL source's own
-/// server unless a backend says otherwise) and must reach it: "verified" means restored.
+/// New backups are verified to level 4 (a test restore, where each backend puts it by
+/// default) and must reach it: "verified" means restored.
 ///
 /// ```no_run
 /// # async fn demo() -> deploy_gate::Result<()> {
@@ -83,7 +83,7 @@ impl GateBuilder {
         self
     }
 
-    /// Replaces the kinds of source known (e.g. a PostgreSQL backend with other settings).
+    /// Replaces the kinds of source known (e.g. a database backend with other settings).
     pub fn backends(mut self, backends: Registry) -> Self {
         self.backends = backends;
         self

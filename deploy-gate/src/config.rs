@@ -166,8 +166,8 @@ pub struct VerifySection {
     /// is usable, else archive.
     pub level: Option<String>,
     /// Server(s) for test restores: one URL, or a list with one URL per kind of database (or
-    /// `local`, `source`); default: a local cluster for PostgreSQL when possible, else each
-    /// source's own server.
+    /// a backend's own words, such as `local` and `source`); default: each backend's own
+    /// (see its docs and docs/verification.md).
     pub restore_url: Option<OneOrMany>,
     /// Parallel jobs of the restore tool in test restores (default: number of CPUs).
     pub jobs: Option<u32>,
@@ -678,9 +678,9 @@ impl Settings {
             pipeline,
             bucket_concurrency,
             bucket_verify_reused: file.buckets.verify_reused.unwrap_or(false),
-            backend_env: crate::backends::ENV_VARS
-                .iter()
-                .filter_map(|k| env(k).map(|v| ((*k).to_owned(), v)))
+            backend_env: crate::backends::env_vars()
+                .into_iter()
+                .filter_map(|k| env(k).map(|v| (k.to_owned(), v)))
                 .collect(),
             backend_sections: file.backend_sections.clone(),
             verify_required,

@@ -3,7 +3,7 @@
 //! project/environment pair, what `backup --all`, `verify --all` and `status` walk.
 //!
 //! A project inherits the top level's settings section by section (`[s3]`, `[verify]`,
-//! `[lock]`, `[postgres]`, … merged key by key, its own keys winning) and its `[retention]`
+//! `[lock]`, the backends' sections, … merged key by key, its own keys winning) and its `[retention]`
 //! unless it has its own; it never inherits `[sources]` or `[env.*]` (each project names its own
 //! databases). Without a `store` of its own, it lives under the top level's store, in a
 //! directory (or prefix) named after it: `<store>/<project>`.

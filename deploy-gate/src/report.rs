@@ -79,7 +79,7 @@ pub struct ReportBackup {
 pub struct SourceVerification {
     /// The source's name.
     pub source: String,
-    /// Its kind (`postgres`, `mysql`, `bucket`, …).
+    /// Its kind, as its manifest entry records it (`mysql`, `bucket`, …).
     pub kind: String,
     /// Where it is read from, without credentials.
     pub location: String,

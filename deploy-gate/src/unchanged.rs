@@ -38,9 +38,9 @@ impl Backups<'_> {
             .find(|s| !s.can_prove_unchanged())
         {
             return Err(format!(
-                "source {}: {} sources offer no proof that nothing changed",
+                "source {}: {}",
                 s.source_name(),
-                s.kind()
+                ChangeProof::no_proof_reason(s.kind())
             ));
         }
         let store = self.scope.store.as_ref();

@@ -21,7 +21,7 @@ use backup_verify::{
     stream_prefix,
 };
 
-use super::local::start_scratch_cluster;
+use super::local::{scratch_server, start_scratch_cluster};
 use super::restore::{RestoreTargets, Scratch, stage, verify_dump_by_restore};
 
 /// The last line pg_dumpall writes; its absence means the globals dump was cut short.
@@ -142,32 +142,41 @@ impl ArchiveVerifier {
         let by_default = targets.prefer_local && targets.override_target.is_none();
         let (target, why_source, staged) = if targets.local_cluster || by_default {
             // By default only the backup's own major: owners and grants are proven exactly there.
-            // The cluster starts (initdb: about a second) while the archive is staged.
-            let (cluster, staged) = tokio::join!(
-                start_scratch_cluster(store, source, pg_bin_dir, temp_dir, by_default),
-                stage(store, source, artifact, temp_dir)
-            );
-            let staged = staged?;
-            match cluster {
-                Ok(cluster) => {
-                    let target = cluster.config();
-                    let scratch = Scratch {
-                        target: &target,
-                        dedicated: true,
-                        fallback: source_server.filter(|_| by_default),
-                        why_source: None,
-                    };
-                    verify_dump_by_restore(
-                        store, source, artifact, staged, scratch, targets, pg_bin_dir, report,
-                    )
-                    .await?;
-                    drop(cluster);
-                    return Ok(None);
-                }
+            match scratch_server(source, pg_bin_dir, by_default).await {
                 Err(why) if !by_default => {
                     return Ok(Some(format!("no local scratch server: {why}")));
                 }
-                Err(why) => (source_server, Some(why), Some(staged)),
+                Err(why) => (source_server, Some(why), None),
+                Ok(server) => {
+                    // The cluster starts (initdb: about a second) while the archive is staged.
+                    let (cluster, staged) = tokio::join!(
+                        start_scratch_cluster(store, source, &server, temp_dir),
+                        stage(store, source, artifact, temp_dir)
+                    );
+                    let staged = staged?;
+                    match cluster {
+                        Ok(cluster) => {
+                            let target = cluster.config();
+                            let scratch = Scratch {
+                                target: &target,
+                                dedicated: true,
+                                fallback: source_server.filter(|_| by_default),
+                                why_source: None,
+                                staged,
+                            };
+                            verify_dump_by_restore(
+                                store, source, artifact, scratch, targets, pg_bin_dir, report,
+                            )
+                            .await?;
+                            drop(cluster);
+                            return Ok(None);
+                        }
+                        Err(why) if !by_default => {
+                            return Ok(Some(format!("no local scratch server: {why}")));
+                        }
+                        Err(why) => (source_server, Some(why), Some(staged)),
+                    }
+                }
             }
         } else {
             (source_server, None, None)
@@ -184,9 +193,10 @@ impl ArchiveVerifier {
             dedicated: targets.override_target.is_some(),
             fallback: None,
             why_source,
+            staged,
         };
         verify_dump_by_restore(
-            store, source, artifact, staged, scratch, targets, pg_bin_dir, report,
+            store, source, artifact, scratch, targets, pg_bin_dir, report,
         )
         .await?;
         Ok(None)

@@ -4,25 +4,22 @@
 use std::process::Stdio;
 
 use crate::command::{CLEARED_ENV, connection_env};
-use crate::{GLOBALS_FORMAT, LocalCluster, parse_major};
+use crate::{GLOBALS_FORMAT, LocalCluster, PgTools, parse_major};
 use backup_core::{SourceManifest, Store};
 
 use backup_verify::{Consumer, read_pass};
 
-/// Starts a local cluster of the backup's server major (or, unless `same_major_only`, the
-/// nearest newer one installed) and creates the backup's roles in it from its globals dump, so
-/// owners and grants can be proven.
+/// The server binaries of a throwaway local cluster for `source`'s backup: its server major
+/// or, unless `same_major_only`, the nearest newer one installed.
 ///
 /// # Errors
 ///
-/// Why there is none: no server binaries installed, or the server did not start.
-pub(crate) async fn start_scratch_cluster(
-    store: &dyn Store,
+/// Why there are none, with the package to install.
+pub(crate) async fn scratch_server(
     source: &SourceManifest,
     pg_bin_dir: Option<&std::path::Path>,
-    temp_dir: Option<&std::path::Path>,
     same_major_only: bool,
-) -> Result<LocalCluster, String> {
+) -> Result<PgTools, String> {
     let major = source
         .server_version
         .as_deref()
@@ -31,7 +28,7 @@ pub(crate) async fn start_scratch_cluster(
     let server = LocalCluster::find_server(major, pg_bin_dir)
         .await
         .filter(|s| !same_major_only || (major > 0 && s.major == major));
-    let server = server.ok_or_else(|| {
+    server.ok_or_else(|| {
         if same_major_only {
             format!(
                 "this machine has no PostgreSQL {major} server binaries (initdb, pg_ctl, postgres) for a throwaway scratch cluster: install postgresql-{major} here to keep test restores off the source's server"
@@ -41,8 +38,22 @@ pub(crate) async fn start_scratch_cluster(
                 "no PostgreSQL server binaries (initdb, pg_ctl, postgres) of version {major} or newer are installed here for a local scratch server: install the server package (e.g. postgresql-{major}) or give --verify-restore-url"
             )
         }
-    })?;
-    let cluster = LocalCluster::start(&server, temp_dir)
+    })
+}
+
+/// Starts a local cluster with `server`'s binaries (see [`scratch_server`]) and creates the
+/// backup's roles in it from its globals dump, so owners and grants can be proven.
+///
+/// # Errors
+///
+/// Why there is none: the server did not start.
+pub(crate) async fn start_scratch_cluster(
+    store: &dyn Store,
+    source: &SourceManifest,
+    server: &PgTools,
+    temp_dir: Option<&std::path::Path>,
+) -> Result<LocalCluster, String> {
+    let cluster = LocalCluster::start(server, temp_dir)
         .await
         .map_err(|e| e.to_string())?;
     if let Some(globals) = source.artifacts.iter().find(|a| a.format == GLOBALS_FORMAT) {

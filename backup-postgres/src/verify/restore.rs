@@ -55,6 +55,8 @@ pub(crate) struct Scratch<'a> {
     /// Why the source's own server hosts the test restore although the default prefers a
     /// local cluster.
     pub why_source: Option<String>,
+    /// The archive, staged while the server was chosen.
+    pub staged: Staged,
 }
 
 impl RestoreTargets {
@@ -93,12 +95,10 @@ pub(crate) async fn stage(
 }
 
 /// Levels 1–4 for one pg_dump archive, staged by [`stage`].
-#[allow(clippy::too_many_arguments)]
 pub(crate) async fn verify_dump_by_restore(
     store: &dyn Store,
     source: &SourceManifest,
     a: &ArtifactMeta,
-    staged: Staged,
     scratch: Scratch<'_>,
     targets: &RestoreTargets,
     pg_bin_dir: Option<&std::path::Path>,
@@ -108,6 +108,14 @@ pub(crate) async fn verify_dump_by_restore(
     use VerificationLevel::*;
     let label = format!("{}/{}", source.name, a.name);
     let skip4 = |message: String| finding(Restore, "pg-restore", source, a, Skipped, message);
+
+    let Scratch {
+        mut target,
+        mut dedicated,
+        fallback,
+        mut why_source,
+        staged,
+    } = scratch;
 
     // 1–2: hashed, decompressed into a seekable temp file.
     report.add_time(Decompress, staged.took);
@@ -141,12 +149,6 @@ pub(crate) async fn verify_dump_by_restore(
 
     // 4: restore into a scratch database and compare.
     let started = Instant::now();
-    let Scratch {
-        mut target,
-        mut dedicated,
-        fallback,
-        mut why_source,
-    } = scratch;
     let mut admin = PgInspector::connect(target, source.name.as_str()).await;
     // A local cluster chosen by default must be able to install what the backup needs;
     // otherwise the source's own server (which has it) hosts the test restore.
