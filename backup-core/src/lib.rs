@@ -64,7 +64,7 @@ pub use manifest::{
     ArtifactMeta, BackupKind, DeployInfo, MANIFEST_FORMAT_VERSION, Manifest, SourceManifest,
     SourceStats, TableStat, ToolInfo,
 };
-pub use pipeline::{ArtifactStats, PipelineConfig};
+pub use pipeline::{ArtifactStats, DEFAULT_ZSTD_LEVEL, PipelineConfig};
 pub use probe::{error_chain, probe_store};
 pub use redact::redact_url;
 pub use restore::{

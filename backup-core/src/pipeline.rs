@@ -23,11 +23,16 @@ use crate::digest::{Digest, Sha256};
 use crate::error::{Error, Result};
 use crate::store::Store;
 
+/// The zstd level of artifacts whose snapshotter asks for none.
+pub const DEFAULT_ZSTD_LEVEL: i32 = 3;
+
 /// How the pipeline compresses and chunks.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PipelineConfig {
-    /// zstd level (1–19); 3 by default.
-    pub zstd_level: i32,
+    /// zstd level (1–19) of every artifact, when the operator chose one; `None` (the default):
+    /// each artifact's own ([`DEFAULT_ZSTD_LEVEL`], or the level its snapshotter asks for with
+    /// [`crate::SnapshotContext::write_artifact_at`]).
+    pub zstd_level: Option<i32>,
     /// zstd worker threads; 0 compresses on the pipeline's own thread. Defaults to the number of
     /// CPUs, because the dump tool and the server mostly wait on I/O while zstd is CPU-bound.
     pub zstd_workers: u32,
@@ -47,7 +52,7 @@ impl Default for PipelineConfig {
     fn default() -> Self {
         let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
         PipelineConfig {
-            zstd_level: 3,
+            zstd_level: None,
             zstd_workers: u32::try_from(cpus).unwrap_or(1),
             read_chunk: 256 * 1024,
             write_chunk: 1024 * 1024,
@@ -66,10 +71,10 @@ impl PipelineConfig {
     /// X25519 recipient.
     pub fn validate(&self) -> Result<()> {
         self.parsed_recipients()?;
-        if !(1..=19).contains(&self.zstd_level) {
+        if let Some(level) = self.zstd_level.filter(|l| !(1..=19).contains(l)) {
             return Err(Error::Invalid {
                 what: "zstd level",
-                value: self.zstd_level.to_string(),
+                value: level.to_string(),
                 reason: "use a level from 1 to 19".into(),
             });
         }
@@ -237,7 +242,8 @@ fn compress(
         Some(r) => Sealed::Age(r.encrypt_to(sink)?),
         None => Sealed::Plain(sink),
     };
-    let mut encoder = zstd::stream::write::Encoder::new(inner, config.zstd_level)?;
+    let mut encoder =
+        zstd::stream::write::Encoder::new(inner, config.zstd_level.unwrap_or(DEFAULT_ZSTD_LEVEL))?;
     encoder.include_checksum(true)?;
     if config.zstd_workers > 0 {
         encoder.multithread(config.zstd_workers)?;
@@ -409,7 +415,7 @@ mod tests {
         let store = FaultyStore::new(MemoryStore::new(), FaultPlan::fail_put_after_bytes(100_000));
         let input = data(4 * 1024 * 1024);
         let config = PipelineConfig {
-            zstd_level: 1,
+            zstd_level: Some(1),
             ..PipelineConfig::default()
         };
         let err = write_artifact(&store, "k", "db", &input[..], &config)

@@ -32,6 +32,11 @@ pub const COUNTS_DUMP_SNAPSHOT: &str = "dump-snapshot";
 /// `extra.counts` when the row counts were read right after the dump and may differ from it.
 pub const COUNTS_AFTER_DUMP: &str = "after-dump";
 
+/// The zstd level of the dump unless the operator chose one: on mysqldump's SQL text zstd's
+/// level 1 takes about half the CPU of level 3 for output within 2 % of its size (smaller where
+/// `--hex-blob` writes hashes or binary data), and the dump shares the machine's cores with the
+/// dump tool and the server (benches/REPORT.mysql.md).
+pub const DUMP_ZSTD_LEVEL: i32 = 1;
 /// The longest we hold the global read lock waiting for the dump to open its transaction.
 const LOCK_WAIT: Duration = Duration::from_secs(20);
 /// How long `FLUSH TABLES WITH READ LOCK` may wait for running statements: the application's
@@ -193,7 +198,7 @@ impl Snapshotter for MysqlSnapshotter {
 
         let (done_tx, done_rx) = tokio::sync::watch::channel(false);
         let dump = async {
-            let r = ctx.write_artifact(spec, reader).await;
+            let r = ctx.write_artifact_at(spec, DUMP_ZSTD_LEVEL, reader).await;
             let _ = done_tx.send(true);
             r
         };

@@ -141,7 +141,7 @@ pub struct BackupArgs {
     /// scratch server is usable, else archive)
     #[arg(long, value_name = "LEVEL")]
     pub verify_level: Option<String>,
-    /// zstd compression level, 1-19 (default 3)
+    /// zstd compression level, 1-19 (default: 3; MySQL/MariaDB dumps 1)
     #[arg(long, value_name = "N")]
     pub zstd_level: Option<i32>,
     /// The application's version, recorded in the manifest

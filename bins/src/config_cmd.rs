@@ -110,6 +110,7 @@ fn entries(s: &Settings) -> Vec<Entry> {
         "verify.temp_dir",
         json!(s.verify_temp_dir.as_ref().map(|p| p.display().to_string())),
     );
+    // Unset: each artifact's own level (3; MySQL/MariaDB dumps 1).
     add("backup.zstd_level", json!(s.pipeline.zstd_level));
     // Fingerprints, not the recipients themselves: the output is for reading, not copying.
     let recipients: Vec<String> = s

@@ -132,7 +132,7 @@ pub struct EncryptionSettings {
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BackupSection {
-    /// zstd level, 1–19 (default 3).
+    /// zstd level, 1–19 (default: 3; MySQL/MariaDB dumps 1).
     pub zstd_level: Option<i32>,
     /// zstd worker threads (default: number of CPUs).
     pub zstd_workers: Option<u32>,
@@ -586,7 +586,7 @@ impl Settings {
 
         let mut pipeline = PipelineConfig::default();
         if let Some(l) = cli.zstd_level.or(file.backup.zstd_level) {
-            pipeline.zstd_level = l;
+            pipeline.zstd_level = Some(l);
         }
         if let Some(w) = file.backup.zstd_workers {
             pipeline.zstd_workers = w;
