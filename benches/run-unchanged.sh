@@ -12,7 +12,8 @@
 # URL: a PostgreSQL database loaded with the dataset (e.g. D2: psql -v rows=1500000 -c
 # "select setseed(0.5)" -f shared/data/mixed_dataset.sql), on a cluster nothing else writes to
 # while this runs (any write defeats the proof, as it should). TOOL: the pre-deploy binary
-# (default target/release/pre-deploy).
+# (default target/release/pre-deploy). OUT_JSON: also write the medians there as JSON (for
+# benches/run-all.sh's summary).
 set -euo pipefail
 url=${1:?usage: benches/run-unchanged.sh URL [ROUNDS]}
 rounds=${2:-5}
@@ -60,3 +61,7 @@ echo "run:     $(tr '\n' ' ' < "$work/run.txt")" >&2
 echo "pg_dump: $(tr '\n' ' ' < "$work/dump.txt")" >&2
 echo "psql:    $(tr '\n' ' ' < "$work/psql.txt")" >&2
 echo "| $(date -u +%Y-%m-%d) | $(nproc) cores | ${rounds} rounds | **$(f3 "$r") s** | $(f3 "$d") s | **$(f3 "$(echo "scale=6; $r / $d" | bc)")×** | $(f3 "$p") s | $(f3 "$(echo "scale=6; $r / $p" | bc)")× | $(f3 "$first") s |"
+if [ -n "${OUT_JSON:-}" ]; then
+  printf '{"date": "%s", "nproc": %s, "rounds": %s, "run_s": %s, "pg_dump_s": %s, "psql_s": %s, "first_s": %s}\n' \
+    "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$(nproc)" "$rounds" "$(f3 "$r")" "$(f3 "$d")" "$(f3 "$p")" "$(f3 "$first")" > "$OUT_JSON"
+fi

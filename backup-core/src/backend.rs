@@ -29,7 +29,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Debug;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::error::Result;
@@ -74,6 +74,17 @@ pub struct BackendSettings<'a> {
     pub verify_jobs: u32,
     /// Where test restores stage their dumps (default: the system temp dir).
     pub verify_temp_dir: Option<&'a Path>,
+}
+
+impl BackendSettings<'_> {
+    /// A backend's tool directory: its environment variable `env` when set, else `bin_dir` of
+    /// its section.
+    pub fn tool_dir(&self, env: &str) -> Option<PathBuf> {
+        self.env.get(env).map(PathBuf::from).or_else(|| {
+            let dir = self.section?.get("bin_dir")?.as_str()?;
+            Some(PathBuf::from(dir))
+        })
+    }
 }
 
 /// A backend's config-file section as its own type (for [`Backend::section_problem`] and

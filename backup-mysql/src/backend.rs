@@ -106,16 +106,8 @@ impl Backend for MysqlBackend {
     /// The tool directory from [`BIN_DIR_ENV`], else `[mysql] bin_dir`; the test-restore
     /// server as given.
     fn configured(&self, settings: &BackendSettings<'_>) -> Option<DynBackend> {
-        let section: MysqlSection = settings
-            .section
-            .and_then(|s| parse_section(s).ok())
-            .unwrap_or_default();
         Some(Arc::new(MysqlBackend {
-            bin_dir: settings
-                .env
-                .get(BIN_DIR_ENV)
-                .map(PathBuf::from)
-                .or(section.bin_dir),
+            bin_dir: settings.tool_dir(BIN_DIR_ENV),
             verify_restore_url: settings.verify_restore_url.map(str::to_owned),
             archive_only: self.archive_only,
         }))

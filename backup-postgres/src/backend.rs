@@ -126,16 +126,8 @@ impl Backend for PostgresBackend {
     /// The tool directory from [`BIN_DIR_ENV`], else `[postgres] bin_dir`; the test-restore
     /// settings as given.
     fn configured(&self, settings: &BackendSettings<'_>) -> Option<DynBackend> {
-        let section: PostgresSection = settings
-            .section
-            .and_then(|s| parse_section(s).ok())
-            .unwrap_or_default();
         Some(Arc::new(PostgresBackend {
-            bin_dir: settings
-                .env
-                .get(BIN_DIR_ENV)
-                .map(PathBuf::from)
-                .or(section.bin_dir),
+            bin_dir: settings.tool_dir(BIN_DIR_ENV),
             verify_restore_url: settings.verify_restore_url.map(str::to_owned),
             verify_jobs: settings.verify_jobs,
             verify_temp_dir: settings.verify_temp_dir.map(PathBuf::from),

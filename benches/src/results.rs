@@ -528,6 +528,39 @@ fn evaluate_backup(datasets: &[DatasetResult]) -> Vec<TargetCheck> {
         met: r.map(|r| r <= 1.25),
     });
 
+    // Issue 17: the whole default gate against a bare `pg_dump -Fc` (item 1) and the backup's
+    // throughput against the shell doing the same work and the floor (item 3).
+    for (a, b, target, limit) in [
+        (
+            Kind::ToolDefault,
+            Kind::PgDumpDefault,
+            "D2: default run (backup + level-4 test restore) ≤ 0.6× a bare `pg_dump -Fc` \
+             (wall time, medians)",
+            0.6,
+        ),
+        (
+            tool,
+            Kind::ShellRef,
+            "D2: tool ≤ 1.0× the shell reference (`pg_dump -Z0 | zstd -3 | tee | sha256sum`; \
+             wall time, medians)",
+            1.0,
+        ),
+        (
+            tool,
+            Kind::Floor,
+            "D2: tool ≤ 1.5× floor (wall time, medians)",
+            1.5,
+        ),
+    ] {
+        let r = d2.and_then(|d| d.time_ratio(a, b));
+        out.push(TargetCheck {
+            section: Section::Backup,
+            target: target.into(),
+            measured: r.map_or("n/a".into(), |r| format!("{r:.2}×")),
+            met: r.map(|r| r <= limit),
+        });
+    }
+
     let speed = d2.and_then(|d| d.time_ratio(Kind::Seed, tool));
     let size = d2.and_then(|d| d.size_ratio(tool, Kind::Seed));
     out.push(TargetCheck {
@@ -640,6 +673,9 @@ mod tests {
                 cmd(Kind::Floor, vec![run(10.0, 9000, None)]),
                 cmd(Kind::Seed, vec![run(60.0, 9000, Some(300))]),
                 cmd(Kind::ToolChecksum, vec![run(12.0, 30_000, Some(250))]),
+                cmd(Kind::ToolDefault, vec![run(5.5, 30_000, Some(250))]),
+                cmd(Kind::PgDumpDefault, vec![run(10.0, 9000, Some(260))]),
+                cmd(Kind::ShellRef, vec![run(11.0, 9000, Some(250))]),
             ],
         );
         let half = dataset(
@@ -656,11 +692,23 @@ mod tests {
         let both = [Section::Backup, Section::Verify];
         let t = evaluate(&[d0, d2, half], &both);
         let met: Vec<Option<bool>> = t.iter().map(|t| t.met).collect();
+        // 1.2× the floor; default run 0.55× pg_dump -Fc; 1.09× the shell reference; ≤ 1.5×
+        // the floor; the seed pattern; RSS; D0's overhead 0.4 s; verify (not run).
         assert_eq!(
             met,
-            vec![Some(true), Some(true), Some(true), Some(false), None, None]
+            vec![
+                Some(true),
+                Some(true),
+                Some(false),
+                Some(true),
+                Some(true),
+                Some(true),
+                Some(false),
+                None,
+                None
+            ]
         );
-        assert_eq!(evaluate(&[], &both).len(), 6);
+        assert_eq!(evaluate(&[], &both).len(), 9);
         assert!(evaluate(&[], &both).iter().all(|t| t.met.is_none()));
         assert_eq!(evaluate(&[], &[Section::Verify]).len(), 2);
     }
