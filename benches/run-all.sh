@@ -20,7 +20,9 @@ started=$(date -u +%Y-%m-%dT%H:%M:%SZ)
 benches/run.sh
 benches/run-s3.sh
 
-# The unchanged-database re-run needs D2 on a cluster nothing else writes to.
+# The unchanged-database re-run needs D2 on a cluster nothing else writes to: no autovacuum, no
+# timed checkpoint, no standby snapshots in the log (any of them would defeat the proof, as it
+# should, and the run would take a new backup).
 pg=/usr/lib/postgresql/15/bin
 work=$(mktemp -d /tmp/bench-all.XXXXXX)
 chmod 755 "$work"
@@ -32,7 +34,7 @@ trap cleanup EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 as_pg "$pg/initdb" -D "$work/pg/data" -U postgres -A trust -E UTF8 --locale=C.UTF-8 >/dev/null
 as_pg "$pg/pg_ctl" -D "$work/pg/data" -l "$work/pg/log" -w \
-  -o "-p $port -k $work/pg -c listen_addresses=127.0.0.1 -c fsync=off" start >/dev/null
+  -o "-p $port -k $work/pg -c listen_addresses=127.0.0.1 -c fsync=off -c autovacuum=off -c wal_level=minimal -c max_wal_senders=0 -c checkpoint_timeout=1h" start >/dev/null
 url="postgres://postgres@127.0.0.1:$port/d2"
 psql -X -q -h 127.0.0.1 -p "$port" -U postgres -c "CREATE DATABASE d2"
 data="$root/../shared/data/mixed_dataset.sql"   # where benches/run.sh finds it too
