@@ -116,22 +116,24 @@ impl SnapshotContext<'_> {
     where
         R: AsyncRead + Unpin + Send,
     {
+        // The operator's level wins over the one the artifact asks for.
+        let zstd_level = self.pipeline.zstd_level.or(level);
         let own;
-        let level = level.filter(|_| self.pipeline.zstd_level.is_none());
-        let pipeline = if (encrypt || !self.pipeline.encrypts()) && level.is_none() {
-            self.pipeline
-        } else {
-            own = PipelineConfig {
-                recipients: if encrypt {
-                    self.pipeline.recipients.clone()
-                } else {
-                    Vec::new()
-                },
-                zstd_level: self.pipeline.zstd_level.or(level),
-                ..self.pipeline.clone()
+        let pipeline =
+            if encrypt == self.pipeline.encrypts() && zstd_level == self.pipeline.zstd_level {
+                self.pipeline
+            } else {
+                own = PipelineConfig {
+                    recipients: if encrypt {
+                        self.pipeline.recipients.clone()
+                    } else {
+                        Vec::new()
+                    },
+                    zstd_level,
+                    ..self.pipeline.clone()
+                };
+                &own
             };
-            &own
-        };
         let mut key = layout::artifact_key(self.backup_id, spec.source, spec.file);
         if encrypt {
             // The age CLI's convention, so a file fetched from the store says what it is.
@@ -268,7 +270,7 @@ mod tests {
         out.into_bytes()
     }
 
-    async fn stored_size(operator: Option<i32>, asked: Option<i32>, file: &str) -> u64 {
+    async fn stored_size(operator: Option<i32>, asked: Option<i32>) -> u64 {
         let store = MemoryStore::new();
         let id: BackupId = "20261204T031500Z-7f3a9c".parse().expect("id");
         let pipeline = PipelineConfig {
@@ -285,7 +287,7 @@ mod tests {
         let source: SourceName = "db".parse().expect("name");
         let spec = ArtifactSpec {
             source: &source,
-            file,
+            file: "a",
             format: "text",
         };
         let data = std::io::Cursor::new(text());
@@ -299,10 +301,10 @@ mod tests {
     /// A snapshotter's level applies unless the operator chose one, which then applies to all.
     #[tokio::test]
     async fn the_operators_zstd_level_wins_over_the_one_an_artifact_asks_for() {
-        let default = stored_size(None, None, "a").await;
-        let asked_19 = stored_size(None, Some(19), "a").await;
-        let at_1 = stored_size(Some(1), None, "a").await;
-        let asked_19_operator_1 = stored_size(Some(1), Some(19), "a").await;
+        let default = stored_size(None, None).await;
+        let asked_19 = stored_size(None, Some(19)).await;
+        let at_1 = stored_size(Some(1), None).await;
+        let asked_19_operator_1 = stored_size(Some(1), Some(19)).await;
         assert!(
             asked_19 * 5 < default * 4,
             "{asked_19} well below {default}"
