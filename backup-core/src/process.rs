@@ -103,6 +103,38 @@ pub fn spawn_checked_ending(
     }))
 }
 
+/// Spawns `cmd`, a tool that writes its output to files rather than stdout (`pg_dump
+/// --format=directory`): the returned future ends when it exits, with an error naming a
+/// failure status or a signal and the tail of what it said. The process is killed if the
+/// future is dropped first.
+///
+/// # Errors
+///
+/// When the process cannot be started.
+pub fn spawn_to_files(
+    tool: &'static str,
+    mut cmd: Command,
+) -> io::Result<impl std::future::Future<Output = io::Result<()>> + Send + 'static> {
+    cmd.stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let stderr = child
+        .stderr
+        .take()
+        .ok_or_else(|| io::Error::other("no stderr pipe"))?;
+    let said = drain_stderr(tool, stderr);
+    Ok(async move {
+        let status = child.wait().await?;
+        let said = said.await.unwrap_or_default();
+        match exit_problem(tool, status) {
+            Some(what) => Err(io::Error::other(format!("{what}{}", said_suffix(&said)))),
+            None => Ok(()),
+        }
+    })
+}
+
 /// Passes reads through, keeping the last `keep` bytes.
 struct TailKeeper<R> {
     inner: R,
@@ -177,19 +209,27 @@ fn drain_stderr(tool: &'static str, stderr: ChildStderr) -> JoinHandle<String> {
     })
 }
 
-/// Turns an exit status into an error message that names what happened.
-pub fn check_exit(tool: &str, status: ExitStatus, bytes: u64, stderr_tail: &str) -> io::Result<()> {
-    let said = said_suffix(stderr_tail);
+/// What is wrong with an exit status (a signal, a failure status); `None` for a success.
+fn exit_problem(tool: &str, status: ExitStatus) -> Option<String> {
     if let Some(sig) = status.signal() {
-        return Err(io::Error::other(format!(
-            "{tool} was killed by signal {sig}{} after writing {bytes} bytes{said}",
+        return Some(format!(
+            "{tool} was killed by signal {sig}{}",
             signal_name(sig)
-        )));
+        ));
     }
     if !status.success() {
         let code = status.code().unwrap_or(-1);
+        return Some(format!("{tool} exited with status {code}"));
+    }
+    None
+}
+
+/// Turns an exit status into an error message that names what happened.
+pub fn check_exit(tool: &str, status: ExitStatus, bytes: u64, stderr_tail: &str) -> io::Result<()> {
+    let said = said_suffix(stderr_tail);
+    if let Some(what) = exit_problem(tool, status) {
         return Err(io::Error::other(format!(
-            "{tool} exited with status {code} after writing {bytes} bytes{said}"
+            "{what} after writing {bytes} bytes{said}"
         )));
     }
     if bytes == 0 {

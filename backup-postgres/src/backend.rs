@@ -29,6 +29,9 @@ pub const SOURCE_SCRATCH: &str = "source";
 pub struct PostgresSection {
     /// Directory with pg_dump/pg_restore, overriding discovery.
     pub bin_dir: Option<PathBuf>,
+    /// Parallel pg_dump workers per database (`pg_dump --format=directory --jobs`); 1 (the
+    /// default) dumps one custom-format stream.
+    pub dump_jobs: Option<u32>,
 }
 
 /// The environment variable that names the directory of the client tools (over
@@ -40,6 +43,9 @@ pub const BIN_DIR_ENV: &str = "PREDEPLOY_PG_BINDIR";
 pub struct PostgresBackend {
     /// Where the client tools are (overrides discovery), for sources whose URL names none.
     pub bin_dir: Option<PathBuf>,
+    /// Parallel pg_dump workers per database ([`PgSnapshotter::with_dump_jobs`]); 0 or 1: one
+    /// custom-format stream.
+    pub dump_jobs: u32,
     /// Where level-4 test restores go: `None` (the default), a throwaway cluster on this
     /// machine when it has the backup's server version and extensions, else each source's own
     /// server; [`LOCAL_SCRATCH`], always a throwaway cluster on this machine;
@@ -123,11 +129,17 @@ impl Backend for PostgresBackend {
         url == LOCAL_SCRATCH || url == SOURCE_SCRATCH || self.accepts(url)
     }
 
-    /// The tool directory from [`BIN_DIR_ENV`], else `[postgres] bin_dir`; the test-restore
-    /// settings as given.
+    /// The tool directory from [`BIN_DIR_ENV`], else `[postgres] bin_dir`; the dump workers
+    /// from `[postgres] dump_jobs`; the test-restore settings as given.
     fn configured(&self, settings: &BackendSettings<'_>) -> Option<DynBackend> {
+        let section: PostgresSection = settings
+            .section
+            .and_then(|s| parse_section(s).ok())
+            .unwrap_or_default();
+        let dump_jobs = section.dump_jobs.unwrap_or(self.dump_jobs);
         Some(Arc::new(PostgresBackend {
             bin_dir: settings.tool_dir(BIN_DIR_ENV),
+            dump_jobs,
             verify_restore_url: settings.verify_restore_url.map(str::to_owned),
             verify_jobs: settings.verify_jobs,
             verify_temp_dir: settings.verify_temp_dir.map(PathBuf::from),
@@ -140,7 +152,9 @@ impl Backend for PostgresBackend {
         if cfg.bin_dir.is_none() {
             cfg.bin_dir.clone_from(&self.bin_dir);
         }
-        Ok(Arc::new(PgSnapshotter::new(spec.name.clone(), cfg)))
+        Ok(Arc::new(
+            PgSnapshotter::new(spec.name.clone(), cfg).with_dump_jobs(self.dump_jobs),
+        ))
     }
 
     fn verifiers(&self, sources: &[SourceSpec]) -> Result<BackendVerifiers> {

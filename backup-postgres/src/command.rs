@@ -52,7 +52,21 @@ pub const CLEARED_ENV: &[&str] = &[
 /// `pg_dump` arguments: custom format, no compression of its own (we compress), the exported
 /// snapshot, and never a password prompt.
 pub fn dump_args(tool_major: u32, snapshot: Option<&str>) -> Vec<String> {
-    let mut args = vec!["--format=custom".to_owned()];
+    archive_args("--format=custom", tool_major, snapshot)
+}
+
+/// `pg_dump` arguments of a parallel dump: a directory-format archive written by `jobs`
+/// workers, uncompressed (the pipeline compresses each file), not fsynced (each file is
+/// stored and deleted as soon as it is closed). `--file` is added by the caller.
+pub fn parallel_dump_args(tool_major: u32, snapshot: Option<&str>, jobs: u32) -> Vec<String> {
+    let mut args = archive_args("--format=directory", tool_major, snapshot);
+    args.push(format!("--jobs={jobs}"));
+    args.push("--no-sync".to_owned());
+    args
+}
+
+fn archive_args(format: &str, tool_major: u32, snapshot: Option<&str>) -> Vec<String> {
+    let mut args = vec![format.to_owned()];
     // PG ≤ 15 only knows gzip levels; 16+ spells "no compression" differently.
     args.push(
         if tool_major >= 16 {

@@ -1,6 +1,7 @@
 //! # backup-postgres
 //!
-//! PostgreSQL for pre-deploy: [`PgSnapshotter`] streams `pg_dump` custom-format archives through
+//! PostgreSQL for pre-deploy: [`PgSnapshotter`] streams `pg_dump` custom-format archives (or,
+//! for a parallel dump, each file of a directory-format archive: [`DumpArchive`]) through
 //! the core pipeline, in a snapshot exported by its own connection so that the exact row counts
 //! and schema fingerprint it records describe exactly the dumped data; [`PgInspector`] reads
 //! versions, privileges and statistics; [`find_tools`] picks the newest client tools that can
@@ -27,12 +28,14 @@ mod catalog;
 mod client_key;
 pub mod command;
 mod config;
+mod dump_archive;
 /// `via=docker://…` containers (shared with other backends).
 pub use backup_core::docker;
 #[cfg(test)]
 mod fuzz_tests;
 mod inspector;
 mod local_cluster;
+mod parallel_dump;
 /// Running dump tools (shared with other backends).
 pub use backup_core::process;
 mod restore;
@@ -49,6 +52,7 @@ pub mod verify;
 
 pub use backend::{BIN_DIR_ENV, LOCAL_SCRATCH, PostgresBackend, PostgresSection, SOURCE_SCRATCH};
 pub use config::{Env, PgSourceConfig, ProcessEnv, Secret, redact_url};
+pub use dump_archive::{DIR_FORMAT, DIR_PREFIX, DumpArchive, TOC_FILE, dir_artifact_name};
 pub use inspector::{PgInspector, quote_ident};
 pub use local_cluster::LocalCluster;
 pub use restore::{DatabaseRestorer, PlannedDatabaseRestore};

@@ -5,17 +5,19 @@
 //! database and swap names in one transaction, keeping the previous database as
 //! `<db>__predeploy_before_<backup>`.
 
-use backup_core::SourceManifest;
 use backup_core::runbook::{Reach, RunbookContext, RunbookStep, reach_through_via, shell_quote};
+use backup_core::{ArtifactMeta, SourceManifest};
+use backup_verify::is_plain_file_name;
 
+use crate::DumpArchive;
 use crate::inspector::quote_ident;
-use crate::snapshotter::{DUMP_FORMAT, GLOBALS_FORMAT};
+use crate::snapshotter::GLOBALS_FORMAT;
 use crate::swap::SwapNames;
 
 /// The steps for one PostgreSQL source of `ctx.manifest`.
 pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -> Vec<RunbookStep> {
     let mut steps = Vec::new();
-    let Some(dump) = source.artifacts.iter().find(|a| a.format == DUMP_FORMAT) else {
+    let Some(dump) = DumpArchive::of(source) else {
         return steps;
     };
     steps.push(RunbookStep {
@@ -25,43 +27,35 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
         ),
         commands: vec![ctx.restore_command(source)],
     });
-    let location = (ctx.locate)(&dump.key);
-    let staged = format!("/tmp/predeploy-{}-{}.pgc", ctx.manifest.id, source.name);
     let reach = reach_of(source, ctx);
+    let staged_base = format!("/tmp/predeploy-{}-{}", ctx.manifest.id, source.name);
     let mut commands = Vec::new();
-    let compressed = if location.starts_with("s3://") {
-        let local = format!("{staged}.zst");
-        commands.push(format!(
-            "{} cp {} {}",
-            ctx.aws,
-            shell_quote(&location),
-            shell_quote(&local)
-        ));
-        local
+    let mut temps = Vec::new();
+    let staged = if dump.is_directory() {
+        // A parallel dump: every file of the directory archive, each checked and unpacked.
+        if dump
+            .files()
+            .iter()
+            .any(|(name, _)| !is_plain_file_name(name))
+        {
+            return steps;
+        }
+        let dir = format!("{staged_base}.d");
+        commands.push(format!("mkdir {}", shell_quote(&dir)));
+        for (name, a) in dump.files() {
+            let (unpack, left) = unpack_commands(ctx, a, &format!("{dir}/{name}"));
+            commands.extend(unpack);
+            // Removed at once: only the unpacked files are left for pg_restore.
+            commands.extend(left.iter().map(|f| format!("rm -f {}", shell_quote(f))));
+        }
+        dir
     } else {
-        location
+        let file = format!("{staged_base}.pgc");
+        let (unpack, left) = unpack_commands(ctx, dump.head, &file);
+        commands.extend(unpack);
+        temps.extend(left);
+        file
     };
-    commands.push(format!(
-        "echo {} | sha256sum -c -",
-        shell_quote(&format!("{}  {compressed}", dump.sha256.hex()))
-    ));
-    let compressed = if backup_core::encryption::is_encrypted(dump) {
-        let decrypted = format!("{staged}.zst");
-        commands.push(format!(
-            "age -d -i {} -o {} {}",
-            backup_core::runbook::AGE_IDENTITY,
-            shell_quote(&decrypted),
-            shell_quote(&compressed)
-        ));
-        decrypted
-    } else {
-        compressed
-    };
-    commands.push(format!(
-        "zstd -q -d -f {} -o {}",
-        shell_quote(&compressed),
-        shell_quote(&staged)
-    ));
     let db = database_of(&source.location);
     let names = SwapNames::new(&db, ctx.manifest.id.as_str(), ctx.manifest.id.as_str());
     commands.extend(connect_commands(reach.as_ref()));
@@ -90,9 +84,13 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
             quote_ident(&names.target)
         ))
     ));
-    commands.push(format!("rm -f {}", shell_quote(&staged)));
-    if backup_core::encryption::is_encrypted(dump) {
-        commands.push(format!("rm -f {}", shell_quote(&compressed)));
+    commands.push(format!(
+        "rm -{}f {}",
+        if dump.is_directory() { "r" } else { "" },
+        shell_quote(&staged)
+    ));
+    for temp in temps {
+        commands.push(format!("rm -f {}", shell_quote(&temp)));
     }
     let connect = match &reach {
         Some(r) => format!("the server is reached {}; set PGUSER, PGPASSWORD", r.how),
@@ -138,6 +136,55 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
         });
     }
     steps
+}
+
+/// The commands that fetch artifact `a`, check its sha256, decrypt it when it is encrypted and
+/// decompress it into `out`; and the files they leave besides `out`.
+fn unpack_commands(
+    ctx: &RunbookContext<'_>,
+    a: &ArtifactMeta,
+    out: &str,
+) -> (Vec<String>, Vec<String>) {
+    let location = (ctx.locate)(&a.key);
+    let encrypted = backup_core::encryption::is_encrypted(a);
+    let mut commands = Vec::new();
+    let mut temps = Vec::new();
+    let fetched = if location.starts_with("s3://") {
+        let local = format!("{out}.zst{}", if encrypted { ".age" } else { "" });
+        commands.push(format!(
+            "{} cp {} {}",
+            ctx.aws,
+            shell_quote(&location),
+            shell_quote(&local)
+        ));
+        temps.push(local.clone());
+        local
+    } else {
+        location
+    };
+    commands.push(format!(
+        "echo {} | sha256sum -c -",
+        shell_quote(&format!("{}  {fetched}", a.sha256.hex()))
+    ));
+    let compressed = if encrypted {
+        let decrypted = format!("{out}.zst");
+        commands.push(format!(
+            "age -d -i {} -o {} {}",
+            backup_core::runbook::AGE_IDENTITY,
+            shell_quote(&decrypted),
+            shell_quote(&fetched)
+        ));
+        temps.push(decrypted.clone());
+        decrypted
+    } else {
+        fetched
+    };
+    commands.push(format!(
+        "zstd -q -d -f {} -o {}",
+        shell_quote(&compressed),
+        shell_quote(out)
+    ));
+    (commands, temps)
 }
 
 /// How the raw commands reach a source behind `via=` (a container, a jump host).

@@ -50,4 +50,7 @@ pub use artifact::{Consumer, PassResult, read_pass, stream_prefix};
 pub use findings::{finding, generic_findings, pass_findings};
 pub use record::verify_backup;
 pub use small::{count_differences, read_small_text, reveal_stats};
-pub use staging::{StagedArchive, stage_archive, staging_space_problem};
+pub use staging::{
+    StagedArchive, is_plain_file_name, stage_archive, stage_archive_dir, staging_space_problem,
+    staging_space_problem_for,
+};

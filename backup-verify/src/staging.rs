@@ -14,10 +14,19 @@ pub fn staging_space_problem(
     a: &ArtifactMeta,
     temp_dir: Option<&std::path::Path>,
 ) -> Option<String> {
+    staging_space_problem_for(a.raw_size, temp_dir)
+}
+
+/// Like [`staging_space_problem`], for an archive of several artifacts (a directory-format
+/// dump) holding `raw_size` bytes in all.
+pub fn staging_space_problem_for(
+    raw_size: u64,
+    temp_dir: Option<&std::path::Path>,
+) -> Option<String> {
     let dir = temp_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
     let free = backup_core::disk::free_bytes(&dir)?;
     // 64 MiB to spare: staging must not leave the temp file system (often tmpfs) full.
-    let needed = a.raw_size.saturating_add(64 * 1024 * 1024);
+    let needed = raw_size.saturating_add(64 * 1024 * 1024);
     (free < needed).then(|| {
         format!(
             "not enough space to stage the archive for a test restore: {needed} bytes needed, {free} free under {} (set [verify] temp_dir)",
@@ -30,7 +39,7 @@ pub fn staging_space_problem(
 /// single read that also checks levels 1–2. The file is removed when this value is dropped.
 #[derive(Debug)]
 pub struct StagedArchive {
-    file: tempfile::NamedTempFile,
+    file: Staging,
     /// The level 1–2 findings of the read (checksum, size, decompression, staging).
     pub findings: Vec<Finding>,
     /// Whether the artifact is missing or damaged, or could not be staged: do not restore it.
@@ -38,10 +47,20 @@ pub struct StagedArchive {
 }
 
 impl StagedArchive {
-    /// The decompressed archive.
+    /// The decompressed archive: a file, or for [`stage_archive_dir`] a directory.
     pub fn path(&self) -> &std::path::Path {
-        self.file.path()
+        match &self.file {
+            Staging::File(f) => f.path(),
+            Staging::Dir(d) => d.path(),
+        }
     }
+}
+
+/// What a [`StagedArchive`] removes when dropped.
+#[derive(Debug)]
+enum Staging {
+    File(tempfile::NamedTempFile),
+    Dir(tempfile::TempDir),
 }
 
 /// Reads `a` from the store once, checking its sha256, size and zstd frames, into a temp file
@@ -57,8 +76,6 @@ pub async fn stage_archive(
     a: &ArtifactMeta,
     temp_dir: Option<&std::path::Path>,
 ) -> Result<StagedArchive> {
-    use FindingStatus::*;
-    let label = format!("{}/{}", source.name, a.name);
     let temp_dir = temp_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
     remove_stale_staging(&temp_dir);
     let staged = tempfile::Builder::new()
@@ -68,6 +85,84 @@ pub async fn stage_archive(
     let std_file = staged
         .reopen()
         .map_err(|e| backup_core::Error::io("temp file", e))?;
+    let (findings, damaged) = stage_into(store, source, a, std_file).await?;
+    Ok(StagedArchive {
+        file: Staging::File(staged),
+        findings,
+        damaged,
+    })
+}
+
+/// Stages the artifacts of an archive that is a directory of files (a pg_dump directory
+/// format), each `(file name, artifact)` decompressed into that file of one temp directory,
+/// checking levels 1–2 of each in the same read. A name that is not a plain file name (a
+/// tampered manifest) is a failed finding, never a path outside the directory.
+///
+/// # Errors
+///
+/// As [`stage_archive`].
+pub async fn stage_archive_dir(
+    store: &dyn Store,
+    source: &SourceManifest,
+    parts: &[(&str, &ArtifactMeta)],
+    temp_dir: Option<&std::path::Path>,
+) -> Result<StagedArchive> {
+    let temp_dir = temp_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
+    remove_stale_staging(&temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
+        .tempdir_in(&temp_dir)
+        .map_err(|e| backup_core::Error::io("cannot create a temp directory for the restore", e))?;
+    let mut findings = Vec::new();
+    let mut damaged = false;
+    for (name, a) in parts {
+        if !is_plain_file_name(name) {
+            damaged = true;
+            findings.push(finding(
+                VerificationLevel::Decompress,
+                "staging",
+                source,
+                a,
+                FindingStatus::Failed,
+                format!(
+                    "{}/{}: {name:?} is not a file name an archive holds (an altered manifest); not staged",
+                    source.name, a.name
+                ),
+            ));
+            continue;
+        }
+        let file = std::fs::File::create_new(dir.path().join(name))
+            .map_err(|e| backup_core::Error::io("cannot create a staged file", e))?;
+        let (part_findings, part_damaged) = stage_into(store, source, a, file).await?;
+        findings.extend(part_findings);
+        damaged |= part_damaged;
+    }
+    Ok(StagedArchive {
+        file: Staging::Dir(dir),
+        findings,
+        damaged,
+    })
+}
+
+/// Whether `name` is a name of one file in a directory: no separator, not hidden, nothing but
+/// letters, digits, `_`, `-` and `.` (a name from a manifest that is safe to write to).
+pub fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// Reads `a` once into `std_file` (levels 1–2): the findings, and whether it is damaged.
+async fn stage_into(
+    store: &dyn Store,
+    source: &SourceManifest,
+    a: &ArtifactMeta,
+    std_file: std::fs::File,
+) -> Result<(Vec<Finding>, bool)> {
+    use FindingStatus::*;
+    let label = format!("{}/{}", source.name, a.name);
     // Buffered: each write to a tokio File is a blocking-pool round trip. Capped at the raw
     // size the manifest records: a damaged or hostile artifact that decompresses to more (a
     // zstd bomb) must not fill the disk.
@@ -108,11 +203,7 @@ pub async fn stage_archive(
             ),
         ));
     }
-    Ok(StagedArchive {
-        file: staged,
-        findings,
-        damaged,
-    })
+    Ok((findings, damaged))
 }
 
 /// A writer that refuses bytes past `left`.
@@ -176,7 +267,13 @@ fn remove_stale_staging(dir: &std::path::Path) {
             continue;
         };
         if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            match std::fs::remove_file(entry.path()) {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
                 Ok(()) => {
                     tracing::info!("removed {} left by an earlier run", entry.path().display())
                 }
@@ -226,6 +323,48 @@ mod tests {
         let path = staged.path().to_owned();
         drop(staged);
         assert!(!path.exists(), "the staged file goes with its value");
+    }
+
+    #[tokio::test]
+    async fn a_directory_archive_is_staged_file_by_file_and_unsafe_names_are_refused() {
+        let dir = tempfile::tempdir().expect("dir");
+        let store = MemoryStore::new();
+        let toc = b"a table of contents".to_vec();
+        let data = b"COPY rows\n".repeat(1_000);
+        let a = put(&store, KEY, &zstd(&toc), toc.len() as u64, "zstd").await;
+        let b_key = "backups/x/data/db/dump.d/3001.dat.zst";
+        let b = put(&store, b_key, &zstd(&data), data.len() as u64, "zstd").await;
+        let staged = stage_archive_dir(
+            &store,
+            &source(),
+            &[("toc.dat", &a), ("3001.dat", &b)],
+            Some(dir.path()),
+        )
+        .await
+        .expect("stages");
+        assert!(!staged.damaged, "{:?}", staged.findings);
+        assert!(staged.path().is_dir());
+        assert_eq!(
+            std::fs::read(staged.path().join("toc.dat")).expect("toc"),
+            toc
+        );
+        assert!(std::fs::read(staged.path().join("3001.dat")).expect("data") == data);
+        let path = staged.path().to_owned();
+        drop(staged);
+        assert!(!path.exists(), "the staged directory goes with its value");
+
+        for hostile in ["../escape", "a/b", ".hidden", ""] {
+            let staged = stage_archive_dir(&store, &source(), &[(hostile, &b)], Some(dir.path()))
+                .await
+                .expect("stages");
+            assert!(staged.damaged, "{hostile:?}");
+            assert!(
+                staged.findings[0].message.contains("not a file name"),
+                "{:?}",
+                staged.findings
+            );
+        }
+        assert!(!dir.path().join("escape").exists());
     }
 
     #[tokio::test]

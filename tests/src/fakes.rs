@@ -34,6 +34,9 @@ pub enum FakePgDump {
     /// Runs the real pg_dump with `--exclude-table-data=TABLE`: a complete, readable archive
     /// whose table of contents lacks the data of a table the backup counted.
     WithoutDataOf(&'static str),
+    /// Runs the real pg_dump to its end, then says it failed and exits 1: whatever it wrote
+    /// (all the files of a directory-format dump) must not make a backup.
+    FailsAtTheEnd,
 }
 
 /// The file [`FakePgDump::Stalls`] creates in its tool dir once it has passed on its 64 KiB.
@@ -81,6 +84,9 @@ pub fn tool_dir(fake: FakePgDump) -> TempDir {
         FakePgDump::CutShort => {
             format!("{version}\n{real} \"$@\" | head -c {CUT_SHORT_BYTES}\nexit 0\n")
         }
+        FakePgDump::FailsAtTheEnd => format!(
+            "{version}\n{real} \"$@\" || exit $?\necho 'pg_dump: error: simulated failure after the last file' >&2\nexit 1\n"
+        ),
         FakePgDump::WithoutDataOf(table) => {
             format!("{version}\nexec {real} --exclude-table-data={table} \"$@\"\n")
         }

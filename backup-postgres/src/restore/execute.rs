@@ -4,12 +4,12 @@ use std::sync::Arc;
 
 use backup_core::hooks::pause_at;
 use backup_core::{FindingStatus, RestoreContext, RestoreDone, RestoreError, TargetState};
-use backup_verify::stage_archive;
 
 use super::{PlannedDatabaseRestore, step};
+use crate::DumpArchive;
 use crate::inspector::PgInspector;
 use crate::restorer::{DEADLOCK_RETRY, PgRestorer, RestoreOptions, retry_with_one_job};
-use crate::snapshotter::{DUMP_FORMAT, PgSnapshotter};
+use crate::snapshotter::PgSnapshotter;
 use crate::swap::PgAdmin;
 use crate::tools::{find_tools, parse_major};
 use crate::verify::{
@@ -212,16 +212,14 @@ impl PlannedDatabaseRestore {
                 manifest.id, plan.source_name
             ))
         })?;
-        let artifact = source
-            .artifacts
-            .iter()
-            .find(|a| a.format == DUMP_FORMAT)
-            .ok_or_else(|| {
-                RestoreError::Usage(format!(
-                    "source {} of backup {} has no pg_dump archive",
-                    source.name, manifest.id
-                ))
-            })?;
+        let dump = DumpArchive::of(source).ok_or_else(|| {
+            RestoreError::Usage(format!(
+                "source {} of backup {} has no pg_dump archive",
+                source.name, manifest.id
+            ))
+        })?;
+
+        let artifact = dump.head;
 
         // 3. Verify the backup (levels 1–3) into a staged file, and the extensions it needs.
         step(&format!(
@@ -232,7 +230,8 @@ impl PlannedDatabaseRestore {
             id: manifest.id.to_string(),
             summary: format!("{summary}; nothing was restored and the target is untouched"),
         };
-        let staged = stage_archive(ctx.store, source, artifact, ctx.temp_dir)
+        let staged = dump
+            .stage(ctx.store, source, ctx.temp_dir)
             .await
             .map_err(|e| damaged(format!("cannot read the backup: {e}")))?;
         if staged.damaged {

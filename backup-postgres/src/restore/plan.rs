@@ -9,8 +9,8 @@ use backup_core::disk::human_bytes;
 use backup_core::{PlannedRestore, RestoreError, RestoreSetup, RestoreSummary, Restorer};
 
 use super::PlannedDatabaseRestore;
+use crate::DumpArchive;
 use crate::config::{PgSourceConfig, ProcessEnv};
-use crate::snapshotter::DUMP_FORMAT;
 use crate::swap::{PgAdmin, SwapNames};
 use crate::tools::{find_tools, parse_major};
 
@@ -128,12 +128,7 @@ impl Restorer for DatabaseRestorer {
         } else {
             0
         };
-        let raw: u64 = source
-            .artifacts
-            .iter()
-            .filter(|a| a.format == DUMP_FORMAT)
-            .map(|a| a.raw_size)
-            .sum();
+        let raw: u64 = DumpArchive::of(source).map_or(0, |d| d.raw_size());
         let needed = info.as_ref().map_or(raw, |i| i.size.max(raw));
         match admin.local_data_directory().await {
             Some(dir) => match backup_core::disk::free_bytes(&dir) {
@@ -158,11 +153,8 @@ impl Restorer for DatabaseRestorer {
             )),
         }
         // The archive is staged on this machine first: it must fit there too.
-        if let Some(why) = source
-            .artifacts
-            .iter()
-            .find(|a| a.format == DUMP_FORMAT)
-            .and_then(|a| backup_verify::staging_space_problem(a, setup.temp_dir))
+        if let Some(why) = DumpArchive::of(source)
+            .and_then(|d| backup_verify::staging_space_problem_for(d.raw_size(), setup.temp_dir))
         {
             return Err(preflight(why));
         }

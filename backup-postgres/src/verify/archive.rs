@@ -7,7 +7,7 @@ use std::process::Stdio;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
-use crate::{DUMP_FORMAT, GLOBALS_FORMAT, SOURCE_KIND, find_tools, parse_major};
+use crate::{DUMP_FORMAT, DumpArchive, GLOBALS_FORMAT, SOURCE_KIND, find_tools, parse_major};
 use async_trait::async_trait;
 use backup_core::{
     ArtifactMeta, Finding, FindingStatus, Manifest, Result, SourceManifest, Store,
@@ -17,7 +17,7 @@ use tokio::io::{AsyncReadExt, AsyncWrite};
 use tokio::process::Command;
 
 use backup_verify::{
-    Consumer, finding, generic_findings, pass_findings, read_pass, staging_space_problem,
+    Consumer, finding, generic_findings, pass_findings, read_pass, staging_space_problem_for,
     stream_prefix,
 };
 
@@ -85,7 +85,16 @@ impl Verifier for ArchiveVerifier {
             if !self.claims(source) {
                 continue;
             }
-            if up_to >= VerificationLevel::Restore && artifact.format == DUMP_FORMAT {
+            let dump = DumpArchive::of(source);
+            let dump = dump.as_ref().filter(|d| std::ptr::eq(d.head, artifact));
+            // The other files of a directory archive are checked with its head, as one archive
+            // (levels 1–2 of each in the same read); below level 3 each on its own.
+            if top >= VerificationLevel::Archive
+                && DumpArchive::of(source).is_some_and(|d| d.is_other_file(artifact))
+            {
+                continue;
+            }
+            if let (true, Some(dump)) = (up_to >= VerificationLevel::Restore, dump) {
                 let skipped = |why: String| {
                     finding(
                         VerificationLevel::Restore,
@@ -96,7 +105,7 @@ impl Verifier for ArchiveVerifier {
                         format!("{}/{}: {why}", source.name, artifact.name),
                     )
                 };
-                if let Some(why) = self.level_4(store, source, artifact, &mut report).await? {
+                if let Some(why) = self.level_4(store, source, dump, &mut report).await? {
                     report.findings.push(skipped(why));
                 } else {
                     continue;
@@ -104,6 +113,12 @@ impl Verifier for ArchiveVerifier {
             }
             let started = Instant::now();
             let findings = match artifact.format.as_str() {
+                _ if top >= VerificationLevel::Archive
+                    && dump.is_some_and(|d| d.is_directory()) =>
+                {
+                    self.verify_dump_dir(store, source, dump.expect("a dump"), top)
+                        .await?
+                }
                 DUMP_FORMAT if top >= VerificationLevel::Archive => {
                     self.verify_dump(store, source, artifact).await?
                 }
@@ -126,14 +141,14 @@ impl ArchiveVerifier {
         &self,
         store: &dyn Store,
         source: &SourceManifest,
-        artifact: &ArtifactMeta,
+        dump: &DumpArchive<'_>,
         report: &mut VerificationReport,
     ) -> Result<Option<String>> {
         let no_scratch = "no scratch server to restore into: configure the source's URL or give --verify-restore-url";
         let Some(targets) = self.restore.as_ref() else {
             return Ok(Some(no_scratch.into()));
         };
-        if let Some(why) = staging_space_problem(artifact, targets.temp_dir.as_deref()) {
+        if let Some(why) = staging_space_problem_for(dump.raw_size(), targets.temp_dir.as_deref()) {
             return Ok(Some(why));
         }
         let pg_bin_dir = self.pg_bin_dir.as_deref();
@@ -151,7 +166,7 @@ impl ArchiveVerifier {
                     // The cluster starts (initdb: about a second) while the archive is staged.
                     let (cluster, staged) = tokio::join!(
                         start_scratch_cluster(store, source, &server, temp_dir),
-                        stage(store, source, artifact, temp_dir)
+                        stage(store, source, dump, temp_dir)
                     );
                     let staged = staged?;
                     match cluster {
@@ -165,7 +180,7 @@ impl ArchiveVerifier {
                                 staged,
                             };
                             verify_dump_by_restore(
-                                store, source, artifact, scratch, targets, pg_bin_dir, report,
+                                store, source, dump, scratch, targets, pg_bin_dir, report,
                             )
                             .await?;
                             drop(cluster);
@@ -186,7 +201,7 @@ impl ArchiveVerifier {
         };
         let staged = match staged {
             Some(staged) => staged,
-            None => stage(store, source, artifact, temp_dir).await?,
+            None => stage(store, source, dump, temp_dir).await?,
         };
         let scratch = Scratch {
             target,
@@ -195,11 +210,84 @@ impl ArchiveVerifier {
             why_source,
             staged,
         };
-        verify_dump_by_restore(
-            store, source, artifact, scratch, targets, pg_bin_dir, report,
-        )
-        .await?;
+        verify_dump_by_restore(store, source, dump, scratch, targets, pg_bin_dir, report).await?;
         Ok(None)
+    }
+
+    /// Level 3 of a directory-format archive: staged whole (levels 1–2 of each file in the
+    /// same read), read to the end by pg_restore, and its table of contents checked. Below
+    /// that, or without room to stage it, each file on its own at levels 1–2.
+    async fn verify_dump_dir(
+        &self,
+        store: &dyn Store,
+        source: &SourceManifest,
+        dump: &DumpArchive<'_>,
+        top: VerificationLevel,
+    ) -> Result<Vec<Finding>> {
+        use FindingStatus::*;
+        use VerificationLevel::*;
+        let a = dump.head;
+        let label = format!("{}/{}", source.name, a.name);
+        let temp_dir = self.restore.as_ref().and_then(|t| t.temp_dir.as_deref());
+        if let Some(why) = staging_space_problem_for(dump.raw_size(), temp_dir) {
+            let mut findings = Vec::new();
+            for file in dump.artifacts() {
+                findings.extend(generic_findings(store, source, file, top.min(Decompress)).await?);
+            }
+            let why = format!("{label}: not read by pg_restore: {why}");
+            findings.push(finding(Archive, "pg-restore-read", source, a, Skipped, why));
+            return Ok(findings);
+        }
+        let staged = dump.stage(store, source, temp_dir).await?;
+        let mut findings = staged.findings.clone();
+        if staged.damaged {
+            return Ok(findings);
+        }
+        let min_major = source
+            .tool_version
+            .as_deref()
+            .and_then(parse_major)
+            .unwrap_or(0);
+        let tools = find_tools(min_major, self.pg_bin_dir.as_deref(), source.name.as_str()).await?;
+        // Full read: pg_restore writes the whole archive, every file of it, as SQL to /dev/null.
+        let output = Command::new(tools.pg_restore())
+            .arg("--file=/dev/null")
+            .arg(staged.path())
+            .stdin(Stdio::null())
+            .output()
+            .await
+            .map_err(|e| backup_core::Error::io("cannot start pg_restore", e))?;
+        let stderr = String::from_utf8_lossy(&output.stderr).trim().to_owned();
+        if !(output.status.success() && stderr.is_empty()) {
+            findings.push(finding(
+                Archive,
+                "pg-restore-read",
+                source,
+                a,
+                Failed,
+                format!(
+                    "{label}: pg_restore could not read the whole archive ({}): {}",
+                    output.status,
+                    tail(&stderr)
+                ),
+            ));
+            return Ok(findings);
+        }
+        findings.push(finding(
+            Archive,
+            "pg-restore-read",
+            source,
+            a,
+            Passed,
+            format!(
+                "{label}: pg_restore read the whole archive ({} files, {} bytes)",
+                dump.files().len(),
+                dump.raw_size()
+            ),
+        ));
+        let (toc, _) = super::restore::toc_finding(&tools, staged.path(), source, a).await?;
+        findings.push(toc);
+        Ok(findings)
     }
 
     async fn verify_dump(

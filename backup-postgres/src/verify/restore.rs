@@ -17,7 +17,8 @@ use backup_core::{
 
 use super::archive::toc_check;
 use super::compare::{Privileges, recorded_listing, restored_findings};
-use backup_verify::{StagedArchive, finding, stage_archive};
+use crate::DumpArchive;
+use backup_verify::{StagedArchive, finding};
 
 /// `pg_restore -j` of a test restore into the source's own server.
 pub const MAX_JOBS_ON_SOURCE: u32 = 2;
@@ -75,7 +76,7 @@ pub(crate) struct Staged {
     took: Duration,
 }
 
-/// Stages `a` (see [`Staged`]) under `temp_dir`.
+/// Stages `dump` (see [`Staged`]) under `temp_dir`.
 ///
 /// # Errors
 ///
@@ -83,11 +84,11 @@ pub(crate) struct Staged {
 pub(crate) async fn stage(
     store: &dyn Store,
     source: &SourceManifest,
-    a: &ArtifactMeta,
+    dump: &DumpArchive<'_>,
     temp_dir: Option<&std::path::Path>,
 ) -> Result<Staged> {
     let started = Instant::now();
-    let archive = stage_archive(store, source, a, temp_dir).await?;
+    let archive = dump.stage(store, source, temp_dir).await?;
     Ok(Staged {
         archive,
         took: started.elapsed(),
@@ -98,7 +99,7 @@ pub(crate) async fn stage(
 pub(crate) async fn verify_dump_by_restore(
     store: &dyn Store,
     source: &SourceManifest,
-    a: &ArtifactMeta,
+    dump: &DumpArchive<'_>,
     scratch: Scratch<'_>,
     targets: &RestoreTargets,
     pg_bin_dir: Option<&std::path::Path>,
@@ -106,6 +107,7 @@ pub(crate) async fn verify_dump_by_restore(
 ) -> Result<()> {
     use FindingStatus::*;
     use VerificationLevel::*;
+    let a = dump.head;
     let label = format!("{}/{}", source.name, a.name);
     let skip4 = |message: String| finding(Restore, "pg-restore", source, a, Skipped, message);
 
@@ -199,7 +201,7 @@ pub(crate) async fn verify_dump_by_restore(
         && let Some(dir) = admin.local_data_directory().await
         && let Some(free) = backup_core::disk::free_bytes(&dir)
     {
-        let needed = a.raw_size.saturating_mul(2);
+        let needed = dump.raw_size().saturating_mul(2);
         if free < needed {
             report.findings.push(skip4(format!(
                 "{label}: not restored: about {needed} bytes needed for the scratch database, {free} free under {} on {}",
