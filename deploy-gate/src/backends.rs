@@ -171,6 +171,8 @@ mod tests {
             typo.starts_with("[postgres]: ") && typo.contains("bin_dr"),
             "{typo}"
         );
+        let jobs = section_problem("postgres", &toml("dump_jobs = \"two\"")).expect("a problem");
+        assert!(jobs.starts_with("[postgres]: "), "{jobs}");
         let wrong = section_problem("mysql", &toml("bin_dir = 3")).expect("a problem");
         assert!(wrong.starts_with("[mysql]: "), "{wrong}");
         assert_eq!(
@@ -203,7 +205,10 @@ mod tests {
     #[test]
     fn the_registry_hands_each_backend_its_section_env_and_restore_url() {
         let sections = BTreeMap::from([
-            ("postgres".to_owned(), toml("bin_dir = \"/pg/bin\"")),
+            (
+                "postgres".to_owned(),
+                toml("bin_dir = \"/pg/bin\"\ndump_jobs = 4"),
+            ),
             ("mysql".to_owned(), toml("bin_dir = \"/my/bin\"")),
         ]);
         let env = BTreeMap::from([(backup_mysql::BIN_DIR_ENV.to_owned(), "/env/my".to_owned())]);
@@ -230,6 +235,7 @@ mod tests {
             "{pg}"
         );
         assert!(pg.contains("verify_jobs: 3"), "{pg}");
+        assert!(pg.contains("dump_jobs: 4"), "{pg}");
         let my = &shown[1];
         assert!(
             my.contains("\"/env/my\"") && my.contains("mysql://u@h/scratch"),

@@ -52,14 +52,26 @@ pub fn last_deployment_lines(
             manifest.environment.clone(),
         ),
     ];
+    let mut named = std::collections::BTreeSet::new();
     for (source, artifact) in manifest.artifacts() {
-        let stem = artifact.name.split('.').next().unwrap_or(&artifact.name);
+        // The files of a directory (`dump.d/…` of a parallel dump) are named once, by the
+        // directory.
+        let (name, location) = match artifact.name.split_once('/') {
+            Some((dir, _)) => {
+                let at = artifact.key.find(&format!("/{dir}/")).map(|i| i + dir.len() + 2);
+                (dir, at.map_or(artifact.key.as_str(), |end| &artifact.key[..end]))
+            }
+            None => (artifact.name.as_str(), artifact.key.as_str()),
+        };
+        let stem = name.split('.').next().unwrap_or(name);
         let key = format!(
             "BACKUP_FILE_{}_{}",
             env_key(source.name.as_str()),
             env_key(stem)
         );
-        lines.push((key, artifact_location(store, &artifact.key)));
+        if named.insert(key.clone()) {
+            lines.push((key, artifact_location(store, location)));
+        }
     }
     lines.push((
         "GIT_COMMIT".to_owned(),
@@ -339,6 +351,43 @@ mod tests {
         assert_eq!(shell_value("/var/backups/x.zst"), "/var/backups/x.zst");
         assert_eq!(shell_value("it's here"), "'it'\\''s here'");
         assert_eq!(shell_value(""), "''");
+    }
+
+    #[test]
+    fn the_files_of_a_directory_archive_are_named_once_by_their_directory() {
+        let artifact = |name: &str| {
+            serde_json::json!({"name": name, "key": format!("backups/x/data/db/{name}"),
+                "format": "pg_dump-directory", "compression": "zstd", "stored_size": 1,
+                "raw_size": 2, "sha256": "sha256:".to_owned() + &"ab".repeat(32)})
+        };
+        let m: backup_core::Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "id": "20261122T031500Z-7f3a9c", "kind": "pre-deploy",
+            "environment": "staging", "created_at": "2026-11-22T03:15:00Z",
+            "finished_at": "2026-11-22T03:15:00Z",
+            "tool": {"name": "pre-deploy", "version": "0"}, "host": "h", "deploy": {},
+            "sources": [{"name": "db", "kind": "postgres", "location": "postgres://h/shop",
+                "artifacts": [artifact("dump.d/toc.dat.zst"), artifact("dump.d/3001.dat.zst"),
+                    artifact("schema.txt.zst")]}]}))
+        .expect("manifest");
+        let store = StoreUrl::parse("s3://b").expect("store url");
+        let lines = last_deployment_lines(&m, "s3://b", Some(&store));
+        let files: Vec<&(String, String)> = lines
+            .iter()
+            .filter(|(k, _)| k.starts_with("BACKUP_FILE_"))
+            .collect();
+        assert_eq!(
+            files,
+            [
+                &(
+                    "BACKUP_FILE_DB_DUMP".to_owned(),
+                    "s3://b/backups/x/data/db/dump.d/".to_owned()
+                ),
+                &(
+                    "BACKUP_FILE_DB_SCHEMA".to_owned(),
+                    "s3://b/backups/x/data/db/schema.txt.zst".to_owned()
+                )
+            ]
+        );
     }
 
     #[tokio::test]

@@ -129,6 +129,34 @@ mod tests {
     }
 
     #[test]
+    fn an_encrypted_dump_in_a_bucket_is_fetched_decrypted_and_unpacked_through_distinct_files() {
+        let mut m: Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "id": "20261122T031500Z-7f3a9c", "kind": "pre-deploy",
+            "environment": "staging", "created_at": "2026-11-22T03:15:00Z",
+            "finished_at": "2026-11-22T03:15:00Z",
+            "tool": {"name": "pre-deploy", "version": "0"}, "host": "h", "deploy": {},
+            "sources": [{"name": "db", "kind": "postgres",
+                "location": "postgres://app@db:5432/shop",
+                "artifacts": [{"name": "dump.pgc.zst", "key": "backups/x/data/db/dump.pgc.zst.age",
+                    "format": "pg_dump-custom", "compression": "zstd", "stored_size": 1,
+                    "raw_size": 2, "sha256": "sha256:".to_owned() + &"ab".repeat(32)}]}]}))
+        .expect("manifest");
+        backup_core::encryption::mark_encrypted(&mut m.sources[0].artifacts[0]);
+        let store = StoreUrl::parse("s3://b/p").expect("store");
+        let text = runbook(&m, Some(&store), "staging", &crate::default_registry()).to_text();
+        let staged = "/tmp/predeploy-20261122T031500Z-7f3a9c-db.pgc";
+        for expected in [
+            format!("aws s3 cp s3://b/p/backups/x/data/db/dump.pgc.zst.age {staged}.zst.age"),
+            format!("{staged}.zst.age' | sha256sum -c -"),
+            format!("-o {staged}.zst {staged}.zst.age"),
+            format!("zstd -q -d -f {staged}.zst -o {staged}"),
+            format!("rm -f {staged}.zst.age"),
+        ] {
+            assert!(text.contains(&expected), "{expected}\nin\n{text}");
+        }
+    }
+
+    #[test]
     fn values_from_a_tampered_manifest_are_validated_or_quoted() {
         let m: Manifest = serde_json::from_value(serde_json::json!({
             "format_version": 1, "id": "20261122T031500Z-7f3a9c", "kind": "pre-deploy",
