@@ -31,8 +31,8 @@ timed() { # name cmd…: appends "wall_s max_rss_kib" to $work/NAME.txt
     || { echo "$name failed:" >&2; cat "$work/last.err" >&2; exit 1; }
   cat "$work/time.out" >> "$work/$name.txt"
 }
-tool_backup() { # dir level
-  (cd "$work/$1" && "$tool" --store "$work/$1/store" --source "db=$url" backup -q --json --verify-level "$2")
+tool_backup() { # dir level: the command line of a backup run in $work/DIR (its predeploy.toml)
+  echo env -C "$work/$1" "$tool" --store "$work/$1/store" --source "db=$url" backup -q --json --verify-level "$2"
 }
 median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
 col() { awk -v c="$2" '{print $c}' "$work/$1.txt" | median; }
@@ -41,12 +41,12 @@ names=(floor_one floor_par pg_dump_fc tool_one tool_par default_one default_par)
 for round in $(seq "$rounds"); do
   echo "round $round/$rounds" >&2
   timed floor_one pg_dump -Fc -Z0 --no-sync -f /dev/null "$url"
-  timed tool_par tool_backup par checksum
-  timed default_one tool_backup one restore
+  timed tool_par $(tool_backup par checksum)
+  timed default_one $(tool_backup one restore)
   timed floor_par pg_dump -Fd -Z0 --no-sync -j "$jobs" -f "$work/fd" "$url"
   rm -rf "$work/fd"
-  timed tool_one tool_backup one checksum
-  timed default_par tool_backup par restore
+  timed tool_one $(tool_backup one checksum)
+  timed default_par $(tool_backup par restore)
   timed pg_dump_fc sh -c "pg_dump -Fc '$url' > /dev/null"
   rm -rf "$work/one/store" "$work/par/store"
 done

@@ -58,8 +58,14 @@ pub fn last_deployment_lines(
         // directory.
         let (name, location) = match artifact.name.split_once('/') {
             Some((dir, _)) => {
-                let at = artifact.key.find(&format!("/{dir}/")).map(|i| i + dir.len() + 2);
-                (dir, at.map_or(artifact.key.as_str(), |end| &artifact.key[..end]))
+                let at = artifact
+                    .key
+                    .find(&format!("/{dir}/"))
+                    .map(|i| i + dir.len() + 2);
+                (
+                    dir,
+                    at.map_or(artifact.key.as_str(), |end| &artifact.key[..end]),
+                )
             }
             None => (artifact.name.as_str(), artifact.key.as_str()),
         };

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use predeploy_tests::cli::finding;
+use predeploy_tests::encrypted::{Key, Work as EncryptedWork};
 use predeploy_tests::fakes::{FakePgDump, tool_dir};
 use predeploy_tests::restoring::{content, damage, restore_command, small_database};
 use predeploy_tests::{Output, PgServer, assert_same_database, fixtures, pre_deploy, run};
@@ -224,27 +225,78 @@ fn a_missing_or_altered_file_of_a_parallel_dump_fails_verification_by_name_and_i
 }
 
 #[test]
-fn a_parallel_dump_whose_pg_dump_fails_leaves_no_backup_and_no_temp_files() {
+fn a_parallel_dump_whose_pg_dump_fails_leaves_no_backup_no_stored_file_and_no_temp_files() {
     let server = PgServer::shared();
     let db = small_database(server, "parfail");
-    let tools = tool_dir(FakePgDump::FailsAtTheEnd);
     let work = Work::new(2);
+    let good = work.backup(&server.url(&db), &["--verify-level", "archive"]);
+    good.assert_success();
+    let good = good.json()["id"].as_str().expect("id").to_owned();
+
+    // pg_dump writes every file (each is stored as it closes), then fails.
+    let tools = tool_dir(FakePgDump::FailsAtTheEnd);
     let out = run(work
         .cmd(&["backup", "--source", &format!("db={}", server.url(&db))])
         .env("PREDEPLOY_PG_BINDIR", tools.path()));
     out.assert_code(3);
     out.assert_stderr_contains("simulated failure after the last file");
-    let manifests: Vec<PathBuf> = std::fs::read_dir(work.store.join("backups"))
-        .map(|d| {
-            d.map(|e| e.expect("entry").path().join("manifest.json"))
-                .filter(|m| m.exists())
-                .collect()
-        })
-        .unwrap_or_default();
-    assert!(manifests.is_empty(), "no manifest: {manifests:?}");
+    let left: Vec<String> = std::fs::read_dir(work.store.join("backups"))
+        .expect("backups")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, [good.clone()], "nothing of the failed backup is left");
     assert!(
         work.temp_left().is_empty(),
         "the dump's temp files are gone: {:?}",
         work.temp_left()
     );
+    run(&mut work.cmd(&["verify", &good, "--level", "archive"])).assert_success();
+}
+
+#[test]
+fn an_encrypted_parallel_dump_is_proven_through_the_key_and_its_raw_commands_restore_it() {
+    let server = PgServer::shared();
+    let db = small_database(server, "parage");
+    let keys = tempfile::tempdir().expect("keys");
+    let key = Key::new(keys.path(), "key.txt");
+    let work = EncryptedWork::new(&server.url(&db), &[&key], Some(&key));
+    let config = work.path().join("predeploy.toml");
+    let mut toml = std::fs::read_to_string(&config).expect("config");
+    toml.push_str("\n[postgres]\ndump_jobs = 2\n");
+    std::fs::write(&config, toml).expect("config");
+
+    let out = work.run(&["backup", "--json"]);
+    out.assert_success();
+    let v = out.json();
+    assert_eq!(v["verification"]["level_reached"], "restore", "{v:#}");
+    let keys: Vec<&str> = v["manifest"]["sources"][0]["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .filter(|a| a["format"] == "pg_dump-directory")
+        .map(|a| a["key"].as_str().expect("key"))
+        .collect();
+    assert!(keys.len() >= 3, "{keys:?}");
+    assert!(keys.iter().all(|k| k.ends_with(".zst.age")), "{keys:?}");
+    let backed_up = content(server, &db);
+    damage(server, &db);
+
+    let shown = work.run(&["show", "last", "--json"]);
+    shown.assert_success();
+    let raw = predeploy_tests::cli::raw_runbook(&shown.stdout);
+    assert!(!raw.contains(&key.secret));
+    let path = format!(
+        "{}:{}",
+        server.bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = run(Command::new("sh")
+        .args(["-e", "-c", &raw])
+        .env("PATH", &path)
+        .env("PREDEPLOY_AGE_IDENTITY_FILE", &key.file)
+        .env("PGHOST", server.socket_dir())
+        .env("PGPORT", server.port().to_string())
+        .env("PGUSER", "postgres"));
+    out.assert_success();
+    assert_eq!(content(server, &db), backed_up, "the backup's data is back");
 }

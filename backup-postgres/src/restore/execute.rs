@@ -218,7 +218,6 @@ impl PlannedDatabaseRestore {
                 source.name, manifest.id
             ))
         })?;
-
         let artifact = dump.head;
 
         // 3. Verify the backup (levels 1–3) into a staged file, and the extensions it needs.

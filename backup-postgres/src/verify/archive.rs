@@ -85,15 +85,15 @@ impl Verifier for ArchiveVerifier {
             if !self.claims(source) {
                 continue;
             }
-            let dump = DumpArchive::of(source);
-            let dump = dump.as_ref().filter(|d| std::ptr::eq(d.head, artifact));
+            let archive = DumpArchive::of(source);
             // The other files of a directory archive are checked with its head, as one archive
             // (levels 1–2 of each in the same read); below level 3 each on its own.
             if top >= VerificationLevel::Archive
-                && DumpArchive::of(source).is_some_and(|d| d.is_other_file(artifact))
+                && archive.as_ref().is_some_and(|d| d.is_other_file(artifact))
             {
                 continue;
             }
+            let dump = archive.as_ref().filter(|d| std::ptr::eq(d.head, artifact));
             if let (true, Some(dump)) = (up_to >= VerificationLevel::Restore, dump) {
                 let skipped = |why: String| {
                     finding(
@@ -112,17 +112,14 @@ impl Verifier for ArchiveVerifier {
                 }
             }
             let started = Instant::now();
-            let findings = match artifact.format.as_str() {
-                _ if top >= VerificationLevel::Archive
-                    && dump.is_some_and(|d| d.is_directory()) =>
-                {
-                    self.verify_dump_dir(store, source, dump.expect("a dump"), top)
-                        .await?
+            let findings = match (artifact.format.as_str(), dump) {
+                (_, Some(dump)) if top >= VerificationLevel::Archive && dump.is_directory() => {
+                    self.verify_dump_dir(store, source, dump, top).await?
                 }
-                DUMP_FORMAT if top >= VerificationLevel::Archive => {
+                (DUMP_FORMAT, _) if top >= VerificationLevel::Archive => {
                     self.verify_dump(store, source, artifact).await?
                 }
-                GLOBALS_FORMAT if top >= VerificationLevel::Archive => {
+                (GLOBALS_FORMAT, _) if top >= VerificationLevel::Archive => {
                     verify_globals(store, source, artifact).await?
                 }
                 _ => generic_findings(store, source, artifact, top).await?,
