@@ -244,7 +244,11 @@ fn a_parallel_dump_whose_pg_dump_fails_leaves_no_backup_no_stored_file_and_no_te
         .expect("backups")
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(left, [good.as_str()], "nothing of the failed backup is left");
+    assert_eq!(
+        left,
+        [good.as_str()],
+        "nothing of the failed backup is left"
+    );
     assert!(
         work.temp_left().is_empty(),
         "the dump's temp files are gone: {:?}",
