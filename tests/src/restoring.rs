@@ -114,6 +114,24 @@ pub fn databases_containing(server: &PgServer, part: &str) -> Vec<String> {
     names
 }
 
+/// A `sh -e` running a runbook's raw commands `raw` against `server`: its client tools first on
+/// `PATH`, `PGHOST`, `PGPORT` and `PGUSER` set (add what else they need, e.g. the age identity).
+#[must_use]
+pub fn raw_commands(server: &PgServer, raw: &str) -> Command {
+    let path = format!(
+        "{}:{}",
+        server.bin_dir().display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let mut cmd = Command::new("sh");
+    cmd.args(["-e", "-c", raw])
+        .env("PATH", path)
+        .env("PGHOST", server.socket_dir())
+        .env("PGPORT", server.port().to_string())
+        .env("PGUSER", "postgres");
+    cmd
+}
+
 /// A `pre-deploy restore` command for source `db` at `url` with store `store`.
 #[must_use]
 pub fn restore_command(store: &Path, url: &str, args: &[&str]) -> Command {

@@ -8,7 +8,7 @@ use std::process::Command;
 use predeploy_tests::cli::finding;
 use predeploy_tests::encrypted::{Key, Work as EncryptedWork};
 use predeploy_tests::fakes::{FakePgDump, tool_dir};
-use predeploy_tests::restoring::{content, damage, restore_command, small_database};
+use predeploy_tests::restoring::{content, damage, raw_commands, restore_command, small_database};
 use predeploy_tests::{Output, PgServer, assert_same_database, fixtures, pre_deploy, run};
 
 /// A working directory whose `predeploy.toml` asks for `jobs` dump workers, and a temp dir for
@@ -160,17 +160,7 @@ fn the_runbooks_raw_commands_restore_a_parallel_dump_when_run_by_sh() {
     shown.assert_success();
     let raw = predeploy_tests::cli::raw_runbook(&shown.stdout);
     assert!(raw.contains("dump.d/toc.dat.zst"), "{raw}");
-    let path = format!(
-        "{}:{}",
-        server.bin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = run(Command::new("sh")
-        .args(["-e", "-c", &raw])
-        .env("PATH", &path)
-        .env("PGHOST", server.socket_dir())
-        .env("PGPORT", server.port().to_string())
-        .env("PGUSER", "postgres"));
+    let out = run(&mut raw_commands(server, &raw));
     out.assert_success();
     assert_eq!(content(server, &db), backed_up, "the backup's data is back");
 }
@@ -289,18 +279,7 @@ fn an_encrypted_parallel_dump_is_proven_through_the_key_and_its_raw_commands_res
     shown.assert_success();
     let raw = predeploy_tests::cli::raw_runbook(&shown.stdout);
     assert!(!raw.contains(&key.secret));
-    let path = format!(
-        "{}:{}",
-        server.bin_dir().display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
-    let out = run(Command::new("sh")
-        .args(["-e", "-c", &raw])
-        .env("PATH", &path)
-        .env("PREDEPLOY_AGE_IDENTITY_FILE", &key.file)
-        .env("PGHOST", server.socket_dir())
-        .env("PGPORT", server.port().to_string())
-        .env("PGUSER", "postgres"));
+    let out = run(raw_commands(server, &raw).env("PREDEPLOY_AGE_IDENTITY_FILE", &key.file));
     out.assert_success();
     assert_eq!(content(server, &db), backed_up, "the backup's data is back");
 }

@@ -211,6 +211,16 @@ impl ArchiveVerifier {
         Ok(None)
     }
 
+    /// Client tools that read `source`'s archives: at least the major version that wrote them.
+    async fn archive_tools(&self, source: &SourceManifest) -> Result<crate::PgTools> {
+        let min_major = source
+            .tool_version
+            .as_deref()
+            .and_then(parse_major)
+            .unwrap_or(0);
+        find_tools(min_major, self.pg_bin_dir.as_deref(), source.name.as_str()).await
+    }
+
     /// Level 3 of a directory-format archive: staged whole (levels 1–2 of each file in the
     /// same read), read to the end by pg_restore, and its table of contents checked. Below
     /// that, or without room to stage it, each file on its own at levels 1–2.
@@ -240,12 +250,7 @@ impl ArchiveVerifier {
         if staged.damaged {
             return Ok(findings);
         }
-        let min_major = source
-            .tool_version
-            .as_deref()
-            .and_then(parse_major)
-            .unwrap_or(0);
-        let tools = find_tools(min_major, self.pg_bin_dir.as_deref(), source.name.as_str()).await?;
+        let tools = self.archive_tools(source).await?;
         // Full read: pg_restore writes the whole archive, every file of it, as SQL to /dev/null.
         let output = Command::new(tools.pg_restore())
             .arg("--file=/dev/null")
@@ -296,12 +301,7 @@ impl ArchiveVerifier {
         use FindingStatus::*;
         use VerificationLevel::*;
         let label = format!("{}/{}", source.name, a.name);
-        let min_major = source
-            .tool_version
-            .as_deref()
-            .and_then(parse_major)
-            .unwrap_or(0);
-        let tools = find_tools(min_major, self.pg_bin_dir.as_deref(), source.name.as_str()).await?;
+        let tools = self.archive_tools(source).await?;
 
         // Full read: pg_restore writes the whole archive as SQL to /dev/null.
         let mut child = Command::new(tools.pg_restore())
