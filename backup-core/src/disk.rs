@@ -20,6 +20,42 @@ pub fn free_bytes(dir: &Path) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// The start of the name of a temp file or directory of this process: `<prefix><pid>-`, which
+/// [`remove_stale_temp`] recognises once the process is gone.
+pub fn temp_prefix(prefix: &str) -> String {
+    format!("{prefix}{}-", std::process::id())
+}
+
+/// Removes the entries of `dir` named by [`temp_prefix`] with `prefix` whose process no longer
+/// runs: what a run killed before it could remove its own (SIGKILL) left behind.
+pub fn remove_stale_temp(dir: &Path, prefix: &str) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix(prefix)
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new(&format!("/proc/{pid}")).exists() {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            match removed {
+                Ok(()) => tracing::info!("removed {} left by an earlier run", path.display()),
+                Err(e) => tracing::debug!("could not remove {}: {e}", path.display()),
+            }
+        }
+    }
+}
+
 /// `12.3 MiB`.
 pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];

@@ -6,6 +6,7 @@
 use std::collections::{BTreeSet, VecDeque};
 use std::path::{Path, PathBuf};
 
+use backup_core::disk::{remove_stale_temp, temp_prefix};
 use backup_core::process::spawn_to_files;
 use backup_core::{ArtifactMeta, ArtifactSpec, Error, Result, SnapshotContext, SourceName};
 use futures::StreamExt;
@@ -14,6 +15,10 @@ use inotify::{Inotify, WatchMask};
 use tokio::process::Command;
 
 use crate::dump_archive::{DIR_FORMAT, TOC_FILE, dir_artifact_name};
+
+/// The temp directory of a dump is `predeploy-pgdump-<pid>-…` (under `TMPDIR`), so one left by
+/// a run killed before it could remove it is recognised and removed by the next dump.
+const TEMP_PREFIX: &str = "predeploy-pgdump-";
 
 /// Runs `cmd` (pg_dump with its connection and snapshot, `--format=directory` and `--jobs`
 /// already given; `--file` is added here) and stores each file it writes as an artifact of
@@ -33,9 +38,11 @@ pub(crate) async fn dump_directory(
         source_name: source.to_string(),
         message,
     };
+    let root = std::env::temp_dir();
+    remove_stale_temp(&root, TEMP_PREFIX);
     let temp = tempfile::Builder::new()
-        .prefix("predeploy-pgdump-")
-        .tempdir()
+        .prefix(&temp_prefix(TEMP_PREFIX))
+        .tempdir_in(&root)
         .map_err(|e| failed(format!("cannot create a temp directory for the dump: {e}")))?;
     // pg_dump takes an existing directory when it is empty; watching it before pg_dump starts
     // means no file can close unseen.

@@ -79,7 +79,7 @@ pub async fn stage_archive(
     let temp_dir = temp_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
     remove_stale_staging(&temp_dir);
     let staged = tempfile::Builder::new()
-        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
+        .prefix(&backup_core::disk::temp_prefix(STAGING_PREFIX))
         .tempfile_in(&temp_dir)
         .map_err(|e| backup_core::Error::io("cannot create a temp file for the restore", e))?;
     let std_file = staged
@@ -110,7 +110,7 @@ pub async fn stage_archive_dir(
     let temp_dir = temp_dir.map_or_else(std::env::temp_dir, std::path::Path::to_path_buf);
     remove_stale_staging(&temp_dir);
     let dir = tempfile::Builder::new()
-        .prefix(&format!("{STAGING_PREFIX}{}-", std::process::id()))
+        .prefix(&backup_core::disk::temp_prefix(STAGING_PREFIX))
         .tempdir_in(&temp_dir)
         .map_err(|e| backup_core::Error::io("cannot create a temp directory for the restore", e))?;
     let mut findings = Vec::new();
@@ -254,33 +254,7 @@ const STAGING_PREFIX: &str = "predeploy-verify-";
 
 /// Removes staged archives of processes that no longer exist.
 fn remove_stale_staging(dir: &std::path::Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix(STAGING_PREFIX)
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid != std::process::id() && !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let path = entry.path();
-            let removed = if path.is_dir() {
-                std::fs::remove_dir_all(&path)
-            } else {
-                std::fs::remove_file(&path)
-            };
-            match removed {
-                Ok(()) => {
-                    tracing::info!("removed {} left by an earlier run", entry.path().display())
-                }
-                Err(e) => tracing::debug!("could not remove {}: {e}", entry.path().display()),
-            }
-        }
-    }
+    backup_core::disk::remove_stale_temp(dir, STAGING_PREFIX);
 }
 
 #[cfg(test)]
