@@ -7,7 +7,8 @@ use std::process::Command;
 
 use predeploy_tests::cli::finding;
 use predeploy_tests::encrypted::{Key, Work as EncryptedWork};
-use predeploy_tests::fakes::{FakePgDump, tool_dir};
+use predeploy_tests::fakes::{FakePgDump, PAUSED_MARKER, RESUME_MARKER, tool_dir};
+use predeploy_tests::pg::wait_until;
 use predeploy_tests::restoring::{content, damage, raw_commands, restore_command, small_database};
 use predeploy_tests::{Output, PgServer, assert_same_database, fixtures, pre_deploy, run};
 
@@ -282,4 +283,46 @@ fn an_encrypted_parallel_dump_is_proven_through_the_key_and_its_raw_commands_res
     let out = run(raw_commands(server, &raw).env("PREDEPLOY_AGE_IDENTITY_FILE", &key.file));
     out.assert_success();
     assert_eq!(content(server, &db), backed_up, "the backup's data is back");
+}
+
+#[test]
+fn the_temp_directory_of_a_killed_parallel_dump_is_removed_by_the_next_one() {
+    let server = PgServer::shared();
+    let db = small_database(server, "parkill");
+    let work = Work::new(2);
+    // pg_dump writes its files, then waits: the run is killed with them on disk.
+    let tools = tool_dir(FakePgDump::PausesUntilResumed);
+    let mut child = work
+        .cmd(&["backup", "--source", &format!("db={}", server.url(&db))])
+        .env("PREDEPLOY_PG_BINDIR", tools.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("pre-deploy starts");
+    assert!(
+        wait_until(std::time::Duration::from_secs(60), || tools
+            .path()
+            .join(PAUSED_MARKER)
+            .exists()),
+        "pg_dump has dumped and waits"
+    );
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+    std::fs::write(tools.path().join(RESUME_MARKER), "").expect("let the fake pg_dump end");
+    assert!(
+        work.temp_left()
+            .iter()
+            .any(|n| n.starts_with("predeploy-pgdump-")),
+        "the killed run left its dump directory: {:?}",
+        work.temp_left()
+    );
+
+    work.backup(&server.url(&db), &["--verify-level", "archive"])
+        .assert_success();
+    assert!(
+        work.temp_left().is_empty(),
+        "the next dump removed it: {:?}",
+        work.temp_left()
+    );
 }
