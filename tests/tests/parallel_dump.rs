@@ -42,6 +42,9 @@ impl Work {
             .arg("--store")
             .arg(&self.store)
             .env("TMPDIR", self.tmp.path())
+            // A run killed with the lock held: the next one takes over its expired lease.
+            .env("PREDEPLOY_LOCK_TTL", "3s")
+            .env("PREDEPLOY_WAIT_LOCK", "120s")
             .current_dir(self.dir.path());
         cmd
     }
