@@ -64,7 +64,8 @@ impl<'a> DumpArchive<'a> {
     /// Whether `a` is one of its files other than the head: checked with the head, as part of
     /// the whole archive.
     pub fn is_other_file(&self, a: &ArtifactMeta) -> bool {
-        !std::ptr::eq(a, self.head) && self.files.iter().any(|(_, f)| std::ptr::eq(*f, a))
+        // Every directory-format artifact of the source is one of its files (see `of`).
+        self.is_directory() && a.format == DIR_FORMAT && !std::ptr::eq(a, self.head)
     }
 
     /// Its artifacts: the head, then the other files of a directory archive.

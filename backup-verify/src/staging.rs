@@ -115,8 +115,16 @@ pub async fn stage_archive_dir(
         .map_err(|e| backup_core::Error::io("cannot create a temp directory for the restore", e))?;
     let mut findings = Vec::new();
     let mut damaged = false;
+    let mut names = std::collections::BTreeSet::new();
     for (name, a) in parts {
-        if !is_plain_file_name(name) {
+        let problem = if !is_plain_file_name(name) {
+            Some("is not a file name an archive holds")
+        } else if !names.insert(*name) {
+            Some("names a file twice")
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
             damaged = true;
             findings.push(finding(
                 VerificationLevel::Decompress,
@@ -125,7 +133,7 @@ pub async fn stage_archive_dir(
                 a,
                 FindingStatus::Failed,
                 format!(
-                    "{}/{}: {name:?} is not a file name an archive holds (an altered manifest); not staged",
+                    "{}/{}: {name:?} {problem} (an altered manifest); not staged",
                     source.name, a.name
                 ),
             ));
@@ -338,6 +346,20 @@ mod tests {
                 staged.findings
             );
         }
+        // The same name twice: the second is refused, not written over the first.
+        let twice = [("same", &a), ("same", &b)];
+        let staged = stage_archive_dir(&store, &source(), &twice, Some(dir.path()))
+            .await
+            .expect("stages");
+        assert!(staged.damaged);
+        assert!(
+            staged
+                .findings
+                .iter()
+                .any(|f| f.message.contains("names a file twice")),
+            "{:?}",
+            staged.findings
+        );
         assert!(!dir.path().join("escape").exists());
     }
 

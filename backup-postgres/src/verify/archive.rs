@@ -81,19 +81,28 @@ impl Verifier for ArchiveVerifier {
     ) -> Result<VerificationReport> {
         let mut report = VerificationReport::default();
         let top = up_to.min(VerificationLevel::Archive);
+        // Each source's pg_dump archive, found once (a parallel dump has a file per table).
+        let archives: Vec<(&SourceManifest, Option<DumpArchive<'_>>)> = manifest
+            .sources
+            .iter()
+            .map(|s| (s, DumpArchive::of(s)))
+            .collect();
         for (source, artifact) in manifest.artifacts() {
             if !self.claims(source) {
                 continue;
             }
-            let archive = DumpArchive::of(source);
+            let archive = archives
+                .iter()
+                .find(|(s, _)| std::ptr::eq(*s, source))
+                .and_then(|(_, a)| a.as_ref());
             // The other files of a directory archive are checked with its head, as one archive
             // (levels 1–2 of each in the same read); below level 3 each on its own.
             if top >= VerificationLevel::Archive
-                && archive.as_ref().is_some_and(|d| d.is_other_file(artifact))
+                && archive.is_some_and(|d| d.is_other_file(artifact))
             {
                 continue;
             }
-            let dump = archive.as_ref().filter(|d| std::ptr::eq(d.head, artifact));
+            let dump = archive.filter(|d| std::ptr::eq(d.head, artifact));
             if let (true, Some(dump)) = (up_to >= VerificationLevel::Restore, dump) {
                 let skipped = |why: String| {
                     finding(
