@@ -33,11 +33,15 @@ pub(crate) fn runbook_steps(source: &SourceManifest, ctx: &RunbookContext<'_>) -
     let mut temps = Vec::new();
     let staged = if dump.is_directory() {
         // A parallel dump: every file of the directory archive, each checked and unpacked.
-        if dump
-            .files()
-            .iter()
-            .any(|(name, _)| !is_plain_file_name(name))
-        {
+        if let Some((name, _)) = dump.files().iter().find(|(n, _)| !is_plain_file_name(n)) {
+            // Never a path out of the directory in a command meant for `sh -e`.
+            steps.push(RunbookStep {
+                title: format!(
+                    "No raw commands for database {}: its manifest names a dump file {name:?} that is not a plain file name (an altered manifest?); verify the backup",
+                    source.name
+                ),
+                commands: Vec::new(),
+            });
             return steps;
         }
         let dir = format!("{staged_base}.d");

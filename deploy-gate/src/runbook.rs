@@ -157,6 +157,33 @@ mod tests {
     }
 
     #[test]
+    fn a_directory_archive_naming_a_path_outside_its_directory_gets_no_raw_commands() {
+        let artifact = |name: &str| {
+            serde_json::json!({"name": name, "key": format!("backups/x/data/db/{name}"),
+                "format": "pg_dump-directory", "compression": "zstd", "stored_size": 1,
+                "raw_size": 2, "sha256": "sha256:".to_owned() + &"ab".repeat(32)})
+        };
+        let m: Manifest = serde_json::from_value(serde_json::json!({
+            "format_version": 1, "id": "20261122T031500Z-7f3a9c", "kind": "pre-deploy",
+            "environment": "staging", "created_at": "2026-11-22T03:15:00Z",
+            "finished_at": "2026-11-22T03:15:00Z",
+            "tool": {"name": "pre-deploy", "version": "0"}, "host": "h", "deploy": {},
+            "sources": [{"name": "db", "kind": "postgres",
+                "location": "postgres://app@db:5432/shop",
+                "artifacts": [artifact("dump.d/toc.dat.zst"),
+                    artifact("dump.d/../../etc/x.zst")]}]}))
+        .expect("manifest");
+        let store = StoreUrl::Local("/var/backups/app".into());
+        let text = runbook(&m, Some(&store), "staging", &crate::default_registry()).to_text();
+        assert!(text.contains("pre-deploy restore"), "{text}");
+        assert!(
+            text.contains("No raw commands for database db") && text.contains("../../etc/x"),
+            "{text}"
+        );
+        assert!(!text.contains("zstd -q -d"), "{text}");
+    }
+
+    #[test]
     fn values_from_a_tampered_manifest_are_validated_or_quoted() {
         let m: Manifest = serde_json::from_value(serde_json::json!({
             "format_version": 1, "id": "20261122T031500Z-7f3a9c", "kind": "pre-deploy",
